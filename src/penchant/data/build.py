@@ -1,0 +1,158 @@
+"""Turn parsed logs and side tables into :class:`Dataset` objects over shared vocabularies."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from penchant.data.dataset import Attribute, Dataset, Step
+from penchant.data.readers import KnowledgeGraph, Log, SideTable
+from penchant.errors import DataError
+
+Dedupe = Literal["last", "first", "none"]
+
+
+def sorted_ids(ids: np.ndarray) -> np.ndarray:
+    """Unique ids in natural order: numerically when every id is an integer, else as text."""
+    unique = np.unique(np.asarray(ids, dtype=str))
+    try:
+        order = np.argsort(unique.astype(np.int64), kind="stable")
+    except (ValueError, OverflowError):
+        return unique.astype(object)
+    return unique[order].astype(object)
+
+
+def index_of(vocab: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Positions (int64) of ``ids`` in ``vocab``; -1 where absent. Vectorised via a join."""
+    left = pl.DataFrame({"id": np.asarray(ids, dtype=str)})
+    right = pl.DataFrame({"id": np.asarray(vocab, dtype=str), "pos": np.arange(len(vocab), dtype=np.int64)})
+    return left.join(right, on="id", how="left", maintain_order="left")["pos"].fill_null(-1).to_numpy()
+
+
+def attribute_from_lists(values_per_row: list[list[str]], rows: np.ndarray, n: int) -> Attribute:
+    """Attribute matrix (n, V) from per-row value lists placed at entity indices ``rows``."""
+    lengths = np.fromiter((len(v) for v in values_per_row), dtype=np.int64, count=len(values_per_row))
+    flat = np.array([x for v in values_per_row for x in v], dtype=object)
+    entity = np.repeat(rows, lengths)
+    return _attribute(entity, flat, n)
+
+
+def _attribute(entity: np.ndarray, flat: np.ndarray, n: int) -> Attribute:
+    vocab = sorted_ids(flat) if len(flat) else np.array([], dtype=object)
+    col = index_of(vocab, flat) if len(flat) else np.array([], dtype=np.int64)
+    m = sp.csr_matrix((np.ones(len(col), np.float32), (entity, col)), shape=(n, len(vocab)))
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    return Attribute(vocab, m)
+
+
+def _dedupe(log_users: np.ndarray, log_items: np.ndarray, ts: np.ndarray | None, policy: Dedupe,
+            n_items: int) -> tuple[np.ndarray, int]:
+    """Rows to keep (sorted indices) and how many repeated (user, item) rows were removed."""
+    n = len(log_users)
+    if policy == "none":
+        return np.arange(n), 0
+    order = np.lexsort([np.arange(n)] + ([ts] if ts is not None else []))  # time, then file order
+    key = log_users[order].astype(np.int64) * n_items + log_items[order]
+    if policy == "last":
+        _, pos = np.unique(key[::-1], return_index=True)
+        keep = order[n - 1 - pos]
+    elif policy == "first":
+        _, pos = np.unique(key, return_index=True)
+        keep = order[pos]
+    else:
+        raise ValueError(f"dedupe must be last, first or none, not {policy!r}")
+    return np.sort(keep), n - len(keep)
+
+
+def build_datasets(
+    logs: Sequence[Log],
+    *,
+    items: SideTable | None = None,
+    users: SideTable | None = None,
+    kg: KnowledgeGraph | None = None,
+    dedupe: Dedupe = "last",
+    names: Sequence[str] | None = None,
+) -> list[Dataset]:
+    """One :class:`Dataset` per log, all over the same user and item vocabularies.
+
+    The vocabularies are the ids of the side tables where given (then a log id missing from
+    them is an error naming its line) or else the union of the logs' ids. Repeated
+    (user, item) rows within a log are reduced by ``dedupe`` (keeping the latest by default)
+    and counted in the dataset's ``steps``.
+    """
+    names = list(names) if names is not None else [log.table.path.stem for log in logs]
+    item_vocab = sorted_ids(items.ids) if items is not None else sorted_ids(np.concatenate([l.item for l in logs]))
+    user_vocab = sorted_ids(users.ids) if users is not None else sorted_ids(np.concatenate([l.user for l in logs]))
+
+    def check(idx: np.ndarray, log: Log, what: str, side: SideTable) -> None:
+        bad = np.flatnonzero(idx < 0)
+        if len(bad):
+            row = int(bad[0])
+            ids = log.user if what == "user" else log.item
+            raise log.table.error(f"{what} id {ids[row]!r} is not in {side.table.path.name} "
+                                  f"({len(bad):,} rows have unknown {what}s)", row=row,
+                                  expected=f"{what} ids listed in {side.table.path}")
+
+    item_attrs: dict[str, Attribute] = {}
+    item_text = None
+    if items is not None:
+        rows = index_of(item_vocab, items.ids)
+        for key, lists in items.categorical.items():
+            item_attrs[key] = attribute_from_lists(lists, rows, len(item_vocab))
+        if items.text is not None:
+            item_text = np.empty(len(item_vocab), dtype=object)
+            item_text[:] = ""
+            item_text[rows] = items.text
+    if kg is not None:
+        item_attrs.update(_kg_attributes(kg, item_vocab, items))
+    user_attrs: dict[str, Attribute] = {}
+    if users is not None:
+        rows = index_of(user_vocab, users.ids)
+        for key, lists in users.categorical.items():
+            user_attrs[key] = attribute_from_lists(lists, rows, len(user_vocab))
+
+    out = []
+    for log, name in zip(logs, names):
+        uidx = index_of(user_vocab, log.user)
+        iidx = index_of(item_vocab, log.item)
+        if users is not None:
+            check(uidx, log, "user", users)
+        if items is not None:
+            check(iidx, log, "item", items)
+        keep, removed = _dedupe(uidx, iidx, log.timestamp, dedupe, len(item_vocab))
+        steps = [Step("rows read", len(log), f"from {log.table.path}")]
+        if removed:
+            steps.append(Step("repeated pairs", removed, f"repeated (user, item) rows; kept the {dedupe} by time"))
+        out.append(Dataset(
+            user_ids=user_vocab, item_ids=item_vocab,
+            users=uidx[keep].astype(np.int32), items=iidx[keep].astype(np.int32),
+            ratings=None if log.rating is None else log.rating[keep].astype(np.float32),
+            timestamps=None if log.timestamp is None else log.timestamp[keep],
+            item_attributes=item_attrs, user_attributes=user_attrs, item_text=item_text,
+            steps=tuple(steps), name=name,
+        ))
+    return out
+
+
+def _kg_attributes(kg: KnowledgeGraph, item_vocab: np.ndarray, items: SideTable | None) -> dict[str, Attribute]:
+    """``kg:<relation>`` attributes: the tails of each item's linked entity, per relation."""
+    pos = index_of(item_vocab, kg.link_items)
+    bad = np.flatnonzero(pos < 0)
+    if len(bad):
+        row = int(bad[0])
+        source = items.table.path.name if items is not None else "the interactions"
+        raise kg.link.error(f"item id {kg.link_items[row]!r} is not in {source} ({len(bad):,} unknown)",
+                            row=row, column="item_id", expected="item ids of the data set")
+    link = pl.DataFrame({"item": pos, "entity": np.asarray(kg.link_entities, dtype=str)})
+    triples = pl.DataFrame({"entity": np.asarray(kg.heads, dtype=str), "relation": np.asarray(kg.relations, dtype=str),
+                            "tail": np.asarray(kg.tails, dtype=str)})
+    joined = link.join(triples, on="entity", how="inner")
+    out = {}
+    for (relation,), part in joined.group_by("relation", maintain_order=True):
+        out[f"kg:{relation}"] = _attribute(part["item"].to_numpy(), part["tail"].to_numpy().astype(object), len(item_vocab))
+    return dict(sorted(out.items()))

@@ -1,0 +1,225 @@
+"""Readers for interaction logs, RecBole atomic files and side tables.
+
+A reader returns a :class:`Log` (or :class:`SideTable`): parsed, validated columns that still
+know which file and line each row came from, so that later checks (unknown ids) can point at
+the line. :mod:`penchant.data.build` turns them into a :class:`~penchant.data.dataset.Dataset`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from penchant.data.tables import Table, read_delimited, read_parquet
+from penchant.errors import DataError
+
+USER_ALIASES = ("user", "user_id", "userid", "userId", "uid", "customer_id", "visitorid")
+ITEM_ALIASES = ("item", "item_id", "itemid", "itemId", "iid", "movieId", "movie_id", "product_id")
+RATING_ALIASES = ("rating", "ratings", "score", "weight", "value", "label")
+TIME_ALIASES = ("timestamp", "time", "ts", "datetime", "date", "event_time")
+
+ATOMIC_TYPES = ("token", "token_seq", "float", "float_seq")
+ATOMIC_EXTENSIONS = (".inter", ".item", ".user", ".kg", ".link", ".net")
+
+
+@dataclass(frozen=True)
+class Log:
+    """An interaction log: external ids and optional rating/time, one entry per row.
+
+    Attributes:
+        table: the source table (for line numbers: row r is on ``table.line_of(r)``).
+        user, item: external ids as strings, shape (n,).
+        rating: float64 (n,) or None.
+        timestamp: float64 (n,) unix seconds, or None.
+    """
+
+    table: Table
+    user: np.ndarray
+    item: np.ndarray
+    rating: np.ndarray | None = None
+    timestamp: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+
+@dataclass(frozen=True)
+class SideTable:
+    """Side information about items or users, one row per id.
+
+    Attributes:
+        table: the source table.
+        ids: external ids, shape (m,), strings.
+        categorical: attribute name -> list of values per row (a row may have several).
+        text: descriptive text per row (a title), or None.
+    """
+
+    table: Table
+    ids: np.ndarray
+    categorical: dict[str, list[list[str]]] = field(default_factory=dict)
+    text: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class KnowledgeGraph:
+    """Items linked to entities (``link``) and (head, relation, tail) triples over entities."""
+
+    link: Table
+    link_items: np.ndarray
+    link_entities: np.ndarray
+    triples: Table
+    heads: np.ndarray
+    relations: np.ndarray
+    tails: np.ndarray
+
+
+def _pick(columns: list[str], given: str | None, aliases: tuple[str, ...], what: str, table: Table,
+          required: bool) -> str | None:
+    if given is not None:
+        table.require(given)
+        return given
+    lower = {c.lower(): c for c in columns}
+    for a in aliases:
+        if a.lower() in lower:
+            return lower[a.lower()]
+    if required:
+        have = ", ".join(repr(c) for c in columns)
+        raise DataError(f"no {what} column found (columns: {have})", file=table.path, line=1 if table.line_kind == "line" else None,
+                        expected=f"a column named one of {', '.join(aliases[:4])}, or --{what}-col NAME")
+    return None
+
+
+def is_atomic(path: Path) -> bool:
+    return path.suffix.lower() in ATOMIC_EXTENSIONS
+
+
+def read_atomic(path: str | Path, required: tuple[str, ...] = ()) -> tuple[Table, dict[str, str]]:
+    """Read a RecBole atomic file (tab-separated, header of ``name:type``).
+
+    Returns the table with plain column names and the type of each column. Float columns are
+    checked to parse; ``token_seq`` columns are kept as space-separated strings.
+    """
+    path = Path(path)
+    table = read_delimited(path, sep="\t", quoting=False)
+    types: dict[str, str] = {}
+    renames = {}
+    for col in table.frame.columns:
+        name, colon, kind = col.rpartition(":")
+        if not colon or kind not in ATOMIC_TYPES or not name:
+            raise DataError(f"header field {col!r} is not of the form name:type", file=path, line=1, column=col,
+                            expected=f"name:type with type one of {', '.join(ATOMIC_TYPES)}")
+        renames[col] = name
+        types[name] = kind
+    table = Table(table.frame.rename(renames), table.path, table.first_line)
+    for name in required:
+        table.require(name)
+    for name, kind in types.items():
+        if kind == "float":
+            table.floats(name, allow_empty=True)
+        elif kind == "float_seq":
+            seq = table.frame[name].str.split(" ").explode().str.strip_chars()
+            bad = seq.cast(pl.Float64, strict=False).is_null() & (seq != "") & seq.is_not_null()
+            if bad.any():
+                row_lengths = table.frame[name].str.split(" ").list.len().cum_sum()
+                row = int(np.searchsorted(row_lengths.to_numpy(), int(bad.arg_true()[0]), side="right"))
+                raise table.error("cannot parse a number in the sequence", row=row, column=name, expected="space-separated numbers")
+    return table, types
+
+
+def read_table(path: str | Path, *, sep: str | None = None, encoding: str = "utf-8",
+               required: tuple[str, ...] = ()) -> Table:
+    """Read any supported tabular file (CSV/TSV/other delimited text, Parquet) as strings."""
+    path = Path(path)
+    if path.suffix.lower() in (".parquet", ".pq"):
+        table = read_parquet(path)
+        table.require(*required)
+        return table
+    return read_delimited(path, sep=sep, encoding=encoding, required=required)
+
+
+def read_log(
+    path: str | Path,
+    *,
+    user_col: str | None = None,
+    item_col: str | None = None,
+    rating_col: str | None = None,
+    time_col: str | None = None,
+    sep: str | None = None,
+    encoding: str = "utf-8",
+) -> Log:
+    """Read an interaction log.
+
+    Formats: CSV, TSV (or any delimited text), Parquet, and RecBole ``.inter`` atomic files.
+    Columns are found by name (``user``/``user_id``/``userId``, ``item``/``item_id``/``movieId``,
+    ``rating``, ``timestamp`` …) unless named explicitly. Rating and time are optional.
+
+    Raises:
+        DataError: naming file, line and column for anything malformed.
+    """
+    path = Path(path)
+    if is_atomic(path):
+        table, _ = read_atomic(path)
+        user_col = user_col or "user_id"
+        item_col = item_col or "item_id"
+    else:
+        table = read_table(path, sep=sep, encoding=encoding)
+    cols = table.frame.columns
+    ucol = _pick(cols, user_col, USER_ALIASES, "user", table, True)
+    icol = _pick(cols, item_col, ITEM_ALIASES, "item", table, True)
+    rcol = _pick(cols, rating_col, RATING_ALIASES, "rating", table, False)
+    tcol = _pick(cols, time_col, TIME_ALIASES, "time", table, False)
+    assert ucol is not None and icol is not None
+    return Log(
+        table=table,
+        user=table.strings(ucol).to_numpy().astype(object),
+        item=table.strings(icol).to_numpy().astype(object),
+        rating=None if rcol is None else table.floats(rcol),
+        timestamp=None if tcol is None else table.timestamps(tcol),
+    )
+
+
+def side_from_atomic(path: str | Path, id_col: str) -> SideTable:
+    """Side information from a RecBole ``.item`` or ``.user`` file.
+
+    ``token`` and ``token_seq`` columns become categorical attributes (``token_seq`` values
+    split on spaces), except a ``token_seq`` column whose name contains ``title`` or ``name``,
+    which becomes the text. Float columns are validated but not used as categories.
+    """
+    table, types = read_atomic(path, required=(id_col,))
+    ids = table.strings(id_col)
+    dup = ids.is_duplicated()
+    if dup.any():
+        row = int(dup.arg_true()[1] if dup.sum() > 1 else dup.arg_true()[0])
+        raise table.error(f"id {ids[row]!r} appears more than once", row=row, column=id_col, expected="one row per id")
+    categorical: dict[str, list[list[str]]] = {}
+    text = None
+    for name, kind in types.items():
+        if name == id_col or kind.startswith("float"):
+            continue
+        values = table.frame[name].fill_null("").str.strip_chars()
+        if kind == "token_seq" and ("title" in name.lower() or "name" in name.lower()):
+            text = values.to_numpy().astype(object)
+            continue
+        if kind == "token_seq":
+            categorical[name] = [[v for v in row if v] for row in values.str.split(" ").to_list()]
+        else:
+            categorical[name] = [[v] if v else [] for v in values.to_list()]
+    return SideTable(table=table, ids=ids.to_numpy().astype(object), categorical=categorical, text=text)
+
+
+def read_knowledge_graph(link_path: str | Path, kg_path: str | Path) -> KnowledgeGraph:
+    """A RecBole ``.link`` (item_id, entity_id) and ``.kg`` (head_id, relation_id, tail_id) pair."""
+    link, _ = read_atomic(link_path, required=("item_id", "entity_id"))
+    kg, _ = read_atomic(kg_path, required=("head_id", "relation_id", "tail_id"))
+    return KnowledgeGraph(
+        link=link,
+        link_items=link.strings("item_id").to_numpy().astype(object),
+        link_entities=link.strings("entity_id").to_numpy().astype(object),
+        triples=kg,
+        heads=kg.strings("head_id").to_numpy().astype(object),
+        relations=kg.strings("relation_id").to_numpy().astype(object),
+        tails=kg.strings("tail_id").to_numpy().astype(object),
+    )

@@ -1,0 +1,56 @@
+"""Top-K selection with seen items excluded: the one place where exclusion happens.
+
+Evaluation, :meth:`Recommender.recommend` and the service all call :func:`top_k`, so an item
+a user already has can never slip into one path and not another.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+DEFAULT_BUDGET_BYTES = 128 * 1024 * 1024
+
+
+def chunk_size(n_items: int, budget_bytes: int = DEFAULT_BUDGET_BYTES, bytes_per_cell: int = 8) -> int:
+    """How many users' full score rows fit the memory budget at once (at least 1)."""
+    return max(1, budget_bytes // max(1, n_items * bytes_per_cell))
+
+
+def mask_rows(scores: np.ndarray, exclude: sp.csr_matrix | None) -> np.ndarray:
+    """Set ``scores[r, j] = -inf`` wherever ``exclude[r, j]`` is stored; in place, returns scores.
+
+    ``scores`` is (n, n_items) float; ``exclude`` is CSR (n, n_items), one row per score row.
+    """
+    if exclude is not None and exclude.nnz:
+        rows = np.repeat(np.arange(exclude.shape[0]), np.diff(exclude.indptr))
+        scores[rows, exclude.indices] = -np.inf
+    return scores
+
+
+def top_k(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best items per row, best first, after masking ``exclude``.
+
+    Args:
+        scores: (n, n_items) float scores; modified in place by the masking.
+        k: list length (capped at n_items).
+        exclude: CSR (n, n_items) of items to leave out per row, or None.
+
+    Returns:
+        ``(items, values)``: int32 (n, k) item indices and float32 (n, k) scores. Excluded
+        items come last with score -inf only if a row has fewer than k others. Equal scores
+        are ordered by item index.
+    """
+    mask_rows(scores, exclude)
+    n_items = scores.shape[1]
+    k = min(k, n_items)
+    if k == 0:
+        return np.empty((scores.shape[0], 0), np.int32), np.empty((scores.shape[0], 0), np.float32)
+    if k < n_items:
+        cand = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    else:
+        cand = np.broadcast_to(np.arange(n_items), scores.shape).copy()
+    vals = np.take_along_axis(scores, cand, axis=1)
+    order = np.lexsort((cand, -vals), axis=1)
+    items = np.take_along_axis(cand, order, axis=1).astype(np.int32)
+    return items, np.take_along_axis(vals, order, axis=1).astype(np.float32)
