@@ -46,6 +46,10 @@ class Recommender:
     def params(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.param_defaults()}
 
+    def selected(self) -> dict[str, Any]:
+        """Hyper-parameters the model chose itself during fit (e.g. on validation data)."""
+        return {}
+
     # ----- protocol ------------------------------------------------------------------------
     def fit(self, train: Dataset, valid: Validator | None = None) -> Self:
         """Learn from ``train``; ``valid``, when given, scores candidates for selection/early stopping."""

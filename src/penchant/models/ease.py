@@ -59,6 +59,9 @@ class EASE(Recommender):
                 best = (value, lam, self.weights_)
         self.lam_, self.weights_ = best[1], best[2]
 
+    def selected(self) -> dict[str, float]:
+        return {} if self.lam is not None or self.lam_ is None else {"lam": self.lam_}
+
     def _score(self, users: np.ndarray) -> np.ndarray:
         assert self.train_ is not None and self.weights_ is not None
         return np.asarray(self.train_[users] @ self.weights_, dtype=np.float32)

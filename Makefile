@@ -1,0 +1,30 @@
+# Two commands: `make quickstart` (the main job) and `make test` (the whole suite).
+# Each creates or refreshes .venv from pyproject.toml on first use or when it changes.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SHARED_DATA := $(abspath ../shared/data)
+# Data sets are read from here before anything is downloaded (see README: Data).
+export PENCHANT_DATA ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA))
+
+.PHONY: quickstart test bench venv clean
+
+$(VENV)/.stamp: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.stamp
+
+quickstart: $(VENV)/.stamp
+	$(BIN)/penchant quickstart
+
+test: $(VENV)/.stamp
+	$(BIN)/python -m pytest -n 2 -q
+
+bench: $(VENV)/.stamp
+	$(BIN)/python benchmarks/bench_evaluate.py
+
+clean:
+	rm -rf $(VENV) reports .pytest_cache .hypothesis

@@ -1,0 +1,3 @@
+from penchant.cli.main import main
+
+main()

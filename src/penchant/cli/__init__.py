@@ -1,0 +1,1 @@
+"""The command-line interface (thin: parses, calls the library, renders)."""

@@ -1,0 +1,97 @@
+"""``penchant data inspect`` and ``penchant split``."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from penchant.cli.render import out, summary_table, write_json
+
+UserCol = typer.Option(None, "--user-col", help="Name of the user column (found by name when omitted).")
+ItemCol = typer.Option(None, "--item-col", help="Name of the item column.")
+RatingCol = typer.Option(None, "--rating-col", help="Name of the rating/weight column.")
+TimeCol = typer.Option(None, "--time-col", help="Name of the timestamp column.")
+Sep = typer.Option(None, "--sep", help="Delimiter of text files (from the extension or sniffed when omitted).")
+MinRating = typer.Option(None, "--min-rating", help="Keep only interactions rated at least this (positive feedback).")
+
+
+def columns(user_col: str | None, item_col: str | None, rating_col: str | None, time_col: str | None,
+            sep: str | None) -> dict[str, str | None]:
+    return {"user_col": user_col, "item_col": item_col, "rating_col": rating_col, "time_col": time_col,
+            "sep": None if sep is None else sep.replace("\\t", "\t")}
+
+
+def inspect(
+    path: Path = typer.Argument(..., help="A log file (CSV/TSV/Parquet/.inter) or a data folder (RecBole, GroupLens MovieLens, saved dataset)."),
+    json_out: Path = typer.Option(None, "--json", help="Also write the statistics as JSON here."),
+    save: Path = typer.Option(None, "--save", help="Save the parsed dataset to this folder (fast to reload)."),
+    min_rating: float = MinRating,
+    user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,
+) -> None:
+    """Statistics of a log or data folder: sizes, density, distributions, side information."""
+    from penchant.data import load
+
+    ds = load(path, min_rating=min_rating, **columns(user_col, item_col, rating_col, time_col, sep))
+    summary = ds.summary()
+    out.print(summary_table(summary))
+    if json_out:
+        write_json(json_out, summary)
+    if save:
+        ds.save(save)
+        out.print(f"saved to {save}")
+
+
+class Protocol(str, Enum):
+    random = "random"
+    leave_last = "leave-last"
+    time = "time"
+    users = "users"
+
+
+def split(
+    path: Path = typer.Argument(..., help="The data to split (any format `data inspect` reads)."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder to write train/valid/test files to."),
+    protocol: Protocol = typer.Option(Protocol.random, "--protocol", help="random per-user holdout, leave-last-n-out by time, global time cut-off, or whole users held out."),
+    ratios: str = typer.Option("0.8,0.1,0.1", "--ratios", help="random: train,valid,test (or train,test) fractions; time/users: the last two are the valid and test fractions."),
+    n_test: int = typer.Option(1, "--n-test", help="leave-last: interactions per user in test."),
+    n_valid: int = typer.Option(1, "--n-valid", help="leave-last: interactions per user in valid (0 for none)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    fmt: str = typer.Option("tsv", "--format", help="Output format: tsv, csv, parquet or inter (RecBole)."),
+    min_rating: float = MinRating,
+    user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,
+) -> None:
+    """Split data into train/valid/test files, seeded and leak-free, and report what train lacks."""
+    from penchant.data import load, split as S
+    from penchant.data.write import FORMATS, write_log
+    from penchant.errors import ConfigError, DataError
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    try:
+        fractions = [float(x) for x in ratios.split(",")]
+    except ValueError:
+        raise DataError(f"--ratios {ratios!r} is not a comma-separated list of numbers", expected="e.g. 0.8,0.1,0.1") from None
+    ds = load(path, min_rating=min_rating, **columns(user_col, item_col, rating_col, time_col, sep))
+    if protocol is Protocol.random:
+        result = S.random_holdout(ds, fractions, seed=seed)
+    elif protocol is Protocol.leave_last:
+        result = S.leave_last_out(ds, n_test=n_test, n_valid=n_valid)
+    elif protocol is Protocol.time:
+        result = S.time_cutoff(ds, valid=fractions[-2] if len(fractions) > 1 else 0.0, test=fractions[-1])
+    else:
+        result = S.user_holdout(ds, valid=fractions[-2] if len(fractions) > 1 else 0.0, test=fractions[-1], seed=seed)
+    stem = ds.name if fmt == "inter" else ""
+    for name, part in result.parts().items():
+        target = out_dir / (f"{stem}.{name}.{fmt}" if stem else f"{name}.{fmt}")
+        write_log(part, target)
+        out.print(f"{name}: {part.n_interactions:,} interactions -> {target}")
+    report = result.report()
+    write_json(out_dir / "split.json", report)
+    for name in ("valid", "test"):
+        entry = report.get(name)
+        if isinstance(entry, dict) and (entry.get("users_not_in_train") or entry.get("interactions_on_items_not_in_train")):
+            out.print(f"[yellow]{name}: {entry['users_not_in_train']:,} users and "
+                      f"{entry['interactions_on_items_not_in_train']:,} interactions on items are not in train "
+                      "(left out of collaborative evaluation)[/yellow]")

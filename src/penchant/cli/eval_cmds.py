@@ -1,0 +1,150 @@
+"""``penchant evaluate``, ``penchant compare`` and ``penchant quickstart``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from penchant.cli.data_cmds import ItemCol, MinRating, RatingCol, Sep, TimeCol, UserCol, columns
+from penchant.cli.render import leaderboard_table, out, progress, write_json
+
+Ks = typer.Option([10, 20], "--k", help="Cut-off K (repeat for several).")
+Sampled = typer.Option(None, "--sampled", help="Rank among this many sampled negatives instead of the full catalogue (labelled as sampled).")
+
+
+def evaluate(
+    train: Path = typer.Option(..., "--train", help="Training interactions (CSV/TSV/Parquet/.inter)."),
+    test: Path = typer.Option(..., "--test", help="Test interactions."),
+    model: str = typer.Option(..., "--model", help="Registered model name (see `penchant models`)."),
+    valid: Path = typer.Option(None, "--valid", help="Validation interactions: used only for tuning/early stopping, and masked at test time."),
+    param: list[str] = typer.Option([], "--param", help="Model parameter key=value (repeatable)."),
+    k: list[int] = Ks,
+    json_out: Path = typer.Option(None, "--json", help="Write the result as JSON here."),
+    metric: str = typer.Option("ndcg@10", "--metric", help="Validation metric for model selection."),
+    sampled: int = Sampled,
+    seed: int = typer.Option(0, "--seed", help="Seed (negative sampling)."),
+    min_rating: float = MinRating,
+    user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,
+) -> None:
+    """Fit one model on train (selecting on valid) and rank the full catalogue for every test user."""
+    from penchant.data import load_triple
+    from penchant.eval.experiment import parse_params, run
+
+    params = parse_params(param)
+    with progress() as bar:
+        task = bar.add_task("reading data", total=None)
+        tr, va, te = load_triple(train, valid, test, min_rating=min_rating,
+                                 **columns(user_col, item_col, rating_col, time_col, sep))
+        result = run(model, params, tr, va, te, ks=k, metric=metric, sampled=sampled, seed=seed,
+                     status=lambda s: bar.update(task, description=s))
+    payload = result.to_json()
+    payload["params"] = {**params, **result.params} if not params else {**result.params}
+    metrics = payload["metrics"]
+    out.print(f"[bold]{model}[/bold] on {len(result.users):,} users ({result.protocol}): " +
+              "  ".join(f"{m} {metrics[m]:.4f}" for m in metrics if m.split("@")[0] in ("ndcg", "recall")))
+    if result.extra.get("selected"):
+        out.print(f"selected on validation: {result.extra['selected']}")
+    for why, n in result.left_out.items():
+        if n:
+            out.print(f"[yellow]left out — {why.replace('_', ' ')}: {n:,}[/yellow]")
+    if json_out:
+        write_json(json_out, payload)
+
+
+def compare(
+    model: list[str] = typer.Option(..., "--model", help="Model to compare, as NAME or NAME:key=value,key=value (repeat)."),
+    train: Path = typer.Option(None, "--train", help="Training interactions (or use --data with --split)."),
+    valid: Path = typer.Option(None, "--valid", help="Validation interactions."),
+    test: Path = typer.Option(None, "--test", help="Test interactions."),
+    data: Path = typer.Option(None, "--data", help="One data set to split here instead of given files."),
+    ratios: str = typer.Option("0.8,0.1,0.1", "--ratios", help="With --data: per-user random holdout fractions."),
+    seed: int = typer.Option(2026, "--seed", help="With --data: split seed."),
+    k: list[int] = Ks,
+    metric: str = typer.Option("ndcg@10", "--metric", help="Metric to rank by (and to select on validation)."),
+    sampled: int = Sampled,
+    json_out: Path = typer.Option(None, "--json", help="Write the leaderboard as JSON here."),
+    markdown: Path = typer.Option(None, "--markdown", help="Write the leaderboard as Markdown here."),
+    min_rating: float = MinRating,
+    user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,
+) -> None:
+    """Several models on one split: a leaderboard with paired significance tests and CIs."""
+    from penchant.data import load, load_triple
+    from penchant.data.split import random_holdout
+    from penchant.errors import ConfigError
+    from penchant.eval.evaluate import build_target
+    from penchant.eval.experiment import parse_model_spec, run
+    from penchant.eval.report import leaderboard
+
+    cols = columns(user_col, item_col, rating_col, time_col, sep)
+    if data is not None:
+        if train or test:
+            raise ConfigError("give either --data (split here) or --train/--test files, not both")
+        split = random_holdout(load(data, min_rating=min_rating, **cols), [float(x) for x in ratios.split(",")], seed=seed)
+        tr, va, te = split.train, split.valid, split.test
+    elif train is not None and test is not None:
+        tr, va, te = load_triple(train, valid, test, min_rating=min_rating, **cols)
+    else:
+        raise ConfigError("give --train and --test (and optionally --valid), or --data")
+    specs = [parse_model_spec(m) for m in model]
+    target = build_target(tr, te, tuple(p for p in (va,) if p is not None))
+    results = []
+    with progress() as bar:
+        task = bar.add_task("models", total=len(specs))
+        for spec, (name, params) in zip(model, specs):
+            results.append(run(name, params, tr, va, te, ks=k, metric=metric, target=target, sampled=sampled,
+                               label=spec, status=lambda s: bar.update(task, description=s)))
+            bar.advance(task)
+    board = leaderboard(results, metric)
+    out.print(leaderboard_table(board))
+    if markdown:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(board.to_markdown())
+    if json_out:
+        write_json(json_out, board.to_json())
+
+
+def quickstart(
+    out_dir: Path = typer.Option(Path("reports"), "--out", help="Folder for the Markdown report and JSON."),
+    dataset: str = typer.Option("ml-100k", "--dataset", help="MovieLens release: ml-100k, ml-1m or ml-latest-small."),
+    seed: int = typer.Option(2026, "--seed", help="Split seed."),
+) -> None:
+    """The main job: MovieLens, a per-user 80/10/10 split, the baselines, a leaderboard and a report."""
+    from penchant.data import load_movielens
+    from penchant.data.movielens import fetch_movielens
+    from penchant.data.split import random_holdout
+    from penchant.eval.evaluate import build_target
+    from penchant.eval.experiment import run
+    from penchant.eval.report import leaderboard
+
+    with progress() as bar:
+        task = bar.add_task(f"fetching {dataset}", total=None)
+        folder = fetch_movielens(dataset, progress=lambda done, total: bar.update(task, completed=done, total=total))
+        bar.update(task, description=f"reading {folder}")
+        ds = load_movielens(dataset)
+        split = random_holdout(ds, (0.8, 0.1, 0.1), seed=seed)
+        target = build_target(split.train, split.test, (split.valid,))
+        models = ["pop", "itemknn", "ease"]
+        bar.update(task, total=len(models), completed=0)
+        results = []
+        for name in models:
+            results.append(run(name, {}, split.train, split.valid, split.test, ks=[10, 20], target=target,
+                               status=lambda s: bar.update(task, description=s)))
+            bar.advance(task)
+    board = leaderboard(results, "ndcg@10")
+    out.print(leaderboard_table(board))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = ds.summary()
+    report = [f"# penchant quickstart: {dataset}", "",
+              f"Data: `{folder}` — {summary['users']:,} users, {summary['items']:,} items, "
+              f"{summary['interactions']:,} interactions (every rating counted as a positive interaction).", "",
+              f"Split: {split.protocol}.", "", "```", json.dumps(split.report(), indent=2), "```", "",
+              "## Leaderboard (test part; train and valid items masked; λ/parameters chosen on valid)", "",
+              board.to_markdown()]
+    for r in results:
+        if r.extra.get("selected"):
+            report.append(f"- `{r.model}` selected on validation: {r.extra['selected']}")
+    (out_dir / "quickstart.md").write_text("\n".join(report) + "\n")
+    write_json(out_dir / "quickstart.json", board.to_json())
+    out.print(f"report written to {out_dir / 'quickstart.md'}")

@@ -1,0 +1,62 @@
+"""The ``penchant`` command: parses, calls the library, renders. No logic of its own."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from penchant.cli import data_cmds, eval_cmds
+from penchant.cli.render import err, out, write_json
+from penchant.errors import PenchantError
+
+app = typer.Typer(name="penchant", help="Learn what each person prefers, and act on it.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+data_app = typer.Typer(help="Inspect feedback data.", no_args_is_help=True)
+data_app.command("inspect")(data_cmds.inspect)
+app.add_typer(data_app, name="data")
+app.command("split")(data_cmds.split)
+app.command("evaluate")(eval_cmds.evaluate)
+app.command("compare")(eval_cmds.compare)
+app.command("quickstart")(eval_cmds.quickstart)
+
+
+@app.command("models")
+def models(json_out: str = typer.Option(None, "--json", help="Also write the list as JSON to this file.")) -> None:
+    """List every registered model with its parameters and defaults."""
+    from rich.table import Table
+
+    from penchant.models import model_class, model_names, param_specs
+
+    table = Table(title="Registered models", title_justify="left")
+    for col in ("name", "what", "parameters (default)"):
+        table.add_column(col)
+    listing = []
+    for name in model_names():
+        specs = param_specs(name)
+        table.add_row(name, model_class(name).summary,
+                      "\n".join(f"{s['name']}={s['default']!r}  {s['help']}" for s in specs) or "—")
+        listing.append({"name": name, "summary": model_class(name).summary,
+                        "params": [{k: s[k] for k in ("name", "type", "default", "help")} for s in specs]})
+    out.print(table)
+    if json_out:
+        write_json(json_out, listing)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: penchant's own errors become one line on stderr and exit code 2."""
+    try:
+        app(args=argv, prog_name="penchant")
+    except PenchantError as exc:
+        sys.stderr.write(f"penchant: error: {exc}\n")
+        sys.exit(2)
+    except OSError as exc:
+        sys.stderr.write(f"penchant: error: {exc.strerror or exc}: {exc.filename or ''}\n")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Shared fixtures: the real MovieLens-100K folder, a CLI runner, and small file writers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _shared_data() -> Path | None:
+    for candidate in (os.environ.get("PENCHANT_DATA"), ROOT.parent / "shared" / "data"):
+        if candidate and (Path(candidate) / "ml-100k" / "ml-100k.inter").exists():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    found = _shared_data()
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("../shared/data/ml-100k is missing in CI")
+        pytest.skip("MovieLens-100K not available (set PENCHANT_DATA)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def ml100k_dir(shared_data: Path) -> Path:
+    return shared_data / "ml-100k"
+
+
+@pytest.fixture(scope="session")
+def ml100k(ml100k_dir: Path):
+    from penchant.data import load
+
+    return load(ml100k_dir)
+
+
+@pytest.fixture(scope="session")
+def ml100k_split(ml100k):
+    from penchant.data.split import random_holdout
+
+    return random_holdout(ml100k, (0.8, 0.1, 0.1), seed=2026)
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+def penchant(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real CLI in a subprocess."""
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "penchant", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=full_env, timeout=300)

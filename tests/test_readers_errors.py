@@ -1,0 +1,160 @@
+"""Every kind of broken input raises a DataError naming file, line and column."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from penchant.data import load
+from penchant.data.readers import read_atomic, read_log
+from penchant.errors import DataError
+from tests.conftest import write
+
+
+def err(fn, *a, **kw) -> DataError:
+    with pytest.raises(DataError) as info:
+        fn(*a, **kw)
+    return info.value
+
+
+def test_good_csv_with_aliases(tmp_path):
+    p = write(tmp_path / "log.csv", "userId,movieId,rating,timestamp\n1,10,4.5,100\n2,10,3,200\n1,11,5,150\n")
+    log = read_log(p)
+    assert list(log.user) == ["1", "2", "1"] and list(log.item) == ["10", "10", "11"]
+    assert log.rating.tolist() == [4.5, 3.0, 5.0] and log.timestamp.tolist() == [100, 200, 150]
+
+
+def test_missing_column(tmp_path):
+    p = write(tmp_path / "log.csv", "user,product\n1,2\n")
+    e = err(read_log, p)
+    assert e.file.endswith("log.csv") and e.line == 1 and "item" in str(e)
+
+
+def test_explicit_missing_column(tmp_path):
+    p = write(tmp_path / "log.csv", "user,item\n1,2\n")
+    e = err(read_log, p, rating_col="stars")
+    assert e.column == "stars" and e.line == 1
+
+
+def test_unparsable_number_names_line_and_column(tmp_path):
+    p = write(tmp_path / "log.csv", "user,item,rating\n1,2,4\n1,3,5\n2,3,four\n")
+    e = err(read_log, p)
+    assert (e.line, e.column) == (4, "rating") and "'four'" in str(e) and "expected a number" in str(e)
+
+
+def test_wrong_delimiter(tmp_path):
+    p = write(tmp_path / "log.tsv", "user,item,rating\n1,2,4\n")
+    e = err(read_log, p)
+    assert e.line == 1 and "delimiter" in str(e)
+
+
+def test_empty_file(tmp_path):
+    e = err(read_log, write(tmp_path / "log.csv", ""))
+    assert "empty" in str(e) and e.line == 1
+
+
+def test_header_only(tmp_path):
+    e = err(read_log, write(tmp_path / "log.csv", "user,item\n"))
+    assert "no rows" in str(e) and e.line == 2
+
+
+def test_bad_encoding_names_line(tmp_path):
+    e = err(read_log, write(tmp_path / "log.csv", b"user,item\n1,2\n3,caf\xe9\n"))
+    assert e.line == 3 and "utf-8" in str(e).lower()
+
+
+def test_latin1_when_asked(tmp_path):
+    p = write(tmp_path / "log.csv", b"user,item\n1,2\n3,caf\xe9\n")
+    assert read_log(p, encoding="latin-1").item[1] == "café"
+
+
+def test_too_many_fields(tmp_path):
+    e = err(read_log, write(tmp_path / "log.tsv", "user\titem\n1\t2\n3\t4\t5\n"))
+    assert e.line == 3 and "3 fields" in str(e)
+
+
+def test_too_few_fields(tmp_path):
+    e = err(read_log, write(tmp_path / "log.tsv", "user\titem\trating\n1\t2\t3\n3\t4\n"))
+    assert e.line == 3 and "2 fields" in str(e)
+
+
+def test_empty_id(tmp_path):
+    e = err(read_log, write(tmp_path / "log.csv", "user,item\n1,2\n,4\n"))
+    assert (e.line, e.column) == (3, "user") and "empty" in str(e)
+
+
+def test_bad_timestamp(tmp_path):
+    e = err(read_log, write(tmp_path / "log.csv", "user,item,timestamp\n1,2,2024-01-01\n1,3,yesterday\n"))
+    assert (e.line, e.column) == (3, "timestamp")
+
+
+def test_iso_timestamps(tmp_path):
+    log = read_log(write(tmp_path / "log.csv", "user,item,timestamp\n1,2,1970-01-02T00:00:00\n"))
+    assert log.timestamp.tolist() == [86400.0]
+
+
+def test_parquet(tmp_path):
+    p = tmp_path / "log.parquet"
+    pl.DataFrame({"user_id": [1, 2], "item_id": ["a", "b"], "rating": [1.0, 2.0]}).write_parquet(p)
+    log = read_log(p)
+    assert list(log.user) == ["1", "2"] and log.rating.tolist() == [1.0, 2.0]
+    q = tmp_path / "bad.parquet"
+    pl.DataFrame({"user_id": [1], "thing": [2]}).write_parquet(q)
+    assert "item" in str(err(read_log, q))
+    r = write(tmp_path / "junk.parquet", b"not parquet at all")
+    assert "Parquet" in str(err(read_log, r))
+
+
+def test_atomic_header_must_be_typed(tmp_path):
+    e = err(read_atomic, write(tmp_path / "x.inter", "user_id\titem_id:token\n1\t2\n"))
+    assert e.line == 1 and e.column == "user_id" and "name:type" in str(e)
+    e = err(read_atomic, write(tmp_path / "y.inter", "user_id:token\titem_id:blob\n1\t2\n"))
+    assert e.column == "item_id:blob"
+
+
+def test_atomic_float_column_checked(tmp_path):
+    e = err(read_atomic, write(tmp_path / "x.inter", "user_id:token\titem_id:token\trating:float\n1\t2\t3\n1\t3\tx\n"))
+    assert (e.line, e.column) == (3, "rating")
+
+
+def test_unknown_item_in_side_file(tmp_path):
+    write(tmp_path / "d" / "d.inter", "user_id:token\titem_id:token\n1\t10\n1\t11\n2\t12\n")
+    write(tmp_path / "d" / "d.item", "item_id:token\tclass:token_seq\n10\tA B\n11\tB\n")
+    e = err(load, tmp_path / "d")
+    assert e.file.endswith("d.inter") and e.line == 4 and "'12'" in str(e)
+
+
+def test_unknown_item_in_link_file(tmp_path):
+    write(tmp_path / "d" / "d.inter", "user_id:token\titem_id:token\n1\t10\n")
+    write(tmp_path / "d" / "d.item", "item_id:token\tclass:token_seq\n10\tA\n")
+    write(tmp_path / "d" / "d.link", "item_id:token\tentity_id:token\n10\tm.1\n99\tm.2\n")
+    write(tmp_path / "d" / "d.kg", "head_id:token\trelation_id:token\ttail_id:token\nm.1\tdirected_by\tm.9\n")
+    e = err(load, tmp_path / "d")
+    assert e.file.endswith("d.link") and e.line == 3 and e.column == "item_id"
+
+
+def test_duplicate_id_in_side_file(tmp_path):
+    write(tmp_path / "d" / "d.inter", "user_id:token\titem_id:token\n1\t10\n")
+    write(tmp_path / "d" / "d.item", "item_id:token\tclass:token_seq\n10\tA\n10\tB\n")
+    e = err(load, tmp_path / "d")
+    assert e.file.endswith("d.item") and e.line == 3
+
+
+def test_duplicates_are_counted_not_silently_dropped(tmp_path):
+    p = write(tmp_path / "log.csv", "user,item,rating,timestamp\n1,2,1,10\n1,2,5,20\n1,3,4,5\n2,2,3,1\n")
+    ds = load(p)
+    assert ds.n_interactions == 3
+    step = [s for s in ds.steps if s.name == "repeated pairs"]
+    assert step and step[0].count == 1
+    assert ds.matrix("rating")[ds.user_index("1")[0], ds.item_index("2")[0]] == 5  # the latest kept
+    assert load(p, dedupe="none").n_interactions == 4
+
+
+def test_min_rating_counts_what_it_filters(tmp_path):
+    ds = load(write(tmp_path / "log.csv", "user,item,rating\n1,2,1\n1,3,4\n2,2,5\n"), min_rating=4)
+    assert ds.n_interactions == 2 and ds.ratings is None
+    assert [(s.name, s.count) for s in ds.steps][-1] == ("below min rating", 1)
+
+
+def test_no_such_file(tmp_path):
+    assert "no such file" in str(err(load, tmp_path / "nope.csv"))
