@@ -1,0 +1,115 @@
+"""Baselines: EASE against an independent dense computation, item-kNN against brute force, persistence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from penchant.errors import ConfigError, NotFittedError
+from penchant.eval import evaluate, validator
+from penchant.models import Recommender, create, model_names, param_specs
+
+
+def dense_ndcg_at_10(scores: np.ndarray, seen: np.ndarray, relevant: np.ndarray) -> float:
+    """Plain NDCG@10 over users with relevant items, written independently of penchant."""
+    values = []
+    for u in range(scores.shape[0]):
+        rel = np.flatnonzero(relevant[u])
+        if len(rel) == 0 or not seen[u].any():
+            continue
+        s = np.where(seen[u], -np.inf, scores[u])
+        top = np.argsort(-s, kind="stable")[:10]
+        dcg = sum(1 / np.log2(r + 2) for r, item in enumerate(top) if relevant[u, item])
+        idcg = sum(1 / np.log2(r + 2) for r in range(min(len(rel), 10)))
+        values.append(dcg / idcg)
+    return float(np.mean(values))
+
+
+def test_ease_matches_independent_dense_computation(ml100k_split):
+    sp = ml100k_split
+    model = create("ease").fit(sp.train, validator(sp.train, sp.valid))
+    lam = model.lam_
+    assert lam in model.selection_ and model.selection_[lam] == max(model.selection_.values())
+    x = sp.train.csr.toarray().astype(np.float64)
+    p = np.linalg.inv(x.T @ x + lam * np.eye(x.shape[1]))
+    b = np.eye(x.shape[1]) - p / np.diag(p)[None, :]
+    np.fill_diagonal(b, 0.0)
+    expected = x @ b
+    got = model.score(np.arange(sp.train.n_users))
+    assert np.allclose(got, expected, atol=2e-4)
+    seen = (x > 0) | (sp.valid.csr.toarray() > 0)
+    train_items = x.sum(axis=0) > 0
+    relevant = (sp.test.csr.toarray() > 0) & train_items[None, :]
+    result = evaluate(model, sp.train, sp.test, ks=[10], also_exclude=(sp.valid,))
+    assert result.metrics()["ndcg@10"] == pytest.approx(dense_ndcg_at_10(expected, seen, relevant), abs=2e-4)
+
+
+def test_itemknn_matches_brute_force(ml100k_split):
+    sp = ml100k_split
+    k, shrink = 30, 5.0
+    model = create("itemknn", k=k, shrink=shrink).fit(sp.train)
+    x = sp.train.csr.toarray().astype(np.float64)
+    norms = np.sqrt(x.sum(axis=0))
+    sim = (x.T @ x) / (np.outer(norms, norms) + shrink + 1e-12)
+    np.fill_diagonal(sim, 0.0)
+    w = np.zeros_like(sim)
+    for j in range(sim.shape[0]):  # target j keeps its k most similar items
+        top = np.argsort(-sim[j], kind="stable")[:k]
+        top = top[sim[j, top] > 0]
+        w[top, j] = sim[j, top]
+    users = np.arange(0, sp.train.n_users, 50)
+    got = model.score(users)
+    exp = x[users] @ w
+    # a tie at the k-th neighbour may be broken the other way: allow a handful of cells to differ
+    close = np.isclose(got, exp, atol=1e-4)
+    assert close.mean() > 0.999, close.mean()
+
+
+def test_pop_scores_are_training_counts(ml100k_split):
+    model = create("pop").fit(ml100k_split.train)
+    assert np.array_equal(model.score(np.array([0, 5]))[1], ml100k_split.train.item_counts.astype(np.float32))
+
+
+@pytest.mark.parametrize("name", ["pop", "itemknn", "ease"])
+def test_save_load_gives_identical_scores(name, ml100k_split, tmp_path):
+    model = create(name).fit(ml100k_split.train)
+    path = model.save(tmp_path / f"{name}.npz")
+    back = Recommender.load(path)
+    users = np.arange(0, 943, 13)
+    assert np.array_equal(back.score(users), model.score(users))
+    assert back.params() == model.params()
+    a, _ = back.recommend(users, k=10)
+    b, _ = model.recommend(users, k=10)
+    assert np.array_equal(a, b)
+
+
+def test_registry_converts_and_rejects():
+    assert set(model_names()) >= {"pop", "itemknn", "ease"}
+    m = create("itemknn", k="25", shrink="2.5")
+    assert (m.k, m.shrink) == (25, 2.5)
+    assert create("ease", lam="none").lam is None
+    with pytest.raises(ConfigError, match="no parameter 'neighbours'"):
+        create("itemknn", neighbours=5)
+    with pytest.raises(ConfigError, match="not a valid"):
+        create("itemknn", k="many")
+    with pytest.raises(ConfigError, match="unknown model"):
+        create("svd")
+    with pytest.raises(ConfigError, match="positive"):
+        create("ease", lam=-1)
+    specs = {s["name"]: s for s in param_specs("itemknn")}
+    assert specs["k"]["default"] == 100 and "neighbours" in specs["k"]["help"]
+
+
+def test_unfitted_model_says_so():
+    with pytest.raises(NotFittedError):
+        create("pop").recommend(np.array([0]))
+
+
+def test_recommend_maps_back_to_external_ids(ml100k_split):
+    sp = ml100k_split
+    model = create("ease", lam=400).fit(sp.train)
+    u = sp.train.user_index(["1"])
+    items, scores = model.recommend(u, k=5)
+    titles = sp.train.item_text[items[0]]
+    assert len(set(titles)) == 5 and np.all(np.diff(scores[0]) <= 0)
+    assert sp.train.csr[u[0], items[0]].nnz == 0
