@@ -1,0 +1,122 @@
+"""The real `penchant` command, end to end: contracts for scripts, and clean errors (exit 2, one line)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import penchant, write
+
+
+@pytest.fixture(scope="module")
+def split_files(ml100k_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("split")
+    r = penchant("split", ml100k_dir, "--out", out, "--ratios", "0.8,0.1,0.1", "--seed", "2026")
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_split_writes_three_parts_and_a_report(split_files):
+    report = json.loads((split_files / "split.json").read_text())
+    assert [report[p]["interactions"] for p in ("train", "valid", "test")] == [80000, 10009, 9991]
+    header = (split_files / "train.tsv").read_text().splitlines()[0]
+    assert header == "user\titem\trating\ttimestamp"
+
+
+def test_evaluate_json_contract(split_files, tmp_path):
+    out = tmp_path / "res.json"
+    r = penchant("evaluate", "--train", split_files / "train.tsv", "--valid", split_files / "valid.tsv",
+                 "--test", split_files / "test.tsv", "--model", "itemknn", "--param", "k=50", "--k", "10",
+                 "--k", "20", "--json", out)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(out.read_text())
+    for key in ("model", "params", "metrics", "users_evaluated", "fit_seconds", "eval_seconds"):
+        assert key in res
+    assert res["model"] == "itemknn" and res["params"]["k"] == 50 and res["users_evaluated"] == 943
+    for key in ("ndcg@10", "recall@10", "ndcg@20", "recall@20", "precision@10", "mrr@10", "hit@10", "map@10"):
+        assert 0 < res["metrics"][key] < 1
+    assert res["protocol"] == "full ranking"
+
+
+def test_evaluate_recbole_files_with_min_rating(ml100k_dir, tmp_path):
+    out = tmp_path / "split"
+    assert penchant("split", ml100k_dir, "--out", out, "--format", "inter", "--seed", "1").returncode == 0
+    res_path = tmp_path / "r.json"
+    r = penchant("evaluate", "--train", out / "ml-100k.train.inter", "--valid", out / "ml-100k.valid.inter",
+                 "--test", out / "ml-100k.test.inter", "--model", "pop", "--min-rating", "4", "--json", res_path)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(res_path.read_text())
+    assert res["users_evaluated"] < 943 and res["metrics"]["ndcg@10"] > 0
+
+
+def test_compare_ranks_ease_over_itemknn_over_pop(split_files, tmp_path):
+    md, js = tmp_path / "board.md", tmp_path / "board.json"
+    r = penchant("compare", "--train", split_files / "train.tsv", "--valid", split_files / "valid.tsv",
+                 "--test", split_files / "test.tsv", "--model", "pop", "--model", "itemknn", "--model", "ease",
+                 "--markdown", md, "--json", js)
+    assert r.returncode == 0, r.stderr
+    board = json.loads(js.read_text())
+    assert [row["model"] for row in board["rows"]] == ["ease", "itemknn", "pop"]
+    assert all(row["p_vs_best"] < 0.05 for row in board["rows"][1:])
+    assert "| 1 | `ease` |" in md.read_text() and "Holm" in md.read_text()
+
+
+def test_data_inspect_and_models(ml100k_dir, tmp_path):
+    r = penchant("data", "inspect", ml100k_dir, "--json", tmp_path / "s.json")
+    assert r.returncode == 0 and "100,000" in r.stdout
+    assert json.loads((tmp_path / "s.json").read_text())["users"] == 943
+    r = penchant("models", "--json", tmp_path / "m.json")
+    assert r.returncode == 0 and "itemknn" in r.stdout
+    names = {m["name"] for m in json.loads((tmp_path / "m.json").read_text())}
+    assert names >= {"pop", "itemknn", "ease"}
+
+
+BROKEN = {
+    "missing_column.csv": ("user,thing\n1,2\n", "line 1"),
+    "bad_number.csv": ("user,item,rating\n1,2,4\n1,3,x\n", "line 3, column 'rating'"),
+    "wrong_delimiter.tsv": ("user,item\n1,2\n", "delimiter"),
+    "empty.csv": ("", "empty"),
+    "bad_encoding.csv": (b"user,item\n1,\xff\xfe\n", "line 2"),
+    "ragged.tsv": ("user\titem\n1\t2\t3\n", "line 2"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+@pytest.mark.parametrize("command", ["evaluate", "inspect"])
+def test_broken_files_give_one_line_and_exit_2(name, command, tmp_path, split_files):
+    content, expected = BROKEN[name]
+    bad = write(tmp_path / name, content)
+    if command == "inspect":
+        r = penchant("data", "inspect", bad)
+    else:
+        r = penchant("evaluate", "--train", bad, "--test", split_files / "test.tsv", "--model", "pop")
+    assert r.returncode == 2
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and "Traceback" not in r.stderr
+    assert lines[0].startswith("penchant: error: ") and name in lines[0] and expected in lines[0]
+
+
+def test_unknown_side_file_id_gives_exit_2(tmp_path):
+    write(tmp_path / "d" / "d.inter", "user_id:token\titem_id:token\n1\t10\n2\t99\n")
+    write(tmp_path / "d" / "d.item", "item_id:token\tclass:token_seq\n10\tA\n")
+    r = penchant("data", "inspect", tmp_path / "d")
+    assert r.returncode == 2 and "d.inter, line 3" in r.stderr and "'99'" in r.stderr
+
+
+def test_bad_parameters_give_exit_2(split_files):
+    r = penchant("evaluate", "--train", split_files / "train.tsv", "--test", split_files / "test.tsv",
+                 "--model", "itemknn", "--param", "neighbours=3")
+    assert r.returncode == 2 and "no parameter 'neighbours'" in r.stderr
+    r = penchant("evaluate", "--train", split_files / "train.tsv", "--test", split_files / "test.tsv", "--model", "nope")
+    assert r.returncode == 2 and "unknown model" in r.stderr
+
+
+def test_quickstart_writes_a_report(shared_data, tmp_path):
+    r = penchant("quickstart", "--out", tmp_path / "rep", env={"PENCHANT_DATA": str(shared_data)})
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path / "rep" / "quickstart.md").read_text()
+    board = json.loads((tmp_path / "rep" / "quickstart.json").read_text())
+    assert [row["model"] for row in board["rows"]] == ["ease", "itemknn", "pop"]
+    assert "full ranking" in text and "seed 2026" in text
