@@ -43,6 +43,9 @@ def test_evaluate_json_contract(split_files, tmp_path):
 def test_evaluate_recbole_files_with_min_rating(ml100k_dir, tmp_path):
     out = tmp_path / "split"
     assert penchant("split", ml100k_dir, "--out", out, "--format", "inter", "--seed", "1").returncode == 0
+    assert (out / "ml-100k.item").exists() and (out / "ml-100k.kg").exists()
+    r = penchant("data", "inspect", out / "ml-100k.train.inter")
+    assert r.returncode == 0 and "class" in r.stdout and "kg:film.film.directed_by" in r.stdout
     res_path = tmp_path / "r.json"
     r = penchant("evaluate", "--train", out / "ml-100k.train.inter", "--valid", out / "ml-100k.valid.inter",
                  "--test", out / "ml-100k.test.inter", "--model", "pop", "--min-rating", "4", "--json", res_path)

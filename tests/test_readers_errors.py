@@ -158,3 +158,13 @@ def test_min_rating_counts_what_it_filters(tmp_path):
 
 def test_no_such_file(tmp_path):
     assert "no such file" in str(err(load, tmp_path / "nope.csv"))
+
+
+def test_from_frame_polars_and_errors():
+    from penchant.data import from_frame
+
+    ds = from_frame(pl.DataFrame({"user_id": [1, 1, 2], "item_id": ["a", "b", "a"], "rating": [5, 2, 4]}), min_rating=4)
+    assert ds.n_interactions == 2 and list(ds.user_ids) == ["1", "2"]
+    e = err(from_frame, pl.DataFrame({"user_id": [1], "item_id": ["a"], "rating": ["bad"]}))
+    assert (e.line, e.column, e.line_kind) == (1, "rating", "row") and "row 1" in str(e)
+    assert "DataFrame" in str(err(from_frame, [1, 2, 3]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from enum import Enum
 from pathlib import Path
 
@@ -64,6 +65,9 @@ def split(
 ) -> None:
     """Split data into train/valid/test files, seeded and leak-free, and report what train lacks."""
     from penchant.data import load, split as S
+    from penchant.data.load import side_file_paths
+    from penchant.data.movielens import grouplens_layout
+    from penchant.data.readers import is_atomic
     from penchant.data.write import FORMATS, write_log
     from penchant.errors import ConfigError, DataError
 
@@ -87,6 +91,11 @@ def split(
         target = out_dir / (f"{stem}.{name}.{fmt}" if stem else f"{name}.{fmt}")
         write_log(part, target)
         out.print(f"{name}: {part.n_interactions:,} interactions -> {target}")
+    if fmt == "inter" and ((path.is_dir() and not (path / "meta.json").exists() and not grouplens_layout(path))
+                           or is_atomic(path)):
+        for side in side_file_paths(path):  # so RecBole (and penchant) find the side information again
+            shutil.copyfile(side, out_dir / f"{stem}{side.suffix}")
+            out.print(f"side file {side.name} -> {out_dir / (stem + side.suffix)}")
     report = result.report()
     write_json(out_dir / "split.json", report)
     for name in ("valid", "test"):

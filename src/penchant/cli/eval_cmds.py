@@ -40,7 +40,6 @@ def evaluate(
         result = run(model, params, tr, va, te, ks=k, metric=metric, sampled=sampled, seed=seed,
                      status=lambda s: bar.update(task, description=s))
     payload = result.to_json()
-    payload["params"] = {**params, **result.params} if not params else {**result.params}
     metrics = payload["metrics"]
     out.print(f"[bold]{model}[/bold] on {len(result.users):,} users ({result.protocol}): " +
               "  ".join(f"{m} {metrics[m]:.4f}" for m in metrics if m.split("@")[0] in ("ndcg", "recall")))

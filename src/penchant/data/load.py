@@ -7,7 +7,8 @@ from pathlib import Path
 from penchant.data.build import Dedupe, build_datasets
 from penchant.data.dataset import Dataset
 from penchant.data.movielens import fetch_movielens, grouplens_layout, read_grouplens
-from penchant.data.readers import KnowledgeGraph, Log, SideTable, is_atomic, read_knowledge_graph, read_log, side_from_atomic
+from penchant.data.readers import (KnowledgeGraph, Log, SideTable, is_atomic, log_from_frame, read_knowledge_graph,
+                                   read_log, side_from_atomic)
 from penchant.errors import DataError
 
 
@@ -24,6 +25,16 @@ def recbole_side_files(inter: Path) -> tuple[SideTable | None, SideTable | None,
     if (folder / f"{base}.kg").exists() and (folder / f"{base}.link").exists():
         kg = read_knowledge_graph(folder / f"{base}.link", folder / f"{base}.kg")
     return items, users, kg
+
+
+def side_file_paths(path: str | Path) -> list[Path]:
+    """The RecBole side files (``.item``, ``.user``, ``.kg``, ``.link``) of a folder or ``.inter`` file."""
+    path = Path(path)
+    inter = _find_inter(path) if path.is_dir() else path
+    if not is_atomic(inter):
+        return []
+    base = inter.name.split(".")[0]
+    return [p for p in (inter.parent / f"{base}{ext}" for ext in (".item", ".user", ".kg", ".link")) if p.exists()]
 
 
 def _find_inter(folder: Path) -> Path:
@@ -84,6 +95,13 @@ def load_triple(train: str | Path, valid: str | Path | None, test: str | Path, *
     if min_rating is not None:
         sets = [s.implicit(min_rating) for s in sets]
     return (sets[0], sets[1], sets[2]) if valid is not None else (sets[0], None, sets[1])
+
+
+def from_frame(frame: object, *, name: str = "frame", min_rating: float | None = None, dedupe: Dedupe = "last",
+               **columns: str | None) -> Dataset:
+    """A :class:`Dataset` from a polars or pandas DataFrame of interactions (columns as in :func:`load`)."""
+    ds = build_datasets([log_from_frame(frame, name, **columns)], dedupe=dedupe, names=[name])[0]
+    return ds.implicit(min_rating) if min_rating is not None else ds
 
 
 def load_movielens(name: str = "ml-100k", **kwargs: object) -> Dataset:

@@ -166,6 +166,12 @@ def read_log(
         item_col = item_col or "item_id"
     else:
         table = read_table(path, sep=sep, encoding=encoding)
+    return log_from_table(table, user_col=user_col, item_col=item_col, rating_col=rating_col, time_col=time_col)
+
+
+def log_from_table(table: Table, *, user_col: str | None = None, item_col: str | None = None,
+                   rating_col: str | None = None, time_col: str | None = None) -> Log:
+    """Pick and parse the user, item, rating and time columns of a table of strings."""
     cols = table.frame.columns
     ucol = _pick(cols, user_col, USER_ALIASES, "user", table, True)
     icol = _pick(cols, item_col, ITEM_ALIASES, "item", table, True)
@@ -179,6 +185,22 @@ def read_log(
         rating=None if rcol is None else table.floats(rcol),
         timestamp=None if tcol is None else table.timestamps(tcol),
     )
+
+
+def log_from_frame(frame: object, name: str = "<frame>", **columns: str | None) -> Log:
+    """A :class:`Log` from an in-memory polars or pandas DataFrame (rows numbered from 1)."""
+    if not isinstance(frame, pl.DataFrame):
+        try:
+            import pandas as pd  # optional: only to accept pandas frames at the edge
+        except ImportError:
+            pd = None
+        if pd is None or not isinstance(frame, pd.DataFrame):
+            raise DataError(f"expected a polars or pandas DataFrame, got {type(frame).__name__}")
+        frame = pl.DataFrame({str(c): frame[c].to_numpy() for c in frame.columns})
+    if frame.height == 0:
+        raise DataError("the frame has no rows", file=name, expected="at least one row")
+    strings = frame.with_columns(pl.all().cast(pl.String))
+    return log_from_table(Table(strings, Path(name), first_line=1, line_kind="row"), **columns)
 
 
 def side_from_atomic(path: str | Path, id_col: str) -> SideTable:
