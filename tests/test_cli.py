@@ -96,7 +96,7 @@ def test_broken_files_give_one_line_and_exit_2(name, command, tmp_path, split_fi
     else:
         r = penchant("evaluate", "--train", bad, "--test", split_files / "test.tsv", "--model", "pop")
     assert r.returncode == 2
-    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in r.stderr
     assert lines[0].startswith("penchant: error: ") and name in lines[0] and expected in lines[0]
 
@@ -123,3 +123,10 @@ def test_quickstart_writes_a_report(shared_data, tmp_path):
     board = json.loads((tmp_path / "rep" / "quickstart.json").read_text())
     assert [row["model"] for row in board["rows"]] == ["ease", "itemknn", "pop"]
     assert "full ranking" in text and "seed 2026" in text
+
+
+def test_encoding_option(tmp_path):
+    f = write(tmp_path / "latin.csv", "user,item\n1,caf\xe9\n2,caf\xe9\n".encode("latin-1"))
+    assert penchant("data", "inspect", f).returncode == 2
+    r = penchant("data", "inspect", f, "--encoding", "latin-1")
+    assert r.returncode == 0, r.stderr

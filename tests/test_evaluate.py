@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import numpy as np
@@ -9,10 +10,9 @@ import pytest
 
 from penchant.data import Dataset
 from penchant.eval import build_target, evaluate
-import importlib
+from penchant.models.base import Recommender
 
 evaluate_module = importlib.import_module("penchant.eval.evaluate")
-from penchant.models.base import Recommender
 
 
 class FixedScores(Recommender):

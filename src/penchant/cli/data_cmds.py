@@ -15,13 +15,14 @@ ItemCol = typer.Option(None, "--item-col", help="Name of the item column.")
 RatingCol = typer.Option(None, "--rating-col", help="Name of the rating/weight column.")
 TimeCol = typer.Option(None, "--time-col", help="Name of the timestamp column.")
 Sep = typer.Option(None, "--sep", help="Delimiter of text files (from the extension or sniffed when omitted).")
+Encoding = typer.Option("utf-8", "--encoding", help="Text encoding of log files (e.g. latin-1).")
 MinRating = typer.Option(None, "--min-rating", help="Keep only interactions rated at least this (positive feedback).")
 
 
 def columns(user_col: str | None, item_col: str | None, rating_col: str | None, time_col: str | None,
-            sep: str | None) -> dict[str, str | None]:
+            sep: str | None, encoding: str = "utf-8") -> dict[str, str | None]:
     return {"user_col": user_col, "item_col": item_col, "rating_col": rating_col, "time_col": time_col,
-            "sep": None if sep is None else sep.replace("\\t", "\t")}
+            "sep": None if sep is None else sep.replace("\\t", "\t"), "encoding": encoding}
 
 
 def inspect(
@@ -30,11 +31,12 @@ def inspect(
     save: Path = typer.Option(None, "--save", help="Save the parsed dataset to this folder (fast to reload)."),
     min_rating: float = MinRating,
     user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,
+    encoding: str = Encoding,
 ) -> None:
     """Statistics of a log or data folder: sizes, density, distributions, side information."""
     from penchant.data import load
 
-    ds = load(path, min_rating=min_rating, **columns(user_col, item_col, rating_col, time_col, sep))
+    ds = load(path, min_rating=min_rating, **columns(user_col, item_col, rating_col, time_col, sep, encoding))
     summary = ds.summary()
     out.print(summary_table(summary))
     if json_out:
@@ -62,6 +64,7 @@ def split(
     fmt: str = typer.Option("tsv", "--format", help="Output format: tsv, csv, parquet or inter (RecBole)."),
     min_rating: float = MinRating,
     user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,
+    encoding: str = Encoding,
 ) -> None:
     """Split data into train/valid/test files, seeded and leak-free, and report what train lacks."""
     from penchant.data import load, split as S
@@ -77,7 +80,7 @@ def split(
         fractions = [float(x) for x in ratios.split(",")]
     except ValueError:
         raise DataError(f"--ratios {ratios!r} is not a comma-separated list of numbers", expected="e.g. 0.8,0.1,0.1") from None
-    ds = load(path, min_rating=min_rating, **columns(user_col, item_col, rating_col, time_col, sep))
+    ds = load(path, min_rating=min_rating, **columns(user_col, item_col, rating_col, time_col, sep, encoding))
     if protocol is Protocol.random:
         result = S.random_holdout(ds, fractions, seed=seed)
     elif protocol is Protocol.leave_last:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from penchant.cli.data_cmds import ItemCol, MinRating, RatingCol, Sep, TimeCol, UserCol, columns
+from penchant.cli.data_cmds import Encoding, ItemCol, MinRating, RatingCol, Sep, TimeCol, UserCol, columns
 from penchant.cli.render import leaderboard_table, out, progress, write_json
 
 Ks = typer.Option([10, 20], "--k", help="Cut-off K (repeat for several).")
@@ -27,6 +27,7 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="Seed (negative sampling)."),
     min_rating: float = MinRating,
     user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,
+    encoding: str = Encoding,
 ) -> None:
     """Fit one model on train (selecting on valid) and rank the full catalogue for every test user."""
     from penchant.data import load_triple
@@ -36,7 +37,7 @@ def evaluate(
     with progress() as bar:
         task = bar.add_task("reading data", total=None)
         tr, va, te = load_triple(train, valid, test, min_rating=min_rating,
-                                 **columns(user_col, item_col, rating_col, time_col, sep))
+                                 **columns(user_col, item_col, rating_col, time_col, sep, encoding))
         result = run(model, params, tr, va, te, ks=k, metric=metric, sampled=sampled, seed=seed,
                      status=lambda s: bar.update(task, description=s))
     payload = result.to_json()
@@ -67,6 +68,7 @@ def compare(
     markdown: Path = typer.Option(None, "--markdown", help="Write the leaderboard as Markdown here."),
     min_rating: float = MinRating,
     user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,
+    encoding: str = Encoding,
 ) -> None:
     """Several models on one split: a leaderboard with paired significance tests and CIs."""
     from penchant.data import load, load_triple
@@ -76,7 +78,7 @@ def compare(
     from penchant.eval.experiment import parse_model_spec, run
     from penchant.eval.report import leaderboard
 
-    cols = columns(user_col, item_col, rating_col, time_col, sep)
+    cols = columns(user_col, item_col, rating_col, time_col, sep, encoding)
     if data is not None:
         if train or test:
             raise ConfigError("give either --data (split here) or --train/--test files, not both")

@@ -11,7 +11,6 @@ import scipy.sparse as sp
 
 from penchant.data.dataset import Attribute, Dataset, Step
 from penchant.data.readers import KnowledgeGraph, Log, SideTable
-from penchant.errors import DataError
 
 Dedupe = Literal["last", "first", "none"]
 
@@ -86,8 +85,8 @@ def build_datasets(
     and counted in the dataset's ``steps``.
     """
     names = list(names) if names is not None else [log.table.path.stem for log in logs]
-    item_vocab = sorted_ids(items.ids) if items is not None else sorted_ids(np.concatenate([l.item for l in logs]))
-    user_vocab = sorted_ids(users.ids) if users is not None else sorted_ids(np.concatenate([l.user for l in logs]))
+    item_vocab = sorted_ids(items.ids) if items is not None else sorted_ids(np.concatenate([log.item for log in logs]))
+    user_vocab = sorted_ids(users.ids) if users is not None else sorted_ids(np.concatenate([log.user for log in logs]))
 
     def check(idx: np.ndarray, log: Log, what: str, side: SideTable) -> None:
         bad = np.flatnonzero(idx < 0)

@@ -339,7 +339,7 @@ class Dataset:
             arrays.update(cmp_user=self.comparisons.user, cmp_winner=self.comparisons.winner,
                           cmp_loser=self.comparisons.loser)
         for prefix, attrs in (("ia", self.item_attributes), ("ua", self.user_attributes)):
-            for j, (key, a) in enumerate(attrs.items()):
+            for j, a in enumerate(attrs.values()):
                 arrays[f"{prefix}{j}_values"] = a.values.astype(str)
                 arrays[f"{prefix}{j}_indptr"] = a.matrix.indptr
                 arrays[f"{prefix}{j}_indices"] = a.matrix.indices

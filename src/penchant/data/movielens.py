@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from penchant.data.readers import Log, SideTable
-from penchant.data.tables import read_delimited
+from penchant.data.tables import Table, read_delimited
 from penchant.errors import DataError
 
 ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
@@ -161,13 +161,23 @@ def _year_from_title(titles: pl.Series) -> list[list[str]]:
     return [[y] if y else [] for y in titles.str.extract(r"\((\d{4})\)\s*$", 1).to_list()]
 
 
+def _ratings(t: Table, user: str = "user", item: str = "item") -> Log:
+    return Log(t, t.strings(user).to_numpy().astype(object), t.strings(item).to_numpy().astype(object),
+               t.floats("rating"), t.timestamps("timestamp"))
+
+
+def _users(path: Path, names: list[str], sep: str) -> SideTable:
+    ut = read_delimited(path, sep=sep, header=False, names=names, quoting=False)
+    return SideTable(ut, ut.strings("user").to_numpy().astype(object),
+                     {c: [[v] for v in ut.strings(c).to_list()] for c in ("age", "gender", "occupation")})
+
+
 def read_grouplens(folder: Path) -> tuple[Log, SideTable | None, SideTable | None]:
     """Ratings, movies and users of a GroupLens folder (any of the three layouts)."""
     layout = grouplens_layout(folder)
     if layout == "ml-100k":
-        t = read_delimited(folder / "u.data", sep="\t", header=False, names=["user", "item", "rating", "timestamp"])
-        log = Log(t, t.strings("user").to_numpy().astype(object), t.strings("item").to_numpy().astype(object),
-                  t.floats("rating"), t.timestamps("timestamp"))
+        log = _ratings(read_delimited(folder / "u.data", sep="\t", header=False,
+                                      names=["user", "item", "rating", "timestamp"]))
         items = users = None
         if (folder / "u.item").exists():
             names = ["item", "title", "release_date", "video_date", "url", *[f"g{i}" for i in range(19)]]
@@ -179,15 +189,11 @@ def read_grouplens(folder: Path) -> tuple[Log, SideTable | None, SideTable | Non
                               {"genre": genres, "release_year": [[y] if y else [] for y in years.to_list()]},
                               it.strings("title").to_numpy().astype(object))
         if (folder / "u.user").exists():
-            ut = read_delimited(folder / "u.user", sep="|", header=False,
-                                names=["user", "age", "gender", "occupation", "zip"], quoting=False)
-            users = SideTable(ut, ut.strings("user").to_numpy().astype(object),
-                              {c: [[v] for v in ut.strings(c).to_list()] for c in ("age", "gender", "occupation")})
+            users = _users(folder / "u.user", ["user", "age", "gender", "occupation", "zip"], "|")
         return log, items, users
     if layout == "ml-1m":
-        t = read_delimited(folder / "ratings.dat", sep="::", header=False, names=["user", "item", "rating", "timestamp"])
-        log = Log(t, t.strings("user").to_numpy().astype(object), t.strings("item").to_numpy().astype(object),
-                  t.floats("rating"), t.timestamps("timestamp"))
+        log = _ratings(read_delimited(folder / "ratings.dat", sep="::", header=False,
+                                      names=["user", "item", "rating", "timestamp"]))
         items = users = None
         if (folder / "movies.dat").exists():
             it = read_delimited(folder / "movies.dat", sep="::", header=False, names=["item", "title", "genres"],
@@ -197,15 +203,11 @@ def read_grouplens(folder: Path) -> tuple[Log, SideTable | None, SideTable | Non
                               {"genre": it.strings("genres").str.split("|").to_list(), "release_year": _year_from_title(titles)},
                               titles.to_numpy().astype(object))
         if (folder / "users.dat").exists():
-            ut = read_delimited(folder / "users.dat", sep="::", header=False,
-                                names=["user", "gender", "age", "occupation", "zip"], quoting=False)
-            users = SideTable(ut, ut.strings("user").to_numpy().astype(object),
-                              {c: [[v] for v in ut.strings(c).to_list()] for c in ("age", "gender", "occupation")})
+            users = _users(folder / "users.dat", ["user", "gender", "age", "occupation", "zip"], "::")
         return log, items, users
     if layout == "ml-latest":
-        t = read_delimited(folder / "ratings.csv", sep=",", required=("userId", "movieId", "rating", "timestamp"))
-        log = Log(t, t.strings("userId").to_numpy().astype(object), t.strings("movieId").to_numpy().astype(object),
-                  t.floats("rating"), t.timestamps("timestamp"))
+        log = _ratings(read_delimited(folder / "ratings.csv", sep=",", required=("userId", "movieId", "rating", "timestamp")),
+                       "userId", "movieId")
         items = None
         if (folder / "movies.csv").exists():
             it = read_delimited(folder / "movies.csv", sep=",", required=("movieId", "title", "genres"))

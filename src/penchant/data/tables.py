@@ -111,11 +111,12 @@ def _decode(raw: bytes, path: Path, encoding: str) -> bytes:
         line = raw.count(b"\n", 0, exc.start) + 1
         column_in_line = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         raise DataError(f"byte 0x{raw[exc.start]:02x} at character {column_in_line} is not valid {encoding}",
-                        file=path, line=line, expected=f"{encoding} text (pass encoding= for another)") from None
+                        file=path, line=line, expected=f"{encoding} text; give the file's encoding with --encoding") from None
     if text.startswith("\ufeff"):
         text = text[1:]
-    return raw if encoding.lower().replace("-", "") == "utf8" and not raw.startswith(b"\xef\xbb\xbf") \
-        else text.encode("utf-8")
+    elif encoding.lower().replace("-", "").replace("_", "") == "utf8":
+        return raw  # already UTF-8 without a byte-order mark: no copy
+    return text.encode("utf-8")
 
 
 def _sniff(header: bytes) -> str:
