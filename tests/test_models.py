@@ -28,8 +28,9 @@ def dense_ndcg_at_10(scores: np.ndarray, seen: np.ndarray, relevant: np.ndarray)
 def test_ease_matches_independent_dense_computation(ml100k_split):
     sp = ml100k_split
     model = create("ease").fit(sp.train, validator(sp.train, sp.valid))
-    lam = model.lam_
-    assert lam in model.selection_ and model.selection_[lam] == max(model.selection_.values())
+    lam = model.selected()["lam"]
+    best = max(model.selection_, key=lambda row: row["valid"])
+    assert best["lam"] == lam and len(model.selection_) == 8
     x = sp.train.csr.toarray().astype(np.float64)
     p = np.linalg.inv(x.T @ x + lam * np.eye(x.shape[1]))
     b = np.eye(x.shape[1]) - p / np.diag(p)[None, :]
@@ -42,6 +43,19 @@ def test_ease_matches_independent_dense_computation(ml100k_split):
     relevant = (sp.test.csr.toarray() > 0) & train_items[None, :]
     result = evaluate(model, sp.train, sp.test, ks=[10], also_exclude=(sp.valid,))
     assert result.metrics()["ndcg@10"] == pytest.approx(dense_ndcg_at_10(expected, seen, relevant), abs=2e-4)
+
+
+def test_edlae_penalty_matches_its_definition(ml100k_split):
+    """EDLAE with dropout p is EASE with the per-item penalty λ + p/(1−p)·diag(XᵀX), solved densely here."""
+    sp = ml100k_split
+    model = create("edlae", dropout=0.5, lam=50.0).fit(sp.train)
+    x = sp.train.csr.toarray().astype(np.float64)
+    g = x.T @ x
+    p = np.linalg.inv(g + np.diag(50.0 + 1.0 * np.diag(g)))
+    b = np.eye(len(g)) - p / np.diag(p)[None, :]
+    np.fill_diagonal(b, 0.0)
+    users = np.arange(0, sp.train.n_users, 31)
+    assert np.allclose(model.score(users), x[users] @ b, atol=2e-4)
 
 
 def test_itemknn_matches_brute_force(ml100k_split):
@@ -68,12 +82,30 @@ def test_itemknn_matches_brute_force(ml100k_split):
     assert np.allclose(model.score(users), x[users] @ got_w, atol=1e-4)
 
 
+def test_rp3beta_matches_its_definition(ml100k_split):
+    sp = ml100k_split
+    alpha, beta, k = 0.7, 0.5, 40
+    model = create("rp3beta", alpha=alpha, beta=beta, k=k).fit(sp.train)
+    x = sp.train.csr.toarray().astype(np.float64)
+    p_ui = np.where(x > 0, x / np.maximum(x.sum(axis=1, keepdims=True), 1), 0) ** alpha
+    p_iu = np.where(x.T > 0, x.T / np.maximum(x.T.sum(axis=1, keepdims=True), 1), 0) ** alpha
+    pop = x.sum(axis=0)
+    w = (p_iu @ p_ui) / np.where(pop > 0, np.maximum(pop, 1) ** beta, np.inf)[None, :]
+    np.fill_diagonal(w, 0.0)
+    kept = np.zeros_like(w)
+    for i in range(len(w)):
+        top = np.argsort(-w[i], kind="stable")[:k]
+        kept[i, top] = w[i, top]
+    got = model.weights_.toarray()
+    assert np.allclose(np.sort(got, axis=1), np.sort(kept, axis=1), atol=1e-6)  # equal up to ties at the cut
+
+
 def test_pop_scores_are_training_counts(ml100k_split):
     model = create("pop").fit(ml100k_split.train)
     assert np.array_equal(model.score(np.array([0, 5]))[1], ml100k_split.train.item_counts.astype(np.float32))
 
 
-@pytest.mark.parametrize("name", ["pop", "itemknn", "ease"])
+@pytest.mark.parametrize("name", ["pop", "itemknn", "ease", "edlae", "als", "rp3beta"])
 def test_save_load_gives_identical_scores(name, ml100k_split, tmp_path):
     model = create(name).fit(ml100k_split.train)
     path = model.save(tmp_path / f"{name}.npz")

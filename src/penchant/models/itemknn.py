@@ -7,6 +7,7 @@ import scipy.sparse as sp
 
 from penchant.data import Dataset
 from penchant.models.base import Recommender, Validator, _sparse_from, _sparse_parts
+from penchant.models.ranking import keep_top_k_per_row
 from penchant.models.registry import register
 
 
@@ -26,25 +27,14 @@ def cosine_neighbours(x: sp.csr_matrix, k: int, shrink: float, block: int = 512)
     n_items = x.shape[1]
     xt = x.T.tocsr().astype(np.float32)
     norms = np.sqrt(np.asarray(xt.multiply(xt).sum(axis=1)).ravel())
-    k = min(k, n_items - 1)
-    rows, cols, vals = [], [], []
+    parts = []
     for start in range(0, n_items, block):
         stop = min(n_items, start + block)
         sim = (xt[start:stop] @ xt.T).toarray()
         sim /= np.outer(norms[start:stop], norms) + shrink + 1e-12
         sim[np.arange(stop - start), np.arange(start, stop)] = 0.0
-        if k <= 0:
-            continue
-        top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
-        v = np.take_along_axis(sim, top, axis=1)
-        keep = v > 0
-        rows.append(np.repeat(np.arange(start, stop), k)[keep.ravel()])
-        cols.append(top.ravel()[keep.ravel()])
-        vals.append(v.ravel()[keep.ravel()])
-    if not rows:
-        return sp.csr_matrix((n_items, n_items), dtype=np.float32)
-    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                         shape=(n_items, n_items), dtype=np.float32)
+        parts.append(keep_top_k_per_row(sim, k))
+    return sp.vstack(parts).tocsr().astype(np.float32)
 
 
 @register

@@ -54,3 +54,14 @@ def top_k(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> t
     order = np.lexsort((cand, -vals), axis=1)
     items = np.take_along_axis(cand, order, axis=1).astype(np.int32)
     return items, np.take_along_axis(vals, order, axis=1).astype(np.float32)
+
+
+def keep_top_k_per_row(dense: np.ndarray, k: int) -> sp.csr_matrix:
+    """CSR (n_rows, n_cols) keeping each row's ``k`` largest positive entries of ``dense``."""
+    n_rows, n_cols = dense.shape
+    k = min(k, n_cols)
+    top = np.argpartition(-dense, k - 1, axis=1)[:, :k] if k < n_cols else np.tile(np.arange(n_cols), (n_rows, 1))
+    values = np.take_along_axis(dense, top, axis=1)
+    keep = (values > 0).ravel()
+    rows = np.repeat(np.arange(n_rows), top.shape[1])[keep]
+    return sp.csr_matrix((values.ravel()[keep], (rows, top.ravel()[keep])), shape=(n_rows, n_cols), dtype=np.float32)
