@@ -1,0 +1,140 @@
+"""BPR-MF (Rendle et al., UAI 2009) in PyTorch, with three negative samplers.
+
+* ``uniform``: a negative is any item the user has not interacted with, equally likely;
+* ``popularity``: unseen items drawn with probability ∝ popularity^``pop_exponent``;
+* ``nbpo``: the noisy-label-robust objective of Yu & Qin, "Sampler Design for Implicit Feedback
+  Data by Noisy-label Robust Learning" (SIGIR 2020). Observed labels are treated as noisy
+  versions of true preferences: an unvoted item may be a positive the user never saw. With
+  ``s = σ(x_ui)`` the model's probability of a true positive and ``ε_ui`` a learned probability
+  that a true positive stays unvoted, the likelihood of the observations is
+  ``P(voted) = s(1−ε)`` and ``P(unvoted) = 1 − s(1−ε)``; both the preference model and the
+  flip model (a small MF, ``ε = σ(a_u·b_i + c_i)``) are fitted by maximising it, and items are
+  ranked by the preference model alone.
+
+Scores are ``x_ui = p_u · q_i + b_i``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from penchant.data import Dataset
+from penchant.models.base import Recommender, Validator
+from penchant.models.registry import register
+from penchant.models.training import EarlyStopping, NegativeSampler, seed_torch
+
+SAMPLERS = ("uniform", "popularity", "nbpo")
+
+
+@register
+class BPR(Recommender):
+    """Matrix factorisation trained for pairwise ranking (or NBPO), with early stopping on valid.
+
+    Args:
+        factors: latent dimensions.
+        sampler: uniform, popularity or nbpo (see the module docs).
+        pop_exponent: exponent on item popularity for the popularity sampler.
+        lr: Adam learning rate.
+        reg: L2 weight on the embeddings of each batch.
+        epochs: maximum passes over the training pairs.
+        batch_size: pairs per step.
+        patience: validation checks without improvement before stopping.
+        eval_every: epochs between validation checks.
+        noise_factors: latent dimensions of the NBPO flip model.
+        seed: seed of initialisation and sampling.
+    """
+
+    name = "bpr"
+    summary = "BPR matrix factorisation (torch); samplers uniform, popularity, nbpo"
+
+    def __init__(self, *, factors: int = 64, sampler: str = "uniform", pop_exponent: float = 0.75, lr: float = 0.01,
+                 reg: float = 0.01, epochs: int = 200, batch_size: int = 4096, patience: int = 3, eval_every: int = 5,
+                 noise_factors: int = 8, seed: int = 0) -> None:
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, not {sampler!r}")
+        if factors < 1 or epochs < 1 or batch_size < 1 or lr <= 0 or reg < 0:
+            raise ValueError("factors, epochs and batch_size must be ≥ 1, lr positive and reg non-negative")
+        self.factors, self.sampler, self.pop_exponent, self.lr, self.reg = factors, sampler, pop_exponent, lr, reg
+        self.epochs, self.batch_size, self.patience, self.eval_every = epochs, batch_size, patience, eval_every
+        self.noise_factors, self.seed = noise_factors, seed
+        self.user_factors_: np.ndarray | None = None
+        self.item_factors_: np.ndarray | None = None
+        self.item_bias_: np.ndarray | None = None
+
+    def _fit(self, train: Dataset, valid: Validator | None) -> None:
+        import torch
+
+        seed_torch(self.seed)
+        rng = np.random.default_rng(self.seed)
+        x = train.csr
+        users_all, items_all = x.nonzero()
+        n_users, n_items, d = x.shape[0], x.shape[1], self.factors
+        p = torch.nn.Parameter(torch.randn(n_users, d) * 0.1)
+        q = torch.nn.Parameter(torch.randn(n_items, d) * 0.1)
+        b = torch.nn.Parameter(torch.zeros(n_items))
+        params = [p, q, b]
+        if self.sampler == "nbpo":
+            na = torch.nn.Parameter(torch.randn(n_users, self.noise_factors) * 0.1)
+            nb = torch.nn.Parameter(torch.randn(n_items, self.noise_factors) * 0.1)
+            nc = torch.nn.Parameter(torch.full((n_items,), -2.0))
+            params += [na, nb, nc]
+        weights = train.item_counts.astype(np.float64) ** self.pop_exponent if self.sampler == "popularity" else None
+        sampler = NegativeSampler(x, weights, rng)
+        opt = torch.optim.Adam(params, lr=self.lr)
+        stopper = EarlyStopping(self.patience)
+        self.epochs_run_ = 0
+        for epoch in range(1, self.epochs + 1):
+            order = rng.permutation(len(users_all))
+            negatives = sampler.sample(users_all[order])
+            for s in range(0, len(order), self.batch_size):
+                sel = order[s:s + self.batch_size]
+                u = torch.from_numpy(users_all[sel].astype(np.int64))
+                i = torch.from_numpy(items_all[sel].astype(np.int64))
+                j = torch.from_numpy(negatives[s:s + self.batch_size].astype(np.int64))
+                pu, qi, qj = p[u], q[i], q[j]
+                xi = (pu * qi).sum(1) + b[i]
+                xj = (pu * qj).sum(1) + b[j]
+                penalty = self.reg * (pu.pow(2).sum() + qi.pow(2).sum() + qj.pow(2).sum()) / len(sel)
+                if self.sampler == "nbpo":
+                    eps_i = torch.sigmoid((na[u] * nb[i]).sum(1) + nc[i])
+                    eps_j = torch.sigmoid((na[u] * nb[j]).sum(1) + nc[j])
+                    voted = torch.sigmoid(xi) * (1 - eps_i)
+                    unvoted = 1 - torch.sigmoid(xj) * (1 - eps_j)
+                    loss = -(torch.log(voted + 1e-8) + torch.log(unvoted + 1e-8)).mean()
+                    penalty = penalty + self.reg * (na[u].pow(2).sum() + nb[i].pow(2).sum() + nb[j].pow(2).sum()) / len(sel)
+                else:
+                    loss = -torch.nn.functional.logsigmoid(xi - xj).mean()
+                opt.zero_grad()
+                (loss + penalty).backward()
+                opt.step()
+            self.epochs_run_ = epoch
+            if valid is not None and epoch % self.eval_every == 0:
+                self._export(p, q, b)
+                state = lambda: (self.user_factors_, self.item_factors_, self.item_bias_)  # noqa: E731
+                if stopper.update(epoch, valid(self), state):
+                    break
+        if valid is not None and stopper.best_state is not None:
+            self.user_factors_, self.item_factors_, self.item_bias_ = stopper.best_state
+            self.best_epoch_ = stopper.best_epoch
+        else:
+            self._export(p, q, b)
+
+    def _export(self, p, q, b) -> None:
+        self.user_factors_ = p.detach().numpy().copy()
+        self.item_factors_ = q.detach().numpy().copy()
+        self.item_bias_ = b.detach().numpy().copy()
+
+    def selected(self) -> dict[str, int]:
+        return {"epochs": self.best_epoch_} if getattr(self, "best_epoch_", None) else {}
+
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        assert self.user_factors_ is not None and self.item_factors_ is not None and self.item_bias_ is not None
+        return self.user_factors_[users] @ self.item_factors_.T + self.item_bias_
+
+    def _state(self) -> dict[str, np.ndarray]:
+        assert self.user_factors_ is not None and self.item_factors_ is not None and self.item_bias_ is not None
+        return {"user_factors": self.user_factors_, "item_factors": self.item_factors_, "item_bias": self.item_bias_}
+
+    def _load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.user_factors_, self.item_factors_ = arrays["user_factors"], arrays["item_factors"]
+        self.item_bias_ = arrays["item_bias"]

@@ -1,0 +1,85 @@
+"""Shared pieces of gradient training: seeding, negative sampling, early stopping on validation."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def seed_torch(seed: int) -> None:
+    """Seed torch's global generator (used by parameter initialisation) and pin threads for determinism."""
+    import torch
+
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+class NegativeSampler:
+    """Draws, for each (user, positive) pair, items the user has not interacted with.
+
+    Args:
+        seen: binary CSR (n_users, n_items) of observed pairs.
+        weights: sampling weights over items (None: uniform).
+        rng: the random generator.
+
+    Rejection is vectorised: draws that hit a seen pair are redrawn until none is left (a
+    user who has seen every item keeps whatever was drawn last).
+    """
+
+    def __init__(self, seen: sp.csr_matrix, weights: np.ndarray | None, rng: np.random.Generator) -> None:
+        self.n_items = seen.shape[1]
+        coo = seen.tocoo()
+        self.keys = np.sort(coo.row.astype(np.int64) * self.n_items + coo.col)
+        self.cdf = None if weights is None else np.cumsum(weights / weights.sum())
+        self.rng = rng
+
+    def _draw(self, n: int) -> np.ndarray:
+        if self.cdf is None:
+            return self.rng.integers(0, self.n_items, size=n)
+        return np.minimum(np.searchsorted(self.cdf, self.rng.random(n)), self.n_items - 1)
+
+    def is_seen(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        key = users.astype(np.int64) * self.n_items + items
+        pos = np.minimum(np.searchsorted(self.keys, key), len(self.keys) - 1)
+        return self.keys[pos] == key
+
+    def sample(self, users: np.ndarray) -> np.ndarray:
+        """One unseen item per entry of ``users``; int64 (len(users),)."""
+        items = self._draw(len(users))
+        bad = np.flatnonzero(self.is_seen(users, items))
+        for _ in range(50):
+            if not len(bad):
+                break
+            items[bad] = self._draw(len(bad))
+            bad = bad[self.is_seen(users[bad], items[bad])]
+        return items
+
+
+@dataclass
+class EarlyStopping:
+    """Keeps the best state seen on validation and says when to stop.
+
+    ``update(epoch, value, state)`` records a validation value (higher is better) and returns
+    True when ``patience`` checks have passed without improvement.
+    """
+
+    patience: int
+    best_value: float = -np.inf
+    best_epoch: int = -1
+    best_state: Any = None
+    history: list[tuple[int, float]] = field(default_factory=list)
+    _bad: int = 0
+
+    def update(self, epoch: int, value: float, state: Callable[[], Any]) -> bool:
+        self.history.append((epoch, value))
+        if value > self.best_value:
+            self.best_value, self.best_epoch, self.best_state = value, epoch, copy.deepcopy(state())
+            self._bad = 0
+            return False
+        self._bad += 1
+        return self._bad >= self.patience

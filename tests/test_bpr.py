@@ -1,0 +1,64 @@
+"""BPR-MF: samplers, determinism, and learning beyond popularity on MovieLens."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from penchant.eval import build_target, evaluate, validator
+from penchant.models import Recommender, create
+from penchant.models.training import EarlyStopping, NegativeSampler
+
+
+def test_negative_sampler_never_returns_seen_items(ml100k_split):
+    x = ml100k_split.train.csr
+    rng = np.random.default_rng(0)
+    for weights in (None, ml100k_split.train.item_counts.astype(float) ** 0.75):
+        sampler = NegativeSampler(x, weights, rng)
+        users = np.repeat(np.arange(x.shape[0]), 50)
+        items = sampler.sample(users)
+        assert x[users, items].sum() == 0
+
+
+def test_popularity_sampler_prefers_popular_items(ml100k_split):
+    x = ml100k_split.train.csr
+    counts = ml100k_split.train.item_counts.astype(float)
+    users = np.repeat(np.arange(x.shape[0]), 100)
+    uni = NegativeSampler(x, None, np.random.default_rng(1)).sample(users)
+    pop = NegativeSampler(x, counts, np.random.default_rng(1)).sample(users)
+    assert counts[pop].mean() > 2 * counts[uni].mean()
+
+
+def test_early_stopping_keeps_the_best_state():
+    stop = EarlyStopping(patience=2)
+    values = [0.1, 0.3, 0.2, 0.25, 0.1]
+    stopped_at = next(e for e, v in enumerate(values) if stop.update(e, v, lambda e=e: {"epoch": e}))
+    assert stopped_at == 3 and stop.best_epoch == 1 and stop.best_state == {"epoch": 1}
+
+
+def test_bpr_is_deterministic_and_saves(ml100k_split, tmp_path):
+    a = create("bpr", epochs=3, seed=5).fit(ml100k_split.train)
+    b = create("bpr", epochs=3, seed=5).fit(ml100k_split.train)
+    users = np.arange(0, 943, 17)
+    assert np.array_equal(a.score(users), b.score(users))
+    back = Recommender.load(a.save(tmp_path / "bpr.npz"))
+    assert np.array_equal(back.score(users), a.score(users))
+
+
+@pytest.mark.parametrize("sampler", ["uniform", "nbpo"])
+def test_bpr_beats_popularity(ml100k_split, sampler):
+    sp = ml100k_split
+    target = build_target(sp.train, sp.test, (sp.valid,))
+    model = create("bpr", sampler=sampler).fit(sp.train, validator(sp.train, sp.valid))
+    pop = create("pop").fit(sp.train)
+    ndcg = [evaluate(m, sp.train, sp.test, ks=[10], target=target, beyond_accuracy=False).metrics()["ndcg@10"]
+            for m in (model, pop)]
+    assert ndcg[0] > 1.5 * ndcg[1], ndcg
+    assert model.selected()["epochs"] >= 5
+
+
+def test_unknown_sampler_is_refused():
+    from penchant.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="sampler"):
+        create("bpr", sampler="hard")
