@@ -1,0 +1,129 @@
+"""LightGCN (He et al., SIGIR 2020): embeddings smoothed over the user–item graph, trained by BPR.
+
+With ``Â = D^{-1/2} A D^{-1/2}`` the normalised adjacency of the bipartite graph and ``E⁰`` the
+free embeddings of users and items, ``E^{k+1} = Â E^k`` and the final embedding is the mean of
+``E⁰ … E^K``. Scores are dot products of final embeddings; the L2 penalty acts on ``E⁰`` of the
+batch, as in the paper.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from penchant.data import Dataset
+from penchant.models.base import Recommender, Validator
+from penchant.models.registry import register
+from penchant.models.training import EarlyStopping, NegativeSampler, seed_torch
+
+
+def normalized_adjacency(x: sp.csr_matrix):
+    """torch sparse ``D^{-1/2} A D^{-1/2}`` of the bipartite graph, shape (U+I, U+I)."""
+    import torch
+
+    n_users, n_items = x.shape
+    a = sp.bmat([[None, x], [x.T, None]], format="coo")
+    deg = np.asarray(a.sum(axis=1)).ravel()
+    inv = np.where(deg > 0, 1.0 / np.sqrt(np.maximum(deg, 1e-12)), 0.0)
+    values = inv[a.row] * inv[a.col]
+    idx = torch.from_numpy(np.vstack([a.row, a.col]).astype(np.int64))
+    coo = torch.sparse_coo_tensor(idx, torch.from_numpy(values.astype(np.float32)), (n_users + n_items,) * 2,
+                                  check_invariants=True)
+    return coo.coalesce()
+
+
+@register
+class LightGCN(Recommender):
+    """Light graph convolution for collaborative filtering.
+
+    Args:
+        factors: embedding size.
+        layers: propagation steps K.
+        lr: Adam learning rate.
+        reg: L2 weight on the batch's layer-0 embeddings.
+        epochs: maximum epochs.
+        batch_size: (user, positive, negative) triples per step.
+        patience: validation checks without improvement before stopping.
+        eval_every: epochs between validation checks.
+        seed: seed of initialisation and sampling.
+    """
+
+    name = "lightgcn"
+    summary = "LightGCN graph convolution trained with BPR (torch)"
+
+    def __init__(self, *, factors: int = 64, layers: int = 3, lr: float = 0.005, reg: float = 1e-4, epochs: int = 300,
+                 batch_size: int = 4096, patience: int = 3, eval_every: int = 5, seed: int = 0) -> None:
+        if factors < 1 or layers < 0 or lr <= 0 or reg < 0:
+            raise ValueError("factors ≥ 1, layers ≥ 0, lr > 0 and reg ≥ 0 are required")
+        self.factors, self.layers, self.lr, self.reg = factors, layers, lr, reg
+        self.epochs, self.batch_size, self.patience, self.eval_every, self.seed = epochs, batch_size, patience, eval_every, seed
+        self.user_embeddings_: np.ndarray | None = None
+        self.item_embeddings_: np.ndarray | None = None
+
+    def _fit(self, train: Dataset, valid: Validator | None) -> None:
+        import torch
+
+        seed_torch(self.seed)
+        rng = np.random.default_rng(self.seed)
+        x = train.csr
+        n_users, n_items = x.shape
+        adj = normalized_adjacency(x)
+        e0 = torch.nn.Parameter(torch.nn.init.normal_(torch.empty(n_users + n_items, self.factors), std=0.1))
+        opt = torch.optim.Adam([e0], lr=self.lr)
+        sampler = NegativeSampler(x, None, rng)
+        users_all, items_all = x.nonzero()
+        stopper = EarlyStopping(self.patience)
+
+        def propagate():
+            out, e = e0, e0
+            for _ in range(self.layers):
+                e = torch.sparse.mm(adj, e)
+                out = out + e
+            return out / (self.layers + 1)
+
+        for epoch in range(1, self.epochs + 1):
+            order = rng.permutation(len(users_all))
+            negatives = sampler.sample(users_all[order])
+            for s in range(0, len(order), self.batch_size):
+                sel = order[s:s + self.batch_size]
+                u = torch.from_numpy(users_all[sel].astype(np.int64))
+                i = torch.from_numpy(items_all[sel].astype(np.int64)) + n_users
+                j = torch.from_numpy(negatives[s:s + self.batch_size].astype(np.int64)) + n_users
+                e = propagate()
+                diff = (e[u] * (e[i] - e[j])).sum(1)
+                penalty = self.reg * (e0[u].pow(2).sum() + e0[i].pow(2).sum() + e0[j].pow(2).sum()) / (2 * len(sel))
+                loss = -torch.nn.functional.logsigmoid(diff).mean() + penalty
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            if valid is not None and epoch % self.eval_every == 0:
+                self._export(propagate, n_users)
+                state = lambda: (self.user_embeddings_, self.item_embeddings_)  # noqa: E731
+                if stopper.update(epoch, valid(self), state):
+                    break
+        if valid is not None and stopper.best_state is not None:
+            self.user_embeddings_, self.item_embeddings_ = stopper.best_state
+            self.best_epoch_ = stopper.best_epoch
+        else:
+            self._export(propagate, n_users)
+
+    def _export(self, propagate, n_users: int) -> None:
+        import torch
+
+        with torch.no_grad():
+            e = propagate().numpy()
+        self.user_embeddings_, self.item_embeddings_ = e[:n_users].copy(), e[n_users:].copy()
+
+    def selected(self) -> dict[str, int]:
+        return {"epochs": self.best_epoch_} if getattr(self, "best_epoch_", None) else {}
+
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        assert self.user_embeddings_ is not None and self.item_embeddings_ is not None
+        return self.user_embeddings_[users] @ self.item_embeddings_.T
+
+    def _state(self) -> dict[str, np.ndarray]:
+        assert self.user_embeddings_ is not None and self.item_embeddings_ is not None
+        return {"user_embeddings": self.user_embeddings_, "item_embeddings": self.item_embeddings_}
+
+    def _load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.user_embeddings_, self.item_embeddings_ = arrays["user_embeddings"], arrays["item_embeddings"]

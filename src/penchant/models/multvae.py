@@ -1,0 +1,127 @@
+"""Mult-VAE (Liang, Krishnan, Hoffman & Jebara, WWW 2018): a variational autoencoder over a
+user's whole interaction row with a multinomial likelihood.
+
+Encoder: L2-normalised row → dropout → tanh layer → (μ, log σ²); decoder: z → tanh layer →
+logits over all items. The loss is ``−Σ_i x_ui log softmax(logits)_i + β·KL(q(z|x) ‖ N(0, I))``
+with β annealed linearly from 0 to ``beta_max``. Scoring uses z = μ, so any user with a
+history — also one unseen in training — is scored by one forward pass.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from penchant.data import Dataset
+from penchant.models.base import Recommender, Validator
+from penchant.models.registry import register
+from penchant.models.training import EarlyStopping, seed_torch
+
+
+def _network(n_items: int, hidden: int, latent: int, dropout: float):
+    import torch
+
+    class VAE(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.drop = torch.nn.Dropout(dropout)
+            self.enc = torch.nn.Linear(n_items, hidden)
+            self.mu = torch.nn.Linear(hidden, latent)
+            self.logvar = torch.nn.Linear(hidden, latent)
+            self.dec1 = torch.nn.Linear(latent, hidden)
+            self.dec2 = torch.nn.Linear(hidden, n_items)
+
+        def forward(self, x):
+            h = torch.nn.functional.normalize(x, dim=1)
+            h = torch.tanh(self.enc(self.drop(h)))
+            mu, logvar = self.mu(h), self.logvar(h)
+            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
+            return self.dec2(torch.tanh(self.dec1(z))), mu, logvar
+
+    return VAE()
+
+
+@register
+class MultVAE(Recommender):
+    """Variational autoencoder with a multinomial likelihood over items.
+
+    Args:
+        hidden: width of the hidden layers.
+        latent: dimensions of z.
+        dropout: input dropout rate.
+        beta_max: final weight of the KL term.
+        anneal_steps: optimiser steps over which β rises from 0 to beta_max.
+        lr: Adam learning rate.
+        epochs: maximum epochs.
+        batch_size: users per step.
+        patience: validation checks without improvement before stopping.
+        eval_every: epochs between validation checks.
+        seed: seed of initialisation, dropout and sampling.
+    """
+
+    name = "multvae"
+    summary = "Mult-VAE: variational autoencoder with multinomial likelihood (torch)"
+
+    def __init__(self, *, hidden: int = 600, latent: int = 200, dropout: float = 0.5, beta_max: float = 0.2,
+                 anneal_steps: int = 20000, lr: float = 1e-3, epochs: int = 300, batch_size: int = 128,
+                 patience: int = 5, eval_every: int = 5, seed: int = 0) -> None:
+        if not 0 <= dropout < 1 or beta_max < 0 or hidden < 1 or latent < 1:
+            raise ValueError("dropout must be in [0, 1), beta_max ≥ 0, hidden and latent ≥ 1")
+        self.hidden, self.latent, self.dropout, self.beta_max = hidden, latent, dropout, beta_max
+        self.anneal_steps, self.lr, self.epochs, self.batch_size = anneal_steps, lr, epochs, batch_size
+        self.patience, self.eval_every, self.seed = patience, eval_every, seed
+        self.net_ = None
+
+    def _fit(self, train: Dataset, valid: Validator | None) -> None:
+        import torch
+
+        seed_torch(self.seed)
+        rng = np.random.default_rng(self.seed)
+        x = train.csr
+        active = np.flatnonzero(np.diff(x.indptr) > 0)
+        self.net_ = _network(x.shape[1], self.hidden, self.latent, self.dropout)
+        opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr)
+        stopper = EarlyStopping(self.patience)
+        step = 0
+        for epoch in range(1, self.epochs + 1):
+            self.net_.train()
+            order = rng.permutation(active)
+            for s in range(0, len(order), self.batch_size):
+                rows = torch.from_numpy(x[order[s:s + self.batch_size]].toarray())
+                logits, mu, logvar = self.net_(rows)
+                nll = -(torch.log_softmax(logits, dim=1) * rows).sum(1).mean()
+                kl = 0.5 * (torch.exp(logvar) + mu.pow(2) - 1 - logvar).sum(1).mean()
+                beta = min(self.beta_max, self.beta_max * step / max(1, self.anneal_steps))
+                opt.zero_grad()
+                (nll + beta * kl).backward()
+                opt.step()
+                step += 1
+            if valid is not None and epoch % self.eval_every == 0:
+                self.net_.eval()
+                if stopper.update(epoch, valid(self), lambda: self.net_.state_dict()):
+                    break
+        if valid is not None and stopper.best_state is not None:
+            self.net_.load_state_dict(stopper.best_state)
+            self.best_epoch_ = stopper.best_epoch
+        self.net_.eval()
+
+    def selected(self) -> dict[str, int]:
+        return {"epochs": self.best_epoch_} if getattr(self, "best_epoch_", None) else {}
+
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        import torch
+
+        assert self.net_ is not None and self.train_ is not None
+        with torch.no_grad():
+            logits, _, _ = self.net_(torch.from_numpy(self.train_[users].toarray()))
+        return logits.numpy()
+
+    def _state(self) -> dict[str, np.ndarray]:
+        assert self.net_ is not None
+        return {f"net.{k}": v.detach().numpy() for k, v in self.net_.state_dict().items()}
+
+    def _load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        import torch
+
+        self.net_ = _network(self.n_items_, self.hidden, self.latent, self.dropout)
+        self.net_.load_state_dict({k[4:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("net.")})
+        self.net_.eval()
