@@ -76,9 +76,11 @@ class Target:
     left_out: dict[str, int]
     item_users: np.ndarray
     n_train_users: int
+    candidates: sp.csr_matrix | None = None
 
 
-def build_target(train: Dataset, test: Dataset, also_exclude: tuple[Dataset, ...] = ()) -> Target:
+def build_target(train: Dataset, test: Dataset, also_exclude: tuple[Dataset, ...] = (),
+                 candidates: sp.csr_matrix | None = None) -> Target:
     """Decide who is evaluated, on which items, and what is masked.
 
     * masked: each user's train items plus the items in ``also_exclude`` (the validation part
@@ -87,6 +89,9 @@ def build_target(train: Dataset, test: Dataset, also_exclude: tuple[Dataset, ...
       no training user has (cold items, counted: collaborative models cannot rank them);
     * evaluated: users with at least one training interaction and one relevant item; users
       with test items but no training history are counted as cold-start users.
+
+    With ``candidates`` (CSR (n_users, n_items)), each user ranks only their candidate items
+    (for example the randomly exposed items of a random-exposure test), not the catalogue.
     """
     exclude = train.csr
     for extra in also_exclude:
@@ -107,13 +112,20 @@ def build_target(train: Dataset, test: Dataset, also_exclude: tuple[Dataset, ...
             keep = sp.diags((~cold_items).astype(np.float32))
             rel = (rel @ keep).tocsr()
             rel.eliminate_zeros()
+    if candidates is not None:
+        outside = rel - rel.multiply(candidates > 0)
+        if outside.nnz:
+            left["test_interactions_outside_candidates"] = int(outside.nnz)
+            rel = rel.multiply(candidates > 0).tocsr()
+            rel.eliminate_zeros()
+        candidates = (candidates > 0).astype(np.float32).tocsr()
     test_users = np.flatnonzero(test.user_counts > 0)
     has_train = train.user_counts[test_users] > 0
     left["test_users_not_in_train"] = int((~has_train).sum())
     has_rel = np.diff(rel.indptr)[test_users] > 0
     left["test_users_without_relevant_items"] = int((has_train & ~has_rel).sum())
     users = test_users[has_train & has_rel]
-    return Target(users, rel, exclude.tocsr(), left, item_users, train.n_users)
+    return Target(users, rel, exclude.tocsr(), left, item_users, train.n_users, candidates)
 
 
 def _sampled_candidates(n_rows: int, n_items: int, rel: sp.csr_matrix, ex: sp.csr_matrix, n_neg: int,
@@ -170,6 +182,11 @@ def evaluate(model: Recommender, train: Dataset, test: Dataset, *, ks: list[int]
         if sampled:
             cand = _sampled_candidates(len(chunk), n_items, rel, ex, sampled, rng)
             scores[~cand] = -np.inf
+        if target.candidates is not None:
+            allowed = target.candidates[chunk]
+            keep = np.zeros((len(chunk), n_items), dtype=bool)
+            keep[np.repeat(np.arange(len(chunk)), np.diff(allowed.indptr)), allowed.indices] = True
+            scores[~keep] = -np.inf
         top, _ = top_k(scores, kmax, ex)
         dense_rel = np.zeros((len(chunk), n_items), dtype=bool)
         dense_rel[np.repeat(np.arange(len(chunk)), np.diff(rel.indptr)), rel.indices] = True
@@ -192,6 +209,9 @@ def evaluate(model: Recommender, train: Dataset, test: Dataset, *, ks: list[int]
             if features is not None:
                 per_user[f"ild@{k}"] = M.intra_list_diversity(top, features)
     protocol = FULL if not sampled else f"sampled: {sampled} negatives per user (not full ranking)"
+    if target.candidates is not None:
+        n_cand = np.diff(target.candidates.indptr)[users].mean() if len(users) else 0
+        protocol = f"given candidates: each user ranks their own {n_cand:.0f} candidate items (not full ranking)"
     return EvalResult(model=label or model.name, params=model.params(), protocol=protocol, ks=ks, users=users,
                       per_user=per_user, aggregate=aggregate, left_out=dict(target.left_out),
                       eval_seconds=time.perf_counter() - start_time)

@@ -1,0 +1,99 @@
+"""The exposure-biased world and the propensity-weighted learners' objectives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from penchant.data.synthetic import exposure_biased_world
+from penchant.eval import build_target, evaluate
+from penchant.models import create
+from penchant.models.unbiased import item_propensity
+
+
+def test_world_is_exposed_and_liked_with_a_random_test():
+    w = exposure_biased_world(n_users=200, n_items=150, seed=3)
+    clicks = w.train.csr.toarray() + w.valid.csr.toarray()
+    assert clicks.max() == 1 and not (w.train.csr.multiply(w.valid.csr)).nnz
+    # exposure favours some items strongly; clicks follow it
+    theta = w.propensity[0]
+    assert theta.max() / np.median(theta) > 3
+    head = theta >= np.quantile(theta, 0.9)
+    assert clicks[:, head].mean() > 3 * clicks[:, ~head].mean()
+    # the random-exposure test shows every user the same number of unclicked items
+    per_user = np.diff(w.test_candidates.indptr)
+    assert np.all(per_user == 20) and not w.test_candidates.multiply(w.train.csr).nnz
+    # test labels are the liked ones among them: their rate matches the true relevance there
+    shown = w.test_candidates.toarray() > 0
+    assert abs(w.test.csr.nnz / shown.sum() - w.relevance[shown].mean()) < 0.05
+    again = exposure_biased_world(n_users=200, n_items=150, seed=3)
+    assert (again.train.csr != w.train.csr).nnz == 0
+
+
+def test_candidate_evaluation_ranks_only_the_candidates():
+    w = exposure_biased_world(n_users=100, n_items=80, seed=1)
+    target = build_target(w.train, w.test, (w.valid,), candidates=w.test_candidates)
+    model = create("pop").fit(w.train)
+    r = evaluate(model, w.train, w.test, ks=[5], target=target, beyond_accuracy=False)
+    assert "given candidates" in r.protocol and "not full ranking" in r.protocol
+    items, _ = model.recommend(np.arange(100), k=80, exclude=None)  # sanity: without candidates pop ranks all
+    assert items.shape == (100, 80)
+
+
+def test_item_propensity():
+    assert item_propensity(np.array([100.0, 25.0, 1.0, 0.0]), power=0.5, clip=0.15).tolist() == pytest.approx(
+        [1.0, 0.5, 0.15, 0.15])
+
+
+def test_relmf_loss_matches_definition():
+    model = create("relmf", factors=2)
+    model._p = torch.nn.Parameter(torch.tensor([[1.0, 0.0]]))
+    model._q = torch.nn.Parameter(torch.tensor([[0.5, 0.0], [-1.0, 2.0]]))
+    model._b = torch.nn.Parameter(torch.tensor([0.0, 0.3]))
+    theta = torch.tensor([0.5, 1.0])
+    clicks = torch.tensor([[1.0, 0.0]])
+    got = float(model._loss(torch.tensor([0]), clicks, theta, np.array([0]), None).detach())
+    p = 1 / (1 + np.exp(-np.array([0.5, -0.7])))
+    w = np.array([2.0, 0.0])
+    assert got == pytest.approx(float((w * (1 - p) ** 2 + (1 - w) * p ** 2).sum()), rel=1e-5)
+
+
+def test_ubpr_weights_match_definition():
+    model = create("ubpr", factors=1)
+    model._p = torch.nn.Parameter(torch.tensor([[1.0]]))
+    model._q = torch.nn.Parameter(torch.tensor([[2.0], [0.5], [1.0]]))
+    model._b = torch.nn.Parameter(torch.zeros(3))
+    theta = torch.tensor([0.5, 0.25, 1.0])
+    clicks = torch.tensor([[1.0, 1.0, 0.0]])
+
+    class FixedRng:
+        def integers(self, low, high, size):
+            return np.array([1, 2])[:size]
+
+    got = float(model._loss(torch.tensor([0]), clicks, theta, np.array([0]), FixedRng()).detach())
+    # pair (i=0, j=1): weight (1/0.5)(1 − 1/0.25) = −6; pair (i=1, j=2): (1/0.25)(1 − 0) = 4
+    logsig = lambda z: -np.log1p(np.exp(-z))  # noqa: E731
+    expected = -(-6 * logsig(2.0 - 0.5) + 4 * logsig(0.5 - 1.0))
+    assert got == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["relmf", "ubpr"])
+def test_unbiased_learners_fit_and_beat_random(name):
+    w = exposure_biased_world(n_users=300, n_items=200, seed=2)
+    target = build_target(w.train, w.test, (w.valid,), candidates=w.test_candidates)
+    model = create(name, epochs=60).fit(w.train)
+    got = evaluate(model, w.train, w.test, ks=[5], target=target, beyond_accuracy=False).metrics()["ndcg@5"]
+    # a random order of 20 candidates, about 29% liked, scores about 0.3 NDCG@5
+    rng = np.random.default_rng(0)
+    chance = []
+    for _ in range(20):
+        from penchant.eval import metrics as M
+
+        rel = w.test_candidates.toarray() > 0
+        liked = (w.test.csr.toarray() > 0)
+        users = target.users
+        order = np.argsort(rng.random((len(users), 200)) - rel[users] * 10, axis=1)[:, :5]
+        hits = np.take_along_axis(liked[users], order, axis=1)
+        chance.append(M.ndcg_at_k(hits, liked[users].sum(1), 5).mean())
+    assert got > np.mean(chance) + 0.02, (got, np.mean(chance))
