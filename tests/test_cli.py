@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import penchant, write
@@ -130,3 +131,16 @@ def test_encoding_option(tmp_path):
     assert penchant("data", "inspect", f).returncode == 2
     r = penchant("data", "inspect", f, "--encoding", "latin-1")
     assert r.returncode == 0, r.stderr
+
+
+def test_ratings_cv_command(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = ["user,item,rating"] + [f"u{u},i{i},{rng.integers(1, 6)}" for u in range(40) for i in rng.choice(30, 10, replace=False)]
+    data = write(tmp_path / "r.csv", "\n".join(rows) + "\n")
+    r = penchant("ratings", "cv", data, "--model", "biasedmf", "--folds", "3", "--param", "epochs=4",
+                 "--json", tmp_path / "cv.json")
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "cv.json").read_text())
+    assert len(res["folds"]) == 3 and 0.5 < res["rmse"] < 3
+    r = penchant("ratings", "cv", data, "--model", "ease")
+    assert r.returncode == 2 and "does not predict ratings" in r.stderr

@@ -149,3 +149,33 @@ def quickstart(
     (out_dir / "quickstart.md").write_text("\n".join(report) + "\n")
     write_json(out_dir / "quickstart.json", board.to_json())
     out.print(f"report written to {out_dir / 'quickstart.md'}")
+
+
+def ratings_cv(
+    data: Path = typer.Argument(..., help="Rated interactions (any format `data inspect` reads)."),
+    model: str = typer.Option(..., "--model", help="Rating model: biasedmf or fm."),
+    param: list[str] = typer.Option([], "--param", help="Model parameter key=value (repeatable)."),
+    folds: int = typer.Option(5, "--folds", help="Number of folds."),
+    seed: int = typer.Option(0, "--seed", help="Fold assignment seed."),
+    json_out: Path = typer.Option(None, "--json", help="Write per-fold and mean RMSE/MAE here."),
+    user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,
+    encoding: str = Encoding,
+) -> None:
+    """K-fold RMSE and MAE of a rating-prediction model (each fold early-stops on 5% of its training part)."""
+    from penchant.data import load
+    from penchant.eval.experiment import parse_params
+    from penchant.eval.rating import cross_validate
+    from penchant.errors import ConfigError
+    from penchant.models import model_class
+    from penchant.models.rating import RatingModel
+
+    if not issubclass(model_class(model), RatingModel):
+        raise ConfigError(f"model {model!r} does not predict ratings; rating models: biasedmf, fm")
+    ds = load(data, **columns(user_col, item_col, rating_col, time_col, sep, encoding))
+    with progress() as bar:
+        bar.add_task(f"{folds}-fold cross-validation of {model}", total=None)
+        result = cross_validate(model, parse_params(param), ds, k=folds, seed=seed)
+    out.print(f"[bold]{model}[/bold] {folds}-fold: RMSE {result['rmse']:.4f} ± {result['rmse_std']:.4f}   "
+              f"MAE {result['mae']:.4f} ± {result['mae_std']:.4f}")
+    if json_out:
+        write_json(json_out, result)

@@ -19,6 +19,9 @@ app.command("split")(data_cmds.split)
 app.command("evaluate")(eval_cmds.evaluate)
 app.command("compare")(eval_cmds.compare)
 app.command("quickstart")(eval_cmds.quickstart)
+ratings_app = typer.Typer(help="Rating prediction (explicit feedback).", no_args_is_help=True)
+ratings_app.command("cv")(eval_cmds.ratings_cv)
+app.add_typer(ratings_app, name="ratings")
 
 
 @app.command("models")

@@ -158,3 +158,17 @@ def _ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
         raise DataError(f"ratios {ratios} are not 2 or 3 non-negative fractions summing to 1",
                         expected="e.g. 0.8,0.1,0.1")
     return (r[0], 0.0, r[1]) if len(r) == 2 else (r[0], r[1], r[2])
+
+
+def kfold(ds: Dataset, k: int = 5, seed: int = 0) -> list[Split]:
+    """K folds over interactions (globally shuffled, as rating-prediction studies use).
+
+    Fold ``f`` tests on the f-th k-th of the interactions and trains on the rest; the test
+    parts of the folds partition the data.
+    """
+    _check_pairs(ds)
+    if k < 2:
+        raise DataError(f"k-fold needs k ≥ 2, not {k}", expected="k ≥ 2")
+    fold = np.random.default_rng(seed).permutation(ds.n_interactions) % k
+    return [_from_parts(ds, np.where(fold == f, 2, 0), f"{k}-fold cross-validation, fold {f + 1}, seed {seed}", False)
+            for f in range(k)]
