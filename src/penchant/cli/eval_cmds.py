@@ -179,3 +179,44 @@ def ratings_cv(
               f"MAE {result['mae']:.4f} ± {result['mae_std']:.4f}")
     if json_out:
         write_json(json_out, result)
+
+
+def tune_cmd(
+    train: Path = typer.Option(..., "--train", help="Training interactions."),
+    valid: Path = typer.Option(..., "--valid", help="Validation interactions: the search is judged on these."),
+    model: str = typer.Option(..., "--model", help="Registered model name."),
+    test: Path = typer.Option(None, "--test", help="If given, the refitted best model is evaluated here once."),
+    trials: int = typer.Option(20, "--trials", help="Number of trials."),
+    timeout: float = typer.Option(None, "--timeout", help="Stop starting trials after this many seconds."),
+    param: list[str] = typer.Option([], "--param", help="Fixed parameter key=value, not searched (repeatable)."),
+    metric: str = typer.Option("ndcg@10", "--metric", help="Validation metric for ranking models."),
+    k: list[int] = Ks,
+    seed: int = typer.Option(0, "--seed", help="Seed of the search."),
+    json_out: Path = typer.Option(None, "--json", help="Write every trial and the best parameters here."),
+    min_rating: float = MinRating,
+    user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,
+    encoding: str = Encoding,
+) -> None:
+    """Search a model's hyper-parameters on the validation split (Optuna TPE, median pruning), then refit the best."""
+    from penchant.data import load_triple
+    from penchant.eval.evaluate import evaluate as run_eval
+    from penchant.eval.experiment import parse_params
+    from penchant.eval.tune import tune
+
+    tr, va, te = load_triple(train, valid, test if test is not None else valid, min_rating=min_rating,
+                             **columns(user_col, item_col, rating_col, time_col, sep, encoding))
+    assert va is not None
+    with progress() as bar:
+        task = bar.add_task(f"tuning {model}", total=trials)
+        result = tune(model, tr, va, trials=trials, seed=seed, metric=metric, fixed=parse_params(param), timeout=timeout,
+                      progress=lambda n, best: bar.update(task, completed=n, description=f"tuning {model}: best {best:.4f}"))
+    pruned = sum(t["state"] == "pruned" for t in result.trials)
+    out.print(f"[bold]{model}[/bold]: best {result.metric} on valid {result.best_value:.4f} with {result.best_params} "
+              f"({len(result.trials)} trials, {pruned} pruned)")
+    payload = result.to_json()
+    if test is not None and result.best_model is not None:
+        test_result = run_eval(result.best_model, tr, te, ks=k, also_exclude=(va,))
+        payload["test"] = test_result.to_json()
+        out.print("test: " + "  ".join(f"{m} {v:.4f}" for m, v in test_result.metrics().items() if m.split("@")[0] in ("ndcg", "recall")))
+    if json_out:
+        write_json(json_out, payload)

@@ -15,6 +15,7 @@ from threadpoolctl import threadpool_limits
 from penchant.data import Dataset
 from penchant.models.base import Recommender, Validator
 from penchant.models.registry import register
+from penchant.models.search import Float, Int
 
 
 def _implicit_als(factors: int, regularization: float, alpha: float, iterations: int, seed: int):
@@ -39,6 +40,7 @@ class ALS(Recommender):
 
     name = "als"
     summary = "implicit-feedback ALS (confidence-weighted MF, via the implicit library) with fold-in"
+    search_space = {"factors": Int(8, 256, log=True), "regularization": Float(0.01, 100.0, log=True), "alpha": Float(0.1, 20.0, log=True)}
 
     def __init__(self, *, factors: int = 64, regularization: float = 20.0, alpha: float = 2.0,
                  iterations: int = 15, seed: int = 0) -> None:

@@ -34,6 +34,8 @@ class Recommender:
     name: ClassVar[str] = ""
     #: one line for ``penchant models``
     summary: ClassVar[str] = ""
+    #: parameters ``penchant tune`` searches, with their ranges (empty: nothing to tune)
+    search_space: ClassVar[dict[str, Any]] = {}
 
     train_: sp.csr_matrix | None = None
 

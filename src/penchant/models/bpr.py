@@ -21,6 +21,7 @@ import numpy as np
 from penchant.data import Dataset
 from penchant.models.base import Recommender, Validator
 from penchant.models.registry import register
+from penchant.models.search import Float, Int
 from penchant.models.training import EarlyStopping, NegativeSampler, seed_torch
 
 SAMPLERS = ("uniform", "popularity", "nbpo")
@@ -46,6 +47,7 @@ class BPR(Recommender):
 
     name = "bpr"
     summary = "BPR matrix factorisation (torch); samplers uniform, popularity, nbpo"
+    search_space = {"factors": Int(16, 256, log=True), "lr": Float(1e-3, 5e-2, log=True), "reg": Float(1e-4, 1e-1, log=True)}
 
     def __init__(self, *, factors: int = 64, sampler: str = "uniform", pop_exponent: float = 0.75, lr: float = 0.01,
                  reg: float = 0.01, epochs: int = 200, batch_size: int = 4096, patience: int = 3, eval_every: int = 5,

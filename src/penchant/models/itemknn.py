@@ -9,6 +9,7 @@ from penchant.data import Dataset
 from penchant.models.base import Recommender, Validator, _sparse_from, _sparse_parts
 from penchant.models.ranking import keep_top_k_per_row
 from penchant.models.registry import register
+from penchant.models.search import Float, Int
 
 
 def cosine_neighbours(x: sp.csr_matrix, k: int, shrink: float, block: int = 512) -> sp.csr_matrix:
@@ -48,6 +49,7 @@ class ItemKNN(Recommender):
 
     name = "itemknn"
     summary = "item-based kNN, cosine with shrinkage and top-k neighbour pruning"
+    search_space = {"k": Int(10, 500, log=True), "shrink": Float(0.0, 200.0)}
 
     def __init__(self, *, k: int = 100, shrink: float = 10.0) -> None:
         if k < 1:

@@ -14,6 +14,7 @@ import scipy.sparse as sp
 from penchant.data import Dataset
 from penchant.models.base import Recommender, Validator
 from penchant.models.registry import register
+from penchant.models.search import Float, Int
 from penchant.models.training import EarlyStopping, NegativeSampler, seed_torch
 
 
@@ -50,6 +51,7 @@ class LightGCN(Recommender):
 
     name = "lightgcn"
     summary = "LightGCN graph convolution trained with BPR (torch)"
+    search_space = {"layers": Int(1, 4), "lr": Float(1e-3, 2e-2, log=True), "reg": Float(1e-6, 1e-2, log=True)}
 
     def __init__(self, *, factors: int = 64, layers: int = 3, lr: float = 0.005, reg: float = 1e-4, epochs: int = 300,
                  batch_size: int = 4096, patience: int = 3, eval_every: int = 5, seed: int = 0) -> None:

@@ -16,6 +16,7 @@ import scipy.linalg
 from penchant.data import Dataset
 from penchant.models.base import Recommender, Validator
 from penchant.models.registry import register
+from penchant.models.search import Float
 
 
 def zero_diagonal_weights(gram: np.ndarray, penalty: np.ndarray) -> np.ndarray:
@@ -91,6 +92,7 @@ class EASE(_LinearAutoencoder):
 
     name = "ease"
     summary = "EASE closed-form linear autoencoder (λ chosen on validation data)"
+    search_space = {"lam": Float(5.0, 10000.0, log=True)}
 
     def __init__(self, *, lam: float | None = None) -> None:
         if lam is not None and lam <= 0:
@@ -119,6 +121,7 @@ class EDLAE(_LinearAutoencoder):
 
     name = "edlae"
     summary = "EDLAE: emphasised denoising linear autoencoder (closed form, zero diagonal)"
+    search_space = {"dropout": Float(0.05, 0.9), "lam": Float(1.0, 1000.0, log=True)}
 
     def __init__(self, *, dropout: float | None = None, lam: float | None = None) -> None:
         if dropout is not None and not 0 <= dropout < 1:

@@ -14,6 +14,7 @@ import numpy as np
 from penchant.data import Dataset
 from penchant.models.base import Recommender, Validator
 from penchant.models.registry import register
+from penchant.models.search import Float, Int
 from penchant.models.training import EarlyStopping, seed_torch
 
 
@@ -60,6 +61,7 @@ class MultVAE(Recommender):
 
     name = "multvae"
     summary = "Mult-VAE: variational autoencoder with multinomial likelihood (torch)"
+    search_space = {"dropout": Float(0.1, 0.7), "beta_max": Float(0.05, 1.0, log=True), "lr": Float(1e-4, 1e-2, log=True)}
 
     def __init__(self, *, hidden: int = 600, latent: int = 200, dropout: float = 0.5, beta_max: float = 0.2,
                  anneal_steps: int = 20000, lr: float = 1e-3, epochs: int = 300, batch_size: int = 128,

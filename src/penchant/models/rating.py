@@ -22,6 +22,7 @@ from penchant.data import Dataset
 from penchant.errors import ConfigError, DataError
 from penchant.models.base import Recommender, Validator
 from penchant.models.registry import register
+from penchant.models.search import Float, Int
 from penchant.models.training import EarlyStopping, seed_torch
 
 
@@ -92,6 +93,7 @@ class BiasedMF(RatingModel):
 
     name = "biasedmf"
     summary = "biased matrix factorisation for rating prediction (torch)"
+    search_space = {"factors": Int(8, 256, log=True), "lr": Float(2e-4, 1e-2, log=True), "reg": Float(0.01, 0.5, log=True)}
 
     def __init__(self, *, factors: int = 64, lr: float = 0.001, reg: float = 0.1, epochs: int = 200,
                  batch_size: int = 1024, patience: int = 5, eval_every: int = 2, seed: int = 0) -> None:
@@ -196,6 +198,7 @@ class FM(RatingModel):
 
     name = "fm"
     summary = "factorisation machine with user and item side features (rating prediction, cold-start users)"
+    search_space = {"factors": Int(8, 256, log=True), "lr": Float(2e-4, 1e-2, log=True), "reg": Float(0.01, 0.5, log=True)}
 
     def __init__(self, *, factors: int = 128, user_features: str = "auto", item_features: str = "auto",
                  lr: float = 0.001, reg: float = 0.1, epochs: int = 200, batch_size: int = 1024, patience: int = 5,

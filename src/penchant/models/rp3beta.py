@@ -16,6 +16,7 @@ from penchant.data import Dataset
 from penchant.models.base import Recommender, Validator, _sparse_from, _sparse_parts
 from penchant.models.ranking import keep_top_k_per_row
 from penchant.models.registry import register
+from penchant.models.search import Float, Int
 
 
 def _row_stochastic(m: sp.csr_matrix) -> sp.csr_matrix:
@@ -55,6 +56,7 @@ class RP3Beta(Recommender):
 
     name = "rp3beta"
     summary = "RP3β graph random walk with popularity penalty"
+    search_space = {"alpha": Float(0.2, 1.5), "beta": Float(0.0, 1.0), "k": Int(20, 500, log=True)}
 
     def __init__(self, *, alpha: float = 0.6, beta: float = 0.6, k: int = 200) -> None:
         if alpha <= 0 or beta < 0 or k < 1:

@@ -20,6 +20,7 @@ import numpy as np
 from penchant.data import Dataset
 from penchant.models.base import Recommender, Validator
 from penchant.models.registry import register
+from penchant.models.search import Float, Int
 from penchant.models.training import EarlyStopping, seed_torch
 
 
@@ -31,6 +32,9 @@ def item_propensity(item_clicks: np.ndarray, power: float = 0.5, clip: float = 0
 
 class _PropensityMF(Recommender):
     """Matrix factorisation with item biases trained by a propensity-weighted loss."""
+
+    search_space = {"factors": Int(8, 128, log=True), "power": Float(0.0, 1.0), "clip": Float(0.01, 0.5, log=True),
+                    "lr": Float(1e-3, 5e-2, log=True), "reg": Float(1e-6, 1e-2, log=True)}
 
     def __init__(self, *, factors: int = 32, power: float = 0.5, clip: float = 0.1, lr: float = 0.01,
                  reg: float = 1e-4, epochs: int = 200, batch_size: int = 256, patience: int = 3,

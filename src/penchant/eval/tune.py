@@ -1,0 +1,110 @@
+"""Hyper-parameter search with Optuna on the validation split, with pruning of early-stopped runs.
+
+Each trial fits the model on train with parameters drawn from the model's ``search_space``.
+The validator handed to ``fit`` reports every intermediate validation score to Optuna, so a
+model that checks validation each few epochs (the gradient-trained ones) is stopped early when
+its trial is clearly worse than earlier ones (median pruning). The best parameters are then
+refitted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from penchant.data import Dataset
+from penchant.errors import ConfigError
+from penchant.eval.evaluate import validator as ranking_validator
+from penchant.models import Recommender, create, model_class
+from penchant.models.rating import RatingModel
+from penchant.models.search import Choice, Float, Int
+
+
+@dataclass
+class TuneResult:
+    """Every trial (parameters, validation value, state, seconds) and the refitted best model."""
+
+    model: str
+    metric: str
+    best_params: dict[str, Any]
+    best_value: float
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    best_model: Recommender | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "metric": self.metric, "best_params": self.best_params,
+                "best_value": self.best_value, "trials": self.trials}
+
+
+def _suggest(trial, name: str, dim) -> Any:
+    if isinstance(dim, Int):
+        return trial.suggest_int(name, dim.low, dim.high, log=dim.log)
+    if isinstance(dim, Float):
+        return trial.suggest_float(name, dim.low, dim.high, log=dim.log)
+    if isinstance(dim, Choice):
+        return trial.suggest_categorical(name, list(dim.options))
+    raise TypeError(f"unknown search dimension {dim!r}")
+
+
+def tune(name: str, train: Dataset, valid: Dataset, *, trials: int = 20, seed: int = 0, metric: str = "ndcg@10",
+         fixed: dict[str, Any] | None = None, timeout: float | None = None,
+         progress: Callable[[int, float], None] | None = None) -> TuneResult:
+    """Search model ``name``'s space on ``valid``; ``fixed`` parameters are not searched.
+
+    Rating models are judged by validation RMSE (reported as ``-rmse``, higher is better);
+    ranking models by ``metric`` over the full catalogue.
+    """
+    import optuna
+
+    klass = model_class(name)
+    fixed = dict(fixed or {})
+    space = {k: v for k, v in klass.search_space.items() if k not in fixed}
+    if not space:
+        raise ConfigError(f"model {name!r} has nothing to tune" + (" beyond the fixed parameters" if fixed else ""))
+    if issubclass(klass, RatingModel):
+        from penchant.eval.rating import rating_validator
+
+        lo, hi = float(valid.ratings.min()), float(valid.ratings.max())  # type: ignore[union-attr]
+        base, metric = rating_validator(valid, (lo, hi)), "-rmse"
+    else:
+        base = ranking_validator(train, valid, metric)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
+    records: list[dict[str, Any]] = []
+
+    def objective(trial) -> float:
+        params = {**fixed, **{k: _suggest(trial, k, dim) for k, dim in space.items()}}
+        step = {"n": 0, "best": float("-inf")}
+
+        def report(model: Recommender) -> float:
+            value = base(model)
+            step["best"] = max(step["best"], value)
+            trial.report(value, step["n"])
+            step["n"] += 1
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+            return value
+
+        start = time.perf_counter()
+        record = {"number": trial.number, "params": params}
+        try:
+            model = create(name, **params).fit(train, report)
+            value = base(model)
+            record.update(value=value, state="complete")
+            return value
+        except optuna.TrialPruned:
+            record.update(value=step["best"], state="pruned")
+            raise
+        finally:
+            record["seconds"] = round(time.perf_counter() - start, 3)
+            records.append(record)
+            if progress:
+                progress(len(records), max(r["value"] for r in records))
+
+    study.optimize(objective, n_trials=trials, timeout=timeout)
+    best = {**fixed, **study.best_params}
+    model = create(name, **best).fit(train, base)
+    return TuneResult(name, metric, best, float(study.best_value), records, model)
