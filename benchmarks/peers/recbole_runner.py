@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import time
 from pathlib import Path
 
@@ -69,7 +70,9 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=50)
     ap.add_argument("--seed", type=int, default=2026)
     args = ap.parse_args()
+    args.data, args.out = args.data.resolve(), args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
+    os.chdir(args.out)  # RecBole writes its logs and tensorboard files into the working folder
     for m in args.models.split(","):
         run(m, args.data, args.name, args.out, args.k, args.seed)
 
