@@ -63,9 +63,9 @@ class MultVAE(Recommender):
     summary = "Mult-VAE: variational autoencoder with multinomial likelihood (torch)"
     search_space = {"dropout": Float(0.1, 0.7), "beta_max": Float(0.05, 1.0, log=True), "lr": Float(1e-4, 1e-2, log=True)}
 
-    def __init__(self, *, hidden: int = 600, latent: int = 200, dropout: float = 0.5, beta_max: float = 0.2,
-                 anneal_steps: int = 20000, lr: float = 1e-3, epochs: int = 300, batch_size: int = 128,
-                 patience: int = 5, eval_every: int = 5, seed: int = 0) -> None:
+    def __init__(self, *, hidden: int = 600, latent: int = 64, dropout: float = 0.5, beta_max: float = 0.5,
+                 anneal_steps: int = 2000, lr: float = 1e-3, epochs: int = 300, batch_size: int = 128,
+                 patience: int = 10, eval_every: int = 2, seed: int = 0) -> None:
         if not 0 <= dropout < 1 or beta_max < 0 or hidden < 1 or latent < 1:
             raise ValueError("dropout must be in [0, 1), beta_max ≥ 0, hidden and latent ≥ 1")
         self.hidden, self.latent, self.dropout, self.beta_max = hidden, latent, dropout, beta_max

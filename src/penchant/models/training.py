@@ -31,8 +31,12 @@ class NegativeSampler:
     user who has seen every item keeps whatever was drawn last).
     """
 
+    #: below this many user×item cells, membership is looked up in a dense bitmap (1 byte a cell)
+    DENSE_CELLS = 50_000_000
+
     def __init__(self, seen: sp.csr_matrix, weights: np.ndarray | None, rng: np.random.Generator) -> None:
         self.n_items = seen.shape[1]
+        self.dense = seen.toarray() > 0 if seen.shape[0] * seen.shape[1] <= self.DENSE_CELLS else None
         coo = seen.tocoo()
         self.keys = np.sort(coo.row.astype(np.int64) * self.n_items + coo.col)
         self.cdf = None if weights is None else np.cumsum(weights / weights.sum())
@@ -44,6 +48,8 @@ class NegativeSampler:
         return np.minimum(np.searchsorted(self.cdf, self.rng.random(n)), self.n_items - 1)
 
     def is_seen(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        if self.dense is not None:
+            return self.dense[users, items]
         key = users.astype(np.int64) * self.n_items + items
         pos = np.minimum(np.searchsorted(self.keys, key), len(self.keys) - 1)
         return self.keys[pos] == key
