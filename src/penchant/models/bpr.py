@@ -22,7 +22,7 @@ from penchant.data import Dataset
 from penchant.models.base import Recommender, Validator
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
-from penchant.models.training import EarlyStopping, NegativeSampler, seed_torch
+from penchant.models.training import EarlyStopping, NegativeSampler, blas_single_threaded, seed_torch
 
 SAMPLERS = ("uniform", "popularity", "nbpo")
 
@@ -63,6 +63,7 @@ class BPR(Recommender):
         self.item_factors_: np.ndarray | None = None
         self.item_bias_: np.ndarray | None = None
 
+    @blas_single_threaded
     def _fit(self, train: Dataset, valid: Validator | None) -> None:
         import torch
 

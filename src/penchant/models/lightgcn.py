@@ -15,7 +15,7 @@ from penchant.data import Dataset
 from penchant.models.base import Recommender, Validator
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
-from penchant.models.training import EarlyStopping, NegativeSampler, seed_torch
+from penchant.models.training import EarlyStopping, NegativeSampler, blas_single_threaded, seed_torch
 
 
 def normalized_adjacency(x: sp.csr_matrix):
@@ -62,6 +62,7 @@ class LightGCN(Recommender):
         self.user_embeddings_: np.ndarray | None = None
         self.item_embeddings_: np.ndarray | None = None
 
+    @blas_single_threaded
     def _fit(self, train: Dataset, valid: Validator | None) -> None:
         import torch
 

@@ -15,7 +15,7 @@ from penchant.data import Dataset
 from penchant.models.base import Recommender, Validator
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
-from penchant.models.training import EarlyStopping, seed_torch
+from penchant.models.training import EarlyStopping, blas_single_threaded, seed_torch
 
 
 def _network(n_items: int, hidden: int, latent: int, dropout: float):
@@ -73,6 +73,7 @@ class MultVAE(Recommender):
         self.patience, self.eval_every, self.seed = patience, eval_every, seed
         self.net_ = None
 
+    @blas_single_threaded
     def _fit(self, train: Dataset, valid: Validator | None) -> None:
         import torch
 

@@ -23,7 +23,7 @@ from penchant.errors import ConfigError, DataError
 from penchant.models.base import Recommender, Validator
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
-from penchant.models.training import EarlyStopping, seed_torch
+from penchant.models.training import EarlyStopping, blas_single_threaded, seed_torch
 
 
 class RatingModel(Recommender):
@@ -47,6 +47,7 @@ def _ratings(train: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return train.users.astype(np.int64), train.items.astype(np.int64), train.ratings.astype(np.float32)
 
 
+@blas_single_threaded
 def _train_squared_error(model, params, forward, train: Dataset, valid: Validator | None) -> None:
     """Adam on mean squared error over shuffled mini-batches of ratings, early-stopped on valid."""
     import torch

@@ -21,7 +21,7 @@ from penchant.data import Dataset
 from penchant.models.base import Recommender, Validator
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
-from penchant.models.training import EarlyStopping, seed_torch
+from penchant.models.training import EarlyStopping, blas_single_threaded, seed_torch
 
 
 def item_propensity(item_clicks: np.ndarray, power: float = 0.5, clip: float = 0.1) -> np.ndarray:
@@ -50,6 +50,7 @@ class _PropensityMF(Recommender):
     def _loss(self, x, clicks, theta, users, rng):
         raise NotImplementedError
 
+    @blas_single_threaded
     def _fit(self, train: Dataset, valid: Validator | None) -> None:
         import torch
 
