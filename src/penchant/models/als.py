@@ -13,7 +13,8 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from penchant.data import Dataset
-from penchant.models.base import Recommender, Validator
+from penchant.models.base import Validator
+from penchant.models.factors import FactorModel
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
 
@@ -27,7 +28,7 @@ def _implicit_als(factors: int, regularization: float, alpha: float, iterations:
 
 
 @register
-class ALS(Recommender):
+class ALS(FactorModel):
     """Weighted matrix factorisation for implicit feedback, solved by alternating least squares.
 
     Args:
@@ -50,8 +51,6 @@ class ALS(Recommender):
             raise ValueError("regularization and alpha must be non-negative")
         self.factors, self.regularization, self.alpha = factors, regularization, alpha
         self.iterations, self.seed = iterations, seed
-        self.user_factors_: np.ndarray | None = None
-        self.item_factors_: np.ndarray | None = None
 
     def _engine(self):
         engine = _implicit_als(self.factors, self.regularization, self.alpha, self.iterations, self.seed)
@@ -63,8 +62,7 @@ class ALS(Recommender):
         with threadpool_limits(1, "blas"):  # implicit parallelises itself; nested BLAS threads slow it
             engine = _implicit_als(self.factors, self.regularization, self.alpha, self.iterations, self.seed)
             engine.fit(train.csr, show_progress=False)
-        self.user_factors_ = np.ascontiguousarray(engine.user_factors, dtype=np.float32)
-        self.item_factors_ = np.ascontiguousarray(engine.item_factors, dtype=np.float32)
+        self._set_factors(engine.user_factors, engine.item_factors)
 
     def partial_fit(self, users: np.ndarray, items: sp.csr_matrix) -> "ALS":
         """Fold users in: recompute their factors from their whole history, items fixed.
@@ -91,16 +89,3 @@ class ALS(Recommender):
             seen.data[u] = [1.0] * len(seen.rows[u])
         self.train_ = seen.tocsr()
         return self
-
-    def _score(self, users: np.ndarray) -> np.ndarray:
-        assert self.user_factors_ is not None and self.item_factors_ is not None
-        return self.user_factors_[users] @ self.item_factors_.T
-
-    def _state(self) -> dict[str, np.ndarray]:
-        assert self.user_factors_ is not None and self.item_factors_ is not None
-        return {"user_factors": self.user_factors_, "item_factors": self.item_factors_}
-
-    def _load_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.user_factors_, self.item_factors_ = arrays["user_factors"], arrays["item_factors"]
-
-

@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from penchant.data import Dataset
-from penchant.models.base import Recommender, Validator
+from penchant.models.base import Validator
+from penchant.models.factors import FactorModel
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
 from penchant.models.training import EarlyStopping, NegativeSampler, blas_single_threaded, seed_torch
@@ -28,7 +29,7 @@ SAMPLERS = ("uniform", "popularity", "nbpo")
 
 
 @register
-class BPR(Recommender):
+class BPR(FactorModel):
     """Matrix factorisation trained for pairwise ranking (or NBPO), with early stopping on valid.
 
     Args:
@@ -59,9 +60,6 @@ class BPR(Recommender):
         self.factors, self.sampler, self.pop_exponent, self.lr, self.reg = factors, sampler, pop_exponent, lr, reg
         self.epochs, self.batch_size, self.patience, self.eval_every = epochs, batch_size, patience, eval_every
         self.noise_factors, self.seed = noise_factors, seed
-        self.user_factors_: np.ndarray | None = None
-        self.item_factors_: np.ndarray | None = None
-        self.item_bias_: np.ndarray | None = None
 
     @blas_single_threaded
     def _fit(self, train: Dataset, valid: Validator | None) -> None:
@@ -104,15 +102,14 @@ class BPR(Recommender):
                     self._bpr_step(opt, p, q, b, u, i, j)
             self.epochs_run_ = epoch
             if valid is not None and epoch % self.eval_every == 0:
-                self._export(p, q, b)
-                state = lambda: (self.user_factors_, self.item_factors_, self.item_bias_)  # noqa: E731
-                if stopper.update(epoch, valid(self), state):
+                self._set_factors(p, q, b)
+                if stopper.update(epoch, valid(self), self._snapshot):
                     break
         if valid is not None and stopper.best_state is not None:
-            self.user_factors_, self.item_factors_, self.item_bias_ = stopper.best_state
+            self._restore(stopper.best_state)
             self.best_epoch_ = stopper.best_epoch
         else:
-            self._export(p, q, b)
+            self._set_factors(p, q, b)
 
     def _bpr_step(self, opt, p, q, b, u, i, j) -> None:
         """One Adam step on mean −log σ(x_ui − x_uj) + reg·(‖p_u‖² + ‖q_i‖² + ‖q_j‖²)/B, gradients by hand."""
@@ -150,23 +147,3 @@ class BPR(Recommender):
         opt.zero_grad()
         (loss + penalty).backward()
         opt.step()
-
-    def _export(self, p, q, b) -> None:
-        self.user_factors_ = p.detach().numpy().copy()
-        self.item_factors_ = q.detach().numpy().copy()
-        self.item_bias_ = b.detach().numpy().copy()
-
-    def selected(self) -> dict[str, int]:
-        return {"epochs": self.best_epoch_} if getattr(self, "best_epoch_", None) else {}
-
-    def _score(self, users: np.ndarray) -> np.ndarray:
-        assert self.user_factors_ is not None and self.item_factors_ is not None and self.item_bias_ is not None
-        return self.user_factors_[users] @ self.item_factors_.T + self.item_bias_
-
-    def _state(self) -> dict[str, np.ndarray]:
-        assert self.user_factors_ is not None and self.item_factors_ is not None and self.item_bias_ is not None
-        return {"user_factors": self.user_factors_, "item_factors": self.item_factors_, "item_bias": self.item_bias_}
-
-    def _load_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.user_factors_, self.item_factors_ = arrays["user_factors"], arrays["item_factors"]
-        self.item_bias_ = arrays["item_bias"]

@@ -7,19 +7,19 @@ import scipy.sparse as sp
 
 from penchant.data import Dataset
 from penchant.models.base import Recommender, Validator, _sparse_from, _sparse_parts
-from penchant.models.ranking import keep_top_k_per_row
+from penchant.models.ranking import neighbours_blockwise
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
 
 
-def cosine_neighbours(x: sp.csr_matrix, k: int, shrink: float, block: int = 512) -> sp.csr_matrix:
+def cosine_neighbours(x: sp.csr_matrix, k: int, shrink: float, block_size: int = 512) -> sp.csr_matrix:
     """Each item's ``k`` most similar items by shrunk cosine similarity.
 
     Args:
         x: binary user×item CSR (n_users, n_items).
         k: neighbours kept per item.
         shrink: added to the denominator, damping similarities resting on few co-occurrences.
-        block: items processed at once (bounds memory to block × n_items floats).
+        block_size: items processed at once (bounds memory to block_size × n_items floats).
 
     Returns:
         CSR (n_items, n_items) ``N`` where row ``j`` holds ``sim(j, i)`` for ``i`` among ``j``'s
@@ -28,14 +28,12 @@ def cosine_neighbours(x: sp.csr_matrix, k: int, shrink: float, block: int = 512)
     n_items = x.shape[1]
     xt = x.T.tocsr().astype(np.float32)
     norms = np.sqrt(np.asarray(xt.multiply(xt).sum(axis=1)).ravel())
-    parts = []
-    for start in range(0, n_items, block):
-        stop = min(n_items, start + block)
+
+    def block(start: int, stop: int) -> np.ndarray:
         sim = (xt[start:stop] @ xt.T).toarray()
-        sim /= np.outer(norms[start:stop], norms) + shrink + 1e-12
-        sim[np.arange(stop - start), np.arange(start, stop)] = 0.0
-        parts.append(keep_top_k_per_row(sim, k))
-    return sp.vstack(parts).tocsr().astype(np.float32)
+        return sim / (np.outer(norms[start:stop], norms) + shrink + 1e-12)
+
+    return neighbours_blockwise(block, n_items, k, block_size)
 
 
 @register

@@ -12,7 +12,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from penchant.data import Dataset
-from penchant.models.base import Recommender, Validator
+from penchant.models.base import Validator
+from penchant.models.factors import FactorModel
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
 from penchant.models.training import EarlyStopping, NegativeSampler, blas_single_threaded, seed_torch
@@ -34,7 +35,7 @@ def normalized_adjacency(x: sp.csr_matrix):
 
 
 @register
-class LightGCN(Recommender):
+class LightGCN(FactorModel):
     """Light graph convolution for collaborative filtering.
 
     Args:
@@ -59,8 +60,6 @@ class LightGCN(Recommender):
             raise ValueError("factors ≥ 1, layers ≥ 0, lr > 0 and reg ≥ 0 are required")
         self.factors, self.layers, self.lr, self.reg = factors, layers, lr, reg
         self.epochs, self.batch_size, self.patience, self.eval_every, self.seed = epochs, batch_size, patience, eval_every, seed
-        self.user_embeddings_: np.ndarray | None = None
-        self.item_embeddings_: np.ndarray | None = None
 
     @blas_single_threaded
     def _fit(self, train: Dataset, valid: Validator | None) -> None:
@@ -101,11 +100,10 @@ class LightGCN(Recommender):
                 opt.step()
             if valid is not None and epoch % self.eval_every == 0:
                 self._export(propagate, n_users)
-                state = lambda: (self.user_embeddings_, self.item_embeddings_)  # noqa: E731
-                if stopper.update(epoch, valid(self), state):
+                if stopper.update(epoch, valid(self), self._snapshot):
                     break
         if valid is not None and stopper.best_state is not None:
-            self.user_embeddings_, self.item_embeddings_ = stopper.best_state
+            self._restore(stopper.best_state)
             self.best_epoch_ = stopper.best_epoch
         else:
             self._export(propagate, n_users)
@@ -115,18 +113,4 @@ class LightGCN(Recommender):
 
         with torch.no_grad():
             e = propagate().numpy()
-        self.user_embeddings_, self.item_embeddings_ = e[:n_users].copy(), e[n_users:].copy()
-
-    def selected(self) -> dict[str, int]:
-        return {"epochs": self.best_epoch_} if getattr(self, "best_epoch_", None) else {}
-
-    def _score(self, users: np.ndarray) -> np.ndarray:
-        assert self.user_embeddings_ is not None and self.item_embeddings_ is not None
-        return self.user_embeddings_[users] @ self.item_embeddings_.T
-
-    def _state(self) -> dict[str, np.ndarray]:
-        assert self.user_embeddings_ is not None and self.item_embeddings_ is not None
-        return {"user_embeddings": self.user_embeddings_, "item_embeddings": self.item_embeddings_}
-
-    def _load_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.user_embeddings_, self.item_embeddings_ = arrays["user_embeddings"], arrays["item_embeddings"]
+        self._set_factors(e[:n_users], e[n_users:])

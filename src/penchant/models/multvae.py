@@ -14,7 +14,7 @@ import numpy as np
 from penchant.data import Dataset
 from penchant.models.base import Recommender, Validator
 from penchant.models.registry import register
-from penchant.models.search import Float, Int
+from penchant.models.search import Float
 from penchant.models.training import EarlyStopping, blas_single_threaded, seed_torch
 
 

@@ -6,6 +6,8 @@ a user already has can never slip into one path and not another.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -65,3 +67,18 @@ def keep_top_k_per_row(dense: np.ndarray, k: int) -> sp.csr_matrix:
     keep = (values > 0).ravel()
     rows = np.repeat(np.arange(n_rows), top.shape[1])[keep]
     return sp.csr_matrix((values.ravel()[keep], (rows, top.ravel()[keep])), shape=(n_rows, n_cols), dtype=np.float32)
+
+
+def neighbours_blockwise(similarities: Callable[[int, int], np.ndarray], n: int, k: int, block: int = 512) -> sp.csr_matrix:
+    """An (n, n) item-item matrix keeping each row's ``k`` largest positive entries, self excluded.
+
+    ``similarities(start, stop)`` returns the dense rows ``start:stop`` (shape (stop−start, n));
+    working a block at a time bounds memory to block × n floats.
+    """
+    parts = []
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        dense = similarities(start, stop)
+        dense[np.arange(stop - start), np.arange(start, stop)] = 0.0
+        parts.append(keep_top_k_per_row(dense, k))
+    return sp.vstack(parts).tocsr().astype(np.float32)

@@ -36,8 +36,36 @@ class RatingModel(Recommender):
         self._check_fitted()
         return self._predict_pairs(np.asarray(users, np.int64), np.asarray(items, np.int64))
 
+    # Every rating model here exports r̂ = w0 + lu[u] + li[i] + su[u]·si[i] into ``state_``.
+    state_: dict[str, np.ndarray] | None = None
+    STATE_KEYS = ("w0", "lu", "li", "su", "si")
+
+    def _snapshot(self) -> dict[str, np.ndarray]:
+        assert self.state_ is not None
+        return {k: v.copy() for k, v in self.state_.items()}
+
+    def _restore(self, state: dict[str, np.ndarray]) -> None:
+        self.state_ = state
+
+    def selected(self) -> dict[str, int]:
+        return {"epochs": self.best_epoch_} if getattr(self, "best_epoch_", None) else {}
+
     def _predict_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        s = self.state_
+        assert s is not None
+        return (s["w0"] + s["lu"][users] + s["li"][items] + (s["su"][users] * s["si"][items]).sum(1)).astype(np.float32)
+
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        s = self.state_
+        assert s is not None
+        return (s["w0"] + s["lu"][users][:, None] + s["li"][None, :] + s["su"][users] @ s["si"].T).astype(np.float32)
+
+    def _state(self) -> dict[str, np.ndarray]:
+        assert self.state_ is not None
+        return {k: np.asarray(v) for k, v in self.state_.items()}
+
+    def _load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.state_ = {k: arrays[k] for k in self.STATE_KEYS}
 
 
 def _ratings(train: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -102,7 +130,6 @@ class BiasedMF(RatingModel):
             raise ValueError("factors ≥ 1, lr > 0 and reg ≥ 0 are required")
         self.factors, self.lr, self.reg, self.epochs = factors, lr, reg, epochs
         self.batch_size, self.patience, self.eval_every, self.seed = batch_size, patience, eval_every, seed
-        self.state_: dict[str, np.ndarray] | None = None
 
     def _fit(self, train: Dataset, valid: Validator | None) -> None:
         import torch
@@ -127,30 +154,8 @@ class BiasedMF(RatingModel):
         del self._t
 
     def _export(self) -> None:
-        self.state_ = {k: v.detach().numpy().copy() for k, v in self._t.items()}
-
-    def _snapshot(self) -> dict[str, np.ndarray]:
-        return {k: v.copy() for k, v in self.state_.items()}
-
-    def _restore(self, state: dict[str, np.ndarray]) -> None:
-        self.state_ = state
-
-    def selected(self) -> dict[str, int]:
-        return {"epochs": self.best_epoch_} if getattr(self, "best_epoch_", None) else {}
-
-    def _predict_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        s = self.state_
-        return (s["mu"] + s["bu"][users] + s["bi"][items] + (s["p"][users] * s["q"][items]).sum(1)).astype(np.float32)
-
-    def _score(self, users: np.ndarray) -> np.ndarray:
-        s = self.state_
-        return (s["mu"] + s["bu"][users][:, None] + s["bi"][None, :] + s["p"][users] @ s["q"].T).astype(np.float32)
-
-    def _state(self) -> dict[str, np.ndarray]:
-        return {k: np.asarray(v) for k, v in self.state_.items()}
-
-    def _load_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.state_ = {k: arrays[k] for k in ("mu", "bu", "bi", "p", "q")}
+        t = {k: v.detach().numpy().copy() for k, v in self._t.items()}
+        self.state_ = {"w0": t["mu"], "lu": t["bu"], "li": t["bi"], "su": t["p"], "si": t["q"]}
 
 
 def feature_matrix(attrs: dict, names: list[str], n: int, with_id: bool) -> sp.csr_matrix:
@@ -209,7 +214,6 @@ class FM(RatingModel):
         self.factors, self.user_features, self.item_features = factors, user_features, item_features
         self.lr, self.reg, self.epochs, self.batch_size = lr, reg, epochs, batch_size
         self.patience, self.eval_every, self.seed = patience, eval_every, seed
-        self.state_: dict[str, np.ndarray] | None = None
 
     def _fit(self, train: Dataset, valid: Validator | None) -> None:
         import torch
@@ -262,26 +266,3 @@ class FM(RatingModel):
             (lu, su, selfu), (li, si, selfi) = self._sides()
         self.state_ = {"w0": self._t["w0"].detach().numpy().copy(), "lu": (lu + selfu).numpy().copy(),
                        "li": (li + selfi).numpy().copy(), "su": su.numpy().copy(), "si": si.numpy().copy()}
-
-    def _snapshot(self) -> dict[str, np.ndarray]:
-        return {k: v.copy() for k, v in self.state_.items()}
-
-    def _restore(self, state: dict[str, np.ndarray]) -> None:
-        self.state_ = state
-
-    def selected(self) -> dict[str, int]:
-        return {"epochs": self.best_epoch_} if getattr(self, "best_epoch_", None) else {}
-
-    def _predict_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        s = self.state_
-        return (s["w0"] + s["lu"][users] + s["li"][items] + (s["su"][users] * s["si"][items]).sum(1)).astype(np.float32)
-
-    def _score(self, users: np.ndarray) -> np.ndarray:
-        s = self.state_
-        return (s["w0"] + s["lu"][users][:, None] + s["li"][None, :] + s["su"][users] @ s["si"].T).astype(np.float32)
-
-    def _state(self) -> dict[str, np.ndarray]:
-        return {k: np.asarray(v) for k, v in self.state_.items()}
-
-    def _load_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.state_ = {k: arrays[k] for k in ("w0", "lu", "li", "su", "si")}

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 
 from penchant.data import Dataset
 from penchant.models.base import Recommender, Validator, _sparse_from, _sparse_parts
-from penchant.models.ranking import keep_top_k_per_row
+from penchant.models.ranking import neighbours_blockwise
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
 
@@ -24,24 +24,21 @@ def _row_stochastic(m: sp.csr_matrix) -> sp.csr_matrix:
     return (sp.diags(1.0 / np.maximum(deg, 1e-12)) @ m).tocsr()
 
 
-def rp3beta_weights(x: sp.csr_matrix, alpha: float, beta: float, k: int, block: int = 512) -> sp.csr_matrix:
+def rp3beta_weights(x: sp.csr_matrix, alpha: float, beta: float, k: int, block_size: int = 512) -> sp.csr_matrix:
     """Pruned RP3β item-item matrix, CSR (n_items, n_items) float32, zero diagonal.
 
-    ``x`` is the binary user×item CSR; ``block`` items are expanded at once (memory block × n_items).
+    ``x`` is the binary user×item CSR; ``block_size`` items are expanded at once (memory block_size × n_items).
     """
     x = x.astype(np.float64)
     p_ui = _row_stochastic(x).power(alpha).tocsr()
     p_iu = _row_stochastic(x.T.tocsr()).power(alpha).tocsr()
     pop = np.asarray(x.sum(axis=0)).ravel()
     inv_pop = np.where(pop > 0, 1.0 / np.maximum(pop, 1.0) ** beta, 0.0)
-    n_items = x.shape[1]
-    parts = []
-    for start in range(0, n_items, block):
-        stop = min(n_items, start + block)
-        w = (p_iu[start:stop] @ p_ui).toarray() * inv_pop[None, :]
-        w[np.arange(stop - start), np.arange(start, stop)] = 0.0
-        parts.append(keep_top_k_per_row(w, k))
-    return sp.vstack(parts).tocsr().astype(np.float32)
+
+    def block(start: int, stop: int) -> np.ndarray:
+        return (p_iu[start:stop] @ p_ui).toarray() * inv_pop[None, :]
+
+    return neighbours_blockwise(block, x.shape[1], k, block_size)
 
 
 @register

@@ -18,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from penchant.data import Dataset
-from penchant.models.base import Recommender, Validator
+from penchant.models.base import Validator
+from penchant.models.factors import FactorModel
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
 from penchant.models.training import EarlyStopping, blas_single_threaded, seed_torch
@@ -30,7 +31,7 @@ def item_propensity(item_clicks: np.ndarray, power: float = 0.5, clip: float = 0
     return np.clip((item_clicks / top) ** power, clip, 1.0)
 
 
-class _PropensityMF(Recommender):
+class _PropensityMF(FactorModel):
     """Matrix factorisation with item biases trained by a propensity-weighted loss."""
 
     search_space = {"factors": Int(8, 128, log=True), "power": Float(0.0, 1.0), "clip": Float(0.01, 0.5, log=True),
@@ -43,9 +44,6 @@ class _PropensityMF(Recommender):
             raise ValueError("factors ≥ 1, 0 < clip ≤ 1, power ≥ 0, lr > 0 and reg ≥ 0 are required")
         self.factors, self.power, self.clip, self.lr, self.reg = factors, power, clip, lr, reg
         self.epochs, self.batch_size, self.patience, self.eval_every, self.seed = epochs, batch_size, patience, eval_every, seed
-        self.user_factors_: np.ndarray | None = None
-        self.item_factors_: np.ndarray | None = None
-        self.item_bias_: np.ndarray | None = None
 
     def _loss(self, x, clicks, theta, users, rng):
         raise NotImplementedError
@@ -76,39 +74,18 @@ class _PropensityMF(Recommender):
                 (loss + penalty).backward()
                 opt.step()
             if valid is not None and epoch % self.eval_every == 0:
-                self._export()
-                state = lambda: (self.user_factors_, self.item_factors_, self.item_bias_)  # noqa: E731
-                if stopper.update(epoch, valid(self), state):
+                self._set_factors(self._p, self._q, self._b)
+                if stopper.update(epoch, valid(self), self._snapshot):
                     break
         if valid is not None and stopper.best_state is not None:
-            self.user_factors_, self.item_factors_, self.item_bias_ = stopper.best_state
+            self._restore(stopper.best_state)
             self.best_epoch_ = stopper.best_epoch
         else:
-            self._export()
+            self._set_factors(self._p, self._q, self._b)
         del self._p, self._q, self._b
 
     def _logits(self, u):
         return self._p[u] @ self._q.T + self._b
-
-    def _export(self) -> None:
-        self.user_factors_ = self._p.detach().numpy().copy()
-        self.item_factors_ = self._q.detach().numpy().copy()
-        self.item_bias_ = self._b.detach().numpy().copy()
-
-    def selected(self) -> dict[str, int]:
-        return {"epochs": self.best_epoch_} if getattr(self, "best_epoch_", None) else {}
-
-    def _score(self, users: np.ndarray) -> np.ndarray:
-        assert self.user_factors_ is not None and self.item_factors_ is not None and self.item_bias_ is not None
-        return self.user_factors_[users] @ self.item_factors_.T + self.item_bias_
-
-    def _state(self) -> dict[str, np.ndarray]:
-        assert self.user_factors_ is not None and self.item_factors_ is not None and self.item_bias_ is not None
-        return {"user_factors": self.user_factors_, "item_factors": self.item_factors_, "item_bias": self.item_bias_}
-
-    def _load_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.user_factors_, self.item_factors_ = arrays["user_factors"], arrays["item_factors"]
-        self.item_bias_ = arrays["item_bias"]
 
 
 _ARGS = """

@@ -1,0 +1,55 @@
+"""Latent-factor models: score x_ui = p_u · q_i (+ b_i), with shared persistence and bookkeeping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from penchant.models.base import Recommender
+
+
+def _array(t: Any) -> np.ndarray:
+    """A numpy copy of a torch tensor or array."""
+    return (t.detach().numpy() if hasattr(t, "detach") else np.asarray(t)).astype(np.float32, copy=True)
+
+
+class FactorModel(Recommender):
+    """Base of models whose scores are dot products of user and item factors plus an item bias.
+
+    Subclasses call :meth:`_set_factors` after (or during) training; ``best_epoch_``, when a
+    subclass sets it, is reported by :meth:`selected`.
+    """
+
+    user_factors_: np.ndarray | None = None
+    item_factors_: np.ndarray | None = None
+    item_bias_: np.ndarray | None = None
+
+    def _set_factors(self, users: Any, items: Any, bias: Any = None) -> None:
+        self.user_factors_, self.item_factors_ = _array(users), _array(items)
+        self.item_bias_ = None if bias is None else _array(bias)
+
+    def _snapshot(self) -> tuple[np.ndarray | None, ...]:
+        return self.user_factors_, self.item_factors_, self.item_bias_
+
+    def _restore(self, state: tuple[np.ndarray | None, ...]) -> None:
+        self.user_factors_, self.item_factors_, self.item_bias_ = state
+
+    def selected(self) -> dict[str, int]:
+        return {"epochs": self.best_epoch_} if getattr(self, "best_epoch_", None) else {}
+
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        assert self.user_factors_ is not None and self.item_factors_ is not None
+        scores = self.user_factors_[users] @ self.item_factors_.T
+        return scores + self.item_bias_ if self.item_bias_ is not None else scores
+
+    def _state(self) -> dict[str, np.ndarray]:
+        assert self.user_factors_ is not None and self.item_factors_ is not None
+        out = {"user_factors": self.user_factors_, "item_factors": self.item_factors_}
+        if self.item_bias_ is not None:
+            out["item_bias"] = self.item_bias_
+        return out
+
+    def _load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.user_factors_, self.item_factors_ = arrays["user_factors"], arrays["item_factors"]
+        self.item_bias_ = arrays.get("item_bias")
