@@ -6,7 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from penchant.data import Dataset
-from penchant.models.base import Recommender, Validator, _sparse_from, _sparse_parts
+from penchant.models.item_item import ItemItemModel
 from penchant.models.ranking import neighbours_blockwise
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
@@ -37,7 +37,7 @@ def cosine_neighbours(x: sp.csr_matrix, k: int, shrink: float, block_size: int =
 
 
 @register
-class ItemKNN(Recommender):
+class ItemKNN(ItemItemModel):
     """score(u, j) = Σ_{i ∈ items(u) ∩ N_k(j)} sim(i, j), sim the shrunk cosine of item columns.
 
     Args:
@@ -56,19 +56,7 @@ class ItemKNN(Recommender):
             raise ValueError("shrink must be non-negative")
         self.k = k
         self.shrink = shrink
-        self.weights_: sp.csr_matrix | None = None
 
-    def _fit(self, train: Dataset, valid: Validator | None) -> None:
+    def _weights(self, train: Dataset) -> sp.csr_matrix:
         # score = X @ Nᵀ: column j of Nᵀ holds target j's neighbours.
-        self.weights_ = cosine_neighbours(train.csr, self.k, self.shrink).T.tocsr()
-
-    def _score(self, users: np.ndarray) -> np.ndarray:
-        assert self.train_ is not None and self.weights_ is not None
-        return np.asarray((self.train_[users] @ self.weights_).todense(), dtype=np.float32)
-
-    def _state(self) -> dict[str, np.ndarray]:
-        assert self.weights_ is not None
-        return _sparse_parts("weights", self.weights_)
-
-    def _load_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.weights_ = _sparse_from(arrays, "weights")
+        return cosine_neighbours(train.csr, self.k, self.shrink).T.tocsr()

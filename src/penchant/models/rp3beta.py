@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from penchant.data import Dataset
-from penchant.models.base import Recommender, Validator, _sparse_from, _sparse_parts
+from penchant.models.item_item import ItemItemModel
 from penchant.models.ranking import neighbours_blockwise
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
@@ -42,7 +42,7 @@ def rp3beta_weights(x: sp.csr_matrix, alpha: float, beta: float, k: int, block_s
 
 
 @register
-class RP3Beta(Recommender):
+class RP3Beta(ItemItemModel):
     """Random walk with popularity re-weighting (RP3β).
 
     Args:
@@ -59,18 +59,6 @@ class RP3Beta(Recommender):
         if alpha <= 0 or beta < 0 or k < 1:
             raise ValueError("alpha must be positive, beta non-negative and k at least 1")
         self.alpha, self.beta, self.k = alpha, beta, k
-        self.weights_: sp.csr_matrix | None = None
 
-    def _fit(self, train: Dataset, valid: Validator | None) -> None:
-        self.weights_ = rp3beta_weights(train.csr, self.alpha, self.beta, self.k)
-
-    def _score(self, users: np.ndarray) -> np.ndarray:
-        assert self.train_ is not None and self.weights_ is not None
-        return np.asarray((self.train_[users] @ self.weights_).todense(), dtype=np.float32)
-
-    def _state(self) -> dict[str, np.ndarray]:
-        assert self.weights_ is not None
-        return _sparse_parts("weights", self.weights_)
-
-    def _load_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.weights_ = _sparse_from(arrays, "weights")
+    def _weights(self, train: Dataset) -> sp.csr_matrix:
+        return rp3beta_weights(train.csr, self.alpha, self.beta, self.k)
