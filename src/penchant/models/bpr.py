@@ -105,10 +105,7 @@ class BPR(FactorModel):
                 self._set_factors(p, q, b)
                 if stopper.update(epoch, valid(self), self._snapshot):
                     break
-        if valid is not None and stopper.best_state is not None:
-            self._restore(stopper.best_state)
-            self.best_epoch_ = stopper.best_epoch
-        else:
+        if not stopper.restore_best(self):
             self._set_factors(p, q, b)
 
     def _bpr_step(self, opt, p, q, b, u, i, j) -> None:

@@ -102,10 +102,7 @@ class LightGCN(FactorModel):
                 self._export(propagate, n_users)
                 if stopper.update(epoch, valid(self), self._snapshot):
                     break
-        if valid is not None and stopper.best_state is not None:
-            self._restore(stopper.best_state)
-            self.best_epoch_ = stopper.best_epoch
-        else:
+        if not stopper.restore_best(self):
             self._export(propagate, n_users)
 
     def _export(self, propagate, n_users: int) -> None:

@@ -102,10 +102,12 @@ class MultVAE(Recommender):
                 self.net_.eval()
                 if stopper.update(epoch, valid(self), lambda: self.net_.state_dict()):
                     break
-        if valid is not None and stopper.best_state is not None:
-            self.net_.load_state_dict(stopper.best_state)
-            self.best_epoch_ = stopper.best_epoch
+        stopper.restore_best(self)
         self.net_.eval()
+
+    def _restore(self, state: dict) -> None:
+        assert self.net_ is not None
+        self.net_.load_state_dict(state)
 
     def selected(self) -> dict[str, int]:
         return {"epochs": self.best_epoch_} if getattr(self, "best_epoch_", None) else {}

@@ -98,10 +98,7 @@ def _train_squared_error(model, params, forward, train: Dataset, valid: Validato
             model._export()
             if stopper.update(epoch, valid(model), model._snapshot):
                 break
-    if valid is not None and stopper.best_state is not None:
-        model._restore(stopper.best_state)
-        model.best_epoch_ = stopper.best_epoch
-    else:
+    if not stopper.restore_best(model):
         model._export()
 
 

@@ -81,6 +81,14 @@ class EarlyStopping:
     history: list[tuple[int, float]] = field(default_factory=list)
     _bad: int = 0
 
+    def restore_best(self, model: Any) -> bool:
+        """Give ``model`` its best validated state (``model._restore``) and ``best_epoch_``; False if none."""
+        if self.best_state is None:
+            return False
+        model._restore(self.best_state)
+        model.best_epoch_ = self.best_epoch
+        return True
+
     def update(self, epoch: int, value: float, state: Callable[[], Any]) -> bool:
         self.history.append((epoch, value))
         if value > self.best_value:

@@ -77,10 +77,7 @@ class _PropensityMF(FactorModel):
                 self._set_factors(self._p, self._q, self._b)
                 if stopper.update(epoch, valid(self), self._snapshot):
                     break
-        if valid is not None and stopper.best_state is not None:
-            self._restore(stopper.best_state)
-            self.best_epoch_ = stopper.best_epoch
-        else:
+        if not stopper.restore_best(self):
             self._set_factors(self._p, self._q, self._b)
         del self._p, self._q, self._b
 
