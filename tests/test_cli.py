@@ -144,3 +144,12 @@ def test_ratings_cv_command(tmp_path):
     assert len(res["folds"]) == 3 and 0.5 < res["rmse"] < 3
     r = penchant("ratings", "cv", data, "--model", "ease")
     assert r.returncode == 2 and "does not predict ratings" in r.stderr
+
+
+def test_kcore_and_min_rating_in_inspect(ml100k_dir, tmp_path):
+    r = penchant("data", "inspect", ml100k_dir, "--min-rating", "4", "--kcore", "10", "--json", tmp_path / "s.json")
+    assert r.returncode == 0, r.stderr
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["per_user"]["min"] >= 10 and s["per_item"]["min"] >= 10
+    names = [step["name"] for step in s["steps"]]
+    assert names[-3:] == ["below min rating", "k-core", "unused ids"]

@@ -16,6 +16,7 @@ RatingCol = typer.Option(None, "--rating-col", help="Name of the rating/weight c
 TimeCol = typer.Option(None, "--time-col", help="Name of the timestamp column.")
 Sep = typer.Option(None, "--sep", help="Delimiter of text files (from the extension or sniffed when omitted).")
 Encoding = typer.Option("utf-8", "--encoding", help="Text encoding of log files (e.g. latin-1).")
+KCore = typer.Option(None, "--kcore", help="Keep the k-core: repeatedly drop users and items with fewer than this many interactions.")
 MinRating = typer.Option(None, "--min-rating", help="Keep only interactions rated at least this (positive feedback).")
 
 
@@ -30,6 +31,7 @@ def inspect(
     json_out: Path = typer.Option(None, "--json", help="Also write the statistics as JSON here."),
     save: Path = typer.Option(None, "--save", help="Save the parsed dataset to this folder (fast to reload)."),
     min_rating: float = MinRating,
+    kcore: int = KCore,
     user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,
     encoding: str = Encoding,
 ) -> None:
@@ -37,6 +39,8 @@ def inspect(
     from penchant.data import load
 
     ds = load(path, min_rating=min_rating, **columns(user_col, item_col, rating_col, time_col, sep, encoding))
+    if kcore:
+        ds = ds.kcore(kcore, kcore)
     summary = ds.summary()
     out.print(summary_table(summary))
     if json_out:
@@ -63,6 +67,7 @@ def split(
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     fmt: str = typer.Option("tsv", "--format", help="Output format: tsv, csv, parquet or inter (RecBole)."),
     min_rating: float = MinRating,
+    kcore: int = KCore,
     user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,
     encoding: str = Encoding,
 ) -> None:
@@ -81,6 +86,8 @@ def split(
     except ValueError:
         raise DataError(f"--ratios {ratios!r} is not a comma-separated list of numbers", expected="e.g. 0.8,0.1,0.1") from None
     ds = load(path, min_rating=min_rating, **columns(user_col, item_col, rating_col, time_col, sep, encoding))
+    if kcore:
+        ds = ds.kcore(kcore, kcore)
     if protocol is Protocol.random:
         result = S.random_holdout(ds, fractions, seed=seed)
     elif protocol is Protocol.leave_last:
