@@ -141,3 +141,22 @@ def test_sampled_candidates_exclude_seen_and_count_exactly():
 def test_targets_are_shared_so_models_see_the_same_users():
     t = build_target(TRAIN, TEST, (VALID,))
     assert t.users.tolist() == [0, 1] and t.left_out["test_users_not_in_train"] == 1
+
+
+def test_top_k_breaks_ties_by_item_index_even_at_the_cut():
+    from hypothesis import given, settings, strategies as st
+    from hypothesis.extra.numpy import arrays
+
+    from penchant.models.ranking import top_k
+
+    @settings(max_examples=200, deadline=None)
+    @given(arrays(np.float32, st.tuples(st.integers(1, 5), st.integers(2, 40)), elements=st.sampled_from([0.0, 1.0, 2.0, -np.inf])),
+           st.integers(1, 40))
+    def check(scores, k):
+        k = min(k, scores.shape[1])
+        items, values = top_k(scores.copy(), k)
+        for row, got in zip(scores, items):
+            expected = np.lexsort((np.arange(len(row)), -row))[:k]
+            assert got.tolist() == expected.tolist()
+
+    check()

@@ -30,6 +30,27 @@ def mask_rows(scores: np.ndarray, exclude: sp.csr_matrix | None) -> np.ndarray:
     return scores
 
 
+def _settle_boundary_ties(scores: np.ndarray, cand: np.ndarray, k: int) -> None:
+    """Where items tied at the k-th score were cut arbitrarily, keep the lowest-indexed ones (in place).
+
+    ``argpartition`` picks *some* of the items equal to the k-th value; results must not depend
+    on that, so rows with such a cut are re-selected: every item above the k-th value, then the
+    tied items by index until k are taken.
+    """
+    kth = np.take_along_axis(scores, cand, axis=1).min(axis=1)
+    tied_total = (scores == kth[:, None]).sum(axis=1)
+    tied_kept = (np.take_along_axis(scores, cand, axis=1) == kth[:, None]).sum(axis=1)
+    rows = np.flatnonzero(tied_total > tied_kept)
+    if not len(rows):
+        return
+    sub, bound = scores[rows], kth[rows, None]
+    above = sub > bound
+    tied = sub == bound
+    slots = k - above.sum(axis=1)
+    chosen = above | (tied & (np.cumsum(tied, axis=1) <= slots[:, None]))
+    cand[rows] = np.argsort(~chosen, axis=1, kind="stable")[:, :k]
+
+
 def top_k(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` best items per row, best first, after masking ``exclude``.
 
@@ -50,6 +71,7 @@ def top_k(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> t
         return np.empty((scores.shape[0], 0), np.int32), np.empty((scores.shape[0], 0), np.float32)
     if k < n_items:
         cand = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        _settle_boundary_ties(scores, cand, k)
     else:
         cand = np.broadcast_to(np.arange(n_items), scores.shape).copy()
     vals = np.take_along_axis(scores, cand, axis=1)
