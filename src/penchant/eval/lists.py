@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
 from penchant.data import Dataset
 from penchant.data.build import index_of
@@ -17,23 +18,21 @@ class RankedLists(Recommender):
     """A fixed set of ranked lists posing as a model: listed items score −rank, others −∞.
 
     Built by :func:`read_ranked_lists`; it is not fitted, it only answers ``score``.
+    ``ranks_`` is CSR (n_users, n_items) holding each listed item's rank (1 = best).
     """
 
     name = "lists"
 
     def __init__(self) -> None:
-        self.scores_: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.ranks_: sp.csr_matrix | None = None
 
     def params(self) -> dict:
         return {}
 
     def _score(self, users: np.ndarray) -> np.ndarray:
-        out = np.full((len(users), self.n_items_), -np.inf, dtype=np.float32)
-        for row, u in enumerate(users):
-            if int(u) in self.scores_:
-                items, ranks = self.scores_[int(u)]
-                out[row, items] = -ranks
-        return out
+        assert self.ranks_ is not None
+        ranks = self.ranks_[users].toarray()
+        return np.where(ranks > 0, -ranks, -np.inf).astype(np.float32)
 
 
 def read_ranked_lists(path: str | Path, train: Dataset) -> tuple[RankedLists, dict[str, int]]:
@@ -50,12 +49,7 @@ def read_ranked_lists(path: str | Path, train: Dataset) -> tuple[RankedLists, di
         raise DataError("rank below 1", file=table.path, line=table.line_of(row), column="rank", expected="ranks from 1")
     dropped = {"rows_with_unknown_user": int((users < 0).sum()), "rows_with_unknown_item": int(((users >= 0) & (items < 0)).sum())}
     ok = (users >= 0) & (items >= 0)
-    users, items, ranks = users[ok], items[ok], ranks[ok]
     model = RankedLists()
     model.train_, model.n_users_, model.n_items_ = train.csr, train.n_users, train.n_items
-    order = np.argsort(users, kind="stable")
-    bounds = np.flatnonzero(np.diff(users[order])) + 1
-    for chunk in np.split(order, bounds):
-        if len(chunk):
-            model.scores_[int(users[chunk[0]])] = (items[chunk], ranks[chunk].astype(np.float32))
+    model.ranks_ = sp.csr_matrix((ranks[ok].astype(np.float32), (users[ok], items[ok])), shape=(train.n_users, train.n_items))
     return model, dropped

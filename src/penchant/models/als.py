@@ -68,7 +68,7 @@ class ALS(FactorModel):
         """Fold users in: recompute their factors from their whole history, items fixed.
 
         Args:
-            users: int (n,) user indices; indices ≥ the current number of users add new users.
+            users: int (n,) distinct user indices; indices ≥ the current number of users add new users.
             items: CSR (n, n_items), row r the complete interaction history of ``users[r]``.
         """
         self._check_fitted()
@@ -83,9 +83,11 @@ class ALS(FactorModel):
             engine = self._engine()
             engine.partial_fit_users(users, items)
         self.user_factors_ = np.ascontiguousarray(engine.user_factors, dtype=np.float32)
-        seen = self.train_.tolil()
-        for row, u in enumerate(users):
-            seen.rows[u] = items.indices[items.indptr[row]:items.indptr[row + 1]].tolist()
-            seen.data[u] = [1.0] * len(seen.rows[u])
-        self.train_ = seen.tocsr()
+        # replace the folded-in users' rows of the seen-items matrix with their given histories
+        keep = np.ones(self.n_users_, dtype=np.float32)
+        keep[users] = 0.0
+        history = sp.csr_matrix((np.ones(items.nnz, np.float32), items.indices, items.indptr), shape=items.shape)
+        place = sp.csr_matrix((np.ones(len(users), np.float32), (users, np.arange(len(users)))),
+                              shape=(self.n_users_, len(users)))
+        self.train_ = (sp.diags(keep) @ self.train_ + place @ history).tocsr()
         return self

@@ -23,7 +23,7 @@ from penchant.models.base import Validator
 from penchant.models.factors import FactorModel
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
-from penchant.models.training import EarlyStopping, NegativeSampler, blas_single_threaded, seed_torch
+from penchant.models.training import EarlyStopping, NegativeSampler, blas_single_threaded, seed_torch, triple_batches
 
 SAMPLERS = ("uniform", "popularity", "nbpo")
 
@@ -68,7 +68,6 @@ class BPR(FactorModel):
         seed_torch(self.seed)
         rng = np.random.default_rng(self.seed)
         x = train.csr
-        users_all, items_all = x.nonzero()
         n_users, n_items, d = x.shape[0], x.shape[1], self.factors
         p = torch.nn.Parameter(torch.randn(n_users, d) * 0.1)
         q = torch.nn.Parameter(torch.randn(n_items, d) * 0.1)
@@ -87,15 +86,10 @@ class BPR(FactorModel):
         sampler = NegativeSampler(x, weights, rng)
         opt = torch.optim.Adam(params, lr=self.lr)
         stopper = EarlyStopping(self.patience)
+        pairs = x.nonzero()
         self.epochs_run_ = 0
         for epoch in range(1, self.epochs + 1):
-            order = rng.permutation(len(users_all))
-            negatives = sampler.sample(users_all[order])
-            for s in range(0, len(order), self.batch_size):
-                sel = order[s:s + self.batch_size]
-                u = torch.from_numpy(users_all[sel].astype(np.int64))
-                i = torch.from_numpy(items_all[sel].astype(np.int64))
-                j = torch.from_numpy(negatives[s:s + self.batch_size].astype(np.int64))
+            for u, i, j in triple_batches(*pairs, sampler, self.batch_size, rng):
                 if self.sampler == "nbpo":
                     self._nbpo_step(opt, p, q, b, noise, u, i, j)
                 else:

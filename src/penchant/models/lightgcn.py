@@ -16,7 +16,7 @@ from penchant.models.base import Validator
 from penchant.models.factors import FactorModel
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
-from penchant.models.training import EarlyStopping, NegativeSampler, blas_single_threaded, seed_torch
+from penchant.models.training import EarlyStopping, NegativeSampler, blas_single_threaded, seed_torch, triple_batches
 
 
 def normalized_adjacency(x: sp.csr_matrix):
@@ -73,8 +73,8 @@ class LightGCN(FactorModel):
         e0 = torch.nn.Parameter(torch.nn.init.normal_(torch.empty(n_users + n_items, self.factors), std=0.1))
         opt = torch.optim.Adam([e0], lr=self.lr)
         sampler = NegativeSampler(x, None, rng)
-        users_all, items_all = x.nonzero()
         stopper = EarlyStopping(self.patience)
+        pairs = x.nonzero()
 
         def propagate():
             out, e = e0, e0
@@ -84,16 +84,11 @@ class LightGCN(FactorModel):
             return out / (self.layers + 1)
 
         for epoch in range(1, self.epochs + 1):
-            order = rng.permutation(len(users_all))
-            negatives = sampler.sample(users_all[order])
-            for s in range(0, len(order), self.batch_size):
-                sel = order[s:s + self.batch_size]
-                u = torch.from_numpy(users_all[sel].astype(np.int64))
-                i = torch.from_numpy(items_all[sel].astype(np.int64)) + n_users
-                j = torch.from_numpy(negatives[s:s + self.batch_size].astype(np.int64)) + n_users
+            for u, i, j in triple_batches(*pairs, sampler, self.batch_size, rng):
+                i, j = i + n_users, j + n_users
                 e = propagate()
                 diff = (e[u] * (e[i] - e[j])).sum(1)
-                penalty = self.reg * (e0[u].pow(2).sum() + e0[i].pow(2).sum() + e0[j].pow(2).sum()) / (2 * len(sel))
+                penalty = self.reg * (e0[u].pow(2).sum() + e0[i].pow(2).sum() + e0[j].pow(2).sum()) / (2 * len(u))
                 loss = -torch.nn.functional.logsigmoid(diff).mean() + penalty
                 opt.zero_grad()
                 loss.backward()

@@ -66,6 +66,22 @@ class NegativeSampler:
         return items
 
 
+def triple_batches(users: np.ndarray, items: np.ndarray, sampler: NegativeSampler, batch_size: int,
+                   rng: np.random.Generator):
+    """One epoch of (user, positive, negative) int64 torch tensors, each observed pair once, shuffled.
+
+    ``users``, ``items``: the observed pairs, (n,) each (e.g. ``x.nonzero()``, computed once per fit).
+    """
+    import torch
+
+    order = rng.permutation(len(users))
+    negatives = sampler.sample(users[order])
+    for s in range(0, len(order), batch_size):
+        sel = order[s:s + batch_size]
+        yield (torch.from_numpy(users[sel].astype(np.int64)), torch.from_numpy(items[sel].astype(np.int64)),
+               torch.from_numpy(negatives[s:s + batch_size].astype(np.int64)))
+
+
 @dataclass
 class EarlyStopping:
     """Keeps the best state seen on validation and says when to stop.

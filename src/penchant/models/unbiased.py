@@ -45,7 +45,7 @@ class _PropensityMF(FactorModel):
         self.factors, self.power, self.clip, self.lr, self.reg = factors, power, clip, lr, reg
         self.epochs, self.batch_size, self.patience, self.eval_every, self.seed = epochs, batch_size, patience, eval_every, seed
 
-    def _loss(self, x, clicks, theta, users, rng):
+    def _loss(self, u, clicks, theta, rng):
         raise NotImplementedError
 
     @blas_single_threaded
@@ -68,7 +68,7 @@ class _PropensityMF(FactorModel):
                 users = order[s:s + self.batch_size]
                 u = torch.from_numpy(users.astype(np.int64))
                 clicks = torch.from_numpy(y[users].toarray())
-                loss = self._loss(u, clicks, theta, users, rng)
+                loss = self._loss(u, clicks, theta, rng)
                 penalty = self.reg * (self._p[u].pow(2).sum() + self._q.pow(2).sum() * len(users) / n_users)
                 opt.zero_grad()
                 (loss + penalty).backward()
@@ -102,12 +102,12 @@ _ARGS = """
 
 @register
 class RelMF(_PropensityMF):
-    __doc__ = "Rel-MF: pointwise log loss on the inverse-propensity-weighted relevance estimate Y/θ.\n" + _ARGS
+    __doc__ = "Rel-MF: pointwise squared loss on the inverse-propensity-weighted relevance estimate Y/θ.\n" + _ARGS
 
     name = "relmf"
     summary = "Rel-MF: unbiased pointwise MF for MNAR implicit feedback (inverse propensity weighting)"
 
-    def _loss(self, u, clicks, theta, users, rng):
+    def _loss(self, u, clicks, theta, rng):
         import torch
 
         p = torch.sigmoid(self._logits(u))
@@ -122,7 +122,7 @@ class UBPR(_PropensityMF):
     name = "ubpr"
     summary = "UBPR: unbiased pairwise BPR for MNAR implicit feedback (inverse propensity weighting)"
 
-    def _loss(self, u, clicks, theta, users, rng):
+    def _loss(self, u, clicks, theta, rng):
         import torch
 
         rows, pos = torch.nonzero(clicks, as_tuple=True)
