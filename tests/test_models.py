@@ -58,6 +58,32 @@ def test_edlae_penalty_matches_its_definition(ml100k_split):
     assert np.allclose(model.score(users), x[users] @ b, atol=2e-4)
 
 
+def test_dlae_is_the_normalised_dropout_solution(ml100k_split):
+    """DLAE: W = (I − (G_β + Λ)⁻¹Λ)·(c_i/c_j)^γ with G_β = Xᵀ diag(n_u^−β) X, solved densely here."""
+    sp = ml100k_split
+    beta, p, lam, gamma = 0.5, 0.25, 400.0, 0.2
+    model = create("dlae", user_norm=beta, dropout=p, lam=lam, item_norm=gamma).fit(sp.train)
+    x = sp.train.csr.toarray().astype(np.float64)
+    n_u = np.maximum(x.sum(axis=1), 1)
+    counts = x.sum(axis=0)
+    g = (x / n_u[:, None] ** beta).T @ x
+    penalty = lam * np.diag(g).mean() / counts.mean() + p / (1 - p) * np.diag(g)
+    b = np.linalg.solve(g + np.diag(penalty), g)  # (G + Λ)B = G  ⇔  B = I − (G + Λ)⁻¹Λ
+    pop = np.maximum(counts, 1) ** gamma
+    w = b * pop[:, None] / pop[None, :]
+    np.fill_diagonal(w, 0.0)
+    users = np.arange(0, sp.train.n_users, 31)
+    assert np.allclose(model.score(users), x[users] @ w, atol=2e-4)
+
+
+def test_dlae_beats_ease_when_both_select_on_validation(ml100k_split):
+    sp = ml100k_split
+    check = validator(sp.train, sp.valid)
+    scores = {name: evaluate(create(name).fit(sp.train, check), sp.train, sp.test, ks=[10],
+                             also_exclude=(sp.valid,)).metrics()["ndcg@10"] for name in ("ease", "dlae")}
+    assert scores["dlae"] > scores["ease"] * 1.01
+
+
 def test_itemknn_matches_brute_force(ml100k_split):
     sp = ml100k_split
     k, shrink = 30, 5.0
@@ -105,7 +131,7 @@ def test_pop_scores_are_training_counts(ml100k_split):
     assert np.array_equal(model.score(np.array([0, 5]))[1], ml100k_split.train.item_counts.astype(np.float32))
 
 
-@pytest.mark.parametrize("name", ["pop", "itemknn", "ease", "edlae", "als", "rp3beta"])
+@pytest.mark.parametrize("name", ["pop", "itemknn", "ease", "edlae", "dlae", "als", "rp3beta"])
 def test_save_load_gives_identical_scores(name, ml100k_split, tmp_path):
     model = create(name).fit(ml100k_split.train)
     path = model.save(tmp_path / f"{name}.npz")

@@ -5,6 +5,12 @@ Encoder: L2-normalised row → dropout → tanh layer → (μ, log σ²); decode
 logits over all items. The loss is ``−Σ_i x_ui log softmax(logits)_i + β·KL(q(z|x) ‖ N(0, I))``
 with β annealed linearly from 0 to ``beta_max``. Scoring uses z = μ, so any user with a
 history — also one unseen in training — is scored by one forward pass.
+
+During training z = μ + noise·ε·σ. The paper draws ε with unit variance (``noise=1``); RecBole draws
+it with standard deviation 0.01, which makes the encoder nearly deterministic. On ML-100K
+(per-user 80/10/10, seed 2026) ``noise=0.01`` scores NDCG@10 0.310 against 0.299 for ``noise=1``,
+so 0.01 is the default here; pass ``noise=1`` for the paper's model. Weights start Xavier-normal
+with zero biases.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from penchant.models.search import Float
 from penchant.models.training import EarlyStopping, blas_single_threaded, seed_torch
 
 
-def _network(n_items: int, hidden: int, latent: int, dropout: float):
+def _network(n_items: int, hidden: int, latent: int, dropout: float, noise: float = 1.0):
     import torch
 
     class VAE(torch.nn.Module):
@@ -30,12 +36,15 @@ def _network(n_items: int, hidden: int, latent: int, dropout: float):
             self.logvar = torch.nn.Linear(hidden, latent)
             self.dec1 = torch.nn.Linear(latent, hidden)
             self.dec2 = torch.nn.Linear(hidden, n_items)
+            for layer in (self.enc, self.mu, self.logvar, self.dec1, self.dec2):
+                torch.nn.init.xavier_normal_(layer.weight)
+                torch.nn.init.zeros_(layer.bias)
 
         def forward(self, x):
             h = torch.nn.functional.normalize(x, dim=1)
             h = torch.tanh(self.enc(self.drop(h)))
             mu, logvar = self.mu(h), self.logvar(h)
-            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
+            z = mu + noise * torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
             return self.dec2(torch.tanh(self.dec1(z))), mu, logvar
 
     return VAE()
@@ -56,21 +65,24 @@ class MultVAE(Recommender):
         batch_size: users per step.
         patience: validation checks without improvement before stopping.
         eval_every: epochs between validation checks.
+        noise: standard deviation of the reparameterisation noise ε while training (1 = the paper).
         seed: seed of initialisation, dropout and sampling.
     """
 
     name = "multvae"
     summary = "Mult-VAE: variational autoencoder with multinomial likelihood (torch)"
-    search_space = {"dropout": Float(0.1, 0.7), "beta_max": Float(0.05, 1.0, log=True), "lr": Float(1e-4, 1e-2, log=True)}
+    search_space = {"dropout": Float(0.1, 0.7), "beta_max": Float(0.05, 1.0, log=True), "lr": Float(1e-4, 1e-2, log=True),
+                    "noise": Float(0.01, 1.0, log=True)}
 
     def __init__(self, *, hidden: int = 600, latent: int = 64, dropout: float = 0.5, beta_max: float = 0.5,
                  anneal_steps: int = 2000, lr: float = 1e-3, epochs: int = 300, batch_size: int = 128,
-                 patience: int = 10, eval_every: int = 2, seed: int = 0) -> None:
-        if not 0 <= dropout < 1 or beta_max < 0 or hidden < 1 or latent < 1:
-            raise ValueError("dropout must be in [0, 1), beta_max ≥ 0, hidden and latent ≥ 1")
+                 patience: int = 10, eval_every: int = 2, noise: float = 0.01, seed: int = 0) -> None:
+        if not 0 <= dropout < 1 or beta_max < 0 or hidden < 1 or latent < 1 or noise < 0:
+            raise ValueError("dropout must be in [0, 1), beta_max ≥ 0, noise ≥ 0, hidden and latent ≥ 1")
         self.hidden, self.latent, self.dropout, self.beta_max = hidden, latent, dropout, beta_max
         self.anneal_steps, self.lr, self.epochs, self.batch_size = anneal_steps, lr, epochs, batch_size
         self.patience, self.eval_every, self.seed = patience, eval_every, seed
+        self.noise = noise
         self.net_ = None
 
     @blas_single_threaded
@@ -81,7 +93,7 @@ class MultVAE(Recommender):
         rng = np.random.default_rng(self.seed)
         x = train.csr
         active = np.flatnonzero(np.diff(x.indptr) > 0)
-        self.net_ = _network(x.shape[1], self.hidden, self.latent, self.dropout)
+        self.net_ = _network(x.shape[1], self.hidden, self.latent, self.dropout, self.noise)
         opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr)
         stopper = EarlyStopping(self.patience)
         step = 0
@@ -127,6 +139,6 @@ class MultVAE(Recommender):
     def _load_state(self, arrays: dict[str, np.ndarray]) -> None:
         import torch
 
-        self.net_ = _network(self.n_items_, self.hidden, self.latent, self.dropout)
+        self.net_ = _network(self.n_items_, self.hidden, self.latent, self.dropout, self.noise)
         self.net_.load_state_dict({k[4:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("net.")})
         self.net_.eval()
