@@ -130,6 +130,15 @@ def test_download_rejects_wrong_checksum(archive_server, tmp_path, monkeypatch):
     assert not (tmp_path / "cache" / "x.zip").exists() and not list((tmp_path / "cache").glob("*.part"))
 
 
+def test_unreachable_or_missing_archive_is_a_clear_error(archive_server, tmp_path):
+    url, _ = archive_server
+    for bad in (url.replace("ml-100k.zip", "missing.zip"), "http://127.0.0.1:9/none.zip"):
+        with pytest.raises(DataError) as info:
+            download(bad, tmp_path / "cache" / "x.zip", None)
+        assert "could not download" in str(info.value) and "PENCHANT_DATA" in str(info.value)
+    assert not list((tmp_path / "cache").glob("*"))
+
+
 def test_penchant_data_is_looked_in_first(shared_data, monkeypatch, tmp_path):
     monkeypatch.setenv("PENCHANT_DATA", str(shared_data))
     monkeypatch.setenv("PENCHANT_CACHE", str(tmp_path / "never"))

@@ -107,3 +107,29 @@ def test_unbiased_learners_fit_and_beat_random(name):
         hits = np.take_along_axis(liked[users], order, axis=1)
         chance.append(M.ndcg_at_k(hits, liked[users].sum(1), 5).mean())
     assert got > np.mean(chance) + 0.02, (got, np.mean(chance))
+
+
+
+def test_ips_dcg_by_hand():
+    """A popularity model, five items: DCG_IPS@2 = mean over users of Σ 1[rank ≤ 2] / (θ_i log2(rank + 1))."""
+    from penchant.data import Dataset
+    from penchant.eval.unbiased import ips_dcg
+
+    users, items = np.array(["a", "b", "c", "d", "e"], dtype=object), np.array([f"i{k}" for k in range(5)], dtype=object)
+
+    def log(pairs):
+        u, i = zip(*pairs)
+        return Dataset(users, items, np.array(u, np.int32), np.array(i, np.int32))
+
+    # item counts in train: i0 2, i1 1, i2 1, i3 0, i4 3
+    train = log([(0, 0), (0, 1), (1, 0), (1, 2), (2, 4), (3, 4), (4, 4)])
+    # a's valid clicks: i2 and the cold i3 (left out); b's: i1
+    valid = log([(0, 2), (0, 3), (1, 1)])
+    model = create("pop").fit(train)
+    theta = np.array([1.0, 0.5, 0.25, 1.0, 1.0])
+    # a ranks i4, i2, i3 (i0, i1 masked): i2 at rank 2; b ranks i4, i1, i3: i1 at rank 2
+    expected = (1 / 0.25 + 1 / 0.5) / np.log2(3) / 2
+    assert ips_dcg(model, train, valid, theta, k=2) == pytest.approx(expected)
+    assert ips_dcg(model, train, valid, theta, k=1) == 0.0
+    with pytest.raises(ValueError):
+        ips_dcg(model, train, valid, np.zeros(5), k=2)

@@ -21,7 +21,7 @@ from penchant.eval.evaluate import build_target, evaluate
 from penchant.eval.experiment import run
 from penchant.eval.lists import read_ranked_lists
 
-PENCHANT = ["pop", "itemknn", "rp3beta", "ease", "edlae", "als", "bpr", "multvae", "lightgcn"]
+PENCHANT = ["pop", "itemknn", "rp3beta", "ease", "edlae", "dlae", "als", "bpr", "multvae", "lightgcn"]
 STOCHASTIC = {"als", "bpr", "multvae", "lightgcn"}
 COUNTERPART = {"pop": "pop", "itemknn": "itemknn", "ease": "ease", "als": "als", "implicitmf": "als", "bpr": "bpr",
                "lightgcn": "lightgcn", "multivae": "multvae"}
@@ -51,7 +51,7 @@ def main() -> None:
         ours[name], our_time[name] = float(ndcg.mean()), fit
         rows.append({"model": name, "library": "penchant", "ndcg@10": float(ndcg.mean()),
                      "ndcg@10_std": float(ndcg.std(ddof=1)) if len(ndcg) > 1 else None, "recall@10": float(recall.mean()),
-                     "fit_seconds": fit, "seeds": len(ndcg)})
+                     "fit_seconds": fit, "seeds": len(ndcg), "trials": results[0].extra.get("trials", 1)})
         print(f"penchant {name}: ndcg@10 {ndcg.mean():.4f}" + (f" ± {ndcg.std(ddof=1):.4f}" if len(ndcg) > 1 else ""), flush=True)
     for meta_path in sorted(args.lists.glob("*.json")):
         meta = json.loads(meta_path.read_text())
@@ -60,17 +60,24 @@ def main() -> None:
         twin = COUNTERPART.get(meta["model"].lower())
         rows.append({"model": meta["model"], "library": meta["library"], "ndcg@10": r.metrics()["ndcg@10"],
                      "ndcg@10_std": None, "recall@10": r.metrics()["recall@10"], "fit_seconds": meta["fit_seconds"],
-                     "penchant_model": twin, "dropped": dropped,
+                     "penchant_model": twin, "dropped": dropped, "trials": meta.get("trials", 1),
                      "ratio_to_penchant": r.metrics()["ndcg@10"] / ours[twin] if twin in ours else None,
                      "penchant_speedup": meta["fit_seconds"] / our_time[twin] if our_time.get(twin, 0) >= 0.05 else None})
     rows.sort(key=lambda x: -x["ndcg@10"])
-    head = "| model | library | NDCG@10 | Recall@10 | fit s | NDCG ratio to penchant's | penchant faster by |"
-    lines = [head, "|---|---|---|---|---|---|---|"]
+    head = "| model | library | NDCG@10 | Recall@10 | fit s | settings tried on valid | NDCG ratio to penchant's | penchant faster by |"
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
     for x in rows:
         nd = f"{x['ndcg@10']:.4f}" + (f" ± {x['ndcg@10_std']:.4f}" if x.get("ndcg@10_std") else "")
         ratio = f"{x['ratio_to_penchant']:.3f} (vs `{x['penchant_model']}`)" if x.get("ratio_to_penchant") else "—"
         speed = f"{x['penchant_speedup']:.1f}×" if x.get("penchant_speedup") else "—"
-        lines.append(f"| {x['model']} | {x['library']} | {nd} | {x['recall@10']:.4f} | {x['fit_seconds']:.1f} | {ratio} | {speed} |")
+        lines.append(f"| {x['model']} | {x['library']} | {nd} | {x['recall@10']:.4f} | {x['fit_seconds']:.1f} | "
+                     f"{x['trials']} | {ratio} | {speed} |")
+    best_ours = max((x for x in rows if x["library"] == "penchant"), key=lambda x: x["ndcg@10"])
+    best_peer = max((x for x in rows if x["library"] != "penchant"), key=lambda x: x["ndcg@10"], default=None)
+    if best_peer is not None:
+        lines.append(f"\nBest penchant model `{best_ours['model']}` {best_ours['ndcg@10']:.4f} vs best peer "
+                     f"{best_peer['library']} {best_peer['model']} {best_peer['ndcg@10']:.4f}: "
+                     f"{best_ours['ndcg@10'] / best_peer['ndcg@10']:.3f}×")
     table = "\n".join(lines)
     print(table)
     if args.markdown:

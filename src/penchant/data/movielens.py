@@ -11,6 +11,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Callable
@@ -95,6 +96,10 @@ def download(url: str, dest: Path, checksum: str | None, progress: ProgressHook 
         if checksum:
             verify_checksum(tmp, checksum)
         tmp.replace(dest)
+    except urllib.error.URLError as err:  # HTTPError is a URLError too
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"could not download {url}: {getattr(err, 'reason', err)}", file=dest,
+                        expected="a reachable URL, or PENCHANT_DATA set to a folder that holds the data") from err
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

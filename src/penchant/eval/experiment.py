@@ -47,10 +47,13 @@ def run(name: str, params: dict[str, Any], train: Dataset, valid: Dataset | None
     fit_seconds = time.perf_counter() - start
     if status:
         status(f"evaluating {label or name}")
+    if getattr(model, "sequential", False) and valid is not None and valid.n_interactions:
+        model.partial_fit(valid)  # the test item comes after the validation item in each history
     extra = tuple(p for p in (valid,) if p is not None)
     target = target or build_target(train, test, extra)
     result = evaluate(model, train, test, ks=ks, target=target, sampled=sampled, seed=seed, label=name)
     result.fit_seconds = fit_seconds
+    result.extra["trials"] = len(getattr(model, "selection_", None) or ()) or 1
     selected = model.selected()
     if selected:
         result.extra["selected"] = selected

@@ -1,0 +1,96 @@
+"""SASRec (Kang & McAuley, ICDM 2018): causal self-attention over the recent items."""
+
+from __future__ import annotations
+
+from penchant.models.registry import register
+from penchant.models.search import Choice, Float, Int
+from penchant.models.sequential.neural import NeuralSequential
+
+
+def _network(n_items: int, d: int, max_len: int, blocks: int, heads: int, dropout: float):
+    import torch
+    import torch.nn.functional as F
+
+    class Block(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ln1, self.ln2 = torch.nn.LayerNorm(d), torch.nn.LayerNorm(d)
+            self.qkv = torch.nn.Linear(d, 3 * d)
+            self.out = torch.nn.Linear(d, d)
+            self.ff1, self.ff2 = torch.nn.Linear(d, d), torch.nn.Linear(d, d)
+            self.drop = torch.nn.Dropout(dropout)
+
+        def forward(self, x, allowed):
+            b, length, _ = x.shape
+            q, k, v = self.qkv(self.ln1(x)).view(b, length, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
+            att = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout if self.training else 0.0)
+            x = x + self.drop(self.out(att.transpose(1, 2).reshape(b, length, d)))
+            return x + self.drop(self.ff2(self.drop(F.gelu(self.ff1(self.ln2(x))))))
+
+    class SASRec(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.item_emb = torch.nn.Embedding(n_items + 1, d, padding_idx=n_items)
+            self.pos_emb = torch.nn.Embedding(max_len, d)
+            self.blocks = torch.nn.ModuleList(Block() for _ in range(blocks))
+            self.ln = torch.nn.LayerNorm(d)
+            self.drop = torch.nn.Dropout(dropout)
+            torch.nn.init.normal_(self.item_emb.weight, std=d ** -0.5)
+            torch.nn.init.normal_(self.pos_emb.weight, std=d ** -0.5)
+            with torch.no_grad():
+                self.item_emb.weight[n_items].zero_()
+
+        def forward(self, seqs):
+            b, length = seqs.shape
+            pad = seqs == n_items
+            x = self.item_emb(seqs) * d ** 0.5 + self.pos_emb.weight[max_len - length:][None]
+            x = self.drop(x) * (~pad)[..., None]
+            causal = torch.ones(length, length, dtype=torch.bool).tril()
+            # a query may look at itself and at earlier real items; a padding query only at itself
+            allowed = (causal[None] & ~pad[:, None, :]) | torch.eye(length, dtype=torch.bool)[None]
+            allowed = allowed[:, None]
+            for block in self.blocks:
+                x = block(x, allowed) * (~pad)[..., None]
+            return self.ln(x)
+
+    return SASRec()
+
+
+@register
+class SASRec(NeuralSequential):
+    """Self-attentive sequential recommendation: pre-norm causal Transformer blocks over the last
+    ``max_len`` items with learned positions; the next item's score is ``h_t · e_item``.
+
+    Args:
+        factors: hidden size d (= item embedding size).
+        max_len: items of history attended to.
+        blocks: Transformer blocks.
+        heads: attention heads (must divide factors).
+        dropout: dropout on embeddings, attention and feed-forward outputs.
+        loss: ``ce`` (full softmax), ``sampled`` (softmax over shared sampled negatives), ``bce``
+            (one negative per position, the paper's), ``bpr-max`` or ``top1-max``.
+        negatives: negatives per batch for the sampled losses.
+        bpreg: score regularisation of ``bpr-max``.
+        lr: Adam learning rate; weight_decay: Adam's L2 weight.
+        epochs: maximum epochs; batch_size: windows per step.
+        patience: validation checks without improvement before stopping; eval_every: epochs between checks.
+        seed: seed of initialisation, dropout, order and sampling.
+    """
+
+    name = "sasrec"
+    summary = "SASRec: causal self-attention over recent items (torch; CE, sampled softmax or BCE)"
+    search_space = {"factors": Choice((32, 64, 128)), "dropout": Float(0.0, 0.5), "lr": Float(3e-4, 3e-3, log=True),
+                    "max_len": Choice((50, 100, 200)), "blocks": Int(1, 3)}
+
+    def __init__(self, *, factors: int = 64, max_len: int = 50, blocks: int = 2, heads: int = 1, dropout: float = 0.2,
+                 loss: str = "ce", negatives: int = 256, bpreg: float = 1.0, lr: float = 1e-3, weight_decay: float = 0.0,
+                 epochs: int = 200, batch_size: int = 128, patience: int = 5, eval_every: int = 2, seed: int = 0) -> None:
+        self.factors, self.max_len, self.blocks, self.heads, self.dropout = factors, max_len, blocks, heads, dropout
+        self.loss, self.negatives, self.bpreg, self.lr, self.weight_decay = loss, negatives, bpreg, lr, weight_decay
+        self.epochs, self.batch_size, self.patience, self.eval_every, self.seed = epochs, batch_size, patience, eval_every, seed
+        self._check_common()
+        if heads < 1 or factors % heads or blocks < 1:
+            raise ValueError("blocks ≥ 1 and heads ≥ 1 dividing factors are required")
+
+    def _network(self):
+        return _network(self.n_items_, self.factors, self.max_len, self.blocks, self.heads, self.dropout)
