@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch  # noqa: F401  (imported before any timing: no library's fit seconds include its imports)
 
 from penchant.data import load_triple
 from penchant.eval.evaluate import build_target, evaluate

@@ -6,6 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from penchant.data import Dataset
+from penchant.models.base import Validator
 from penchant.models.item_item import ItemItemModel
 from penchant.models.ranking import neighbours_blockwise
 from penchant.models.registry import register
@@ -41,22 +42,47 @@ class ItemKNN(ItemItemModel):
     """score(u, j) = Σ_{i ∈ items(u) ∩ N_k(j)} sim(i, j), sim the shrunk cosine of item columns.
 
     Args:
-        k: neighbours kept per target item (top-neighbour pruning).
-        shrink: shrinkage term in the cosine denominator.
+        k: neighbours kept per target item (top-neighbour pruning). None: chosen on validation
+            data from 10 … 3200 (9 values), else 100.
+        shrink: shrinkage term in the cosine denominator. None: chosen on validation data from
+            0, 10, 100, else 10.
     """
 
     name = "itemknn"
-    summary = "item-based kNN, cosine with shrinkage and top-k neighbour pruning"
-    search_space = {"k": Int(10, 500, log=True), "shrink": Float(0.0, 200.0)}
+    summary = "item-based kNN, cosine with shrinkage and top-k neighbour pruning (k, shrink chosen on validation)"
+    search_space = {"k": Int(10, 3200, log=True), "shrink": Float(0.0, 200.0)}
+    K_GRID = (10, 20, 50, 100, 200, 400, 800, 1600, 3200)
+    SHRINK_GRID = (0.0, 10.0, 100.0)
 
-    def __init__(self, *, k: int = 100, shrink: float = 10.0) -> None:
-        if k < 1:
+    def __init__(self, *, k: int | None = None, shrink: float | None = None) -> None:
+        if k is not None and k < 1:
             raise ValueError("k must be at least 1")
-        if shrink < 0:
+        if shrink is not None and shrink < 0:
             raise ValueError("shrink must be non-negative")
         self.k = k
         self.shrink = shrink
 
-    def _weights(self, train: Dataset) -> sp.csr_matrix:
+    def _fit(self, train: Dataset, valid: Validator | None) -> None:
+        ks = [self.k] if self.k is not None else list(self.K_GRID)
+        shrinks = [self.shrink] if self.shrink is not None else list(self.SHRINK_GRID)
+        if valid is None or len(ks) * len(shrinks) == 1:
+            self.chosen_ = {"k": 100 if self.k is None else self.k, "shrink": 10.0 if self.shrink is None else self.shrink}
+            self.weights_ = self._neighbours(train, **self.chosen_)
+            return
+        self.selection_, best = [], (-np.inf, None, None)
+        for shrink in shrinks:
+            for k in ks:
+                self.weights_ = self._neighbours(train, k, shrink)
+                value = valid(self)
+                self.selection_.append({"k": k, "shrink": shrink, "valid": value})
+                if value > best[0]:
+                    best = (value, {"k": k, "shrink": shrink}, self.weights_)
+        _, self.chosen_, self.weights_ = best
+
+    def selected(self) -> dict[str, float]:
+        return {key: v for key, v in getattr(self, "chosen_", {}).items() if getattr(self, key) is None}
+
+    @staticmethod
+    def _neighbours(train: Dataset, k: int, shrink: float) -> sp.csr_matrix:
         # score = X @ Nᵀ: column j of Nᵀ holds target j's neighbours.
-        return cosine_neighbours(train.csr, self.k, self.shrink).T.tocsr()
+        return cosine_neighbours(train.csr, k, shrink).T.tocsr()
