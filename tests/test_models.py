@@ -158,7 +158,7 @@ def test_registry_converts_and_rejects():
     with pytest.raises(ConfigError, match="positive"):
         create("ease", lam=-1)
     specs = {s["name"]: s for s in param_specs("itemknn")}
-    assert specs["k"]["default"] == 100 and "neighbours" in specs["k"]["help"]
+    assert specs["k"]["default"] is None and "neighbours" in specs["k"]["help"]
 
 
 def test_unfitted_model_says_so():
