@@ -58,6 +58,17 @@ def tune(settings: list[dict[str, Any]], fit: Callable[[dict[str, Any]], Any],
     return model, setting, score, seconds, time.perf_counter() - start
 
 
+def tune_and_write(out: Path, version: str, name: str, settings: list[dict[str, Any]], defaults_only: bool,
+                   fit: Callable, lists: Callable, users: list[str], truth: dict[str, set[str]]) -> None:
+    """Defaults first, then the grid unless ``defaults_only``; the best on valid writes its test lists."""
+    tried = [{}] + ([] if defaults_only else settings)
+    model, setting, score, seconds, search = tune(tried, fit, lists, truth)
+    ranked = lists(model, users, True)
+    rows = [(u, i, r + 1) for u, items in ranked.items() for r, i in enumerate(items)]
+    write(out, version, name, rows, {"fit_seconds": seconds, "tuning_seconds": search, "valid_ndcg@10": score,
+                                     "trials": len(tried), "params": setting or "library defaults"})
+
+
 def write(out: Path, library: str, model: str, rows: list[tuple[str, str, int]], info: dict[str, Any]) -> None:
     stem = out / f"{library.split()[0].lower()}-{model}"
     pd.DataFrame(rows, columns=["user", "item", "rank"]).to_csv(stem.with_suffix(".tsv"), sep="\t", index=False)
@@ -110,12 +121,7 @@ def run_implicit(train: pd.DataFrame, valid: pd.DataFrame, users: list[str], tru
                 model.fit(x, show_progress=False)
             return model
         with threadpool_limits(1, "blas"):
-            model, setting, score, seconds, search = tune([{}] + ([] if defaults_only else settings), fit, lists, truth)
-            ranked = lists(model, users, True)
-        rows = [(u, i, r + 1) for u, items in ranked.items() for r, i in enumerate(items)]
-        write(out, version, name, rows, {"fit_seconds": seconds, "tuning_seconds": search, "valid_ndcg@10": score,
-                                         "trials": 1 + (0 if defaults_only else len(settings)),
-                                         "params": setting or "library defaults"})
+            tune_and_write(out, version, name, settings, defaults_only, fit, lists, users, truth)
 
 
 def run_lenskit(train: pd.DataFrame, users: list[str], truth: dict[str, set[str]], out: Path, k: int,
@@ -151,12 +157,7 @@ def run_lenskit(train: pd.DataFrame, users: list[str], truth: dict[str, set[str]
             pipe = topn_pipeline(make(setting), n=k)
             pipe.train(data)
             return pipe
-        pipe, setting, score, seconds, search = tune([{}] + ([] if defaults_only else settings), fit, lists, truth)
-        ranked = lists(pipe, users, True)
-        rows = [(u, i, r + 1) for u, items in ranked.items() for r, i in enumerate(items)]
-        write(out, version, name, rows, {"fit_seconds": seconds, "tuning_seconds": search, "valid_ndcg@10": score,
-                                         "trials": 1 + (0 if defaults_only else len(settings)),
-                                         "params": setting or "library defaults"})
+        tune_and_write(out, version, name, settings, defaults_only, fit, lists, users, truth)
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from penchant.models.registry import register
 from penchant.models.search import Choice, Float
-from penchant.models.sequential.neural import NeuralSequential
+from penchant.models.sequential.neural import TRAINING_ARGS, NeuralSequential
 
 
 def _network(n_items: int, d: int, layers: int, dropout: float):
@@ -40,13 +40,8 @@ class GRU4Rec(NeuralSequential):
         dropout: dropout on the input embeddings and the GRU output.
         loss: ``ce`` (full softmax), ``bpr-max`` or ``top1-max`` (the paper's ranking losses over
             shared sampled negatives), ``sampled`` or ``bce``.
-        negatives: negatives per batch for the sampled losses.
-        bpreg: score regularisation of ``bpr-max``.
-        lr: Adam learning rate; weight_decay: Adam's L2 weight.
-        epochs: maximum epochs; batch_size: windows per step.
-        patience: validation checks without improvement before stopping; eval_every: epochs between checks.
-        seed: seed of initialisation, dropout, order and sampling.
     """
+    __doc__ = __doc__.rstrip() + TRAINING_ARGS
 
     name = "gru4rec"
     summary = "GRU4Rec: recurrent next-item model (torch; CE or the BPR-max/TOP1-max ranking losses)"

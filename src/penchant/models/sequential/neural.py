@@ -27,6 +27,19 @@ from penchant.models.training import EarlyStopping, seed_torch
 
 LOSSES = ("ce", "sampled", "bce", "bpr-max", "top1-max")
 
+#: the training arguments every neural sequential model documents
+TRAINING_ARGS = """
+        negatives: negatives per batch for the sampled losses.
+        bpreg: score regularisation of ``bpr-max``.
+        lr: Adam learning rate.
+        weight_decay: Adam's L2 weight.
+        epochs: maximum epochs.
+        batch_size: windows per step.
+        patience: validation checks without improvement before stopping.
+        eval_every: epochs between validation checks.
+        seed: seed of initialisation, dropout, order and sampling.
+"""
+
 
 class NeuralSequential(SequentialRecommender):
     """Shared fit/score for torch sequence encoders; subclasses build ``_network()``."""

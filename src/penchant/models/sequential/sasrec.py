@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from penchant.models.registry import register
 from penchant.models.search import Choice, Float, Int
-from penchant.models.sequential.neural import NeuralSequential
+from penchant.models.sequential.neural import TRAINING_ARGS, NeuralSequential
 
 
 def _network(n_items: int, d: int, max_len: int, blocks: int, heads: int, dropout: float):
@@ -69,13 +69,8 @@ class SASRec(NeuralSequential):
         dropout: dropout on embeddings, attention and feed-forward outputs.
         loss: ``ce`` (full softmax), ``sampled`` (softmax over shared sampled negatives), ``bce``
             (one negative per position, the paper's), ``bpr-max`` or ``top1-max``.
-        negatives: negatives per batch for the sampled losses.
-        bpreg: score regularisation of ``bpr-max``.
-        lr: Adam learning rate; weight_decay: Adam's L2 weight.
-        epochs: maximum epochs; batch_size: windows per step.
-        patience: validation checks without improvement before stopping; eval_every: epochs between checks.
-        seed: seed of initialisation, dropout, order and sampling.
     """
+    __doc__ = __doc__.rstrip() + TRAINING_ARGS
 
     name = "sasrec"
     summary = "SASRec: causal self-attention over recent items (torch; CE, sampled softmax or BCE)"
