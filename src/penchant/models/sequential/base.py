@@ -25,9 +25,13 @@ def pad_left(indptr: np.ndarray, items: np.ndarray, rows: np.ndarray, length: in
 
     ``items[indptr[r]:indptr[r+1]]`` is sequence ``r``; missing positions hold ``pad``.
     """
-    starts, ends = indptr[rows], indptr[rows + 1]
+    return right_aligned(items, indptr[rows], indptr[rows + 1], length, pad)
+
+
+def right_aligned(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, length: int, pad: int) -> np.ndarray:
+    """``items[starts[r]:ends[r]]``'s last ``length`` entries per row, right-aligned; int64 (len(starts), length)."""
     n = np.minimum(ends - starts, length)
-    out = np.full((len(rows), length), pad, dtype=np.int64)
+    out = np.full((len(starts), length), pad, dtype=np.int64)
     col = np.arange(length)[None, :]
     take = col >= (length - n)[:, None]
     src = (ends - length)[:, None] + col  # position in items of each output cell
