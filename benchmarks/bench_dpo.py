@@ -1,6 +1,6 @@
 """Does DPO fine-tuning help a trained SASRec? ML-100K, leave-last-one-out, full ranking.
 
-    PENCHANT_DATA=../shared/data .venv/bin/python benchmarks/bench_dpo.py [--epochs 2] [--beta 0.1]
+    PENCHANT_DATA=../shared/data .venv/bin/python benchmarks/bench_dpo.py [--epochs 1] [--beta 0.1] [--lr 3e-5]
 
 SASRec is trained as in bench_sequential.py. Preference pairs come from the training ratings: at
 every position whose next item the user rated ≥ 4, that item is preferred over an item the same
@@ -27,9 +27,9 @@ from penchant.models.sequential.preference import dpo_finetune, pairs_from_ratin
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--beta", type=float, default=0.1)
-    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--lr", type=float, default=3e-5)
     args = ap.parse_args()
     data = load_movielens("ml-100k")
     split = leave_last_out(data, n_test=1, n_valid=1)

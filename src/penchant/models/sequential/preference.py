@@ -109,7 +109,7 @@ def dpo_finetune(model: NeuralSequential, pairs: NextItemPairs, *, beta: float =
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(sel)
+            total += float(loss.detach()) * len(sel)
         losses.append(total / max(len(order), 1))
     model.net_.eval()
     return losses
