@@ -21,7 +21,7 @@ from penchant.data import Dataset
 from penchant.models.base import Recommender, Validator
 from penchant.models.registry import register
 from penchant.models.search import Float
-from penchant.models.training import EarlyStopping, blas_single_threaded, seed_torch
+from penchant.models.training import EarlyStopping, blas_single_threaded, seed_torch, validate_net
 
 
 def _network(n_items: int, hidden: int, latent: int, dropout: float, noise: float = 1.0):
@@ -110,10 +110,8 @@ class MultVAE(Recommender):
                 (nll + beta * kl).backward()
                 opt.step()
                 step += 1
-            if valid is not None and epoch % self.eval_every == 0:
-                self.net_.eval()
-                if stopper.update(epoch, valid(self), lambda: self.net_.state_dict()):
-                    break
+            if validate_net(self, self.net_, stopper, epoch, valid, self.eval_every):
+                break
         stopper.restore_best(self)
         self.net_.eval()
 

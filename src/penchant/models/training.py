@@ -115,6 +115,15 @@ class EarlyStopping:
         return self._bad >= self.patience
 
 
+def validate_net(model: Any, net: Any, stopper: EarlyStopping, epoch: int, valid: Callable | None, every: int) -> bool:
+    """After an epoch: every ``every`` epochs put the torch ``net`` in eval mode, score ``model`` with
+    ``valid`` and record it (the net's weights are the state kept); True when training should stop."""
+    if valid is None or epoch % every:
+        return False
+    net.eval()
+    return stopper.update(epoch, valid(model), net.state_dict)
+
+
 def blas_single_threaded(fit):
     """Decorator for torch training loops: hold numpy's BLAS to one thread meanwhile.
 

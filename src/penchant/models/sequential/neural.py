@@ -23,7 +23,7 @@ import numpy as np
 
 from penchant.models.base import Validator
 from penchant.models.sequential.base import SequentialRecommender, pad_left, windows
-from penchant.models.training import EarlyStopping, seed_torch
+from penchant.models.training import EarlyStopping, seed_torch, validate_net
 
 LOSSES = ("ce", "sampled", "bce", "bpr-max", "top1-max")
 
@@ -86,10 +86,8 @@ class NeuralSequential(SequentialRecommender):
                 loss.backward()
                 opt.step()
             self.epoch_seconds_.append(time.perf_counter() - start)
-            if valid is not None and epoch % self.eval_every == 0:
-                self.net_.eval()
-                if stopper.update(epoch, valid(self), lambda: self.net_.state_dict()):
-                    break
+            if validate_net(self, self.net_, stopper, epoch, valid, self.eval_every):
+                break
         stopper.restore_best(self)
         self.net_.eval()
 
