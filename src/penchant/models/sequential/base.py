@@ -39,6 +39,13 @@ def right_aligned(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, lengt
     return out
 
 
+def ranges(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(a, a + n) for a, n in zip(starts, sizes)])``, vectorised; int64."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    offsets = np.cumsum(sizes) - sizes
+    return np.repeat(np.asarray(starts, dtype=np.int64) - offsets, sizes) + np.arange(sizes.sum())
+
+
 def windows(indptr: np.ndarray, items: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
     """Cut every sequence into pieces of at most ``length`` + 1 items, from its end backwards,
     overlapping by one item so that every transition is in exactly one piece.
@@ -49,14 +56,13 @@ def windows(indptr: np.ndarray, items: np.ndarray, length: int) -> tuple[np.ndar
     step = length  # a piece of length+1 items holds `length` transitions
     n_pieces = np.maximum(1, -(-(lens - 1) // step))
     owner = np.repeat(np.arange(len(lens)), n_pieces)
-    k = np.arange(n_pieces.sum()) - np.repeat(np.cumsum(n_pieces) - n_pieces, n_pieces)  # 0 = last piece
+    k = ranges(np.zeros(len(lens), np.int64), n_pieces)  # 0 = the last piece of its sequence
     end = indptr[owner + 1] - k * step
     start = np.maximum(indptr[owner], end - step - 1)
     sizes = end - start
     out_ptr = np.zeros(len(sizes) + 1, dtype=np.int64)
     np.cumsum(sizes, out=out_ptr[1:])
-    pos = np.arange(out_ptr[-1]) - np.repeat(out_ptr[:-1], sizes) + np.repeat(start, sizes)
-    return out_ptr, items[pos]
+    return out_ptr, items[ranges(start, sizes)]
 
 
 class SequentialRecommender(Recommender):
@@ -94,10 +100,8 @@ class SequentialRecommender(Recommender):
         ptr = np.zeros(n_users + 1, dtype=np.int64)
         np.cumsum(old + new, out=ptr[1:])
         merged = np.empty(ptr[-1], dtype=np.int64)
-        old_pos = np.repeat(ptr[:-1], old) + np.arange(old.sum()) - np.repeat(np.cumsum(old) - old, old)
-        merged[old_pos] = self.hist_items_
-        new_pos = np.repeat(ptr[:-1] + old, new) + np.arange(new.sum()) - np.repeat(np.cumsum(new) - new, new)
-        merged[new_pos] = add_items
+        merged[ranges(ptr[:-1], old)] = self.hist_items_
+        merged[ranges(ptr[:-1] + old, new)] = add_items
         self.hist_ptr_, self.hist_items_ = ptr, merged
         seen = self.train_
         if n_users > self.n_users_:

@@ -19,6 +19,8 @@ Losses (``loss=``):
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from penchant.models.base import Validator
@@ -62,15 +64,12 @@ class NeuralSequential(SequentialRecommender):
 
         seed_torch(self.seed)
         rng = np.random.default_rng(self.seed)
-        torch.set_num_threads(max(1, torch.get_num_threads()))
         w_ptr, w_items = windows(indptr, items, self.max_len)
         keep = np.flatnonzero(np.diff(w_ptr) >= 2)  # a window needs one transition
         self.net_ = self._network()
         opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         stopper = EarlyStopping(self.patience)
         self.epoch_seconds_: list[float] = []
-        import time
-
         for epoch in range(1, self.epochs + 1):
             start = time.perf_counter()
             self.net_.train()
