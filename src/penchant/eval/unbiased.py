@@ -15,35 +15,40 @@ from __future__ import annotations
 import numpy as np
 
 from penchant.data import Dataset
-from penchant.eval.evaluate import build_target
+from penchant.eval.evaluate import Target, build_target
 from penchant.models.base import Recommender, Validator
 from penchant.models.ranking import chunk_size, top_k
 
 
 def ips_dcg(model: Recommender, train: Dataset, valid: Dataset, propensity: np.ndarray, k: int = 10) -> float:
     """DCG_IPS@K of a fitted model (see the module docstring); propensity is float (n_items,) in (0, 1]."""
+    return ips_validator(train, valid, propensity, k)(model)
+
+
+def ips_validator(train: Dataset, valid: Dataset, propensity: np.ndarray, k: int = 10) -> Validator:
+    """A validator (model -> float, higher is better) scoring DCG_IPS@K on the validation clicks;
+    the target (who is scored, what is masked) is built once, not at every call."""
     propensity = np.asarray(propensity, dtype=np.float64)
     if propensity.shape != (train.n_items,) or not np.all((propensity > 0) & (propensity <= 1)):
         raise ValueError(f"propensity must be {train.n_items} values in (0, 1]")
     target = build_target(train, valid)
+    return lambda model: _ips_dcg(model, target, 1.0 / propensity, train.n_items, k)
+
+
+def _ips_dcg(model: Recommender, target: Target, inverse: np.ndarray, n_items: int, k: int) -> float:
     users = target.users
     if not len(users):
         return float("nan")
     discount = 1.0 / np.log2(np.arange(2, k + 2))
-    inverse = 1.0 / propensity
     total = 0.0
-    step = chunk_size(train.n_items, bytes_per_cell=16)
+    step = chunk_size(n_items, bytes_per_cell=16)
     for s in range(0, len(users), step):
         chunk = users[s:s + step]
         top, _ = top_k(model.score(chunk).astype(np.float32, copy=False), k, target.exclude[chunk])
         rel = target.relevant[chunk]
-        dense = np.zeros((len(chunk), train.n_items), dtype=bool)
+        dense = np.zeros((len(chunk), n_items), dtype=bool)
         dense[np.repeat(np.arange(len(chunk)), np.diff(rel.indptr)), rel.indices] = True
         hits = np.take_along_axis(dense, top, axis=1)
         total += float(((hits * inverse[top]) @ discount).sum())
     return total / len(users)
 
-
-def ips_validator(train: Dataset, valid: Dataset, propensity: np.ndarray, k: int = 10) -> Validator:
-    """A validator (model -> float, higher is better) scoring DCG_IPS@K on the validation clicks."""
-    return lambda model: ips_dcg(model, train, valid, propensity, k)

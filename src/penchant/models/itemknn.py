@@ -10,7 +10,7 @@ from penchant.models.base import Validator
 from penchant.models.item_item import ItemItemModel
 from penchant.models.ranking import neighbours_blockwise
 from penchant.models.registry import register
-from penchant.models.search import Float, Int
+from penchant.models.search import Float, Int, select_on_validation
 
 
 def cosine_neighbours(x: sp.csr_matrix, k: int, shrink: float, block_size: int = 512) -> sp.csr_matrix:
@@ -69,15 +69,8 @@ class ItemKNN(ItemItemModel):
             self.chosen_ = {"k": 100 if self.k is None else self.k, "shrink": 10.0 if self.shrink is None else self.shrink}
             self.weights_ = self._neighbours(train, **self.chosen_)
             return
-        self.selection_, best = [], (-np.inf, None, None)
-        for shrink in shrinks:
-            for k in ks:
-                self.weights_ = self._neighbours(train, k, shrink)
-                value = valid(self)
-                self.selection_.append({"k": k, "shrink": shrink, "valid": value})
-                if value > best[0]:
-                    best = (value, {"k": k, "shrink": shrink}, self.weights_)
-        _, self.chosen_, self.weights_ = best
+        grid = [{"k": k, "shrink": shrink} for shrink in shrinks for k in ks]
+        self.chosen_ = select_on_validation(self, grid, lambda setting: self._neighbours(train, **setting), valid)
 
     def selected(self) -> dict[str, float]:
         return {key: v for key, v in getattr(self, "chosen_", {}).items() if getattr(self, key) is None}

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from penchant.data import Dataset
 from penchant.models.base import Recommender, Validator
 from penchant.models.registry import register
-from penchant.models.search import Float
+from penchant.models.search import Float, select_on_validation
 
 
 def zero_diagonal_weights(gram: np.ndarray, penalty: np.ndarray) -> np.ndarray:
@@ -70,15 +70,7 @@ class _LinearAutoencoder(Recommender):
             self.chosen_ = self._default() if len(candidates) > 1 else candidates[0]
             self.weights_ = weights(self.chosen_)
             return
-        self.selection_ = []
-        best = (-np.inf, None, None)
-        for setting in candidates:
-            self.weights_ = weights(setting)
-            value = valid(self)
-            self.selection_.append({**setting, "valid": value})
-            if value > best[0]:
-                best = (value, setting, self.weights_)
-        _, self.chosen_, self.weights_ = best
+        self.chosen_ = select_on_validation(self, candidates, weights, valid)
 
     def _default(self) -> dict[str, float]:
         raise NotImplementedError

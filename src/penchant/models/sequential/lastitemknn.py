@@ -6,7 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from penchant.models.base import Validator
-from penchant.models.ranking import keep_top_k_per_row
+from penchant.models.itemknn import cosine_neighbours
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
 from penchant.models.sequential.base import SequentialRecommender
@@ -38,15 +38,8 @@ class LastItemKNN(SequentialRecommender):
         return self.recent
 
     def _train(self, indptr: np.ndarray, items: np.ndarray, valid: Validator | None) -> None:
-        x = self.train_
-        assert x is not None
-        co = np.asarray((x.T @ x).todense(), dtype=np.float64) if self.n_items_ <= 20_000 else None
-        if co is None:
-            raise ValueError("lastitemknn keeps a dense item×item matrix; more than 20,000 items need a sparse build")
-        norms = np.sqrt(np.diag(co))
-        sim = co / (np.outer(norms, norms) + self.shrink + 1e-12)
-        np.fill_diagonal(sim, 0.0)
-        self.sim_ = keep_top_k_per_row(sim.astype(np.float32), self.k)
+        assert self.train_ is not None
+        self.sim_ = cosine_neighbours(self.train_, self.k, self.shrink)  # row i: i's k nearest items
 
     def _score_padded(self, seqs: np.ndarray) -> np.ndarray:
         n, length = seqs.shape

@@ -45,10 +45,10 @@ def pairs_from_ratings(train: Dataset, max_len: int, *, liked: float = 4.0, disl
     if train.ratings is None:
         raise ValueError("pairs_from_ratings needs ratings")
     rng = np.random.default_rng(seed)
+    indptr, items = train.sequences()
+    items = items.astype(np.int64)
     order = train.time_order()
-    users, items, ratings = train.users[order], train.items[order].astype(np.int64), train.ratings[order]
-    indptr = np.zeros(train.n_users + 1, dtype=np.int64)
-    np.cumsum(np.bincount(users, minlength=train.n_users), out=indptr[1:])
+    users, ratings = train.users[order], train.ratings[order]
     bad = ratings <= disliked
     bad_ptr = np.zeros(train.n_users + 1, dtype=np.int64)
     np.cumsum(np.bincount(users[bad], minlength=train.n_users), out=bad_ptr[1:])
