@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# sentence embeddings are cached per checkout, shared by the xdist workers, not in the user's cache
+os.environ.setdefault("PENCHANT_CACHE", str(ROOT / ".pytest_cache" / "penchant"))
 
 
 def _shared_data() -> Path | None:

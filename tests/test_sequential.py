@@ -82,10 +82,11 @@ def test_learns_a_planted_successor(name, params):
     assert np.mean(top == expected) >= 0.95
 
 
-@pytest.mark.parametrize("name", ["sasrec", "gru4rec"])
-def test_training_is_deterministic_and_saves_exactly(name, tmp_path):
+@pytest.mark.parametrize("name,extra", [("sasrec", {}), ("gru4rec", {}), ("sasrec", {"item_text": "fuse"}),
+                                        ("sasrec", {"long_len": 6})])
+def test_training_is_deterministic_and_saves_exactly(name, extra, tmp_path):
     data = planted_cycles(n_users=80, seed=1)
-    params = {"epochs": 3, "max_len": 8, "factors": 16, "seed": 7}
+    params = {"epochs": 3, "max_len": 8, "factors": 16, "seed": 7} | extra
     a = create(name, **params).fit(data)
     b = create(name, **params).fit(data)
     users = np.arange(80)
@@ -173,3 +174,38 @@ def test_pairs_from_ratings_pair_liked_next_items_with_disliked_ones():
     # user a: liked next items at positions 1 (i1) and 3 (i3); the only disliked item is i2; user b has none
     assert pairs.chosen.tolist() == [1, 3] and pairs.rejected.tolist() == [2, 2]
     assert pairs.contexts.tolist() == [[4, 4, 0], [0, 1, 2]]
+
+
+def test_hashed_long_term_scores_match_a_direct_computation():
+    """SDIM by hand: each candidate averages, per hash, the past items sharing its bucket."""
+    import torch
+
+    from penchant.models.sequential.hashed import hashed_interest
+
+    n_items, d, hashes, bits = 7, 4, 3, 2
+    module = hashed_interest(n_items, d, hashes, bits, seed=3)
+    torch.manual_seed(0)
+    torch.nn.init.normal_(module.proj.weight)
+    table = torch.cat([torch.randn(n_items, d), torch.zeros(1, d)])
+    long = torch.tensor([[7, 7, 0, 3, 3, 5], [1, 2, 4, 6, 0, 2]])
+    got = module(long, table).detach().numpy()
+    planes = module.planes.numpy().reshape(hashes, bits, d)
+    w, e = module.proj.weight.detach().numpy(), table.numpy()
+
+    def code(v, h):
+        return sum(int(planes[h, b] @ v > 0) << b for b in range(bits))
+
+    for r, row in enumerate(long.numpy()):
+        past = [x for x in row if x != n_items]
+        for j in range(n_items):
+            total = 0.0
+            for h in range(hashes):
+                same = [e[x] for x in past if code(e[x], h) == code(e[j], h)]
+                if same:
+                    total += (w @ np.mean(same, axis=0)) @ e[j]
+            assert got[r, j] == pytest.approx(total / hashes, rel=1e-4, abs=1e-5)
+
+
+def test_long_term_part_needs_the_full_softmax():
+    with pytest.raises(ValueError, match="loss='ce'"):
+        create("sasrec", long_len=100, loss="bce")

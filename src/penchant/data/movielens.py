@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from penchant.cache import cache_dir
 from penchant.data.readers import Log, SideTable
 from penchant.data.tables import Table, read_delimited
 from penchant.errors import DataError
@@ -51,13 +52,6 @@ RELEASES = {
 }
 
 
-def cache_dir() -> Path:
-    """penchant's cache folder (``PENCHANT_CACHE``, else the platform's user cache folder)."""
-    if os.environ.get("PENCHANT_CACHE"):
-        return Path(os.environ["PENCHANT_CACHE"])
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("penchant"))
 
 
 def verify_checksum(path: Path, checksum: str) -> None:

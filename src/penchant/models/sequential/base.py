@@ -46,19 +46,24 @@ def ranges(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     return np.repeat(np.asarray(starts, dtype=np.int64) - offsets, sizes) + np.arange(sizes.sum())
 
 
-def windows(indptr: np.ndarray, items: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cut every sequence into pieces of at most ``length`` + 1 items, from its end backwards,
-    overlapping by one item so that every transition is in exactly one piece.
-
-    Returns the pieces as ``(indptr, items)`` in the same layout as the input.
-    """
+def window_bounds(indptr: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where :func:`windows` cuts: int64 ``(start, end)`` positions in ``items`` of every piece."""
     lens = np.diff(indptr)
     step = length  # a piece of length+1 items holds `length` transitions
     n_pieces = np.maximum(1, -(-(lens - 1) // step))
     owner = np.repeat(np.arange(len(lens)), n_pieces)
     k = ranges(np.zeros(len(lens), np.int64), n_pieces)  # 0 = the last piece of its sequence
     end = indptr[owner + 1] - k * step
-    start = np.maximum(indptr[owner], end - step - 1)
+    return np.maximum(indptr[owner], end - step - 1), end
+
+
+def windows(indptr: np.ndarray, items: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cut every sequence into pieces of at most ``length`` + 1 items, from its end backwards,
+    overlapping by one item so that every transition is in exactly one piece.
+
+    Returns the pieces as ``(indptr, items)`` in the same layout as the input.
+    """
+    start, end = window_bounds(indptr, length)
     sizes = end - start
     out_ptr = np.zeros(len(sizes) + 1, dtype=np.int64)
     np.cumsum(sizes, out=out_ptr[1:])
@@ -69,12 +74,17 @@ class SequentialRecommender(Recommender):
     """Base of recommenders that score from the order of recent items.
 
     Subclasses implement ``_train(indptr, items, valid)`` on the training sequences and
-    ``_score_padded(seqs)`` for int64 (n, max_len) right-aligned item windows padded with
+    ``_score_padded(seqs)`` for int64 (n, context_len) right-aligned item windows padded with
     ``n_items``. ``max_len`` is an instance attribute (a hyper-parameter where it matters).
     """
 
     sequential = True
     max_len: int = 50
+
+    @property
+    def context_len(self) -> int:
+        """History items one score reads (``max_len``, plus a long-term window where a model has one)."""
+        return self.max_len
 
     def _fit(self, train: Dataset, valid: Validator | None) -> None:
         self.hist_ptr_, self.hist_items_ = train.sequences()
@@ -114,7 +124,7 @@ class SequentialRecommender(Recommender):
         return self
 
     def _score(self, users: np.ndarray) -> np.ndarray:
-        seqs = pad_left(self.hist_ptr_, self.hist_items_, users, self.max_len, self.n_items_)
+        seqs = pad_left(self.hist_ptr_, self.hist_items_, users, self.context_len, self.n_items_)
         return self._score_padded(seqs)
 
     def score_sessions(self, sessions: list[np.ndarray] | list[list[int]]) -> np.ndarray:
@@ -129,7 +139,7 @@ class SequentialRecommender(Recommender):
         items = np.concatenate(arrays) if arrays else np.zeros(0, np.int64)
         out = np.empty((len(arrays), self.n_items_), dtype=np.float32)
         for start, stop in self._chunks(len(arrays)):
-            seqs = pad_left(ptr, items, np.arange(start, stop), self.max_len, self.n_items_)
+            seqs = pad_left(ptr, items, np.arange(start, stop), self.context_len, self.n_items_)
             out[start:stop] = self._score_padded(seqs)
         return out
 

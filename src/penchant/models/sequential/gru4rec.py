@@ -7,22 +7,20 @@ from penchant.models.search import Choice, Float
 from penchant.models.sequential.neural import TRAINING_ARGS, NeuralSequential
 
 
-def _network(n_items: int, d: int, layers: int, dropout: float):
+def _network(n_items: int, d: int, layers: int, dropout: float, items):
     import torch
 
     class GRU4Rec(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.item_emb = torch.nn.Embedding(n_items + 1, d, padding_idx=n_items)
+            self.items = items
             self.gru = torch.nn.GRU(d, d, num_layers=layers, batch_first=True)
             self.drop = torch.nn.Dropout(dropout)
             self.out = torch.nn.Linear(d, d)
-            torch.nn.init.normal_(self.item_emb.weight, std=d ** -0.5)
-            with torch.no_grad():
-                self.item_emb.weight[n_items].zero_()
 
-        def forward(self, seqs):
-            hidden, _ = self.gru(self.drop(self.item_emb(seqs)))
+        def forward(self, seqs, table=None):
+            table = self.items() if table is None else table
+            hidden, _ = self.gru(self.drop(table[seqs]))
             return self.out(self.drop(hidden))
 
     return GRU4Rec()
@@ -50,7 +48,11 @@ class GRU4Rec(NeuralSequential):
 
     def __init__(self, *, factors: int = 64, max_len: int = 50, layers: int = 1, dropout: float = 0.2, loss: str = "ce",
                  negatives: int = 256, bpreg: float = 1.0, lr: float = 2e-3, weight_decay: float = 0.0, epochs: int = 200,
-                 batch_size: int = 128, patience: int = 5, eval_every: int = 2, seed: int = 0) -> None:
+                 batch_size: int = 128, patience: int = 5, eval_every: int = 2, seed: int = 0,
+                 item_text: str = "off", id_dropout: float = 0.1, text_model: str = "all-MiniLM-L6-v2",
+                 long_len: int = 0, hashes: int = 4, hash_bits: int = 3) -> None:
+        self.item_text, self.id_dropout, self.text_model = item_text, id_dropout, text_model
+        self.long_len, self.hashes, self.hash_bits = long_len, hashes, hash_bits
         self.factors, self.max_len, self.layers, self.dropout = factors, max_len, layers, dropout
         self.loss, self.negatives, self.bpreg, self.lr, self.weight_decay = loss, negatives, bpreg, lr, weight_decay
         self.epochs, self.batch_size, self.patience, self.eval_every, self.seed = epochs, batch_size, patience, eval_every, seed
@@ -59,4 +61,4 @@ class GRU4Rec(NeuralSequential):
             raise ValueError("layers must be ≥ 1")
 
     def _network(self):
-        return _network(self.n_items_, self.factors, self.layers, self.dropout)
+        return _network(self.n_items_, self.factors, self.layers, self.dropout, self._item_table())

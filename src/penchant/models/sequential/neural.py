@@ -4,7 +4,9 @@ position of windows of the training sequences, the losses the literature compare
 Each user's training sequence is cut into windows of ``max_len`` transitions (:func:`windows`), so
 every observed transition is a training target exactly once per epoch. A network maps int64
 (B, L) right-aligned item windows (padding = ``n_items``) to hidden states (B, L, d); the score of
-item j after position t is ``h_t · e_j`` with the input item embeddings ``e`` (weight tying).
+item j after position t is ``h_t · e_j`` with the input item embeddings ``e`` (weight tying). The
+item table ``e`` comes from :func:`item_table`: id vectors, a projection of frozen sentence
+embeddings of the items' descriptions (``item_text``), or both.
 
 Losses (``loss=``):
 
@@ -23,14 +25,27 @@ import time
 
 import numpy as np
 
+from penchant.data import Dataset
 from penchant.models.base import Validator
-from penchant.models.sequential.base import SequentialRecommender, pad_left, windows
+from penchant.models.sequential.base import SequentialRecommender, right_aligned, window_bounds
+from penchant.models.sequential.hashed import hashed_interest
+from penchant.models.sequential.items import ITEM_TEXT_MODES, item_table
 from penchant.models.training import EarlyStopping, seed_torch, validate_net
 
 LOSSES = ("ce", "sampled", "bce", "bpr-max", "top1-max")
 
 #: the training arguments every neural sequential model documents
 TRAINING_ARGS = """
+        item_text: ``off`` (id embeddings), ``fuse`` (id embeddings of warm items plus a projection of
+            the item's sentence embedding; cold items by text alone) or ``text`` (text only); see
+            :mod:`penchant.models.sequential.items`. Descriptions come from the dataset's item text
+            and item-file attributes (:func:`penchant.embed.item_descriptions`).
+        id_dropout: with ``fuse``, the chance per step that a warm item's id vector is dropped.
+        text_model: the sentence encoder for ``item_text`` (all-MiniLM-L6-v2, packaged).
+        long_len: with > 0, the ``long_len`` items before the ``max_len`` recent ones add a
+            long-term score by hash-based sampling (SDIM; :mod:`penchant.models.sequential.hashed`),
+            at cost linear in ``long_len``; needs ``loss="ce"``.
+        hashes, hash_bits: SimHash functions and bits per function of the long-term part.
         negatives: negatives per batch for the sampled losses.
         bpreg: score regularisation of ``bpr-max``.
         lr: Adam learning rate.
@@ -47,8 +62,26 @@ class NeuralSequential(SequentialRecommender):
     """Shared fit/score for torch sequence encoders; subclasses build ``_network()``."""
 
     net_ = None
+    item_text: str = "off"
+    id_dropout: float = 0.1
+    text_model: str = "all-MiniLM-L6-v2"
+    long_len: int = 0
+    hashes: int = 4
+    hash_bits: int = 3
+
+    @property
+    def context_len(self) -> int:
+        return self.max_len + self.long_len
 
     def _check_common(self) -> None:
+        if self.long_len < 0 or self.hashes < 1 or not 1 <= self.hash_bits <= 8:
+            raise ValueError("long_len must be ≥ 0, hashes ≥ 1 and hash_bits in 1..8")
+        if self.long_len and self.loss != "ce":
+            raise ValueError("long_len > 0 (hashed long-term interest) is trained with loss='ce' only")
+        if self.item_text not in ITEM_TEXT_MODES:
+            raise ValueError(f"item_text must be one of {', '.join(ITEM_TEXT_MODES)}, not {self.item_text!r}")
+        if not 0 <= self.id_dropout < 1:
+            raise ValueError("id_dropout must be in [0, 1)")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
         if self.factors < 1 or self.max_len < 1 or self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
@@ -59,14 +92,43 @@ class NeuralSequential(SequentialRecommender):
     def _network(self):
         raise NotImplementedError
 
+    def _fit(self, train: Dataset, valid: Validator | None) -> None:
+        self.item_vectors_ = self.warm_ = None  # warm_: items the softmax and negatives range over
+        if self.item_text != "off":
+            from penchant.embed import embed_items
+
+            self.item_vectors_ = embed_items(train, self.text_model)
+            self.warm_ = train.item_counts > 0
+        super()._fit(train, valid)
+
+    def _item_table(self):
+        return item_table(self.n_items_, self.factors, self.item_text, self.item_vectors_, self.warm_, self.id_dropout)
+
+    def _build_net(self):
+        net = self._network()
+        if self.long_len:
+            net.long = hashed_interest(self.n_items_, self.factors, self.hashes, self.hash_bits, self.seed)
+        return net
+
+    def _forward(self, seqs: np.ndarray, long: np.ndarray | None):
+        """Hidden states (B, L, d), the item table, and long-term scores (B, n_items) or None."""
+        import torch
+
+        table = self.net_.items()
+        hidden = self.net_(torch.from_numpy(seqs), table)
+        extra = self.net_.long(torch.from_numpy(long), table) if self.long_len else None
+        return hidden, table, extra
+
     def _train(self, indptr: np.ndarray, items: np.ndarray, valid: Validator | None) -> None:
         import torch
 
         seed_torch(self.seed)
         rng = np.random.default_rng(self.seed)
-        w_ptr, w_items = windows(indptr, items, self.max_len)
-        keep = np.flatnonzero(np.diff(w_ptr) >= 2)  # a window needs one transition
-        self.net_ = self._network()
+        w_start, w_end = window_bounds(indptr, self.max_len)
+        keep = np.flatnonzero(w_end - w_start >= 2)  # a window needs one transition
+        # the long-term context of a window: the long_len items of its sequence before it
+        w_long = np.maximum(indptr[np.searchsorted(indptr, w_start, side="right") - 1], w_start - self.long_len)
+        self.net_ = self._build_net()
         opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         stopper = EarlyStopping(self.patience)
         self.epoch_seconds_: list[float] = []
@@ -75,12 +137,15 @@ class NeuralSequential(SequentialRecommender):
             self.net_.train()
             order = rng.permutation(keep)
             for s in range(0, len(order), self.batch_size):
-                block = pad_left(w_ptr, w_items, order[s:s + self.batch_size], self.max_len + 1, self.n_items_)
-                seqs = torch.from_numpy(block[:, :-1])
+                sel = order[s:s + self.batch_size]
+                block = right_aligned(items, w_start[sel], w_end[sel], self.max_len + 1, self.n_items_)
+                long = right_aligned(items, w_long[sel], w_start[sel], self.long_len, self.n_items_) if self.long_len else None
                 targets = torch.from_numpy(block[:, 1:])
-                mask = (targets != self.n_items_) & (seqs != self.n_items_)
-                hidden = self.net_(seqs)[mask]  # (positions, d)
-                loss = self._loss(hidden, targets[mask], rng)
+                mask = (targets != self.n_items_) & torch.from_numpy(block[:, :-1] != self.n_items_)
+                hidden, table, extra = self._forward(block[:, :-1], long)
+                if extra is not None:
+                    extra = extra[mask.nonzero()[:, 0]]  # each position's window's long-term scores
+                loss = self._loss(hidden[mask], table[: self.n_items_], targets[mask], rng, extra)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -90,19 +155,21 @@ class NeuralSequential(SequentialRecommender):
         stopper.restore_best(self)
         self.net_.eval()
 
-    def _loss(self, hidden, targets, rng: np.random.Generator):
+    def _loss(self, hidden, table, targets, rng: np.random.Generator, extra=None):
         import torch
         import torch.nn.functional as F
 
-        table = self.net_.item_emb.weight[: self.n_items_]
         if self.loss == "ce":
-            return F.cross_entropy(hidden @ table.T, targets)
+            logits = hidden @ table.T if extra is None else hidden @ table.T + extra
+            if self.warm_ is not None:
+                logits = logits.masked_fill(torch.from_numpy(~self.warm_), float("-inf"))
+            return F.cross_entropy(logits, targets)
         pos = (hidden * table[targets]).sum(1)
         if self.loss == "bce":
-            neg_items = torch.from_numpy(rng.integers(0, self.n_items_, size=len(targets)))
+            neg_items = torch.from_numpy(self._negatives(rng, len(targets)))
             neg = (hidden * table[neg_items]).sum(1)
             return -(F.logsigmoid(pos) + F.logsigmoid(-neg)).mean()
-        neg_items = torch.from_numpy(rng.integers(0, self.n_items_, size=self.negatives))
+        neg_items = torch.from_numpy(self._negatives(rng, self.negatives))
         neg = hidden @ table[neg_items].T  # (positions, negatives)
         neg = neg.masked_fill(neg_items[None, :] == targets[:, None], float("-inf"))  # a drawn target is no negative
         if self.loss == "sampled":
@@ -115,6 +182,13 @@ class NeuralSequential(SequentialRecommender):
             return (-torch.log(inner + 1e-10) + self.bpreg * (weight * safe.pow(2)).sum(1)).mean()
         return (weight * (torch.sigmoid(safe - pos[:, None]) + torch.sigmoid(safe.pow(2)))).sum(1).mean()
 
+    def _negatives(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` uniform negatives among the items seen in training (all items without item text)."""
+        if self.warm_ is None:
+            return rng.integers(0, self.n_items_, size=n)
+        pool = np.flatnonzero(self.warm_)
+        return pool[rng.integers(0, len(pool), size=n)]
+
     def _restore(self, state: dict) -> None:
         self.net_.load_state_dict(state)
 
@@ -125,8 +199,10 @@ class NeuralSequential(SequentialRecommender):
         import torch
 
         with torch.no_grad():
-            hidden = self.net_(torch.from_numpy(seqs))[:, -1]
-            return (hidden @ self.net_.item_emb.weight[: self.n_items_].T).numpy()
+            long = seqs[:, : self.long_len] if self.long_len else None
+            hidden, table, extra = self._forward(seqs[:, self.long_len:], long)
+            scores = hidden[:, -1] @ table[: self.n_items_].T
+            return (scores if extra is None else scores + extra).numpy()
 
     def _state(self) -> dict[str, np.ndarray]:
         return {**self._history_state(), **{f"net.{k}": v.detach().numpy() for k, v in self.net_.state_dict().items()}}
@@ -135,6 +211,10 @@ class NeuralSequential(SequentialRecommender):
         import torch
 
         self._load_history(arrays)
-        self.net_ = self._network()
+        self.item_vectors_ = arrays.get("net.items.text")
+        self.warm_ = arrays.get("net.items.warm")
+        if self.warm_ is not None:
+            self.warm_ = self.warm_.astype(bool)
+        self.net_ = self._build_net()
         self.net_.load_state_dict({k[4:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("net.")})
         self.net_.eval()

@@ -80,6 +80,8 @@ def dpo_finetune(model: NeuralSequential, pairs: NextItemPairs, *, beta: float =
 
     import torch
 
+    if model.long_len:
+        raise ValueError("DPO fine-tuning reads the recent max_len items only; the model has a long-term part (long_len > 0)")
     if pairs.contexts.shape[1] != model.max_len:
         raise ValueError(f"pairs were built for histories of {pairs.contexts.shape[1]} items, the model reads {model.max_len}")
     seed_torch(seed)
@@ -89,8 +91,9 @@ def dpo_finetune(model: NeuralSequential, pairs: NextItemPairs, *, beta: float =
     n_items = model.n_items_
 
     def log_probs(net, seqs, w, l):
-        hidden = net(seqs)[:, -1]
-        logp = torch.log_softmax(hidden @ net.item_emb.weight[:n_items].T, dim=1)
+        table = net.items()
+        hidden = net(seqs, table)[:, -1]
+        logp = torch.log_softmax(hidden @ table[:n_items].T, dim=1)
         return logp.gather(1, w[:, None])[:, 0], logp.gather(1, l[:, None])[:, 0]
 
     losses = []

