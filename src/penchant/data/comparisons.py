@@ -80,8 +80,26 @@ def _read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
+def _from_labelled_responses(row: dict, path: Path) -> dict:
+    """``{prompt, responses: [r0, r1], label: k, objective|user}`` → chosen = r_k (the VPL layout)."""
+    responses, label = row["responses"], row["label"]
+    if not (isinstance(responses, list) and len(responses) == 2 and all(isinstance(x, str) for x in responses)):
+        raise DataError("not a list of two strings", file=path, line=row["__line__"], column="responses",
+                        expected="two replies")
+    if label not in (0, 1):
+        raise DataError(f"label {label!r}", file=path, line=row["__line__"], column="label", expected="0 or 1")
+    if not isinstance(row.get("prompt"), str):
+        raise DataError("missing or not a string", file=path, line=row["__line__"], column="prompt", expected="a string")
+    user = row.get("user", row.get("objective"))
+    out = {"prompt": row["prompt"], "chosen": responses[label], "rejected": responses[1 - label], "__line__": row["__line__"]}
+    return out | ({"user": user} if user is not None else {})
+
+
 def read_text_comparisons(path: str | Path) -> TextComparisons:
     """Read ``{prompt, chosen, rejected, user?}`` from JSONL (optionally gzipped), CSV or Parquet.
+
+    JSONL rows of the form ``{prompt, responses: [r0, r1], label, objective}`` (the relabeled
+    HH-RLHF of the VPL paper) are read as chosen = ``responses[label]``, user = ``objective``.
 
     Without a ``prompt`` field, ``chosen`` and ``rejected`` are taken to be whole dialogues and
     the shared prefix becomes the prompt (the HH-RLHF layout).
@@ -89,6 +107,8 @@ def read_text_comparisons(path: str | Path) -> TextComparisons:
     path = Path(path)
     if ".jsonl" in path.suffixes or ".json" in path.suffixes:
         rows = _read_jsonl(path)
+        if rows and all("responses" in r and "label" in r for r in rows):
+            rows = [_from_labelled_responses(r, path) for r in rows]
         for field in ("chosen", "rejected"):
             for r in rows:
                 if not isinstance(r.get(field), str):

@@ -1,0 +1,114 @@
+"""Judging pairwise preference models on held-out comparisons.
+
+Each test pair lists the observed winner first, so a model's prediction is p = P(winner ≻ loser):
+
+* accuracy: p > 0.5 counts 1, p = 0.5 (a tie) counts ½; the number of ties is reported;
+* log-loss −mean log p; Brier mean (1 − p)²;
+* expected calibration error over 10 equal-width bins of confidence max(p, 1 − p):
+  ECE = Σ_bins (n_bin / n) |accuracy_bin − confidence_bin|, before and after temperature scaling
+  (one T > 0 dividing every margin, fitted by log-loss on the validation pairs);
+* per-user accuracy: the macro mean over users, and the mean over the worst-scoring tenth of users
+  (users with at least ``min_user_pairs`` test pairs);
+* 95% bootstrap intervals by resampling users (pairs of one user move together).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+from penchant.data.preferences import PreferencePairs
+
+
+def pair_accuracy(p: np.ndarray) -> np.ndarray:
+    """Per-pair credit: 1 if p > ½, ½ if p = ½, else 0."""
+    return np.where(p > 0.5, 1.0, np.where(p == 0.5, 0.5, 0.0))
+
+
+def expected_calibration_error(p: np.ndarray, bins: int = 10) -> float:
+    """ECE of confidence max(p, 1−p) against correctness, ``bins`` equal-width bins on [½, 1]."""
+    if not len(p):
+        return float("nan")
+    conf = np.maximum(p, 1 - p)
+    correct = (p > 0.5).astype(np.float64) + 0.5 * (p == 0.5)
+    idx = np.minimum(((conf - 0.5) * 2 * bins).astype(np.int64), bins - 1)
+    n = np.bincount(idx, minlength=bins)
+    gap = np.abs(np.bincount(idx, correct, bins) - np.bincount(idx, conf, bins))
+    return float(gap.sum() / len(p)) if n.sum() else float("nan")
+
+
+def fit_temperature(margins: np.ndarray) -> float:
+    """T > 0 minimising the mean log-loss of σ(m / T) over winner-first margins."""
+    if not len(margins):
+        return 1.0
+    res = minimize_scalar(lambda log_t: float(np.mean(np.logaddexp(0.0, -margins / np.exp(log_t)))),
+                          bounds=(-5.0, 5.0), method="bounded")
+    return float(np.exp(res.x))
+
+
+def user_bootstrap(values: np.ndarray, users: np.ndarray, *, n_boot: int = 1000, seed: int = 0,
+                   alpha: float = 0.05) -> tuple[float, float]:
+    """Percentile interval of the pair-weighted mean of ``values`` when users are resampled."""
+    groups, inverse = np.unique(users, return_inverse=True)
+    sums = np.bincount(inverse, values, len(groups))
+    counts = np.bincount(inverse, minlength=len(groups)).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    draw = rng.integers(0, len(groups), size=(n_boot, len(groups)))
+    means = sums[draw].sum(1) / np.maximum(counts[draw].sum(1), 1)
+    return float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))
+
+
+@dataclass
+class PairReport:
+    """What one model scored on one set of held-out pairs."""
+
+    label: str
+    pairs: int
+    accuracy: float
+    accuracy_ci: tuple[float, float]
+    ties: int
+    log_loss: float
+    brier: float
+    ece: float
+    temperature: float
+    ece_scaled: float
+    user_macro: float
+    worst_decile: float
+    per_pair: np.ndarray = field(repr=False)
+
+    def row(self) -> dict[str, object]:
+        return {"model": self.label, "pairs": self.pairs, "accuracy": round(self.accuracy, 4),
+                "ci_low": round(self.accuracy_ci[0], 4), "ci_high": round(self.accuracy_ci[1], 4), "ties": self.ties,
+                "log_loss": round(self.log_loss, 4), "brier": round(self.brier, 4), "ece": round(self.ece, 4),
+                "temperature": round(self.temperature, 3), "ece_scaled": round(self.ece_scaled, 4),
+                "user_macro": round(self.user_macro, 4), "worst_decile": round(self.worst_decile, 4)}
+
+
+def evaluate_pairs(model, test: PreferencePairs, valid: PreferencePairs | None = None, *, label: str | None = None,
+                   n_boot: int = 1000, seed: int = 0, min_user_pairs: int = 5) -> PairReport:
+    """Score ``model`` (anything with ``margin(users, a, b)``) on ``test``."""
+    m = np.clip(model.margin(test.user, test.winner, test.loser), -50, 50)
+    p = 1.0 / (1.0 + np.exp(-m))
+    credit = pair_accuracy(p)
+    t = fit_temperature(np.clip(model.margin(valid.user, valid.winner, valid.loser), -50, 50)) if valid is not None else 1.0
+    users = test.user if (test.user >= 0).any() else np.arange(len(test))  # no users: resample pairs
+    per_user_n = np.bincount(test.user[test.user >= 0], minlength=test.n_users)
+    per_user = np.bincount(test.user[test.user >= 0], credit[test.user >= 0], test.n_users)
+    keep = per_user_n >= min_user_pairs
+    acc_u = per_user[keep] / per_user_n[keep] if keep.any() else np.array([np.nan])
+    worst = np.sort(acc_u)[: max(1, len(acc_u) // 10)]
+    return PairReport(label or getattr(model, "name", "model"), len(test), float(credit.mean()),
+                      user_bootstrap(credit, users, n_boot=n_boot, seed=seed), int((p == 0.5).sum()),
+                      float(np.mean(np.logaddexp(0.0, -m))), float(np.mean((1 - p) ** 2)),
+                      expected_calibration_error(p), t, expected_calibration_error(1.0 / (1.0 + np.exp(-m / t))),
+                      float(np.mean(acc_u)), float(np.mean(worst)), credit)
+
+
+def paired_difference(a: PairReport, b: PairReport, users: np.ndarray, *, n_boot: int = 2000,
+                      seed: int = 0) -> tuple[float, float, float]:
+    """Accuracy of ``a`` minus ``b`` on the same pairs, with a 95% user-level bootstrap interval."""
+    diff = a.per_pair - b.per_pair
+    lo, hi = user_bootstrap(diff, users, n_boot=n_boot, seed=seed)
+    return float(diff.mean()), lo, hi

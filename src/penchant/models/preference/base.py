@@ -1,0 +1,105 @@
+"""The protocol every pairwise preference model follows, and the registry of them by name.
+
+``fit(train, valid=None)`` learns from :class:`~penchant.data.preferences.PreferencePairs`;
+``margin(users, a, b)`` is the log-odds that each user prefers option ``a`` to option ``b``
+(float64 (n,)), so ``prob = σ(margin)`` and ``margin(u, a, b) = −margin(u, b, a)``; ``score(users,
+options)`` is a scalar utility where the model has one (Bradley–Terry-like models; GPM has none).
+``users`` may hold -1 (nobody in particular: the population model). Options and users are the
+indices of the pairs' vocabularies, so every split of one :class:`PreferencePairs` shares them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+
+from penchant.data.preferences import PreferencePairs
+
+PREFERENCE_MODELS: dict[str, type["PreferenceModel"]] = {}
+
+
+def register_preference(cls: type["PreferenceModel"]) -> type["PreferenceModel"]:
+    PREFERENCE_MODELS[cls.name] = cls
+    return cls
+
+
+def create_preference(name: str, **params: Any) -> "PreferenceModel":
+    """A preference model by registry name (``bt``, ``personal-bt``, ``gpm``, ``pal``, ...)."""
+    from penchant.models.preference import bt, gpm, pal, personal  # noqa: F401  (registers them)
+
+    if name not in PREFERENCE_MODELS:
+        raise KeyError(f"no preference model {name!r}; known: {', '.join(sorted(PREFERENCE_MODELS))}")
+    return PREFERENCE_MODELS[name](**params)
+
+
+class PreferenceModel:
+    """Base class: subclasses set ``name`` and implement ``_fit``, ``_margin`` and the state."""
+
+    name: ClassVar[str] = ""
+    has_score: ClassVar[bool] = True
+    personal: ClassVar[bool] = False
+
+    def params(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_")}
+
+    def fit(self, train: PreferencePairs, valid: PreferencePairs | None = None) -> Self:
+        self.n_users_, self.n_options_ = train.n_users, train.n_options
+        self._fit(train, valid)
+        return self
+
+    def margin(self, users: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """log P(a ≻ b) − log P(b ≻ a) for each (user, a, b); float64 (n,)."""
+        users, a, b = (np.asarray(x, dtype=np.int64) for x in (users, a, b))
+        if not len(users) == len(a) == len(b):
+            raise ValueError("users, a and b must have the same length")
+        return np.asarray(self._margin(users, a, b), dtype=np.float64)
+
+    def prob(self, users: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """P(a ≻ b) for each (user, a, b); float64 (n,)."""
+        return 1.0 / (1.0 + np.exp(-self.margin(users, a, b)))
+
+    def score(self, users: np.ndarray, options: np.ndarray) -> np.ndarray:
+        """Scalar utility of each (user, option); float64 (n,). Differences are margins."""
+        if not self.has_score:
+            raise NotImplementedError(f"{self.name} has no scalar score (its preferences need not be transitive)")
+        return np.asarray(self._score(np.asarray(users, np.int64), np.asarray(options, np.int64)), dtype=np.float64)
+
+    def _score(self, users: np.ndarray, options: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _margin(self, users: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return self._score(users, a) - self._score(users, b)
+
+    def _fit(self, train: PreferencePairs, valid: PreferencePairs | None) -> None:
+        raise NotImplementedError
+
+    def _state(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def save(self, path: str | Path) -> Path:
+        """Parameters and learned state in one ``.npz`` (no pickle)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"model": self.name, "params": self.params(), "n_users": self.n_users_, "n_options": self.n_options_}
+        with open(path, "wb") as f:
+            np.savez_compressed(f, __meta__=np.array(json.dumps(meta)), **self._state())
+        return path
+
+    @staticmethod
+    def load(path: str | Path) -> "PreferenceModel":
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(str(arrays.pop("__meta__")))
+        model = create_preference(meta["model"], **meta["params"])
+        model.n_users_, model.n_options_ = meta["n_users"], meta["n_options"]
+        model._load_state(arrays)
+        return model
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params().items())})"

@@ -1,0 +1,142 @@
+"""What the gradient-trained preference models share: option encoders over ids or frozen text
+embeddings, per-user parameter rows (the last row is the population, used for user −1), training
+with the robust losses, and few-shot adaptation of unseen users with everything else frozen."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from penchant.data.preferences import PreferencePairs
+from penchant.models.preference.base import PreferenceModel
+from penchant.models.preference.features import option_features
+from penchant.models.preference.train import pair_loss, train_pairs
+
+#: the training arguments every neural preference model documents
+TRAINING_ARGS = """
+        features: ``id`` (a learned vector per option) or ``text`` (an MLP over frozen MiniLM
+            embeddings, so unseen options are scored).
+        hidden: hidden units of the text MLP (0: linear).
+        lr, weight_decay: Adam's step size and L2 weight.
+        epochs, batch_size, patience: training length, pairs per step, early-stopping patience
+            (epochs without a better validation log-loss).
+        smoothing: conservative label smoothing s ∈ [0, 0.5).
+        flip_rate: assumed label flip rate ε ∈ [0, 0.5).
+        flip_loss: ``forward`` (noise-aware likelihood) or ``unbiased`` (robust DPO's correction).
+        adapt_l2: pull of an adapted user's parameters towards the population's.
+        seed: initialisation and batch order.
+"""
+
+
+def option_net(n_options: int, x: np.ndarray | None, out: int, hidden: int, std: float = 0.1):
+    """A torch module: ``forward(options)`` → (len(options), out) option vectors."""
+    import torch
+
+    class Options(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            if x is None:
+                self.table = torch.nn.Parameter(torch.randn(n_options, out) * std)
+            else:
+                self.register_buffer("x", torch.as_tensor(np.asarray(x, np.float32)))
+                f = self.x.shape[1]
+                self.mlp = (torch.nn.Sequential(torch.nn.Linear(f, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, out))
+                            if hidden else torch.nn.Linear(f, out))
+
+        def forward(self, options):
+            return self.table[options] if x is None else self.mlp(self.x[options])
+
+    return Options()
+
+
+class NeuralPreference(PreferenceModel):
+    """Subclasses build ``_network(x)`` (with a ``users`` parameter of n_users + 1 rows, or none)
+    and ``_torch_margin(net, users, a, b)``; ``users`` = −1 reads the population row."""
+
+    personal = True
+
+    def _common(self, features: str, text_model: str, hidden: int, lr: float, weight_decay: float, epochs: int,
+                batch_size: int, patience: int, smoothing: float, flip_rate: float, adapt_l2: float, seed: int,
+                flip_loss: str = "forward") -> None:
+        self.features, self.text_model, self.hidden = features, text_model, hidden
+        self.lr, self.weight_decay, self.epochs, self.batch_size = lr, weight_decay, epochs, batch_size
+        self.patience, self.smoothing, self.flip_rate, self.adapt_l2, self.seed = patience, smoothing, flip_rate, adapt_l2, seed
+        self.flip_loss = flip_loss
+        if lr <= 0 or epochs < 1 or batch_size < 1 or weight_decay < 0 or hidden < 0 or adapt_l2 < 0:
+            raise ValueError("lr, epochs, batch_size must be positive; weight_decay, hidden, adapt_l2 ≥ 0")
+        if not 0 <= smoothing < 0.5 or not 0 <= flip_rate < 0.5:
+            raise ValueError("smoothing and flip_rate must be in [0, 0.5)")
+
+    def _network(self, x: np.ndarray | None):
+        raise NotImplementedError
+
+    def _torch_margin(self, net, users, a, b):
+        raise NotImplementedError
+
+    def _rows(self, users):
+        """User indices with −1 mapped to the population row."""
+        import torch
+
+        return torch.where(users < 0, torch.full_like(users, self.n_users_), users)
+
+    def _fit(self, train: PreferencePairs, valid: PreferencePairs | None, weight: np.ndarray | None = None) -> None:
+        import torch
+
+        torch.manual_seed(self.seed)
+        x = option_features(train, self.features, self.text_model)
+        self.net_ = self._network(x)
+        self.history_ = train_pairs(self, self.net_, self._torch_margin, train, valid, lr=self.lr,
+                                    weight_decay=self.weight_decay, epochs=self.epochs, batch_size=self.batch_size,
+                                    patience=self.patience, seed=self.seed, smoothing=self.smoothing,
+                                    flip_rate=self.flip_rate, flip_loss=self.flip_loss, weight=weight)
+
+    def _restore(self, state: dict) -> None:
+        self.net_.load_state_dict(state)
+
+    def _margin(self, users: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        import torch
+
+        out = np.empty(len(users))
+        with torch.no_grad():
+            for s in range(0, len(users), 65536):
+                t = [torch.from_numpy(v[s:s + 65536]) for v in (users, a, b)]
+                out[s:s + 65536] = self._torch_margin(self.net_, *t).double().numpy()
+        return out
+
+    def adapt(self, pairs: PreferencePairs, *, steps: int = 200, lr: float = 0.05) -> "NeuralPreference":
+        """Fit the parameter rows of the users in ``pairs`` from their pairs alone, everything else
+        frozen, with an L2 pull (``adapt_l2``) towards the population row. Few-shot use: a new user
+        from a handful of comparisons."""
+        import torch
+
+        if not hasattr(self.net_, "users"):
+            raise NotImplementedError(f"{self.name} has no per-user parameters to adapt")
+        users = np.unique(pairs.user[pairs.user >= 0])
+        if not len(users):
+            return self
+        base = self.net_.users.detach().clone()
+        rows = torch.nn.Parameter(base[torch.from_numpy(users)] .clone())
+        u, w, l = (torch.from_numpy(v.astype(np.int64)) for v in (pairs.user, pairs.winner, pairs.loser))
+        position = torch.full((self.n_users_ + 1,), -1, dtype=torch.int64)
+        position[torch.from_numpy(users)] = torch.arange(len(users))
+        opt = torch.optim.Adam([rows], lr=lr)
+        self.net_.eval()
+        for _ in range(steps):
+            table = base.index_put((torch.from_numpy(users),), rows)
+            loss = pair_loss(self._torch_margin(self.net_, u, w, l, users_table=table)) * len(pairs)
+            loss = loss + self.adapt_l2 * (rows - base[self.n_users_]).pow(2).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            self.net_.users[torch.from_numpy(users)] = rows.detach()
+        return self
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {f"net.{k}": v.detach().numpy() for k, v in self.net_.state_dict().items()}
+
+    def _load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        import torch
+
+        self.net_ = self._network(arrays.get("net.options.x"))
+        self.net_.load_state_dict({k[4:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("net.")})
+        self.net_.eval()

@@ -1,0 +1,70 @@
+"""Pluralistic ideal points (PAL-A, Chen et al., "PAL: Pluralistic Alignment Framework for
+Learning from Heterogeneous Preferences", 2024).
+
+K learned prototype ideal points p_1..p_K in a d-dimensional preference space; user u is a mixture
+w_u = softmax(z_u) of them, with ideal point a_u = Σ_k w_uk p_k. An option x maps to f(x), and
+the closer it is to the user's ideal point, the better:
+
+    s_u(x) = −‖f(x) − a_u‖²,    P(a ≻ b | u) = σ(s_u(a) − s_u(b)).
+
+A new user is fitted from a handful of comparisons by :meth:`adapt`: only z_u moves (K numbers),
+f and the prototypes stay frozen. The population (z = 0) is the uniform mixture.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from penchant.models.preference.base import register_preference
+from penchant.models.preference.neural import TRAINING_ARGS, NeuralPreference, option_net
+
+
+@register_preference
+class PluralIdealPoints(NeuralPreference):
+    """Mixtures of K prototype ideal points.
+
+    Args:
+        prototypes: K.
+        dims: d, the preference space.
+    """
+    __doc__ = __doc__.rstrip() + TRAINING_ARGS
+
+    name = "pal"
+
+    def __init__(self, *, prototypes: int = 4, dims: int = 16, features: str = "id", text_model: str = "all-MiniLM-L6-v2",
+                 hidden: int = 0, lr: float = 3e-2, weight_decay: float = 1e-5, epochs: int = 100, batch_size: int = 256,
+                 patience: int = 5, smoothing: float = 0.0, flip_rate: float = 0.0, flip_loss: str = "forward", adapt_l2: float = 0.01,
+                 seed: int = 0) -> None:
+        self.prototypes, self.dims = prototypes, dims
+        self._common(features, text_model, hidden, lr, weight_decay, epochs, batch_size, patience, smoothing, flip_rate,
+                     adapt_l2, seed, flip_loss)
+
+    def _network(self, x: np.ndarray | None):
+        import torch
+
+        net = torch.nn.Module()
+        net.options = option_net(self.n_options_, x, self.dims, self.hidden, std=0.5)
+        net.ideal = torch.nn.Parameter(torch.randn(self.prototypes, self.dims) * 0.5)
+        net.users = torch.nn.Parameter(torch.zeros(self.n_users_ + 1, self.prototypes))
+        return net
+
+    def _utility(self, net, users, options, users_table=None):
+        table = net.users if users_table is None else users_table
+        ideal = table[self._rows(users)].softmax(1) @ net.ideal
+        return -(net.options(options) - ideal).pow(2).sum(1)
+
+    def _torch_margin(self, net, users, a, b, users_table=None):
+        return self._utility(net, users, a, users_table) - self._utility(net, users, b, users_table)
+
+    def mixture(self, users: np.ndarray) -> np.ndarray:
+        """Each user's weights over the prototypes, float32 (n, K)."""
+        import torch
+
+        with torch.no_grad():
+            return self.net_.users[self._rows(torch.from_numpy(np.asarray(users, np.int64)))].softmax(1).numpy()
+
+    def _score(self, users: np.ndarray, options: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            return self._utility(self.net_, torch.from_numpy(users), torch.from_numpy(options)).double().numpy()
