@@ -59,7 +59,7 @@ class PreferencePairs:
     def n_options(self) -> int:
         return len(self.option_ids)
 
-    def subset(self, mask: np.ndarray, step: Step | None = None, name: str | None = None) -> "PreferencePairs":
+    def subset(self, mask: np.ndarray, step: Step | None = None, name: str | None = None) -> PreferencePairs:
         """The pairs where ``mask`` (bool (n,) or indices) holds; same users and options."""
         idx = np.flatnonzero(mask) if np.asarray(mask).dtype == bool else np.asarray(mask, dtype=np.int64)
         return replace(self, user=self.user[idx], winner=self.winner[idx], loser=self.loser[idx], group=self.group[idx],
@@ -84,9 +84,9 @@ def pairs_from_ratings(ds: Dataset, pairs_per_rating: float = 5.0, seed: int = 0
                        option_text: Sequence[str] | None = None) -> PreferencePairs:
     """Comparisons implied by ratings: within a user, the higher-rated item wins.
 
-    For a user with n ratings, ``min(round(pairs_per_rating·n), n(n−1)/2)`` pairs of distinct
-    rated items are drawn (seeded); pairs with equal ratings (ties) and repeats of a pair already
-    drawn are dropped and counted in ``steps``. Options are the dataset's items.
+    For a user with n ratings, ``round(pairs_per_rating·n)`` pairs of distinct rated items are drawn
+    (seeded), or all n(n−1)/2 pairs when that is no more; pairs with equal ratings (ties) and
+    repeats of a pair already drawn are dropped and counted in ``steps``. Options are the items.
     """
     if ds.ratings is None:
         raise DataError(f"{ds.name} has no ratings to compare", expected="explicit ratings")
@@ -97,11 +97,20 @@ def pairs_from_ratings(ds: Dataset, pairs_per_rating: float = 5.0, seed: int = 0
     users, items, ratings = ds.users[order].astype(np.int64), ds.items[order].astype(np.int64), ds.ratings[order]
     counts = np.bincount(users, minlength=ds.n_users)
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    draws = np.minimum(np.round(pairs_per_rating * counts).astype(np.int64), counts * (counts - 1) // 2)
-    owner = np.repeat(np.arange(ds.n_users), draws)
+    all_pairs = counts * (counts - 1) // 2
+    draws = np.minimum(np.round(pairs_per_rating * counts).astype(np.int64), all_pairs)
+    every = (draws == all_pairs) & (all_pairs > 0)  # the cap binds: take every pair of this user
+    sampled = np.where(every, 0, draws)
+    owner = np.repeat(np.arange(ds.n_users), sampled)
     n_u = counts[owner]
     i = (rng.random(len(owner)) * n_u).astype(np.int64)
     j = (i + 1 + (rng.random(len(owner)) * (n_u - 1)).astype(np.int64)) % n_u  # any position but i
+    parts = [(owner, i, j)]
+    for n in np.unique(counts[every]):  # few distinct small sizes: enumerate i < j once per size
+        who = np.flatnonzero(every & (counts == n))
+        ti, tj = np.triu_indices(n, 1)
+        parts.append((np.repeat(who, len(ti)), np.tile(ti, len(who)), np.tile(tj, len(who))))
+    owner, i, j = (np.concatenate(x) for x in zip(*parts))
     a, b = starts[owner] + i, starts[owner] + j
     ties = ratings[a] == ratings[b]
     a, b, owner = a[~ties], b[~ties], owner[~ties]

@@ -112,3 +112,30 @@ def paired_difference(a: PairReport, b: PairReport, users: np.ndarray, *, n_boot
     diff = a.per_pair - b.per_pair
     lo, hi = user_bootstrap(diff, users, n_boot=n_boot, seed=seed)
     return float(diff.mean()), lo, hi
+
+
+def few_shot_curve(model, test: PreferencePairs, shots: tuple[int, ...] = (2, 5, 10, 20, 50), *,
+                   seed: int = 0) -> dict[int, float]:
+    """Accuracy on unseen users after fitting each from ``n`` of their comparisons, for n in ``shots``.
+
+    Users with at least ``max(shots)`` + 10 test pairs take part; each user's pairs are shuffled
+    (seeded), the first ``max(shots)`` are the pool the context is taken from (its first n), and
+    the rest are scored, so every n is judged on the same pairs. ``model`` (already fitted on other
+    users) is copied for each n and adapted with :meth:`adapt`; n = 0 is the population model.
+    """
+    import copy
+
+    pool = max(shots)
+    rng = np.random.default_rng(seed)
+    order = np.lexsort((rng.random(len(test)), test.user))
+    user_sorted = test.user[order]
+    rank = np.empty(len(test), dtype=np.int64)
+    rank[order] = np.arange(len(order)) - np.searchsorted(user_sorted, user_sorted)
+    counts = np.bincount(test.user[test.user >= 0], minlength=test.n_users)
+    eligible = (test.user >= 0) & (counts[np.maximum(test.user, 0)] >= pool + 10)
+    held = test.subset(eligible & (rank >= pool))
+    out = {0: float(np.mean(pair_accuracy(model.prob(held.user, held.winner, held.loser))))}
+    for n in shots:
+        adapted = copy.deepcopy(model).adapt(test.subset(eligible & (rank < n)))
+        out[n] = float(np.mean(pair_accuracy(adapted.prob(held.user, held.winner, held.loser))))
+    return out

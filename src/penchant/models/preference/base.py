@@ -18,15 +18,15 @@ import numpy as np
 
 from penchant.data.preferences import PreferencePairs
 
-PREFERENCE_MODELS: dict[str, type["PreferenceModel"]] = {}
+PREFERENCE_MODELS: dict[str, type[PreferenceModel]] = {}
 
 
-def register_preference(cls: type["PreferenceModel"]) -> type["PreferenceModel"]:
+def register_preference(cls: type[PreferenceModel]) -> type[PreferenceModel]:
     PREFERENCE_MODELS[cls.name] = cls
     return cls
 
 
-def create_preference(name: str, **params: Any) -> "PreferenceModel":
+def create_preference(name: str, **params: Any) -> PreferenceModel:
     """A preference model by registry name (``bt``, ``personal-bt``, ``gpm``, ``pal``, ...)."""
     from penchant.models.preference import bt, gpm, pal, personal  # noqa: F401  (registers them)
 
@@ -92,7 +92,7 @@ class PreferenceModel:
         return path
 
     @staticmethod
-    def load(path: str | Path) -> "PreferenceModel":
+    def load(path: str | Path) -> PreferenceModel:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         meta = json.loads(str(arrays.pop("__meta__")))

@@ -78,7 +78,7 @@ class NeuralPreference(PreferenceModel):
 
         return torch.where(users < 0, torch.full_like(users, self.n_users_), users)
 
-    def _fit(self, train: PreferencePairs, valid: PreferencePairs | None, weight: np.ndarray | None = None) -> None:
+    def _fit(self, train: PreferencePairs, valid: PreferencePairs | None) -> None:
         import torch
 
         torch.manual_seed(self.seed)
@@ -87,7 +87,8 @@ class NeuralPreference(PreferenceModel):
         self.history_ = train_pairs(self, self.net_, self._torch_margin, train, valid, lr=self.lr,
                                     weight_decay=self.weight_decay, epochs=self.epochs, batch_size=self.batch_size,
                                     patience=self.patience, seed=self.seed, smoothing=self.smoothing,
-                                    flip_rate=self.flip_rate, flip_loss=self.flip_loss, weight=weight)
+                                    flip_rate=self.flip_rate, flip_loss=self.flip_loss,
+                                    penalty=getattr(self, "_penalty", None))
 
     def _restore(self, state: dict) -> None:
         self.net_.load_state_dict(state)
@@ -102,7 +103,7 @@ class NeuralPreference(PreferenceModel):
                 out[s:s + 65536] = self._torch_margin(self.net_, *t).double().numpy()
         return out
 
-    def adapt(self, pairs: PreferencePairs, *, steps: int = 200, lr: float = 0.05) -> "NeuralPreference":
+    def adapt(self, pairs: PreferencePairs, *, steps: int = 200, lr: float = 0.05) -> NeuralPreference:
         """Fit the parameter rows of the users in ``pairs`` from their pairs alone, everything else
         frozen, with an L2 pull (``adapt_l2``) towards the population row. Few-shot use: a new user
         from a handful of comparisons."""

@@ -33,7 +33,7 @@ class PluralIdealPoints(NeuralPreference):
 
     def __init__(self, *, prototypes: int = 4, dims: int = 16, features: str = "id", text_model: str = "all-MiniLM-L6-v2",
                  hidden: int = 0, lr: float = 3e-2, weight_decay: float = 1e-5, epochs: int = 100, batch_size: int = 256,
-                 patience: int = 5, smoothing: float = 0.0, flip_rate: float = 0.0, flip_loss: str = "forward", adapt_l2: float = 0.01,
+                 patience: int = 5, smoothing: float = 0.0, flip_rate: float = 0.0, flip_loss: str = "forward", adapt_l2: float = 0.1,
                  seed: int = 0) -> None:
         self.prototypes, self.dims = prototypes, dims
         self._common(features, text_model, hidden, lr, weight_decay, epochs, batch_size, patience, smoothing, flip_rate,

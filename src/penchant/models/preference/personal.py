@@ -16,15 +16,19 @@ class PersonalBT(NeuralPreference):
 
     Args:
         factors: size of p_u and q_i.
+        reg: L2 weight on the user and option factors a batch touches, λ(‖p_u‖² + ‖q_a‖² + ‖q_b‖²)
+            per pair (the strengths θ are left to ``weight_decay``).
     """
     __doc__ = __doc__.rstrip() + TRAINING_ARGS
 
     name = "personal-bt"
 
-    def __init__(self, *, factors: int = 16, features: str = "id", text_model: str = "all-MiniLM-L6-v2", hidden: int = 0,
+    def __init__(self, *, factors: int = 16, reg: float = 0.0, features: str = "id", text_model: str = "all-MiniLM-L6-v2", hidden: int = 0,
                  lr: float = 1e-2, weight_decay: float = 1e-4, epochs: int = 50, batch_size: int = 1024, patience: int = 3,
                  smoothing: float = 0.0, flip_rate: float = 0.0, flip_loss: str = "forward", adapt_l2: float = 1.0, seed: int = 0) -> None:
-        self.factors = factors
+        self.factors, self.reg = factors, reg
+        if reg < 0:
+            raise ValueError("reg must be ≥ 0")
         self._common(features, text_model, hidden, lr, weight_decay, epochs, batch_size, patience, smoothing, flip_rate,
                      adapt_l2, seed, flip_loss)
 
@@ -37,6 +41,13 @@ class PersonalBT(NeuralPreference):
         net.options = option_net(self.n_options_, x, 1 + d, self.hidden)
         net.users = torch.nn.Parameter(torch.zeros(n_users + 1, d))
         return net
+
+    def _penalty(self, net, users, a, b):
+        if not self.reg:
+            return 0.0
+        rows = net.users[self._rows(users)]
+        fa, fb = net.options(a)[:, 1:], net.options(b)[:, 1:]
+        return self.reg * (rows.pow(2).sum(1) + fa.pow(2).sum(1) + fb.pow(2).sum(1)).mean()
 
     def _utility(self, net, users, options, users_table=None):
         table = net.users if users_table is None else users_table

@@ -27,7 +27,6 @@ import numpy as np
 from penchant.data.preferences import PreferencePairs
 from penchant.models.training import EarlyStopping, seed_torch
 
-
 FLIP_LOSSES = ("forward", "unbiased")
 
 
@@ -54,11 +53,12 @@ def pair_loss(margin, *, smoothing: float = 0.0, flip_rate: float = 0.0, flip_lo
 def train_pairs(model, net, margin: Callable, train: PreferencePairs, valid: PreferencePairs | None, *,
                 lr: float, weight_decay: float, epochs: int, batch_size: int, patience: int, seed: int,
                 smoothing: float = 0.0, flip_rate: float = 0.0, flip_loss: str = "forward",
-                weight: np.ndarray | None = None,
+                weight: np.ndarray | None = None, penalty: Callable | None = None,
                 params=None) -> list[float]:
     """Train ``net`` so that ``margin(net, users, a, b)`` (torch (n,)) fits the pairs; returns the
-    validation log-loss after each epoch (empty without ``valid``). The best validated weights are
-    restored (``model._restore``)."""
+    validation log-loss after each epoch (empty without ``valid``). ``penalty(net, users, a, b)``, if
+    given, is added to each batch's loss (e.g. L2 on the rows the batch touched). The best validated
+    weights are restored (``model._restore``)."""
     import torch
 
     seed_torch(seed)
@@ -75,6 +75,8 @@ def train_pairs(model, net, margin: Callable, train: PreferencePairs, valid: Pre
             sel = order[s:s + batch_size]
             loss = pair_loss(margin(net, u[sel], w[sel], l[sel]), smoothing=smoothing, flip_rate=flip_rate,
                              flip_loss=flip_loss, weight=None if wt is None else wt[sel])
+            if penalty is not None:
+                loss = loss + penalty(net, u[sel], w[sel], l[sel])
             opt.zero_grad()
             loss.backward()
             opt.step()

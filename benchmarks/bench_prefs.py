@@ -1,0 +1,255 @@
+"""Pairwise preference models: MovieLens-100K rating pairs, synthetic worlds with known optimum,
+label noise, few-shot users, and speed.
+
+    PENCHANT_DATA=../shared/data .venv/bin/python benchmarks/bench_prefs.py [--sections movielens,fewshot,worlds,noise,speed]
+
+* movielens: ratings split per user 80/10/10 (seed 0), pairs drawn within each part (5 per rating;
+  ties dropped), so no test rating is seen in training. Every family picks its settings on the
+  validation pairs (accuracy) from a small grid; the test table gives accuracy with a user-level
+  95% bootstrap interval, log-loss, Brier, ECE before/after temperature scaling, per-user macro
+  accuracy and the worst decile of users, and each model's paired difference from global BT.
+* fewshot: whole users held out (20%); models trained on the rest are fitted to each held-out user
+  from 2, 5, 10, 20, 50 of their comparisons (``adapt``); accuracy on the same remaining pairs.
+  Writes ``docs/prefs_fewshot.png``.
+* worlds: the cyclic world (GPM vs BT, as a fraction of Bayes-optimal accuracy, and on cycle edges
+  against the 2/3 scalar ceiling) and the plural world (PAL fitted to unseen users from 10 pairs).
+* noise: the plural world with ε of the training (and validation) labels flipped, test labels clean:
+  plain, label-smoothed, forward-corrected and unbiased-corrected training.
+* speed: comparisons learned per second by BT (L-BFGS) and GPM (one epoch of Adam) at 1M pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+from pathlib import Path
+
+import numpy as np
+
+from penchant.data.preference_worlds import cyclic_world, flip_labels, plural_world
+from penchant.data.preferences import split_pairs
+from penchant.eval.prefs import evaluate_pairs, few_shot_curve, pair_accuracy, paired_difference
+from penchant.models.preference import create_preference
+
+GRIDS = {
+    "winrate": [{}],
+    "bt": [{"alpha": a} for a in (0.3, 1.0, 3.0)],
+    "personal-bt": [{"weight_decay": 1e-5, "reg": r, "factors": f} for r, f in itertools.product((0.01, 0.03, 0.05),
+                                                                                                (16, 32, 64))],
+    "pal": [{"weight_decay": wd, "prototypes": k, "lr": 1e-2, "batch_size": 1024}
+            for wd, k in itertools.product((3e-5, 1e-4, 3e-4), (2, 4, 8))],
+    "gpm": [{"weight_decay": wd, "blocks": b} for wd, b in itertools.product((3e-5, 1e-4, 3e-4), (4, 8))],
+}
+TEXT = {"personal-bt": {"features": "text"}, "pal": {"features": "text"}}
+
+
+def _accuracy(model, pairs) -> float:
+    return float(np.mean(pair_accuracy(model.prob(pairs.user, pairs.winner, pairs.loser))))
+
+
+def select(name: str, grid: list[dict], train, valid, extra: dict | None = None):
+    """Fit every setting; keep the one with the best validation accuracy."""
+    best = None
+    for params in grid:
+        model = create_preference(name, **params, **(extra or {})).fit(train, valid)
+        acc = _accuracy(model, valid)
+        if best is None or acc > best[0]:
+            best = (acc, params, model)
+    return best
+
+
+def movielens() -> dict:
+    from penchant.data import load_movielens
+    from penchant.data.preferences import rating_pair_split
+    from penchant.embed import item_descriptions
+
+    ds = load_movielens("ml-100k")
+    sp = rating_pair_split(ds, seed=0, option_text=item_descriptions(ds))
+    print(f"ML-100K rating pairs: train {len(sp.train):,}, valid {len(sp.valid):,}, test {len(sp.test):,} "
+          f"({sp.protocol})", flush=True)
+    reports, chosen = {}, {}
+    runs = [(n, n, GRIDS[n], None) for n in GRIDS] + [(f"{n} (text)", n, GRIDS[n], TEXT[n]) for n in TEXT]
+    for label, name, grid, extra in runs:
+        start = time.perf_counter()
+        _, params, model = select(name, grid, sp.train, sp.valid, extra)
+        reports[label] = evaluate_pairs(model, sp.test, sp.valid, label=label)
+        chosen[label] = (params, time.perf_counter() - start, model)
+        print(f"  {label}: test accuracy {reports[label].accuracy:.4f} with {params} "
+              f"({len(grid)} settings, {chosen[label][1]:.0f} s)", flush=True)
+    bt = reports["bt"]
+    print("\n| model | accuracy (95% CI) | vs global BT (95% CI) | log-loss | Brier | ECE | ECE after T | "
+          "user macro | worst 10% users | chosen on valid |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for label, r in sorted(reports.items(), key=lambda kv: -kv[1].accuracy):
+        d, lo, hi = paired_difference(r, bt, sp.test.user)
+        print(f"| {label} | {r.accuracy:.4f} ({r.accuracy_ci[0]:.4f}–{r.accuracy_ci[1]:.4f}) | "
+              f"{d * 100:+.2f} ({lo * 100:+.2f}…{hi * 100:+.2f}) | {r.log_loss:.4f} | {r.brier:.4f} | {r.ece:.4f} | "
+              f"{r.ece_scaled:.4f} (T={r.temperature:.2f}) | {r.user_macro:.4f} | {r.worst_decile:.4f} | {chosen[label][0]} |")
+    print(f"ties: {', '.join(f'{k} {r.ties}' for k, r in reports.items())}")
+    return {label: chosen[label][0] for label in chosen}
+
+
+def fewshot(chosen: dict | None) -> None:
+    from penchant.data import load_movielens
+    from penchant.data.preferences import pairs_from_ratings
+
+    ds = load_movielens("ml-100k")
+    pairs = pairs_from_ratings(ds, seed=0)
+    sp = split_pairs(pairs, (0.8, 0.0, 0.2), by="user", seed=0)
+    inner = split_pairs(sp.train, (0.9, 0.1, 0.0), seed=1)
+    bt = create_preference("bt", alpha=1.0).fit(inner.train)
+    curves = {}
+    for name in ("personal-bt", "pal"):
+        params = (chosen or {}).get(name) or {}
+        model = create_preference(name, **params).fit(inner.train, inner.valid)
+        curves[name] = few_shot_curve(model, sp.test)
+        print(f"  {name} {params}: " + ", ".join(f"{n}: {a:.4f}" for n, a in curves[name].items()), flush=True)
+    shots = [n for n in curves["pal"] if n]
+    held_bt = few_shot_curve(_Frozen(bt), sp.test)
+    print("\nFew-shot, unseen ML-100K users (189 users held out whole; accuracy on the same held-out pairs)")
+    print("| comparisons from the user | " + " | ".join(str(n) for n in [0, *shots]) + " |")
+    print("|---|" + "---|" * (len(shots) + 1))
+    print("| global BT | " + " | ".join(f"{held_bt[n]:.4f}" for n in [0, *shots]) + " |")
+    for name, c in curves.items():
+        print(f"| {name} | " + " | ".join(f"{c[n]:.4f}" for n in [0, *shots]) + " |")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    ax.axhline(held_bt[0], color="grey", linestyle="--", label="global Bradley–Terry")
+    for name, c in curves.items():
+        ax.plot(shots, [c[n] for n in shots], marker="o", label=name)
+    ax.set_xscale("log")
+    ax.minorticks_off()
+    ax.set_xticks(shots, [str(n) for n in shots])
+    ax.set_xlabel("comparisons from the new user")
+    ax.set_ylabel("held-out pairwise accuracy")
+    ax.set_title("ML-100K, unseen users")
+    ax.legend()
+    fig.tight_layout()
+    out = Path("docs/prefs_fewshot.png")
+    out.parent.mkdir(exist_ok=True)
+    fig.savefig(out, dpi=120)
+    print(f"wrote {out}")
+
+
+class _Frozen:
+    """A population model that ignores adaptation (the BT line of the few-shot table)."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+    def prob(self, *args):
+        return self.model.prob(*args)
+
+    def adapt(self, pairs):
+        return self
+
+
+def worlds() -> None:
+    w = cyclic_world(seed=0)
+    sp = split_pairs(w.pairs, (0.8, 0.1, 0.1), seed=0)
+    idx = sp.indices("test")
+    cyc = w.on_cycle[idx]
+    bayes = w.bayes_accuracy(idx)
+    print(f"\nCyclic world: {w.pairs.n_options} options in 3-cycles, {len(w.pairs):,} pairs; Bayes-optimal "
+          f"test accuracy {bayes:.4f} (cycle edges {w.bayes_accuracy(idx[cyc]):.4f})")
+    print("| model | test accuracy | fraction of Bayes | accuracy on cycle edges | agrees with Bayes on cycle edges |")
+    print("|---|---|---|---|---|")
+    for name, params in (("bt", {}), ("gpm", {"blocks": 2})):
+        m = create_preference(name, **params).fit(sp.train, sp.valid)
+        right = pair_accuracy(m.prob(sp.test.user, sp.test.winner, sp.test.loser))
+        agree = np.mean((m.margin(sp.test.user, sp.test.winner, sp.test.loser) > 0)[cyc] == (w.p_true[idx] > 0.5)[cyc])
+        print(f"| {name} | {right.mean():.4f} | {right.mean() / bayes:.3f} | {right[cyc].mean():.4f} | {agree:.3f} "
+              f"(scalar ceiling 0.667) |")
+    world = plural_world(seed=0)
+    sp = split_pairs(world.pairs, (0.7, 0.1, 0.2), by="user", seed=0)
+    inner = split_pairs(sp.train, (0.9, 0.1, 0.0), seed=1)
+    test, tidx = sp.test, sp.indices("test")
+    order = np.argsort(test.user, kind="stable")
+    rank = np.arange(len(order)) - np.searchsorted(test.user[order], test.user[order])
+    ctx = np.zeros(len(test), bool)
+    ctx[order[rank < 10]] = True
+    held = test.subset(~ctx)
+    bayes = world.bayes_accuracy(tidx[~ctx])
+    print(f"\nPlural world: 3 taste groups, {world.pairs.n_users} users ({len(np.unique(test.user))} unseen), "
+          f"{world.pairs.n_options} items; Bayes-optimal accuracy on the unseen users' pairs {bayes:.4f}")
+    print("| model | before adapting | after 10 comparisons per unseen user | fraction of Bayes |")
+    print("|---|---|---|---|")
+    for name, params in (("bt", {}), ("personal-bt", {}), ("pal", {"prototypes": 3})):
+        m = create_preference(name, **params).fit(inner.train, inner.valid)
+        before = _accuracy(m, held)
+        after = _accuracy(m.adapt(test.subset(ctx)), held) if name != "bt" else before
+        print(f"| {name} | {before:.4f} | {after:.4f} | {after / bayes:.3f} |")
+
+
+def noise() -> None:
+    world = plural_world(seed=0)
+    sp = split_pairs(world.pairs, (0.8, 0.1, 0.1), seed=0)
+    print(f"\nLabel noise, plural world (pairs split at random; test labels clean; Bayes "
+          f"{world.bayes_accuracy(sp.indices('test')):.4f})")
+    print("| model | training | clean | ε=0.1 | ε=0.2 | ε=0.3 | loss at ε=0.2 as a share of plain's |")
+    print("|---|---|---|---|---|---|---|")
+    for name in ("personal-bt", "pal"):
+        clean = _accuracy(create_preference(name).fit(sp.train, sp.valid), sp.test)
+        rows = {}
+        for label, extra in (("plain", {}), ("smoothing 0.1", {"smoothing": 0.1}), ("forward", {"flip_loss": "forward"}),
+                             ("unbiased", {"flip_loss": "unbiased"})):
+            accs = []
+            for eps in (0.1, 0.2, 0.3):
+                params = dict(extra)
+                if "flip_loss" in params:
+                    params["flip_rate"] = eps
+                m = create_preference(name, **params).fit(flip_labels(sp.train, eps, 1), flip_labels(sp.valid, eps, 2))
+                accs.append(_accuracy(m, sp.test))
+            rows[label] = accs
+        for label, accs in rows.items():
+            share = (clean - accs[1]) / (clean - rows["plain"][1])
+            print(f"| {name} | {label} | {clean:.4f} | " + " | ".join(f"{a:.4f}" for a in accs) + f" | {share:.2f} |",
+                  flush=True)
+
+
+def speed() -> None:
+    rng = np.random.default_rng(0)
+    n_options, n = 2000, 1_000_000
+    strength = rng.normal(size=n_options)
+    a, b = rng.integers(0, n_options, n), rng.integers(0, n_options, n)
+    b = np.where(a == b, (b + 1) % n_options, b)
+    wins = rng.random(n) < 1 / (1 + np.exp(-(strength[a] - strength[b])))
+    from penchant.data.preferences import PreferencePairs
+
+    pairs = PreferencePairs(np.full(n, -1), np.where(wins, a, b), np.where(wins, b, a), np.arange(n),
+                            np.array([], dtype=object), np.arange(n_options).astype(str).astype(object))
+    print(f"\nSpeed, {n:,} comparisons over {n_options:,} options (this machine)")
+    start = time.perf_counter()
+    bt = create_preference("bt", alpha=1.0).fit(pairs)
+    t_bt = time.perf_counter() - start
+    corr = np.corrcoef(bt.theta_, strength)[0, 1]
+    print(f"BT (L-BFGS to convergence): {t_bt:.2f} s = {n / t_bt:,.0f} comparisons/s (strengths recovered, r = {corr:.3f})")
+    start = time.perf_counter()
+    create_preference("gpm", epochs=1, batch_size=4096).fit(pairs)
+    t_gpm = time.perf_counter() - start
+    print(f"GPM (1 epoch, batch 4096): {t_gpm:.2f} s = {n / t_gpm:,.0f} comparisons/s per epoch")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sections", default="movielens,fewshot,worlds,noise,speed")
+    args = ap.parse_args()
+    sections = args.sections.split(",")
+    chosen = movielens() if "movielens" in sections else None
+    if "fewshot" in sections:
+        fewshot(chosen)
+    if "worlds" in sections:
+        worlds()
+    if "noise" in sections:
+        noise()
+    if "speed" in sections:
+        speed()
+
+
+if __name__ == "__main__":
+    main()
