@@ -209,3 +209,19 @@ def test_personal_bt_beats_global_bradley_terry_on_movielens_rating_pairs(ml100k
     assert diff >= 0.012 and lo > 0, (bt.accuracy, report.accuracy, lo, hi)
     naive = create_preference("personal-bt", weight_decay=0.0, factors=16).fit(sp.train, sp.valid)
     assert evaluate_pairs(naive, sp.test).accuracy < bt.accuracy
+
+
+def test_length_baseline_learns_that_longer_replies_win():
+    rng = np.random.default_rng(0)
+    texts = np.array(["x" * int(n) for n in rng.integers(5, 400, 40)], dtype=object)
+    a, b = rng.integers(0, 40, 300), rng.integers(0, 40, 300)
+    keep = (a != b) & (np.array([len(t) for t in texts])[a] != np.array([len(t) for t in texts])[b])
+    a, b = a[keep], b[keep]
+    longer_a = np.array([len(t) for t in texts])[a] > np.array([len(t) for t in texts])[b]
+    w, l = np.where(longer_a, a, b), np.where(longer_a, b, a)
+    pairs = PreferencePairs(np.full(len(w), -1), w, l, np.arange(len(w)), np.array([], dtype=object),
+                            np.arange(40).astype(str).astype(object), option_text=texts)
+    model = create_preference("bt", features="length", alpha=0.01).fit(pairs)
+    assert np.all(model.prob(np.full(len(w), -1), w, l) > 0.5)
+    bow = create_preference("bt", features="bow").fit(pairs)
+    assert bow.theta_.shape == (40,)

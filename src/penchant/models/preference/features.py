@@ -1,10 +1,13 @@
-"""What a preference model sees of an option: its id, or frozen sentence embeddings of its text.
+"""What a preference model sees of an option: its id, frozen sentence embeddings of its text, or
+one of the two text baselines.
 
 ``features="id"`` gives no feature matrix (models learn one vector per option); ``"text"`` embeds
 each option with the packaged all-MiniLM-L6-v2 (cached by content hash). A reply to a prompt is
 ``[e(reply), e(prompt) ⊙ e(reply)]`` (768-d): the encoder truncates long inputs, so prompt and reply
 are embedded apart, and the product lets a linear reward depend on how the reply fits the prompt.
-An item is ``e(description)`` (384-d).
+An item is ``e(description)`` (384-d). Baselines: ``"length"`` is the one feature log(1 + characters
+of the reply); ``"bow"`` is the TF-IDF bag of words of the reply (unigrams and bigrams, the 5,000
+most frequent, fitted on the options' own text, which carries no labels).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import numpy as np
 
 from penchant.data.preferences import PreferencePairs
 
-FEATURES = ("id", "text")
+FEATURES = ("id", "text", "length", "bow")
 
 
 def option_features(pairs: PreferencePairs, features: str, text_model: str = "all-MiniLM-L6-v2") -> np.ndarray | None:
@@ -24,6 +27,13 @@ def option_features(pairs: PreferencePairs, features: str, text_model: str = "al
         return None
     if pairs.option_text is None:
         raise ValueError(f"{pairs.name} has no option text; use features='id' or pairs with text")
+    if features == "length":
+        return np.log1p(np.array([len(str(t)) for t in pairs.option_text], dtype=np.float32))[:, None]
+    if features == "bow":
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        bag = TfidfVectorizer(ngram_range=(1, 2), max_features=5000, sublinear_tf=True)
+        return bag.fit_transform(pairs.option_text.astype(str)).toarray().astype(np.float32)
     from penchant.embed import SentenceEncoder
 
     enc = SentenceEncoder(text_model)
