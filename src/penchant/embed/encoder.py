@@ -109,8 +109,8 @@ class SentenceEncoder:
                 con.close()
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        table = {k: found[k] for k in keys}
-        return np.stack([table[self._key(t)] for t in texts]).astype(np.float32, copy=False)
+        key_of = dict(zip(unique, keys))
+        return np.stack([found[key_of[t]] for t in texts]).astype(np.float32, copy=False)
 
     @property
     def dim(self) -> int:

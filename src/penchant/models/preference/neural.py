@@ -115,10 +115,8 @@ class NeuralPreference(PreferenceModel):
         if not len(users):
             return self
         base = self.net_.users.detach().clone()
-        rows = torch.nn.Parameter(base[torch.from_numpy(users)] .clone())
+        rows = torch.nn.Parameter(base[torch.from_numpy(users)].clone())
         u, w, l = (torch.from_numpy(v.astype(np.int64)) for v in (pairs.user, pairs.winner, pairs.loser))
-        position = torch.full((self.n_users_ + 1,), -1, dtype=torch.int64)
-        position[torch.from_numpy(users)] = torch.arange(len(users))
         opt = torch.optim.Adam([rows], lr=lr)
         self.net_.eval()
         for _ in range(steps):

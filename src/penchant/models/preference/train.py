@@ -53,8 +53,7 @@ def pair_loss(margin, *, smoothing: float = 0.0, flip_rate: float = 0.0, flip_lo
 def train_pairs(model, net, margin: Callable, train: PreferencePairs, valid: PreferencePairs | None, *,
                 lr: float, weight_decay: float, epochs: int, batch_size: int, patience: int, seed: int,
                 smoothing: float = 0.0, flip_rate: float = 0.0, flip_loss: str = "forward",
-                weight: np.ndarray | None = None, penalty: Callable | None = None,
-                params=None) -> list[float]:
+                weight: np.ndarray | None = None, penalty: Callable | None = None) -> list[float]:
     """Train ``net`` so that ``margin(net, users, a, b)`` (torch (n,)) fits the pairs; returns the
     validation log-loss after each epoch (empty without ``valid``). ``penalty(net, users, a, b)``, if
     given, is added to each batch's loss (e.g. L2 on the rows the batch touched). The best validated
@@ -63,7 +62,7 @@ def train_pairs(model, net, margin: Callable, train: PreferencePairs, valid: Pre
 
     seed_torch(seed)
     rng = np.random.default_rng(seed)
-    opt = torch.optim.Adam(net.parameters() if params is None else params, lr=lr, weight_decay=weight_decay)
+    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
     stopper = EarlyStopping(patience)
     u, w, l = (torch.from_numpy(x.astype(np.int64)) for x in (train.user, train.winner, train.loser))
     wt = None if weight is None else torch.as_tensor(weight, dtype=torch.float32)
