@@ -1,7 +1,7 @@
 """Pairwise preference models: MovieLens-100K rating pairs, synthetic worlds with known optimum,
 label noise, few-shot users, and speed.
 
-    PENCHANT_DATA=../shared/data .venv/bin/python benchmarks/bench_prefs.py [--sections movielens,fewshot,worlds,noise,speed]
+    PENCHANT_DATA=../shared/data .venv/bin/python benchmarks/bench_prefs.py [--sections movielens,fewshot,worlds,noise,speed,text,twousers]
 
 * movielens: ratings split per user 80/10/10 (seed 0), pairs drawn within each part (5 per rating;
   ties dropped), so no test rating is seen in training. Every family picks its settings on the
@@ -23,6 +23,7 @@ label noise, few-shot users, and speed.
 from __future__ import annotations
 
 import argparse
+import copy
 import itertools
 import time
 from pathlib import Path
@@ -266,9 +267,53 @@ def text() -> None:
         print(f"MiniLM reward minus {base}: {d * 100:+.2f} points (95% CI {lo * 100:+.2f}…{hi * 100:+.2f})")
 
 
+def two_users() -> None:
+    import os
+
+    import torch
+
+    from penchant.data import read_text_comparisons
+    from penchant.data.preferences import pairs_from_text
+
+    folder = Path(os.environ.get("PENCHANT_DATA", "../shared/data")) / "hh-rlhf"
+    pairs = pairs_from_text(read_text_comparisons(folder / "relabeled-both-test.jsonl.gz"))
+    sp = split_pairs(pairs, (0.7, 0.15, 0.15), by="group", seed=0)
+    users = sp.test.user
+    print(f"\nHH-RLHF relabeled by two users (VPL's relabeling: {', '.join(pairs.user_ids)}), {len(pairs):,} pairs "
+          f"split by prompt 70/15/15; MiniLM features; settings chosen on valid")
+    neural = {"lr": 3e-3, "batch_size": 128}
+    runs = {"single reward (BT)": ("bt", [{"features": "text", "alpha": a} for a in (0.1, 1.0, 10.0, 100.0)]),
+            "personal-bt": ("personal-bt", [{"features": "text", "factors": f, "weight_decay": wd, **neural}
+                                            for f, wd in itertools.product((4, 8, 16), (1e-5, 1e-4, 1e-3))]),
+            "pal": ("pal", [{"features": "text", "prototypes": 2, "dims": d, "weight_decay": wd, **neural}
+                            for d, wd in itertools.product((8, 16, 32), (1e-5, 1e-4, 1e-3))])}
+    reports, models = {}, {}
+    for label, (name, grid) in runs.items():
+        _, params, model = select(name, grid, sp.train, sp.valid)
+        reports[label] = evaluate_pairs(model, sp.test, sp.valid, label=label, resample="pairs")
+        models[label] = model
+    print("| model | test accuracy (95% CI) | harmless user | helpful user | vs single reward (95% CI) | "
+          "after adapting each user from 10 of their comparisons |")
+    print("|---|---|---|---|---|---|")
+    rng = np.random.default_rng(0)
+    for label, r in reports.items():
+        d, lo, hi = paired_difference(r, reports["single reward (BT)"], np.arange(len(sp.test)))
+        per = [np.mean(r.per_pair[users == u]) for u in range(2)]
+        adapted = "—"
+        if label != "single reward (BT)":
+            model = copy.deepcopy(models[label])
+            with torch.no_grad():  # forget both users, then fit each from 10 of their training comparisons
+                model.net_.users[:2] = model.net_.users[2]
+            ten = np.concatenate([rng.choice(np.flatnonzero(sp.train.user == u), 10, replace=False) for u in range(2)])
+            model.adapt(sp.train.subset(ten))
+            adapted = f"{np.mean(pair_accuracy(model.prob(sp.test.user, sp.test.winner, sp.test.loser))):.4f}"
+        print(f"| {label} | {r.accuracy:.4f} ({r.accuracy_ci[0]:.4f}–{r.accuracy_ci[1]:.4f}) | {per[0]:.4f} | "
+              f"{per[1]:.4f} | {d * 100:+.2f} ({lo * 100:+.2f}…{hi * 100:+.2f}) | {adapted} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sections", default="movielens,fewshot,worlds,noise,speed,text")
+    ap.add_argument("--sections", default="movielens,fewshot,worlds,noise,speed,text,twousers")
     args = ap.parse_args()
     sections = args.sections.split(",")
     chosen = movielens() if "movielens" in sections else None
@@ -282,6 +327,8 @@ def main() -> None:
         speed()
     if "text" in sections:
         text()
+    if "twousers" in sections:
+        two_users()
 
 
 if __name__ == "__main__":

@@ -87,13 +87,19 @@ class PairReport:
 
 
 def evaluate_pairs(model, test: PreferencePairs, valid: PreferencePairs | None = None, *, label: str | None = None,
-                   n_boot: int = 1000, seed: int = 0, min_user_pairs: int = 5) -> PairReport:
-    """Score ``model`` (anything with ``margin(users, a, b)``) on ``test``."""
+                   n_boot: int = 1000, seed: int = 0, min_user_pairs: int = 5, resample: str = "users") -> PairReport:
+    """Score ``model`` (anything with ``margin(users, a, b)``) on ``test``.
+
+    ``resample``: what the bootstrap interval resamples, ``users`` (pairs without a user are then
+    resampled one by one) or ``pairs`` (when there are too few users for a user-level interval).
+    """
+    if resample not in ("users", "pairs"):
+        raise ValueError("resample must be 'users' or 'pairs'")
     m = np.clip(model.margin(test.user, test.winner, test.loser), -50, 50)
     p = 1.0 / (1.0 + np.exp(-m))
     credit = pair_accuracy(p)
     t = fit_temperature(np.clip(model.margin(valid.user, valid.winner, valid.loser), -50, 50)) if valid is not None else 1.0
-    users = test.user if (test.user >= 0).any() else np.arange(len(test))  # no users: resample pairs
+    users = np.where(test.user >= 0, test.user, -1 - np.arange(len(test))) if resample == "users" else np.arange(len(test))
     per_user_n = np.bincount(test.user[test.user >= 0], minlength=test.n_users)
     per_user = np.bincount(test.user[test.user >= 0], credit[test.user >= 0], test.n_users)
     keep = per_user_n >= min_user_pairs
