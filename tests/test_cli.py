@@ -153,3 +153,22 @@ def test_kcore_and_min_rating_in_inspect(ml100k_dir, tmp_path):
     assert s["per_user"]["min"] >= 10 and s["per_item"]["min"] >= 10
     names = [step["name"] for step in s["steps"]]
     assert names[-3:] == ["below min rating", "k-core", "unused ids"]
+
+
+def test_prefs_evaluate_json_contract_and_bad_parameter(tmp_path):
+    from penchant.data.preference_worlds import cyclic_world
+
+    world = cyclic_world(n_triples=6, n_pairs=4000, cycle_share=0.8, seed=1)
+    rows = "\n".join(f"o{w},o{l}" for w, l in zip(world.pairs.winner, world.pairs.loser))
+    data = write(tmp_path / "pairs.csv", "winner,loser\n" + rows + "\n")
+    r = penchant("prefs", "evaluate", "--data", data, "--source", "ids", "--model", "gpm:blocks=2,epochs=60",
+                 "--json", tmp_path / "out.json")
+    assert r.returncode == 0, r.stderr
+    payload = json.loads((tmp_path / "out.json").read_text())
+    assert payload["train"] + payload["valid"] + payload["test"] == 4000
+    acc = {row["model"]: row["accuracy"] for row in payload["results"]}
+    assert set(acc) == {"winrate", "bt", "gpm blocks=2 epochs=60"}
+    assert acc["gpm blocks=2 epochs=60"] > acc["bt"] + 0.1, acc
+    assert all(row["user_macro"] is None for row in payload["results"])  # no users in these pairs
+    bad = penchant("prefs", "evaluate", "--data", data, "--source", "ids", "--model", "gpm:width=3")
+    assert bad.returncode == 2 and "gpm has no parameter 'width'" in bad.stderr and len(bad.stderr.splitlines()) == 1

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from penchant.cli import data_cmds, eval_cmds
+from penchant.cli import data_cmds, eval_cmds, prefs_cmds
 from penchant.cli.render import err, out, write_json
 from penchant.errors import PenchantError
 
@@ -23,6 +23,9 @@ app.command("tune")(eval_cmds.tune_cmd)
 ratings_app = typer.Typer(help="Rating prediction (explicit feedback).", no_args_is_help=True)
 ratings_app.command("cv")(eval_cmds.ratings_cv)
 app.add_typer(ratings_app, name="ratings")
+prefs_app = typer.Typer(help="Pairwise preferences (A-versus-B choices).", no_args_is_help=True)
+prefs_app.command("evaluate")(prefs_cmds.evaluate)
+app.add_typer(prefs_app, name="prefs")
 
 
 @app.command("models")

@@ -79,11 +79,16 @@ class PairReport:
     per_pair: np.ndarray = field(repr=False)
 
     def row(self) -> dict[str, object]:
-        return {"model": self.label, "pairs": self.pairs, "accuracy": round(self.accuracy, 4),
-                "ci_low": round(self.accuracy_ci[0], 4), "ci_high": round(self.accuracy_ci[1], 4), "ties": self.ties,
-                "log_loss": round(self.log_loss, 4), "brier": round(self.brier, 4), "ece": round(self.ece, 4),
-                "temperature": round(self.temperature, 3), "ece_scaled": round(self.ece_scaled, 4),
-                "user_macro": round(self.user_macro, 4), "worst_decile": round(self.worst_decile, 4)}
+        """The figures as a JSON-ready dict (rounded; undefined values, e.g. per-user figures
+        without users, as None)."""
+        def num(x: float, digits: int = 4) -> float | None:
+            return None if np.isnan(x) else round(float(x), digits)
+
+        return {"model": self.label, "pairs": self.pairs, "accuracy": num(self.accuracy),
+                "ci_low": num(self.accuracy_ci[0]), "ci_high": num(self.accuracy_ci[1]), "ties": self.ties,
+                "log_loss": num(self.log_loss), "brier": num(self.brier), "ece": num(self.ece),
+                "temperature": num(self.temperature, 3), "ece_scaled": num(self.ece_scaled),
+                "user_macro": num(self.user_macro), "worst_decile": num(self.worst_decile)}
 
 
 def evaluate_pairs(model, test: PreferencePairs, valid: PreferencePairs | None = None, *, label: str | None = None,

@@ -35,6 +35,28 @@ def create_preference(name: str, **params: Any) -> PreferenceModel:
     return PREFERENCE_MODELS[name](**params)
 
 
+def typed_params(name: str, raw: dict[str, str]) -> dict[str, Any]:
+    """Cast ``key=value`` strings to the types of the model's constructor defaults; unknown keys
+    are an error naming the model's parameters."""
+    import inspect
+
+    from penchant.errors import ConfigError
+
+    create_preference(name)  # an unknown model name fails here, with the known names
+    defaults = {k: p.default for k, p in inspect.signature(PREFERENCE_MODELS[name].__init__).parameters.items()
+                if p.kind is p.KEYWORD_ONLY}
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in defaults:
+            raise ConfigError(f"{name} has no parameter {key!r}; it has {', '.join(defaults) or 'none'}")
+        kind = type(defaults[key])
+        try:
+            out[key] = kind(value) if kind is not bool else value.lower() in ("1", "true", "yes")
+        except ValueError:
+            raise ConfigError(f"{name} parameter {key}={value!r} is not a {kind.__name__}") from None
+    return out
+
+
 class PreferenceModel:
     """Base class: subclasses set ``name`` and implement ``_fit``, ``_margin`` and the state."""
 
