@@ -77,10 +77,11 @@ def cold_item_split(ds: Dataset, fraction: float = 0.2, seed: int = 0, min_histo
     hist_items = items[(np.arange(len(items)) < cut[users]) & ~cold_event]  # episode users' warm prefixes
     targets = items[first_cold[ep_users]]
 
-    warm = ds.subset(~is_cold[ds.items], Step("cold items held out", int(is_cold[ds.items].sum()),
-                                              f"interactions with {len(cold_items)} cold items, seed {seed}"))
+    removed = is_cold[ds.items]
+    warm = ds.subset(~removed, Step("cold items held out", int(removed.sum()),
+                                    f"interactions with {len(cold_items)} cold items, seed {seed}"))
     split = leave_last_out(warm, n_test=0, n_valid=1)
-    counts = {"cold_items": len(cold_items), "cold_interactions_removed": int(is_cold[ds.items].sum()),
+    counts = {"cold_items": len(cold_items), "cold_interactions_removed": int(removed.sum()),
               "episodes": len(ep_users), "users_without_cold_items": int((~has_cold & (ds.user_counts > 0)).sum()),
               "users_with_short_history": int((has_cold & (n_hist < min_history)).sum())}
     return ColdItemSplit(split, cold_items, ep_users, targets, hist_ptr, hist_items, counts)

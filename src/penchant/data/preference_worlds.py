@@ -11,7 +11,7 @@ always choosing the option that is truly more likely to win, mean max(p, 1 − p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -114,7 +114,5 @@ def flip_labels(pairs: PreferencePairs, rate: float, seed: int = 0) -> Preferenc
     if not 0 <= rate < 0.5:
         raise ValueError("rate must be in [0, 0.5)")
     flip = np.random.default_rng(seed).random(len(pairs)) < rate
-    from dataclasses import replace
-
     return replace(pairs, winner=np.where(flip, pairs.loser, pairs.winner), loser=np.where(flip, pairs.winner, pairs.loser),
                    steps=pairs.steps + (Step("labels flipped", int(flip.sum()), f"rate {rate:g}, seed {seed}"),))

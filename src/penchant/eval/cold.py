@@ -52,13 +52,12 @@ def cold_item_ndcg(model, split: ColdItemSplit, k: int = 10, candidates: str = "
         target = scores[np.arange(len(scores)), split.targets[s:s + 256]]
         if candidates == "cold":
             pool = scores[:, split.cold_items]
-            n_pool = len(split.cold_items)
         else:
             pool = scores.copy()
             rows = np.repeat(np.arange(len(scores)), np.diff(split.history_ptr[s:s + len(scores) + 1]))
             pool[rows, np.concatenate(sessions[s:s + 256])] = -np.inf
-            n_pool = model.n_items_
         rank = (pool >= target[:, None]).sum(axis=1)  # includes the target itself
         ndcg[s:s + len(scores)] = np.where(rank <= k, 1.0 / np.log2(rank + 1), 0.0)
-    size = len(split.cold_items) if candidates == "cold" else model.n_items_ - float(np.mean(np.diff(split.history_ptr)))
-    return ColdResult(k, candidates, ndcg, chance_ndcg(int(round(size)), k) if n_pool else float("nan"))
+    # "all": the catalogue less an average history (histories are masked per episode)
+    size = len(split.cold_items) if candidates == "cold" else model.n_items_ - np.diff(split.history_ptr).mean()
+    return ColdResult(k, candidates, ndcg, chance_ndcg(int(round(size)), k))

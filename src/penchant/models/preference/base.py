@@ -62,7 +62,6 @@ class PreferenceModel:
 
     name: ClassVar[str] = ""
     has_score: ClassVar[bool] = True
-    personal: ClassVar[bool] = False
 
     def params(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_")}

@@ -52,8 +52,6 @@ class NeuralPreference(PreferenceModel):
     """Subclasses build ``_network(x)`` (with a ``users`` parameter of n_users + 1 rows, or none)
     and ``_torch_margin(net, users, a, b)``; ``users`` = −1 reads the population row."""
 
-    personal = True
-
     def _common(self, features: str, text_model: str, hidden: int, lr: float, weight_decay: float, epochs: int,
                 batch_size: int, patience: int, smoothing: float, flip_rate: float, adapt_l2: float, seed: int,
                 flip_loss: str = "forward") -> None:
@@ -139,3 +137,20 @@ class NeuralPreference(PreferenceModel):
         self.net_ = self._network(arrays.get("net.options.x"))
         self.net_.load_state_dict({k[4:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("net.")})
         self.net_.eval()
+
+
+class NeuralUtility(NeuralPreference):
+    """A neural model with a scalar utility ``_utility(net, users, options, users_table)``: margins
+    are utility differences and ``score`` is the utility."""
+
+    def _utility(self, net, users, options, users_table=None):
+        raise NotImplementedError
+
+    def _torch_margin(self, net, users, a, b, users_table=None):
+        return self._utility(net, users, a, users_table) - self._utility(net, users, b, users_table)
+
+    def _score(self, users: np.ndarray, options: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            return self._utility(self.net_, torch.from_numpy(users), torch.from_numpy(options)).double().numpy()

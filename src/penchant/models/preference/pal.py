@@ -16,11 +16,11 @@ from __future__ import annotations
 import numpy as np
 
 from penchant.models.preference.base import register_preference
-from penchant.models.preference.neural import TRAINING_ARGS, NeuralPreference, option_net
+from penchant.models.preference.neural import TRAINING_ARGS, NeuralUtility, option_net
 
 
 @register_preference
-class PluralIdealPoints(NeuralPreference):
+class PluralIdealPoints(NeuralUtility):
     """Mixtures of K prototype ideal points.
 
     Args:
@@ -53,18 +53,9 @@ class PluralIdealPoints(NeuralPreference):
         ideal = table[self._rows(users)].softmax(1) @ net.ideal
         return -(net.options(options) - ideal).pow(2).sum(1)
 
-    def _torch_margin(self, net, users, a, b, users_table=None):
-        return self._utility(net, users, a, users_table) - self._utility(net, users, b, users_table)
-
     def mixture(self, users: np.ndarray) -> np.ndarray:
         """Each user's weights over the prototypes, float32 (n, K)."""
         import torch
 
         with torch.no_grad():
             return self.net_.users[self._rows(torch.from_numpy(np.asarray(users, np.int64)))].softmax(1).numpy()
-
-    def _score(self, users: np.ndarray, options: np.ndarray) -> np.ndarray:
-        import torch
-
-        with torch.no_grad():
-            return self._utility(self.net_, torch.from_numpy(users), torch.from_numpy(options)).double().numpy()

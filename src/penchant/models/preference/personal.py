@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from penchant.models.preference.base import register_preference
-from penchant.models.preference.neural import TRAINING_ARGS, NeuralPreference, option_net
+from penchant.models.preference.neural import TRAINING_ARGS, NeuralUtility, option_net
 
 
 @register_preference
-class PersonalBT(NeuralPreference):
+class PersonalBT(NeuralUtility):
     """Option strength θ_i plus a user-specific taste p_u · q_i; P(a ≻ b | u) = σ(s_u(a) − s_u(b)).
 
     The population (user −1, and users not seen in training) has p = 0: global Bradley–Terry.
@@ -53,12 +53,3 @@ class PersonalBT(NeuralPreference):
         table = net.users if users_table is None else users_table
         o = net.options(options)
         return o[:, 0] + (table[self._rows(users)] * o[:, 1:]).sum(1)
-
-    def _torch_margin(self, net, users, a, b, users_table=None):
-        return self._utility(net, users, a, users_table) - self._utility(net, users, b, users_table)
-
-    def _score(self, users: np.ndarray, options: np.ndarray) -> np.ndarray:
-        import torch
-
-        with torch.no_grad():
-            return self._utility(self.net_, torch.from_numpy(users), torch.from_numpy(options)).double().numpy()
