@@ -155,13 +155,13 @@ def test_kcore_and_min_rating_in_inspect(ml100k_dir, tmp_path):
     assert names[-3:] == ["below min rating", "k-core", "unused ids"]
 
 
-def test_prefs_evaluate_json_contract_and_bad_parameter(tmp_path):
+def test_prefs_compare_json_and_bad_parameter(tmp_path):
     from penchant.data.preference_worlds import cyclic_world
 
     world = cyclic_world(n_triples=6, n_pairs=4000, cycle_share=0.8, seed=1)
     rows = "\n".join(f"o{w},o{l}" for w, l in zip(world.pairs.winner, world.pairs.loser))
     data = write(tmp_path / "pairs.csv", "winner,loser\n" + rows + "\n")
-    r = penchant("prefs", "evaluate", "--data", data, "--source", "ids", "--model", "gpm:blocks=2,epochs=60",
+    r = penchant("prefs", "compare", "--data", data, "--source", "ids", "--model", "gpm:blocks=2,epochs=60",
                  "--json", tmp_path / "out.json")
     assert r.returncode == 0, r.stderr
     payload = json.loads((tmp_path / "out.json").read_text())
@@ -170,5 +170,46 @@ def test_prefs_evaluate_json_contract_and_bad_parameter(tmp_path):
     assert set(acc) == {"winrate", "bt", "gpm blocks=2 epochs=60"}
     assert acc["gpm blocks=2 epochs=60"] > acc["bt"] + 0.1, acc
     assert all(row["user_macro"] is None for row in payload["results"])  # no users in these pairs
-    bad = penchant("prefs", "evaluate", "--data", data, "--source", "ids", "--model", "gpm:width=3")
+    bad = penchant("prefs", "compare", "--data", data, "--source", "ids", "--model", "gpm:width=3")
     assert bad.returncode == 2 and "gpm has no parameter 'width'" in bad.stderr and len(bad.stderr.splitlines()) == 1
+
+
+def test_prefs_evaluate_contract_on_separate_train_and_test_files(tmp_path):
+    """``penchant prefs evaluate --train F --test F --model NAME --param k=v --json OUT``: files read
+    apart share one vocabulary, OUT holds the contract's fields, baselines sit beside the model;
+    ``fit`` saves a model that loads; a bad parameter is one clear line and exit 2."""
+    from penchant.data.preference_worlds import plural_world
+    from penchant.models.preference import PreferenceModel
+
+    p = plural_world(n_users=200, seed=0).pairs
+    test = np.random.default_rng(0).random(len(p)) < 0.2
+    files = {}
+    for name, mask in (("train", ~test), ("test", test)):
+        rows = [f"{p.user_ids[u]},{p.option_ids[a]},{p.option_ids[b]}" for u, a, b in zip(p.user[mask], p.winner[mask], p.loser[mask])]
+        files[name] = write(tmp_path / f"{name}.csv", "user,winner,loser\n" + "\n".join(rows) + "\n")
+    r = penchant("prefs", "evaluate", "--train", files["train"], "--test", files["test"], "--model", "pbt",
+                 "--param", "loss=robust", "--param", "epsilon=0.05", "--json", tmp_path / "out.json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert {"model", "params", "accuracy", "user_macro_accuracy", "log_loss", "pairs_evaluated", "fit_seconds"} <= set(out)
+    assert out["model"] == "pbt" and out["params"] == {"loss": "robust", "epsilon": 0.05}
+    assert out["pairs_evaluated"] == int(test.sum()) and out["fit_seconds"] > 0
+    base = {b["model"]: b["accuracy"] for b in out["baselines"]}
+    assert set(base) == {"winrate", "bt"} and out["accuracy"] > base["bt"] + 0.1, (out["accuracy"], base)
+    r = penchant("prefs", "fit", "--train", files["train"], "--model", "vpl", "--param", "epochs=5", "--out", tmp_path / "m.npz")
+    assert r.returncode == 0, r.stderr
+    assert PreferenceModel.load(tmp_path / "m.npz").name == "vpl"
+    bad = penchant("prefs", "evaluate", "--train", files["train"], "--test", files["test"], "--model", "pbt",
+                   "--param", "loss=fancy")
+    assert bad.returncode == 2 and "loss must be one of plain, smooth, robust, forward" in bad.stderr, bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_prefs_export_writes_the_trl_layout_from_ratings(tmp_path):
+    data = write(tmp_path / "r.csv", "user,item,rating\na,x,5\na,y,2\nb,x,1\nb,y,4\nb,z,4\n")
+    r = penchant("prefs", "export", "--data", data, "--source", "ratings", "--out", tmp_path / "out.jsonl")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    got = sorted((row["user"], row["chosen"], row["rejected"]) for row in rows)  # items without titles: by id
+    assert got == [("a", "item x", "item y"), ("b", "item y", "item x"), ("b", "item z", "item x")]
+    assert "ties dropped: 1" in r.stdout

@@ -24,7 +24,8 @@ ratings_app = typer.Typer(help="Rating prediction (explicit feedback).", no_args
 ratings_app.command("cv")(eval_cmds.ratings_cv)
 app.add_typer(ratings_app, name="ratings")
 prefs_app = typer.Typer(help="Pairwise preferences (A-versus-B choices).", no_args_is_help=True)
-prefs_app.command("evaluate")(prefs_cmds.evaluate)
+for _name in ("fit", "evaluate", "compare", "export"):
+    prefs_app.command(_name)(getattr(prefs_cmds, _name))
 app.add_typer(prefs_app, name="prefs")
 
 

@@ -1,7 +1,13 @@
-"""``penchant prefs evaluate``: held-out accuracy and calibration of pairwise preference models."""
+"""``penchant prefs fit|evaluate|compare|export``: pairwise preference models from the terminal.
+
+``evaluate`` keeps the scripts' contract: ``--train F --test F --model NAME [--param key=value
+...] --json OUT`` with OUT holding ``{"model", "params", "accuracy", "user_macro_accuracy",
+"log_loss", "pairs_evaluated", "fit_seconds"}`` (and more figures beside them).
+"""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
@@ -10,8 +16,138 @@ from penchant.cli.render import out, progress, write_json
 
 SOURCES = ("text", "ids", "ratings")
 
+TRAIN_HELP = "Training comparisons: id pairs (user?,winner,loser) or the TRL layout (prompt?,chosen,rejected,user?)."
+VALID_HELP = "Validation comparisons (early stopping, temperature); default: 10% of --train's prompts/pairs."
+PARAM_HELP = "key=value model parameter (repeat), e.g. loss=robust, epsilon=0.1, features=text."
+
+
+def _params(name: str, raw: list[str]) -> dict:
+    from penchant.errors import ConfigError
+    from penchant.models.preference.base import create_preference, typed_params
+
+    pairs = {}
+    for item in raw:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ConfigError(f"--param {item!r} is not key=value")
+        pairs[key.strip()] = value.strip()
+    params = typed_params(name, pairs)
+    try:  # fail before reading any data
+        create_preference(name, **params)
+    except ValueError as e:
+        raise ConfigError(f"{name}: {e}") from None
+    return params
+
+
+def _read(train: Path, test: Path | None, valid: Path | None, seed: int):
+    """(train, valid, test or None) over one vocabulary; valid carved from train when not given."""
+    from penchant.data.pair_files import read_pair_files
+    from penchant.data.preferences import split_pairs
+
+    files = [train] + ([valid] if valid else []) + ([test] if test else [])
+    _, parts = read_pair_files(files)
+    tr = parts[0]
+    if valid is None:
+        by = "group" if tr.option_context is not None else "pair"
+        inner = split_pairs(tr, (0.9, 0.1, 0.0), by=by, seed=seed)
+        tr, va = inner.train, inner.valid
+    else:
+        va = parts[1]
+    return tr, va, (parts[-1] if test else None)
+
+
+def _fit(name: str, params: dict, train, valid):
+    from penchant.models.preference.base import create_preference
+
+    start = time.perf_counter()
+    model = create_preference(name, **params).fit(train, valid)
+    return model, time.perf_counter() - start
+
 
 def evaluate(
+    train: Path = typer.Option(..., "--train", help=TRAIN_HELP),
+    test: Path = typer.Option(..., "--test", help="Held-out comparisons, same layout as --train."),
+    model: str = typer.Option(..., "--model", help="bt, pbt, gpm, pal, vpl, dpa or winrate."),
+    param: list[str] = typer.Option([], "--param", help=PARAM_HELP),
+    valid: Path = typer.Option(None, "--valid", help=VALID_HELP),
+    seed: int = typer.Option(0, "--seed", help="Seed of the validation carve-out and the bootstrap."),
+    json_out: Path = typer.Option(None, "--json", help="Write the results as JSON here."),
+) -> None:
+    """Fit one model on --train and report held-out accuracy (ties count ½, and are counted),
+    per-user macro accuracy, log-loss, Brier and calibration on --test, beside the baselines
+    (majority win rate, global Bradley–Terry and, on text, reply length)."""
+    params = _params(model, param)
+    with progress() as bar:
+        task = bar.add_task("reading comparisons", total=None)
+        tr, va, te = _read(train, test, valid, seed)
+        bar.update(task, description=f"fitting {model}")
+        fitted, seconds = _fit(model, params, tr, va)
+        runs = [("winrate", {}), ("bt", {})] + ([("bt", {"features": "length"})] if tr.option_context is not None else [])
+        baselines = []
+        for name, p in runs:
+            bar.update(task, description=f"fitting baseline {name}")
+            base, t = _fit(name, p, tr, va)
+            baselines.append(_report(base, name + "".join(f" {k}={v}" for k, v in p.items()), te, va, seed, t))
+    main = _report(fitted, model, te, va, seed, seconds)
+    _table([main] + baselines, f"{len(te):,} test pairs; trained on {len(tr):,} (+{len(va):,} valid)")
+    if json_out:
+        write_json(json_out, {"model": model, "params": params, "accuracy": main["accuracy"],
+                              "user_macro_accuracy": main["user_macro"], "log_loss": main["log_loss"],
+                              "pairs_evaluated": main["pairs"], "fit_seconds": main["fit_seconds"],
+                              "ties": main["ties"], "accuracy_ci": [main["ci_low"], main["ci_high"]],
+                              "brier": main["brier"], "ece": main["ece"], "ece_after_temperature": main["ece_scaled"],
+                              "worst_decile_user_accuracy": main["worst_decile"],
+                              "train_pairs": len(tr), "valid_pairs": len(va), "baselines": baselines})
+
+
+def _report(model, label: str, test, valid, seed: int, seconds: float) -> dict:
+    from penchant.eval.prefs import evaluate_pairs
+
+    resample = "users" if (test.user >= 0).any() and len(set(test.user[test.user >= 0])) > 10 else "pairs"
+    row = evaluate_pairs(model, test, valid, label=label, seed=seed, resample=resample).row()
+    return row | {"fit_seconds": round(seconds, 3)}
+
+
+def _table(rows: list[dict], title: str) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for col in ("model", "accuracy", "95% CI", "ties", "log-loss", "Brier", "ECE", "ECE after T", "user macro",
+                "worst 10%", "fit s"):
+        table.add_column(col)
+
+    def cell(x: float | None) -> str:
+        return "—" if x is None else f"{x:.4f}"
+
+    for r in rows:
+        table.add_row(r["model"], cell(r["accuracy"]), f"{cell(r['ci_low'])}–{cell(r['ci_high'])}", str(r["ties"]),
+                      cell(r["log_loss"]), cell(r["brier"]), cell(r["ece"]), cell(r["ece_scaled"]), cell(r["user_macro"]),
+                      cell(r["worst_decile"]), f"{r.get('fit_seconds', 0):.1f}")
+    out.print(table)
+
+
+def fit(
+    train: Path = typer.Option(..., "--train", help=TRAIN_HELP),
+    model: str = typer.Option(..., "--model", help="bt, pbt, gpm, pal, vpl, dpa or winrate."),
+    param: list[str] = typer.Option([], "--param", help=PARAM_HELP),
+    valid: Path = typer.Option(None, "--valid", help=VALID_HELP),
+    out_path: Path = typer.Option(..., "--out", help="Where to save the fitted model (.npz)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the validation carve-out."),
+) -> None:
+    """Fit a model and save it (parameters and state in one .npz, no pickle)."""
+    params = _params(model, param)
+    with progress() as bar:
+        task = bar.add_task("reading comparisons", total=None)
+        tr, va, _ = _read(train, None, valid, seed)
+        bar.update(task, description=f"fitting {model}")
+        fitted, seconds = _fit(model, params, tr, va)
+    fitted.save(out_path)
+    row = _report(fitted, model, va, None, seed, seconds)
+    out.print(f"{model} fitted on {len(tr):,} pairs in {seconds:.1f} s; validation accuracy {row['accuracy']:.4f} "
+              f"on {len(va):,} pairs; saved to {out_path}")
+
+
+def compare(
     data: Path = typer.Option(..., "--data", help="Comparisons (TRL JSONL/CSV, or winner/loser id pairs) or a ratings log/folder."),
     source: str = typer.Option(..., "--source", help="What --data holds: text (prompt/chosen/rejected), ids (user?/winner/loser) or ratings."),
     model: list[str] = typer.Option([], "--model", help="NAME or NAME:key=value,... (repeat); baselines are always added."),
@@ -19,13 +155,11 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="Seed of the split and the bootstrap."),
     json_out: Path = typer.Option(None, "--json", help="Write the results as JSON here."),
 ) -> None:
-    """Fit each model on 80% of the pairs (early stopping and temperature on 10%) and report
-    accuracy (ties as half, 95% bootstrap interval), log-loss, Brier, ECE before and after
-    temperature scaling, per-user macro accuracy and the worst tenth of users on the last 10%."""
+    """Split one comparison source 80/10/10, fit several models on the first part (early stopping
+    and temperature on the second) and compare them on the last, baselines included."""
     from penchant.errors import ConfigError
     from penchant.eval.experiment import parse_model_spec
-    from penchant.eval.prefs import evaluate_pairs
-    from penchant.models.preference.base import create_preference, typed_params
+    from penchant.models.preference.base import typed_params
 
     if source not in SOURCES:
         raise ConfigError(f"--source must be one of {', '.join(SOURCES)}, not {source!r}")
@@ -39,25 +173,41 @@ def evaluate(
         for name, params in runs:
             label = name + "".join(f" {k}={v}" for k, v in params.items())
             bar.update(task, description=f"fitting {label}")
-            fitted = create_preference(name, **params).fit(parts.train, parts.valid)
-            resample = "users" if (parts.test.user >= 0).sum() and parts.test.n_users > 10 else "pairs"
-            rows.append(evaluate_pairs(fitted, parts.test, parts.valid, label=label, seed=seed, resample=resample).row())
-    from rich.table import Table
-
-    table = Table(title=f"{len(parts.test):,} test pairs ({parts.protocol})", title_justify="left")
-    for col in ("model", "accuracy", "95% CI", "log-loss", "Brier", "ECE", "ECE after T", "user macro", "worst 10%"):
-        table.add_column(col)
-    def cell(x: float | None) -> str:
-        return "—" if x is None else f"{x:.4f}"
-
-    for r in sorted(rows, key=lambda r: -r["accuracy"]):
-        table.add_row(r["model"], cell(r["accuracy"]), f"{cell(r['ci_low'])}–{cell(r['ci_high'])}", cell(r["log_loss"]),
-                      cell(r["brier"]), cell(r["ece"]), cell(r["ece_scaled"]), cell(r["user_macro"]),
-                      cell(r["worst_decile"]))
-    out.print(table)
+            fitted, seconds = _fit(name, params, parts.train, parts.valid)
+            rows.append(_report(fitted, label, parts.test, parts.valid, seed, seconds))
+    _table(sorted(rows, key=lambda r: -r["accuracy"]), f"{len(parts.test):,} test pairs ({parts.protocol})")
     if json_out:
         write_json(json_out, {"data": str(data), "split": parts.protocol, "train": len(parts.train),
                               "valid": len(parts.valid), "test": len(parts.test), "results": rows})
+
+
+def export(
+    data: Path = typer.Option(..., "--data", help="Comparisons or a ratings log/folder."),
+    source: str = typer.Option(..., "--source", help="text, ids (items need titles/text) or ratings."),
+    out_path: Path = typer.Option(..., "--out", help="JSON lines in the TRL layout {prompt, chosen, rejected, user}."),
+    pairs_per_rating: float = typer.Option(5.0, "--pairs-per-rating", help="Ratings: pairs drawn per rating."),
+    seed: int = typer.Option(0, "--seed", help="Ratings: seed of the pair draw."),
+) -> None:
+    """Write comparisons in the TRL layout, for reward-model or DPO training elsewhere (items by
+    their text: title and attributes)."""
+    from penchant.data import load
+    from penchant.data.pair_files import read_pairs
+    from penchant.data.preferences import pairs_from_ratings, write_trl
+    from penchant.errors import ConfigError
+
+    if source not in SOURCES:
+        raise ConfigError(f"--source must be one of {', '.join(SOURCES)}, not {source!r}")
+    if source == "ratings":
+        from penchant.embed.items import item_descriptions
+
+        ds = load(data)
+        pairs = pairs_from_ratings(ds, pairs_per_rating, seed, option_text=item_descriptions(ds))
+    else:
+        pairs = read_pairs(data)
+    write_trl(pairs, out_path)
+    for step in pairs.steps:
+        out.print(f"  {step}")
+    out.print(f"wrote {len(pairs):,} comparisons to {out_path}")
 
 
 def _split(data: Path, source: str, split: str, seed: int):

@@ -131,7 +131,7 @@ def read_text_comparisons(path: str | Path) -> TextComparisons:
         rejected = [t[2] for t in triples]
     return TextComparisons(np.array(prompt, dtype=object), np.array(chosen, dtype=object),
                            np.array(rejected, dtype=object),
-                           None if users is None else np.array([str(u) for u in users], dtype=object), path)
+                           None if users is None else np.array([None if u is None else str(u) for u in users], dtype=object), path)
 
 
 def read_id_comparisons(path: str | Path, *, user_col: str | None = None, winner_col: str = "winner",

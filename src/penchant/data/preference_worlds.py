@@ -6,6 +6,8 @@ always choosing the option that is truly more likely to win, mean max(p, 1 − p
   among the items (preferences differ by group, so no single model fits everyone);
 * :func:`cyclic_world`: options in rock–paper–scissors triples on top of global strengths, so some
   preferences are intransitive and no scalar score can get more than 2 of a 3-cycle's edges right;
+* :func:`directional_world`: options with known attribute scores, each user a unit direction
+  over them (what Directional Preference Alignment assumes), the directions planted;
 * :func:`flip_labels`: flip noise on the labels of a part (e.g. training only).
 """
 
@@ -28,12 +30,14 @@ class PreferenceWorld:
         p_true: float64 (n,) the true probability that each listed winner beats its loser.
         on_cycle: bool (n,) pairs on an intransitive cycle (cyclic world), else all False.
         group: int64 (n_users,) each user's taste group (plural world), else empty.
+        direction: float64 (n_users, m) each user's planted unit direction (directional world).
     """
 
     pairs: PreferencePairs
     p_true: np.ndarray
     on_cycle: np.ndarray
     group: np.ndarray
+    direction: np.ndarray | None = None
 
     def bayes_accuracy(self, index: np.ndarray | None = None) -> float:
         """Mean max(p, 1 − p) over the pairs ``index`` (all by default): the best expected accuracy."""
@@ -107,6 +111,25 @@ def cyclic_world(n_triples: int = 20, n_pairs: int = 20_000, *, cycle: float = 2
     on_cycle = np.zeros(n_pairs, dtype=bool)
     on_cycle[:n_cycle] = True
     return PreferenceWorld(pairs, p, on_cycle, np.zeros(0, np.int64))
+
+
+def directional_world(n_users: int = 300, n_items: int = 80, attributes: int = 2, *, pairs_per_user: int = 40,
+                      sharpness: float = 3.0, seed: int = 0) -> PreferenceWorld:
+    """Items with attribute scores a_i ~ N(0, I_m) (carried as ``option_attributes``); user u has a
+    unit direction v_u with non-negative entries (uniform on that part of the sphere) and scores
+    item i by sharpness · v_uᵀ a_i."""
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(n_items, attributes))
+    v = np.abs(rng.normal(size=(n_users, attributes)))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    user = np.repeat(np.arange(n_users), pairs_per_user)
+    i, j = _distinct_pairs(rng, len(user), n_items)
+    margin = sharpness * ((v[user] * (a[i] - a[j])).sum(1))
+    pairs, p = _draw(rng, user, i, j, margin, n_users, n_items, f"directional-{attributes}",
+                     f"{attributes} attributes, {pairs_per_user} pairs per user, seed {seed}")
+    pairs = replace(pairs, option_attributes=a.astype(np.float32),
+                    attribute_names=np.array([f"attribute {k}" for k in range(attributes)], dtype=object))
+    return PreferenceWorld(pairs, p, np.zeros(len(p), bool), np.zeros(0, np.int64), v)
 
 
 def flip_labels(pairs: PreferencePairs, rate: float, seed: int = 0) -> PreferencePairs:

@@ -34,6 +34,8 @@ class PreferencePairs:
         user_ids: (n_users,) external user ids; option_ids: (n_options,) external option ids.
         option_text: (n_options,) option descriptions or replies, or None.
         option_context: (n_options,) the prompt each reply answers, or None.
+        option_attributes: float32 (n_options, m) known attribute scores of each option (e.g. an
+            item's genres, or a reply's rated helpfulness), or None; ``attribute_names`` (m,).
         steps: what was counted or dropped on the way here.
     """
 
@@ -47,6 +49,8 @@ class PreferencePairs:
     option_context: np.ndarray | None = None
     steps: tuple[Step, ...] = ()
     name: str = "pairs"
+    option_attributes: np.ndarray | None = None
+    attribute_names: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.winner)
@@ -78,6 +82,20 @@ def pairs_from_dataset(ds: Dataset) -> PreferencePairs:
     n = len(c)
     return PreferencePairs(c.user.astype(np.int64), c.winner.astype(np.int64), c.loser.astype(np.int64),
                            np.arange(n, dtype=np.int64), ds.user_ids, ds.item_ids, ds.item_text, None, ds.steps, ds.name)
+
+
+def with_item_attributes(pairs: PreferencePairs, ds: Dataset, attribute: str) -> PreferencePairs:
+    """``pairs`` over ``ds``'s items with the item attribute ``attribute`` (e.g. MovieLens
+    ``class``, the genres) as 0/1 option attribute scores, named by its values."""
+    if attribute not in ds.item_attributes:
+        raise DataError(f"{ds.name} has no item attribute {attribute!r}",
+                        expected=f"one of {', '.join(ds.item_attributes) or 'none'}")
+    if pairs.n_options != ds.n_items:
+        raise DataError(f"{pairs.name} has {pairs.n_options} options but {ds.name} {ds.n_items} items",
+                        expected="pairs drawn over the dataset's items")
+    a = ds.item_attributes[attribute]
+    return replace(pairs, option_attributes=a.matrix.toarray().astype(np.float32),
+                   attribute_names=np.asarray(a.values, dtype=object))
 
 
 def pairs_from_ratings(ds: Dataset, pairs_per_rating: float = 5.0, seed: int = 0,
@@ -137,9 +155,12 @@ def pairs_from_text(tc: TextComparisons) -> PreferencePairs:
     n = len(tc)
     first = np.zeros(len(uniq), dtype=np.int64)
     first[inverse[::-1]] = np.arange(2 * n)[::-1]
-    if tc.user is not None:
-        user_ids, user = np.unique(tc.user.astype(str), return_inverse=True)
+    if tc.user is not None:  # rows without a user (None) belong to nobody in particular: −1
+        named = np.array([u is not None for u in tc.user])
+        user_ids, who = np.unique(tc.user[named].astype(str), return_inverse=True)
         user_ids = user_ids.astype(object)
+        user = np.full(n, -1, dtype=np.int64)
+        user[named] = who
     else:
         user_ids, user = np.array([], dtype=object), np.full(n, -1)
     same = int((inverse[:n] == inverse[n:]).sum())

@@ -19,6 +19,8 @@ import numpy as np
 from penchant.data.preferences import PreferencePairs
 
 PREFERENCE_MODELS: dict[str, type[PreferenceModel]] = {}
+#: other names scripts may use
+ALIASES = {"personal-bt": "pbt"}
 
 
 def register_preference(cls: type[PreferenceModel]) -> type[PreferenceModel]:
@@ -27,9 +29,10 @@ def register_preference(cls: type[PreferenceModel]) -> type[PreferenceModel]:
 
 
 def create_preference(name: str, **params: Any) -> PreferenceModel:
-    """A preference model by registry name (``bt``, ``personal-bt``, ``gpm``, ``pal``, ...)."""
-    from penchant.models.preference import bt, gpm, pal, personal  # noqa: F401  (registers them)
+    """A preference model by registry name (``bt``, ``pbt``, ``gpm``, ``pal``, ``vpl``, ``dpa``, ...)."""
+    from penchant.models.preference import bt, dpa, gpm, pal, personal, vpl  # noqa: F401  (registers them)
 
+    name = ALIASES.get(name, name)
     if name not in PREFERENCE_MODELS:
         raise KeyError(f"no preference model {name!r}; known: {', '.join(sorted(PREFERENCE_MODELS))}")
     return PREFERENCE_MODELS[name](**params)
@@ -42,7 +45,7 @@ def typed_params(name: str, raw: dict[str, str]) -> dict[str, Any]:
 
     from penchant.errors import ConfigError
 
-    create_preference(name)  # an unknown model name fails here, with the known names
+    name = create_preference(name).name  # an unknown model name fails here, with the known names
     defaults = {k: p.default for k, p in inspect.signature(PREFERENCE_MODELS[name].__init__).parameters.items()
                 if p.kind is p.KEYWORD_ONLY}
     out: dict[str, Any] = {}
@@ -67,8 +70,26 @@ class PreferenceModel:
         return {k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_")}
 
     def fit(self, train: PreferencePairs, valid: PreferencePairs | None = None) -> Self:
+        """Learn from ``train``; ``valid`` (same vocabularies) drives early stopping where the model
+        trains by gradient. With ``strength_heads`` = H > 0 an ensemble of H copies judges every
+        training pair first and the model is fitted with each pair weighted by the ensemble's
+        agreement with its label (:mod:`penchant.models.preference.strength`); ``strength_`` keeps
+        that judgement."""
         self.n_users_, self.n_options_ = train.n_users, train.n_options
-        self._fit(train, valid)
+        weight = None
+        heads = getattr(self, "strength_heads", 0)
+        if heads:
+            from penchant.models.preference.strength import preference_strength
+
+            params = {**self.params(), "strength_heads": 0}
+            seed = params.get("seed", 0)
+
+            def head(h: int) -> PreferenceModel:
+                return create_preference(self.name, **{**params, **({"seed": seed + 1 + h} if "seed" in params else {})})
+
+            self.strength_ = preference_strength(head, train, valid, heads, seed)
+            weight = self.strength_.agreement
+        self._fit(train, valid, weight)
         return self
 
     def margin(self, users: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -94,7 +115,8 @@ class PreferenceModel:
     def _margin(self, users: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return self._score(users, a) - self._score(users, b)
 
-    def _fit(self, train: PreferencePairs, valid: PreferencePairs | None) -> None:
+    def _fit(self, train: PreferencePairs, valid: PreferencePairs | None, weight: np.ndarray | None) -> None:
+        """Fit to ``train``; ``weight`` (float64 (n,) or None) multiplies each pair's loss."""
         raise NotImplementedError
 
     def _state(self) -> dict[str, np.ndarray]:

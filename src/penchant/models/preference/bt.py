@@ -17,15 +17,19 @@ from scipy.optimize import minimize
 from penchant.data.preferences import PreferencePairs
 from penchant.models.preference.base import PreferenceModel, register_preference
 from penchant.models.preference.features import option_features
+from penchant.models.preference.train import check_loss, pair_loss_np
 
 
-def _bt_objective(winner: np.ndarray, loser: np.ndarray, n: int, alpha: float):
+def _bt_objective(winner: np.ndarray, loser: np.ndarray, n: int, alpha: float, loss: str = "plain",
+                  epsilon: float = 0.0, weight: np.ndarray | None = None):
+    """(value, gradient) of Σ_j weight_j ℓ(θ_w − θ_l) + alpha‖θ‖² over θ (n,)."""
+    wt = np.ones(len(winner)) if weight is None else np.asarray(weight, np.float64)
+
     def f(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        d = theta[winner] - theta[loser]
-        value = float(np.sum(np.logaddexp(0.0, -d))) + alpha * float(theta @ theta)
-        z = 0.5 * (1.0 - np.tanh(d / 2.0))  # σ(−d), overflow-free
-        grad = 2.0 * alpha * theta + np.bincount(loser, z, minlength=n) - np.bincount(winner, z, minlength=n)
-        return value, grad
+        value, slope = pair_loss_np(theta[winner] - theta[loser], loss, epsilon)
+        slope = slope * wt
+        grad = 2.0 * alpha * theta + np.bincount(winner, slope, minlength=n) - np.bincount(loser, slope, minlength=n)
+        return float(wt @ value) + alpha * float(theta @ theta), grad
     return f
 
 
@@ -48,33 +52,38 @@ class BradleyTerry(Strengths):
 
     Args:
         alpha: L2 penalty (choix's convention: ``alpha·‖θ‖²``).
-        features: ``id`` or ``text``.
+        features: ``id``, ``text``, ``length`` or ``bow`` (see :mod:`.features`).
         tol: L-BFGS gradient tolerance.
+        loss, epsilon: the pair loss (``plain``, ``smooth``, ``robust``, ``forward``; see :mod:`.train`).
+        strength_heads: H > 0 weights each training pair by an H-head ensemble's agreement with it.
     """
 
     name = "bt"
 
     def __init__(self, *, alpha: float = 1e-2, features: str = "id", text_model: str = "all-MiniLM-L6-v2",
-                 tol: float = 1e-8) -> None:
+                 tol: float = 1e-8, loss: str = "plain", epsilon: float = 0.0, strength_heads: int = 0) -> None:
         if alpha < 0:
             raise ValueError("alpha must be ≥ 0")
+        if strength_heads < 0 or strength_heads == 1:
+            raise ValueError("strength_heads must be 0 (off) or at least 2")
+        check_loss(loss, epsilon)
         self.alpha, self.features, self.text_model, self.tol = alpha, features, text_model, tol
+        self.loss, self.epsilon, self.strength_heads = loss, epsilon, strength_heads
 
-    def _fit(self, train: PreferencePairs, valid: PreferencePairs | None) -> None:
+    def _fit(self, train: PreferencePairs, valid: PreferencePairs | None, weight: np.ndarray | None) -> None:
         x = option_features(train, self.features, self.text_model)
         if x is None:
-            f = _bt_objective(train.winner, train.loser, train.n_options, self.alpha)
+            f = _bt_objective(train.winner, train.loser, train.n_options, self.alpha, self.loss, self.epsilon, weight)
             res = minimize(f, np.zeros(train.n_options), jac=True, method="L-BFGS-B",
                            options={"gtol": self.tol, "maxiter": 10_000})
             self.theta_ = res.x
         else:
             diff = (x[train.winner] - x[train.loser]).astype(np.float64)
+            wt = np.ones(len(train)) if weight is None else weight
 
             def g(w: np.ndarray) -> tuple[float, np.ndarray]:
-                d = diff @ w
-                z = 0.5 * (1.0 - np.tanh(d / 2.0))
-                return (float(np.sum(np.logaddexp(0.0, -d))) + self.alpha * float(w @ w),
-                        2.0 * self.alpha * w - diff.T @ z)
+                value, slope = pair_loss_np(diff @ w, self.loss, self.epsilon)
+                return float(wt @ value) + self.alpha * float(w @ w), 2.0 * self.alpha * w + diff.T @ (wt * slope)
 
             res = minimize(g, np.zeros(x.shape[1]), jac=True, method="L-BFGS-B", options={"gtol": self.tol, "maxiter": 10_000})
             self.theta_ = x.astype(np.float64) @ res.x
@@ -91,9 +100,9 @@ class WinRate(Strengths):
     def __init__(self) -> None:
         pass
 
-    def _fit(self, train: PreferencePairs, valid: PreferencePairs | None) -> None:
-        wins = np.bincount(train.winner, minlength=train.n_options)
-        games = wins + np.bincount(train.loser, minlength=train.n_options)
+    def _fit(self, train: PreferencePairs, valid: PreferencePairs | None, weight: np.ndarray | None) -> None:
+        wins = np.bincount(train.winner, weight, minlength=train.n_options)
+        games = wins + np.bincount(train.loser, weight, minlength=train.n_options)
         rate = (wins + 1.0) / (games + 2.0)
         self.theta_ = np.log(rate) - np.log1p(-rate)  # log-odds, so margins are comparable to BT's
 

@@ -33,11 +33,11 @@ class GeneralPreference(NeuralPreference):
 
     def __init__(self, *, blocks: int = 4, features: str = "id", text_model: str = "all-MiniLM-L6-v2", hidden: int = 0,
                  lr: float = 1e-2, weight_decay: float = 1e-5, epochs: int = 100, batch_size: int = 1024,
-                 patience: int = 5, smoothing: float = 0.0, flip_rate: float = 0.0, flip_loss: str = "forward", adapt_l2: float = 1.0,
+                 patience: int = 5, loss: str = "plain", epsilon: float = 0.0, strength_heads: int = 0, adapt_l2: float = 1.0,
                  seed: int = 0) -> None:
         self.blocks = blocks
-        self._common(features, text_model, hidden, lr, weight_decay, epochs, batch_size, patience, smoothing, flip_rate,
-                     adapt_l2, seed, flip_loss)
+        self._common(features, text_model, hidden, lr, weight_decay, epochs, batch_size, patience, loss, epsilon,
+                     strength_heads, adapt_l2, seed)
 
     def _network(self, x: np.ndarray | None):
         import torch

@@ -9,7 +9,7 @@ import numpy as np
 from penchant.data.preferences import PreferencePairs
 from penchant.models.preference.base import PreferenceModel
 from penchant.models.preference.features import option_features
-from penchant.models.preference.train import pair_loss, train_pairs
+from penchant.models.preference.train import check_loss, pair_loss, train_pairs
 
 #: the training arguments every neural preference model documents
 TRAINING_ARGS = """
@@ -19,9 +19,11 @@ TRAINING_ARGS = """
         lr, weight_decay: Adam's step size and L2 weight.
         epochs, batch_size, patience: training length, pairs per step, early-stopping patience
             (epochs without a better validation log-loss).
-        smoothing: conservative label smoothing s ∈ [0, 0.5).
-        flip_rate: assumed label flip rate ε ∈ [0, 0.5).
-        flip_loss: ``forward`` (noise-aware likelihood) or ``unbiased`` (robust DPO's correction).
+        loss: ``plain``, ``smooth`` (label smoothing ε), ``robust`` (robust DPO's unbiased
+            correction for a flip rate ε) or ``forward`` (the noise-aware likelihood at flip rate ε).
+        epsilon: ε ∈ [0, 0.5) of the loss.
+        strength_heads: H > 0 weights each training pair by the agreement of an H-head ensemble
+            with its label (0: off).
         adapt_l2: pull of an adapted user's parameters towards the population's.
         seed: initialisation and batch order.
 """
@@ -53,16 +55,19 @@ class NeuralPreference(PreferenceModel):
     and ``_torch_margin(net, users, a, b)``; ``users`` = −1 reads the population row."""
 
     def _common(self, features: str, text_model: str, hidden: int, lr: float, weight_decay: float, epochs: int,
-                batch_size: int, patience: int, smoothing: float, flip_rate: float, adapt_l2: float, seed: int,
-                flip_loss: str = "forward") -> None:
+                batch_size: int, patience: int, loss: str, epsilon: float, strength_heads: int, adapt_l2: float | None,
+                seed: int) -> None:
         self.features, self.text_model, self.hidden = features, text_model, hidden
         self.lr, self.weight_decay, self.epochs, self.batch_size = lr, weight_decay, epochs, batch_size
-        self.patience, self.smoothing, self.flip_rate, self.adapt_l2, self.seed = patience, smoothing, flip_rate, adapt_l2, seed
-        self.flip_loss = flip_loss
-        if lr <= 0 or epochs < 1 or batch_size < 1 or weight_decay < 0 or hidden < 0 or adapt_l2 < 0:
+        self.patience, self.loss, self.epsilon, self.strength_heads = patience, loss, epsilon, strength_heads
+        self.seed = seed
+        if adapt_l2 is not None:  # models that adapt users by gradient
+            self.adapt_l2 = adapt_l2
+        if lr <= 0 or epochs < 1 or batch_size < 1 or weight_decay < 0 or hidden < 0 or (adapt_l2 or 0) < 0:
             raise ValueError("lr, epochs, batch_size must be positive; weight_decay, hidden, adapt_l2 ≥ 0")
-        if not 0 <= smoothing < 0.5 or not 0 <= flip_rate < 0.5:
-            raise ValueError("smoothing and flip_rate must be in [0, 0.5)")
+        if strength_heads < 0 or strength_heads == 1:
+            raise ValueError("strength_heads must be 0 (off) or at least 2")
+        check_loss(loss, epsilon)
 
     def _network(self, x: np.ndarray | None):
         raise NotImplementedError
@@ -76,7 +81,7 @@ class NeuralPreference(PreferenceModel):
 
         return torch.where(users < 0, torch.full_like(users, self.n_users_), users)
 
-    def _fit(self, train: PreferencePairs, valid: PreferencePairs | None) -> None:
+    def _fit(self, train: PreferencePairs, valid: PreferencePairs | None, weight: np.ndarray | None) -> None:
         import torch
 
         torch.manual_seed(self.seed)
@@ -84,9 +89,13 @@ class NeuralPreference(PreferenceModel):
         self.net_ = self._network(x)
         self.history_ = train_pairs(self, self.net_, self._torch_margin, train, valid, lr=self.lr,
                                     weight_decay=self.weight_decay, epochs=self.epochs, batch_size=self.batch_size,
-                                    patience=self.patience, seed=self.seed, smoothing=self.smoothing,
-                                    flip_rate=self.flip_rate, flip_loss=self.flip_loss,
-                                    penalty=getattr(self, "_penalty", None))
+                                    patience=self.patience, seed=self.seed, loss=self.loss, epsilon=self.epsilon,
+                                    weight=weight, penalty=getattr(self, "_penalty", None),
+                                    before_epoch=self._before_epoch(train))
+
+    def _before_epoch(self, train: PreferencePairs):
+        """A hook run before each training epoch (see :func:`train_pairs`); none by default."""
+        return
 
     def _restore(self, state: dict) -> None:
         self.net_.load_state_dict(state)

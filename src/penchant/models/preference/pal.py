@@ -33,11 +33,11 @@ class PluralIdealPoints(NeuralUtility):
 
     def __init__(self, *, prototypes: int = 4, dims: int = 16, features: str = "id", text_model: str = "all-MiniLM-L6-v2",
                  hidden: int = 0, lr: float = 3e-2, weight_decay: float = 1e-5, epochs: int = 100, batch_size: int = 256,
-                 patience: int = 5, smoothing: float = 0.0, flip_rate: float = 0.0, flip_loss: str = "forward", adapt_l2: float = 0.1,
+                 patience: int = 5, loss: str = "plain", epsilon: float = 0.0, strength_heads: int = 0, adapt_l2: float = 0.1,
                  seed: int = 0) -> None:
         self.prototypes, self.dims = prototypes, dims
-        self._common(features, text_model, hidden, lr, weight_decay, epochs, batch_size, patience, smoothing, flip_rate,
-                     adapt_l2, seed, flip_loss)
+        self._common(features, text_model, hidden, lr, weight_decay, epochs, batch_size, patience, loss, epsilon,
+                     strength_heads, adapt_l2, seed)
 
     def _network(self, x: np.ndarray | None):
         import torch

@@ -1,21 +1,21 @@
-"""Gradient training shared by the neural preference models, with the noise-robust losses.
+"""Gradient training shared by the neural preference models, and the noise-robust losses.
 
-The loss of a pair with margin m = log-odds that the labelled winner wins:
+The loss of a pair whose margin (log-odds that the labelled winner wins) is m, with ℓ(m) =
+−log σ(m) and ε = ``epsilon``:
 
-* plain: ℓ(m) = −log σ(m);
-* label smoothing (``smoothing`` = s, conservative): (1 − s) ℓ(m) + s ℓ(−m);
-* flip-rate correction for labels flipped with probability ε (``flip_rate``), two ways
-  (``flip_loss``):
-  ``unbiased`` (robust DPO, Chowdhury et al. 2024): ((1 − ε) ℓ(m) − ε ℓ(−m)) / (1 − 2ε), whose
-  expectation under the noise is the clean loss; it is unbounded below (a pair's loss falls
-  without limit as its margin grows), so a flexible model can drive memorised pairs to ever larger
-  margins;
-  ``forward`` (the noise-aware likelihood, Patrini et al. 2017): −log((1 − ε) σ(m) + ε σ(−m)),
-  the likelihood of the observed label under the flip model: bounded, and minimised at the clean
-  log-odds;
-* per-pair weights (e.g. ensemble preference strength) multiply either.
+* ``plain``: ℓ(m);
+* ``smooth`` (conservative label smoothing, ε the smoothing weight): (1 − ε) ℓ(m) + ε ℓ(−m);
+* ``robust`` (the unbiased flip-rate correction of robust DPO, Chowdhury et al. 2024, for labels
+  flipped with probability ε): ((1 − ε) ℓ(m) − ε ℓ(−m)) / (1 − 2ε), whose expectation under the
+  noise is the clean loss. It is unbounded below (a pair's loss falls without limit as its margin
+  grows), so a flexible model can drive memorised pairs to ever larger margins;
+* ``forward`` (the noise-aware likelihood, Patrini et al. 2017): −log((1 − ε) σ(m) + ε σ(−m)), the
+  likelihood of the observed label under the flip model: bounded, and minimised at the clean
+  log-odds.
 
-Mini-batches of pairs (seeded order), Adam, and early stopping on the validation log-loss.
+Per-pair weights (the ensemble preference strength of :mod:`.strength`) multiply any of them.
+Training: mini-batches of pairs (seeded order), Adam, early stopping on the validation log-loss
+(the noise-aware one for ``robust`` and ``forward``, since validation labels carry the same noise).
 """
 
 from __future__ import annotations
@@ -27,37 +27,64 @@ import numpy as np
 from penchant.data.preferences import PreferencePairs
 from penchant.models.training import EarlyStopping, seed_torch
 
-FLIP_LOSSES = ("forward", "unbiased")
+LOSSES = ("plain", "smooth", "robust", "forward")
 
 
-def pair_loss(margin, *, smoothing: float = 0.0, flip_rate: float = 0.0, flip_loss: str = "forward", weight=None):
-    """Mean robust pairwise loss of torch margins (n,)."""
+def check_loss(loss: str, epsilon: float) -> None:
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {loss!r}")
+    if not 0 <= epsilon < 0.5:
+        raise ValueError(f"epsilon must be in [0, 0.5), not {epsilon}")
+
+
+def pair_loss(margin, *, loss: str = "plain", epsilon: float = 0.0, weight=None):
+    """Mean robust pairwise loss of torch margins (n,), weighted by ``weight`` (n,) if given."""
     import math
 
     import torch
     import torch.nn.functional as F
 
-    if not 0 <= smoothing < 0.5 or not 0 <= flip_rate < 0.5:
-        raise ValueError("smoothing and flip_rate must be in [0, 0.5)")
-    if flip_loss not in FLIP_LOSSES:
-        raise ValueError(f"flip_loss must be one of {', '.join(FLIP_LOSSES)}")
+    check_loss(loss, epsilon)
     forward, backward = F.softplus(-margin), F.softplus(margin)
-    loss = (1 - smoothing) * forward + smoothing * backward
-    if flip_rate and flip_loss == "unbiased":
-        loss = ((1 - flip_rate) * loss - flip_rate * ((1 - smoothing) * backward + smoothing * forward)) / (1 - 2 * flip_rate)
-    elif flip_rate:
-        loss = -torch.logaddexp(math.log(1 - flip_rate) - forward, math.log(flip_rate) - backward)
-    return (loss * weight).sum() / weight.sum() if weight is not None else loss.mean()
+    if loss == "plain" or not epsilon:
+        value = forward
+    elif loss == "smooth":
+        value = (1 - epsilon) * forward + epsilon * backward
+    elif loss == "robust":
+        value = ((1 - epsilon) * forward - epsilon * backward) / (1 - 2 * epsilon)
+    else:
+        value = -torch.logaddexp(math.log(1 - epsilon) - forward, math.log(epsilon) - backward)
+    return (value * weight).sum() / weight.sum() if weight is not None else value.mean()
+
+
+def pair_loss_np(margin: np.ndarray, loss: str = "plain", epsilon: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """The same losses in numpy for float64 margins (n,): (loss per pair, its derivative in m)."""
+    check_loss(loss, epsilon)
+    forward, backward = np.logaddexp(0.0, -margin), np.logaddexp(0.0, margin)
+    s_neg = 0.5 * (1.0 - np.tanh(margin / 2.0))  # σ(−m), overflow-free
+    s_pos = 1.0 - s_neg
+    if loss == "plain" or not epsilon:
+        return forward, -s_neg
+    if loss == "smooth":
+        return (1 - epsilon) * forward + epsilon * backward, -(1 - epsilon) * s_neg + epsilon * s_pos
+    if loss == "robust":
+        return (((1 - epsilon) * forward - epsilon * backward) / (1 - 2 * epsilon),
+                (-(1 - epsilon) * s_neg - epsilon * s_pos) / (1 - 2 * epsilon))
+    q = (1 - epsilon) * s_pos + epsilon * s_neg
+    return -np.log(q), -(1 - 2 * epsilon) * s_pos * s_neg / q
 
 
 def train_pairs(model, net, margin: Callable, train: PreferencePairs, valid: PreferencePairs | None, *,
                 lr: float, weight_decay: float, epochs: int, batch_size: int, patience: int, seed: int,
-                smoothing: float = 0.0, flip_rate: float = 0.0, flip_loss: str = "forward",
-                weight: np.ndarray | None = None, penalty: Callable | None = None) -> list[float]:
+                loss: str = "plain", epsilon: float = 0.0, weight: np.ndarray | None = None,
+                penalty: Callable | None = None, before_epoch: Callable | None = None) -> list[float]:
     """Train ``net`` so that ``margin(net, users, a, b)`` (torch (n,)) fits the pairs; returns the
-    validation log-loss after each epoch (empty without ``valid``). ``penalty(net, users, a, b)``, if
-    given, is added to each batch's loss (e.g. L2 on the rows the batch touched). The best validated
-    weights are restored (``model._restore``)."""
+    validation log-loss after each epoch (empty without ``valid``).
+
+    ``penalty(net, users, a, b)``, if given, is added to each batch's loss (e.g. L2 on the rows the
+    batch touched, or a KL term). ``before_epoch(rng)``, if given, runs before each epoch and may
+    return the indices of the training pairs to fit in it (None: all). The best validated weights
+    are restored (``model._restore``)."""
     import torch
 
     seed_torch(seed)
@@ -66,25 +93,27 @@ def train_pairs(model, net, margin: Callable, train: PreferencePairs, valid: Pre
     stopper = EarlyStopping(patience)
     u, w, l = (torch.from_numpy(x.astype(np.int64)) for x in (train.user, train.winner, train.loser))
     wt = None if weight is None else torch.as_tensor(weight, dtype=torch.float32)
+    noise_aware = {"loss": "forward", "epsilon": epsilon} if loss in ("robust", "forward") else {}
     history: list[float] = []
     for epoch in range(1, epochs + 1):
         net.train()
-        order = torch.from_numpy(rng.permutation(len(train)))
-        for s in range(0, len(train), batch_size):
+        chosen = before_epoch(rng) if before_epoch is not None else None
+        order = rng.permutation(len(train)) if chosen is None else rng.permutation(chosen)
+        order = torch.from_numpy(order)
+        for s in range(0, len(order), batch_size):
             sel = order[s:s + batch_size]
-            loss = pair_loss(margin(net, u[sel], w[sel], l[sel]), smoothing=smoothing, flip_rate=flip_rate,
-                             flip_loss=flip_loss, weight=None if wt is None else wt[sel])
+            value = pair_loss(margin(net, u[sel], w[sel], l[sel]), loss=loss, epsilon=epsilon,
+                              weight=None if wt is None else wt[sel])
             if penalty is not None:
-                loss = loss + penalty(net, u[sel], w[sel], l[sel])
+                value = value + penalty(net, u[sel], w[sel], l[sel])
             opt.zero_grad()
-            loss.backward()
+            value.backward()
             opt.step()
         if valid is not None and len(valid):
             net.eval()
             with torch.no_grad():
                 m = margin(net, *(torch.from_numpy(x.astype(np.int64)) for x in (valid.user, valid.winner, valid.loser)))
-                # validation labels carry the same noise: judge by the noise-aware likelihood
-                value = float(pair_loss(m, flip_rate=flip_rate, flip_loss="forward"))
+                value = float(pair_loss(m, **noise_aware))
             history.append(value)
             if stopper.update(epoch, -value, net.state_dict):
                 break

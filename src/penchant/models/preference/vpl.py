@@ -1,0 +1,200 @@
+"""Variational preference learning (VPL, Poddar et al., "Personalizing Reinforcement Learning from
+Human Feedback with Variational Preference Learning", 2024).
+
+A user is known by some of their comparisons, the *context* C_u. An encoder reads each context
+pair (winner w, loser l) as h = φ([c(w), c(l)]) and pools the pairs by their mean; two linear heads
+give the posterior q(z | C_u) = N(μ, diag σ²) of a latent z ∈ R^L. The reward conditioned on z is
+
+    r(x | z) = θ(x) + z · q(x),    P(a ≻ b | C_u) = σ(r(a | z) − r(b | z)),
+
+with θ, q (and the context encoding c) over option ids or frozen text embeddings. Training
+maximises, per target pair of user u with z ~ q(z | C_u) drawn by reparameterisation,
+
+    log σ(r(w | z) − r(l | z)) − β · KL(q(z | C_u) ‖ N(0, I)),
+
+where each epoch draws a fresh context of up to ``context`` of the user's pairs (at most half of
+them) and fits the user's *other* pairs, so the latent must carry what the context says about the
+targets. At prediction z = μ of the user's training pairs (the whole set; mean pooling takes any
+count); a user with none (and the population, user −1) has the prior mean z = 0. A new user is
+fitted by :meth:`adapt` with no gradient step: their few comparisons are the context.
+
+The check that the latent is used: :meth:`shuffled` swaps latents between users, which must cost
+accuracy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from penchant.data.preferences import PreferencePairs
+from penchant.models.preference.base import register_preference
+from penchant.models.preference.neural import TRAINING_ARGS, NeuralUtility, option_net
+
+
+@register_preference
+class VariationalPreference(NeuralUtility):
+    """A reward conditioned on a latent inferred from the user's own comparisons.
+
+    Args:
+        latent: L, size of z.
+        dims: width of the context encoder.
+        context: most context pairs per user and epoch in training.
+        beta: weight of the KL term.
+    """
+    __doc__ = __doc__.rstrip() + TRAINING_ARGS.replace("        adapt_l2: pull of an adapted user's parameters towards the population's.\n", "")
+
+    name = "vpl"
+
+    def __init__(self, *, latent: int = 8, dims: int = 32, context: int = 16, beta: float = 1e-2, features: str = "id",
+                 text_model: str = "all-MiniLM-L6-v2", hidden: int = 0, lr: float = 1e-2, weight_decay: float = 1e-5,
+                 epochs: int = 100, batch_size: int = 256, patience: int = 5, loss: str = "plain", epsilon: float = 0.0,
+                 strength_heads: int = 0, seed: int = 0) -> None:
+        if latent < 1 or dims < 1 or context < 1 or beta < 0:
+            raise ValueError("latent, dims and context must be positive and beta ≥ 0")
+        self.latent, self.dims, self.context, self.beta = latent, dims, context, beta
+        self._common(features, text_model, hidden, lr, weight_decay, epochs, batch_size, patience, loss, epsilon,
+                     strength_heads, None, seed)
+
+    def _network(self, x: np.ndarray | None):
+        import torch
+
+        net = torch.nn.Module()
+        net.options = option_net(self.n_options_, x, 1 + self.latent, self.hidden)
+        net.context = option_net(self.n_options_, x, self.dims, self.hidden, std=0.5)
+        net.pair = torch.nn.Sequential(torch.nn.Linear(2 * self.dims, self.dims), torch.nn.GELU())
+        net.mu = torch.nn.Linear(self.dims, self.latent)
+        net.logvar = torch.nn.Linear(self.dims, self.latent)
+        net.register_buffer("latent", torch.zeros(self.n_users_ + 1, self.latent))
+        return net
+
+    # --- the encoder ---------------------------------------------------------------------------
+
+    def _posterior(self, net, winner, loser, owner, n_rows: int):
+        """(μ, log σ², count) per row from context pairs (winner, loser) owned by rows ``owner``;
+        torch (n_rows, L), (n_rows, L), (n_rows,). Rows without pairs get the prior (0, 0)."""
+        import torch
+
+        h = net.pair(torch.cat([net.context(winner), net.context(loser)], 1))
+        total = torch.zeros(n_rows, self.dims).index_add_(0, owner, h)
+        count = torch.zeros(n_rows).index_add_(0, owner, torch.ones(len(owner)))
+        pooled = total / count.clamp(min=1)[:, None]
+        has = (count > 0)[:, None]
+        return (torch.where(has, net.mu(pooled), torch.zeros(())), torch.where(has, net.logvar(pooled), torch.zeros(())),
+                count)
+
+    def _latents_from(self, net, pairs_user, pairs_winner, pairs_loser):
+        """μ per user row (n_users + 1, L) from the given pairs (user −1 pairs are ignored)."""
+        keep = pairs_user >= 0
+        mu, _, _ = self._posterior(net, pairs_winner[keep], pairs_loser[keep], pairs_user[keep], self.n_users_ + 1)
+        return mu
+
+    # --- training ------------------------------------------------------------------------------
+
+    def _fit(self, train: PreferencePairs, valid: PreferencePairs | None, weight: np.ndarray | None) -> None:
+        import torch
+
+        self._pairs = tuple(torch.from_numpy(v.astype(np.int64)) for v in (train.user, train.winner, train.loser))
+        super()._fit(train, valid, weight)
+        with torch.no_grad():  # the best epoch's weights are back: latents from all training pairs
+            self.net_.latent.copy_(self._latents_from(self.net_, *self._pairs))
+        self._stale = False
+        for scratch in ("_pairs", "_ctx", "_kl"):
+            self.__dict__.pop(scratch, None)
+
+    def _before_epoch(self, train: PreferencePairs):
+        """Each epoch: per user a fresh random context of min(context, n_u // 2) of their pairs;
+        the epoch fits the remaining pairs. Returns the hook for :func:`train_pairs`."""
+        import torch
+
+        user = train.user
+        n_rows = self.n_users_ + 1
+
+        def hook(rng: np.random.Generator) -> np.ndarray:
+            rows = np.where(user < 0, self.n_users_, user)
+            order = np.lexsort((rng.random(len(user)), rows))
+            sorted_rows = rows[order]
+            rank = np.arange(len(order)) - np.searchsorted(sorted_rows, sorted_rows)
+            size = np.minimum(self.context, np.bincount(rows, minlength=n_rows) // 2)
+            size[self.n_users_] = 0  # the population has no context
+            in_ctx = rank < size[sorted_rows]
+            table = np.full((n_rows, self.context), -1, dtype=np.int64)
+            table[sorted_rows[in_ctx], rank[in_ctx]] = order[in_ctx]
+            self._ctx = torch.from_numpy(table)
+            self._stale = True
+            return np.sort(order[~in_ctx])
+
+        return hook
+
+    def _sampled_latent(self, net, rows):
+        """z ~ q(z | context) for each row of the batch, and the batch's mean KL to the prior."""
+        import torch
+
+        idx = self._ctx[rows]  # (B, C)
+        mask = idx >= 0
+        owner = torch.arange(len(rows))[:, None].expand_as(idx)[mask]
+        pick = idx[mask]
+        _, winner, loser = self._pairs
+        mu, logvar, _ = self._posterior(net, winner[pick], loser[pick], owner, len(rows))
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean()
+        return z, kl
+
+    def _torch_margin(self, net, users, a, b, users_table=None):
+        rows = self._rows(users)
+        if net.training:
+            z, self._kl = self._sampled_latent(net, rows)
+        else:
+            if getattr(self, "_stale", False):  # validation during training: latents of the current weights
+                import torch
+
+                with torch.no_grad():
+                    net.latent.copy_(self._latents_from(net, *self._pairs))
+                self._stale = False
+            z = (net.latent if users_table is None else users_table)[rows]
+        oa, ob = net.options(a), net.options(b)
+        return oa[:, 0] - ob[:, 0] + (z * (oa[:, 1:] - ob[:, 1:])).sum(1)
+
+    def _penalty(self, net, users, a, b):
+        return self.beta * self._kl if net.training else 0.0
+
+    def _utility(self, net, users, options, users_table=None):
+        z = (net.latent if users_table is None else users_table)[self._rows(users)]
+        o = net.options(options)
+        return o[:, 0] + (z * o[:, 1:]).sum(1)
+
+    # --- users ---------------------------------------------------------------------------------
+
+    def latents(self, users: np.ndarray) -> np.ndarray:
+        """Each user's latent mean z, float32 (n, L); zeros for users without comparisons."""
+        import torch
+
+        return self.net_.latent[self._rows(torch.from_numpy(np.asarray(users, np.int64)))].numpy().copy()
+
+    def adapt(self, pairs: PreferencePairs, **_: object) -> VariationalPreference:
+        """Set the latent of each user in ``pairs`` from those pairs alone (amortised inference: the
+        encoder reads them as the user's context; no weight changes)."""
+        import torch
+
+        users = np.unique(pairs.user[pairs.user >= 0])
+        if not len(users):
+            return self
+        t = [torch.from_numpy(v.astype(np.int64)) for v in (pairs.user, pairs.winner, pairs.loser)]
+        with torch.no_grad():
+            mu = self._latents_from(self.net_, *t)
+            self.net_.latent[torch.from_numpy(users)] = mu[torch.from_numpy(users)]
+        return self
+
+    def shuffled(self, seed: int = 0) -> VariationalPreference:
+        """A copy whose users' latents are permuted among the users that have one (the check that
+        predictions depend on the latent: accuracy must drop)."""
+        import copy
+
+        import torch
+
+        out = copy.deepcopy(self)
+        table = out.net_.latent
+        has = torch.from_numpy(np.flatnonzero(table[:-1].abs().sum(1).numpy() > 0))
+        perm = has[torch.from_numpy(np.random.default_rng(seed).permutation(len(has)))]
+        with torch.no_grad():
+            table[has] = table[perm].clone()
+        return out
