@@ -12,9 +12,12 @@ label noise, few-shot users, and speed.
   from 2, 5, 10, 20, 50 of their comparisons (``adapt``); accuracy on the same remaining pairs.
   Writes ``docs/prefs_fewshot.png``.
 * worlds: the cyclic world (GPM vs BT, as a fraction of Bayes-optimal accuracy, and on cycle edges
-  against the 2/3 scalar ceiling) and the plural world (PAL fitted to unseen users from 10 pairs).
+  against the 2/3 scalar ceiling), the plural world (PAL and VPL fitted to unseen users from 10
+  pairs; VPL with latents swapped between users) and the directional world (DPA recovering planted
+  directions).
 * noise: the plural world with ε of the training (and validation) labels flipped, test labels clean:
-  plain, label-smoothed, forward-corrected and unbiased-corrected training.
+  plain, label-smoothed, robust (unbiased) and forward-corrected training, and ensemble
+  preference-strength weighting (with how well it flags the flipped pairs).
 * speed: comparisons learned per second by BT (L-BFGS) and GPM (one epoch of Adam) at 1M pairs.
 * text: HH-RLHF harmless-base split by prompt: linear reward models over the reply's length, its
   TF-IDF bag of words, and frozen MiniLM embeddings.
@@ -30,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from penchant.data.preference_worlds import cyclic_world, flip_labels, plural_world
+from penchant.data.preference_worlds import cyclic_world, directional_world, flip_labels, plural_world
 from penchant.data.preferences import split_pairs
 from penchant.eval.prefs import evaluate_pairs, few_shot_curve, pair_accuracy, paired_difference
 from penchant.models.preference import create_preference
@@ -38,16 +41,18 @@ from penchant.models.preference import create_preference
 GRIDS = {
     "winrate": [{}],
     "bt": [{"alpha": a} for a in (0.3, 1.0, 3.0)],
-    "personal-bt": [{"weight_decay": 1e-5, "reg": r, "factors": f} for r, f in itertools.product((0.01, 0.03, 0.05),
-                                                                                                (16, 32, 64))],
+    "pbt": [{"weight_decay": 1e-5, "reg": r, "factors": f} for r, f in itertools.product((0.01, 0.03, 0.05), (16, 32, 64))],
     "pal": [{"weight_decay": wd, "prototypes": k, "lr": 1e-2, "batch_size": 1024}
             for wd, k in itertools.product((3e-5, 1e-4, 3e-4), (2, 4, 8))],
     "gpm": [{"weight_decay": wd, "blocks": b} for wd, b in itertools.product((3e-5, 1e-4, 3e-4), (4, 8))],
+    "vpl": [{"weight_decay": wd, "batch_size": 1024} for wd in (1e-5, 1e-4)],
+    "dpa": [{"attributes": a, "given": True, "batch_size": 1024} for a in (4, 16)],
 }
-TEXT = {"personal-bt": {"features": "text"}, "pal": {"features": "text"}}
+TEXT = {"pbt": {"features": "text"}, "pal": {"features": "text"}}
 #: what the movielens section selected on valid (seed 0), used by ``--sections fewshot`` alone
-SELECTED = {"personal-bt": {"weight_decay": 1e-5, "reg": 0.03, "factors": 16},
-            "pal": {"weight_decay": 3e-5, "prototypes": 2, "lr": 1e-2, "batch_size": 1024}}
+SELECTED = {"pbt": {"weight_decay": 1e-5, "reg": 0.03, "factors": 16},
+            "pal": {"weight_decay": 3e-5, "prototypes": 2, "lr": 1e-2, "batch_size": 1024},
+            "vpl": {"weight_decay": 1e-5, "batch_size": 1024}}
 
 
 def _accuracy(model, pairs) -> float:
@@ -67,11 +72,12 @@ def select(name: str, grid: list[dict], train, valid, extra: dict | None = None)
 
 def movielens() -> dict:
     from penchant.data import load_movielens
-    from penchant.data.preferences import rating_pair_split
+    from penchant.data.preferences import PairSplit, rating_pair_split, with_item_attributes
     from penchant.embed import item_descriptions
 
     ds = load_movielens("ml-100k")
     sp = rating_pair_split(ds, seed=0, option_text=item_descriptions(ds))
+    sp = PairSplit(*(with_item_attributes(p, ds, "class") for p in (sp.train, sp.valid, sp.test)), protocol=sp.protocol)
     print(f"ML-100K rating pairs: train {len(sp.train):,}, valid {len(sp.valid):,}, test {len(sp.test):,} "
           f"({sp.protocol})", flush=True)
     reports, chosen = {}, {}
@@ -106,7 +112,7 @@ def fewshot(chosen: dict | None) -> None:
     inner = split_pairs(sp.train, (0.9, 0.1, 0.0), seed=1)
     bt = create_preference("bt", alpha=1.0).fit(inner.train)
     curves = {}
-    for name in ("personal-bt", "pal"):
+    for name in ("pbt", "pal", "vpl"):
         params = (chosen or SELECTED)[name]
         model = create_preference(name, **params).fit(inner.train, inner.valid)
         curves[name] = few_shot_curve(model, sp.test)
@@ -185,36 +191,63 @@ def worlds() -> None:
           f"{world.pairs.n_options} items; Bayes-optimal accuracy on the unseen users' pairs {bayes:.4f}")
     print("| model | before adapting | after 10 comparisons per unseen user | fraction of Bayes |")
     print("|---|---|---|---|")
-    for name, params in (("bt", {}), ("personal-bt", {}), ("pal", {"prototypes": 3})):
+    for name, params in (("bt", {}), ("pbt", {}), ("pal", {"prototypes": 3}), ("vpl", {})):
         m = create_preference(name, **params).fit(inner.train, inner.valid)
         before = _accuracy(m, held)
         after = _accuracy(m.adapt(test.subset(ctx)), held) if name != "bt" else before
         print(f"| {name} | {before:.4f} | {after:.4f} | {after / bayes:.3f} |")
+    m = create_preference("vpl").fit(inner.train, inner.valid)
+    print(f"VPL with latents swapped between the training users: valid accuracy {_accuracy(m, inner.valid):.4f} → "
+          f"{_accuracy(m.shuffled(0), inner.valid):.4f}")
+    world = directional_world(seed=0)
+    sp = split_pairs(world.pairs, (0.8, 0.1, 0.1), seed=0)
+    bayes = world.bayes_accuracy(sp.indices("test"))
+    print(f"\nDirectional world: {world.pairs.n_users} users, each a planted unit direction over 2 known attribute "
+          f"scores of {world.pairs.n_options} items; Bayes-optimal test accuracy {bayes:.4f}")
+    print("| model | test accuracy | fraction of Bayes | cosine to the planted directions (median, 5th percentile) |")
+    print("|---|---|---|---|")
+    for name, params in (("bt", {}), ("pbt", {}), ("dpa", {"attributes": 0, "given": True}), ("dpa", {"attributes": 2})):
+        m = create_preference(name, **params).fit(sp.train, sp.valid)
+        acc = _accuracy(m, sp.test)
+        cos = "—"
+        if params.get("given"):
+            c = (m.direction(np.arange(world.pairs.n_users)) * world.direction).sum(1)
+            cos = f"{np.median(c):.3f}, {np.percentile(c, 5):.3f}"
+        label = name + (" (given attributes)" if params.get("given") else " (2 learned attributes)" if name == "dpa" else "")
+        print(f"| {label} | {acc:.4f} | {acc / bayes:.3f} | {cos} |")
 
 
 def noise() -> None:
     world = plural_world(seed=0)
     sp = split_pairs(world.pairs, (0.8, 0.1, 0.1), seed=0)
-    print(f"\nLabel noise, plural world (pairs split at random; test labels clean; Bayes "
-          f"{world.bayes_accuracy(sp.indices('test')):.4f})")
-    print("| model | training | clean | ε=0.1 | ε=0.2 | ε=0.3 | loss at ε=0.2 as a share of plain's |")
-    print("|---|---|---|---|---|---|---|")
-    for name in ("personal-bt", "pal"):
+    print(f"\nLabel noise, plural world (pairs split at random; ε of training and validation labels flipped; test "
+          f"labels clean; Bayes {world.bayes_accuracy(sp.indices('test')):.4f})")
+    print("| model | training | clean | ε=0.1 | ε=0.2 | ε=0.3 | loss at ε=0.2 as a share of plain's | "
+          "flipped pairs flagged (AUC of low strength, ε=0.2) |")
+    print("|---|---|---|---|---|---|---|---|")
+    variants = (("plain", {}), ("smooth (ε)", {"loss": "smooth"}), ("robust (unbiased, ε)", {"loss": "robust"}),
+                ("forward (ε)", {"loss": "forward"}), ("ensemble strength, 4 heads", {"strength_heads": 4}),
+                ("strength + forward", {"strength_heads": 4, "loss": "forward"}))
+    for name in ("pbt", "pal"):
         clean = _accuracy(create_preference(name).fit(sp.train, sp.valid), sp.test)
-        rows = {}
-        for label, extra in (("plain", {}), ("smoothing 0.1", {"smoothing": 0.1}), ("forward", {"flip_loss": "forward"}),
-                             ("unbiased", {"flip_loss": "unbiased"})):
+        rows, aucs = {}, {}
+        for label, extra in variants:
             accs = []
             for eps in (0.1, 0.2, 0.3):
-                params = dict(extra)
-                if "flip_loss" in params:
-                    params["flip_rate"] = eps
-                m = create_preference(name, **params).fit(flip_labels(sp.train, eps, 1), flip_labels(sp.valid, eps, 2))
+                params = dict(extra) | ({"epsilon": eps} if "loss" in extra else {})
+                train = flip_labels(sp.train, eps, 1)
+                m = create_preference(name, **params).fit(train, flip_labels(sp.valid, eps, 2))
                 accs.append(_accuracy(m, sp.test))
+                if eps == 0.2 and "strength_heads" in extra:
+                    flipped = train.winner != sp.train.winner
+                    ranks = np.argsort(np.argsort(-m.strength_.mean))
+                    aucs[label] = (((ranks[flipped] + 1).sum() - flipped.sum() * (flipped.sum() + 1) / 2)
+                                   / (flipped.sum() * (~flipped).sum()))
             rows[label] = accs
         for label, accs in rows.items():
             share = (clean - accs[1]) / (clean - rows["plain"][1])
-            print(f"| {name} | {label} | {clean:.4f} | " + " | ".join(f"{a:.4f}" for a in accs) + f" | {share:.2f} |",
+            auc = f"{aucs[label]:.3f}" if label in aucs else "—"
+            print(f"| {name} | {label} | {clean:.4f} | " + " | ".join(f"{a:.4f}" for a in accs) + f" | {share:.2f} | {auc} |",
                   flush=True)
 
 
@@ -283,10 +316,14 @@ def two_users() -> None:
           f"split by prompt 70/15/15; MiniLM features; settings chosen on valid")
     neural = {"lr": 3e-3, "batch_size": 128}
     runs = {"single reward (BT)": ("bt", [{"features": "text", "alpha": a} for a in (0.1, 1.0, 10.0, 100.0)]),
-            "personal-bt": ("personal-bt", [{"features": "text", "factors": f, "weight_decay": wd, **neural}
-                                            for f, wd in itertools.product((4, 8, 16), (1e-5, 1e-4, 1e-3))]),
+            "pbt": ("pbt", [{"features": "text", "factors": f, "weight_decay": wd, **neural}
+                            for f, wd in itertools.product((4, 8, 16), (1e-5, 1e-4, 1e-3))]),
             "pal": ("pal", [{"features": "text", "prototypes": 2, "dims": d, "weight_decay": wd, **neural}
-                            for d, wd in itertools.product((8, 16, 32), (1e-5, 1e-4, 1e-3))])}
+                            for d, wd in itertools.product((8, 16, 32), (1e-5, 1e-4, 1e-3))]),
+            "vpl": ("vpl", [{"features": "text", "latent": d, "weight_decay": wd, "context": 32, **neural}
+                            for d, wd in itertools.product((4, 8), (1e-5, 1e-4, 1e-3))]),
+            "dpa": ("dpa", [{"features": "text", "attributes": a, "weight_decay": wd, **neural}
+                            for a, wd in itertools.product((2, 4), (1e-5, 1e-4, 1e-3))])}
     reports, models = {}, {}
     for label, (name, grid) in runs.items():
         _, params, model = select(name, grid, sp.train, sp.valid)
@@ -303,7 +340,10 @@ def two_users() -> None:
         if label != "single reward (BT)":
             model = copy.deepcopy(models[label])
             with torch.no_grad():  # forget both users, then fit each from 10 of their training comparisons
-                model.net_.users[:2] = model.net_.users[2]
+                if hasattr(model.net_, "users"):
+                    model.net_.users[:2] = model.net_.users[2]
+                else:  # VPL: the 10 comparisons become each user's whole context
+                    model.net_.latent[:2] = 0
             ten = np.concatenate([rng.choice(np.flatnonzero(sp.train.user == u), 10, replace=False) for u in range(2)])
             model.adapt(sp.train.subset(ten))
             adapted = f"{np.mean(pair_accuracy(model.prob(sp.test.user, sp.test.winner, sp.test.loser))):.4f}"

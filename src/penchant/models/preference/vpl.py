@@ -12,9 +12,8 @@ maximises, per target pair of user u with z ~ q(z | C_u) drawn by reparameterisa
 
     log σ(r(w | z) − r(l | z)) − β · KL(q(z | C_u) ‖ N(0, I)),
 
-where each epoch draws a fresh context of up to ``context`` of the user's pairs (at most half of
-them) and fits the user's *other* pairs, so the latent must carry what the context says about the
-targets. At prediction z = μ of the user's training pairs (the whole set; mean pooling takes any
+where each target pair gets a fresh context of 1 to ``context`` of the user's other pairs, so the
+latent must carry what the context says about the target. At prediction z = μ of the user's training pairs (the whole set; mean pooling takes any
 count); a user with none (and the population, user −1) has the prior mean z = 0. A new user is
 fitted by :meth:`adapt` with no gradient step: their few comparisons are the context.
 
@@ -38,7 +37,7 @@ class VariationalPreference(NeuralUtility):
     Args:
         latent: L, size of z.
         dims: width of the context encoder.
-        context: most context pairs per user and epoch in training.
+        context: most context pairs drawn per target pair in training.
         beta: weight of the KL term.
     """
     __doc__ = __doc__.rstrip() + TRAINING_ARGS.replace("        adapt_l2: pull of an adapted user's parameters towards the population's.\n", "")
@@ -98,43 +97,46 @@ class VariationalPreference(NeuralUtility):
         with torch.no_grad():  # the best epoch's weights are back: latents from all training pairs
             self.net_.latent.copy_(self._latents_from(self.net_, *self._pairs))
         self._stale = False
-        for scratch in ("_pairs", "_ctx", "_kl"):
+        for scratch in ("_pairs", "_by_user", "_start", "_count", "_kl"):
             self.__dict__.pop(scratch, None)
 
     def _before_epoch(self, train: PreferencePairs):
-        """Each epoch: per user a fresh random context of min(context, n_u // 2) of their pairs;
-        the epoch fits the remaining pairs. Returns the hook for :func:`train_pairs`."""
+        """Index each user's training pairs (for drawing contexts); every epoch fits all pairs and
+        marks the latents of the validation margins stale."""
         import torch
 
-        user = train.user
-        n_rows = self.n_users_ + 1
+        rows = np.where(train.user < 0, self.n_users_, train.user)
+        order = np.argsort(rows, kind="stable")
+        count = np.bincount(rows, minlength=self.n_users_ + 1)
+        count[self.n_users_] = 0  # the population has no context
+        self._by_user = torch.from_numpy(order)
+        self._start = torch.from_numpy(np.concatenate(([0], np.cumsum(count)[:-1])))
+        self._count = torch.from_numpy(count)
 
-        def hook(rng: np.random.Generator) -> np.ndarray:
-            rows = np.where(user < 0, self.n_users_, user)
-            order = np.lexsort((rng.random(len(user)), rows))
-            sorted_rows = rows[order]
-            rank = np.arange(len(order)) - np.searchsorted(sorted_rows, sorted_rows)
-            size = np.minimum(self.context, np.bincount(rows, minlength=n_rows) // 2)
-            size[self.n_users_] = 0  # the population has no context
-            in_ctx = rank < size[sorted_rows]
-            table = np.full((n_rows, self.context), -1, dtype=np.int64)
-            table[sorted_rows[in_ctx], rank[in_ctx]] = order[in_ctx]
-            self._ctx = torch.from_numpy(table)
+        def hook(rng: np.random.Generator) -> None:
             self._stale = True
-            return np.sort(order[~in_ctx])
 
         return hook
 
-    def _sampled_latent(self, net, rows):
-        """z ~ q(z | context) for each row of the batch, and the batch's mean KL to the prior."""
+    def _sampled_latent(self, net, rows, a, b):
+        """z ~ q(z | context) per target pair of the batch, and the batch's mean KL to the prior.
+
+        Each target gets its own context: k ~ U{1..context} pairs drawn (with replacement) from its
+        user's training pairs, the target itself left out, so the latent must say what the *other*
+        comparisons reveal; a user with no other pair gets the prior."""
         import torch
 
-        idx = self._ctx[rows]  # (B, C)
-        mask = idx >= 0
-        owner = torch.arange(len(rows))[:, None].expand_as(idx)[mask]
-        pick = idx[mask]
+        n, c = len(rows), self.context
+        count = self._count[rows]
+        draw = (torch.rand(n, c) * count[:, None]).long()
+        idx = self._by_user[(self._start[rows][:, None] + draw).clamp(max=len(self._by_user) - 1)]
         _, winner, loser = self._pairs
-        mu, logvar, _ = self._posterior(net, winner[pick], loser[pick], owner, len(rows))
+        size = torch.randint(1, c + 1, (n, 1))
+        mask = ((torch.arange(c)[None, :] < size) & (count[:, None] > 0)
+                & ~((winner[idx] == a[:, None]) & (loser[idx] == b[:, None])))
+        owner = torch.arange(n)[:, None].expand_as(idx)[mask]
+        pick = idx[mask]
+        mu, logvar, _ = self._posterior(net, winner[pick], loser[pick], owner, n)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean()
         return z, kl
@@ -142,7 +144,7 @@ class VariationalPreference(NeuralUtility):
     def _torch_margin(self, net, users, a, b, users_table=None):
         rows = self._rows(users)
         if net.training:
-            z, self._kl = self._sampled_latent(net, rows)
+            z, self._kl = self._sampled_latent(net, rows, a, b)
         else:
             if getattr(self, "_stale", False):  # validation during training: latents of the current weights
                 import torch
