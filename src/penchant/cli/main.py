@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from penchant.cli import data_cmds, eval_cmds, prefs_cmds
+from penchant.cli import converse_cmds, data_cmds, eval_cmds, prefs_cmds
 from penchant.cli.render import err, out, write_json
 from penchant.errors import PenchantError
 
@@ -27,6 +27,10 @@ prefs_app = typer.Typer(help="Pairwise preferences (A-versus-B choices).", no_ar
 for _name in ("fit", "evaluate", "compare", "export"):
     prefs_app.command(_name)(getattr(prefs_cmds, _name))
 app.add_typer(prefs_app, name="prefs")
+converse_app = typer.Typer(help="Conversational recommendation: ask, then recommend.", invoke_without_command=True)
+converse_app.callback()(converse_cmds.converse)
+converse_app.command("evaluate")(converse_cmds.evaluate)
+app.add_typer(converse_app, name="converse")
 
 
 @app.command("models")

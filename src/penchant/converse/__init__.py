@@ -1,0 +1,1 @@
+"""Conversational recommendation: ask the question that narrows a user's taste down fastest."""

@@ -1,0 +1,226 @@
+"""Elicitation policies: what to ask, and when to stop asking and recommend.
+
+All share :class:`~penchant.converse.state.ConversationState` and a
+:class:`~penchant.converse.state.Scorer`; ``act(state, scorer)`` returns one
+:class:`~penchant.simulate.mcr.Action`.
+
+* ``maxent``: ask the value that splits the candidates most evenly (maximum binary entropy of
+  the share of candidates that have it); recommend the scorer's top 10 once at most 10 candidates
+  remain or no value splits them. Untrained.
+* ``greedy``: always recommend the scorer's top 10 (absolute greedy).
+* ``cpr``: (CPR/SCPR) ask among the values adjacent to the accepted path, i.e. held by the
+  current candidates, the one of maximum *preference-weighted* entropy (candidate i weighted by
+  softmax of its score); when to recommend is a learned policy (policy gradient on the simulator).
+* ``ear``: (EAR) estimation — the scorer with the user's learned preference and the accepted
+  values, plus reflection (items like rejected ones fall); ask the unasked value the user most
+  probably has (largest preference-weighted share below 1); when to recommend is learned.
+* ``tree``: decision-tree questioning — a tree over items grown greedily by information gain under
+  the training popularity of items, expanded along the path the answers take; the leaf size at
+  which it recommends is chosen on validation episodes.
+
+``multi_choice`` > 0 (the multi-choice variant) makes an asking policy offer that many values of
+the chosen value's type at once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from penchant.converse.state import ConversationState, Scorer
+from penchant.data.attribute_graph import AttributeGraph
+from penchant.simulate.mcr import LIST_SIZE, Action
+
+POLICIES: dict[str, type[Policy]] = {}
+
+
+def register_policy(cls: type[Policy]) -> type[Policy]:
+    POLICIES[cls.name] = cls
+    return cls
+
+
+def create_policy(name: str, graph: AttributeGraph, **params) -> Policy:
+    if name not in POLICIES:
+        raise KeyError(f"no policy {name!r}; known: {', '.join(sorted(POLICIES))}")
+    return POLICIES[name](graph, **params)
+
+
+def binary_entropy(p: np.ndarray) -> np.ndarray:
+    """H(p) in bits, elementwise; 0 at p ∈ {0, 1}."""
+    p = np.clip(p, 0.0, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+    return np.nan_to_num(h)
+
+
+def softmax_weights(scores: np.ndarray, candidates: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """float64 (n_items,): softmax of the candidates' scores, 0 elsewhere."""
+    w = np.zeros(len(scores))
+    s = scores[candidates] / temperature
+    if len(s):
+        e = np.exp(s - s.max())
+        w[candidates] = e / e.sum()
+    return w
+
+
+class Policy:
+    """Base: subclasses set ``name`` and implement ``act``; learned ones also ``fit``."""
+
+    name = ""
+    learned = False
+
+    def __init__(self, graph: AttributeGraph, *, multi_choice: int = 0, list_size: int = LIST_SIZE) -> None:
+        self.graph, self.multi_choice, self.list_size = graph, multi_choice, list_size
+        self._by_value = graph.items.T.tocsr().astype(np.float64)  # (V, n_items)
+
+    def shares(self, weights: np.ndarray) -> np.ndarray:
+        """Weighted share of each value among the weighted items: float64 (V,)."""
+        total = weights.sum()
+        return self._by_value @ weights / total if total > 0 else np.zeros(self.graph.n_values)
+
+    def ask(self, state: ConversationState, ranking: np.ndarray) -> Action:
+        """Ask the best unasked value by ``ranking`` (float (V,), −inf = never), or, in the
+        multi-choice variant, the best ``multi_choice`` values of that value's type."""
+        ranking = ranking.copy()
+        if state.asked:
+            ranking[list(state.asked)] = -np.inf
+        best = int(np.argmax(ranking))
+        if not self.multi_choice:
+            return Action("ask", (best,))
+        same = np.flatnonzero((self.graph.types == self.graph.types[best]) & np.isfinite(ranking))
+        top = same[np.argsort(-ranking[same], kind="stable")][: self.multi_choice]
+        return Action("ask", tuple(int(v) for v in top))
+
+    def recommend(self, state: ConversationState, scorer: Scorer) -> Action:
+        return Action("recommend", items=tuple(int(i) for i in scorer.top(state, self.list_size)))
+
+    def act(self, state: ConversationState, scorer: Scorer) -> Action:
+        raise NotImplementedError
+
+    def fit(self, trainer) -> Policy:
+        """Learn from validation episodes (see :class:`penchant.converse.training.PolicyTrainer`)."""
+        return self
+
+    def params(self) -> dict:
+        return {"multi_choice": self.multi_choice}
+
+
+@register_policy
+class MaxEntropy(Policy):
+    name = "maxent"
+
+    def act(self, state: ConversationState, scorer: Scorer) -> Action:
+        n = int(state.candidates.sum())
+        if n <= self.list_size:
+            return self.recommend(state, scorer)
+        h = binary_entropy(self.shares(state.candidates.astype(np.float64)))
+        h[list(state.asked)] = 0.0
+        if h.max() <= 0:
+            return self.recommend(state, scorer)
+        return self.ask(state, np.where(h > 0, h, -np.inf))
+
+
+@register_policy
+class Greedy(Policy):
+    name = "greedy"
+
+    def act(self, state: ConversationState, scorer: Scorer) -> Action:
+        return self.recommend(state, scorer)
+
+
+class LearnedDecision(Policy):
+    """A policy whose ask-or-recommend choice is a small network trained by policy gradient on the
+    simulator (:mod:`penchant.converse.training`); subclasses choose the question."""
+
+    learned = True
+
+    def __init__(self, graph: AttributeGraph, *, multi_choice: int = 0, list_size: int = LIST_SIZE,
+                 temperature: float = 1.0) -> None:
+        super().__init__(graph, multi_choice=multi_choice, list_size=list_size)
+        self.temperature = temperature
+        from penchant.converse.training import DecisionNet
+
+        self.decision = DecisionNet()
+
+    def question_ranking(self, state: ConversationState, weights: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def fit(self, trainer) -> LearnedDecision:
+        """Policy gradient on the validation episodes; ``history_`` = selection hDCG per epoch."""
+        self.history_ = trainer.train(self)
+        return self
+
+    def act(self, state: ConversationState, scorer: Scorer) -> Action:
+        scores = scorer.scores(state)
+        if not state.candidates.any():
+            self.decision.choose(np.zeros(0), forced=True)
+            return self.recommend(state, scorer)
+        weights = softmax_weights(scores, state.candidates, self.temperature)
+        ranking = self.question_ranking(state, weights)
+        if state.asked:
+            ranking[list(state.asked)] = -np.inf
+        top_mass = float(np.sort(weights)[-self.list_size:].sum())
+        h = binary_entropy(self.shares(weights))
+        h[list(state.asked)] = 0.0
+        features = self.decision.features(state, self.graph.n_items, top_mass, float(h.max()), self.list_size)
+        if self.decision.choose(features, forced=None if np.isfinite(ranking).any() else True):
+            return self.recommend(state, scorer)
+        return self.ask(state, ranking)
+
+    def params(self) -> dict:
+        return super().params() | {"temperature": self.temperature}
+
+
+@register_policy
+class ConversationalPathReasoning(LearnedDecision):
+    name = "cpr"
+
+    def question_ranking(self, state: ConversationState, weights: np.ndarray) -> np.ndarray:
+        share = self.shares(weights)
+        held = self._by_value @ state.candidates.astype(np.float64) > 0  # adjacent to the candidates
+        return np.where(held, binary_entropy(share), -np.inf)
+
+
+@register_policy
+class EstimationActionReflection(LearnedDecision):
+    name = "ear"
+    reflect = 1.0
+
+    def question_ranking(self, state: ConversationState, weights: np.ndarray) -> np.ndarray:
+        share = self.shares(weights)
+        return np.where((share > 0) & (share < 1 - 1e-9), share, -np.inf)
+
+
+@register_policy
+class DecisionTree(Policy):
+    name = "tree"
+    learned = True
+
+    def __init__(self, graph: AttributeGraph, *, multi_choice: int = 0, list_size: int = LIST_SIZE,
+                 leaf_size: int = LIST_SIZE) -> None:
+        super().__init__(graph, multi_choice=multi_choice, list_size=list_size)
+        self.leaf_size = leaf_size
+        self.prior = np.ones(graph.n_items)
+
+    def act(self, state: ConversationState, scorer: Scorer) -> Action:
+        if int(state.candidates.sum()) <= self.leaf_size:
+            return self.recommend(state, scorer)
+        h = binary_entropy(self.shares(self.prior * state.candidates))
+        h[list(state.asked)] = 0.0
+        if h.max() <= 0:
+            return self.recommend(state, scorer)
+        return self.ask(state, np.where(h > 0, h, -np.inf))
+
+    def fit(self, trainer) -> DecisionTree:
+        """Prior = training popularity of each item (+1); leaf size chosen on validation episodes."""
+        self.prior = trainer.popularity + 1.0
+        best = None
+        for leaf in (10, 20, 50, 100, 200):
+            self.leaf_size = leaf
+            value = trainer.select_value(self)
+            if best is None or value > best[0]:
+                best = (value, leaf)
+        self.leaf_size = best[1]
+        return self
+
+    def params(self) -> dict:
+        return super().params() | {"leaf_size": self.leaf_size}

@@ -1,0 +1,108 @@
+"""What a conversation knows so far, and the scorer that turns it into item scores.
+
+The state every policy shares: the accepted and rejected attribute values, the rejected items, the
+candidate set (items that have every accepted value and were neither rejected nor excluded) and
+the turn. Accepting a value filters the candidates (the target has it); rejecting one only lowers
+the scores of items that have it (the user may not know or care; the protocol does not let it
+filter); a rejected recommendation removes its items.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from penchant.data.attribute_graph import AttributeGraph
+
+
+@dataclass
+class ConversationState:
+    """Mutable state of one conversation; ``candidates`` is bool (n_items,)."""
+
+    user: int
+    candidates: np.ndarray
+    accepted: list[int] = field(default_factory=list)
+    rejected: list[int] = field(default_factory=list)
+    rejected_items: list[int] = field(default_factory=list)
+    turn: int = 0
+
+    @classmethod
+    def start(cls, user: int, n_items: int, exclude: np.ndarray | None = None) -> ConversationState:
+        """A fresh state; ``exclude`` (item indices, e.g. what the user already has) never shown."""
+        cand = np.ones(n_items, dtype=bool)
+        if exclude is not None:
+            cand[np.asarray(exclude, dtype=np.int64)] = False
+        return cls(user, cand)
+
+    @property
+    def asked(self) -> set[int]:
+        return set(self.accepted) | set(self.rejected)
+
+    def accept(self, graph: AttributeGraph, value: int) -> None:
+        self.accepted.append(int(value))
+        col = graph.items[:, int(value)].toarray().ravel()
+        self.candidates &= col
+
+    def reject(self, value: int) -> None:
+        self.rejected.append(int(value))
+
+    def reject_items(self, items: np.ndarray) -> None:
+        items = np.asarray(items, dtype=np.int64)
+        self.rejected_items += [int(i) for i in items]
+        self.candidates[items] = False
+
+    def to_dict(self) -> dict:
+        """JSON-ready (candidates as the indices still in play)."""
+        return {"user": self.user, "n_items": len(self.candidates), "candidates": np.flatnonzero(self.candidates).tolist(),
+                "accepted": self.accepted, "rejected": self.rejected, "rejected_items": self.rejected_items,
+                "turn": self.turn}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ConversationState:
+        cand = np.zeros(d["n_items"], dtype=bool)
+        cand[np.asarray(d["candidates"], dtype=np.int64)] = True
+        return cls(d["user"], cand, list(d["accepted"]), list(d["rejected"]), list(d["rejected_items"]), d["turn"])
+
+
+class Scorer:
+    """Item scores for a conversation: the user's learned preference plus the conversation so far.
+
+    ``score = z(base_u) − reject_weight · #(rejected values the item has) − reflect · sim(item,
+    rejected items)``, where z() standardises the fitted model's scores of the user over the
+    catalogue, sim is the cosine of attribute profiles (the reflection step: items like the ones
+    just turned down fall), and non-candidates get −inf.
+
+    Args:
+        graph: the attribute graph.
+        base: float32 (n_users, n_items) the fitted model's scores (or a callable user → (n_items,)).
+    """
+
+    def __init__(self, graph: AttributeGraph, base, *, reject_weight: float = 1.0, reflect: float = 0.0) -> None:
+        self.graph, self.base, self.reject_weight, self.reflect = graph, base, reject_weight, reflect
+        a = graph.items.astype(np.float32)
+        norms = np.sqrt(np.asarray(a.multiply(a).sum(1)).ravel())
+        self._unit = a.multiply(1.0 / np.maximum(norms, 1e-9)[:, None]).tocsr()
+
+    def user_scores(self, user: int) -> np.ndarray:
+        s = np.asarray(self.base(user) if callable(self.base) else self.base[user], dtype=np.float64)
+        return (s - s.mean()) / (s.std() + 1e-9)
+
+    def scores(self, state: ConversationState) -> np.ndarray:
+        """float64 (n_items,): higher is better; −inf outside the candidate set."""
+        s = self.user_scores(state.user)
+        if state.rejected and self.reject_weight:
+            s = s - self.reject_weight * np.asarray(self.graph.items[:, state.rejected].sum(1)).ravel()
+        if state.rejected_items and self.reflect:
+            profile = np.asarray(self._unit[state.rejected_items].mean(0)).ravel()
+            s = s - self.reflect * (self._unit @ profile)
+        return np.where(state.candidates, s, -np.inf)
+
+    def top(self, state: ConversationState, k: int = 10) -> np.ndarray:
+        """The k best candidates, best first (fewer if fewer remain)."""
+        s = self.scores(state)
+        n = min(k, int(state.candidates.sum()))
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        idx = np.argpartition(-s, n - 1)[:n]
+        return idx[np.argsort(-s[idx], kind="stable")].astype(np.int64)

@@ -1,0 +1,65 @@
+"""Metrics of conversational recommendation over simulated episodes.
+
+For an episode that succeeds at turn t (1-based, the opening not counted) with the target at rank
+r (1-based) of the list shown, and T the turn budget (15), K the list size (10):
+
+* SR@k = share of episodes with t ≤ k (k = 5, 10, 15);
+* AT (average turns) = mean of t, failures counted as T;
+* hDCG@(T, K) (UNICORN's hierarchical DCG) = 1/log2(t + 2) + (1/log2(t + 1) − 1/log2(t + 2)) /
+  log2(r + 1) for a success within T turns, else 0: 1 for a hit at the first turn and first rank,
+  and a hit at turn t is always worth more than any hit at turn t + 1.
+
+Intervals are percentile bootstraps over episodes (95%).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+from penchant.data.attribute_graph import AttributeGraph
+from penchant.simulate.mcr import MAX_TURNS, EpisodeResult
+
+
+def hdcg(turn: int | None, rank: int | None, max_turns: int = MAX_TURNS) -> float:
+    """hDCG@(T, K) of one episode (0 for a failure)."""
+    if turn is None or turn > max_turns:
+        return 0.0
+    lo, hi = 1 / np.log2(turn + 2), 1 / np.log2(turn + 1)
+    return float(lo + (hi - lo) / np.log2(rank + 1))
+
+
+def _ci(values: np.ndarray, n_boot: int, seed: int) -> tuple[float, float]:
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (n_boot, len(values)))].mean(1)
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def conversation_metrics(results: Sequence[EpisodeResult], graph: AttributeGraph | None = None, *,
+                         max_turns: int = MAX_TURNS, n_boot: int = 1000, seed: int = 0) -> dict:
+    """SR@5/10/15, AT and hDCG with 95% intervals, and per-attribute-type question counts and
+    acceptance rates (when ``graph`` is given)."""
+    if not results:
+        raise ValueError("no episodes")
+    turn = np.array([r.turn if r.turn is not None else max_turns + 1 for r in results], dtype=np.float64)
+    per = {"sr@5": (turn <= 5).astype(float), "sr@10": (turn <= 10).astype(float),
+           "sr@15": (turn <= max_turns).astype(float), "avg_turns": np.minimum(turn, max_turns),
+           "hdcg": np.array([hdcg(r.turn, r.rank, max_turns) for r in results])}
+    out: dict = {"episodes": len(results)}
+    for k, v in per.items():
+        out[k] = round(float(v.mean()), 4)
+        out[f"{k}_ci"] = [round(x, 4) for x in _ci(v, n_boot, seed)]
+    out["questions_per_episode"] = round(float(np.mean([len(r.asked) for r in results])), 3)
+    out["lists_per_episode"] = round(float(np.mean([r.actions.count("recommend") for r in results])), 3)
+    if graph is not None:
+        asked, yes = Counter(), Counter()
+        for r in results:
+            for v, ok in r.asked:
+                kind = graph.type_names[graph.types[v]]
+                asked[kind] += 1
+                yes[kind] += ok
+        out["questions_by_type"] = {k: {"asked": asked[k], "accepted": yes[k],
+                                        "acceptance": round(yes[k] / asked[k], 4)} for k in sorted(asked)}
+    return out

@@ -1,0 +1,1 @@
+"""User simulators for conversational recommendation."""
