@@ -49,7 +49,7 @@ def evaluate(
 
     table = Table(title=f"{policy} on {result['episodes']:,} episodes ({level} attributes: {setup.graph.n_values:,} "
                         f"values; scorer {model})", title_justify="left")
-    for col in ("SR@5", "SR@10", "SR@15", "avg turns", "hDCG", "questions", "lists"):
+    for col in ("SR@5", "SR@10", "SR@15", "avg turns", "hDCG", "questions (values)", "lists"):
         table.add_column(col)
 
     def cell(key: str) -> str:
@@ -57,7 +57,8 @@ def evaluate(
         return f"{result[key]:.4f} ({lo:.4f}–{hi:.4f})"
 
     table.add_row(cell("sr@5"), cell("sr@10"), cell("sr@15"), cell("avg_turns"), cell("hdcg"),
-                  f"{result['questions_per_episode']:.2f}", f"{result['lists_per_episode']:.2f}")
+                  f"{result['questions_per_episode']:.2f} ({result['values_offered_per_episode']:.2f})",
+                  f"{result['lists_per_episode']:.2f}")
     out.print(table)
     if json_out:
         write_json(json_out, result | {"level": level, "seed": seed})

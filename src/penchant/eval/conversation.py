@@ -39,8 +39,8 @@ def _ci(values: np.ndarray, n_boot: int, seed: int) -> tuple[float, float]:
 
 def conversation_metrics(results: Sequence[EpisodeResult], graph: AttributeGraph | None = None, *,
                          max_turns: int = MAX_TURNS, n_boot: int = 1000, seed: int = 0) -> dict:
-    """SR@5/10/15, AT and hDCG with 95% intervals, and per-attribute-type question counts and
-    acceptance rates (when ``graph`` is given)."""
+    """SR@5/10/15, AT and hDCG with 95% intervals, questions and lists per episode, and (when
+    ``graph`` is given) per attribute type how many values were offered and the share accepted."""
     if not results:
         raise ValueError("no episodes")
     turn = np.array([r.turn if r.turn is not None else max_turns + 1 for r in results], dtype=np.float64)
@@ -51,7 +51,8 @@ def conversation_metrics(results: Sequence[EpisodeResult], graph: AttributeGraph
     for k, v in per.items():
         out[k] = round(float(v.mean()), 4)
         out[f"{k}_ci"] = [round(x, 4) for x in _ci(v, n_boot, seed)]
-    out["questions_per_episode"] = round(float(np.mean([len(r.asked) for r in results])), 3)
+    out["questions_per_episode"] = round(float(np.mean([r.actions.count("ask") for r in results])), 3)
+    out["values_offered_per_episode"] = round(float(np.mean([len(r.asked) for r in results])), 3)
     out["lists_per_episode"] = round(float(np.mean([r.actions.count("recommend") for r in results])), 3)
     if graph is not None:
         asked, yes = Counter(), Counter()
@@ -60,6 +61,6 @@ def conversation_metrics(results: Sequence[EpisodeResult], graph: AttributeGraph
                 kind = graph.type_names[graph.types[v]]
                 asked[kind] += 1
                 yes[kind] += ok
-        out["questions_by_type"] = {k: {"asked": asked[k], "accepted": yes[k],
+        out["questions_by_type"] = {k: {"offered": asked[k], "accepted": yes[k],
                                         "acceptance": round(yes[k] / asked[k], 4)} for k in sorted(asked)}
     return out
