@@ -56,6 +56,11 @@ def _read(train: Path, test: Path | None, valid: Path | None, seed: int):
     return tr, va, (parts[-1] if test else None)
 
 
+def _baselines(text: bool) -> list[tuple[str, dict]]:
+    """Always shown: the majority (win rate), global Bradley–Terry and, on text, reply length."""
+    return [("winrate", {}), ("bt", {})] + ([("bt", {"features": "length"})] if text else [])
+
+
 def _fit(name: str, params: dict, train, valid):
     from penchant.models.preference.base import create_preference
 
@@ -82,9 +87,8 @@ def evaluate(
         tr, va, te = _read(train, test, valid, seed)
         bar.update(task, description=f"fitting {model}")
         fitted, seconds = _fit(model, params, tr, va)
-        runs = [("winrate", {}), ("bt", {})] + ([("bt", {"features": "length"})] if tr.option_context is not None else [])
         baselines = []
-        for name, p in runs:
+        for name, p in _baselines(tr.option_context is not None):
             bar.update(task, description=f"fitting baseline {name}")
             base, t = _fit(name, p, tr, va)
             baselines.append(_report(base, name + "".join(f" {k}={v}" for k, v in p.items()), te, va, seed, t))
@@ -164,8 +168,7 @@ def compare(
     if source not in SOURCES:
         raise ConfigError(f"--source must be one of {', '.join(SOURCES)}, not {source!r}")
     specs = [parse_model_spec(m) for m in model]
-    runs = [("winrate", {}), ("bt", {})] + ([("bt", {"features": "length"})] if source == "text" else [])
-    runs += [(name, typed_params(name, raw)) for name, raw in specs]
+    runs = _baselines(source == "text") + [(name, typed_params(name, raw)) for name, raw in specs]
     with progress() as bar:
         task = bar.add_task("reading comparisons", total=None)
         parts = _split(data, source, split, seed)
