@@ -64,3 +64,24 @@ def penchant(*args: str, cwd: Path | None = None, env: dict | None = None) -> su
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
     return subprocess.run([sys.executable, "-m", "penchant", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, env=full_env, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    from tests.postgres import PostgresServer
+
+    server = PostgresServer()
+    try:
+        server.start()
+    except Exception as e:  # a missing server fails the PostgreSQL tests; it never skips them
+        pytest.fail(f"no PostgreSQL server for the tests: {e}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """The store's URL: SQLite under tmp_path (the default), or a fresh database on a real PostgreSQL."""
+    if request.param == "sqlite":
+        return None
+    return request.getfixturevalue("postgres_server").database()

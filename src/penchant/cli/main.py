@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from penchant.cli import converse_cmds, data_cmds, eval_cmds, prefs_cmds
+from penchant.cli import converse_cmds, data_cmds, eval_cmds, prefs_cmds, serve_cmds
 from penchant.cli.render import err, out, write_json
 from penchant.errors import PenchantError
 
@@ -31,6 +31,12 @@ converse_app = typer.Typer(help="Conversational recommendation: ask, then recomm
 converse_app.callback()(converse_cmds.converse)
 converse_app.command("evaluate")(converse_cmds.evaluate)
 app.add_typer(converse_app, name="converse")
+app.command("serve")(serve_cmds.serve)
+keys_app = typer.Typer(help="API keys of the service.", no_args_is_help=True)
+keys_app.command("create")(serve_cmds.keys_create)
+keys_app.command("list")(serve_cmds.keys_list)
+keys_app.command("revoke")(serve_cmds.keys_revoke)
+app.add_typer(keys_app, name="keys")
 
 
 @app.command("models")

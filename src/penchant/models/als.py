@@ -64,6 +64,19 @@ class ALS(FactorModel):
             engine.fit(train.csr, show_progress=False)
         self._set_factors(engine.user_factors, engine.item_factors)
 
+    def fold_in(self, items: np.ndarray) -> np.ndarray:
+        """A user vector for a history of item indices, leaving the model unchanged (safe to call
+        from many threads): the ALS user step x = (YᵀY + λI + α Σ y_i y_iᵀ)⁻¹ (1 + α) Σ y_i over
+        the history's items i. float32 (factors,); score items by ``item_factors_ @ x``."""
+        self._check_fitted()
+        y = self.item_factors_.astype(np.float64)
+        cached = getattr(self, "_gram", None)
+        if cached is None or cached[0] is not self.item_factors_:  # refitted since: recompute
+            cached = self._gram = (self.item_factors_, y.T @ y)
+        history = y[np.unique(np.asarray(items, dtype=np.int64))]
+        a = cached[1] + self.regularization * np.eye(self.factors) + self.alpha * history.T @ history
+        return np.linalg.solve(a, (1.0 + self.alpha) * history.sum(0)).astype(np.float32)
+
     def partial_fit(self, users: np.ndarray, items: sp.csr_matrix) -> "ALS":
         """Fold users in: recompute their factors from their whole history, items fixed.
 

@@ -1,0 +1,91 @@
+"""``penchant serve`` and ``penchant keys create|list|revoke``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from penchant.cli.render import out
+
+DATA_DIR_HELP = "Folder for the SQLite database (when no --database-url) and model versions."
+URL_HELP = "SQLAlchemy URL of the store, e.g. postgresql://user@host/db (default: SQLite under --data-dir)."
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+    data_dir: Path = typer.Option(..., "--data-dir", help=DATA_DIR_HELP),
+    database_url: str = typer.Option(None, "--database-url", help=URL_HELP),
+    config: Path = typer.Option(None, "--config", help="TOML settings file (unknown keys are an error)."),
+) -> None:
+    """Serve the HTTP API (OpenAPI docs at /docs). With no keys stored yet, PENCHANT_ADMIN_KEY (if
+    set) becomes an admin key."""
+    import uvicorn
+
+    from penchant.serve.app import create_app
+    from penchant.serve.config import load_settings
+
+    settings = load_settings(data_dir, database_url=database_url, config_file=config)
+    app = create_app(settings, admin_key=os.environ.get("PENCHANT_ADMIN_KEY"))
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def _store(data_dir: Path, database_url: str | None):
+    from penchant.serve.store import Store, make_engine, migrate
+    from penchant.serve.store import database_url as url_of
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(url_of(data_dir, database_url))
+    migrate(engine)
+    return Store(engine)
+
+
+def keys_create(
+    name: str = typer.Option(..., "--name", help="Who or what the key is for."),
+    scope: str = typer.Option("read", "--scope", help="read, write or admin."),
+    data_dir: Path = typer.Option(..., "--data-dir", help=DATA_DIR_HELP),
+    database_url: str = typer.Option(None, "--database-url", help=URL_HELP),
+) -> None:
+    """Create a key and print it once (only its hash is stored)."""
+    from penchant.errors import ConfigError
+    from penchant.serve.keys import SCOPES, create_key
+
+    if scope not in SCOPES:
+        raise ConfigError(f"--scope must be one of {', '.join(SCOPES)}, not {scope!r}")
+    print(create_key(_store(data_dir, database_url), name, scope))
+
+
+def keys_list(
+    data_dir: Path = typer.Option(..., "--data-dir", help=DATA_DIR_HELP),
+    database_url: str = typer.Option(None, "--database-url", help=URL_HELP),
+) -> None:
+    """List keys (ids, names, scopes; never the keys themselves)."""
+    import datetime
+
+    from rich.table import Table
+
+    table = Table(title="API keys", title_justify="left")
+    for col in ("id", "name", "scope", "created", "revoked"):
+        table.add_column(col)
+
+    def when(t: float | None) -> str:
+        return "" if t is None else datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%d %H:%M")
+
+    for k in _store(data_dir, database_url).keys():
+        table.add_row(k["id"], k["name"], k["scopes"], when(k["created_at"]), when(k["revoked_at"]))
+    out.print(table)
+
+
+def keys_revoke(
+    key_id: str = typer.Argument(..., help="The key's id (the part after pk_)."),
+    data_dir: Path = typer.Option(..., "--data-dir", help=DATA_DIR_HELP),
+    database_url: str = typer.Option(None, "--database-url", help=URL_HELP),
+) -> None:
+    """Revoke a key: it stops working at once."""
+    from penchant.errors import ConfigError
+
+    if not _store(data_dir, database_url).revoke_key(key_id):
+        raise ConfigError(f"no active key {key_id!r}")
+    out.print(f"revoked {key_id}")

@@ -1,0 +1,1 @@
+"""The preference engine as an HTTP service."""

@@ -1,0 +1,287 @@
+"""The HTTP API (FastAPI): users, items, feedback, recommendations, similar items, model versions,
+health and metrics. Keys travel as ``Authorization: Bearer <key>``; scopes read < write < admin.
+Every invalid field is a 422 naming it; unknown ids are 404; a body over the size limit is 413; a
+key over its per-minute budget gets 429.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict, deque
+from typing import Annotated, Literal
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from penchant.serve.config import Settings
+from penchant.serve.host import ModelHost
+from penchant.serve.keys import check_key, create_key
+from penchant.serve.metrics import Metrics
+from penchant.serve.store import Store, database_url, make_engine, migrate
+
+Id = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class UserIn(Strict):
+    id: Id
+    attributes: dict[str, str | int | float | bool | list[str]] = Field(default_factory=dict)
+
+
+class ItemIn(Strict):
+    id: Id
+    title: str | None = Field(default=None, max_length=2000)
+    text: str | None = Field(default=None, max_length=20000)
+    categories: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(default_factory=list)
+    attributes: dict[str, str | int | float | bool | list[str]] = Field(default_factory=dict)
+
+
+class EventIn(Strict):
+    event_id: Id
+    user_id: Id
+    item_id: Id
+    type: Annotated[str, Field(min_length=1, max_length=64)]
+    value: float = Field(default=1.0, allow_inf_nan=False)
+    timestamp: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+
+class TrainIn(Strict):
+    model: str | None = None
+    params: dict[str, int | float | str | bool] | None = None
+    activate: bool = False
+
+
+class ScoredItem(BaseModel):
+    id: str
+    score: float
+
+
+class Recommendations(BaseModel):
+    user: str | None = None
+    item: str | None = None
+    model: str
+    items: list[ScoredItem]
+
+
+class Inserted(BaseModel):
+    inserted: int
+    duplicates: int
+
+
+class Upserted(BaseModel):
+    upserted: int
+
+
+class Version(BaseModel):
+    id: int
+    model: str
+    params: dict
+    status: Literal["training", "ready", "failed"]
+    progress: float
+    metrics: dict | None
+    error: str | None
+    events: int | None
+    active: bool
+    created_at: float
+    finished_at: float | None
+
+
+class RateLimiter:
+    """A sliding one-minute window per key."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute, self.hits, self.lock = per_minute, defaultdict(deque), threading.Lock()
+
+    def allow(self, key: str) -> bool:
+        now = time.monotonic()
+        with self.lock:
+            q = self.hits[key]
+            while q and now - q[0] > 60:
+                q.popleft()
+            if len(q) >= self.per_minute:
+                return False
+            q.append(now)
+            return True
+
+
+def create_app(settings: Settings, *, admin_key: str | None = None) -> FastAPI:
+    """The application over the store at ``settings.database_url`` (SQLite in ``data_dir`` by
+    default). ``admin_key``: registered as an admin key when the store has none yet."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(database_url(settings.data_dir, settings.database_url))
+    migrate(engine)
+    store = Store(engine)
+    if admin_key and not store.keys():
+        create_key(store, "bootstrap admin", "admin", key=admin_key)
+    host = ModelHost(store, settings)
+    host.load_active()
+    limiter = RateLimiter(settings.rate_limit_per_minute)
+    metrics = Metrics()
+    app = FastAPI(title="penchant", version="0.1.0",
+                  description="Feedback in, recommendations out. Keys: `Authorization: Bearer <key>`.")
+    app.state.store, app.state.host, app.state.settings, app.state.metrics = store, host, settings, metrics
+
+    @app.middleware("http")
+    async def limits_and_metrics(request: Request, call_next):
+        start = time.perf_counter()
+        size = request.headers.get("content-length")
+        if size is not None and (not size.isdigit() or int(size) > settings.max_request_bytes):
+            response = JSONResponse({"detail": f"request body over {settings.max_request_bytes} bytes"}, status_code=413)
+        else:
+            response = await call_next(request)
+        route = request.scope.get("route")
+        metrics.observe(request.method, getattr(route, "path", "unmatched"), response.status_code,
+                        time.perf_counter() - start)
+        return response
+
+    def auth(needed: str):
+        def dependency(authorization: Annotated[str | None, Header()] = None) -> str:
+            key = authorization[7:].strip() if authorization and authorization.lower().startswith("bearer ") else None
+            known, allowed, key_id = check_key(store, key, needed)
+            if not known:
+                raise HTTPException(401, "a valid API key is needed (Authorization: Bearer <key>)",
+                                    headers={"WWW-Authenticate": "Bearer"})
+            if not allowed:
+                raise HTTPException(403, f"this key lacks the {needed!r} scope")
+            if not limiter.allow(key_id):
+                raise HTTPException(429, f"over {settings.rate_limit_per_minute} requests per minute for this key")
+            return key_id
+        return Depends(dependency)
+
+    read, write, admin = auth("read"), auth("write"), auth("admin")
+
+    def batch(rows: list) -> None:
+        if len(rows) > settings.max_batch:
+            raise HTTPException(422, f"body: at most {settings.max_batch} rows per batch, not {len(rows)}")
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz() -> JSONResponse:
+        try:
+            counts = store.counts()
+        except Exception as e:  # the database is unreachable
+            return JSONResponse({"status": "unavailable", "detail": type(e).__name__}, status_code=503)
+        d = host.deployed
+        return JSONResponse({"status": "ready", "model": d.label if d else None, **counts})
+
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    def prometheus() -> str:
+        d = host.deployed
+        return metrics.render({"penchant_active_model_version": d.version if d else 0, **{
+            f"penchant_stored_{k}": v for k, v in store.counts().items()}})
+
+    @app.put("/v1/users", tags=["users"], dependencies=[write])
+    def upsert_users(rows: list[UserIn]) -> Upserted:
+        batch(rows)
+        return Upserted(upserted=store.upsert_users([r.model_dump() for r in rows]))
+
+    @app.delete("/v1/users/{user_id}", tags=["users"], dependencies=[admin])
+    def delete_user(user_id: str) -> dict:
+        """Forget a user: their record and every event of theirs (the right to be forgotten)."""
+        out = store.delete_user(user_id)
+        if not out["user"] and not out["events"]:
+            raise HTTPException(404, f"no user {user_id!r}")
+        return out
+
+    @app.put("/v1/items", tags=["items"], dependencies=[write])
+    def upsert_items(rows: list[ItemIn]) -> Upserted:
+        batch(rows)
+        n = store.upsert_items([r.model_dump() for r in rows])
+        host.items_changed()
+        return Upserted(upserted=n)
+
+    @app.delete("/v1/items/{item_id}", tags=["items"], dependencies=[admin])
+    def delete_item(item_id: str) -> dict:
+        out = store.delete_item(item_id)
+        if not out["item"] and not out["events"]:
+            raise HTTPException(404, f"no item {item_id!r}")
+        host.items_changed()
+        return out
+
+    @app.post("/v1/feedback", tags=["feedback"], dependencies=[write])
+    def post_feedback(rows: list[EventIn]) -> Inserted:
+        """Insert a batch of events; acknowledged after the commit; a retried ``event_id`` is
+        counted as a duplicate, not stored twice."""
+        batch(rows)
+        for k, r in enumerate(rows):
+            if settings.meaning(r.type) is None:
+                raise HTTPException(422, f"body[{k}].type: unknown feedback type {r.type!r}; configured: "
+                                         f"{', '.join(settings.feedback_types)}")
+        now = time.time()
+        out = store.insert_feedback([r.model_dump() | {"timestamp": r.timestamp if r.timestamp is not None else now}
+                                     for r in rows])
+        metrics.count("penchant_events_inserted_total", out["inserted"])
+        metrics.count("penchant_events_duplicate_total", out["duplicates"])
+        return Inserted(**out)
+
+    @app.get("/v1/users/{user_id}/feedback", tags=["feedback"], dependencies=[read])
+    def user_feedback(user_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[dict]:
+        return store.user_feedback(user_id, limit)
+
+    @app.get("/v1/users/{user_id}/recommendations", tags=["recommendations"], dependencies=[read])
+    def recommendations(user_id: str, k: Annotated[int, Query(ge=1, le=1000)] = 10,
+                        category: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
+                        exclude: Annotated[list[str] | None, Query()] = None,
+                        exclude_seen: bool = True) -> Recommendations:
+        """Top k for a user: seen items left out unless ``exclude_seen=false``; ``category``
+        filters; a user the model has not seen gets a fold-in from their events (ALS) or the
+        popular items; ``model`` says which answered."""
+        return Recommendations(**host.recommend(user_id, k, category=category, exclude=exclude,
+                                                exclude_seen=exclude_seen))
+
+    @app.get("/v1/items/{item_id}/similar", tags=["recommendations"], dependencies=[read])
+    def similar(item_id: str, k: Annotated[int, Query(ge=1, le=1000)] = 10) -> Recommendations:
+        try:
+            return Recommendations(**host.similar(item_id, k))
+        except LookupError as e:
+            raise HTTPException(404, str(e)) from None
+
+    @app.post("/v1/models/train", tags=["models"], dependencies=[admin], status_code=202)
+    def train(body: TrainIn) -> Version:
+        """Start training on everything stored (a background job); poll the version for progress."""
+        try:
+            version = host.start_training(body.model, body.params, body.activate)
+        except (KeyError, ValueError, TypeError) as e:
+            raise HTTPException(422, f"body: {e}") from None
+        return Version(**_public(store.version(version)))
+
+    @app.get("/v1/models", tags=["models"], dependencies=[read])
+    def versions() -> list[Version]:
+        return [Version(**_public(v)) for v in store.versions()]
+
+    @app.get("/v1/models/{version}", tags=["models"], dependencies=[read])
+    def version(version: int) -> Version:
+        v = store.version(version)
+        if v is None:
+            raise HTTPException(404, f"no model version {version}")
+        return Version(**_public(v))
+
+    @app.post("/v1/models/{version}/activate", tags=["models"], dependencies=[admin])
+    def activate(version: int) -> Version:
+        try:
+            host.activate(version)
+        except LookupError as e:
+            raise HTTPException(404, str(e)) from None
+        return Version(**_public(store.version(version)))
+
+    @app.post("/v1/models/rollback", tags=["models"], dependencies=[admin])
+    def rollback() -> Version:
+        try:
+            d = host.rollback()
+        except LookupError as e:
+            raise HTTPException(409, str(e)) from None
+        return Version(**_public(store.version(d.version)))
+
+    return app
+
+
+def _public(v: dict) -> dict:
+    return {k: v[k] for k in Version.model_fields}

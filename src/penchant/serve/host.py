@@ -1,0 +1,229 @@
+"""The deployed model and its versions: train from the store in the background, record the
+offline evaluation next to the version, activate atomically, roll back, and answer
+recommendations that reflect events at once.
+
+Activation swaps one reference (``self.deployed``); a request reads that reference once, so
+requests in flight finish on the version they started with.
+
+Training data: for every (user, item) the latest event with a positive or negative meaning
+decides; pairs whose latest is positive are the interactions (exposure events are not used for
+training; they, like every event, make an item "seen"). The offline evaluation holds out 10% of
+each user's interactions (seed 0), fits, and scores NDCG@10 and Recall@10 over the full
+catalogue; the deployed model is then refitted on everything.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from penchant.data.dataset import Dataset, Step
+from penchant.serve.config import Settings
+from penchant.serve.store import Store
+
+
+@dataclass
+class Deployed:
+    """One loaded model version and its vocabularies."""
+
+    version: int
+    model_name: str
+    model: object
+    user_index: dict[str, int]
+    item_ids: np.ndarray
+    item_index: dict[str, int]
+    popularity: np.ndarray
+
+    @property
+    def label(self) -> str:
+        return f"{self.model_name}:v{self.version}"
+
+
+def events_dataset(events: list[tuple], settings: Settings) -> Dataset:
+    """The training interactions from stored events (see the module docstring)."""
+    latest: dict[tuple[str, str], str] = {}
+    for user, item, kind, _value, _ts in events:  # timestamp order: the last one stays
+        meaning = settings.meaning(kind)
+        if meaning in ("positive", "negative"):
+            latest[(user, item)] = meaning
+    pairs = [k for k, m in latest.items() if m == "positive"]
+    user_ids = np.array(sorted({u for u, _ in pairs}), dtype=object)
+    item_ids = np.array(sorted({i for _, i in pairs}), dtype=object)
+    u_index = {u: k for k, u in enumerate(user_ids)}
+    i_index = {i: k for k, i in enumerate(item_ids)}
+    users = np.array([u_index[u] for u, _ in pairs], dtype=np.int32)
+    items = np.array([i_index[i] for _, i in pairs], dtype=np.int32)
+    steps = (Step("events read", len(events), "from the store"),
+             Step("positive pairs kept", len(pairs), "latest positive/negative event per user and item is positive"))
+    return Dataset(user_ids, item_ids, users, items, steps=steps, name="store")
+
+
+class ModelHost:
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store, self.settings = store, settings
+        self.deployed: Deployed | None = None
+        self.models_dir = Path(settings.data_dir) / "models"
+        self._train_lock = threading.Lock()
+        self._categories: dict[str, set[str]] | None = None
+
+    # --- versions --------------------------------------------------------------------------------
+
+    def load_active(self) -> None:
+        for v in self.store.versions():
+            if v["active"] and v["status"] == "ready":
+                self.deployed = self._load(v)
+
+    def _load(self, v: dict) -> Deployed:
+        from penchant.models.base import Recommender
+
+        folder = Path(v["path"])
+        model = Recommender.load(folder / "model.npz")
+        vocab = json.loads((folder / "vocab.json").read_text())
+        items = np.array(vocab["items"], dtype=object)
+        return Deployed(v["id"], v["model"], model, {u: k for k, u in enumerate(vocab["users"])}, items,
+                        {i: k for k, i in enumerate(items)}, np.array(vocab["popularity"], dtype=np.float64))
+
+    def start_training(self, model: str | None = None, params: dict | None = None, activate: bool = False) -> int:
+        """Queue a training run in a background thread; returns the new version's id."""
+        from penchant.models.registry import create
+
+        name, params = model or self.settings.model, dict(params if params is not None else self.settings.model_params)
+        create(name, **params)  # bad names/parameters fail here, in the request
+        version = self.store.new_version(name, params)
+        threading.Thread(target=self._train, args=(version, name, params, activate), daemon=True).start()
+        return version
+
+    def _train(self, version: int, name: str, params: dict, activate: bool) -> None:
+        from penchant.data.split import random_holdout
+        from penchant.eval.evaluate import evaluate
+        from penchant.models.registry import create
+
+        with self._train_lock:
+            try:
+                events = self.store.all_feedback()
+                ds = events_dataset(events, self.settings)
+                if ds.n_interactions == 0:
+                    raise ValueError("no positive feedback to learn from")
+                self.store.update_version(version, progress=0.1, events=len(events))
+                split = random_holdout(ds, (0.9, 0.0, 0.1), seed=0)
+                held = create(name, **params).fit(split.train)
+                self.store.update_version(version, progress=0.5)
+                result = evaluate(held, split.train, split.test, ks=(10,), beyond_accuracy=False)
+                metrics = {k: round(float(v), 5) for k, v in result.metrics().items()}
+                metrics |= {"users": ds.n_users, "items": ds.n_items, "interactions": ds.n_interactions}
+                self.store.update_version(version, progress=0.7)
+                model = create(name, **params).fit(ds)
+                folder = self.models_dir / f"v{version}"
+                folder.mkdir(parents=True, exist_ok=True)
+                model.save(folder / "model.npz")
+                popularity = np.bincount(ds.items, minlength=ds.n_items).astype(float)
+                (folder / "vocab.json").write_text(json.dumps({"users": [str(u) for u in ds.user_ids],
+                                                               "items": [str(i) for i in ds.item_ids],
+                                                               "popularity": popularity.tolist()}))
+                self.store.update_version(version, status="ready", progress=1.0, metrics=metrics, path=str(folder),
+                                          finished_at=time.time())
+                if activate or self.deployed is None:
+                    self.activate(version)
+            except Exception as e:  # the version records why; the service keeps running
+                self.store.update_version(version, status="failed", error=f"{type(e).__name__}: {e}",
+                                          finished_at=time.time())
+                traceback.print_exc()
+
+    def wait(self, version: int, timeout: float = 300.0) -> dict:
+        """Block until ``version`` is no longer training (tests, CLI)."""
+        end = time.time() + timeout
+        while time.time() < end:
+            v = self.store.version(version)
+            if v and v["status"] != "training":
+                return v
+            time.sleep(0.05)
+        raise TimeoutError(f"version {version} still training after {timeout} s")
+
+    def activate(self, version: int) -> Deployed:
+        v = self.store.version(version)
+        if v is None or v["status"] != "ready":
+            raise LookupError(f"version {version} is not a ready model version")
+        deployed = self._load(v)
+        self.store.set_active(version)
+        self.deployed = deployed  # one reference swap: in-flight requests keep the old one
+        return deployed
+
+    def rollback(self) -> Deployed:
+        ready = [v for v in self.store.versions() if v["status"] == "ready"]
+        current = self.deployed.version if self.deployed else None
+        before = [v for v in ready if current is None or v["id"] < current]
+        if not before:
+            raise LookupError("no earlier ready version to roll back to")
+        return self.activate(before[-1]["id"])
+
+    # --- answers ---------------------------------------------------------------------------------
+
+    def items_changed(self) -> None:
+        self._categories = None
+
+    def categories(self) -> dict[str, set[str]]:
+        cache = self._categories
+        if cache is None:
+            cache = self._categories = {r["id"]: set(r["categories"] or []) for r in self.store.get_items()}
+        return cache
+
+    def recommend(self, user_id: str, k: int, *, category: str | None = None, exclude: list[str] | None = None,
+                  exclude_seen: bool = True) -> dict:
+        """Top ``k`` items for a user: the model's scores for a known user, a fold-in from their
+        events for a user the model has not seen (where the model can), else popularity."""
+        d = self.deployed
+        events = self.store.user_feedback(user_id)
+        if d is None:
+            return self._popular_from_store(k, events, category, exclude, exclude_seen)
+        positives = [d.item_index[e["item_id"]] for e in events
+                     if self.settings.meaning(e["type"]) == "positive" and e["item_id"] in d.item_index]
+        if user_id in d.user_index:
+            scores, source = d.model.score(np.array([d.user_index[user_id]]))[0].astype(np.float64), d.label
+        elif positives and hasattr(d.model, "fold_in"):
+            scores, source = (d.model.item_factors_ @ d.model.fold_in(np.array(positives))).astype(np.float64), d.label + "+fold-in"
+        else:
+            scores, source = np.log1p(d.popularity), "popular"
+        mask = np.zeros(len(scores), dtype=bool)
+        banned = set(exclude or []) | ({e["item_id"] for e in events} if exclude_seen else set())
+        mask[[d.item_index[i] for i in banned if i in d.item_index]] = True
+        if category is not None:
+            cats = self.categories()
+            mask |= np.array([category not in cats.get(str(i), ()) for i in d.item_ids])
+        scores = np.where(mask, -np.inf, scores)
+        n = int(min(k, (~mask).sum()))
+        top = np.argpartition(-scores, n - 1)[:n] if n else np.zeros(0, dtype=np.int64)
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return {"user": user_id, "model": source,
+                "items": [{"id": str(d.item_ids[i]), "score": float(scores[i])} for i in top]}
+
+    def _popular_from_store(self, k, events, category, exclude, exclude_seen) -> dict:
+        counts: dict[str, int] = {}
+        for user, item, kind, _v, _t in self.store.all_feedback():
+            if self.settings.meaning(kind) == "positive":
+                counts[item] = counts.get(item, 0) + 1
+        banned = set(exclude or []) | ({e["item_id"] for e in events} if exclude_seen else set())
+        cats = self.categories() if category is not None else None
+        ranked = sorted((c, i) for i, c in counts.items() if i not in banned and (cats is None or category in cats.get(i, ())))
+        top = sorted(ranked, key=lambda ci: (-ci[0], ci[1]))[:k]
+        return {"items": [{"id": i, "score": float(np.log1p(c))} for c, i in top], "model": "popular (no model yet)"}
+
+    def similar(self, item_id: str, k: int) -> dict:
+        d = self.deployed
+        if d is None or item_id not in d.item_index:
+            raise LookupError(f"item {item_id!r} is not in the deployed model")
+        factors = getattr(d.model, "item_factors_", None)
+        if factors is None:
+            raise LookupError(f"{d.model_name} has no item vectors to compare")
+        f = factors / np.maximum(np.linalg.norm(factors, axis=1, keepdims=True), 1e-9)
+        sims = f @ f[d.item_index[item_id]]
+        sims[d.item_index[item_id]] = -np.inf
+        n = min(k, len(sims) - 1)
+        top = np.argpartition(-sims, n - 1)[:n]
+        top = top[np.argsort(-sims[top], kind="stable")]
+        return {"item": item_id, "model": d.label, "items": [{"id": str(d.item_ids[i]), "score": float(sims[i])} for i in top]}

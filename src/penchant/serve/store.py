@@ -1,0 +1,258 @@
+"""Everything the service keeps, in one SQL database through SQLAlchemy 2: users, items, feedback
+events, API keys and model versions. SQLite (WAL, synchronous=FULL) is the embedded default;
+PostgreSQL by URL. The schema is created and upgraded by Alembic (:func:`migrate`).
+
+Feedback is written in one transaction per batch and acknowledged only after the commit; a
+client-supplied ``event_id`` is the primary key, so a retried batch inserts nothing twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+metadata = sa.MetaData()
+
+users = sa.Table("users", metadata,
+                 sa.Column("id", sa.String(255), primary_key=True),
+                 sa.Column("attributes", sa.JSON, nullable=False, default=dict),
+                 sa.Column("created_at", sa.Float, nullable=False))
+items = sa.Table("items", metadata,
+                 sa.Column("id", sa.String(255), primary_key=True),
+                 sa.Column("title", sa.Text, nullable=True),
+                 sa.Column("text", sa.Text, nullable=True),
+                 sa.Column("categories", sa.JSON, nullable=False, default=list),
+                 sa.Column("attributes", sa.JSON, nullable=False, default=dict),
+                 sa.Column("created_at", sa.Float, nullable=False))
+feedback = sa.Table("feedback", metadata,
+                    sa.Column("event_id", sa.String(255), primary_key=True),
+                    sa.Column("user_id", sa.String(255), nullable=False, index=True),
+                    sa.Column("item_id", sa.String(255), nullable=False, index=True),
+                    sa.Column("type", sa.String(64), nullable=False),
+                    sa.Column("value", sa.Float, nullable=False, default=1.0),
+                    sa.Column("timestamp", sa.Float, nullable=False))
+api_keys = sa.Table("api_keys", metadata,
+                    sa.Column("id", sa.String(32), primary_key=True),
+                    sa.Column("name", sa.String(255), nullable=False),
+                    sa.Column("hash", sa.String(64), nullable=False),
+                    sa.Column("scopes", sa.String(64), nullable=False),
+                    sa.Column("created_at", sa.Float, nullable=False),
+                    sa.Column("revoked_at", sa.Float, nullable=True))
+model_versions = sa.Table("model_versions", metadata,
+                          sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+                          sa.Column("model", sa.String(64), nullable=False),
+                          sa.Column("params", sa.JSON, nullable=False),
+                          sa.Column("status", sa.String(16), nullable=False),
+                          sa.Column("progress", sa.Float, nullable=False, default=0.0),
+                          sa.Column("metrics", sa.JSON, nullable=True),
+                          sa.Column("error", sa.Text, nullable=True),
+                          sa.Column("path", sa.Text, nullable=True),
+                          sa.Column("events", sa.Integer, nullable=True),
+                          sa.Column("active", sa.Boolean, nullable=False, default=False),
+                          sa.Column("created_at", sa.Float, nullable=False),
+                          sa.Column("finished_at", sa.Float, nullable=True))
+
+
+def database_url(data_dir: Path, url: str | None) -> str:
+    """``url``, or SQLite in ``data_dir`` when none is given."""
+    return url or f"sqlite:///{Path(data_dir).resolve() / 'penchant.db'}"
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(conn, _record) -> None:
+            cur = conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")  # an acknowledged batch survives a crash
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def _insert_ignoring(engine: Engine, table: sa.Table):
+    """INSERT … ON CONFLICT DO NOTHING for this engine's dialect."""
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table).on_conflict_do_nothing()
+
+
+def _upsert(engine: Engine, table: sa.Table, keys: Sequence[str]):
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(table)
+    return stmt.on_conflict_do_update(index_elements=[table.c.id],
+                                      set_={k: getattr(stmt.excluded, k) for k in keys})
+
+
+class Store:
+    """The service's data, over one SQLAlchemy engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # --- users and items -------------------------------------------------------------------------
+
+    def upsert_users(self, rows: Sequence[dict]) -> int:
+        now = time.time()
+        with self.engine.begin() as conn:
+            if rows:
+                conn.execute(_upsert(self.engine, users, ["attributes"]),
+                             [{"id": r["id"], "attributes": r.get("attributes") or {}, "created_at": now} for r in rows])
+        return len(rows)
+
+    def upsert_items(self, rows: Sequence[dict]) -> int:
+        now = time.time()
+        with self.engine.begin() as conn:
+            if rows:
+                conn.execute(_upsert(self.engine, items, ["title", "text", "categories", "attributes"]),
+                             [{"id": r["id"], "title": r.get("title"), "text": r.get("text"),
+                               "categories": r.get("categories") or [], "attributes": r.get("attributes") or {},
+                               "created_at": now} for r in rows])
+        return len(rows)
+
+    def delete_user(self, user_id: str) -> dict:
+        """Forget a user: their row and every event of theirs."""
+        with self.engine.begin() as conn:
+            events = conn.execute(sa.delete(feedback).where(feedback.c.user_id == user_id)).rowcount
+            found = conn.execute(sa.delete(users).where(users.c.id == user_id)).rowcount
+        return {"user": bool(found), "events": int(events)}
+
+    def delete_item(self, item_id: str) -> dict:
+        with self.engine.begin() as conn:
+            events = conn.execute(sa.delete(feedback).where(feedback.c.item_id == item_id)).rowcount
+            found = conn.execute(sa.delete(items).where(items.c.id == item_id)).rowcount
+        return {"item": bool(found), "events": int(events)}
+
+    def get_user(self, user_id: str) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(users).where(users.c.id == user_id)).mappings().first()
+        return dict(row) if row else None
+
+    def get_items(self, ids: Iterable[str] | None = None) -> list[dict]:
+        q = sa.select(items)
+        if ids is not None:
+            q = q.where(items.c.id.in_(list(ids)))
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+    # --- feedback --------------------------------------------------------------------------------
+
+    def insert_feedback(self, rows: Sequence[dict]) -> dict:
+        """Insert a batch in one transaction; events whose id is already stored are skipped and
+        counted (a retry). Returns ``{"inserted", "duplicates"}`` after the commit."""
+        ids = [r["event_id"] for r in rows]
+        with self.engine.begin() as conn:
+            known = set()
+            for s in range(0, len(ids), 500):
+                known |= set(conn.execute(sa.select(feedback.c.event_id).where(feedback.c.event_id.in_(ids[s:s + 500])))
+                             .scalars())
+            fresh = [r for r in rows if r["event_id"] not in known]
+            seen: set[str] = set()
+            unique = [r for r in fresh if not (r["event_id"] in seen or seen.add(r["event_id"]))]
+            if unique:
+                conn.execute(_insert_ignoring(self.engine, feedback), unique)
+                # users and items named by events exist from then on
+                conn.execute(_insert_ignoring(self.engine, users),
+                             [{"id": u, "attributes": {}, "created_at": time.time()} for u in {r["user_id"] for r in unique}])
+                conn.execute(_insert_ignoring(self.engine, items),
+                             [{"id": i, "title": None, "text": None, "categories": [], "attributes": {},
+                               "created_at": time.time()} for i in {r["item_id"] for r in unique}])
+        return {"inserted": len(unique), "duplicates": len(rows) - len(unique)}
+
+    def user_feedback(self, user_id: str, limit: int | None = None) -> list[dict]:
+        q = sa.select(feedback).where(feedback.c.user_id == user_id).order_by(feedback.c.timestamp.desc())
+        if limit:
+            q = q.limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+    def all_feedback(self) -> list[tuple[str, str, str, float, float]]:
+        """Every event as (user, item, type, value, timestamp), in timestamp order."""
+        q = sa.select(feedback.c.user_id, feedback.c.item_id, feedback.c.type, feedback.c.value,
+                      feedback.c.timestamp).order_by(feedback.c.timestamp, feedback.c.event_id)
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(q)]
+
+    def event_ids(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(sa.select(feedback.c.event_id)).scalars())
+
+    def counts(self) -> dict:
+        with self.engine.connect() as conn:
+            return {name: int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
+                    for name, t in (("users", users), ("items", items), ("events", feedback))}
+
+    # --- model versions --------------------------------------------------------------------------
+
+    def new_version(self, model: str, params: dict) -> int:
+        with self.engine.begin() as conn:
+            return int(conn.execute(sa.insert(model_versions).values(model=model, params=params, status="training",
+                                                                     progress=0.0, active=False,
+                                                                     created_at=time.time())
+                                    .returning(model_versions.c.id)).scalar_one())
+
+    def update_version(self, version: int, **values) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(model_versions).where(model_versions.c.id == version).values(**values))
+
+    def versions(self) -> list[dict]:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(sa.select(model_versions).order_by(model_versions.c.id)).mappings()]
+
+    def version(self, version: int) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(model_versions).where(model_versions.c.id == version)).mappings().first()
+        return dict(row) if row else None
+
+    def set_active(self, version: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(model_versions).values(active=False))
+            conn.execute(sa.update(model_versions).where(model_versions.c.id == version).values(active=True))
+
+    # --- keys ------------------------------------------------------------------------------------
+
+    def add_key(self, key_id: str, name: str, digest: str, scopes: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.insert(api_keys).values(id=key_id, name=name, hash=digest, scopes=scopes,
+                                                    created_at=time.time()))
+
+    def key(self, key_id: str) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id)).mappings().first()
+        return dict(row) if row else None
+
+    def keys(self) -> list[dict]:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(sa.select(api_keys).order_by(api_keys.c.created_at)).mappings()]
+
+    def revoke_key(self, key_id: str) -> bool:
+        with self.engine.begin() as conn:
+            return conn.execute(sa.update(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+                                .values(revoked_at=time.time())).rowcount > 0

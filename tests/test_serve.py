@@ -1,0 +1,246 @@
+"""The HTTP service against a real SQLite file and a real PostgreSQL server (the same tests on
+both): feedback in, recommendations out, versions, keys and scopes, errors, and durability
+through a SIGKILL of the server process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT, penchant, write
+
+ADMIN = "pk_admin1_" + "a" * 40
+
+
+def clustered_events(n_users: int = 60, n_items: int = 40, per_user: int = 8, seed: int = 0) -> list[dict]:
+    """Two taste clusters: even users click even items, odd users odd items."""
+    rng = np.random.default_rng(seed)
+    events = []
+    for u in range(n_users):
+        pool = np.arange(u % 2, n_items, 2)
+        for k, i in enumerate(rng.choice(pool, per_user, replace=False)):
+            events.append({"event_id": f"u{u}-{k}", "user_id": f"u{u}", "item_id": f"i{i}", "type": "click",
+                           "timestamp": float(1000 + k)})
+    return events
+
+
+@pytest.fixture
+def client(tmp_path, database_url):
+    from fastapi.testclient import TestClient
+
+    from penchant.serve.app import create_app
+    from penchant.serve.config import load_settings
+
+    settings = load_settings(tmp_path / "data", database_url=database_url, env={})
+    app = create_app(settings, admin_key=ADMIN)
+    with TestClient(app) as c:
+        c.headers["Authorization"] = f"Bearer {ADMIN}"
+        yield c
+
+
+def test_feedback_recommendations_and_versions(client):
+    h = client.app.state.host
+    items = [{"id": f"i{i}", "title": f"Film {i}", "categories": ["even" if i % 2 == 0 else "odd"]} for i in range(40)]
+    assert client.put("/v1/items", json=items).json() == {"upserted": 40}
+    events = clustered_events()
+    assert client.post("/v1/feedback", json=events).json() == {"inserted": len(events), "duplicates": 0}
+    retry = client.post("/v1/feedback", json=events[:10] + [dict(events[0], event_id="fresh")]).json()
+    assert retry == {"inserted": 1, "duplicates": 10}  # a retried batch is not double-counted
+    assert client.get("/v1/users/u0/recommendations").json()["model"] == "popular (no model yet)"
+
+    r = client.post("/v1/models/train", json={"model": "als", "params": {"factors": 8, "regularization": 0.1}})
+    assert r.status_code == 202 and r.json()["status"] == "training"
+    v1 = h.wait(r.json()["id"])
+    assert v1["status"] == "ready" and v1["active"] is False or h.deployed.version == v1["id"]
+    listed = client.get("/v1/models").json()
+    assert listed[0]["metrics"]["ndcg@10"] > 0 and listed[0]["metrics"]["interactions"] == len(events)  # "fresh" repeats a pair
+
+    rec = client.get("/v1/users/u0/recommendations", params={"k": 5}).json()
+    seen = {e["item_id"] for e in events if e["user_id"] == "u0"}
+    got = [x["id"] for x in rec["items"]]
+    assert rec["model"] == f"als:v{v1['id']}" and len(got) == 5 and not seen & set(got)
+    assert sum(int(i[1:]) % 2 == 0 for i in got) >= 4  # the user's cluster
+    # a new event changes the next answer at once: the clicked item drops out
+    client.post("/v1/feedback", json=[{"event_id": "now-1", "user_id": "u0", "item_id": got[0], "type": "click"}])
+    assert got[0] not in [x["id"] for x in client.get("/v1/users/u0/recommendations", params={"k": 5}).json()["items"]]
+    odd = client.get("/v1/users/u0/recommendations", params={"k": 3, "category": "odd"}).json()["items"]
+    assert odd and all(int(x["id"][1:]) % 2 == 1 for x in odd)
+    # a user the model never saw: fold-in from their events, in their cluster
+    client.post("/v1/feedback", json=[{"event_id": f"n{k}", "user_id": "newbie", "item_id": f"i{i}", "type": "like"}
+                                      for k, i in enumerate((1, 3, 5))])
+    cold = client.get("/v1/users/newbie/recommendations", params={"k": 5}).json()
+    assert cold["model"].endswith("+fold-in") and all(int(x["id"][1:]) % 2 == 1 for x in cold["items"])
+    assert client.get("/v1/users/stranger/recommendations").json()["model"] == "popular"
+    similar = client.get("/v1/items/i2/similar", params={"k": 5}).json()["items"]
+    assert sum(int(x["id"][1:]) % 2 == 0 for x in similar) >= 4
+
+    v2 = h.wait(client.post("/v1/models/train", json={"model": "als", "params": {"factors": 4, "regularization": 0.1}}).json()["id"])
+    assert client.post(f"/v1/models/{v2['id']}/activate").json()["active"] is True
+    assert client.get("/v1/users/u0/recommendations").json()["model"] == f"als:v{v2['id']}"
+    assert client.post("/v1/models/rollback").json()["id"] == v1["id"]
+    assert client.post("/v1/models/999/activate").status_code == 404
+
+    gone = client.delete("/v1/users/u0").json()
+    assert gone["user"] and gone["events"] == 10  # 8 + "fresh" + "now-1"
+    assert client.get("/v1/users/u0/feedback").json() == []
+
+
+def test_keys_scopes_and_errors(client, tmp_path):
+    from penchant.serve.keys import create_key
+
+    store = client.app.state.store
+    reader = create_key(store, "dashboard", "read")
+    bare = {"Authorization": ""}
+    assert client.get("/v1/models", headers=bare).status_code == 401
+    assert client.get("/v1/models", headers={"Authorization": f"Bearer {reader}x"}).status_code == 401
+    assert client.get("/v1/models", headers={"Authorization": f"Bearer {reader}"}).status_code == 200
+    r = client.post("/v1/feedback", json=[], headers={"Authorization": f"Bearer {reader}"})
+    assert r.status_code == 403 and "write" in r.json()["detail"]
+    assert all(reader not in json.dumps(k) for k in store.keys())  # only the hash is stored
+    # invalid fields: 422 naming them, never a 500
+    r = client.post("/v1/feedback", json=[{"event_id": "e", "item_id": "i", "type": "click"}])
+    assert r.status_code == 422 and ["body", 0, "user_id"] in [d["loc"] for d in r.json()["detail"]]
+    r = client.post("/v1/feedback", json=[{"event_id": "e", "user_id": "u", "item_id": "i", "type": "zap"}])
+    assert r.status_code == 422 and "body[0].type" in r.json()["detail"]
+    r = client.get("/v1/users/u/recommendations", params={"k": 0})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "k"]
+    assert client.post("/v1/models/train", json={"model": "nope"}).status_code == 422
+    assert client.post("/v1/feedback", content=b"[" + b" " * 3_000_000 + b"]",
+                       headers={"content-type": "application/json"}).status_code == 413
+    revoked_id = reader.split("_")[1]
+    assert store.revoke_key(revoked_id)
+    assert client.get("/v1/models", headers={"Authorization": f"Bearer {reader}"}).status_code == 401
+    metrics = client.get("/metrics").text
+    assert 'penchant_http_requests_total{method="GET",path="/v1/models",status="401"}' in metrics
+
+
+def test_rate_limit_answers_429(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from penchant.serve.app import create_app
+    from penchant.serve.config import load_settings
+
+    config = write(tmp_path / "c.toml", "[service]\nrate_limit_per_minute = 3\n")
+    app = create_app(load_settings(tmp_path / "d", config_file=config, env={}), admin_key=ADMIN)
+    with TestClient(app) as c:
+        codes = [c.get("/v1/models", headers={"Authorization": f"Bearer {ADMIN}"}).status_code for _ in range(5)]
+    assert codes == [200, 200, 200, 429, 429]
+
+
+def test_settings_reject_unknown_keys_and_bad_types(tmp_path):
+    from penchant.errors import ConfigError
+    from penchant.serve.config import load_settings
+
+    with pytest.raises(ConfigError, match="unknown key service.rate_limit"):
+        load_settings(tmp_path, config_file=write(tmp_path / "a.toml", "[service]\nrate_limit = 3\n"), env={})
+    with pytest.raises(ConfigError, match="max_batch must be a int"):
+        load_settings(tmp_path, config_file=write(tmp_path / "b.toml", "[service]\nmax_batch = 'many'\n"), env={})
+    with pytest.raises(ConfigError, match="feedback_types.star must be one of"):
+        load_settings(tmp_path, config_file=write(tmp_path / "c.toml", "[feedback_types]\nstar = 'good'\n"), env={})
+    s = load_settings(tmp_path, env={"PENCHANT_RATE_LIMIT_PER_MINUTE": "7"})
+    assert s.rate_limit_per_minute == 7 and s.meaning("dislike") == "negative"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_server(data_dir, url, port) -> subprocess.Popen:
+    args = [sys.executable, "-m", "penchant", "serve", "--port", str(port), "--data-dir", str(data_dir)]
+    env = dict(os.environ, PENCHANT_ADMIN_KEY=ADMIN, PYTHONPATH=str(ROOT / "src"))
+    proc = subprocess.Popen(args + (["--database-url", url] if url else []), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    end = time.time() + 120
+    while time.time() < end:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return proc
+        except OSError:
+            if proc.poll() is not None:
+                raise AssertionError(proc.stderr.read().decode()[-2000:]) from None
+            time.sleep(0.2)
+    raise AssertionError("server did not start")
+
+
+def _post(port: int, rows: list[dict]) -> dict:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/feedback", data=json.dumps(rows).encode(), method="POST",
+                                 headers={"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def test_acknowledged_events_survive_sigkill_and_retries_do_not_double(tmp_path, database_url):
+    """Batches stream in while the server is killed with SIGKILL; after a restart every
+    acknowledged event is stored, and re-sending every batch (the unacknowledged one included)
+    stores nothing twice."""
+    port = _free_port()
+    proc = _start_server(tmp_path / "data", database_url, port)
+    batches = [[{"event_id": f"b{b}-{k}", "user_id": f"u{k % 7}", "item_id": f"i{(b * 13 + k) % 50}", "type": "click"}
+                for k in range(40)] for b in range(400)]
+    acknowledged: list[str] = []
+    killed = threading.Event()
+
+    def stream() -> None:
+        for batch in batches:
+            try:
+                _post(port, batch)
+            except (OSError, urllib.error.URLError):
+                return  # the server died mid-request: this batch is unacknowledged
+            acknowledged.extend(e["event_id"] for e in batch)
+            if killed.is_set():
+                return
+
+    sender = threading.Thread(target=stream)
+    sender.start()
+    while len(acknowledged) < 40 * 20:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    killed.set()
+    sender.join(timeout=60)
+    proc.wait(timeout=30)
+    assert 0 < len(acknowledged) < 40 * len(batches)
+
+    port = _free_port()
+    proc = _start_server(tmp_path / "data", database_url, port)
+    try:
+        from penchant.serve.store import Store, make_engine
+        from penchant.serve.store import database_url as url_of
+
+        store = Store(make_engine(url_of(tmp_path / "data", database_url)))
+        stored = store.event_ids()
+        assert set(acknowledged) <= set(stored) and len(stored) == len(set(stored))
+        sent = [b for b in batches if b[0]["event_id"].split("-")[0] in {e.split("-")[0] for e in stored}]
+        totals = [_post(port, b) for b in batches[: len(sent) + 1]]  # every batch that reached the store, and one more
+        assert sum(t["inserted"] for t in totals) == 40 * (len(sent) + 1) - len(stored)
+        after = store.event_ids()
+        assert len(after) == len(set(after)) == 40 * (len(sent) + 1)
+    finally:
+        proc.kill()
+
+
+def test_keys_cli_creates_lists_and_revokes(tmp_path):
+    r = penchant("keys", "create", "--name", "ci", "--scope", "write", "--data-dir", tmp_path)
+    assert r.returncode == 0, r.stderr
+    key = r.stdout.strip()
+    assert key.startswith("pk_")
+    listed = penchant("keys", "list", "--data-dir", tmp_path)
+    key_id = key.split("_")[1]
+    assert key_id in listed.stdout and "write" in listed.stdout and key not in listed.stdout
+    assert penchant("keys", "revoke", key_id, "--data-dir", tmp_path).returncode == 0
+    again = penchant("keys", "revoke", key_id, "--data-dir", tmp_path)
+    assert again.returncode == 2 and f"no active key {key_id!r}" in again.stderr
+    bad = penchant("keys", "create", "--name", "x", "--scope", "root", "--data-dir", tmp_path)
+    assert bad.returncode == 2 and "--scope must be one of" in bad.stderr
