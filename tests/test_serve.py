@@ -244,3 +244,44 @@ def test_keys_cli_creates_lists_and_revokes(tmp_path):
     assert again.returncode == 2 and f"no active key {key_id!r}" in again.stderr
     bad = penchant("keys", "create", "--name", "x", "--scope", "root", "--data-dir", tmp_path)
     assert bad.returncode == 2 and "--scope must be one of" in bad.stderr
+
+
+def test_dump_and_restore_round_trip(client, tmp_path):
+    """A dump restored into an empty store gives the same rows; restoring it again doubles
+    nothing; a bad line is refused naming its line and field."""
+    from penchant.serve.dump import parse_dump
+    from penchant.serve.store import Store, make_engine, migrate
+
+    client.put("/v1/items", json=[{"id": "i1", "title": "Alien", "categories": ["sf"]}])
+    client.post("/v1/feedback", json=clustered_events(n_users=4, n_items=6, per_user=2))
+    dumped = client.get("/v1/admin/dump").text.splitlines()
+    assert json.loads(dumped[0])["kind"] == "user" and sum('"kind": "event"' in line for line in dumped) == 8
+    engine = make_engine(f"sqlite:///{tmp_path / 'copy.db'}")
+    migrate(engine)
+    copy = Store(engine)
+    assert copy.restore(parse_dump(dumped))["events"] == 8
+    assert list(copy.dump()) == list(client.app.state.store.dump())
+    assert copy.restore(parse_dump(dumped))["duplicate_events"] == 8
+    again = client.post("/v1/admin/restore", content="\n".join(dumped).encode())
+    assert again.status_code == 200 and again.json()["duplicate_events"] == 8
+    bad = dumped[:2] + ['{"kind": "event", "event_id": "x", "user_id": "u", "item_id": "i", "type": "click"}']
+    r = client.post("/v1/admin/restore", content="\n".join(bad).encode())
+    assert r.status_code == 422 and "line 3" in r.json()["detail"] and "timestamp" in r.json()["detail"]
+
+
+def test_scheduled_retraining_deploys_a_new_version(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from penchant.serve.app import create_app
+    from penchant.serve.config import load_settings
+
+    config = write(tmp_path / "c.toml", "[service]\nretrain_every_s = 0.5\n[model]\nname = \"pop\"\n")
+    app = create_app(load_settings(tmp_path / "d", config_file=config, env={}), admin_key=ADMIN)
+    with TestClient(app) as c:
+        c.headers["Authorization"] = f"Bearer {ADMIN}"
+        c.post("/v1/feedback", json=clustered_events(n_users=6, n_items=8, per_user=3))
+        end = time.time() + 60
+        while time.time() < end and app.state.host.deployed is None:
+            time.sleep(0.1)
+        assert app.state.host.deployed is not None and app.state.host.deployed.model_name == "pop"
+        assert c.get("/v1/users/u0/recommendations").json()["model"] == f"pop:v{app.state.host.deployed.version}"

@@ -72,7 +72,8 @@ def split(
     encoding: str = Encoding,
 ) -> None:
     """Split data into train/valid/test files, seeded and leak-free, and report what train lacks."""
-    from penchant.data import load, split as S
+    from penchant.data import load
+    from penchant.data import split as S
     from penchant.data.load import side_file_paths
     from penchant.data.movielens import grouplens_layout
     from penchant.data.readers import is_atomic

@@ -163,9 +163,9 @@ def ratings_cv(
 ) -> None:
     """K-fold RMSE and MAE of a rating-prediction model (each fold early-stops on 5% of its training part)."""
     from penchant.data import load
+    from penchant.errors import ConfigError
     from penchant.eval.experiment import parse_params
     from penchant.eval.rating import cross_validate
-    from penchant.errors import ConfigError
     from penchant.models import model_class
     from penchant.models.rating import RatingModel
 

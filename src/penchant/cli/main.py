@@ -37,6 +37,10 @@ keys_app.command("create")(serve_cmds.keys_create)
 keys_app.command("list")(serve_cmds.keys_list)
 keys_app.command("revoke")(serve_cmds.keys_revoke)
 app.add_typer(keys_app, name="keys")
+store_app = typer.Typer(help="The service's data: dump and restore.", no_args_is_help=True)
+store_app.command("dump")(serve_cmds.store_dump)
+store_app.command("restore")(serve_cmds.store_restore)
+app.add_typer(store_app, name="store")
 
 
 @app.command("models")

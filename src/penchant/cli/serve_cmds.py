@@ -89,3 +89,60 @@ def keys_revoke(
     if not _store(data_dir, database_url).revoke_key(key_id):
         raise ConfigError(f"no active key {key_id!r}")
     out.print(f"revoked {key_id}")
+
+
+def store_dump(
+    out_path: Path = typer.Option(..., "--out", help="JSON lines file to write."),
+    data_dir: Path = typer.Option(..., "--data-dir", help=DATA_DIR_HELP),
+    database_url: str = typer.Option(None, "--database-url", help=URL_HELP),
+) -> None:
+    """Write every user, item and event as JSON lines (keys and model versions are not included)."""
+    from penchant.serve.dump import dump_lines
+
+    n = 0
+    with open(out_path, "w", encoding="utf-8") as f:
+        for line in dump_lines(_store(data_dir, database_url)):
+            f.write(line)
+            n += 1
+    out.print(f"wrote {n:,} rows to {out_path}")
+
+
+def store_restore(
+    in_path: Path = typer.Option(None, "--in", help="A dump (JSON lines) to load."),
+    dataset: Path = typer.Option(None, "--dataset", help="Or: a dataset penchant reads; its interactions become events."),
+    event_type: str = typer.Option("click", "--type", help="With --dataset: the feedback type of the events."),
+    data_dir: Path = typer.Option(..., "--data-dir", help=DATA_DIR_HELP),
+    database_url: str = typer.Option(None, "--database-url", help=URL_HELP),
+    config: Path = typer.Option(None, "--config", help="TOML settings (the feedback types)."),
+) -> None:
+    """Load a dump, or a dataset's interactions (event ids ``<dataset>:<row>``, so loading twice
+    stores nothing twice; item titles become item records)."""
+    from penchant.errors import ConfigError
+    from penchant.serve.config import load_settings
+    from penchant.serve.dump import parse_dump
+
+    if (in_path is None) == (dataset is None):
+        raise ConfigError("give exactly one of --in and --dataset")
+    settings = load_settings(data_dir, database_url=database_url, config_file=config)
+    store = _store(data_dir, settings.database_url)
+    if in_path is not None:
+        with open(in_path, encoding="utf-8") as f:
+            counts = store.restore(parse_dump(f, str(in_path), settings.feedback_types))
+    else:
+        if settings.meaning(event_type) is None:
+            raise ConfigError(f"--type {event_type!r} is not a configured feedback type")
+        counts = store.restore(_dataset_rows(dataset, event_type))
+    out.print(", ".join(f"{k} {v:,}" for k, v in counts.items()))
+
+
+def _dataset_rows(path: Path, event_type: str):
+    from penchant.data import load
+
+    ds = load(path)
+    titles = ds.item_text if ds.item_text is not None else [None] * ds.n_items
+    for i, item in enumerate(ds.item_ids):
+        yield {"kind": "item", "id": str(item), "title": None if titles[i] is None else str(titles[i])}
+    ts = ds.timestamps
+    for k, (u, i) in enumerate(zip(ds.users, ds.items)):
+        yield {"kind": "event", "event_id": f"{ds.name}:{k}", "user_id": str(ds.user_ids[u]), "item_id": str(ds.item_ids[i]),
+               "type": event_type, "value": 1.0, "timestamp": float(ts[k]) if ts is not None else float(k)}

@@ -9,86 +9,18 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict, deque
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from penchant.serve.config import Settings
+from penchant.serve.dump import dump_lines, parse_dump
 from penchant.serve.host import ModelHost
 from penchant.serve.keys import check_key, create_key
 from penchant.serve.metrics import Metrics
+from penchant.serve.schemas import EventIn, Inserted, ItemIn, Recommendations, TrainIn, Upserted, UserIn, Version
 from penchant.serve.store import Store, database_url, make_engine, migrate
-
-Id = Annotated[str, Field(min_length=1, max_length=255)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class UserIn(Strict):
-    id: Id
-    attributes: dict[str, str | int | float | bool | list[str]] = Field(default_factory=dict)
-
-
-class ItemIn(Strict):
-    id: Id
-    title: str | None = Field(default=None, max_length=2000)
-    text: str | None = Field(default=None, max_length=20000)
-    categories: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(default_factory=list)
-    attributes: dict[str, str | int | float | bool | list[str]] = Field(default_factory=dict)
-
-
-class EventIn(Strict):
-    event_id: Id
-    user_id: Id
-    item_id: Id
-    type: Annotated[str, Field(min_length=1, max_length=64)]
-    value: float = Field(default=1.0, allow_inf_nan=False)
-    timestamp: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-
-
-class TrainIn(Strict):
-    model: str | None = None
-    params: dict[str, int | float | str | bool] | None = None
-    activate: bool = False
-
-
-class ScoredItem(BaseModel):
-    id: str
-    score: float
-
-
-class Recommendations(BaseModel):
-    user: str | None = None
-    item: str | None = None
-    model: str
-    items: list[ScoredItem]
-
-
-class Inserted(BaseModel):
-    inserted: int
-    duplicates: int
-
-
-class Upserted(BaseModel):
-    upserted: int
-
-
-class Version(BaseModel):
-    id: int
-    model: str
-    params: dict
-    status: Literal["training", "ready", "failed"]
-    progress: float
-    metrics: dict | None
-    error: str | None
-    events: int | None
-    active: bool
-    created_at: float
-    finished_at: float | None
 
 
 class RateLimiter:
@@ -120,6 +52,8 @@ def create_app(settings: Settings, *, admin_key: str | None = None) -> FastAPI:
         create_key(store, "bootstrap admin", "admin", key=admin_key)
     host = ModelHost(store, settings)
     host.load_active()
+    if settings.retrain_every_s > 0:
+        host.schedule(settings.retrain_every_s)
     limiter = RateLimiter(settings.rate_limit_per_minute)
     metrics = Metrics()
     app = FastAPI(title="penchant", version="0.1.0",
@@ -243,6 +177,25 @@ def create_app(settings: Settings, *, admin_key: str | None = None) -> FastAPI:
             return Recommendations(**host.similar(item_id, k))
         except LookupError as e:
             raise HTTPException(404, str(e)) from None
+
+    @app.get("/v1/admin/dump", tags=["admin"], dependencies=[admin], response_class=StreamingResponse)
+    def dump() -> StreamingResponse:
+        """Every user, item and event as JSON lines (``kind`` = user, item or event)."""
+        return StreamingResponse(dump_lines(store), media_type="application/x-ndjson")
+
+    @app.post("/v1/admin/restore", tags=["admin"], dependencies=[admin])
+    async def restore(request: Request) -> dict:
+        """Load a dump (JSON lines); events already stored are counted, not doubled."""
+        from penchant.errors import DataError
+
+        body = (await request.body()).decode("utf-8", errors="replace").splitlines()
+        try:
+            rows = list(parse_dump(body, "body", settings.feedback_types))
+        except DataError as e:
+            raise HTTPException(422, str(e)) from None
+        out = store.restore(rows)
+        host.items_changed()
+        return out
 
     @app.post("/v1/models/train", tags=["models"], dependencies=[admin], status_code=202)
     def train(body: TrainIn) -> Version:

@@ -114,7 +114,7 @@ class ModelHost:
                 split = random_holdout(ds, (0.9, 0.0, 0.1), seed=0)
                 held = create(name, **params).fit(split.train)
                 self.store.update_version(version, progress=0.5)
-                result = evaluate(held, split.train, split.test, ks=(10,), beyond_accuracy=False)
+                result = evaluate(held, split.train, split.test, ks=(min(10, ds.n_items),), beyond_accuracy=False)
                 metrics = {k: round(float(v), 5) for k, v in result.metrics().items()}
                 metrics |= {"users": ds.n_users, "items": ds.n_items, "interactions": ds.n_interactions}
                 self.store.update_version(version, progress=0.7)
@@ -134,6 +134,24 @@ class ModelHost:
                 self.store.update_version(version, status="failed", error=f"{type(e).__name__}: {e}",
                                           finished_at=time.time())
                 traceback.print_exc()
+
+    def schedule(self, every_s: float) -> threading.Thread:
+        """Retrain (and activate) every ``every_s`` seconds when events arrived since the last run."""
+        def loop() -> None:
+            last = None
+            while True:
+                time.sleep(every_s)
+                try:
+                    events = self.store.counts()["events"]
+                    if events and events != last and not self._train_lock.locked():
+                        last = events
+                        self.start_training(activate=True)
+                except Exception:  # a failed check is retried at the next tick
+                    traceback.print_exc()
+
+        thread = threading.Thread(target=loop, daemon=True, name="penchant-retrain")
+        thread.start()
+        return thread
 
     def wait(self, version: int, timeout: float = 300.0) -> dict:
         """Block until ``version`` is no longer training (tests, CLI)."""

@@ -209,6 +209,57 @@ class Store:
             return {name: int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
                     for name, t in (("users", users), ("items", items), ("events", feedback))}
 
+    # --- dump and restore ------------------------------------------------------------------------
+
+    def dump(self):
+        """Every user, item and event as JSON-ready dicts with a ``kind``, users and items first
+        (a generator: the store is read in pages, never all at once)."""
+        for kind, table, key in (("user", users, users.c.id), ("item", items, items.c.id),
+                                 ("event", feedback, feedback.c.event_id)):
+            last = None
+            while True:
+                q = sa.select(table).order_by(key).limit(5000)
+                if last is not None:
+                    q = q.where(key > last)
+                with self.engine.connect() as conn:
+                    page = [dict(r) for r in conn.execute(q).mappings()]
+                if not page:
+                    break
+                for row in page:
+                    row.pop("created_at", None)
+                    yield {"kind": kind, **row}
+                last = page[-1]["event_id" if kind == "event" else "id"]
+
+    def restore(self, rows: Iterable[dict]) -> dict:
+        """Load dumped rows (users and items upserted, events inserted once by id); counts."""
+        counts = {"users": 0, "items": 0, "events": 0, "duplicate_events": 0}
+        buffer: dict[str, list[dict]] = {"user": [], "item": [], "event": []}
+
+        def flush(kind: str) -> None:
+            part = buffer[kind]
+            if not part:
+                return
+            if kind == "user":
+                counts["users"] += self.upsert_users(part)
+            elif kind == "item":
+                counts["items"] += self.upsert_items(part)
+            else:
+                done = self.insert_feedback(part)
+                counts["events"] += done["inserted"]
+                counts["duplicate_events"] += done["duplicates"]
+            buffer[kind] = []
+
+        for row in rows:
+            kind = row.get("kind")
+            if kind not in buffer:
+                raise ValueError(f"kind must be user, item or event, not {kind!r}")
+            buffer[kind].append({k: v for k, v in row.items() if k != "kind"})
+            if len(buffer[kind]) >= 5000:
+                flush(kind)
+        for kind in buffer:
+            flush(kind)
+        return counts
+
     # --- model versions --------------------------------------------------------------------------
 
     def new_version(self, model: str, params: dict) -> int:

@@ -1,0 +1,77 @@
+"""Request and response bodies of the HTTP API (pydantic): unknown fields are rejected, every
+field is bounded, so a bad request is a 422 that names the field."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Id = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class UserIn(Strict):
+    id: Id
+    attributes: dict[str, str | int | float | bool | list[str]] = Field(default_factory=dict)
+
+
+class ItemIn(Strict):
+    id: Id
+    title: str | None = Field(default=None, max_length=2000)
+    text: str | None = Field(default=None, max_length=20000)
+    categories: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(default_factory=list)
+    attributes: dict[str, str | int | float | bool | list[str]] = Field(default_factory=dict)
+
+
+class EventIn(Strict):
+    event_id: Id
+    user_id: Id
+    item_id: Id
+    type: Annotated[str, Field(min_length=1, max_length=64)]
+    value: float = Field(default=1.0, allow_inf_nan=False)
+    timestamp: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+
+class TrainIn(Strict):
+    model: str | None = None
+    params: dict[str, int | float | str | bool] | None = None
+    activate: bool = False
+
+
+class ScoredItem(BaseModel):
+    id: str
+    score: float
+
+
+class Recommendations(BaseModel):
+    user: str | None = None
+    item: str | None = None
+    model: str
+    items: list[ScoredItem]
+
+
+class Inserted(BaseModel):
+    inserted: int
+    duplicates: int
+
+
+class Upserted(BaseModel):
+    upserted: int
+
+
+class Version(BaseModel):
+    id: int
+    model: str
+    params: dict
+    status: Literal["training", "ready", "failed"]
+    progress: float
+    metrics: dict | None
+    error: str | None
+    events: int | None
+    active: bool
+    created_at: float
+    finished_at: float | None
