@@ -23,6 +23,52 @@ from penchant.serve.schemas import EventIn, Inserted, ItemIn, Recommendations, T
 from penchant.serve.store import Store, database_url, make_engine, migrate
 
 
+class KeyCache:
+    """Verified keys remembered for ``ttl`` seconds, so a request costs no key lookup; a revoked
+    key stops working within ``ttl`` (revocation in this process: at once)."""
+
+    def __init__(self, store: Store, ttl: float = 1.0) -> None:
+        self.store, self.ttl, self.seen = store, ttl, {}
+
+    def check(self, key: str | None, needed: str) -> tuple[bool, bool, str | None]:
+        hit = self.seen.get((key, needed))
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < self.ttl and hit[1] == self.store.key_generation:
+            return hit[2]
+        result = check_key(self.store, key, needed)
+        if result[0]:
+            self.seen[(key, needed)] = (now, self.store.key_generation, result)
+        return result
+
+
+class LimitsAndMetrics:
+    """ASGI middleware: 413 for a declared body over ``max_bytes``; request counts and latency."""
+
+    def __init__(self, app, metrics: Metrics, max_bytes: int) -> None:
+        self.app, self.metrics, self.max_bytes = app, metrics, max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = [500]
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            response = JSONResponse({"detail": f"request body over {self.max_bytes} bytes"}, status_code=413)
+            status[0] = 413
+            await response(scope, receive, send)
+        else:
+            async def capture(message) -> None:
+                if message["type"] == "http.response.start":
+                    status[0] = message["status"]
+                await send(message)
+
+            await self.app(scope, receive, capture)
+        route = scope.get("route")
+        self.metrics.observe(scope["method"], getattr(route, "path", "unmatched"), status[0], time.perf_counter() - start)
+
+
 class RateLimiter:
     """A sliding one-minute window per key."""
 
@@ -60,23 +106,14 @@ def create_app(settings: Settings, *, admin_key: str | None = None) -> FastAPI:
                   description="Feedback in, recommendations out. Keys: `Authorization: Bearer <key>`.")
     app.state.store, app.state.host, app.state.settings, app.state.metrics = store, host, settings, metrics
 
-    @app.middleware("http")
-    async def limits_and_metrics(request: Request, call_next):
-        start = time.perf_counter()
-        size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > settings.max_request_bytes):
-            response = JSONResponse({"detail": f"request body over {settings.max_request_bytes} bytes"}, status_code=413)
-        else:
-            response = await call_next(request)
-        route = request.scope.get("route")
-        metrics.observe(request.method, getattr(route, "path", "unmatched"), response.status_code,
-                        time.perf_counter() - start)
-        return response
+    app.add_middleware(LimitsAndMetrics, metrics=metrics, max_bytes=settings.max_request_bytes)
+
+    verified = KeyCache(store)
 
     def auth(needed: str):
-        def dependency(authorization: Annotated[str | None, Header()] = None) -> str:
+        async def dependency(authorization: Annotated[str | None, Header()] = None) -> str:
             key = authorization[7:].strip() if authorization and authorization.lower().startswith("bearer ") else None
-            known, allowed, key_id = check_key(store, key, needed)
+            known, allowed, key_id = verified.check(key, needed)
             if not known:
                 raise HTTPException(401, "a valid API key is needed (Authorization: Bearer <key>)",
                                     headers={"WWW-Authenticate": "Bearer"})
@@ -161,7 +198,7 @@ def create_app(settings: Settings, *, admin_key: str | None = None) -> FastAPI:
         return store.user_feedback(user_id, limit)
 
     @app.get("/v1/users/{user_id}/recommendations", tags=["recommendations"], dependencies=[read])
-    def recommendations(user_id: str, k: Annotated[int, Query(ge=1, le=1000)] = 10,
+    async def recommendations(user_id: str, k: Annotated[int, Query(ge=1, le=1000)] = 10,
                         category: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
                         exclude: Annotated[list[str] | None, Query()] = None,
                         exclude_seen: bool = True) -> Recommendations:

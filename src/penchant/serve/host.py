@@ -196,11 +196,11 @@ class ModelHost:
         """Top ``k`` items for a user: the model's scores for a known user, a fold-in from their
         events for a user the model has not seen (where the model can), else popularity."""
         d = self.deployed
-        events = self.store.user_feedback(user_id)
+        events = self.store.user_items(user_id)
         if d is None:
             return self._popular_from_store(k, events, category, exclude, exclude_seen)
-        positives = [d.item_index[e["item_id"]] for e in events
-                     if self.settings.meaning(e["type"]) == "positive" and e["item_id"] in d.item_index]
+        positives = [d.item_index[i] for i, kind in events
+                     if self.settings.meaning(kind) == "positive" and i in d.item_index]
         if user_id in d.user_index:
             scores, source = d.model.score(np.array([d.user_index[user_id]]))[0].astype(np.float64), d.label
         elif positives and hasattr(d.model, "fold_in"):
@@ -208,7 +208,7 @@ class ModelHost:
         else:
             scores, source = np.log1p(d.popularity), "popular"
         mask = np.zeros(len(scores), dtype=bool)
-        banned = set(exclude or []) | ({e["item_id"] for e in events} if exclude_seen else set())
+        banned = set(exclude or []) | ({i for i, _ in events} if exclude_seen else set())
         mask[[d.item_index[i] for i in banned if i in d.item_index]] = True
         if category is not None:
             cats = self.categories()
@@ -225,7 +225,7 @@ class ModelHost:
         for user, item, kind, _v, _t in self.store.all_feedback():
             if self.settings.meaning(kind) == "positive":
                 counts[item] = counts.get(item, 0) + 1
-        banned = set(exclude or []) | ({e["item_id"] for e in events} if exclude_seen else set())
+        banned = set(exclude or []) | ({i for i, _ in events} if exclude_seen else set())
         cats = self.categories() if category is not None else None
         ranked = sorted((c, i) for i, c in counts.items() if i not in banned and (cats is None or category in cats.get(i, ())))
         top = sorted(ranked, key=lambda ci: (-ci[0], ci[1]))[:k]

@@ -116,6 +116,7 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.key_generation = 0  # bumped when a key is revoked here, so caches drop it at once
 
     # --- users and items -------------------------------------------------------------------------
 
@@ -185,6 +186,12 @@ class Store:
                              [{"id": i, "title": None, "text": None, "categories": [], "attributes": {},
                                "created_at": time.time()} for i in {r["item_id"] for r in unique}])
         return {"inserted": len(unique), "duplicates": len(rows) - len(unique)}
+
+    def user_items(self, user_id: str) -> list[tuple[str, str]]:
+        """(item, type) of every event of a user: the cheap read a recommendation needs."""
+        q = sa.select(feedback.c.item_id, feedback.c.type).where(feedback.c.user_id == user_id)
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(q)]
 
     def user_feedback(self, user_id: str, limit: int | None = None) -> list[dict]:
         q = sa.select(feedback).where(feedback.c.user_id == user_id).order_by(feedback.c.timestamp.desc())
@@ -304,6 +311,7 @@ class Store:
             return [dict(r) for r in conn.execute(sa.select(api_keys).order_by(api_keys.c.created_at)).mappings()]
 
     def revoke_key(self, key_id: str) -> bool:
+        self.key_generation += 1
         with self.engine.begin() as conn:
             return conn.execute(sa.update(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
                                 .values(revoked_at=time.time())).rowcount > 0

@@ -1,0 +1,126 @@
+"""Load on `penchant serve`: recommendation latency and throughput on MovieLens-100K with a deployed
+ALS model, from a bounded client on loopback (this machine runs both).
+
+    PENCHANT_DATA=../shared/data .venv/bin/python benchmarks/bench_serve.py [--concurrency 1,10,100] [--seconds 10]
+
+The store is loaded from ML-100K (100,000 events), ALS is trained and activated through the API,
+then for each concurrency level C, C keep-alive connections each send GET
+/v1/users/{random user}/recommendations?k=10 back to back for the given time (the client is a
+minimal asyncio HTTP/1.1 client, so it costs the server's two cores little). Reported: requests
+per second, p50/p90/p99 latency, and errors. Also one sequential run of POST /v1/feedback batches
+(events per second acknowledged).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+KEY = "pk_bench_" + "b" * 40
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def call(port: int, method: str, path: str, body=None) -> dict:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
+                                 data=None if body is None else json.dumps(body).encode(),
+                                 headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return json.loads(r.read())
+
+
+async def worker(port: int, paths: list[str], until: float, latencies: list[float], errors: list[int], seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = f"Host: 127.0.0.1\r\nAuthorization: Bearer {KEY}\r\n\r\n"
+    while time.perf_counter() < until:
+        path = paths[rng.integers(len(paths))]
+        start = time.perf_counter()
+        writer.write(f"GET {path} HTTP/1.1\r\n{head}".encode())
+        await writer.drain()
+        status = int((await reader.readline()).split()[1])
+        length = 0
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        await reader.readexactly(length)
+        latencies.append(time.perf_counter() - start)
+        if status != 200:
+            errors.append(status)
+    writer.close()
+
+
+async def load(port: int, paths: list[str], concurrency: int, seconds: float) -> tuple[list[float], list[int], float]:
+    latencies: list[float] = []
+    errors: list[int] = []
+    start = time.perf_counter()
+    until = start + seconds
+    await asyncio.gather(*(worker(port, paths, until, latencies, errors, s) for s in range(concurrency)))
+    return latencies, errors, time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--concurrency", default="1,10,100")
+    ap.add_argument("--seconds", type=float, default=10.0)
+    args = ap.parse_args()
+    data = Path(os.environ.get("PENCHANT_DATA", "../shared/data")) / "ml-100k"
+    folder = Path(tempfile.mkdtemp(prefix="penchant-bench-"))
+    env = dict(os.environ, PENCHANT_ADMIN_KEY=KEY, PENCHANT_RATE_LIMIT_PER_MINUTE="1000000000")  # measure, not throttle
+    subprocess.run([sys.executable, "-m", "penchant", "store", "restore", "--dataset", str(data), "--data-dir",
+                    str(folder)], check=True, env=env, capture_output=True)
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "penchant", "serve", "--port", str(port), "--data-dir", str(folder)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        version = call(port, "POST", "/v1/models/train", {"model": "als", "activate": True})["id"]
+        while call(port, "GET", f"/v1/models/{version}")["status"] == "training":
+            time.sleep(0.2)
+        users = [str(u) for u in range(1, 944)]
+        paths = [f"/v1/users/{u}/recommendations?k=10" for u in users]
+        print(f"ML-100K in the store (SQLite, {folder}), ALS v{version} active; client and server on this machine "
+              f"({os.cpu_count()} cores); {args.seconds:g} s per level")
+        print("| concurrent connections | requests/s | p50 ms | p90 ms | p99 ms | errors |")
+        print("|---|---|---|---|---|---|")
+        asyncio.run(load(port, paths, 4, 2.0))  # warm-up
+        for c in (int(x) for x in args.concurrency.split(",")):
+            lat, errors, took = asyncio.run(load(port, paths, c, args.seconds))
+            ms = np.array(lat) * 1000
+            print(f"| {c} | {len(lat) / took:,.0f} | {np.percentile(ms, 50):.1f} | {np.percentile(ms, 90):.1f} | "
+                  f"{np.percentile(ms, 99):.1f} | {len(errors)} |", flush=True)
+        batch, n = 1000, 20
+        start = time.perf_counter()
+        for b in range(n):
+            call(port, "POST", "/v1/feedback", [{"event_id": f"bench-{b}-{k}", "user_id": str(1 + k % 943),
+                                                 "item_id": str(1 + (b * 7 + k) % 1682), "type": "click"}
+                                                for k in range(batch)])
+        took = time.perf_counter() - start
+        print(f"feedback: {n} batches of {batch} events, one after another: {n * batch / took:,.0f} events/s acknowledged "
+              f"({took / n * 1000:.0f} ms per batch, each committed before the answer)")
+    finally:
+        server.kill()
+
+
+if __name__ == "__main__":
+    main()
