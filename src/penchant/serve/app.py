@@ -11,16 +11,21 @@ import time
 from collections import defaultdict, deque
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
+from pydantic import Field
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
 
 from penchant.serve.config import Settings
 from penchant.serve.dump import dump_lines, parse_dump
 from penchant.serve.host import ModelHost
 from penchant.serve.keys import check_key, create_key
 from penchant.serve.metrics import Metrics
-from penchant.serve.schemas import EventIn, Inserted, ItemIn, Recommendations, TrainIn, Upserted, UserIn, Version
+from penchant.serve.schemas import EventIn, Inserted, ItemIn, ItemOut, Recommendations, TrainIn, Upserted, UserIn, Version
 from penchant.serve.store import Store, database_url, make_engine, migrate
+
+
+VersionId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+IdPath = Annotated[str, Path(min_length=1, max_length=255)]
 
 
 class KeyCache:
@@ -149,13 +154,24 @@ def create_app(settings: Settings, *, admin_key: str | None = None) -> FastAPI:
         return metrics.render({"penchant_active_model_version": d.version if d else 0, **{
             f"penchant_stored_{k}": v for k, v in store.counts().items()}})
 
+    @app.get("/ui", tags=["ui"], response_class=HTMLResponse, include_in_schema=False)
+    def ui() -> str:
+        from penchant.serve.ui import page
+
+        return page(list(settings.feedback_types))
+
+    @app.get("/v1/items", tags=["items"], dependencies=[read])
+    def get_items(ids: Annotated[list[Annotated[str, Field(min_length=1, max_length=255)]], Query(max_length=1000)]) -> list[ItemOut]:
+        """The stored records of the given items (unknown ids are left out)."""
+        return [ItemOut(**{k: r[k] for k in ItemOut.model_fields}) for r in store.get_items(ids)]
+
     @app.put("/v1/users", tags=["users"], dependencies=[write])
     def upsert_users(rows: list[UserIn]) -> Upserted:
         batch(rows)
         return Upserted(upserted=store.upsert_users([r.model_dump() for r in rows]))
 
     @app.delete("/v1/users/{user_id}", tags=["users"], dependencies=[admin])
-    def delete_user(user_id: str) -> dict:
+    def delete_user(user_id: IdPath) -> dict:
         """Forget a user: their record and every event of theirs (the right to be forgotten)."""
         out = store.delete_user(user_id)
         if not out["user"] and not out["events"]:
@@ -170,7 +186,7 @@ def create_app(settings: Settings, *, admin_key: str | None = None) -> FastAPI:
         return Upserted(upserted=n)
 
     @app.delete("/v1/items/{item_id}", tags=["items"], dependencies=[admin])
-    def delete_item(item_id: str) -> dict:
+    def delete_item(item_id: IdPath) -> dict:
         out = store.delete_item(item_id)
         if not out["item"] and not out["events"]:
             raise HTTPException(404, f"no item {item_id!r}")
@@ -194,11 +210,11 @@ def create_app(settings: Settings, *, admin_key: str | None = None) -> FastAPI:
         return Inserted(**out)
 
     @app.get("/v1/users/{user_id}/feedback", tags=["feedback"], dependencies=[read])
-    def user_feedback(user_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[dict]:
+    def user_feedback(user_id: IdPath, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[dict]:
         return store.user_feedback(user_id, limit)
 
     @app.get("/v1/users/{user_id}/recommendations", tags=["recommendations"], dependencies=[read])
-    async def recommendations(user_id: str, k: Annotated[int, Query(ge=1, le=1000)] = 10,
+    async def recommendations(user_id: IdPath, k: Annotated[int, Query(ge=1, le=1000)] = 10,
                         category: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
                         exclude: Annotated[list[str] | None, Query()] = None,
                         exclude_seen: bool = True) -> Recommendations:
@@ -209,7 +225,7 @@ def create_app(settings: Settings, *, admin_key: str | None = None) -> FastAPI:
                                                 exclude_seen=exclude_seen))
 
     @app.get("/v1/items/{item_id}/similar", tags=["recommendations"], dependencies=[read])
-    def similar(item_id: str, k: Annotated[int, Query(ge=1, le=1000)] = 10) -> Recommendations:
+    def similar(item_id: IdPath, k: Annotated[int, Query(ge=1, le=1000)] = 10) -> Recommendations:
         try:
             return Recommendations(**host.similar(item_id, k))
         except LookupError as e:
@@ -248,14 +264,14 @@ def create_app(settings: Settings, *, admin_key: str | None = None) -> FastAPI:
         return [Version(**_public(v)) for v in store.versions()]
 
     @app.get("/v1/models/{version}", tags=["models"], dependencies=[read])
-    def version(version: int) -> Version:
+    def version(version: VersionId) -> Version:
         v = store.version(version)
         if v is None:
             raise HTTPException(404, f"no model version {version}")
         return Version(**_public(v))
 
     @app.post("/v1/models/{version}/activate", tags=["models"], dependencies=[admin])
-    def activate(version: int) -> Version:
+    def activate(version: VersionId) -> Version:
         try:
             host.activate(version)
         except LookupError as e:

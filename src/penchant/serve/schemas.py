@@ -27,6 +27,14 @@ class ItemIn(Strict):
     attributes: dict[str, str | int | float | bool | list[str]] = Field(default_factory=dict)
 
 
+class ItemOut(BaseModel):
+    id: str
+    title: str | None
+    text: str | None
+    categories: list[str]
+    attributes: dict
+
+
 class EventIn(Strict):
     event_id: Id
     user_id: Id
