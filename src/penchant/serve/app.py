@@ -12,17 +12,26 @@ from collections import defaultdict, deque
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
-from pydantic import Field
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
+from pydantic import Field
 
 from penchant.serve.config import Settings
 from penchant.serve.dump import dump_lines, parse_dump
 from penchant.serve.host import ModelHost
 from penchant.serve.keys import check_key, create_key
 from penchant.serve.metrics import Metrics
-from penchant.serve.schemas import EventIn, Inserted, ItemIn, ItemOut, Recommendations, TrainIn, Upserted, UserIn, Version
+from penchant.serve.schemas import (
+    EventIn,
+    Inserted,
+    ItemIn,
+    ItemOut,
+    Recommendations,
+    TrainIn,
+    Upserted,
+    UserIn,
+    Version,
+)
 from penchant.serve.store import Store, database_url, make_engine, migrate
-
 
 VersionId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 IdPath = Annotated[str, Path(min_length=1, max_length=255)]
