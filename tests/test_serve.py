@@ -285,3 +285,38 @@ def test_scheduled_retraining_deploys_a_new_version(tmp_path):
             time.sleep(0.1)
         assert app.state.host.deployed is not None and app.state.host.deployed.model_name == "pop"
         assert c.get("/v1/users/u0/recommendations").json()["model"] == f"pop:v{app.state.host.deployed.version}"
+
+
+def test_conversation_over_http_finds_the_wanted_item(client):
+    """Start a conversation, answer as someone who wants one item, and reach it; the state lives in
+    the store between requests."""
+    genres = ["drama", "comedy", "horror", "scifi"]
+    items = [{"id": f"i{i}", "title": f"Film {i}", "categories": [genres[i % 4]],
+              "attributes": {"decade": f"{1960 + 10 * (i % 5)}s"}} for i in range(40)]
+    client.put("/v1/items", json=items)
+    client.post("/v1/feedback", json=clustered_events())
+    version = client.app.state.host.wait(client.post("/v1/models/train", json={"model": "pop", "activate": True}).json()["id"])
+    assert version["status"] == "ready"
+    wanted = items[39]  # scifi, 2000s
+    r = client.post("/v1/conversations", json={"user_id": "visitor", "policy": "maxent", "opening": "category=scifi"})
+    assert r.status_code == 201, r.text
+    talk = r.json()
+    assert talk["accepted"] == ["category: scifi"] and talk["next"] is not None
+    for _ in range(15):
+        move = talk["next"]
+        if move is None:
+            break
+        if move["kind"] == "question":
+            label = move["values"][0]["label"]
+            kind, value = label.split(": ", 1)
+            has = value in wanted["categories"] if kind == "category" else wanted["attributes"].get(kind) == value
+            body = {"yes": has}
+        else:
+            ids = [x["id"] for x in move["items"]]
+            body = {"item": wanted["id"] if wanted["id"] in ids else None}
+        talk = client.post(f"/v1/conversations/{talk['id']}/answer", json=body).json()
+    assert talk["found"] == wanted["id"] and talk["done"]
+    assert client.get(f"/v1/conversations/{talk['id']}").json()["found"] == wanted["id"]
+    assert client.post("/v1/conversations/nope/answer", json={"yes": True}).status_code == 404
+    assert client.post("/v1/conversations", json={"policy": "oracle"}).status_code == 422
+    assert client.post("/v1/conversations", json={"opening": "category=western"}).status_code == 422

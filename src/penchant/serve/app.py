@@ -16,11 +16,14 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Str
 from pydantic import Field
 
 from penchant.serve.config import Settings
+from penchant.serve.conversations import ConversationHost
 from penchant.serve.dump import dump_lines, parse_dump
 from penchant.serve.host import ModelHost
 from penchant.serve.keys import check_key, create_key
 from penchant.serve.metrics import Metrics
 from penchant.serve.schemas import (
+    AnswerIn,
+    ConversationIn,
     EventIn,
     Inserted,
     ItemIn,
@@ -112,6 +115,7 @@ def create_app(settings: Settings, *, admin_key: str | None = None) -> FastAPI:
         create_key(store, "bootstrap admin", "admin", key=admin_key)
     host = ModelHost(store, settings)
     host.load_active()
+    talks = ConversationHost(store, host)
     if settings.retrain_every_s > 0:
         host.schedule(settings.retrain_every_s)
     limiter = RateLimiter(settings.rate_limit_per_minute)
@@ -192,6 +196,7 @@ def create_app(settings: Settings, *, admin_key: str | None = None) -> FastAPI:
         batch(rows)
         n = store.upsert_items([r.model_dump() for r in rows])
         host.items_changed()
+        talks.items_changed()
         return Upserted(upserted=n)
 
     @app.delete("/v1/items/{item_id}", tags=["items"], dependencies=[admin])
@@ -258,6 +263,30 @@ def create_app(settings: Settings, *, admin_key: str | None = None) -> FastAPI:
         out = store.restore(rows)
         host.items_changed()
         return out
+
+    def conversation_errors(call):
+        try:
+            return call()
+        except KeyError as e:
+            raise HTTPException(404, str(e.args[0])) from None
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
+        except (LookupError, RuntimeError) as e:
+            raise HTTPException(409, str(e)) from None
+
+    @app.post("/v1/conversations", tags=["conversations"], dependencies=[write], status_code=201)
+    def start_conversation(body: ConversationIn) -> dict:
+        """Start a conversation (for a known user, their learned taste shapes it); the answer holds
+        the first move: a question about item categories/attributes, or a list of items."""
+        return conversation_errors(lambda: talks.start(body.user_id, body.policy, body.opening))
+
+    @app.post("/v1/conversations/{conversation_id}/answer", tags=["conversations"], dependencies=[write])
+    def answer_conversation(conversation_id: IdPath, body: AnswerIn) -> dict:
+        return conversation_errors(lambda: talks.answer(conversation_id, body.model_dump()))
+
+    @app.get("/v1/conversations/{conversation_id}", tags=["conversations"], dependencies=[read])
+    def get_conversation(conversation_id: IdPath) -> dict:
+        return conversation_errors(lambda: talks.get(conversation_id))
 
     @app.post("/v1/models/train", tags=["models"], dependencies=[admin], status_code=202)
     def train(body: TrainIn) -> Version:

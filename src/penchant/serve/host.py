@@ -126,10 +126,10 @@ class ModelHost:
                 (folder / "vocab.json").write_text(json.dumps({"users": [str(u) for u in ds.user_ids],
                                                                "items": [str(i) for i in ds.item_ids],
                                                                "popularity": popularity.tolist()}))
-                self.store.update_version(version, status="ready", progress=1.0, metrics=metrics, path=str(folder),
-                                          finished_at=time.time())
-                if activate or self.deployed is None:
-                    self.activate(version)
+                self.store.update_version(version, path=str(folder), metrics=metrics)
+                if activate or self.deployed is None:  # deployed before it reads "ready", so waiters see it live
+                    self._deploy(self.store.version(version))
+                self.store.update_version(version, status="ready", progress=1.0, finished_at=time.time())
             except Exception as e:  # the version records why; the service keeps running
                 self.store.update_version(version, status="failed", error=f"{type(e).__name__}: {e}",
                                           finished_at=time.time())
@@ -167,8 +167,11 @@ class ModelHost:
         v = self.store.version(version)
         if v is None or v["status"] != "ready":
             raise LookupError(f"version {version} is not a ready model version")
+        return self._deploy(v)
+
+    def _deploy(self, v: dict) -> Deployed:
         deployed = self._load(v)
-        self.store.set_active(version)
+        self.store.set_active(v["id"])
         self.deployed = deployed  # one reference swap: in-flight requests keep the old one
         return deployed
 
@@ -191,6 +194,17 @@ class ModelHost:
             cache = self._categories = {r["id"]: set(r["categories"] or []) for r in self.store.get_items()}
         return cache
 
+    def user_scores(self, d: Deployed, user_id: str, events: list[tuple[str, str]]) -> tuple[np.ndarray, str]:
+        """float64 (n_items,) scores of ``d``'s items for a user and which source gave them: the
+        model for a user it knows, an ALS fold-in from their positive events, else popularity."""
+        positives = [d.item_index[i] for i, kind in events
+                     if self.settings.meaning(kind) == "positive" and i in d.item_index]
+        if user_id in d.user_index:
+            return d.model.score(np.array([d.user_index[user_id]]))[0].astype(np.float64), d.label
+        if positives and hasattr(d.model, "fold_in"):
+            return (d.model.item_factors_ @ d.model.fold_in(np.array(positives))).astype(np.float64), d.label + "+fold-in"
+        return np.log1p(d.popularity), "popular"
+
     def recommend(self, user_id: str, k: int, *, category: str | None = None, exclude: list[str] | None = None,
                   exclude_seen: bool = True) -> dict:
         """Top ``k`` items for a user: the model's scores for a known user, a fold-in from their
@@ -199,14 +213,7 @@ class ModelHost:
         events = self.store.user_items(user_id)
         if d is None:
             return self._popular_from_store(k, events, category, exclude, exclude_seen)
-        positives = [d.item_index[i] for i, kind in events
-                     if self.settings.meaning(kind) == "positive" and i in d.item_index]
-        if user_id in d.user_index:
-            scores, source = d.model.score(np.array([d.user_index[user_id]]))[0].astype(np.float64), d.label
-        elif positives and hasattr(d.model, "fold_in"):
-            scores, source = (d.model.item_factors_ @ d.model.fold_in(np.array(positives))).astype(np.float64), d.label + "+fold-in"
-        else:
-            scores, source = np.log1p(d.popularity), "popular"
+        scores, source = self.user_scores(d, user_id, events)
         mask = np.zeros(len(scores), dtype=bool)
         banned = set(exclude or []) | ({i for i, _ in events} if exclude_seen else set())
         mask[[d.item_index[i] for i in banned if i in d.item_index]] = True

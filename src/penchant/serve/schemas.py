@@ -83,3 +83,18 @@ class Version(BaseModel):
     active: bool
     created_at: float
     finished_at: float | None
+
+
+class ConversationIn(Strict):
+    user_id: Id | None = None
+    policy: Literal["maxent", "greedy", "tree"] = "maxent"
+    opening: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+
+
+class AnswerIn(Strict):
+    """A question is answered with ``yes`` (one value) or ``values`` (the accepted ones of a
+    multi-choice question); a list of items with ``item`` (the one wanted) or nothing (none)."""
+
+    yes: bool | None = None
+    values: list[Annotated[int, Field(ge=0, le=2**31 - 1)]] | None = Field(default=None, max_length=100)
+    item: Id | None = None

@@ -56,6 +56,13 @@ model_versions = sa.Table("model_versions", metadata,
                           sa.Column("created_at", sa.Float, nullable=False),
                           sa.Column("finished_at", sa.Float, nullable=True))
 
+conversations = sa.Table("conversations", metadata,
+                         sa.Column("id", sa.String(32), primary_key=True),
+                         sa.Column("user_id", sa.String(255), nullable=True),
+                         sa.Column("state", sa.JSON, nullable=False),
+                         sa.Column("created_at", sa.Float, nullable=False),
+                         sa.Column("updated_at", sa.Float, nullable=False))
+
 
 def database_url(data_dir: Path, url: str | None) -> str:
     """``url``, or SQLite in ``data_dir`` when none is given."""
@@ -139,8 +146,9 @@ class Store:
         return len(rows)
 
     def delete_user(self, user_id: str) -> dict:
-        """Forget a user: their row and every event of theirs."""
+        """Forget a user: their row, every event and every conversation of theirs."""
         with self.engine.begin() as conn:
+            conn.execute(sa.delete(conversations).where(conversations.c.user_id == user_id))
             events = conn.execute(sa.delete(feedback).where(feedback.c.user_id == user_id)).rowcount
             found = conn.execute(sa.delete(users).where(users.c.id == user_id)).rowcount
         return {"user": bool(found), "events": int(events)}
@@ -293,6 +301,23 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(sa.update(model_versions).values(active=False))
             conn.execute(sa.update(model_versions).where(model_versions.c.id == version).values(active=True))
+
+    # --- conversations ---------------------------------------------------------------------------
+
+    def save_conversation(self, conv_id: str, user_id: str | None, state: dict, new: bool) -> None:
+        now = time.time()
+        with self.engine.begin() as conn:
+            if new:
+                conn.execute(sa.insert(conversations).values(id=conv_id, user_id=user_id, state=state, created_at=now,
+                                                             updated_at=now))
+            else:
+                conn.execute(sa.update(conversations).where(conversations.c.id == conv_id)
+                             .values(state=state, updated_at=now))
+
+    def conversation(self, conv_id: str) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(conversations).where(conversations.c.id == conv_id)).mappings().first()
+        return dict(row) if row else None
 
     # --- keys ------------------------------------------------------------------------------------
 

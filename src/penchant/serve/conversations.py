@@ -1,0 +1,161 @@
+"""Conversations over HTTP: the library's :class:`~penchant.converse.session.Conversation`, kept in
+the store between requests (its state is JSON), over an attribute graph built from the stored
+items' categories and attributes, scored for the person by the deployed model.
+
+The graph: every category, and every ``attribute: value`` of the items (list values give one
+value each), held by at least 2 of the deployed model's items. A conversation is pinned to the
+model version it started with; after an activation it must be started again (409).
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import numpy as np
+import scipy.sparse as sp
+
+from penchant.converse.policies import create_policy
+from penchant.converse.session import Conversation
+from penchant.converse.state import Scorer
+from penchant.data.attribute_graph import AttributeGraph
+from penchant.serve.host import Deployed, ModelHost
+from penchant.serve.store import Store
+
+POLICIES = ("maxent", "greedy", "tree")
+
+
+def graph_from_items(rows: list[dict], item_ids: np.ndarray, min_items: int = 2) -> AttributeGraph:
+    """Items × (category and attribute) values over ``item_ids`` (the deployed model's order)."""
+    index = {str(i): k for k, i in enumerate(item_ids)}
+    pairs: dict[tuple[str, str], list[int]] = {}
+    for r in rows:
+        k = index.get(r["id"])
+        if k is None:
+            continue
+        for c in r.get("categories") or []:
+            pairs.setdefault(("category", str(c)), []).append(k)
+        for name, value in (r.get("attributes") or {}).items():
+            for v in value if isinstance(value, list) else [value]:
+                pairs.setdefault((str(name), str(v)), []).append(k)
+    kept = sorted((key, rows_) for key, rows_ in pairs.items() if len(set(rows_)) >= min_items)
+    if not kept:
+        raise LookupError("the stored items have no categories or attributes shared by two items to ask about")
+    type_names = tuple(dict.fromkeys(kind for (kind, _), _ in kept))
+    rows_i = [k for _, items in kept for k in items]
+    cols = [j for j, (_, items) in enumerate(kept) for _ in items]
+    matrix = sp.csr_matrix((np.ones(len(rows_i), bool), (rows_i, cols)), shape=(len(item_ids), len(kept)))
+    return AttributeGraph(matrix, np.array([v for (_, v), _ in kept], dtype=object),
+                          np.array([type_names.index(kind) for (kind, _), _ in kept], dtype=np.int64), type_names,
+                          np.array([f"{kind}={v}" for (kind, v), _ in kept], dtype=object))
+
+
+class ConversationHost:
+    def __init__(self, store: Store, host: ModelHost) -> None:
+        self.store, self.host = store, host
+        self._graph: tuple[int, int, AttributeGraph] | None = None
+        self.items_generation = 0
+
+    def items_changed(self) -> None:
+        self.items_generation += 1
+
+    def graph(self, d: Deployed) -> AttributeGraph:
+        cached = self._graph
+        if cached is None or cached[:2] != (d.version, self.items_generation):
+            cached = self._graph = (d.version, self.items_generation, graph_from_items(self.store.get_items(), d.item_ids))
+        return cached[2]
+
+    def _session(self, d: Deployed, user_id: str | None, policy: str, state: dict | None) -> Conversation:
+        graph = self.graph(d)
+        events = self.store.user_items(user_id) if user_id else []
+        scores, _ = self.host.user_scores(d, user_id or "", events)
+        pol = create_policy(policy, graph)
+        if policy == "tree":
+            pol.prior = d.popularity + 1.0
+        scorer = Scorer(graph, lambda _user: scores)
+        titles = self._titles(d)
+        if state is not None:
+            return Conversation.from_dict(state, graph, scorer, pol, titles)
+        seen = [d.item_index[i] for i, _ in events if i in d.item_index]
+        return Conversation(graph, scorer, pol, 0, exclude=np.array(seen, dtype=np.int64), titles=titles)
+
+    def _titles(self, d: Deployed) -> np.ndarray:
+        titles = {r["id"]: r["title"] for r in self.store.get_items()}
+        return np.array([titles.get(str(i)) or str(i) for i in d.item_ids], dtype=object)
+
+    def start(self, user_id: str | None, policy: str, opening: str | None) -> dict:
+        d = self._deployed()
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
+        conv = self._session(d, user_id, policy, None)
+        if opening is not None:
+            graph = self.graph(d)
+            labels = {graph.source[v].lower(): v for v in range(graph.n_values)}
+            names = {str(graph.names[v]).lower(): v for v in range(graph.n_values)}
+            value = labels.get(opening.lower(), names.get(opening.lower()))
+            if value is None:
+                raise ValueError(f"opening: no value {opening!r} to start from")
+            conv.open(value)
+        conv_id = secrets.token_hex(8)
+        conv.ask()
+        self.store.save_conversation(conv_id, user_id, self._state(conv, d, user_id, policy), new=True)
+        return self._view(conv_id, conv, d, user_id, policy)
+
+    def answer(self, conv_id: str, reply: dict) -> dict:
+        d, conv, user_id, policy = self._restore(conv_id)
+        move = conv.pending
+        if move is None:
+            raise ValueError("the conversation is over")
+        if move.kind == "question":
+            if reply.get("yes") is not None and len(move.values) == 1:
+                conv.answer(bool(reply["yes"]))
+            elif reply.get("values") is not None:
+                conv.answer(list(reply["values"]))
+            else:
+                raise ValueError("yes: a question is answered with yes (true/false) or values (the accepted ones)")
+        else:
+            item = reply.get("item")
+            if item is not None and item not in d.item_index:
+                raise ValueError(f"item: {item!r} is not an item")
+            conv.answer(None if item is None else d.item_index[item])
+        conv.ask()
+        self.store.save_conversation(conv_id, user_id, self._state(conv, d, user_id, policy), new=False)
+        return self._view(conv_id, conv, d, user_id, policy)
+
+    def get(self, conv_id: str) -> dict:
+        d, conv, user_id, policy = self._restore(conv_id)
+        return self._view(conv_id, conv, d, user_id, policy)
+
+    def _deployed(self) -> Deployed:
+        d = self.host.deployed
+        if d is None:
+            raise LookupError("no model is deployed yet")
+        return d
+
+    def _restore(self, conv_id: str):
+        row = self.store.conversation(conv_id)
+        if row is None:
+            raise KeyError(f"no conversation {conv_id!r}")
+        state = row["state"]
+        d = self._deployed()
+        if state["version"] != d.version:
+            raise RuntimeError(f"the model changed (v{state['version']} → v{d.version}); start a new conversation")
+        conv = self._session(d, state["user_id"], state["policy"], state["session"])
+        return d, conv, state["user_id"], state["policy"]
+
+    @staticmethod
+    def _state(conv: Conversation, d: Deployed, user_id: str | None, policy: str) -> dict:
+        return {"session": conv.to_dict(), "version": d.version, "user_id": user_id, "policy": policy}
+
+    def _view(self, conv_id: str, conv: Conversation, d: Deployed, user_id: str | None, policy: str) -> dict:
+        graph = self.graph(d)
+        move = conv.pending
+        shown = None
+        if move is not None:
+            shown = {"kind": move.kind, "text": move.text,
+                     "values": [{"value": int(v), "label": graph.label(v)} for v in move.values],
+                     "items": [{"id": str(d.item_ids[i]), "title": t} for i, t in zip(move.items, move.titles)]}
+        return {"id": conv_id, "user_id": user_id, "policy": policy, "model": d.label, "turn": conv.state.turn,
+                "done": conv.done and move is None,
+                "found": None if conv.found is None else str(d.item_ids[conv.found]),
+                "accepted": [graph.label(v) for v in conv.state.accepted],
+                "rejected": [graph.label(v) for v in conv.state.rejected], "next": shown}
