@@ -320,3 +320,17 @@ def test_conversation_over_http_finds_the_wanted_item(client):
     assert client.post("/v1/conversations/nope/answer", json={"yes": True}).status_code == 404
     assert client.post("/v1/conversations", json={"policy": "oracle"}).status_code == 422
     assert client.post("/v1/conversations", json={"opening": "category=western"}).status_code == 422
+
+
+def test_anonymous_session_with_a_sequential_model(client):
+    """Users click chains i0 → i2 → i4 … in order; a Markov chain trained from the store through
+    the API recommends what follows the session's last item."""
+    events = [{"event_id": f"s{u}-{k}", "user_id": f"u{u}", "item_id": f"i{(2 * (u + k)) % 30}", "type": "click",
+               "timestamp": float(100 * u + k)} for u in range(30) for k in range(6)]
+    client.post("/v1/feedback", json=events)
+    v = client.app.state.host.wait(client.post("/v1/models/train", json={"model": "markov", "activate": True}).json()["id"])
+    assert v["status"] == "ready", v["error"]
+    r = client.post("/v1/recommendations", json={"items": ["i10", "i12", "nope"], "k": 3}).json()
+    assert r["model"] == f"markov:v{v['id']}" and r["unknown_items"] == 1
+    assert r["items"][0]["id"] == "i14" and "i12" not in [x["id"] for x in r["items"]]
+    assert client.post("/v1/recommendations", json={"items": []}).status_code == 422

@@ -29,6 +29,7 @@ from penchant.serve.schemas import (
     ItemIn,
     ItemOut,
     Recommendations,
+    SessionIn,
     TrainIn,
     Upserted,
     UserIn,
@@ -237,6 +238,16 @@ def create_app(settings: Settings, *, admin_key: str | None = None) -> FastAPI:
         popular items; ``model`` says which answered."""
         return Recommendations(**host.recommend(user_id, k, category=category, exclude=exclude,
                                                 exclude_seen=exclude_seen))
+
+    @app.post("/v1/recommendations", tags=["recommendations"], dependencies=[read])
+    def session_recommendations(body: SessionIn) -> Recommendations:
+        """Top k for an anonymous session (recent items, oldest first) with a deployed sequential
+        model (e.g. ``sasrec``, ``markov``); other models fold the items in or fall back to
+        popularity. ``unknown_items`` counts ids the model does not know (skipped)."""
+        try:
+            return Recommendations(**host.recommend_session(body.items, body.k, exclude_seen=body.exclude_seen))
+        except LookupError as e:
+            raise HTTPException(409, str(e)) from None
 
     @app.get("/v1/items/{item_id}/similar", tags=["recommendations"], dependencies=[read])
     def similar(item_id: IdPath, k: Annotated[int, Query(ge=1, le=1000)] = 10) -> Recommendations:

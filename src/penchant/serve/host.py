@@ -46,12 +46,16 @@ class Deployed:
 
 
 def events_dataset(events: list[tuple], settings: Settings) -> Dataset:
-    """The training interactions from stored events (see the module docstring)."""
+    """The training interactions from stored events (see the module docstring), each at the time
+    of its latest positive event, so sequential models see every user's order."""
     latest: dict[tuple[str, str], str] = {}
-    for user, item, kind, _value, _ts in events:  # timestamp order: the last one stays
+    when: dict[tuple[str, str], float] = {}
+    for user, item, kind, _value, ts in events:  # timestamp order: the last one stays
         meaning = settings.meaning(kind)
         if meaning in ("positive", "negative"):
             latest[(user, item)] = meaning
+        if meaning == "positive":
+            when[(user, item)] = ts
     pairs = [k for k, m in latest.items() if m == "positive"]
     user_ids = np.array(sorted({u for u, _ in pairs}), dtype=object)
     item_ids = np.array(sorted({i for _, i in pairs}), dtype=object)
@@ -59,9 +63,10 @@ def events_dataset(events: list[tuple], settings: Settings) -> Dataset:
     i_index = {i: k for k, i in enumerate(item_ids)}
     users = np.array([u_index[u] for u, _ in pairs], dtype=np.int32)
     items = np.array([i_index[i] for _, i in pairs], dtype=np.int32)
+    stamps = np.array([when[p] for p in pairs], dtype=np.float64)
     steps = (Step("events read", len(events), "from the store"),
              Step("positive pairs kept", len(pairs), "latest positive/negative event per user and item is positive"))
-    return Dataset(user_ids, item_ids, users, items, steps=steps, name="store")
+    return Dataset(user_ids, item_ids, users, items, timestamps=stamps, steps=steps, name="store")
 
 
 class ModelHost:
@@ -237,6 +242,30 @@ class ModelHost:
         ranked = sorted((c, i) for i, c in counts.items() if i not in banned and (cats is None or category in cats.get(i, ())))
         top = sorted(ranked, key=lambda ci: (-ci[0], ci[1]))[:k]
         return {"items": [{"id": i, "score": float(np.log1p(c))} for c, i in top], "model": "popular (no model yet)"}
+
+    def recommend_session(self, items: list[str], k: int, *, exclude_seen: bool = True) -> dict:
+        """Top ``k`` for an anonymous session (recent item ids, oldest first): a deployed sequential
+        model reads the session in order; otherwise an ALS fold-in from the items; else popularity.
+        Unknown item ids are skipped and counted."""
+        from penchant.models.sequential.base import SequentialRecommender
+
+        d = self.deployed
+        if d is None:
+            raise LookupError("no model is deployed yet")
+        known = [d.item_index[i] for i in items if i in d.item_index]
+        if isinstance(d.model, SequentialRecommender):
+            scores, source = d.model.score_sessions([known])[0].astype(np.float64), d.label
+        elif known and hasattr(d.model, "fold_in"):
+            scores, source = (d.model.item_factors_ @ d.model.fold_in(np.array(known))).astype(np.float64), d.label + "+fold-in"
+        else:
+            scores, source = np.log1p(d.popularity), "popular"
+        if exclude_seen and known:
+            scores[known] = -np.inf
+        n = int(min(k, np.isfinite(scores).sum()))
+        top = np.argpartition(-scores, n - 1)[:n] if n else np.zeros(0, dtype=np.int64)
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return {"model": source, "unknown_items": len(items) - len(known),
+                "items": [{"id": str(d.item_ids[i]), "score": float(scores[i])} for i in top]}
 
     def similar(self, item_id: str, k: int) -> dict:
         d = self.deployed

@@ -60,6 +60,15 @@ class Recommendations(BaseModel):
     item: str | None = None
     model: str
     items: list[ScoredItem]
+    unknown_items: int | None = None
+
+
+class SessionIn(Strict):
+    """An anonymous session: recent item ids, oldest first."""
+
+    items: list[Id] = Field(min_length=1, max_length=200)
+    k: int = Field(default=10, ge=1, le=1000)
+    exclude_seen: bool = True
 
 
 class Inserted(BaseModel):
