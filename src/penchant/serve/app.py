@@ -23,6 +23,8 @@ from penchant.serve.keys import check_key, create_key
 from penchant.serve.metrics import Metrics
 from penchant.serve.schemas import (
     AnswerIn,
+    CompareIn,
+    ComparisonIn,
     ConversationIn,
     EventIn,
     Inserted,
@@ -223,6 +225,29 @@ def create_app(settings: Settings, *, admin_key: str | None = None) -> FastAPI:
         metrics.count("penchant_events_inserted_total", out["inserted"])
         metrics.count("penchant_events_duplicate_total", out["duplicates"])
         return Inserted(**out)
+
+    @app.post("/v1/comparisons", tags=["feedback"], dependencies=[write])
+    def post_comparisons(rows: list[ComparisonIn]) -> Inserted:
+        """A-versus-B choices (``user_id`` optional): batch, idempotent by ``event_id``, committed
+        before the answer; preference models (``pbt``, ``bt``, ``gpm``, ``pal``, ``vpl``) learn from them."""
+        batch(rows)
+        for k, r in enumerate(rows):
+            if r.winner == r.loser:
+                raise HTTPException(422, f"body[{k}].loser: the same as the winner")
+        now = time.time()
+        return Inserted(**store.insert_comparisons([r.model_dump() | {"timestamp": r.timestamp if r.timestamp is not None
+                                                                      else now} for r in rows]))
+
+    @app.post("/v1/compare", tags=["recommendations"], dependencies=[read])
+    def compare(body: CompareIn) -> dict:
+        """Rank options for a user with the deployed preference model: each option's mean chance
+        of beating the others, and its utility where the model has one."""
+        try:
+            return host.compare(body.user_id, body.options)
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
+        except LookupError as e:
+            raise HTTPException(409, str(e)) from None
 
     @app.get("/v1/users/{user_id}/feedback", tags=["feedback"], dependencies=[read])
     def user_feedback(user_id: IdPath, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[dict]:

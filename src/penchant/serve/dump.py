@@ -1,4 +1,4 @@
-"""Dump and restore of the service's data as JSON lines: ``{"kind": "user"|"item"|"event", ...}``
+"""Dump and restore of the service's data as JSON lines: ``{"kind": "user"|"item"|"event"|"comparison", ...}``
 (users and items first). Restoring validates every line with the API's own schemas and names the
 line and field of the first bad one; events already stored (same ``event_id``) are counted, not
 doubled. API keys and model versions are not part of a dump."""
@@ -11,9 +11,9 @@ from collections.abc import Iterable, Iterator
 from pydantic import ValidationError
 
 from penchant.errors import DataError
-from penchant.serve.schemas import EventIn, ItemIn, UserIn
+from penchant.serve.schemas import ComparisonIn, EventIn, ItemIn, UserIn
 
-SCHEMAS = {"user": UserIn, "item": ItemIn, "event": EventIn}
+SCHEMAS = {"user": UserIn, "item": ItemIn, "event": EventIn, "comparison": ComparisonIn}
 
 
 def dump_lines(store) -> Iterator[str]:
@@ -34,13 +34,15 @@ def parse_dump(lines: Iterable[str | bytes], source: str = "dump", known_types: 
             raise DataError(f"not JSON: {e.msg}", file=source, line=number, expected="one JSON object per line") from None
         kind = row.pop("kind", None) if isinstance(row, dict) else None
         if kind not in SCHEMAS:
-            raise DataError(f"kind is {kind!r}", file=source, line=number, column="kind", expected="user, item or event")
+            raise DataError(f"kind is {kind!r}", file=source, line=number, column="kind", expected="user, item, event or comparison")
         try:
             valid = SCHEMAS[kind].model_validate(row).model_dump()
         except ValidationError as e:
             first = e.errors()[0]
             raise DataError(first["msg"], file=source, line=number, column=".".join(map(str, first["loc"])),
                             expected=f"a valid {kind}") from None
+        if kind == "comparison" and valid["timestamp"] is None:
+            raise DataError("no timestamp", file=source, line=number, column="timestamp", expected="unix seconds")
         if kind == "event":
             if types is not None and valid["type"] not in types:
                 raise DataError(f"unknown feedback type {valid['type']!r}", file=source, line=number, column="type",

@@ -69,10 +69,55 @@ def events_dataset(events: list[tuple], settings: Settings) -> Dataset:
     return Dataset(user_ids, item_ids, users, items, timestamps=stamps, steps=steps, name="store")
 
 
+@dataclass
+class DeployedPreference:
+    """One loaded pairwise preference model version and its vocabularies."""
+
+    version: int
+    model_name: str
+    model: object
+    user_index: dict[str, int]
+    option_ids: np.ndarray
+    option_index: dict[str, int]
+
+    @property
+    def label(self) -> str:
+        return f"{self.model_name}:v{self.version}"
+
+
+def comparisons_pairs(rows: list[tuple]):
+    """Stored comparisons (user or None, winner, loser) as :class:`PreferencePairs`."""
+    from penchant.data.preferences import PreferencePairs
+
+    user_ids = np.array(sorted({u for u, _, _ in rows if u is not None}), dtype=object)
+    option_ids = np.array(sorted({o for _, w, l in rows for o in (w, l)}), dtype=object)
+    u_index = {u: k for k, u in enumerate(user_ids)}
+    o_index = {o: k for k, o in enumerate(option_ids)}
+    n = len(rows)
+    return PreferencePairs(np.array([u_index[u] if u is not None else -1 for u, _, _ in rows], dtype=np.int64),
+                           np.array([o_index[w] for _, w, _ in rows], dtype=np.int64),
+                           np.array([o_index[l] for _, _, l in rows], dtype=np.int64),
+                           np.arange(n, dtype=np.int64), user_ids, option_ids,
+                           steps=(Step("comparisons read", n, "from the store"),), name="store")
+
+
+def is_preference_model(name: str) -> bool:
+    from penchant.models.preference.base import ALIASES, PREFERENCE_MODELS, create_preference
+
+    try:
+        create_preference(name)
+    except KeyError:
+        return False
+    except (TypeError, ValueError):
+        pass
+    return ALIASES.get(name, name) in PREFERENCE_MODELS
+
+
 class ModelHost:
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store, self.settings = store, settings
         self.deployed: Deployed | None = None
+        self.preference: DeployedPreference | None = None
         self.models_dir = Path(settings.data_dir) / "models"
         self._train_lock = threading.Lock()
         self._categories: dict[str, set[str]] | None = None
@@ -82,12 +127,23 @@ class ModelHost:
     def load_active(self) -> None:
         for v in self.store.versions():
             if v["active"] and v["status"] == "ready":
-                self.deployed = self._load(v)
+                if v["kind"] == "preference":
+                    self.preference = self._load(v)
+                else:
+                    self.deployed = self._load(v)
 
-    def _load(self, v: dict) -> Deployed:
+    def _load(self, v: dict):
         from penchant.models.base import Recommender
 
         folder = Path(v["path"])
+        if v["kind"] == "preference":
+            from penchant.models.preference.base import PreferenceModel
+
+            vocab = json.loads((folder / "vocab.json").read_text())
+            options = np.array(vocab["options"], dtype=object)
+            return DeployedPreference(v["id"], v["model"], PreferenceModel.load(folder / "model.npz"),
+                                      {u: k for k, u in enumerate(vocab["users"])}, options,
+                                      {o: k for k, o in enumerate(options)})
         model = Recommender.load(folder / "model.npz")
         vocab = json.loads((folder / "vocab.json").read_text())
         items = np.array(vocab["items"], dtype=object)
@@ -99,10 +155,50 @@ class ModelHost:
         from penchant.models.registry import create
 
         name, params = model or self.settings.model, dict(params if params is not None else self.settings.model_params)
+        if is_preference_model(name):
+            from penchant.models.preference.base import create_preference, typed_params
+
+            params = typed_params(name, {k: str(v) for k, v in params.items()})
+            create_preference(name, **params)  # bad parameters fail here, in the request
+            version = self.store.new_version(name, params, kind="preference")
+            threading.Thread(target=self._train_preference, args=(version, name, params, activate), daemon=True).start()
+            return version
         create(name, **params)  # bad names/parameters fail here, in the request
         version = self.store.new_version(name, params)
         threading.Thread(target=self._train, args=(version, name, params, activate), daemon=True).start()
         return version
+
+    def _train_preference(self, version: int, name: str, params: dict, activate: bool) -> None:
+        """Fit a pairwise model on 90% of the stored comparisons (early stopping on the rest), record
+        its held-out accuracy and log-loss, and keep that model."""
+        from penchant.data.preferences import split_pairs
+        from penchant.eval.prefs import evaluate_pairs
+        from penchant.models.preference.base import create_preference
+
+        with self._train_lock:
+            try:
+                rows = self.store.all_comparisons()
+                if len(rows) < 10:
+                    raise ValueError(f"{len(rows)} comparisons stored; at least 10 are needed")
+                pairs = comparisons_pairs(rows)
+                split = split_pairs(pairs, (0.9, 0.1, 0.0), seed=0)
+                model = create_preference(name, **params).fit(split.train, split.valid)
+                report = evaluate_pairs(model, split.valid, resample="pairs")
+                metrics = {"accuracy": round(report.accuracy, 5), "log_loss": round(report.log_loss, 5),
+                           "comparisons": len(pairs), "users": pairs.n_users, "options": pairs.n_options}
+                folder = self.models_dir / f"v{version}"
+                folder.mkdir(parents=True, exist_ok=True)
+                model.save(folder / "model.npz")
+                (folder / "vocab.json").write_text(json.dumps({"users": [str(u) for u in pairs.user_ids],
+                                                               "options": [str(o) for o in pairs.option_ids]}))
+                self.store.update_version(version, path=str(folder), metrics=metrics, events=len(rows))
+                if activate or self.preference is None:
+                    self._deploy(self.store.version(version))
+                self.store.update_version(version, status="ready", progress=1.0, finished_at=time.time())
+            except Exception as e:  # the version records why; the service keeps running
+                self.store.update_version(version, status="failed", error=f"{type(e).__name__}: {e}",
+                                          finished_at=time.time())
+                traceback.print_exc()
 
     def _train(self, version: int, name: str, params: dict, activate: bool) -> None:
         from penchant.data.split import random_holdout
@@ -174,14 +270,17 @@ class ModelHost:
             raise LookupError(f"version {version} is not a ready model version")
         return self._deploy(v)
 
-    def _deploy(self, v: dict) -> Deployed:
+    def _deploy(self, v: dict):
         deployed = self._load(v)
         self.store.set_active(v["id"])
-        self.deployed = deployed  # one reference swap: in-flight requests keep the old one
+        if v["kind"] == "preference":
+            self.preference = deployed
+        else:
+            self.deployed = deployed  # one reference swap: in-flight requests keep the old one
         return deployed
 
     def rollback(self) -> Deployed:
-        ready = [v for v in self.store.versions() if v["status"] == "ready"]
+        ready = [v for v in self.store.versions() if v["status"] == "ready" and v["kind"] == "recommender"]
         current = self.deployed.version if self.deployed else None
         before = [v for v in ready if current is None or v["id"] < current]
         if not before:
@@ -266,6 +365,27 @@ class ModelHost:
         top = top[np.argsort(-scores[top], kind="stable")]
         return {"model": source, "unknown_items": len(items) - len(known),
                 "items": [{"id": str(d.item_ids[i]), "score": float(scores[i])} for i in top]}
+
+    def compare(self, user_id: str | None, options: list[str]) -> dict:
+        """Score ``options`` for a user with the deployed preference model: each option's mean
+        probability of beating the others (any model) and its utility (models with a scalar)."""
+        p = self.preference
+        if p is None:
+            raise LookupError("no preference model is deployed; train one (e.g. pbt) on stored comparisons")
+        unknown = [k for k, o in enumerate(options) if o not in p.option_index]
+        if unknown:
+            raise ValueError(f"options[{unknown[0]}]: {options[unknown[0]]!r} is not an option the model knows")
+        idx = np.array([p.option_index[o] for o in options], dtype=np.int64)
+        user = p.user_index.get(user_id, -1) if user_id is not None else -1
+        k = len(idx)
+        a, b = np.repeat(idx, k), np.tile(idx, k)
+        prob = p.model.prob(np.full(k * k, user), a, b).reshape(k, k)
+        wins = (prob.sum(1) - np.diag(prob)) / (k - 1)
+        scores = p.model.score(np.full(k, user), idx) if p.model.has_score else None
+        order = np.argsort(-wins, kind="stable")
+        return {"model": p.label, "user_known": user >= 0,
+                "options": [{"id": options[j], "win_probability": float(wins[j]),
+                             "score": None if scores is None else float(scores[j])} for j in order]}
 
     def similar(self, item_id: str, k: int) -> dict:
         d = self.deployed

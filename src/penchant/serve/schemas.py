@@ -44,6 +44,21 @@ class EventIn(Strict):
     timestamp: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
+class ComparisonIn(Strict):
+    """``user_id`` (optional) preferred ``winner`` to ``loser``."""
+
+    event_id: Id
+    user_id: Id | None = None
+    winner: Id
+    loser: Id
+    timestamp: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+
+class CompareIn(Strict):
+    user_id: Id | None = None
+    options: list[Id] = Field(min_length=2, max_length=100)
+
+
 class TrainIn(Strict):
     model: str | None = None
     params: dict[str, int | float | str | bool] | None = None
@@ -90,6 +105,7 @@ class Version(BaseModel):
     error: str | None
     events: int | None
     active: bool
+    kind: Literal["recommender", "preference"] = "recommender"
     created_at: float
     finished_at: float | None
 

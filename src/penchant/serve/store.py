@@ -53,9 +53,16 @@ model_versions = sa.Table("model_versions", metadata,
                           sa.Column("path", sa.Text, nullable=True),
                           sa.Column("events", sa.Integer, nullable=True),
                           sa.Column("active", sa.Boolean, nullable=False, default=False),
+                          sa.Column("kind", sa.String(16), nullable=False, default="recommender"),
                           sa.Column("created_at", sa.Float, nullable=False),
                           sa.Column("finished_at", sa.Float, nullable=True))
 
+comparisons = sa.Table("comparisons", metadata,
+                       sa.Column("event_id", sa.String(255), primary_key=True),
+                       sa.Column("user_id", sa.String(255), nullable=True, index=True),
+                       sa.Column("winner", sa.String(255), nullable=False),
+                       sa.Column("loser", sa.String(255), nullable=False),
+                       sa.Column("timestamp", sa.Float, nullable=False))
 conversations = sa.Table("conversations", metadata,
                          sa.Column("id", sa.String(32), primary_key=True),
                          sa.Column("user_id", sa.String(255), nullable=True),
@@ -149,6 +156,7 @@ class Store:
         """Forget a user: their row, every event and every conversation of theirs."""
         with self.engine.begin() as conn:
             conn.execute(sa.delete(conversations).where(conversations.c.user_id == user_id))
+            conn.execute(sa.delete(comparisons).where(comparisons.c.user_id == user_id))
             events = conn.execute(sa.delete(feedback).where(feedback.c.user_id == user_id)).rowcount
             found = conn.execute(sa.delete(users).where(users.c.id == user_id)).rowcount
         return {"user": bool(found), "events": int(events)}
@@ -195,6 +203,26 @@ class Store:
                                "created_at": time.time()} for i in {r["item_id"] for r in unique}])
         return {"inserted": len(unique), "duplicates": len(rows) - len(unique)}
 
+    def insert_comparisons(self, rows: Sequence[dict]) -> dict:
+        """Like :meth:`insert_feedback`, for A-versus-B choices."""
+        ids = [r["event_id"] for r in rows]
+        with self.engine.begin() as conn:
+            known = set()
+            for s in range(0, len(ids), 500):
+                known |= set(conn.execute(sa.select(comparisons.c.event_id)
+                                          .where(comparisons.c.event_id.in_(ids[s:s + 500]))).scalars())
+            seen: set[str] = set()
+            unique = [r for r in rows if r["event_id"] not in known and not (r["event_id"] in seen or seen.add(r["event_id"]))]
+            if unique:
+                conn.execute(_insert_ignoring(self.engine, comparisons), unique)
+        return {"inserted": len(unique), "duplicates": len(rows) - len(unique)}
+
+    def all_comparisons(self) -> list[tuple[str | None, str, str]]:
+        q = sa.select(comparisons.c.user_id, comparisons.c.winner, comparisons.c.loser).order_by(
+            comparisons.c.timestamp, comparisons.c.event_id)
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(q)]
+
     def user_items(self, user_id: str) -> list[tuple[str, str]]:
         """(item, type) of every event of a user: the cheap read a recommendation needs."""
         q = sa.select(feedback.c.item_id, feedback.c.type).where(feedback.c.user_id == user_id)
@@ -227,10 +255,11 @@ class Store:
     # --- dump and restore ------------------------------------------------------------------------
 
     def dump(self):
-        """Every user, item and event as JSON-ready dicts with a ``kind``, users and items first
+        """Every user, item, event and comparison as JSON-ready dicts with a ``kind``, users and items first
         (a generator: the store is read in pages, never all at once)."""
         for kind, table, key in (("user", users, users.c.id), ("item", items, items.c.id),
-                                 ("event", feedback, feedback.c.event_id)):
+                                 ("event", feedback, feedback.c.event_id),
+                                 ("comparison", comparisons, comparisons.c.event_id)):
             last = None
             while True:
                 q = sa.select(table).order_by(key).limit(5000)
@@ -243,12 +272,13 @@ class Store:
                 for row in page:
                     row.pop("created_at", None)
                     yield {"kind": kind, **row}
-                last = page[-1]["event_id" if kind == "event" else "id"]
+                last = page[-1]["event_id" if kind in ("event", "comparison") else "id"]
 
     def restore(self, rows: Iterable[dict]) -> dict:
         """Load dumped rows (users and items upserted, events inserted once by id); counts."""
-        counts = {"users": 0, "items": 0, "events": 0, "duplicate_events": 0}
-        buffer: dict[str, list[dict]] = {"user": [], "item": [], "event": []}
+        counts = {"users": 0, "items": 0, "events": 0, "duplicate_events": 0, "comparisons": 0,
+                  "duplicate_comparisons": 0}
+        buffer: dict[str, list[dict]] = {"user": [], "item": [], "event": [], "comparison": []}
 
         def flush(kind: str) -> None:
             part = buffer[kind]
@@ -258,6 +288,10 @@ class Store:
                 counts["users"] += self.upsert_users(part)
             elif kind == "item":
                 counts["items"] += self.upsert_items(part)
+            elif kind == "comparison":
+                done = self.insert_comparisons(part)
+                counts["comparisons"] += done["inserted"]
+                counts["duplicate_comparisons"] += done["duplicates"]
             else:
                 done = self.insert_feedback(part)
                 counts["events"] += done["inserted"]
@@ -267,7 +301,7 @@ class Store:
         for row in rows:
             kind = row.get("kind")
             if kind not in buffer:
-                raise ValueError(f"kind must be user, item or event, not {kind!r}")
+                raise ValueError(f"kind must be user, item, event or comparison, not {kind!r}")
             buffer[kind].append({k: v for k, v in row.items() if k != "kind"})
             if len(buffer[kind]) >= 5000:
                 flush(kind)
@@ -277,10 +311,10 @@ class Store:
 
     # --- model versions --------------------------------------------------------------------------
 
-    def new_version(self, model: str, params: dict) -> int:
+    def new_version(self, model: str, params: dict, kind: str = "recommender") -> int:
         with self.engine.begin() as conn:
             return int(conn.execute(sa.insert(model_versions).values(model=model, params=params, status="training",
-                                                                     progress=0.0, active=False,
+                                                                     progress=0.0, active=False, kind=kind,
                                                                      created_at=time.time())
                                     .returning(model_versions.c.id)).scalar_one())
 
@@ -298,8 +332,10 @@ class Store:
         return dict(row) if row else None
 
     def set_active(self, version: int) -> None:
+        """Make ``version`` the active one of its kind (recommender or preference)."""
         with self.engine.begin() as conn:
-            conn.execute(sa.update(model_versions).values(active=False))
+            kind = conn.execute(sa.select(model_versions.c.kind).where(model_versions.c.id == version)).scalar_one()
+            conn.execute(sa.update(model_versions).where(model_versions.c.kind == kind).values(active=False))
             conn.execute(sa.update(model_versions).where(model_versions.c.id == version).values(active=True))
 
     # --- conversations ---------------------------------------------------------------------------
