@@ -362,3 +362,34 @@ def test_comparisons_train_a_preference_model_that_compare_uses(client):
     assert bad.status_code == 422 and "options[1]" in bad.json()["detail"]
     assert client.post("/v1/comparisons", json=[{"event_id": "s", "winner": "o1", "loser": "o1"}]).status_code == 422
     assert client.get("/v1/users/p0/recommendations").status_code == 200  # the recommender side is untouched
+
+
+def test_feedback_weights_and_meanings_shape_the_training_data(tmp_path):
+    """Positive events add their type's weight to the pair's value; a later negative event removes
+    the pair; exposure only makes an item seen; ALS with values=true folds a user in from weighted
+    events exactly as it would refit them (the user step)."""
+    from penchant.data import Dataset
+    from penchant.models.registry import create
+    from penchant.serve.config import load_settings
+    from penchant.serve.host import events_dataset
+
+    config = write(tmp_path / "c.toml", '[feedback_types]\nclick = "positive"\nlike = { meaning = "positive", weight = 3.0 }\n'
+                                        'dislike = "negative"\nread = "exposure"\n')
+    s = load_settings(tmp_path, config_file=config, env={})
+    ds = events_dataset([("a", "x", "click", 1, 1.0), ("a", "x", "like", 1, 2.0), ("a", "y", "like", 1, 3.0),
+                         ("a", "y", "dislike", 1, 4.0), ("b", "y", "read", 1, 5.0), ("b", "z", "click", 1, 6.0)], s)
+    got = {(str(ds.user_ids[u]), str(ds.item_ids[i])): float(r) for u, i, r in zip(ds.users, ds.items, ds.ratings)}
+    assert got == {("a", "x"): 4.0, ("b", "z"): 1.0}
+    rng = np.random.default_rng(0)
+    users, items = rng.integers(0, 50, 2000), rng.integers(0, 30, 2000)
+    keep = np.unique(users * 30 + items, return_index=True)[1]
+    data = Dataset(np.arange(50).astype(str).astype(object), np.arange(30).astype(str).astype(object),
+                   users[keep].astype(np.int32), items[keep].astype(np.int32),
+                   ratings=rng.choice([1.0, 3.0], len(keep)).astype(np.float32))
+    model = create("als", factors=8, values=True, iterations=30, regularization=1.0).fit(data)
+    row = data.matrix("rating")[7]
+    x = model.fold_in(row.indices, row.data)
+    cos = x @ model.user_factors_[7] / np.linalg.norm(x) / np.linalg.norm(model.user_factors_[7])
+    assert cos > 0.99, cos
+    with pytest.raises(Exception, match="feedback_types.like.weight must be positive"):
+        load_settings(tmp_path, config_file=write(tmp_path / "d.toml", '[feedback_types]\nlike = { meaning = "positive", weight = 0 }\n'), env={})

@@ -37,6 +37,8 @@ class ALS(FactorModel):
         alpha: confidence scale: an observed pair weighs 1 + alpha.
         iterations: ALS sweeps.
         seed: seed of the factor initialisation.
+        values: use the data's values (ratings, or the service's feedback weights) as r in the
+            confidence 1 + alpha·r; False: every observed pair has r = 1.
     """
 
     name = "als"
@@ -44,13 +46,13 @@ class ALS(FactorModel):
     search_space = {"factors": Int(8, 256, log=True), "regularization": Float(0.01, 100.0, log=True), "alpha": Float(0.1, 20.0, log=True)}
 
     def __init__(self, *, factors: int = 64, regularization: float = 20.0, alpha: float = 2.0,
-                 iterations: int = 15, seed: int = 0) -> None:
+                 iterations: int = 15, seed: int = 0, values: bool = False) -> None:
         if factors < 1 or iterations < 1:
             raise ValueError("factors and iterations must be at least 1")
         if regularization < 0 or alpha < 0:
             raise ValueError("regularization and alpha must be non-negative")
         self.factors, self.regularization, self.alpha = factors, regularization, alpha
-        self.iterations, self.seed = iterations, seed
+        self.iterations, self.seed, self.values = iterations, seed, values
 
     def _engine(self):
         engine = _implicit_als(self.factors, self.regularization, self.alpha, self.iterations, self.seed)
@@ -61,21 +63,27 @@ class ALS(FactorModel):
     def _fit(self, train: Dataset, valid: Validator | None) -> None:
         with threadpool_limits(1, "blas"):  # implicit parallelises itself; nested BLAS threads slow it
             engine = _implicit_als(self.factors, self.regularization, self.alpha, self.iterations, self.seed)
-            engine.fit(train.csr, show_progress=False)
+            engine.fit(train.matrix("rating") if self.values and train.ratings is not None else train.csr,
+                       show_progress=False)
         self._set_factors(engine.user_factors, engine.item_factors)
 
-    def fold_in(self, items: np.ndarray) -> np.ndarray:
-        """A user vector for a history of item indices, leaving the model unchanged (safe to call
-        from many threads): the ALS user step x = (YᵀY + λI + α Σ y_i y_iᵀ)⁻¹ (1 + α) Σ y_i over
-        the history's items i. float32 (factors,); score items by ``item_factors_ @ x``."""
+    def fold_in(self, items: np.ndarray, values: np.ndarray | None = None) -> np.ndarray:
+        """A user vector for a history of item indices (with values r_i, default 1), leaving the
+        model unchanged (safe to call from many threads): the ALS user step
+        x = (YᵀY + λI + α Σ r_i y_i y_iᵀ)⁻¹ Σ (1 + α r_i) y_i. float32 (factors,); score items by
+        ``item_factors_ @ x``."""
         self._check_fitted()
         y = self.item_factors_.astype(np.float64)
         cached = getattr(self, "_gram", None)
         if cached is None or cached[0] is not self.item_factors_:  # refitted since: recompute
             cached = self._gram = (self.item_factors_, y.T @ y)
-        history = y[np.unique(np.asarray(items, dtype=np.int64))]
-        a = cached[1] + self.regularization * np.eye(self.factors) + self.alpha * history.T @ history
-        return np.linalg.solve(a, (1.0 + self.alpha) * history.sum(0)).astype(np.float32)
+        items = np.asarray(items, dtype=np.int64)
+        r = np.ones(len(items)) if values is None else np.asarray(values, dtype=np.float64)
+        uniq, where = np.unique(items, return_inverse=True)
+        r = np.bincount(where, r, len(uniq))  # repeated items add up, as in a sparse matrix
+        history = y[uniq]
+        a = cached[1] + self.regularization * np.eye(self.factors) + self.alpha * (history.T * r) @ history
+        return np.linalg.solve(a, ((1.0 + self.alpha * r)[:, None] * history).sum(0)).astype(np.float32)
 
     def partial_fit(self, users: np.ndarray, items: sp.csr_matrix) -> "ALS":
         """Fold users in: recompute their factors from their whole history, items fixed.

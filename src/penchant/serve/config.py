@@ -13,12 +13,15 @@ retrain_every_s = 0                          # 0: retrain only on demand
 name = "als"
 params = { factors = 64 }
 
-[feedback_types]                             # type name = meaning
+[feedback_types]                             # type name = meaning, or {meaning, weight}
 click = "positive"
-like = "positive"
+like = { meaning = "positive", weight = 3.0 }
 dislike = "negative"
 read = "exposure"
 ```
+
+A positive pair's value is the sum of the weights of its positive events (default weight 1); it
+reaches the models as the data's values (``ratings``), which ``als`` uses with ``values = true``.
 
 Environment variables override the file: ``PENCHANT_DATABASE_URL``, ``PENCHANT_RATE_LIMIT_PER_MINUTE``,
 ``PENCHANT_RETRAIN_EVERY_S``, ``PENCHANT_MODEL``.
@@ -52,9 +55,13 @@ class Settings:
     model: str = "als"
     model_params: dict = field(default_factory=dict)
     feedback_types: dict = field(default_factory=lambda: dict(DEFAULT_TYPES))
+    feedback_weights: dict = field(default_factory=dict)
 
     def meaning(self, kind: str) -> str | None:
         return self.feedback_types.get(kind)
+
+    def weight(self, kind: str) -> float:
+        return self.feedback_weights.get(kind, 1.0)
 
 
 _SERVICE = {"database_url": str, "rate_limit_per_minute": int, "max_request_bytes": int, "max_batch": int,
@@ -96,13 +103,24 @@ def load_settings(data_dir: Path, *, database_url: str | None = None, config_fil
             else:
                 raise ConfigError(f"{config_file}: unknown key model.{key}; known: name, params")
         if "feedback_types" in raw:
-            types = {}
-            for kind, meaning in raw["feedback_types"].items():
+            types, weights = {}, {}
+            for kind, spec in raw["feedback_types"].items():
+                meaning = spec
+                if isinstance(spec, dict):
+                    unknown = set(spec) - {"meaning", "weight"}
+                    if unknown:
+                        raise ConfigError(f"{config_file}: unknown key feedback_types.{kind}.{sorted(unknown)[0]}; "
+                                          "known: meaning, weight")
+                    meaning = spec.get("meaning")
+                    weight = _typed(f"feedback_types.{kind}.weight", spec.get("weight", 1.0), float)
+                    if weight <= 0:
+                        raise ConfigError(f"feedback_types.{kind}.weight must be positive")
+                    weights[kind] = weight
                 if meaning not in MEANINGS:
                     raise ConfigError(f"{config_file}: feedback_types.{kind} must be one of {', '.join(MEANINGS)}, "
                                       f"not {meaning!r}")
                 types[kind] = meaning
-            values["feedback_types"] = types
+            values["feedback_types"], values["feedback_weights"] = types, weights
     for var, key in _ENV.items():
         if var in env:
             kind = _SERVICE.get(key, str)

@@ -47,15 +47,18 @@ class Deployed:
 
 def events_dataset(events: list[tuple], settings: Settings) -> Dataset:
     """The training interactions from stored events (see the module docstring), each at the time
-    of its latest positive event, so sequential models see every user's order."""
+    of its latest positive event (so sequential models see every user's order) with the summed
+    weights of its positive events as its value."""
     latest: dict[tuple[str, str], str] = {}
     when: dict[tuple[str, str], float] = {}
+    weight: dict[tuple[str, str], float] = {}
     for user, item, kind, _value, ts in events:  # timestamp order: the last one stays
         meaning = settings.meaning(kind)
         if meaning in ("positive", "negative"):
             latest[(user, item)] = meaning
         if meaning == "positive":
             when[(user, item)] = ts
+            weight[(user, item)] = weight.get((user, item), 0.0) + settings.weight(kind)
     pairs = [k for k, m in latest.items() if m == "positive"]
     user_ids = np.array(sorted({u for u, _ in pairs}), dtype=object)
     item_ids = np.array(sorted({i for _, i in pairs}), dtype=object)
@@ -64,9 +67,10 @@ def events_dataset(events: list[tuple], settings: Settings) -> Dataset:
     users = np.array([u_index[u] for u, _ in pairs], dtype=np.int32)
     items = np.array([i_index[i] for _, i in pairs], dtype=np.int32)
     stamps = np.array([when[p] for p in pairs], dtype=np.float64)
+    values = np.array([weight[p] for p in pairs], dtype=np.float32)
     steps = (Step("events read", len(events), "from the store"),
              Step("positive pairs kept", len(pairs), "latest positive/negative event per user and item is positive"))
-    return Dataset(user_ids, item_ids, users, items, timestamps=stamps, steps=steps, name="store")
+    return Dataset(user_ids, item_ids, users, items, ratings=values, timestamps=stamps, steps=steps, name="store")
 
 
 @dataclass
@@ -301,12 +305,14 @@ class ModelHost:
     def user_scores(self, d: Deployed, user_id: str, events: list[tuple[str, str]]) -> tuple[np.ndarray, str]:
         """float64 (n_items,) scores of ``d``'s items for a user and which source gave them: the
         model for a user it knows, an ALS fold-in from their positive events, else popularity."""
-        positives = [d.item_index[i] for i, kind in events
-                     if self.settings.meaning(kind) == "positive" and i in d.item_index]
+        positive = [(d.item_index[i], self.settings.weight(kind)) for i, kind in events
+                    if self.settings.meaning(kind) == "positive" and i in d.item_index]
         if user_id in d.user_index:
             return d.model.score(np.array([d.user_index[user_id]]))[0].astype(np.float64), d.label
-        if positives and hasattr(d.model, "fold_in"):
-            return (d.model.item_factors_ @ d.model.fold_in(np.array(positives))).astype(np.float64), d.label + "+fold-in"
+        if positive and hasattr(d.model, "fold_in"):
+            idx, w = np.array([p[0] for p in positive]), np.array([p[1] for p in positive])
+            vec = d.model.fold_in(idx, w if getattr(d.model, "values", False) else None)
+            return (d.model.item_factors_ @ vec).astype(np.float64), d.label + "+fold-in"
         return np.log1p(d.popularity), "popular"
 
     def recommend(self, user_id: str, k: int, *, category: str | None = None, exclude: list[str] | None = None,
