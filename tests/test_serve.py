@@ -94,6 +94,9 @@ def test_feedback_recommendations_and_versions(client):
     gone = client.delete("/v1/users/u0").json()
     assert gone["user"] and gone["events"] == 10  # 8 + "fresh" + "now-1"
     assert client.get("/v1/users/u0/feedback").json() == []
+    assert client.delete("/v1/users/u0").status_code == 404
+    assert client.post("/v1/users/delete", json={"ids": ["u2", "u4", "ghost"]}).json() == {"users": 2, "events": 16}
+    assert client.post("/v1/items/delete", json={"ids": ["i39"]}).json()["items"] == 1
 
 
 def test_keys_scopes_and_errors(client, tmp_path):

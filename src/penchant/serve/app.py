@@ -27,6 +27,7 @@ from penchant.serve.schemas import (
     ComparisonIn,
     ConversationIn,
     EventIn,
+    IdsIn,
     Inserted,
     ItemIn,
     ItemOut,
@@ -194,6 +195,12 @@ def create_app(settings: Settings, *, admin_key: str | None = None) -> FastAPI:
             raise HTTPException(404, f"no user {user_id!r}")
         return out
 
+    @app.post("/v1/users/delete", tags=["users"], dependencies=[admin])
+    def delete_users(body: IdsIn) -> dict:
+        """Forget many users at once; counts of what was removed."""
+        done = [store.delete_user(u) for u in body.ids]
+        return {"users": sum(d["user"] for d in done), "events": sum(d["events"] for d in done)}
+
     @app.put("/v1/items", tags=["items"], dependencies=[write])
     def upsert_items(rows: list[ItemIn]) -> Upserted:
         batch(rows)
@@ -209,6 +216,13 @@ def create_app(settings: Settings, *, admin_key: str | None = None) -> FastAPI:
             raise HTTPException(404, f"no item {item_id!r}")
         host.items_changed()
         return out
+
+    @app.post("/v1/items/delete", tags=["items"], dependencies=[admin])
+    def delete_items(body: IdsIn) -> dict:
+        done = [store.delete_item(i) for i in body.ids]
+        host.items_changed()
+        talks.items_changed()
+        return {"items": sum(d["item"] for d in done), "events": sum(d["events"] for d in done)}
 
     @app.post("/v1/feedback", tags=["feedback"], dependencies=[write])
     def post_feedback(rows: list[EventIn]) -> Inserted:

@@ -27,6 +27,10 @@ class ItemIn(Strict):
     attributes: dict[str, str | int | float | bool | list[str]] = Field(default_factory=dict)
 
 
+class IdsIn(Strict):
+    ids: list[Id] = Field(min_length=1, max_length=10_000)
+
+
 class ItemOut(BaseModel):
     id: str
     title: str | None
