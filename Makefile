@@ -21,6 +21,7 @@ quickstart: $(VENV)/.stamp
 	$(BIN)/penchant quickstart
 
 test: $(VENV)/.stamp
+	bash scripts/system-packages.sh
 	$(BIN)/python -m pytest -n 2 -q
 
 bench: $(VENV)/.stamp
