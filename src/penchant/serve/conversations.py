@@ -52,17 +52,24 @@ def graph_from_items(rows: list[dict], item_ids: np.ndarray, min_items: int = 2)
 class ConversationHost:
     def __init__(self, store: Store, host: ModelHost) -> None:
         self.store, self.host = store, host
-        self._graph: tuple[int, int, AttributeGraph] | None = None
+        self._graph: tuple[int, int, AttributeGraph, np.ndarray] | None = None
         self.items_generation = 0
 
     def items_changed(self) -> None:
         self.items_generation += 1
 
-    def graph(self, d: Deployed) -> AttributeGraph:
+    def _cached(self, d: Deployed) -> tuple[int, int, AttributeGraph, np.ndarray]:
+        """(version, items generation, graph, titles), rebuilt when either changes."""
         cached = self._graph
         if cached is None or cached[:2] != (d.version, self.items_generation):
-            cached = self._graph = (d.version, self.items_generation, graph_from_items(self.store.get_items(), d.item_ids))
-        return cached[2]
+            rows = self.store.get_items()
+            titles = {r["id"]: r["title"] for r in rows}
+            cached = self._graph = (d.version, self.items_generation, graph_from_items(rows, d.item_ids),
+                                    np.array([titles.get(str(i)) or str(i) for i in d.item_ids], dtype=object))
+        return cached
+
+    def graph(self, d: Deployed) -> AttributeGraph:
+        return self._cached(d)[2]
 
     def _session(self, d: Deployed, user_id: str | None, policy: str, state: dict | None) -> Conversation:
         graph = self.graph(d)
@@ -72,15 +79,11 @@ class ConversationHost:
         if policy == "tree":
             pol.prior = d.popularity + 1.0
         scorer = Scorer(graph, lambda _user: scores)
-        titles = self._titles(d)
+        titles = self._cached(d)[3]
         if state is not None:
             return Conversation.from_dict(state, graph, scorer, pol, titles)
         seen = [d.item_index[i] for i, _ in events if i in d.item_index]
         return Conversation(graph, scorer, pol, 0, exclude=np.array(seen, dtype=np.int64), titles=titles)
-
-    def _titles(self, d: Deployed) -> np.ndarray:
-        titles = {r["id"]: r["title"] for r in self.store.get_items()}
-        return np.array([titles.get(str(i)) or str(i) for i in d.item_ids], dtype=object)
 
     def start(self, user_id: str | None, policy: str, opening: str | None) -> dict:
         d = self._deployed()

@@ -125,6 +125,7 @@ class ModelHost:
         self.models_dir = Path(settings.data_dir) / "models"
         self._train_lock = threading.Lock()
         self._categories: dict[str, set[str]] | None = None
+        self._category_masks: dict[tuple[int, str], np.ndarray] = {}
 
     # --- versions --------------------------------------------------------------------------------
 
@@ -295,6 +296,7 @@ class ModelHost:
 
     def items_changed(self) -> None:
         self._categories = None
+        self._category_masks = {}
 
     def categories(self) -> dict[str, set[str]]:
         cache = self._categories
@@ -328,8 +330,7 @@ class ModelHost:
         banned = set(exclude or []) | ({i for i, _ in events} if exclude_seen else set())
         mask[[d.item_index[i] for i in banned if i in d.item_index]] = True
         if category is not None:
-            cats = self.categories()
-            mask |= np.array([category not in cats.get(str(i), ()) for i in d.item_ids])
+            mask |= self._outside(d, category)
         scores = np.where(mask, -np.inf, scores)
         n = int(min(k, (~mask).sum()))
         top = np.argpartition(-scores, n - 1)[:n] if n else np.zeros(0, dtype=np.int64)
@@ -337,11 +338,18 @@ class ModelHost:
         return {"user": user_id, "model": source,
                 "items": [{"id": str(d.item_ids[i]), "score": float(scores[i])} for i in top]}
 
+    def _outside(self, d: Deployed, category: str) -> np.ndarray:
+        """bool (n_items,): the deployed items *not* in ``category`` (cached per version)."""
+        key = (d.version, category)
+        mask = self._category_masks.get(key)
+        if mask is None:
+            cats = self.categories()
+            mask = self._category_masks[key] = np.array([category not in cats.get(str(i), ()) for i in d.item_ids])
+        return mask
+
     def _popular_from_store(self, k, events, category, exclude, exclude_seen) -> dict:
-        counts: dict[str, int] = {}
-        for user, item, kind, _v, _t in self.store.all_feedback():
-            if self.settings.meaning(kind) == "positive":
-                counts[item] = counts.get(item, 0) + 1
+        positive = [t for t, m in self.settings.feedback_types.items() if m == "positive"]
+        counts = self.store.item_counts(positive)
         banned = set(exclude or []) | ({i for i, _ in events} if exclude_seen else set())
         cats = self.categories() if category is not None else None
         ranked = sorted((c, i) for i, c in counts.items() if i not in banned and (cats is None or category in cats.get(i, ())))

@@ -236,6 +236,13 @@ class Store:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(q).mappings()]
 
+    def item_counts(self, types: Sequence[str]) -> dict[str, int]:
+        """Events of the given types per item."""
+        q = (sa.select(feedback.c.item_id, sa.func.count()).where(feedback.c.type.in_(list(types)))
+             .group_by(feedback.c.item_id))
+        with self.engine.connect() as conn:
+            return {i: int(n) for i, n in conn.execute(q)}
+
     def all_feedback(self) -> list[tuple[str, str, str, float, float]]:
         """Every event as (user, item, type, value, timestamp), in timestamp order."""
         q = sa.select(feedback.c.user_id, feedback.c.item_id, feedback.c.type, feedback.c.value,
