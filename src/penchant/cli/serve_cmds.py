@@ -116,7 +116,7 @@ def store_restore(
     config: Path = typer.Option(None, "--config", help="TOML settings (the feedback types)."),
 ) -> None:
     """Load a dump, or a dataset's interactions (event ids ``<dataset>:<row>``, so loading twice
-    stores nothing twice; item titles become item records)."""
+    stores nothing twice; items get their titles, genres as categories and release decade)."""
     from penchant.errors import ConfigError
     from penchant.serve.config import load_settings
     from penchant.serve.dump import parse_dump
@@ -140,8 +140,16 @@ def _dataset_rows(path: Path, event_type: str):
 
     ds = load(path)
     titles = ds.item_text if ds.item_text is not None else [None] * ds.n_items
+    genres = next((ds.item_attributes[a] for a in ("genre", "class") if a in ds.item_attributes), None)
+    years = ds.item_attributes.get("release_year")
     for i, item in enumerate(ds.item_ids):
-        yield {"kind": "item", "id": str(item), "title": None if titles[i] is None else str(titles[i])}
+        row = {"kind": "item", "id": str(item), "title": None if titles[i] is None else str(titles[i])}
+        if genres is not None:
+            row["categories"] = genres.of(i)
+        decades = [f"{int(y) // 10 * 10}s" for y in (years.of(i) if years is not None else []) if y.isdigit()]
+        if decades:
+            row["attributes"] = {"decade": decades[0]}
+        yield row
     ts = ds.timestamps
     for k, (u, i) in enumerate(zip(ds.users, ds.items)):
         yield {"kind": "event", "event_id": f"{ds.name}:{k}", "user_id": str(ds.user_ids[u]), "item_id": str(ds.item_ids[i]),

@@ -42,7 +42,8 @@ FREEBASE_NAMES = {"m.09c7w0": "the United States", "m.07ssc": "the United Kingdo
 
 _QUESTIONS = {"genre": "Do you want {} film?", "decade": "Something from the {}?",
               "country": "A film from {}?", "language": "A film in {}?", "actor": "With actor {}?",
-              "director": "Directed by {}?", "writer": "Written by {}?", "producer": "Produced by {}?"}
+              "director": "Directed by {}?", "writer": "Written by {}?", "producer": "Produced by {}?",
+              "category": "Something in the {} category?"}
 
 
 @dataclass(frozen=True)
