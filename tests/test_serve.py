@@ -396,3 +396,21 @@ def test_feedback_weights_and_meanings_shape_the_training_data(tmp_path):
     assert cos > 0.99, cos
     with pytest.raises(Exception, match="feedback_types.like.weight must be positive"):
         load_settings(tmp_path, config_file=write(tmp_path / "d.toml", '[feedback_types]\nlike = { meaning = "positive", weight = 0 }\n'), env={})
+
+
+def test_store_restore_from_a_dataset_is_idempotent(tmp_path, shared_data):
+    """`penchant store restore --dataset` turns interactions into events (ids <dataset>:<row>) and
+    items into records with titles, genres as categories and the release decade; a second load
+    stores nothing twice; a dump names every row."""
+    args = ("store", "restore", "--dataset", shared_data / "ml-100k", "--data-dir", tmp_path)
+    first = penchant(*args)
+    assert first.returncode == 0, first.stderr
+    assert "events 100,000" in first.stdout and "duplicate_events 0" in first.stdout
+    again = penchant(*args)
+    assert "events 0" in again.stdout and "duplicate_events 100,000" in again.stdout
+    assert penchant("store", "dump", "--out", tmp_path / "d.jsonl", "--data-dir", tmp_path).returncode == 0
+    rows = [json.loads(line) for line in (tmp_path / "d.jsonl").read_text().splitlines()]
+    star_wars = next(r for r in rows if r["kind"] == "item" and r["id"] == "50")
+    assert star_wars["title"] == "Star Wars" and "Sci-Fi" in star_wars["categories"]
+    assert star_wars["attributes"] == {"decade": "1970s"}
+    assert sum(r["kind"] == "event" for r in rows) == 100_000
