@@ -307,10 +307,11 @@ class ModelHost:
     def user_scores(self, d: Deployed, user_id: str, events: list[tuple[str, str]]) -> tuple[np.ndarray, str]:
         """float64 (n_items,) scores of ``d``'s items for a user and which source gave them: the
         model for a user it knows, an ALS fold-in from their positive events, else popularity."""
-        positive = [(d.item_index[i], self.settings.weight(kind)) for i, kind in events
-                    if self.settings.meaning(kind) == "positive" and i in d.item_index]
         if user_id in d.user_index:
             return d.model.score(np.array([d.user_index[user_id]]))[0].astype(np.float64), d.label
+        kinds = {k for k, m in self.settings.feedback_types.items() if m == "positive"}
+        positive = [(d.item_index[i], self.settings.weight(kind)) for i, kind in events
+                    if kind in kinds and i in d.item_index]
         if positive and hasattr(d.model, "fold_in"):
             idx, w = np.array([p[0] for p in positive]), np.array([p[1] for p in positive])
             vec = d.model.fold_in(idx, w if getattr(d.model, "values", False) else None)

@@ -227,7 +227,7 @@ class Store:
         """(item, type) of every event of a user: the cheap read a recommendation needs."""
         q = sa.select(feedback.c.item_id, feedback.c.type).where(feedback.c.user_id == user_id)
         with self.engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(q)]
+            return conn.execute(q).all()  # one fetchall, not a fetch per row
 
     def user_feedback(self, user_id: str, limit: int | None = None) -> list[dict]:
         q = sa.select(feedback).where(feedback.c.user_id == user_id).order_by(feedback.c.timestamp.desc())
