@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
 from penchant.data.dataset import Dataset, Step
+from penchant.models.ranking import top_k
 from penchant.serve.config import Settings
 from penchant.serve.store import Store
 
@@ -115,6 +117,15 @@ def is_preference_model(name: str) -> bool:
     except (TypeError, ValueError):
         pass
     return ALIASES.get(name, name) in PREFERENCE_MODELS
+
+
+def _best(d: Deployed, scores: np.ndarray, banned: np.ndarray, k: int) -> list[dict]:
+    """The ``k`` best of one row of scores with ``banned`` (bool (n_items,)) left out, through the
+    one top-k with exclusion that evaluation and ``recommend()`` use; ids and scores."""
+    exclude = sp.csr_matrix(banned[None, :].astype(np.float32))
+    items, values = top_k(np.asarray(scores, dtype=np.float64)[None, :].copy(), k, exclude)
+    keep = np.isfinite(values[0])
+    return [{"id": str(d.item_ids[i]), "score": float(v)} for i, v in zip(items[0][keep], values[0][keep])]
 
 
 class ModelHost:
@@ -332,12 +343,7 @@ class ModelHost:
         mask[[d.item_index[i] for i in banned if i in d.item_index]] = True
         if category is not None:
             mask |= self._outside(d, category)
-        scores = np.where(mask, -np.inf, scores)
-        n = int(min(k, (~mask).sum()))
-        top = np.argpartition(-scores, n - 1)[:n] if n else np.zeros(0, dtype=np.int64)
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return {"user": user_id, "model": source,
-                "items": [{"id": str(d.item_ids[i]), "score": float(scores[i])} for i in top]}
+        return {"user": user_id, "model": source, "items": _best(d, scores, mask, k)}
 
     def _outside(self, d: Deployed, category: str) -> np.ndarray:
         """bool (n_items,): the deployed items *not* in ``category`` (cached per version)."""
@@ -373,13 +379,10 @@ class ModelHost:
             scores, source = (d.model.item_factors_ @ d.model.fold_in(np.array(known))).astype(np.float64), d.label + "+fold-in"
         else:
             scores, source = np.log1p(d.popularity), "popular"
-        if exclude_seen and known:
-            scores[known] = -np.inf
-        n = int(min(k, np.isfinite(scores).sum()))
-        top = np.argpartition(-scores, n - 1)[:n] if n else np.zeros(0, dtype=np.int64)
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return {"model": source, "unknown_items": len(items) - len(known),
-                "items": [{"id": str(d.item_ids[i]), "score": float(scores[i])} for i in top]}
+        mask = np.zeros(len(scores), dtype=bool)
+        if exclude_seen:
+            mask[known] = True
+        return {"model": source, "unknown_items": len(items) - len(known), "items": _best(d, scores, mask, k)}
 
     def compare(self, user_id: str | None, options: list[str]) -> dict:
         """Score ``options`` for a user with the deployed preference model: each option's mean
@@ -411,8 +414,6 @@ class ModelHost:
             raise LookupError(f"{d.model_name} has no item vectors to compare")
         f = factors / np.maximum(np.linalg.norm(factors, axis=1, keepdims=True), 1e-9)
         sims = f @ f[d.item_index[item_id]]
-        sims[d.item_index[item_id]] = -np.inf
-        n = min(k, len(sims) - 1)
-        top = np.argpartition(-sims, n - 1)[:n]
-        top = top[np.argsort(-sims[top], kind="stable")]
-        return {"item": item_id, "model": d.label, "items": [{"id": str(d.item_ids[i]), "score": float(sims[i])} for i in top]}
+        mask = np.zeros(len(sims), dtype=bool)
+        mask[d.item_index[item_id]] = True
+        return {"item": item_id, "model": d.label, "items": _best(d, sims, mask, k)}
