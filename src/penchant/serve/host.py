@@ -31,20 +31,26 @@ from penchant.serve.store import Store
 
 
 @dataclass
-class Deployed:
-    """One loaded model version and its vocabularies."""
+class Loaded:
+    """A model version in memory: its id, registry name, the fitted model and its users."""
 
     version: int
     model_name: str
     model: object
     user_index: dict[str, int]
-    item_ids: np.ndarray
-    item_index: dict[str, int]
-    popularity: np.ndarray
 
     @property
     def label(self) -> str:
         return f"{self.model_name}:v{self.version}"
+
+
+@dataclass
+class Deployed(Loaded):
+    """A recommender version and its item vocabulary."""
+
+    item_ids: np.ndarray
+    item_index: dict[str, int]
+    popularity: np.ndarray
 
 
 def events_dataset(events: list[tuple], settings: Settings) -> Dataset:
@@ -76,19 +82,11 @@ def events_dataset(events: list[tuple], settings: Settings) -> Dataset:
 
 
 @dataclass
-class DeployedPreference:
-    """One loaded pairwise preference model version and its vocabularies."""
+class DeployedPreference(Loaded):
+    """A pairwise preference model version and its option vocabulary."""
 
-    version: int
-    model_name: str
-    model: object
-    user_index: dict[str, int]
     option_ids: np.ndarray
     option_index: dict[str, int]
-
-    @property
-    def label(self) -> str:
-        return f"{self.model_name}:v{self.version}"
 
 
 def comparisons_pairs(rows: list[tuple]):
