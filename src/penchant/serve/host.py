@@ -175,12 +175,38 @@ class ModelHost:
             params = typed_params(name, {k: str(v) for k, v in params.items()})
             create_preference(name, **params)  # bad parameters fail here, in the request
             version = self.store.new_version(name, params, kind="preference")
-            threading.Thread(target=self._train_preference, args=(version, name, params, activate), daemon=True).start()
+            threading.Thread(target=self._job, args=(version, lambda: self._train_preference(version, name, params, activate)),
+                             daemon=True).start()
             return version
         create(name, **params)  # bad names/parameters fail here, in the request
         version = self.store.new_version(name, params)
-        threading.Thread(target=self._train, args=(version, name, params, activate), daemon=True).start()
+        threading.Thread(target=self._job, args=(version, lambda: self._train(version, name, params, activate)),
+                         daemon=True).start()
         return version
+
+    def _job(self, version: int, work) -> None:
+        """Run one training job under the training lock; a failure is recorded on the version (the
+        service keeps running)."""
+        with self._train_lock:
+            try:
+                work()
+            except Exception as e:
+                self.store.update_version(version, status="failed", error=f"{type(e).__name__}: {e}",
+                                          finished_at=time.time())
+                traceback.print_exc()
+
+    def _publish(self, version: int, model, vocab: dict, metrics: dict, activate: bool, live) -> None:
+        """Save the model and its vocabularies under ``models/v<version>/``, record the metrics,
+        deploy it when asked (or when nothing of its kind is live), then mark it ready — deployed
+        before it reads "ready", so whoever waits for "ready" finds it live."""
+        folder = self.models_dir / f"v{version}"
+        folder.mkdir(parents=True, exist_ok=True)
+        model.save(folder / "model.npz")
+        (folder / "vocab.json").write_text(json.dumps(vocab))
+        self.store.update_version(version, path=str(folder), metrics=metrics)
+        if activate or live is None:
+            self._deploy(self.store.version(version))
+        self.store.update_version(version, status="ready", progress=1.0, finished_at=time.time())
 
     def _train_preference(self, version: int, name: str, params: dict, activate: bool) -> None:
         """Fit a pairwise model on 90% of the stored comparisons (early stopping on the rest), record
@@ -189,66 +215,41 @@ class ModelHost:
         from penchant.eval.prefs import evaluate_pairs
         from penchant.models.preference.base import create_preference
 
-        with self._train_lock:
-            try:
-                rows = self.store.all_comparisons()
-                if len(rows) < 10:
-                    raise ValueError(f"{len(rows)} comparisons stored; at least 10 are needed")
-                pairs = comparisons_pairs(rows)
-                split = split_pairs(pairs, (0.9, 0.1, 0.0), seed=0)
-                model = create_preference(name, **params).fit(split.train, split.valid)
-                report = evaluate_pairs(model, split.valid, resample="pairs")
-                metrics = {"accuracy": round(report.accuracy, 5), "log_loss": round(report.log_loss, 5),
-                           "comparisons": len(pairs), "users": pairs.n_users, "options": pairs.n_options}
-                folder = self.models_dir / f"v{version}"
-                folder.mkdir(parents=True, exist_ok=True)
-                model.save(folder / "model.npz")
-                (folder / "vocab.json").write_text(json.dumps({"users": [str(u) for u in pairs.user_ids],
-                                                               "options": [str(o) for o in pairs.option_ids]}))
-                self.store.update_version(version, path=str(folder), metrics=metrics, events=len(rows))
-                if activate or self.preference is None:
-                    self._deploy(self.store.version(version))
-                self.store.update_version(version, status="ready", progress=1.0, finished_at=time.time())
-            except Exception as e:  # the version records why; the service keeps running
-                self.store.update_version(version, status="failed", error=f"{type(e).__name__}: {e}",
-                                          finished_at=time.time())
-                traceback.print_exc()
+        rows = self.store.all_comparisons()
+        if len(rows) < 10:
+            raise ValueError(f"{len(rows)} comparisons stored; at least 10 are needed")
+        self.store.update_version(version, progress=0.1, events=len(rows))
+        pairs = comparisons_pairs(rows)
+        split = split_pairs(pairs, (0.9, 0.1, 0.0), seed=0)
+        model = create_preference(name, **params).fit(split.train, split.valid)
+        report = evaluate_pairs(model, split.valid, resample="pairs")
+        metrics = {"accuracy": round(report.accuracy, 5), "log_loss": round(report.log_loss, 5),
+                   "comparisons": len(pairs), "users": pairs.n_users, "options": pairs.n_options}
+        vocab = {"users": [str(u) for u in pairs.user_ids], "options": [str(o) for o in pairs.option_ids]}
+        self._publish(version, model, vocab, metrics, activate, self.preference)
 
     def _train(self, version: int, name: str, params: dict, activate: bool) -> None:
         from penchant.data.split import random_holdout
         from penchant.eval.evaluate import evaluate
         from penchant.models.registry import create
 
-        with self._train_lock:
-            try:
-                events = self.store.all_feedback()
-                ds = events_dataset(events, self.settings)
-                if ds.n_interactions == 0:
-                    raise ValueError("no positive feedback to learn from")
-                self.store.update_version(version, progress=0.1, events=len(events))
-                split = random_holdout(ds, (0.9, 0.0, 0.1), seed=0)
-                held = create(name, **params).fit(split.train)
-                self.store.update_version(version, progress=0.5)
-                result = evaluate(held, split.train, split.test, ks=(min(10, ds.n_items),), beyond_accuracy=False)
-                metrics = {k: round(float(v), 5) for k, v in result.metrics().items()}
-                metrics |= {"users": ds.n_users, "items": ds.n_items, "interactions": ds.n_interactions}
-                self.store.update_version(version, progress=0.7)
-                model = create(name, **params).fit(ds)
-                folder = self.models_dir / f"v{version}"
-                folder.mkdir(parents=True, exist_ok=True)
-                model.save(folder / "model.npz")
-                popularity = np.bincount(ds.items, minlength=ds.n_items).astype(float)
-                (folder / "vocab.json").write_text(json.dumps({"users": [str(u) for u in ds.user_ids],
-                                                               "items": [str(i) for i in ds.item_ids],
-                                                               "popularity": popularity.tolist()}))
-                self.store.update_version(version, path=str(folder), metrics=metrics)
-                if activate or self.deployed is None:  # deployed before it reads "ready", so waiters see it live
-                    self._deploy(self.store.version(version))
-                self.store.update_version(version, status="ready", progress=1.0, finished_at=time.time())
-            except Exception as e:  # the version records why; the service keeps running
-                self.store.update_version(version, status="failed", error=f"{type(e).__name__}: {e}",
-                                          finished_at=time.time())
-                traceback.print_exc()
+        events = self.store.all_feedback()
+        ds = events_dataset(events, self.settings)
+        if ds.n_interactions == 0:
+            raise ValueError("no positive feedback to learn from")
+        self.store.update_version(version, progress=0.1, events=len(events))
+        split = random_holdout(ds, (0.9, 0.0, 0.1), seed=0)
+        held = create(name, **params).fit(split.train)
+        self.store.update_version(version, progress=0.5)
+        result = evaluate(held, split.train, split.test, ks=(min(10, ds.n_items),), beyond_accuracy=False)
+        metrics = {k: round(float(v), 5) for k, v in result.metrics().items()}
+        metrics |= {"users": ds.n_users, "items": ds.n_items, "interactions": ds.n_interactions}
+        self.store.update_version(version, progress=0.7)
+        model = create(name, **params).fit(ds)
+        popularity = np.bincount(ds.items, minlength=ds.n_items).astype(float)
+        vocab = {"users": [str(u) for u in ds.user_ids], "items": [str(i) for i in ds.item_ids],
+                 "popularity": popularity.tolist()}
+        self._publish(version, model, vocab, metrics, activate, self.deployed)
 
     def schedule(self, every_s: float) -> threading.Thread:
         """Retrain (and activate) every ``every_s`` seconds when events arrived since the last run."""
