@@ -56,6 +56,16 @@ def _read(train: Path, test: Path | None, valid: Path | None, seed: int):
     return tr, va, (parts[-1] if test else None)
 
 
+def _read_and_fit(bar, model: str, params: dict, train: Path, test: Path | None, valid: Path | None, seed: int):
+    """Read the files (one vocabulary) and fit ``model`` on the training part, with progress:
+    (task, train, valid, test, fitted model, fit seconds)."""
+    task = bar.add_task("reading comparisons", total=None)
+    tr, va, te = _read(train, test, valid, seed)
+    bar.update(task, description=f"fitting {model}")
+    fitted, seconds = _fit(model, params, tr, va)
+    return task, tr, va, te, fitted, seconds
+
+
 def _baselines(text: bool) -> list[tuple[str, dict]]:
     """Always shown: the majority (win rate), global Bradley–Terry and, on text, reply length."""
     return [("winrate", {}), ("bt", {})] + ([("bt", {"features": "length"})] if text else [])
@@ -83,10 +93,7 @@ def evaluate(
     (majority win rate, global Bradley–Terry and, on text, reply length)."""
     params = _params(model, param)
     with progress() as bar:
-        task = bar.add_task("reading comparisons", total=None)
-        tr, va, te = _read(train, test, valid, seed)
-        bar.update(task, description=f"fitting {model}")
-        fitted, seconds = _fit(model, params, tr, va)
+        task, tr, va, te, fitted, seconds = _read_and_fit(bar, model, params, train, test, valid, seed)
         baselines = []
         for name, p in _baselines(tr.option_context is not None):
             bar.update(task, description=f"fitting baseline {name}")
@@ -141,10 +148,7 @@ def fit(
     """Fit a model and save it (parameters and state in one .npz, no pickle)."""
     params = _params(model, param)
     with progress() as bar:
-        task = bar.add_task("reading comparisons", total=None)
-        tr, va, _ = _read(train, None, valid, seed)
-        bar.update(task, description=f"fitting {model}")
-        fitted, seconds = _fit(model, params, tr, va)
+        _, tr, va, _, fitted, seconds = _read_and_fit(bar, model, params, train, None, valid, seed)
     fitted.save(out_path)
     row = _report(fitted, model, va, None, seed, seconds)
     out.print(f"{model} fitted on {len(tr):,} pairs in {seconds:.1f} s; validation accuracy {row['accuracy']:.4f} "

@@ -106,14 +106,9 @@ def comparisons_pairs(rows: list[tuple]):
 
 
 def is_preference_model(name: str) -> bool:
-    from penchant.models.preference.base import ALIASES, PREFERENCE_MODELS, create_preference
+    from penchant.models.preference import PREFERENCE_MODELS  # importing it registers them all
+    from penchant.models.preference.base import ALIASES
 
-    try:
-        create_preference(name)
-    except KeyError:
-        return False
-    except (TypeError, ValueError):
-        pass
     return ALIASES.get(name, name) in PREFERENCE_MODELS
 
 
@@ -358,8 +353,8 @@ class ModelHost:
         counts = self.store.item_counts(positive)
         banned = set(exclude or []) | ({i for i, _ in events} if exclude_seen else set())
         cats = self.categories() if category is not None else None
-        ranked = sorted((c, i) for i, c in counts.items() if i not in banned and (cats is None or category in cats.get(i, ())))
-        top = sorted(ranked, key=lambda ci: (-ci[0], ci[1]))[:k]
+        top = sorted(((c, i) for i, c in counts.items() if i not in banned and (cats is None or category in cats.get(i, ()))),
+                     key=lambda ci: (-ci[0], ci[1]))[:k]
         return {"items": [{"id": i, "score": float(np.log1p(c))} for c, i in top], "model": "popular (no model yet)"}
 
     def recommend_session(self, items: list[str], k: int, *, exclude_seen: bool = True) -> dict:

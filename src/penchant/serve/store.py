@@ -181,41 +181,41 @@ class Store:
 
     # --- feedback --------------------------------------------------------------------------------
 
+    def _insert_new(self, conn, table: sa.Table, rows: Sequence[dict]) -> list[dict]:
+        """Insert the rows whose ``event_id`` is neither stored nor repeated earlier in the batch;
+        returns those rows (a retried batch inserts nothing)."""
+        ids = [r["event_id"] for r in rows]
+        known: set[str] = set()
+        for s in range(0, len(ids), 500):
+            known |= set(conn.execute(sa.select(table.c.event_id).where(table.c.event_id.in_(ids[s:s + 500]))).scalars())
+        fresh = []
+        for r in rows:
+            if r["event_id"] not in known:
+                known.add(r["event_id"])
+                fresh.append(r)
+        if fresh:
+            conn.execute(_insert_ignoring(self.engine, table), fresh)
+        return fresh
+
     def insert_feedback(self, rows: Sequence[dict]) -> dict:
         """Insert a batch in one transaction; events whose id is already stored are skipped and
         counted (a retry). Returns ``{"inserted", "duplicates"}`` after the commit."""
-        ids = [r["event_id"] for r in rows]
         with self.engine.begin() as conn:
-            known = set()
-            for s in range(0, len(ids), 500):
-                known |= set(conn.execute(sa.select(feedback.c.event_id).where(feedback.c.event_id.in_(ids[s:s + 500])))
-                             .scalars())
-            fresh = [r for r in rows if r["event_id"] not in known]
-            seen: set[str] = set()
-            unique = [r for r in fresh if not (r["event_id"] in seen or seen.add(r["event_id"]))]
-            if unique:
-                conn.execute(_insert_ignoring(self.engine, feedback), unique)
-                # users and items named by events exist from then on
+            fresh = self._insert_new(conn, feedback, rows)
+            if fresh:  # users and items named by events exist from then on
+                now = time.time()
                 conn.execute(_insert_ignoring(self.engine, users),
-                             [{"id": u, "attributes": {}, "created_at": time.time()} for u in {r["user_id"] for r in unique}])
+                             [{"id": u, "attributes": {}, "created_at": now} for u in {r["user_id"] for r in fresh}])
                 conn.execute(_insert_ignoring(self.engine, items),
                              [{"id": i, "title": None, "text": None, "categories": [], "attributes": {},
-                               "created_at": time.time()} for i in {r["item_id"] for r in unique}])
-        return {"inserted": len(unique), "duplicates": len(rows) - len(unique)}
+                               "created_at": now} for i in {r["item_id"] for r in fresh}])
+        return {"inserted": len(fresh), "duplicates": len(rows) - len(fresh)}
 
     def insert_comparisons(self, rows: Sequence[dict]) -> dict:
         """Like :meth:`insert_feedback`, for A-versus-B choices."""
-        ids = [r["event_id"] for r in rows]
         with self.engine.begin() as conn:
-            known = set()
-            for s in range(0, len(ids), 500):
-                known |= set(conn.execute(sa.select(comparisons.c.event_id)
-                                          .where(comparisons.c.event_id.in_(ids[s:s + 500]))).scalars())
-            seen: set[str] = set()
-            unique = [r for r in rows if r["event_id"] not in known and not (r["event_id"] in seen or seen.add(r["event_id"]))]
-            if unique:
-                conn.execute(_insert_ignoring(self.engine, comparisons), unique)
-        return {"inserted": len(unique), "duplicates": len(rows) - len(unique)}
+            fresh = self._insert_new(conn, comparisons, rows)
+        return {"inserted": len(fresh), "duplicates": len(rows) - len(fresh)}
 
     def all_comparisons(self) -> list[tuple[str | None, str, str]]:
         q = sa.select(comparisons.c.user_id, comparisons.c.winner, comparisons.c.loser).order_by(
