@@ -224,6 +224,22 @@ def test_length_baseline_learns_that_longer_replies_win():
     assert bow.theta_.shape == (40,)
 
 
+def test_minilm_layer_reward_beats_length_and_bag_of_words_on_harmless_base(shared_data):
+    """Real dialogue: on HH-RLHF harmless-base prompts never seen in training, a linear reward on
+    frozen MiniLM layer states beats both text baselines (each picks its L2 weight on valid)."""
+    from penchant.data.preferences import pairs_from_text
+
+    pairs = pairs_from_text(read_text_comparisons(shared_data / "hh-rlhf" / "harmless-base-test.jsonl.gz"))
+    sp = split_pairs(pairs, (0.7, 0.15, 0.15), by="group", seed=0)
+    assert not set(sp.train.group.tolist()) & set(sp.test.group.tolist())
+    acc = {}
+    for features in ("length", "bow", "layers"):
+        fitted = [create_preference("bt", features=features, alpha=a).fit(sp.train) for a in (0.1, 1.0, 10.0)]
+        best = max(fitted, key=lambda m: evaluate_pairs(m, sp.valid).accuracy)
+        acc[features] = evaluate_pairs(best, sp.test).accuracy
+    assert acc["layers"] > acc["bow"] + 0.03 and acc["layers"] > acc["length"] + 0.05, acc
+
+
 def test_text_files_read_apart_share_prompts_and_replies(tmp_path):
     """Train and test TRL files map onto one vocabulary: the same (prompt, reply) is one option and
     the same prompt one group, whichever file it is in; id files merge by id."""

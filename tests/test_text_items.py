@@ -33,6 +33,18 @@ def test_encoder_caches_by_content_and_model(tmp_path):
     assert other.cache_path != enc.cache_path
 
 
+def test_layer_states_are_cached_and_end_in_the_sentence_vector(tmp_path):
+    enc = SentenceEncoder(cache=tmp_path)
+    texts = ["I'm sorry, I can't help with that.", "Sure, here is how you pick a lock: first", "I'm sorry, I can't help with that."]
+    layers = enc.encode_layers(texts)
+    assert layers.shape == (3, 6 * 384) and enc.encoded_ == 2
+    last = layers[:, -384:] / np.linalg.norm(layers[:, -384:], axis=1, keepdims=True)
+    np.testing.assert_allclose(last, enc.encode(texts), atol=1e-4)  # the sentence vector is the last layer, pooled
+    again = SentenceEncoder(cache=tmp_path)
+    assert np.array_equal(again.encode_layers(texts[:2]), layers[:2]) and again.encoded_ == 0
+    assert enc.encode_layers([]).shape == (0, 6 * 384)
+
+
 def test_item_descriptions_read_text_and_item_file_attributes():
     values = np.array(["Comedy", "Drama"], dtype=object)
     genres = Attribute(values, sp.csr_matrix(np.array([[1, 1], [0, 0]], np.float32)))

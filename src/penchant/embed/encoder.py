@@ -67,8 +67,9 @@ class SentenceEncoder:
             self.cache_path = folder / f"{Path(model).name}-{slug}.sqlite"
         self.encoded_ = 0  # texts actually run through the network (cache misses), for reports
 
-    def _key(self, text: str) -> str:
-        return hashlib.sha256(f"{self.model}\0{text}".encode()).hexdigest()
+    def _key(self, text: str, kind: str = "") -> str:
+        tag = f"{self.model}\0{kind}" if kind else self.model  # sentence vectors keep their old keys
+        return hashlib.sha256(f"{tag}\0{text}".encode()).hexdigest()
 
     def _connect(self) -> sqlite3.Connection:
         assert self.cache_path is not None
@@ -78,11 +79,15 @@ class SentenceEncoder:
         con.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vec BLOB NOT NULL)")
         return con
 
-    def encode(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
-        """Embeddings of ``texts`` in order; float32 (len(texts), dim), unit L2 norm."""
+    def _cached(self, texts: Sequence[str], kind: str, compute, width) -> np.ndarray:
+        """Vectors of ``texts`` in order, float32 (len(texts), width): from the cache where there,
+        else from ``compute(list of texts) -> (m, width)``, which are then stored. ``width()`` is asked
+        only for an empty list (it loads the network)."""
         texts = [str(t) for t in texts]
+        if not texts:
+            return np.zeros((0, width()), dtype=np.float32)
         unique = list(dict.fromkeys(texts))
-        keys = [self._key(t) for t in unique]
+        keys = [self._key(t, kind) for t in unique]
         found: dict[str, np.ndarray] = {}
         con = self._connect() if self.cache_path is not None else None
         try:
@@ -94,9 +99,7 @@ class SentenceEncoder:
                     found.update((k, np.frombuffer(v, dtype=np.float32)) for k, v in rows)
             missing = [i for i, k in enumerate(keys) if k not in found]
             if missing:
-                net = _load(self.model)
-                vecs = net.encode([unique[i] for i in missing], batch_size=self.batch_size, convert_to_numpy=True,
-                                  normalize_embeddings=True, show_progress_bar=progress).astype(np.float32)
+                vecs = np.asarray(compute([unique[i] for i in missing]), dtype=np.float32)
                 self.encoded_ += len(missing)
                 for i, v in zip(missing, vecs):
                     found[keys[i]] = v
@@ -107,10 +110,52 @@ class SentenceEncoder:
         finally:
             if con is not None:
                 con.close()
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
         key_of = dict(zip(unique, keys))
         return np.stack([found[key_of[t]] for t in texts]).astype(np.float32, copy=False)
+
+    def encode(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
+        """Embeddings of ``texts`` in order; float32 (len(texts), dim), unit L2 norm."""
+        def compute(batch: list[str]) -> np.ndarray:
+            return _load(self.model).encode(batch, batch_size=self.batch_size, convert_to_numpy=True,
+                                            normalize_embeddings=True, show_progress_bar=progress)
+
+        return self._cached(texts, "", compute, lambda: self.dim)
+
+    def encode_layers(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
+        """Every transformer layer's token states mean-pooled over the text, side by side: float32
+        (len(texts), layers · dim), layer 1 first (the word-embedding layer is left out), not
+        normalised. The last block is the sentence vector before its normalisation; the middle
+        layers carry more of the wording (a linear reward on them beats one on the sentence vector
+        on HH-RLHF, see the README)."""
+        import torch
+
+        def compute(batch: list[str]) -> np.ndarray:
+            net = _load(self.model)
+            module = net[0]
+            order = np.argsort([len(t) for t in batch], kind="stable")  # similar lengths share a batch: less padding
+            out = np.zeros((len(batch), self.layers * self.dim), dtype=np.float32)
+            steps = range(0, len(batch), self.batch_size)
+            if progress:
+                from tqdm import tqdm
+
+                steps = tqdm(steps, desc="encoding layers", unit="batch")
+            with torch.no_grad():
+                for s in steps:
+                    idx = order[s:s + self.batch_size]
+                    tokens = module.tokenizer([batch[i] for i in idx], padding=True, truncation=True,
+                                              max_length=net.max_seq_length, return_tensors="pt")
+                    states = module.auto_model(**tokens, output_hidden_states=True).hidden_states[1:]
+                    mask = tokens["attention_mask"][..., None].float()
+                    pooled = [(h * mask).sum(1) / mask.sum(1).clamp(min=1) for h in states]
+                    out[idx] = torch.cat(pooled, 1).numpy()
+            return out
+
+        return self._cached(texts, "layers", compute, lambda: self.layers * self.dim)
+
+    @property
+    def layers(self) -> int:
+        """Transformer layers of the encoder (6 for all-MiniLM-L6-v2)."""
+        return int(_load(self.model)[0].auto_model.config.num_hidden_layers)
 
     @property
     def dim(self) -> int:

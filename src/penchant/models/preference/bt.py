@@ -52,7 +52,7 @@ class BradleyTerry(Strengths):
 
     Args:
         alpha: L2 penalty (choix's convention: ``alpha·‖θ‖²``).
-        features: ``id``, ``text``, ``length`` or ``bow`` (see :mod:`.features`).
+        features: ``id``, ``text``, ``layers``, ``length`` or ``bow`` (see :mod:`.features`).
         tol: L-BFGS gradient tolerance.
         loss, epsilon: the pair loss (``plain``, ``smooth``, ``robust``, ``forward``; see :mod:`.train`).
         strength_heads: H > 0 weights each training pair by an H-head ensemble's agreement with it.

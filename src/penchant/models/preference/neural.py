@@ -13,8 +13,8 @@ from penchant.models.preference.train import check_loss, pair_loss, train_pairs
 
 #: the training arguments every neural preference model documents
 TRAINING_ARGS = """
-        features: ``id`` (a learned vector per option) or ``text`` (an MLP over frozen MiniLM
-            embeddings, so unseen options are scored).
+        features: ``id`` (a learned vector per option) or ``text`` / ``layers`` (an MLP over
+            frozen MiniLM embeddings, so unseen options are scored; see :mod:`.features`).
         hidden: hidden units of the text MLP (0: linear).
         lr, weight_decay: Adam's step size and L2 weight.
         epochs, batch_size, patience: training length, pairs per step, early-stopping patience
