@@ -36,7 +36,7 @@ import numpy as np
 
 from penchant.data.preference_worlds import cyclic_world, directional_world, flip_labels, plural_world
 from penchant.data.preferences import split_pairs
-from penchant.eval.prefs import evaluate_pairs, few_shot_curve, pair_accuracy, paired_difference
+from penchant.eval.prefs import evaluate_pairs, few_shot_curve, pair_accuracy, paired_difference, user_bootstrap
 from penchant.models.preference import create_preference
 
 GRIDS = {
@@ -335,10 +335,28 @@ def cross_fitted(pairs, folds: int = 5) -> None:
               f"(95% CI {lo * 100:+.2f}…{hi * 100:+.2f})", flush=True)
 
 
+def _forget_and_adapt(model, pairs, users, shots: int, draws: int, seed: int, test):
+    """Per test pair, the share of ``draws`` in which the model, having forgotten ``users``, is
+    right after fitting each of them from ``shots`` of their comparisons in ``pairs``; float (n_test,)."""
+    import torch
+
+    right = np.zeros(len(test))
+    for d in range(draws):
+        rng = np.random.default_rng(seed + d)
+        chosen = np.concatenate([rng.choice(np.flatnonzero(pairs.user == u), shots, replace=False) for u in users])
+        fresh = copy.deepcopy(model)
+        with torch.no_grad():  # users back to the population: its row (PAL, pbt, DPA) or the prior (VPL)
+            if hasattr(fresh.net_, "users"):
+                fresh.net_.users[torch.from_numpy(users)] = fresh.net_.users[-1].clone()
+            else:
+                fresh.net_.latent[torch.from_numpy(users)] = 0
+        fresh.adapt(pairs.subset(chosen))
+        right += pair_accuracy(fresh.prob(test.user, test.winner, test.loser))
+    return right / draws
+
+
 def two_users() -> None:
     import os
-
-    import torch
 
     from penchant.data import read_text_comparisons
     from penchant.data.preferences import pairs_from_text
@@ -348,42 +366,41 @@ def two_users() -> None:
     sp = split_pairs(pairs, (0.7, 0.15, 0.15), by="group", seed=0)
     users = sp.test.user
     print(f"\nHH-RLHF relabeled by two users (VPL's relabeling: {', '.join(pairs.user_ids)}), {len(pairs):,} pairs "
-          f"split by prompt 70/15/15; MiniLM features; settings chosen on valid")
-    neural = {"lr": 3e-3, "batch_size": 128}
-    runs = {"single reward (BT)": ("bt", [{"features": "text", "alpha": a} for a in (0.1, 1.0, 10.0, 100.0)]),
-            "pbt": ("pbt", [{"features": "text", "factors": f, "weight_decay": wd, **neural}
-                            for f, wd in itertools.product((4, 8, 16), (1e-5, 1e-4, 1e-3))]),
-            "pal": ("pal", [{"features": "text", "prototypes": 2, "dims": d, "weight_decay": wd, **neural}
-                            for d, wd in itertools.product((8, 16, 32), (1e-5, 1e-4, 1e-3))]),
-            "vpl": ("vpl", [{"features": "text", "latent": d, "weight_decay": wd, "context": 32, **neural}
-                            for d, wd in itertools.product((4, 8), (1e-5, 1e-4, 1e-3))]),
-            "dpa": ("dpa", [{"features": "text", "attributes": a, "weight_decay": wd, **neural}
-                            for a, wd in itertools.product((2, 4), (1e-5, 1e-4, 1e-3))])}
-    reports, models = {}, {}
+          f"split by prompt 70/15/15; MiniLM features (sentence vector or layers) and settings chosen on valid")
+    neural = {"lr": 3e-3, "batch_size": 128, "patience": 30}
+    kinds = ("text", "layers")
+    runs = {"single reward (BT)": ("bt", [{"features": k, "alpha": a} for k, a in itertools.product(kinds, (1.0, 10.0, 100.0))]),
+            "pbt": ("pbt", [{"features": k, "factors": f, "weight_decay": wd, **neural}
+                            for k, f, wd in itertools.product(kinds, (4, 16), (1e-5, 1e-3))]),
+            "pal": ("pal", [{"features": k, "prototypes": 2, "dims": d, "weight_decay": wd, **neural}
+                            for k, d, wd in itertools.product(kinds, (8, 32), (1e-5, 1e-3))]),
+            "vpl": ("vpl", [{"features": k, "latent": d, "beta": b, "weight_decay": 1e-5, "context": 32, **neural}
+                            for k, d, b in itertools.product(kinds, (4, 8), (1e-3, 1e-2))]),
+            "dpa": ("dpa", [{"features": k, "attributes": a, "weight_decay": wd, **neural}
+                            for k, a, wd in itertools.product(kinds, (2, 4), (1e-5, 1e-3))])}
+    reports, models, chosen = {}, {}, {}
     for label, (name, grid) in runs.items():
-        _, params, model = select(name, grid, sp.train, sp.valid)
+        _, chosen[label], model = select(name, grid, sp.train, sp.valid)
         reports[label] = evaluate_pairs(model, sp.test, sp.valid, label=label, resample="pairs")
         models[label] = model
-    print("| model | test accuracy (95% CI) | harmless user | helpful user | vs single reward (95% CI) | "
-          "after adapting each user from 10 of their comparisons |")
-    print("|---|---|---|---|---|---|")
-    rng = np.random.default_rng(0)
+    single = reports["single reward (BT)"]
+    print("| model | features | test accuracy (95% CI) | harmless user | helpful user | vs single reward (95% CI) | "
+          "each user forgotten, then fitted from 10 of their comparisons (mean of 20 draws) | that minus single reward (95% CI) |")
+    print("|---|---|---|---|---|---|---|---|")
     for label, r in reports.items():
-        d, lo, hi = paired_difference(r, reports["single reward (BT)"], np.arange(len(sp.test)))
+        d, lo, hi = paired_difference(r, single, np.arange(len(sp.test)))
         per = [np.mean(r.per_pair[users == u]) for u in range(2)]
-        adapted = "—"
+        adapted = gain = "—"
         if label != "single reward (BT)":
-            model = copy.deepcopy(models[label])
-            with torch.no_grad():  # forget both users, then fit each from 10 of their training comparisons
-                if hasattr(model.net_, "users"):
-                    model.net_.users[:2] = model.net_.users[2]
-                else:  # VPL: the 10 comparisons become each user's whole context
-                    model.net_.latent[:2] = 0
-            ten = np.concatenate([rng.choice(np.flatnonzero(sp.train.user == u), 10, replace=False) for u in range(2)])
-            model.adapt(sp.train.subset(ten))
-            adapted = f"{np.mean(pair_accuracy(model.prob(sp.test.user, sp.test.winner, sp.test.loser))):.4f}"
-        print(f"| {label} | {r.accuracy:.4f} ({r.accuracy_ci[0]:.4f}–{r.accuracy_ci[1]:.4f}) | {per[0]:.4f} | "
-              f"{per[1]:.4f} | {d * 100:+.2f} ({lo * 100:+.2f}…{hi * 100:+.2f}) | {adapted} |", flush=True)
+            right = _forget_and_adapt(models[label], sp.train, np.arange(2), 10, 20, 100, sp.test)
+            g_lo, g_hi = user_bootstrap(right - single.per_pair, np.arange(len(sp.test)), n_boot=2000)
+            adapted, gain = f"{right.mean():.4f}", f"{(right - single.per_pair).mean() * 100:+.2f} ({g_lo * 100:+.2f}…{g_hi * 100:+.2f})"
+        print(f"| {label} | {chosen[label]['features']} | {r.accuracy:.4f} ({r.accuracy_ci[0]:.4f}–{r.accuracy_ci[1]:.4f}) | "
+              f"{per[0]:.4f} | {per[1]:.4f} | {d * 100:+.2f} ({lo * 100:+.2f}…{hi * 100:+.2f}) | {adapted} | {gain} |", flush=True)
+    vpl = models["vpl"]
+    own, swapped = reports["vpl"].accuracy, _accuracy(vpl.shuffled(seed=0), sp.test)
+    print(f"VPL ({chosen['vpl']}): test accuracy {own:.4f} with each user's own latent, {swapped:.4f} with the two "
+          f"latents swapped; latents {np.round(vpl.latents(np.arange(2)), 3).tolist()}")
 
 
 def main() -> None:

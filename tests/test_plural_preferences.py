@@ -47,10 +47,48 @@ def test_vpl_predictions_depend_on_the_latent_and_survive_saving(tmp_path):
     model = create_preference("vpl", seed=3).fit(sp.train, sp.valid)
     own, swapped = accuracy(model, sp.test), accuracy(model.shuffled(seed=0), sp.test)
     assert own > swapped + 0.1, (own, swapped)
+    users = np.arange(world.pairs.n_users)
+    for seed in range(5):  # every user gets somebody else's latent, and every latent is handed on once
+        moved = model.shuffled(seed=seed).latents(users)
+        mine = model.latents(users)
+        assert not np.any(np.all(moved == mine, axis=1))
+        assert sorted(map(tuple, moved.tolist())) == sorted(map(tuple, mine.tolist()))
     assert np.abs(model.latents(np.arange(5))).sum() > 0 and not model.latents([-1]).any()
     again = PreferenceModel.load(model.save(tmp_path / "vpl.npz"))
     np.testing.assert_allclose(again.margin(sp.test.user, sp.test.winner, sp.test.loser),
                                model.margin(sp.test.user, sp.test.winner, sp.test.loser), rtol=1e-6)
+
+
+def test_vpl_tells_two_real_users_apart_and_adapts_to_each_from_ten_comparisons(shared_data):
+    """HH-RLHF relabeled by a helpful and a harmless user (prompts split): VPL over frozen MiniLM
+    layer states beats the best single reward (its L2 weight picked on valid), loses that edge when
+    the two latents are swapped, and after forgetting both users, reading 10 comparisons of each as
+    context (no gradient step) is still better than the single reward."""
+    import copy
+
+    import torch
+
+    from penchant.data import read_text_comparisons
+    from penchant.data.preferences import pairs_from_text
+
+    pairs = pairs_from_text(read_text_comparisons(shared_data / "hh-rlhf" / "relabeled-both-test.jsonl.gz"))
+    sp = split_pairs(pairs, (0.7, 0.15, 0.15), by="group", seed=0)
+    singles = [create_preference("bt", features="layers", alpha=a).fit(sp.train) for a in (1.0, 10.0, 100.0)]
+    single = accuracy(max(singles, key=lambda m: accuracy(m, sp.valid)), sp.test)
+    vpl = create_preference("vpl", features="layers", latent=4, beta=1e-3, context=32, lr=3e-3, batch_size=128,
+                            patience=30).fit(sp.train, sp.valid)
+    own, swapped = accuracy(vpl, sp.test), accuracy(vpl.shuffled(), sp.test)
+    adapted = []
+    for draw in range(5):
+        rng = np.random.default_rng(draw)
+        ten = np.concatenate([rng.choice(np.flatnonzero(sp.train.user == u), 10, replace=False) for u in (0, 1)])
+        fresh = copy.deepcopy(vpl)
+        with torch.no_grad():
+            fresh.net_.latent[:2] = 0
+        assert accuracy(fresh, sp.test) < own  # forgotten: the prior latent serves neither user as well
+        adapted.append(accuracy(fresh.adapt(sp.train.subset(ten)), sp.test))
+    assert own > single + 0.03 and own > swapped + 0.03, (own, single, swapped)
+    assert np.mean(adapted) > single + 0.02, (adapted, single)
 
 
 def test_dpa_recovers_planted_directions_and_steers_them():

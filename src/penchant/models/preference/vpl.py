@@ -187,16 +187,19 @@ class VariationalPreference(NeuralUtility):
         return self
 
     def shuffled(self, seed: int = 0) -> VariationalPreference:
-        """A copy whose users' latents are permuted among the users that have one (the check that
-        predictions depend on the latent: accuracy must drop)."""
+        """A copy in which every user that has a latent gets another such user's (a random cyclic
+        shift, so nobody keeps their own, even with two users): the check that predictions depend
+        on the latent, so accuracy must drop."""
         import copy
 
         import torch
 
         out = copy.deepcopy(self)
         table = out.net_.latent
-        has = torch.from_numpy(np.flatnonzero(table[:-1].abs().sum(1).numpy() > 0))
-        perm = has[torch.from_numpy(np.random.default_rng(seed).permutation(len(has)))]
+        has = np.flatnonzero(table[:-1].abs().sum(1).numpy() > 0)
+        order = np.random.default_rng(seed).permutation(len(has))
+        source = np.empty_like(has)
+        source[order] = has[np.roll(order, 1)]  # the user at order[i] takes the latent of the one at order[i − 1]
         with torch.no_grad():
-            table[has] = table[perm].clone()
+            table[torch.from_numpy(has)] = table[torch.from_numpy(source)].clone()
         return out
