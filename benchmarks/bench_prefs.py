@@ -1,7 +1,7 @@
 """Pairwise preference models: MovieLens-100K rating pairs, synthetic worlds with known optimum,
 label noise, few-shot users, and speed.
 
-    PENCHANT_DATA=../shared/data .venv/bin/python benchmarks/bench_prefs.py [--sections movielens,fewshot,worlds,noise,speed,text,twousers]
+    PENCHANT_DATA=../shared/data .venv/bin/python benchmarks/bench_prefs.py [--sections movielens,fewshot,worlds,noise,noiseinfo,speed,text,twousers]
 
 * movielens: ratings split per user 80/10/10 (seed 0), pairs drawn within each part (5 per rating;
   ties dropped), so no test rating is seen in training. Every family picks its settings on the
@@ -18,6 +18,8 @@ label noise, few-shot users, and speed.
 * noise: the plural world with ε of the training (and validation) labels flipped, test labels clean:
   plain, label-smoothed, robust (unbiased) and forward-corrected training, and ensemble
   preference-strength weighting (with how well it flags the flipped pairs).
+* noiseinfo: the information a flip rate ε leaves: the same models on clean labels for (1 − 2ε)² of
+  the pairs, beside plain training on all pairs with ε flipped.
 * speed: comparisons learned per second by BT (L-BFGS) and GPM (one epoch of Adam) at 1M pairs.
 * text: HH-RLHF harmless-base split by prompt: linear reward models over the reply's length, its
   TF-IDF bag of words, and frozen MiniLM (the sentence vector, ``text``, and every layer's mean-pooled
@@ -252,6 +254,30 @@ def noise() -> None:
                   flush=True)
 
 
+def noise_information(eps: float = 0.2, draws: int = 3) -> None:
+    """How much of plain training's loss at flip rate ε is lost information: near a margin of 0 a
+    label flipped with probability ε carries (1 − 2ε)² of a clean label's Fisher information, so the
+    reference is the same model on clean labels for that share of the pairs (and of the validation
+    pairs), averaged over ``draws`` random thinnings."""
+    world = plural_world(seed=0)
+    sp = split_pairs(world.pairs, (0.8, 0.1, 0.1), seed=0)
+    share = (1 - 2 * eps) ** 2
+    print(f"\nLabel noise as lost information (plural world, ε = {eps}: clean labels on {share:.0%} of the pairs)")
+    print("| model | clean | plain at ε | clean on the thinned pairs | its loss as a share of plain's |")
+    print("|---|---|---|---|---|")
+    for name in ("pbt", "pal"):
+        clean = _accuracy(create_preference(name).fit(sp.train, sp.valid), sp.test)
+        noisy = _accuracy(create_preference(name).fit(flip_labels(sp.train, eps, 1), flip_labels(sp.valid, eps, 2)), sp.test)
+        thinned = []
+        for d in range(draws):
+            rng = np.random.default_rng(d)
+            keep, keep_valid = rng.random(len(sp.train)) < share, rng.random(len(sp.valid)) < share
+            model = create_preference(name).fit(sp.train.subset(keep), sp.valid.subset(keep_valid))
+            thinned.append(_accuracy(model, sp.test))
+        thin = float(np.mean(thinned))
+        print(f"| {name} | {clean:.4f} | {noisy:.4f} | {thin:.4f} | {(clean - thin) / (clean - noisy):.2f} |", flush=True)
+
+
 def speed() -> None:
     rng = np.random.default_rng(0)
     n_options, n = 2000, 1_000_000
@@ -405,7 +431,7 @@ def two_users() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sections", default="movielens,fewshot,worlds,noise,speed,text,twousers")
+    ap.add_argument("--sections", default="movielens,fewshot,worlds,noise,noiseinfo,speed,text,twousers")
     args = ap.parse_args()
     sections = args.sections.split(",")
     chosen = movielens() if "movielens" in sections else None
@@ -415,6 +441,8 @@ def main() -> None:
         worlds()
     if "noise" in sections:
         noise()
+    if "noiseinfo" in sections:
+        noise_information()
     if "speed" in sections:
         speed()
     if "text" in sections:
