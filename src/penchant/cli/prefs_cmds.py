@@ -98,8 +98,8 @@ def evaluate(
         for name, p in _baselines(tr.option_context is not None):
             bar.update(task, description=f"fitting baseline {name}")
             base, t = _fit(name, p, tr, va)
-            baselines.append(_report(base, name + "".join(f" {k}={v}" for k, v in p.items()), te, va, seed, t))
-    main = _report(fitted, model, te, va, seed, seconds)
+            baselines.append(_report(base, _label(name, p), te, va, seed, t))
+    main = _report(fitted, _label(model, params), te, va, seed, seconds)
     _table([main] + baselines, f"{len(te):,} test pairs; trained on {len(tr):,} (+{len(va):,} valid)")
     if json_out:
         write_json(json_out, {"model": model, "params": params, "accuracy": main["accuracy"],
@@ -109,6 +109,11 @@ def evaluate(
                               "brier": main["brier"], "ece": main["ece"], "ece_after_temperature": main["ece_scaled"],
                               "worst_decile_user_accuracy": main["worst_decile"],
                               "train_pairs": len(tr), "valid_pairs": len(va), "baselines": baselines})
+
+
+def _label(name: str, params: dict) -> str:
+    """A table row's name: the model and its settings, e.g. ``bt features=length``."""
+    return name + "".join(f" {k}={v}" for k, v in params.items())
 
 
 def _report(model, label: str, test, valid, seed: int, seconds: float) -> dict:
@@ -178,7 +183,7 @@ def compare(
         parts = _split(data, source, split, seed)
         rows = []
         for name, params in runs:
-            label = name + "".join(f" {k}={v}" for k, v in params.items())
+            label = _label(name, params)
             bar.update(task, description=f"fitting {label}")
             fitted, seconds = _fit(name, params, parts.train, parts.valid)
             rows.append(_report(fitted, label, parts.test, parts.valid, seed, seconds))
