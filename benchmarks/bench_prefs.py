@@ -425,8 +425,8 @@ def two_users() -> None:
     runs = {"single reward (BT)": ("bt", [{"features": k, "alpha": a} for k, a in itertools.product(kinds, (1.0, 10.0, 100.0))]),
             "pbt": ("pbt", [{"features": k, "factors": f, "weight_decay": wd, **neural}
                             for k, f, wd in itertools.product(kinds, (4, 16), (1e-5, 1e-3))]),
-            "pal": ("pal", [{"features": k, "prototypes": 2, "dims": d, "weight_decay": wd, **neural}
-                            for k, d, wd in itertools.product(kinds, (8, 32), (1e-5, 1e-3))]),
+            "pal": ("pal", [{"features": k, "prototypes": 2, "dims": d, "user_lr": f, "weight_decay": 1e-5, **neural}
+                            for k, d, f in itertools.product(kinds, (8, 16), (1.0, 30.0))]),
             "vpl": ("vpl", [{"features": k, "latent": d, "beta": b, "weight_decay": 1e-5, "context": 32, **neural}
                             for k, d, b in itertools.product(kinds, (4, 8), (1e-3, 1e-2))]),
             "dpa": ("dpa", [{"features": k, "attributes": a, "weight_decay": wd, **neural}
@@ -450,6 +450,17 @@ def two_users() -> None:
             adapted, gain = f"{right.mean():.4f}", f"{(right - single.per_pair).mean() * 100:+.2f} ({g_lo * 100:+.2f}…{g_hi * 100:+.2f})"
         print(f"| {label} | {chosen[label]['features']} | {r.accuracy:.4f} ({r.accuracy_ci[0]:.4f}–{r.accuracy_ci[1]:.4f}) | "
               f"{per[0]:.4f} | {per[1]:.4f} | {d * 100:+.2f} ({lo * 100:+.2f}…{hi * 100:+.2f}) | {adapted} | {gain} |", flush=True)
+    print("Settings chosen on valid: " + "; ".join(f"{label}: {chosen[label]}" for label in reports))
+    print("The models the few-shot bar names, refitted with other seeds (chosen settings; 20 draws of 10 "
+          "comparisons per user; vs the single reward):")
+    for label in ("pal", "vpl"):
+        name = runs[label][0]
+        for seed in (0, 1, 2):
+            model = models[label] if seed == 0 else create_preference(name, **chosen[label], seed=seed).fit(sp.train, sp.valid)
+            right = _forget_and_adapt(model, sp.train, np.arange(2), 10, 20, 100, sp.test)
+            g_lo, g_hi = user_bootstrap(right - single.per_pair, np.arange(len(sp.test)), n_boot=2000)
+            print(f"  {label} seed {seed}: test {_accuracy(model, sp.test):.4f}; fitted from 10: {right.mean():.4f}, "
+                  f"{(right - single.per_pair).mean() * 100:+.2f} ({g_lo * 100:+.2f}…{g_hi * 100:+.2f})", flush=True)
     vpl = models["vpl"]
     own, swapped = reports["vpl"].accuracy, _accuracy(vpl.shuffled(seed=0), sp.test)
     print(f"VPL ({chosen['vpl']}): test accuracy {own:.4f} with each user's own latent, {swapped:.4f} with the two "

@@ -59,11 +59,12 @@ def test_vpl_predictions_depend_on_the_latent_and_survive_saving(tmp_path):
                                model.margin(sp.test.user, sp.test.winner, sp.test.loser), rtol=1e-6)
 
 
-def test_vpl_tells_two_real_users_apart_and_adapts_to_each_from_ten_comparisons(shared_data):
+def test_vpl_and_pal_tell_two_real_users_apart(shared_data):
     """HH-RLHF relabeled by a helpful and a harmless user (prompts split): VPL over frozen MiniLM
     layer states beats the best single reward (its L2 weight picked on valid), loses that edge when
     the two latents are swapped, and after forgetting both users, reading 10 comparisons of each as
-    context (no gradient step) is still better than the single reward."""
+    context (no gradient step) is still better than the single reward. PAL beats it too once its
+    mixtures learn on a faster timescale."""
     import copy
 
     import torch
@@ -89,6 +90,13 @@ def test_vpl_tells_two_real_users_apart_and_adapts_to_each_from_ten_comparisons(
         adapted.append(accuracy(fresh.adapt(sp.train.subset(ten)), sp.test))
     assert own > single + 0.03 and own > swapped + 0.03, (own, single, swapped)
     assert np.mean(adapted) > single + 0.02, (adapted, single)
+    # PAL on the same users: a faster timescale for the mixtures lets the two users part before the
+    # option map has fitted the pairs (at user_lr=1 the mixtures stay near uniform)
+    pal = {f: create_preference("pal", features="layers", prototypes=2, dims=16, lr=3e-3, batch_size=128, patience=30,
+                                user_lr=f).fit(sp.train, sp.valid) for f in (1.0, 30.0)}
+    parted = {f: float(np.abs(np.diff(m.mixture(np.array([0, 1])), axis=0)).max()) for f, m in pal.items()}
+    assert parted[30.0] > parted[1.0] + 0.1, parted
+    assert accuracy(pal[30.0], sp.test) > single + 0.03, (accuracy(pal[30.0], sp.test), single)
 
 
 def test_dpa_recovers_planted_directions_and_steers_them():

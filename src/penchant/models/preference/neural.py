@@ -91,11 +91,15 @@ class NeuralPreference(PreferenceModel):
                                     weight_decay=self.weight_decay, epochs=self.epochs, batch_size=self.batch_size,
                                     patience=self.patience, seed=self.seed, loss=self.loss, epsilon=self.epsilon,
                                     weight=weight, penalty=getattr(self, "_penalty", None),
-                                    before_epoch=self._before_epoch(train))
+                                    before_epoch=self._before_epoch(train), param_groups=self._param_groups(self.net_))
 
     def _before_epoch(self, train: PreferencePairs):
         """A hook run before each training epoch (see :func:`train_pairs`); none by default."""
         return
+
+    def _param_groups(self, net) -> list[dict] | None:
+        """Adam's parameter groups for training (see :func:`train_pairs`); None: one group at ``lr``."""
+        return None
 
     def _restore(self, state: dict) -> None:
         self.net_.load_state_dict(state)

@@ -77,19 +77,21 @@ def pair_loss_np(margin: np.ndarray, loss: str = "plain", epsilon: float = 0.0) 
 def train_pairs(model, net, margin: Callable, train: PreferencePairs, valid: PreferencePairs | None, *,
                 lr: float, weight_decay: float, epochs: int, batch_size: int, patience: int, seed: int,
                 loss: str = "plain", epsilon: float = 0.0, weight: np.ndarray | None = None,
-                penalty: Callable | None = None, before_epoch: Callable | None = None) -> list[float]:
+                penalty: Callable | None = None, before_epoch: Callable | None = None,
+                param_groups: list[dict] | None = None) -> list[float]:
     """Train ``net`` so that ``margin(net, users, a, b)`` (torch (n,)) fits the pairs; returns the
     validation log-loss after each epoch (empty without ``valid``).
 
     ``penalty(net, users, a, b)``, if given, is added to each batch's loss (e.g. L2 on the rows the
     batch touched, or a KL term). ``before_epoch(rng)``, if given, runs before each epoch and may
-    return the indices of the training pairs to fit in it (None: all). The best validated weights
-    are restored (``model._restore``)."""
+    return the indices of the training pairs to fit in it (None: all). ``param_groups``, if given,
+    are Adam's parameter groups (e.g. one with its own ``lr``); else all of ``net``'s parameters at
+    ``lr``. The best validated weights are restored (``model._restore``)."""
     import torch
 
     seed_torch(seed)
     rng = np.random.default_rng(seed)
-    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = torch.optim.Adam(net.parameters() if param_groups is None else param_groups, lr=lr, weight_decay=weight_decay)
     stopper = EarlyStopping(patience)
     u, w, l = (torch.from_numpy(x.astype(np.int64)) for x in (train.user, train.winner, train.loser))
     wt = None if weight is None else torch.as_tensor(weight, dtype=torch.float32)
