@@ -391,18 +391,11 @@ def cross_fitted(pairs, folds: int = 5) -> None:
 def _forget_and_adapt(model, pairs, users, shots: int, draws: int, seed: int, test):
     """Per test pair, the share of ``draws`` in which the model, having forgotten ``users``, is
     right after fitting each of them from ``shots`` of their comparisons in ``pairs``; float (n_test,)."""
-    import torch
-
     right = np.zeros(len(test))
     for d in range(draws):
         rng = np.random.default_rng(seed + d)
         chosen = np.concatenate([rng.choice(np.flatnonzero(pairs.user == u), shots, replace=False) for u in users])
-        fresh = copy.deepcopy(model)
-        with torch.no_grad():  # users back to the population: its row (PAL, pbt, DPA) or the prior (VPL)
-            if hasattr(fresh.net_, "users"):
-                fresh.net_.users[torch.from_numpy(users)] = fresh.net_.users[-1].clone()
-            else:
-                fresh.net_.latent[torch.from_numpy(users)] = 0
+        fresh = copy.deepcopy(model).forget(users)
         fresh.adapt(pairs.subset(chosen))
         right += pair_accuracy(fresh.prob(test.user, test.winner, test.loser))
     return right / draws

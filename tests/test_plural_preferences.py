@@ -39,6 +39,16 @@ def test_unseen_users_are_fitted_from_ten_comparisons(name, params):
     assert after >= 0.9 * bayes and after > before + 0.05, (before, after, bayes)
 
 
+def test_forgotten_users_are_scored_as_the_population():
+    world = plural_world(n_users=30, seed=2)
+    for name in ("pal", "vpl"):
+        model = create_preference(name, epochs=5).fit(world.pairs)
+        a, b = world.pairs.winner[:50], world.pairs.loser[:50]
+        assert not np.allclose(model.margin(np.full(50, 3), a, b), model.margin(np.full(50, -1), a, b))
+        model.forget(np.array([3]))
+        np.testing.assert_allclose(model.margin(np.full(50, 3), a, b), model.margin(np.full(50, -1), a, b), atol=1e-6)
+
+
 def test_vpl_predictions_depend_on_the_latent_and_survive_saving(tmp_path):
     """Swapping latents between users costs accuracy (the latent is used, not ignored); a saved
     model gives the same margins."""
@@ -67,8 +77,6 @@ def test_vpl_and_pal_tell_two_real_users_apart(shared_data):
     mixtures learn on a faster timescale."""
     import copy
 
-    import torch
-
     from penchant.data import read_text_comparisons
     from penchant.data.preferences import pairs_from_text
 
@@ -83,9 +91,8 @@ def test_vpl_and_pal_tell_two_real_users_apart(shared_data):
     for draw in range(5):
         rng = np.random.default_rng(draw)
         ten = np.concatenate([rng.choice(np.flatnonzero(sp.train.user == u), 10, replace=False) for u in (0, 1)])
-        fresh = copy.deepcopy(vpl)
-        with torch.no_grad():
-            fresh.net_.latent[:2] = 0
+        fresh = copy.deepcopy(vpl).forget(np.array([0, 1]))
+        assert not fresh.latents(np.array([0, 1])).any()
         assert accuracy(fresh, sp.test) < own  # forgotten: the prior latent serves neither user as well
         adapted.append(accuracy(fresh.adapt(sp.train.subset(ten)), sp.test))
     assert own > single + 0.03 and own > swapped + 0.03, (own, single, swapped)

@@ -141,6 +141,17 @@ class NeuralPreference(PreferenceModel):
             self.net_.users[torch.from_numpy(users)] = rows.detach()
         return self
 
+    def forget(self, users: np.ndarray) -> NeuralPreference:
+        """Put ``users`` back to the population (their rows := the population's row), as if they
+        had never been seen; :meth:`adapt` then fits them afresh."""
+        import torch
+
+        if not hasattr(self.net_, "users"):
+            raise NotImplementedError(f"{self.name} has no per-user parameters to forget")
+        with torch.no_grad():
+            self.net_.users[torch.from_numpy(np.asarray(users, np.int64))] = self.net_.users[self.n_users_].clone()
+        return self
+
     def _state(self) -> dict[str, np.ndarray]:
         return {f"net.{k}": v.detach().numpy() for k, v in self.net_.state_dict().items()}
 

@@ -186,6 +186,14 @@ class VariationalPreference(NeuralUtility):
             self.net_.latent[torch.from_numpy(users)] = mu[torch.from_numpy(users)]
         return self
 
+    def forget(self, users: np.ndarray) -> VariationalPreference:
+        """Give ``users`` the prior latent z = 0 (what a user without comparisons gets)."""
+        import torch
+
+        with torch.no_grad():
+            self.net_.latent[torch.from_numpy(np.asarray(users, np.int64))] = 0
+        return self
+
     def shuffled(self, seed: int = 0) -> VariationalPreference:
         """A copy in which every user that has a latent gets another such user's (a random cyclic
         shift, so nobody keeps their own, even with two users): the check that predictions depend
