@@ -1,7 +1,7 @@
 """Pairwise preference models: MovieLens-100K rating pairs, synthetic worlds with known optimum,
 label noise, few-shot users, and speed.
 
-    PENCHANT_DATA=../shared/data .venv/bin/python benchmarks/bench_prefs.py [--sections movielens,fewshot,worlds,noise,noiseinfo,speed,text,twousers]
+    PENCHANT_DATA=../shared/data .venv/bin/python benchmarks/bench_prefs.py [--sections movielens,fewshot,worlds,noise,noiseselected,noisereal,speed,text,twousers]
 
 * movielens: ratings split per user 80/10/10 (seed 0), pairs drawn within each part (5 per rating;
   ties dropped), so no test rating is seen in training. Every family picks its settings on the
@@ -18,8 +18,12 @@ label noise, few-shot users, and speed.
 * noise: the plural world with ε of the training (and validation) labels flipped, test labels clean:
   plain, label-smoothed, robust (unbiased) and forward-corrected training, and ensemble
   preference-strength weighting (with how well it flags the flipped pairs).
-* noiseinfo: the information a flip rate ε leaves: the same models on clean labels for (1 − 2ε)² of
-  the pairs, beside plain training on all pairs with ε flipped.
+* noiseselected: PAL on three plural worlds with ε = 0.2 of the training and validation labels
+  flipped, every variant (clean, plain, smooth, robust, forward) choosing its settings and restart
+  on its own validation pairs from one grid; beside it, personal BT told each user's planted taste
+  group (what the noisy labels carry once the structure is known) and the Bayes-optimal accuracy.
+* noisereal: MovieLens-100K rating pairs, pbt, ε = 0.2, each variant selected on its own
+  validation pairs from the movielens grid.
 * speed: comparisons learned per second by BT (L-BFGS) and GPM (one epoch of Adam) at 1M pairs.
 * text: HH-RLHF harmless-base split by prompt: linear reward models over the reply's length, its
   TF-IDF bag of words, and frozen MiniLM (the sentence vector, ``text``, and every layer's mean-pooled
@@ -32,6 +36,7 @@ import argparse
 import copy
 import itertools
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -254,55 +259,65 @@ def noise() -> None:
                   flush=True)
 
 
-def noise_information(eps: float = 0.2, draws: int = 3) -> None:
-    """How much of plain training's loss at flip rate ε is lost information: near a margin of 0 a
-    label flipped with probability ε carries (1 − 2ε)² of a clean label's Fisher information, so the
-    reference is the same model on clean labels for that share of the pairs (and of the validation
-    pairs), averaged over ``draws`` random thinnings."""
-    world = plural_world(seed=0)
-    sp = split_pairs(world.pairs, (0.8, 0.1, 0.1), seed=0)
-    share = (1 - 2 * eps) ** 2
-    print(f"\nLabel noise as lost information (plural world, ε = {eps}: clean labels on {share:.0%} of the pairs)")
-    print("| model | clean | plain at ε | clean on the thinned pairs | its loss as a share of plain's |")
-    print("|---|---|---|---|---|")
-    for name in ("pbt", "pal"):
-        clean = _accuracy(create_preference(name).fit(sp.train, sp.valid), sp.test)
-        noisy = _accuracy(create_preference(name).fit(flip_labels(sp.train, eps, 1), flip_labels(sp.valid, eps, 2)), sp.test)
-        thinned = []
-        for d in range(draws):
-            rng = np.random.default_rng(d)
-            keep, keep_valid = rng.random(len(sp.train)) < share, rng.random(len(sp.valid)) < share
-            model = create_preference(name).fit(sp.train.subset(keep), sp.valid.subset(keep_valid))
-            thinned.append(_accuracy(model, sp.test))
-        thin = float(np.mean(thinned))
-        print(f"| {name} | {clean:.4f} | {noisy:.4f} | {thin:.4f} | {(clean - thin) / (clean - noisy):.2f} |", flush=True)
-    _noise_information_movielens(eps, share)
+#: PAL's grid for the selected label-noise protocol: every variant (clean, plain, each correction)
+#: chooses from the same settings and the same three restarts by its own validation accuracy
+NOISE_GRID = [{"prototypes": 3, "patience": 30, "lr": 1e-2, "weight_decay": wd, "user_lr": ul, "seed": s}
+              for wd, ul, s in itertools.product((1e-5, 1e-4), (1, 10), (0, 1, 2))]
+NOISE_VARIANTS = (("plain", {}), ("smooth", {"loss": "smooth"}), ("robust", {"loss": "robust"}),
+                  ("forward", {"loss": "forward"}))
 
 
-def _noise_information_movielens(eps: float, share: float) -> None:
-    """The same comparison on MovieLens-100K rating pairs (pbt with the settings the movielens
-    section selects), with each correction beside it."""
+def noise_selected(eps: float = 0.2, world_seeds: tuple[int, ...] = (0, 1, 2)) -> None:
+    """PAL on plural worlds with ε of the training and validation labels flipped, every variant
+    selected on its own (noisy) validation pairs from ``NOISE_GRID``; beside it, what the noisy
+    labels carry when each user's taste group is known (personal BT over the groups, plain loss)."""
+    print(f"\nLabel noise, selected (PAL, plural worlds, ε = {eps} on training and validation labels, test clean; "
+          f"each variant picks from {len(NOISE_GRID)} fits by its validation accuracy)")
+    print("| world | Bayes | groups known, noisy | clean | plain | smooth | robust | forward | share: smooth | robust | forward |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    lost = {label: [] for label, _ in NOISE_VARIANTS}
+    for ws in world_seeds:
+        world = plural_world(seed=ws)
+        sp = split_pairs(world.pairs, (0.8, 0.1, 0.1), seed=ws)
+        train, valid = flip_labels(sp.train, eps, 1 + 10 * ws), flip_labels(sp.valid, eps, 2 + 10 * ws)
+        clean = _accuracy(select("pal", NOISE_GRID, sp.train, sp.valid)[2], sp.test)
+        acc = {label: _accuracy(select("pal", NOISE_GRID, train, valid,
+                                       extra | ({"epsilon": eps} if extra else {}))[2], sp.test)
+               for label, extra in NOISE_VARIANTS}
+        known = _accuracy(create_preference("pbt", factors=4, reg=1e-3).fit(_by_group(train, world.group),
+                                                                             _by_group(valid, world.group)),
+                          _by_group(sp.test, world.group))
+        for label, losses in lost.items():
+            losses.append(clean - acc[label])
+        shares = " | ".join(f"{(clean - acc[k]) / (clean - acc['plain']):.2f}" for k in ("smooth", "robust", "forward"))
+        print(f"| {ws} | {world.bayes_accuracy(sp.indices('test')):.4f} | {known:.4f} | {clean:.4f} | "
+              + " | ".join(f"{acc[k]:.4f}" for k, _ in NOISE_VARIANTS) + f" | {shares} |", flush=True)
+    pooled = " | ".join(f"{sum(lost[k]) / sum(lost['plain']):.2f}" for k in ("smooth", "robust", "forward"))
+    print(f"| pooled | | | | | | | | {pooled} |")
+
+
+def _by_group(pairs, group: np.ndarray):
+    """``pairs`` with each user replaced by their planted taste group (the oracle's users)."""
+    return replace(pairs, user=group[pairs.user], user_ids=np.array([f"g{g}" for g in range(group.max() + 1)], dtype=object))
+
+
+def noise_movielens(eps: float = 0.2) -> None:
+    """MovieLens-100K rating pairs, pbt, ε of the training and validation labels flipped: every
+    variant selected from the movielens section's pbt grid on its own validation pairs."""
     from penchant.data import load_movielens
     from penchant.data.preferences import rating_pair_split
 
     sp = rating_pair_split(load_movielens("ml-100k"), seed=0)
-    params = SELECTED["pbt"]
-    clean = _accuracy(create_preference("pbt", **params).fit(sp.train, sp.valid), sp.test)
-    noisy_train, noisy_valid = flip_labels(sp.train, eps, 1), flip_labels(sp.valid, eps, 2)
-    print(f"\nMovieLens-100K rating pairs, pbt, ε = {eps} (clean {clean:.4f}); loss as a share of plain's")
+    train, valid = flip_labels(sp.train, eps, 1), flip_labels(sp.valid, eps, 2)
+    clean = _accuracy(select("pbt", GRIDS["pbt"], sp.train, sp.valid)[2], sp.test)
+    print(f"\nLabel noise on real data: MovieLens-100K rating pairs, pbt, ε = {eps} (clean {clean:.4f}; "
+          f"each variant selected on its own validation pairs)")
     print("| training | test accuracy | loss as a share of plain's |")
     print("|---|---|---|")
-    rows = {}
-    for label, extra in (("plain", {}), ("smooth (ε)", {"loss": "smooth", "epsilon": eps}),
-                         ("robust (unbiased, ε)", {"loss": "robust", "epsilon": eps}),
-                         ("forward (ε)", {"loss": "forward", "epsilon": eps})):
-        rows[label] = _accuracy(create_preference("pbt", **params, **extra).fit(noisy_train, noisy_valid), sp.test)
-    rng = np.random.default_rng(0)
-    keep, keep_valid = rng.random(len(sp.train)) < share, rng.random(len(sp.valid)) < share
-    rows[f"clean labels on {share:.0%} of the pairs"] = _accuracy(
-        create_preference("pbt", **params).fit(sp.train.subset(keep), sp.valid.subset(keep_valid)), sp.test)
-    for label, a in rows.items():
-        print(f"| {label} | {a:.4f} | {(clean - a) / (clean - rows['plain']):.2f} |", flush=True)
+    acc = {label: _accuracy(select("pbt", GRIDS["pbt"], train, valid, extra | ({"epsilon": eps} if extra else {}))[2], sp.test)
+           for label, extra in NOISE_VARIANTS}
+    for label, a in acc.items():
+        print(f"| {label} | {a:.4f} | {(clean - a) / (clean - acc['plain']):.2f} |", flush=True)
 
 
 def speed() -> None:
@@ -469,7 +484,7 @@ def two_users() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sections", default="movielens,fewshot,worlds,noise,noiseinfo,speed,text,twousers")
+    ap.add_argument("--sections", default="movielens,fewshot,worlds,noise,noiseselected,noisereal,speed,text,twousers")
     args = ap.parse_args()
     sections = args.sections.split(",")
     chosen = movielens() if "movielens" in sections else None
@@ -479,8 +494,10 @@ def main() -> None:
         worlds()
     if "noise" in sections:
         noise()
-    if "noiseinfo" in sections:
-        noise_information()
+    if "noiseselected" in sections:
+        noise_selected()
+    if "noisereal" in sections:
+        noise_movielens()
     if "speed" in sections:
         speed()
     if "text" in sections:
