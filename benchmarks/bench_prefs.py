@@ -18,7 +18,7 @@ label noise, few-shot users, and speed.
 * noise: the plural world with ε of the training (and validation) labels flipped, test labels clean:
   plain, label-smoothed, robust (unbiased) and forward-corrected training, and ensemble
   preference-strength weighting (with how well it flags the flipped pairs).
-* noiseselected: PAL on three plural worlds with ε = 0.2 of the training and validation labels
+* noiseselected: PAL on five plural worlds with ε = 0.2 of the training and validation labels
   flipped, every variant (clean, plain, smooth, robust, forward) choosing its settings and restart
   on its own validation pairs from one grid; beside it, personal BT told each user's planted taste
   group (what the noisy labels carry once the structure is known) and the Bayes-optimal accuracy.
@@ -267,33 +267,49 @@ NOISE_VARIANTS = (("plain", {}), ("smooth", {"loss": "smooth"}), ("robust", {"lo
                   ("forward", {"loss": "forward"}))
 
 
-def noise_selected(eps: float = 0.2, world_seeds: tuple[int, ...] = (0, 1, 2)) -> None:
+def noise_selected(eps: float = 0.2, world_seeds: tuple[int, ...] = (0, 1, 2, 3, 4), draws: int = 2000) -> None:
     """PAL on plural worlds with ε of the training and validation labels flipped, every variant
     selected on its own (noisy) validation pairs from ``NOISE_GRID``; beside it, what the noisy
-    labels carry when each user's taste group is known (personal BT over the groups, plain loss)."""
+    labels carry when each user's taste group is known (personal BT over the groups, plain loss).
+    The pooled shares get a 95% interval from ``draws`` paired resamples of each world's test pairs
+    (the fitted models held fixed)."""
     print(f"\nLabel noise, selected (PAL, plural worlds, ε = {eps} on training and validation labels, test clean; "
           f"each variant picks from {len(NOISE_GRID)} fits by its validation accuracy)")
     print("| world | Bayes | groups known, noisy | clean | plain | smooth | robust | forward | share: smooth | robust | forward |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    lost = {label: [] for label, _ in NOISE_VARIANTS}
+    labels = ("clean",) + tuple(label for label, _ in NOISE_VARIANTS)
+    lost = {label: np.zeros(draws + 1) for label in labels[1:]}  # [0]: the observed test set
+    rng = np.random.default_rng(0)
     for ws in world_seeds:
         world = plural_world(seed=ws)
         sp = split_pairs(world.pairs, (0.8, 0.1, 0.1), seed=ws)
         train, valid = flip_labels(sp.train, eps, 1 + 10 * ws), flip_labels(sp.valid, eps, 2 + 10 * ws)
-        clean = _accuracy(select("pal", NOISE_GRID, sp.train, sp.valid)[2], sp.test)
-        acc = {label: _accuracy(select("pal", NOISE_GRID, train, valid,
-                                       extra | ({"epsilon": eps} if extra else {}))[2], sp.test)
-               for label, extra in NOISE_VARIANTS}
+        right = {"clean": _right(select("pal", NOISE_GRID, sp.train, sp.valid)[2], sp.test)}
+        for label, extra in NOISE_VARIANTS:
+            right[label] = _right(select("pal", NOISE_GRID, train, valid, extra | ({"epsilon": eps} if extra else {}))[2],
+                                  sp.test)
         known = _accuracy(create_preference("pbt", factors=4, reg=1e-3).fit(_by_group(train, world.group),
                                                                              _by_group(valid, world.group)),
                           _by_group(sp.test, world.group))
+        index = np.vstack([np.arange(len(sp.test)), rng.integers(0, len(sp.test), (draws, len(sp.test)))])
+        means = {label: r[index].mean(1) for label, r in right.items()}
         for label, losses in lost.items():
-            losses.append(clean - acc[label])
-        shares = " | ".join(f"{(clean - acc[k]) / (clean - acc['plain']):.2f}" for k in ("smooth", "robust", "forward"))
-        print(f"| {ws} | {world.bayes_accuracy(sp.indices('test')):.4f} | {known:.4f} | {clean:.4f} | "
-              + " | ".join(f"{acc[k]:.4f}" for k, _ in NOISE_VARIANTS) + f" | {shares} |", flush=True)
-    pooled = " | ".join(f"{sum(lost[k]) / sum(lost['plain']):.2f}" for k in ("smooth", "robust", "forward"))
-    print(f"| pooled | | | | | | | | {pooled} |")
+            losses += means["clean"] - means[label]
+        acc = {label: m[0] for label, m in means.items()}
+        shares = " | ".join(f"{(acc['clean'] - acc[k]) / (acc['clean'] - acc['plain']):.2f}" for k in labels[2:])
+        print(f"| {ws} | {world.bayes_accuracy(sp.indices('test')):.4f} | {known:.4f} | "
+              + " | ".join(f"{acc[k]:.4f}" for k in labels) + f" | {shares} |", flush=True)
+    pooled = []
+    for k in labels[2:]:
+        share = lost[k] / lost["plain"]
+        low, high = np.percentile(share[1:], [2.5, 97.5])
+        pooled.append(f"{share[0]:.2f} ({low:.2f}–{high:.2f})")
+    print("| pooled (95% CI) | | | | | | | | " + " | ".join(pooled) + " |")
+
+
+def _right(model, pairs) -> np.ndarray:
+    """Per test pair: 1 right, 0 wrong, ½ a tie."""
+    return pair_accuracy(model.prob(pairs.user, pairs.winner, pairs.loser))
 
 
 def _by_group(pairs, group: np.ndarray):
