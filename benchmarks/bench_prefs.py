@@ -64,7 +64,7 @@ SELECTED = {"pbt": {"weight_decay": 1e-5, "reg": 0.03, "factors": 16},
 
 
 def _accuracy(model, pairs) -> float:
-    return float(np.mean(pair_accuracy(model.prob(pairs.user, pairs.winner, pairs.loser))))
+    return float(_right(model, pairs).mean())
 
 
 def select(name: str, grid: list[dict], train, valid, extra: dict | None = None):
