@@ -1,7 +1,7 @@
 """Pairwise preference models: MovieLens-100K rating pairs, synthetic worlds with known optimum,
 label noise, few-shot users, and speed.
 
-    PENCHANT_DATA=../shared/data .venv/bin/python benchmarks/bench_prefs.py [--sections movielens,fewshot,worlds,noise,noiseselected,noisereal,speed,text,twousers]
+    PENCHANT_DATA=../shared/data .venv/bin/python benchmarks/bench_prefs.py [--sections movielens,fewshot,worlds,noise,noiseselected,noiselatent,noisereal,speed,text,twousers]
 
 * movielens: ratings split per user 80/10/10 (seed 0), pairs drawn within each part (5 per rating;
   ties dropped), so no test rating is seen in training. Every family picks its settings on the
@@ -18,10 +18,13 @@ label noise, few-shot users, and speed.
 * noise: the plural world with ε of the training (and validation) labels flipped, test labels clean:
   plain, label-smoothed, robust (unbiased) and forward-corrected training, and ensemble
   preference-strength weighting (with how well it flags the flipped pairs).
-* noiseselected: PAL on five plural worlds with ε = 0.2 of the training and validation labels
+* noiseselected: PAL on ten plural worlds (``--worlds``) with ε = 0.2 of the training and validation labels
   flipped, every variant (clean, plain, smooth, robust, forward) choosing its settings and restart
   on its own validation pairs from one grid; beside it, personal BT told each user's planted taste
-  group (what the noisy labels carry once the structure is known) and the Bayes-optimal accuracy.
+  group (clean, plain and forward: what the noisy labels carry once the structure is known) and
+  the Bayes-optimal accuracy.
+* noiselatent: the same protocol for latent-class ideal points (``pal-latent``: each user one
+  taste class, inferred from all their pairs together).
 * noisereal: MovieLens-100K rating pairs, pbt, ε = 0.2, each variant selected on its own
   validation pairs from the movielens grid.
 * speed: comparisons learned per second by BT (L-BFGS) and GPM (one epoch of Adam) at 1M pairs.
@@ -36,7 +39,6 @@ import argparse
 import copy
 import itertools
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -181,7 +183,7 @@ def worlds() -> None:
     print("|---|---|---|---|---|")
     for name, params in (("bt", {}), ("gpm", {"blocks": 2})):
         m = create_preference(name, **params).fit(sp.train, sp.valid)
-        right = pair_accuracy(m.prob(sp.test.user, sp.test.winner, sp.test.loser))
+        right = _right(m, sp.test)
         agree = np.mean((m.margin(sp.test.user, sp.test.winner, sp.test.loser) > 0)[cyc] == (w.p_true[idx] > 0.5)[cyc])
         print(f"| {name} | {right.mean():.4f} | {right.mean() / bayes:.3f} | {right[cyc].mean():.4f} | {agree:.3f} "
               f"(scalar ceiling 0.667) |")
@@ -199,7 +201,7 @@ def worlds() -> None:
           f"{world.pairs.n_options} items; Bayes-optimal accuracy on the unseen users' pairs {bayes:.4f}")
     print("| model | before adapting | after 10 comparisons per unseen user | fraction of Bayes |")
     print("|---|---|---|---|")
-    for name, params in (("bt", {}), ("pbt", {}), ("pal", {"prototypes": 3}), ("vpl", {})):
+    for name, params in (("bt", {}), ("pbt", {}), ("pal", {"prototypes": 3}), ("pal-latent", {}), ("vpl", {})):
         m = create_preference(name, **params).fit(inner.train, inner.valid)
         before = _accuracy(m, held)
         after = _accuracy(m.adapt(test.subset(ctx)), held) if name != "bt" else before
@@ -259,62 +261,81 @@ def noise() -> None:
                   flush=True)
 
 
-#: PAL's grid for the selected label-noise protocol: every variant (clean, plain, each correction)
+#: the grids of the selected label-noise protocol: every variant (clean, plain, each correction)
 #: chooses from the same settings and the same three restarts by its own validation accuracy
-NOISE_GRID = [{"prototypes": 3, "patience": 30, "lr": 1e-2, "weight_decay": wd, "user_lr": ul, "seed": s}
-              for wd, ul, s in itertools.product((1e-5, 1e-4), (1, 10), (0, 1, 2))]
+NOISE_GRIDS = {
+    "pal": [{"prototypes": 3, "patience": 30, "lr": 1e-2, "weight_decay": wd, "user_lr": ul, "seed": s}
+            for wd, ul, s in itertools.product((1e-5, 1e-4), (1, 10), (0, 1, 2))],
+    "pal-latent": [{"prototypes": 3, "dims": d, "weight_decay": wd, "seed": s}
+                   for d, wd, s in itertools.product((4, 16), (1e-5, 1e-4), (0, 1, 2))],
+}
 NOISE_VARIANTS = (("plain", {}), ("smooth", {"loss": "smooth"}), ("robust", {"loss": "robust"}),
                   ("forward", {"loss": "forward"}))
 
 
-def noise_selected(eps: float = 0.2, world_seeds: tuple[int, ...] = (0, 1, 2, 3, 4), draws: int = 2000) -> None:
-    """PAL on plural worlds with ε of the training and validation labels flipped, every variant
-    selected on its own (noisy) validation pairs from ``NOISE_GRID``; beside it, what the noisy
-    labels carry when each user's taste group is known (personal BT over the groups, plain loss).
-    The pooled shares get a 95% interval from ``draws`` paired resamples of each world's test pairs
-    (the fitted models held fixed)."""
-    print(f"\nLabel noise, selected (PAL, plural worlds, ε = {eps} on training and validation labels, test clean; "
-          f"each variant picks from {len(NOISE_GRID)} fits by its validation accuracy)")
-    print("| world | Bayes | groups known, noisy | clean | plain | smooth | robust | forward | share: smooth | robust | forward |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+def noise_selected(name: str = "pal", eps: float = 0.2, worlds: int = 10, draws: int = 2000, workers: int = 2) -> None:
+    """``name`` on plural worlds 0 .. ``worlds`` − 1 with ε of the training and validation labels
+    flipped, every variant selected on its own (noisy) validation pairs from ``NOISE_GRIDS[name]``;
+    beside it, personal BT told each user's planted taste group, on clean labels and on the noisy
+    ones with plain and forward training (what the labels carry once the structure is known, and
+    the share of plain's loss that the forward loss keeps even then). The pooled shares get a 95%
+    interval from ``draws`` paired resamples of each world's test pairs (the fitted models held
+    fixed). Worlds are fitted ``workers`` at a time, each in its own process."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    grid = NOISE_GRIDS[name]
+    print(f"\nLabel noise, selected ({name}, plural worlds 0–{worlds - 1}, ε = {eps} on training and validation labels, "
+          f"test clean; each variant picks from {len(grid)} fits by its validation accuracy; groups known: personal BT "
+          "told each user's group, clean / plain / forward)")
+    print("| world | Bayes | groups known: clean | plain | forward | share | clean | plain | smooth | robust | forward "
+          "| share: smooth | robust | forward |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     labels = ("clean",) + tuple(label for label, _ in NOISE_VARIANTS)
     lost = {label: np.zeros(draws + 1) for label in labels[1:]}  # [0]: the observed test set
     rng = np.random.default_rng(0)
-    for ws in world_seeds:
-        world = plural_world(seed=ws)
-        sp = split_pairs(world.pairs, (0.8, 0.1, 0.1), seed=ws)
-        train, valid = flip_labels(sp.train, eps, 1 + 10 * ws), flip_labels(sp.valid, eps, 2 + 10 * ws)
-        right = {"clean": _right(select("pal", NOISE_GRID, sp.train, sp.valid)[2], sp.test)}
-        for label, extra in NOISE_VARIANTS:
-            right[label] = _right(select("pal", NOISE_GRID, train, valid, extra | ({"epsilon": eps} if extra else {}))[2],
-                                  sp.test)
-        known = _accuracy(create_preference("pbt", factors=4, reg=1e-3).fit(_by_group(train, world.group),
-                                                                             _by_group(valid, world.group)),
-                          _by_group(sp.test, world.group))
-        index = np.vstack([np.arange(len(sp.test)), rng.integers(0, len(sp.test), (draws, len(sp.test)))])
-        means = {label: r[index].mean(1) for label, r in right.items()}
-        for label, losses in lost.items():
-            losses += means["clean"] - means[label]
-        acc = {label: m[0] for label, m in means.items()}
-        shares = " | ".join(f"{(acc['clean'] - acc[k]) / (acc['clean'] - acc['plain']):.2f}" for k in labels[2:])
-        print(f"| {ws} | {world.bayes_accuracy(sp.indices('test')):.4f} | {known:.4f} | "
-              + " | ".join(f"{acc[k]:.4f}" for k in labels) + f" | {shares} |", flush=True)
+    known_lost = np.zeros(2)  # groups known: clean − plain, clean − forward, summed over the worlds
+    with ProcessPoolExecutor(workers) as pool:
+        results = pool.map(_noise_world, [name] * worlds, range(worlds), [eps] * worlds)
+        for ws, (bayes, known, right) in enumerate(results):
+            n = len(right["clean"])
+            index = np.vstack([np.arange(n), rng.integers(0, n, (draws, n))])
+            means = {label: r[index].mean(1) for label, r in right.items()}
+            for label, losses in lost.items():
+                losses += means["clean"] - means[label]
+            acc = {label: m[0] for label, m in means.items()}
+            known_lost += known[0] - known[1], known[0] - known[2]
+            shares = " | ".join(f"{(acc['clean'] - acc[k]) / (acc['clean'] - acc['plain']):.2f}" for k in labels[2:])
+            print(f"| {ws} | {bayes:.4f} | " + " | ".join(f"{a:.4f}" for a in known)
+                  + f" | {(known[0] - known[2]) / (known[0] - known[1]):.2f} | "
+                  + " | ".join(f"{acc[k]:.4f}" for k in labels) + f" | {shares} |", flush=True)
     pooled = []
     for k in labels[2:]:
         share = lost[k] / lost["plain"]
         low, high = np.percentile(share[1:], [2.5, 97.5])
         pooled.append(f"{share[0]:.2f} ({low:.2f}–{high:.2f})")
-    print("| pooled (95% CI) | | | | | | | | " + " | ".join(pooled) + " |")
+    print(f"| pooled (95% CI) | | | | | {known_lost[1] / known_lost[0]:.2f} |" + " |" * 5 + " " + " | ".join(pooled) + " |")
+
+
+def _noise_world(name: str, ws: int, eps: float) -> tuple[float, list[float], dict[str, np.ndarray]]:
+    """One world of :func:`noise_selected`: its Bayes accuracy on the test pairs, the groups-known
+    accuracies (clean, plain, forward) and each variant's per-test-pair credit."""
+    grid = NOISE_GRIDS[name]
+    world = plural_world(seed=ws)
+    sp = split_pairs(world.pairs, (0.8, 0.1, 0.1), seed=ws)
+    train, valid = flip_labels(sp.train, eps, 1 + 10 * ws), flip_labels(sp.valid, eps, 2 + 10 * ws)
+    right = {"clean": _right(select(name, grid, sp.train, sp.valid)[2], sp.test)}
+    for label, extra in NOISE_VARIANTS:
+        right[label] = _right(select(name, grid, train, valid, extra | ({"epsilon": eps} if extra else {}))[2], sp.test)
+    known = [_accuracy(create_preference("pbt", factors=4, reg=1e-3, **extra).fit(world.by_group(t), world.by_group(v)),
+                       world.by_group(sp.test))
+             for t, v, extra in ((sp.train, sp.valid, {}), (train, valid, {}),
+                                 (train, valid, {"loss": "forward", "epsilon": eps}))]
+    return world.bayes_accuracy(sp.indices("test")), known, right
 
 
 def _right(model, pairs) -> np.ndarray:
     """Per test pair: 1 right, 0 wrong, ½ a tie."""
     return pair_accuracy(model.prob(pairs.user, pairs.winner, pairs.loser))
-
-
-def _by_group(pairs, group: np.ndarray):
-    """``pairs`` with each user replaced by their planted taste group (the oracle's users)."""
-    return replace(pairs, user=group[pairs.user], user_ids=np.array([f"g{g}" for g in range(group.max() + 1)], dtype=object))
 
 
 def noise_movielens(eps: float = 0.2) -> None:
@@ -400,11 +421,11 @@ def cross_fitted(pairs, folds: int = 5) -> None:
         rest = pairs.subset(fold != k)
         inner = split_pairs(rest, (0.85, 0.15, 0.0), by="group", seed=k)
         test = pairs.subset(fold == k)
-        for features in credit:
+        for features, right in credit.items():
             grid = [{"alpha": a, "features": features} for a in (0.01, 0.1, 1.0, 10.0, 100.0)]
             _, params, _ = select("bt", grid, inner.train, inner.valid)
             model = create_preference("bt", **params).fit(rest)
-            credit[features][fold == k] = pair_accuracy(model.prob(test.user, test.winner, test.loser))
+            right[fold == k] = _right(model, test)
     print(f"\nCross-fitted by prompt ({folds} folds; all {len(pairs):,} pairs tested once; intervals resample the "
           f"{n_groups:,} prompts)")
     print("| reward features | accuracy (95% CI) |")
@@ -428,7 +449,7 @@ def _forget_and_adapt(model, pairs, users, shots: int, draws: int, seed: int, te
         chosen = np.concatenate([rng.choice(np.flatnonzero(pairs.user == u), shots, replace=False) for u in users])
         fresh = copy.deepcopy(model).forget(users)
         fresh.adapt(pairs.subset(chosen))
-        right += pair_accuracy(fresh.prob(test.user, test.winner, test.loser))
+        right += _right(fresh, test)
     return right / draws
 
 
@@ -500,7 +521,8 @@ def two_users() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sections", default="movielens,fewshot,worlds,noise,noiseselected,noisereal,speed,text,twousers")
+    ap.add_argument("--sections", default="movielens,fewshot,worlds,noise,noiseselected,noiselatent,noisereal,speed,text,twousers")
+    ap.add_argument("--worlds", type=int, default=10, help="plural worlds in noiseselected and noiselatent")
     args = ap.parse_args()
     sections = args.sections.split(",")
     chosen = movielens() if "movielens" in sections else None
@@ -511,7 +533,9 @@ def main() -> None:
     if "noise" in sections:
         noise()
     if "noiseselected" in sections:
-        noise_selected()
+        noise_selected("pal", worlds=args.worlds)
+    if "noiselatent" in sections:
+        noise_selected("pal-latent", worlds=args.worlds)
     if "noisereal" in sections:
         noise_movielens()
     if "speed" in sections:

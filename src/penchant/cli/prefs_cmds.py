@@ -82,7 +82,7 @@ def _fit(name: str, params: dict, train, valid):
 def evaluate(
     train: Path = typer.Option(..., "--train", help=TRAIN_HELP),
     test: Path = typer.Option(..., "--test", help="Held-out comparisons, same layout as --train."),
-    model: str = typer.Option(..., "--model", help="bt, pbt, gpm, pal, vpl, dpa or winrate."),
+    model: str = typer.Option(..., "--model", help="bt, pbt, gpm, pal, pal-latent, vpl, dpa or winrate."),
     param: list[str] = typer.Option([], "--param", help=PARAM_HELP),
     valid: Path = typer.Option(None, "--valid", help=VALID_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of the validation carve-out and the bootstrap."),
@@ -144,7 +144,7 @@ def _table(rows: list[dict], title: str) -> None:
 
 def fit(
     train: Path = typer.Option(..., "--train", help=TRAIN_HELP),
-    model: str = typer.Option(..., "--model", help="bt, pbt, gpm, pal, vpl, dpa or winrate."),
+    model: str = typer.Option(..., "--model", help="bt, pbt, gpm, pal, pal-latent, vpl, dpa or winrate."),
     param: list[str] = typer.Option([], "--param", help=PARAM_HELP),
     valid: Path = typer.Option(None, "--valid", help=VALID_HELP),
     out_path: Path = typer.Option(..., "--out", help="Where to save the fitted model (.npz)."),

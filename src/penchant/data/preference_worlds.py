@@ -44,6 +44,14 @@ class PreferenceWorld:
         p = self.p_true if index is None else self.p_true[index]
         return float(np.mean(np.maximum(p, 1 - p)))
 
+    def by_group(self, pairs: PreferencePairs) -> PreferencePairs:
+        """``pairs`` (drawn from this world) with each user replaced by their planted taste group:
+        the users of an oracle that knows the groups (plural world only)."""
+        if not len(self.group):
+            raise ValueError("this world plants no taste groups")
+        names = np.array([f"g{g}" for g in range(int(self.group.max()) + 1)], dtype=object)
+        return replace(pairs, user=self.group[pairs.user], user_ids=names)
+
 
 def _draw(rng: np.random.Generator, user: np.ndarray, a: np.ndarray, b: np.ndarray, margin: np.ndarray, n_users: int,
           n_options: int, name: str, detail: str) -> tuple[PreferencePairs, np.ndarray]:
@@ -94,7 +102,7 @@ def cyclic_world(n_triples: int = 20, n_pairs: int = 20_000, *, cycle: float = 2
     rng = np.random.default_rng(seed)
     n_options = 3 * n_triples
     strength = np.repeat(rng.normal(0, spread, n_triples), 3)
-    n_cycle = int(round(n_pairs * cycle_share))
+    n_cycle = round(n_pairs * cycle_share)
     t = rng.integers(0, n_triples, n_cycle)
     first = rng.integers(0, 3, n_cycle)
     forward = rng.random(n_cycle) < 0.5  # which way round the pair is listed

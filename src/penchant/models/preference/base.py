@@ -30,7 +30,7 @@ def register_preference(cls: type[PreferenceModel]) -> type[PreferenceModel]:
 
 def create_preference(name: str, **params: Any) -> PreferenceModel:
     """A preference model by registry name (``bt``, ``pbt``, ``gpm``, ``pal``, ``vpl``, ``dpa``, ...)."""
-    from penchant.models.preference import bt, dpa, gpm, pal, personal, vpl  # noqa: F401  (registers them)
+    from penchant.models.preference import bt, dpa, gpm, latent, pal, personal, vpl  # noqa: F401  (registers them)
 
     name = ALIASES.get(name, name)
     if name not in PREFERENCE_MODELS:
@@ -101,7 +101,7 @@ class PreferenceModel:
 
     def prob(self, users: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """P(a ≻ b) for each (user, a, b); float64 (n,)."""
-        return 1.0 / (1.0 + np.exp(-self.margin(users, a, b)))
+        return np.exp(-np.logaddexp(0.0, -self.margin(users, a, b)))  # σ(m) without overflow at large |m|
 
     def score(self, users: np.ndarray, options: np.ndarray) -> np.ndarray:
         """Scalar utility of each (user, option); float64 (n,). Differences are margins."""

@@ -37,8 +37,8 @@ def check_loss(loss: str, epsilon: float) -> None:
         raise ValueError(f"epsilon must be in [0, 0.5), not {epsilon}")
 
 
-def pair_loss(margin, *, loss: str = "plain", epsilon: float = 0.0, weight=None):
-    """Mean robust pairwise loss of torch margins (n,), weighted by ``weight`` (n,) if given."""
+def pair_loss_terms(margin, *, loss: str = "plain", epsilon: float = 0.0):
+    """The robust pairwise loss of each torch margin, elementwise (any shape)."""
     import math
 
     import torch
@@ -47,13 +47,17 @@ def pair_loss(margin, *, loss: str = "plain", epsilon: float = 0.0, weight=None)
     check_loss(loss, epsilon)
     forward, backward = F.softplus(-margin), F.softplus(margin)
     if loss == "plain" or not epsilon:
-        value = forward
-    elif loss == "smooth":
-        value = (1 - epsilon) * forward + epsilon * backward
-    elif loss == "robust":
-        value = ((1 - epsilon) * forward - epsilon * backward) / (1 - 2 * epsilon)
-    else:
-        value = -torch.logaddexp(math.log(1 - epsilon) - forward, math.log(epsilon) - backward)
+        return forward
+    if loss == "smooth":
+        return (1 - epsilon) * forward + epsilon * backward
+    if loss == "robust":
+        return ((1 - epsilon) * forward - epsilon * backward) / (1 - 2 * epsilon)
+    return -torch.logaddexp(math.log(1 - epsilon) - forward, math.log(epsilon) - backward)
+
+
+def pair_loss(margin, *, loss: str = "plain", epsilon: float = 0.0, weight=None):
+    """Mean robust pairwise loss of torch margins (n,), weighted by ``weight`` (n,) if given."""
+    value = pair_loss_terms(margin, loss=loss, epsilon=epsilon)
     return (value * weight).sum() / weight.sum() if weight is not None else value.mean()
 
 
