@@ -319,6 +319,9 @@ def noise_selected(name: str = "pal", eps: float = 0.2, worlds: int = 10, draws:
 def _noise_world(name: str, ws: int, eps: float) -> tuple[float, list[float], dict[str, np.ndarray]]:
     """One world of :func:`noise_selected`: its Bayes accuracy on the test pairs, the groups-known
     accuracies (clean, plain, forward) and each variant's per-test-pair credit."""
+    import torch
+
+    torch.set_num_threads(1)  # one thread per worker process: two workers with two threads each crawl
     grid = NOISE_GRIDS[name]
     world = plural_world(seed=ws)
     sp = split_pairs(world.pairs, (0.8, 0.1, 0.1), seed=ws)
