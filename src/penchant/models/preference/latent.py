@@ -38,7 +38,7 @@ from penchant.data.preferences import PreferencePairs
 from penchant.models.preference.base import register_preference
 from penchant.models.preference.features import option_features
 from penchant.models.preference.neural import NeuralPreference, option_net
-from penchant.models.preference.train import check_loss, pair_loss_terms
+from penchant.models.preference.train import check_loss, judged_by, pair_loss, pair_loss_terms
 from penchant.models.training import EarlyStopping, seed_torch
 
 
@@ -111,13 +111,11 @@ class LatentClassIdealPoints(NeuralPreference):
 
     def _log_likelihood(self, margin):
         """log λ(m) of each observed label, elementwise."""
-        noisy = self.loss in ("robust", "forward") and self.epsilon > 0
-        return -pair_loss_terms(margin, loss="forward" if noisy else "plain", epsilon=self.epsilon)
+        return -pair_loss_terms(margin, **judged_by(self.loss, self.epsilon))
 
-    def _evidence(self, net, users, a, b, weight=None):
-        """E (n_users + 1, K): summed log-likelihoods of each user's pairs; users −1 add nothing,
-        so the last row (the population) stays 0."""
-        s = self._utilities(net)
+    def _evidence(self, s, users, a, b, weight=None):
+        """E (n_users + 1, K) from the option utilities ``s`` (n_options, K): summed log-likelihoods
+        of each user's pairs; users −1 add nothing, so the last row (the population) stays 0."""
         return self._evidence_of(s[a] - s[b], users, weight)
 
     def _evidence_of(self, margin, users, weight=None):
@@ -177,56 +175,60 @@ class LatentClassIdealPoints(NeuralPreference):
                 continue
             net.eval()
             with torch.no_grad():
-                loss = self._valid_loss(self._mixture_prob(net, self._evidence(net, u, w, l, wt), vu, vw, vl))
+                s = self._utilities(net)
+                loss = self._valid_loss(net, s, self._evidence(s, u, w, l, wt), vu, vw, vl)
             self.history_.append(loss)
             if stopper.update(epoch, -loss, net.state_dict):
                 break
         stopper.restore_best(self)
         net.eval()
         with torch.no_grad():
-            evidence = self._evidence(net, u, w, l, wt)
+            s = self._utilities(net)
+            evidence = self._evidence(s, u, w, l, wt)
             self.evidence_ = evidence.double().numpy()
             if validated:
                 return -stopper.best_value if stopper.best_state is not None else self._valid_loss(
-                    self._mixture_prob(net, evidence, vu, vw, vl))
+                    net, s, evidence, vu, vw, vl)
             marginal = (evidence + net.prior.log_softmax(0))[:-1][seen[:-1]].logsumexp(1).sum()
             return float(-marginal / wt.sum())
 
-    def _valid_loss(self, p) -> float:
-        """Mean log-loss of validation probabilities (torch (n,)); noise-aware for ``robust`` and
-        ``forward``, whose validation labels are taken to be flipped at rate ε too."""
-        eps = self.epsilon if self.loss in ("robust", "forward") else 0.0
-        return float(-((1 - eps) * p + eps * (1 - p)).clamp_min(1e-12).log().mean())
+    def _valid_loss(self, net, s, evidence, users, a, b) -> float:
+        """Mean log-loss of the validation pairs (torch (n,) each), judged as the training labels are."""
+        m = self._mixture_margin(self._log_posterior_of(evidence, net.prior.log_softmax(0), self._rows(users)), s[a] - s[b])
+        return float(pair_loss(m, **judged_by(self.loss, self.epsilon)))
 
-    def _mixture_prob(self, net, evidence, users, a, b):
-        """P(a ≻ b | u) = Σ_k r_uk σ(m_k), torch (n,)."""
-        r = (evidence + net.prior.log_softmax(0))[self._rows(users)].softmax(1)
-        s = self._utilities(net)
-        return (r * (s[a] - s[b]).sigmoid()).sum(1)
+    @staticmethod
+    def _log_posterior_of(evidence, log_prior, rows):
+        """log r (n, K) of the users in evidence ``rows``: evidence plus log prior, normalised."""
+        return (evidence[rows] + log_prior).log_softmax(1)
+
+    @staticmethod
+    def _mixture_margin(log_r, m):
+        """log P(a ≻ b) − log P(b ≻ a) of the mixture Σ_k r_k σ(m_k), torch (n,), from log r and
+        the class margins m (n, K); each side a log-sum over the classes of log r + log σ(±m)."""
+        import torch.nn.functional as F
+
+        return (log_r - F.softplus(-m)).logsumexp(1) - (log_r - F.softplus(m)).logsumexp(1)
 
     # ----- prediction ----------------------------------------------------------------------------
-    def _log_posterior(self, users: np.ndarray) -> np.ndarray:
+    def _log_posterior(self, users: np.ndarray):
+        """log r (n, K), torch float64, of ``users`` (−1: the population)."""
         import torch
 
+        rows = torch.from_numpy(np.where(users < 0, self.n_users_, users))
         with torch.no_grad():
-            log_prior = self.net_.prior.log_softmax(0).double().numpy()
-        e = self.evidence_[np.where(users < 0, self.n_users_, users)] + log_prior
-        return e - np.logaddexp.reduce(e, axis=1, keepdims=True)
+            return self._log_posterior_of(torch.from_numpy(self.evidence_), self.net_.prior.double().log_softmax(0), rows)
 
     def mixture(self, users: np.ndarray) -> np.ndarray:
         """Each user's posterior over the classes, float64 (n, K)."""
-        return np.exp(self._log_posterior(np.asarray(users, np.int64)))
+        return np.exp(self._log_posterior(np.asarray(users, np.int64)).numpy())
 
     def _margin(self, users: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         import torch
 
         with torch.no_grad():
-            s = self._utilities(self.net_).double().numpy()
-        m = s[a] - s[b]
-        log_r = self._log_posterior(users)
-        # log P(a ≻ b) − log P(b ≻ a), each a log-sum over the classes of log r + log σ(±m)
-        return (np.logaddexp.reduce(log_r - np.logaddexp(0.0, -m), axis=1)
-                - np.logaddexp.reduce(log_r - np.logaddexp(0.0, m), axis=1))
+            s = self._utilities(self.net_).double()
+            return self._mixture_margin(self._log_posterior(users), s[a] - s[b]).numpy()
 
     # ----- users ---------------------------------------------------------------------------------
     def adapt(self, pairs: PreferencePairs) -> LatentClassIdealPoints:
@@ -239,7 +241,8 @@ class LatentClassIdealPoints(NeuralPreference):
         if not len(users):
             return self
         with torch.no_grad():
-            e = self._evidence(self.net_, *(torch.from_numpy(v.astype(np.int64)) for v in (pairs.user, pairs.winner, pairs.loser)))
+            e = self._evidence(self._utilities(self.net_),
+                               *(torch.from_numpy(v.astype(np.int64)) for v in (pairs.user, pairs.winner, pairs.loser)))
         self.evidence_[users] = e.double().numpy()[users]
         return self
 

@@ -37,6 +37,13 @@ def check_loss(loss: str, epsilon: float) -> None:
         raise ValueError(f"epsilon must be in [0, 0.5), not {epsilon}")
 
 
+def judged_by(loss: str, epsilon: float) -> dict:
+    """The loss arguments under which labels are judged (validation log-loss, a latent class's
+    evidence): the noise-aware likelihood at ε for ``robust`` and ``forward``, whose labels are
+    taken to be flipped at rate ε, else the plain one."""
+    return {"loss": "forward", "epsilon": epsilon} if loss in ("robust", "forward") else {}
+
+
 def pair_loss_terms(margin, *, loss: str = "plain", epsilon: float = 0.0):
     """The robust pairwise loss of each torch margin, elementwise (any shape)."""
     import math
@@ -99,7 +106,7 @@ def train_pairs(model, net, margin: Callable, train: PreferencePairs, valid: Pre
     stopper = EarlyStopping(patience)
     u, w, l = (torch.from_numpy(x.astype(np.int64)) for x in (train.user, train.winner, train.loser))
     wt = None if weight is None else torch.as_tensor(weight, dtype=torch.float32)
-    noise_aware = {"loss": "forward", "epsilon": epsilon} if loss in ("robust", "forward") else {}
+    noise_aware = judged_by(loss, epsilon)
     history: list[float] = []
     for epoch in range(1, epochs + 1):
         net.train()
