@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from penchant.data import Dataset
 from penchant.eval import build_target, evaluate
 from penchant.models import Recommender, create
 
@@ -25,7 +26,7 @@ def test_fold_in_is_close_to_a_full_refit(ml100k_split):
     without = train.subset(keep)
     folded = create("als", seed=3).fit(without)
     history = train.csr[held]
-    folded.partial_fit(held, history)
+    folded.partial_fit(train.subset(np.isin(train.users, held)))
     full = create("als", seed=3).fit(train)
     a, _ = folded.recommend(held, k=10)
     b, _ = full.recommend(held, k=10)
@@ -42,14 +43,23 @@ def test_fold_in_is_close_to_a_full_refit(ml100k_split):
 
 
 def test_fold_in_adds_a_new_user(ml100k_split):
-    model = create("als").fit(ml100k_split.train)
+    train = ml100k_split.train
+    model = create("als").fit(train)
     n = model.n_users_
-    items = ml100k_split.train.csr[[5]]
-    model.partial_fit(np.array([n]), items)
-    assert model.n_users_ == n + 1
+    items = train.csr[5].indices
+    events = Dataset(np.array(["newcomer"]), train.item_ids, np.zeros(len(items), np.int32), items.astype(np.int32))
+    anonymous = model.score_history(items)  # the model is unchanged by it
+    assert model.n_users_ == n and model.user_index(["newcomer"])[0] == -1
+    model.partial_fit(events)
+    assert model.n_users_ == n + 1 and model.user_index(["newcomer"])[0] == n
+    assert np.allclose(model.score(np.array([n]))[0], anonymous, atol=1e-4)
     rec_new, _ = model.recommend(np.array([n]), k=10)
     rec_old, _ = model.recommend(np.array([5]), k=10)
+    assert not set(rec_new[0]) & set(items)  # the newcomer's items count as seen
     assert len(set(rec_new[0]) & set(rec_old[0])) >= 7  # same history, nearly the same list
+    before = model.score(np.array([n]))[0]
+    model.partial_fit(events.subset(np.arange(3)))  # adding events changes the user's answer, not replaces
+    assert model.train_[n].nnz == len(items) and np.allclose(model.score(np.array([n]))[0], before, atol=1e-4)
 
 
 def test_als_save_load(ml100k_split, tmp_path):
@@ -57,4 +67,5 @@ def test_als_save_load(ml100k_split, tmp_path):
     back = Recommender.load(model.save(tmp_path / "als.npz"))
     users = np.arange(0, 943, 29)
     assert np.array_equal(back.score(users), model.score(users))
-    back.partial_fit(np.array([0]), ml100k_split.train.csr[[0]])  # fold-in works after loading
+    back.partial_fit(ml100k_split.train.subset(ml100k_split.train.users == 0))  # fold-in works after loading
+    assert list(back.user_ids_[:3]) == list(ml100k_split.train.user_ids[:3].astype(str))

@@ -28,18 +28,17 @@ def evaluate(
     """Play a policy against the standard simulated user on held-out (user, item) episodes and
     report SR@5/10/15, average turns and hDCG@(15,10) with 95% intervals."""
     from penchant.converse.experiment import evaluate_policy, prepare
-    from penchant.converse.policies import POLICIES
     from penchant.data import load
     from penchant.errors import ConfigError
+    from penchant.models.registry import entry
 
-    if policy not in POLICIES:
-        raise ConfigError(f"--policy must be one of {', '.join(POLICIES)}, not {policy!r}")
+    policy_class = entry(policy, "conversation").cls
     if episodes < 1:
         raise ConfigError("--episodes must be at least 1")
     with progress() as bar:
         task = bar.add_task("reading data, fitting the scorer", total=None)
         setup = prepare(load(data), level, episodes=episodes, model=model, seed=seed)
-        bar.update(task, description=f"{policy}: training" if POLICIES[policy].learned else f"{policy}: episodes")
+        bar.update(task, description=f"{policy}: training" if policy_class.learned else f"{policy}: episodes")
 
         def step(done: int, total: int) -> None:
             bar.update(task, description=f"{policy}: episodes", completed=done, total=total)
@@ -85,14 +84,14 @@ def _interactive(data: Path, user: str | None, level: str, policy_name: str, mod
     import numpy as np
 
     from penchant.converse.experiment import prepare
-    from penchant.converse.policies import POLICIES, create_policy
+    from penchant.converse.policies import create_policy
     from penchant.converse.session import Conversation
     from penchant.converse.state import Scorer
     from penchant.data import load
     from penchant.errors import ConfigError
+    from penchant.models.registry import entry
 
-    if policy_name not in POLICIES:
-        raise ConfigError(f"--policy must be one of {', '.join(POLICIES)}, not {policy_name!r}")
+    entry(policy_name, "conversation")  # an unknown policy fails before the data is read
     with progress() as bar:
         task = bar.add_task("reading data, fitting the scorer", total=None)
         ds = load(data)

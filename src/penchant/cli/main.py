@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from penchant.cli import converse_cmds, data_cmds, eval_cmds, prefs_cmds, serve_cmds
+from penchant.cli import converse_cmds, data_cmds, eval_cmds, model_cmds, prefs_cmds, serve_cmds
 from penchant.cli.render import err, out, write_json
 from penchant.errors import PenchantError
 
@@ -16,6 +16,8 @@ data_app = typer.Typer(help="Inspect feedback data.", no_args_is_help=True)
 data_app.command("inspect")(data_cmds.inspect)
 app.add_typer(data_app, name="data")
 app.command("split")(data_cmds.split)
+app.command("fit")(model_cmds.fit)
+app.command("recommend")(model_cmds.recommend)
 app.command("evaluate")(eval_cmds.evaluate)
 app.command("compare")(eval_cmds.compare)
 app.command("quickstart")(eval_cmds.quickstart)
@@ -44,22 +46,27 @@ app.add_typer(store_app, name="store")
 
 
 @app.command("models")
-def models(json_out: str = typer.Option(None, "--json", help="Also write the list as JSON to this file.")) -> None:
-    """List every registered model with its parameters and defaults."""
+def models(
+    family: str = typer.Option(None, "--family", help="Only this family: ranking, rating, sequential, preference or conversation."),
+    json_out: str = typer.Option(None, "--json", help="Also write the list as JSON to this file."),
+) -> None:
+    """List every registered model of every family, with its parameters and defaults."""
     from rich.table import Table
 
-    from penchant.models import model_class, model_names, param_specs
+    from penchant.models.registry import entry, model_names
 
     table = Table(title="Registered models", title_justify="left")
-    for col in ("name", "what", "parameters (default)"):
+    for col in ("name", "family", "what", "parameters (default)"):
         table.add_column(col)
     listing = []
-    for name in model_names():
-        specs = param_specs(name)
-        table.add_row(name, model_class(name).summary,
-                      "\n".join(f"{s['name']}={s['default']!r}  {s['help']}" for s in specs) or "—")
-        listing.append({"name": name, "summary": model_class(name).summary,
-                        "params": [{k: s[k] for k in ("name", "type", "default", "help")} for s in specs]})
+    for name in model_names(family):
+        found = entry(name)
+        params = [p.as_json() for p in found.params()]
+        table.add_row(name + "".join(f"\n(alias {a})" for a in found.aliases), found.family, found.summary,
+                      "\n".join(f"{p['name']}={p['default']!r}  {p['help']}" for p in params) or "-")
+        listing.append({"name": name, "family": found.family, "aliases": list(found.aliases),
+                        "summary": found.summary, "params": params,
+                        "search_space": sorted(found.search_space)})
     out.print(table)
     if json_out:
         write_json(json_out, listing)

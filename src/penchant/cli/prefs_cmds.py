@@ -22,20 +22,11 @@ PARAM_HELP = "key=value model parameter (repeat), e.g. loss=robust, epsilon=0.1,
 
 
 def _params(name: str, raw: list[str]) -> dict:
-    from penchant.errors import ConfigError
-    from penchant.models.preference.base import create_preference, typed_params
+    from penchant.eval.experiment import parse_params
+    from penchant.models.registry import convert_params, create
 
-    pairs = {}
-    for item in raw:
-        key, eq, value = item.partition("=")
-        if not eq or not key:
-            raise ConfigError(f"--param {item!r} is not key=value")
-        pairs[key.strip()] = value.strip()
-    params = typed_params(name, pairs)
-    try:  # fail before reading any data
-        create_preference(name, **params)
-    except ValueError as e:
-        raise ConfigError(f"{name}: {e}") from None
+    params = convert_params(name, parse_params(raw))
+    create(name, family="preference", **params)  # fail before reading any data
     return params
 
 
@@ -172,12 +163,12 @@ def compare(
     and temperature on the second) and compare them on the last, baselines included."""
     from penchant.errors import ConfigError
     from penchant.eval.experiment import parse_model_spec
-    from penchant.models.preference.base import typed_params
+    from penchant.models.registry import convert_params
 
     if source not in SOURCES:
         raise ConfigError(f"--source must be one of {', '.join(SOURCES)}, not {source!r}")
     specs = [parse_model_spec(m) for m in model]
-    runs = _baselines(source == "text") + [(name, typed_params(name, raw)) for name, raw in specs]
+    runs = _baselines(source == "text") + [(name, convert_params(name, raw)) for name, raw in specs]
     with progress() as bar:
         task = bar.add_task("reading comparisons", total=None)
         parts = _split(data, source, split, seed)

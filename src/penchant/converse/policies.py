@@ -28,20 +28,19 @@ import numpy as np
 
 from penchant.converse.state import ConversationState, Scorer
 from penchant.data.attribute_graph import AttributeGraph
+from penchant.models.registry import create, model_names, register
 from penchant.simulate.mcr import LIST_SIZE, Action
 
-POLICIES: dict[str, type[Policy]] = {}
 
 
-def register_policy(cls: type[Policy]) -> type[Policy]:
-    POLICIES[cls.name] = cls
-    return cls
+def policy_names() -> list[str]:
+    """The conversation policies of the one registry."""
+    return model_names("conversation")
 
 
 def create_policy(name: str, graph: AttributeGraph, **params) -> Policy:
-    if name not in POLICIES:
-        raise KeyError(f"no policy {name!r}; known: {', '.join(sorted(POLICIES))}")
-    return POLICIES[name](graph, **params)
+    """A policy over ``graph`` by registry name; an unknown name or parameter is a ConfigError."""
+    return create(name, graph, family="conversation", **params)
 
 
 def binary_entropy(p: np.ndarray) -> np.ndarray:
@@ -66,6 +65,7 @@ class Policy:
     """Base: subclasses set ``name`` and implement ``act``; learned ones also ``fit``."""
 
     name = ""
+    family = "conversation"
     learned = False
 
     def __init__(self, graph: AttributeGraph, *, multi_choice: int = 0, list_size: int = LIST_SIZE) -> None:
@@ -104,7 +104,7 @@ class Policy:
         return {"multi_choice": self.multi_choice}
 
 
-@register_policy
+@register
 class MaxEntropy(Policy):
     name = "maxent"
 
@@ -119,7 +119,7 @@ class MaxEntropy(Policy):
         return self.ask(state, np.where(h > 0, h, -np.inf))
 
 
-@register_policy
+@register
 class Greedy(Policy):
     name = "greedy"
 
@@ -170,7 +170,7 @@ class LearnedDecision(Policy):
         return super().params() | {"temperature": self.temperature}
 
 
-@register_policy
+@register
 class ConversationalPathReasoning(LearnedDecision):
     name = "cpr"
 
@@ -180,7 +180,7 @@ class ConversationalPathReasoning(LearnedDecision):
         return np.where(held, binary_entropy(share), -np.inf)
 
 
-@register_policy
+@register
 class EstimationActionReflection(LearnedDecision):
     name = "ear"
     reflect = 1.0
@@ -190,7 +190,7 @@ class EstimationActionReflection(LearnedDecision):
         return np.where((share > 0) & (share < 1 - 1e-9), share, -np.inf)
 
 
-@register_policy
+@register
 class DecisionTree(Policy):
     name = "tree"
     learned = True

@@ -13,6 +13,7 @@ from typing import Any
 from penchant.data import Dataset
 from penchant.eval.evaluate import EvalResult, Target, build_target, evaluate, validator
 from penchant.models import create
+from penchant.models.protocols import SessionScorer
 
 
 def parse_model_spec(spec: str) -> tuple[str, dict[str, str]]:
@@ -47,7 +48,7 @@ def run(name: str, params: dict[str, Any], train: Dataset, valid: Dataset | None
     fit_seconds = time.perf_counter() - start
     if status:
         status(f"evaluating {label or name}")
-    if getattr(model, "sequential", False) and valid is not None and valid.n_interactions:
+    if isinstance(model, SessionScorer) and valid is not None and valid.n_interactions:
         model.partial_fit(valid)  # the test item comes after the validation item in each history
     extra = tuple(p for p in (valid,) if p is not None)
     target = target or build_target(train, test, extra)

@@ -2,14 +2,13 @@
 
 The confidence of an observed pair is ``1 + alpha · r`` (r = 1 for binary feedback); unobserved
 pairs have confidence 1 and preference 0. Fitting is `implicit`'s conjugate-gradient solver;
-:meth:`ALS.partial_fit` solves a user's least-squares problem against the fixed item factors, so
-a new or changed user is served without refitting.
+:meth:`ALS.partial_fit` solves a user's least-squares problem exactly against the fixed item factors,
+so a new or changed user is served without refitting.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from penchant.data import Dataset
@@ -54,18 +53,14 @@ class ALS(FactorModel):
         self.factors, self.regularization, self.alpha = factors, regularization, alpha
         self.iterations, self.seed, self.values = iterations, seed, values
 
-    def _engine(self):
-        engine = _implicit_als(self.factors, self.regularization, self.alpha, self.iterations, self.seed)
-        if self.item_factors_ is not None:
-            engine.user_factors, engine.item_factors = self.user_factors_, self.item_factors_
-        return engine
-
     def _fit(self, train: Dataset, valid: Validator | None) -> None:
         with threadpool_limits(1, "blas"):  # implicit parallelises itself; nested BLAS threads slow it
             engine = _implicit_als(self.factors, self.regularization, self.alpha, self.iterations, self.seed)
             engine.fit(train.matrix("rating") if self.values and train.ratings is not None else train.csr,
                        show_progress=False)
         self._set_factors(engine.user_factors, engine.item_factors)
+        if self.values and train.ratings is not None:  # the seen matrix keeps values, for fold-in
+            self.train_ = train.matrix("rating")
 
     def fold_in(self, items: np.ndarray, values: np.ndarray | None = None) -> np.ndarray:
         """A user vector for a history of item indices (with values r_i, default 1), leaving the
@@ -85,30 +80,27 @@ class ALS(FactorModel):
         a = cached[1] + self.regularization * np.eye(self.factors) + self.alpha * (history.T * r) @ history
         return np.linalg.solve(a, ((1.0 + self.alpha * r)[:, None] * history).sum(0)).astype(np.float32)
 
-    def partial_fit(self, users: np.ndarray, items: sp.csr_matrix) -> "ALS":
-        """Fold users in: recompute their factors from their whole history, items fixed.
-
-        Args:
-            users: int (n,) distinct user indices; indices ≥ the current number of users add new users.
-            items: CSR (n, n_items), row r the complete interaction history of ``users[r]``.
-        """
-        self._check_fitted()
-        users = np.asarray(users, dtype=np.int64)
-        items = sp.csr_matrix(items, dtype=np.float32)
-        grow = int(users.max()) + 1 - self.n_users_ if len(users) else 0
-        if grow > 0:
-            self.user_factors_ = np.vstack([self.user_factors_, np.zeros((grow, self.factors), np.float32)])
-            self.train_ = sp.vstack([self.train_, sp.csr_matrix((grow, self.n_items_), dtype=np.float32)]).tocsr()
-            self.n_users_ += grow
-        with threadpool_limits(1, "blas"):
-            engine = self._engine()
-            engine.partial_fit_users(users, items)
-        self.user_factors_ = np.ascontiguousarray(engine.user_factors, dtype=np.float32)
-        # replace the folded-in users' rows of the seen-items matrix with their given histories
-        keep = np.ones(self.n_users_, dtype=np.float32)
-        keep[users] = 0.0
-        history = sp.csr_matrix((np.ones(items.nnz, np.float32), items.indices, items.indptr), shape=items.shape)
-        place = sp.csr_matrix((np.ones(len(users), np.float32), (users, np.arange(len(users)))),
-                              shape=(self.n_users_, len(users)))
-        self.train_ = (sp.diags(keep) @ self.train_ + place @ history).tocsr()
+    def partial_fit(self, events: Dataset) -> "ALS":
+        """Add ``events`` to what the model knows of their users (new users included) and re-solve
+        those users' factors exactly from their whole history, item factors fixed (fold-in: the
+        same solve as :meth:`score_history`)."""
+        ev = self._on_vocabulary(events)
+        assert self.train_ is not None and self.user_factors_ is not None
+        added = ev.matrix("rating") if self.values and ev.ratings is not None else ev.csr
+        merged = (self.train_ + added).tocsr() if self.values else ((self.train_ + added) > 0).astype(np.float32).tocsr()
+        for u in np.unique(ev.users):  # one small solve per user (factors × factors), never per event
+            row = merged[u]
+            self.user_factors_[u] = self.fold_in(row.indices, row.data if self.values else None)
+        self.train_ = merged
         return self
+
+    def _grow_users(self, n: int) -> None:
+        super()._grow_users(n)
+        assert self.user_factors_ is not None
+        self.user_factors_ = np.vstack([self.user_factors_, np.zeros((n, self.factors), np.float32)])
+
+    def score_history(self, items: np.ndarray, values: np.ndarray | None = None) -> np.ndarray:
+        """Scores of every item, float32 (n_items,), for a user known only by ``items`` (indices, with
+        values r_i where the model uses values), by :meth:`fold_in`; the model is unchanged."""
+        assert self.item_factors_ is not None
+        return self.item_factors_ @ self.fold_in(items, values if self.values else None)

@@ -7,7 +7,6 @@ registry reads them from the signature, so the CLI, tuning and the service set t
 from __future__ import annotations
 
 import inspect
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -17,6 +16,7 @@ import scipy.sparse as sp
 
 from penchant.data import Dataset
 from penchant.errors import ConfigError, DataError, NotFittedError
+from penchant.models.artefact import Artefact
 from penchant.models.ranking import chunk_size, top_k
 
 #: Scores a candidate model on held-out data; higher is better. Built by ``penchant.eval``.
@@ -32,12 +32,17 @@ class Recommender:
     """
 
     name: ClassVar[str] = ""
+    family: ClassVar[str] = "ranking"
+    aliases: ClassVar[tuple[str, ...]] = ()
     #: one line for ``penchant models``
     summary: ClassVar[str] = ""
     #: parameters ``penchant tune`` searches, with their ranges (empty: nothing to tune)
     search_space: ClassVar[dict[str, Any]] = {}
 
     train_: sp.csr_matrix | None = None
+    #: external ids (str arrays): position = index; set by fit, kept by save/load
+    user_ids_: np.ndarray
+    item_ids_: np.ndarray
 
     # ----- hyper-parameters ----------------------------------------------------------------
     @classmethod
@@ -59,6 +64,7 @@ class Recommender:
             raise DataError("the training data has no interactions", expected="at least one interaction")
         self.train_ = train.csr
         self.n_users_, self.n_items_ = train.n_users, train.n_items
+        self.user_ids_, self.item_ids_ = train.user_ids.astype(str), train.item_ids.astype(str)
         self._fit(train, valid)
         return self
 
@@ -101,33 +107,88 @@ class Recommender:
         for start, stop in self._chunks(len(users)):
             yield start, stop, self._score(np.asarray(users[start:stop], dtype=np.int64))
 
+    # ----- external ids ----------------------------------------------------------------------
+    def user_index(self, ids: object) -> np.ndarray:
+        """Indices of external user ids, int64 (n,); -1 where the model does not know the user."""
+        return _index_of(self._user_table(), ids)
+
+    def item_index(self, ids: object) -> np.ndarray:
+        """Indices of external item ids, int64 (n,); -1 where the model does not know the item."""
+        return _index_of(self._item_table(), ids)
+
+    def _user_table(self) -> dict[str, int]:
+        if getattr(self, "_users_table", (None,))[0] is not self.user_ids_:
+            self._users_table = (self.user_ids_, {str(u): i for i, u in enumerate(self.user_ids_)})
+        return self._users_table[1]
+
+    def _item_table(self) -> dict[str, int]:
+        if getattr(self, "_items_table", (None,))[0] is not self.item_ids_:
+            self._items_table = (self.item_ids_, {str(u): i for i, u in enumerate(self.item_ids_)})
+        return self._items_table[1]
+
+    def _on_vocabulary(self, events: Dataset) -> Dataset:
+        """``events`` re-indexed onto the model's vocabularies, for :meth:`partial_fit`.
+
+        Users the model does not know are appended to ``user_ids_`` (and every per-user state grows
+        through :meth:`_grow_users`); an item the model does not know is a DataError counting them,
+        since no model can score an item it never saw.
+        """
+        self._check_fitted()
+        if events.item_ids is self.item_ids_ or np.array_equal(events.item_ids.astype(str), self.item_ids_):
+            item_map = np.arange(self.n_items_, dtype=np.int64)
+        else:
+            item_map = self.item_index(events.item_ids)
+            unknown = np.unique(events.items[item_map[events.items] < 0])
+            if len(unknown):
+                raise DataError(f"{len(unknown):,} item(s) the model was not fitted on, e.g. "
+                                f"{str(events.item_ids[unknown[0]])!r}", expected="items of the model's vocabulary "
+                                "(leave unknown items out first; they are counted by `penchant recommend`)")
+        user_map = self.user_index(events.user_ids)
+        new = user_map < 0
+        if new.any():
+            present = np.zeros(events.n_users, dtype=bool)
+            present[events.users] = True
+            grow = new & present
+            user_map[grow] = self.n_users_ + np.arange(int(grow.sum()))
+            self.user_ids_ = np.concatenate([self.user_ids_, events.user_ids[grow].astype(str)])
+            self._grow_users(int(grow.sum()))
+        return Dataset(self.user_ids_, self.item_ids_, user_map[events.users].astype(np.int32),
+                       item_map[events.items].astype(np.int32), events.ratings, events.timestamps, name=events.name)
+
+    def _grow_users(self, n: int) -> None:
+        """Add ``n`` users with empty histories (subclasses grow their per-user state too)."""
+        assert self.train_ is not None
+        self.train_ = sp.vstack([self.train_, sp.csr_matrix((n, self.n_items_), dtype=np.float32)]).tocsr()
+        self.n_users_ += n
+
     # ----- persistence ---------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write parameters and learned state to one ``.npz`` file (no pickle)."""
+        """Write one self-describing artefact (:mod:`penchant.models.artefact`): parameters, the user
+        and item vocabularies, the seen-items matrix and the learned state; no pickle."""
         self._check_fitted()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"model": self.name, "params": self.params(), "n_users": self.n_users_, "n_items": self.n_items_}
-        arrays = dict(self._state())
         assert self.train_ is not None
+        arrays = dict(self._state())
         arrays.update(_sparse_parts("train", self.train_))
-        with open(path, "wb") as f:
-            np.savez_compressed(f, __meta__=np.array(json.dumps(meta)), **arrays)
-        return path
+        return Artefact(self.family, self.name, self.params(), arrays,
+                        {"users": self.user_ids_, "items": self.item_ids_}).write(path)
 
     @classmethod
     def load(cls, path: str | Path) -> "Recommender":
         """Read a model written by :meth:`save` (of whichever registered class wrote it)."""
-        from penchant.models.registry import model_class
+        from penchant.models.artefact import ArtefactError, load
 
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        meta = json.loads(str(arrays.pop("__meta__")))
-        klass = model_class(meta["model"])
-        model = klass(**meta["params"])
-        model.n_users_, model.n_items_ = meta["n_users"], meta["n_items"]
-        model.train_ = _sparse_from(arrays, "train")
-        model._load_state(arrays)
+        model = load(path)
+        if not isinstance(model, cls):
+            raise ArtefactError(f"holds a {type(model).__name__} ({model.name}), not a {cls.__name__}", file=path)
+        return model
+
+    @classmethod
+    def from_artefact(cls, art: Artefact) -> "Recommender":
+        model = cls(**art.params)
+        model.train_ = _sparse_from(art.arrays, "train")
+        model.n_users_, model.n_items_ = model.train_.shape
+        model.user_ids_, model.item_ids_ = art.vocab["users"], art.vocab["items"]
+        model._load_state(art.arrays)
         return model
 
     # ----- for subclasses ------------------------------------------------------------------
@@ -155,6 +216,40 @@ class Recommender:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
         return f"{type(self).__name__}({args})"
+
+
+def _index_of(table: dict[str, int], ids: object) -> np.ndarray:
+    keys = np.atleast_1d(np.asarray(ids, dtype=object))
+    return np.fromiter((table.get(str(k), -1) for k in keys), dtype=np.int64, count=len(keys))
+
+
+class HistoryScored(Recommender):
+    """A model that scores a user from their row of the seen-items matrix (item-item, linear
+    autoencoders, Mult-VAE): adding events to that row is all it takes to learn about a user."""
+
+    def partial_fit(self, events: Dataset) -> Self:
+        """Add ``events`` to the users' histories (new users included); the next scores read them."""
+        ev = self._on_vocabulary(events)
+        assert self.train_ is not None
+        self.train_ = ((self.train_ + ev.csr) > 0).astype(np.float32).tocsr()
+        return self
+
+    def score_history(self, items: np.ndarray, values: np.ndarray | None = None) -> np.ndarray:
+        """Scores of every item, float32 (n_items,), for a user known only by ``items`` (indices;
+        values are not used: the history is binary); the model is unchanged."""
+        self._check_fitted()
+        items = np.unique(np.asarray(items, dtype=np.int64))
+        row = sp.csr_matrix((np.ones(len(items), np.float32), (np.zeros(len(items), np.int64), items)),
+                            shape=(1, self.n_items_))
+        return np.asarray(self._score_rows(row), dtype=np.float32)[0]
+
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        assert self.train_ is not None
+        return self._score_rows(self.train_[users])
+
+    def _score_rows(self, rows: sp.csr_matrix) -> np.ndarray:
+        """Scores (n, n_items) for binary history rows, CSR (n, n_items)."""
+        raise NotImplementedError
 
 
 def _sparse_parts(prefix: str, m: sp.csr_matrix) -> dict[str, np.ndarray]:

@@ -38,6 +38,12 @@ class FactorModel(Recommender):
     def selected(self) -> dict[str, int]:
         return {"epochs": self.best_epoch_} if getattr(self, "best_epoch_", None) else {}
 
+    def item_vectors(self) -> np.ndarray:
+        """Item factors, float32 (n_items, factors)."""
+        self._check_fitted()
+        assert self.item_factors_ is not None
+        return self.item_factors_
+
     def _score(self, users: np.ndarray) -> np.ndarray:
         assert self.user_factors_ is not None and self.item_factors_ is not None
         scores = self.user_factors_[users] @ self.item_factors_.T

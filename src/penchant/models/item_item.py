@@ -6,10 +6,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from penchant.data import Dataset
-from penchant.models.base import Recommender, Validator, _sparse_from, _sparse_parts
+from penchant.models.base import HistoryScored, Validator, _sparse_from, _sparse_parts
 
 
-class ItemItemModel(Recommender):
+class ItemItemModel(HistoryScored):
     """Base of models defined by a sparse (n_items, n_items) matrix ``weights_`` (column j: target j)."""
 
     weights_: sp.csr_matrix | None = None
@@ -20,9 +20,9 @@ class ItemItemModel(Recommender):
     def _fit(self, train: Dataset, valid: Validator | None) -> None:
         self.weights_ = self._weights(train)
 
-    def _score(self, users: np.ndarray) -> np.ndarray:
-        assert self.train_ is not None and self.weights_ is not None
-        return np.asarray((self.train_[users] @ self.weights_).todense(), dtype=np.float32)
+    def _score_rows(self, rows: sp.csr_matrix) -> np.ndarray:
+        assert self.weights_ is not None
+        return np.asarray((rows @ self.weights_).todense(), dtype=np.float32)
 
     def _state(self) -> dict[str, np.ndarray]:
         assert self.weights_ is not None

@@ -18,7 +18,7 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from penchant.data import Dataset
-from penchant.models.base import Recommender, Validator
+from penchant.models.base import HistoryScored, Validator
 from penchant.models.registry import register
 from penchant.models.search import Float, select_on_validation
 
@@ -33,7 +33,7 @@ def zero_diagonal_weights(gram: np.ndarray, penalty: np.ndarray) -> np.ndarray:
     return b.astype(np.float32)
 
 
-class _LinearAutoencoder(Recommender):
+class _LinearAutoencoder(HistoryScored):
     """Shared fitting: a penalty per candidate setting; the best on validation data is kept."""
 
     weights_: np.ndarray | None = None
@@ -79,9 +79,9 @@ class _LinearAutoencoder(Recommender):
         fixed = {k: v for k, v in self.params().items() if v is not None}
         return {k: v for k, v in getattr(self, "chosen_", {}).items() if k not in fixed}
 
-    def _score(self, users: np.ndarray) -> np.ndarray:
-        assert self.train_ is not None and self.weights_ is not None
-        return np.asarray(self.train_[users] @ self.weights_, dtype=np.float32)
+    def _score_rows(self, rows: sp.csr_matrix) -> np.ndarray:
+        assert self.weights_ is not None
+        return np.asarray(rows @ self.weights_, dtype=np.float32)
 
     def _state(self) -> dict[str, np.ndarray]:
         assert self.weights_ is not None

@@ -16,9 +16,10 @@ with zero biases.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from penchant.data import Dataset
-from penchant.models.base import Recommender, Validator
+from penchant.models.base import HistoryScored, Validator
 from penchant.models.registry import register
 from penchant.models.search import Float
 from penchant.models.training import EarlyStopping, blas_single_threaded, seed_torch, validate_net
@@ -51,7 +52,7 @@ def _network(n_items: int, hidden: int, latent: int, dropout: float, noise: floa
 
 
 @register
-class MultVAE(Recommender):
+class MultVAE(HistoryScored):
     """Variational autoencoder with a multinomial likelihood over items.
 
     Args:
@@ -122,12 +123,12 @@ class MultVAE(Recommender):
     def selected(self) -> dict[str, int]:
         return {"epochs": self.best_epoch_} if getattr(self, "best_epoch_", None) else {}
 
-    def _score(self, users: np.ndarray) -> np.ndarray:
+    def _score_rows(self, rows: sp.csr_matrix) -> np.ndarray:
         import torch
 
-        assert self.net_ is not None and self.train_ is not None
+        assert self.net_ is not None
         with torch.no_grad():
-            logits, _, _ = self.net_(torch.from_numpy(self.train_[users].toarray()))
+            logits, _, _ = self.net_(torch.from_numpy(rows.toarray().astype(np.float32)))
         return logits.numpy()
 
     def _state(self) -> dict[str, np.ndarray]:

@@ -29,6 +29,7 @@ from penchant.models.training import EarlyStopping, blas_single_threaded, seed_t
 class RatingModel(Recommender):
     """A model that predicts ratings; ``score`` ranks items by the predicted rating."""
 
+    family = "rating"
     task = "rating"
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from penchant.data.dataset import Dataset, Step
+from penchant.models.protocols import FoldIn, ItemVectors, SessionScorer
 from penchant.models.ranking import top_k
 from penchant.serve.config import Settings
 from penchant.serve.store import Store
@@ -106,10 +107,9 @@ def comparisons_pairs(rows: list[tuple]):
 
 
 def is_preference_model(name: str) -> bool:
-    from penchant.models.preference import PREFERENCE_MODELS  # importing it registers them all
-    from penchant.models.preference.base import ALIASES
+    from penchant.models.registry import entry
 
-    return ALIASES.get(name, name) in PREFERENCE_MODELS
+    return entry(name).family == "preference"
 
 
 def _best(d: Deployed, scores: np.ndarray, banned: np.ndarray, k: int) -> list[dict]:
@@ -165,10 +165,10 @@ class ModelHost:
 
         name, params = model or self.settings.model, dict(params if params is not None else self.settings.model_params)
         if is_preference_model(name):
-            from penchant.models.preference.base import create_preference, typed_params
+            from penchant.models.registry import convert_params, create
 
-            params = typed_params(name, {k: str(v) for k, v in params.items()})
-            create_preference(name, **params)  # bad parameters fail here, in the request
+            params = convert_params(name, {k: str(v) for k, v in params.items()})
+            create(name, **params)  # bad parameters fail here, in the request
             version = self.store.new_version(name, params, kind="preference")
             threading.Thread(target=self._job, args=(version, lambda: self._train_preference(version, name, params, activate)),
                              daemon=True).start()
@@ -317,10 +317,9 @@ class ModelHost:
         kinds = {k for k, m in self.settings.feedback_types.items() if m == "positive"}
         positive = [(d.item_index[i], self.settings.weight(kind)) for i, kind in events
                     if kind in kinds and i in d.item_index]
-        if positive and hasattr(d.model, "fold_in"):
+        if positive and isinstance(d.model, FoldIn):
             idx, w = np.array([p[0] for p in positive]), np.array([p[1] for p in positive])
-            vec = d.model.fold_in(idx, w if getattr(d.model, "values", False) else None)
-            return (d.model.item_factors_ @ vec).astype(np.float64), d.label + "+fold-in"
+            return d.model.score_history(idx, w).astype(np.float64), d.label + "+fold-in"
         return np.log1p(d.popularity), "popular"
 
     def recommend(self, user_id: str, k: int, *, category: str | None = None, exclude: list[str] | None = None,
@@ -361,16 +360,14 @@ class ModelHost:
         """Top ``k`` for an anonymous session (recent item ids, oldest first): a deployed sequential
         model reads the session in order; otherwise an ALS fold-in from the items; else popularity.
         Unknown item ids are skipped and counted."""
-        from penchant.models.sequential.base import SequentialRecommender
-
         d = self.deployed
         if d is None:
             raise LookupError("no model is deployed yet")
         known = [d.item_index[i] for i in items if i in d.item_index]
-        if isinstance(d.model, SequentialRecommender):
+        if isinstance(d.model, SessionScorer):
             scores, source = d.model.score_sessions([known])[0].astype(np.float64), d.label
-        elif known and hasattr(d.model, "fold_in"):
-            scores, source = (d.model.item_factors_ @ d.model.fold_in(np.array(known))).astype(np.float64), d.label + "+fold-in"
+        elif known and isinstance(d.model, FoldIn):
+            scores, source = d.model.score_history(np.array(known)).astype(np.float64), d.label + "+fold-in"
         else:
             scores, source = np.log1p(d.popularity), "popular"
         mask = np.zeros(len(scores), dtype=bool)
@@ -403,9 +400,9 @@ class ModelHost:
         d = self.deployed
         if d is None or item_id not in d.item_index:
             raise LookupError(f"item {item_id!r} is not in the deployed model")
-        factors = getattr(d.model, "item_factors_", None)
-        if factors is None:
+        if not isinstance(d.model, ItemVectors):
             raise LookupError(f"{d.model_name} has no item vectors to compare")
+        factors = d.model.item_vectors()
         f = factors / np.maximum(np.linalg.norm(factors, axis=1, keepdims=True), 1e-9)
         sims = f @ f[d.item_index[item_id]]
         mask = np.zeros(len(sims), dtype=bool)

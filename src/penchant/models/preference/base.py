@@ -10,61 +10,32 @@ indices of the pairs' vocabularies, so every split of one :class:`PreferencePair
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
 
 from penchant.data.preferences import PreferencePairs
-
-PREFERENCE_MODELS: dict[str, type[PreferenceModel]] = {}
-#: other names scripts may use
-ALIASES = {"personal-bt": "pbt"}
-
-
-def register_preference(cls: type[PreferenceModel]) -> type[PreferenceModel]:
-    PREFERENCE_MODELS[cls.name] = cls
-    return cls
-
+from penchant.models.artefact import Artefact
 
 def create_preference(name: str, **params: Any) -> PreferenceModel:
-    """A preference model by registry name (``bt``, ``pbt``, ``gpm``, ``pal``, ``vpl``, ``dpa``, ...)."""
-    from penchant.models.preference import bt, dpa, gpm, latent, pal, personal, vpl  # noqa: F401  (registers them)
+    """A preference model by registry name (``bt``, ``pbt``, ``gpm``, ``pal``, ``vpl``, ``dpa``, ...),
+    through the one registry (:func:`penchant.models.registry.create`)."""
+    from penchant.models.registry import create
 
-    name = ALIASES.get(name, name)
-    if name not in PREFERENCE_MODELS:
-        raise KeyError(f"no preference model {name!r}; known: {', '.join(sorted(PREFERENCE_MODELS))}")
-    return PREFERENCE_MODELS[name](**params)
-
-
-def typed_params(name: str, raw: dict[str, str]) -> dict[str, Any]:
-    """Cast ``key=value`` strings to the types of the model's constructor defaults; unknown keys
-    are an error naming the model's parameters."""
-    import inspect
-
-    from penchant.errors import ConfigError
-
-    name = create_preference(name).name  # an unknown model name fails here, with the known names
-    defaults = {k: p.default for k, p in inspect.signature(PREFERENCE_MODELS[name].__init__).parameters.items()
-                if p.kind is p.KEYWORD_ONLY}
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in defaults:
-            raise ConfigError(f"{name} has no parameter {key!r}; it has {', '.join(defaults) or 'none'}")
-        kind = type(defaults[key])
-        try:
-            out[key] = kind(value) if kind is not bool else value.lower() in ("1", "true", "yes")
-        except ValueError:
-            raise ConfigError(f"{name} parameter {key}={value!r} is not a {kind.__name__}") from None
-    return out
+    return create(name, family="preference", **params)
 
 
 class PreferenceModel:
     """Base class: subclasses set ``name`` and implement ``_fit``, ``_margin`` and the state."""
 
     name: ClassVar[str] = ""
+    family: ClassVar[str] = "preference"
+    aliases: ClassVar[tuple[str, ...]] = ()
     has_score: ClassVar[bool] = True
+    #: external ids (str arrays), position = index; set by fit, kept by save/load
+    user_ids_: np.ndarray
+    option_ids_: np.ndarray
 
     def params(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_")}
@@ -76,6 +47,7 @@ class PreferenceModel:
         agreement with its label (:mod:`penchant.models.preference.strength`); ``strength_`` keeps
         that judgement."""
         self.n_users_, self.n_options_ = train.n_users, train.n_options
+        self.user_ids_, self.option_ids_ = train.user_ids.astype(str), train.option_ids.astype(str)
         weight = None
         heads = getattr(self, "strength_heads", 0)
         if heads:
@@ -126,22 +98,26 @@ class PreferenceModel:
         raise NotImplementedError
 
     def save(self, path: str | Path) -> Path:
-        """Parameters and learned state in one ``.npz`` (no pickle)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"model": self.name, "params": self.params(), "n_users": self.n_users_, "n_options": self.n_options_}
-        with open(path, "wb") as f:
-            np.savez_compressed(f, __meta__=np.array(json.dumps(meta)), **self._state())
-        return path
+        """One self-describing artefact (:mod:`penchant.models.artefact`): parameters, the user and
+        option vocabularies and the learned state; no pickle."""
+        return Artefact(self.family, self.name, self.params(), self._state(),
+                        {"users": self.user_ids_, "options": self.option_ids_}).write(path)
 
     @staticmethod
     def load(path: str | Path) -> PreferenceModel:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        meta = json.loads(str(arrays.pop("__meta__")))
-        model = create_preference(meta["model"], **meta["params"])
-        model.n_users_, model.n_options_ = meta["n_users"], meta["n_options"]
-        model._load_state(arrays)
+        from penchant.models.artefact import ArtefactError, load
+
+        model = load(path)
+        if not isinstance(model, PreferenceModel):
+            raise ArtefactError(f"holds a {model.family} model ({model.name}), not a preference model", file=path)
+        return model
+
+    @classmethod
+    def from_artefact(cls, art: Artefact) -> PreferenceModel:
+        model = cls(**art.params)
+        model.user_ids_, model.option_ids_ = art.vocab["users"], art.vocab["options"]
+        model.n_users_, model.n_options_ = len(model.user_ids_), len(model.option_ids_)
+        model._load_state(art.arrays)
         return model
 
     def __repr__(self) -> str:

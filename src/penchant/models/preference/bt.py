@@ -15,7 +15,8 @@ import numpy as np
 from scipy.optimize import minimize
 
 from penchant.data.preferences import PreferencePairs
-from penchant.models.preference.base import PreferenceModel, register_preference
+from penchant.models.preference.base import PreferenceModel
+from penchant.models.registry import register
 from penchant.models.preference.features import option_features
 from penchant.models.preference.train import check_loss, pair_loss_np
 
@@ -46,7 +47,7 @@ class Strengths(PreferenceModel):
         self.theta_ = arrays["theta"]
 
 
-@register_preference
+@register
 class BradleyTerry(Strengths):
     """Global Bradley–Terry strengths (ids) or a linear reward on text embeddings.
 
@@ -90,7 +91,7 @@ class BradleyTerry(Strengths):
         self.converged_ = bool(res.success)
 
 
-@register_preference
+@register
 class WinRate(Strengths):
     """The majority baseline: each option's smoothed share of training wins,
     (wins + 1) / (comparisons + 2); the option that won more often is predicted to win."""

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from penchant.models.preference.base import register_preference
+from penchant.models.registry import register
 from penchant.models.preference.neural import TRAINING_ARGS, NeuralPreference, option_net
 
 
-@register_preference
+@register
 class GeneralPreference(NeuralPreference):
     """Skew-symmetric preference embeddings (no scalar score).
 

@@ -35,14 +35,14 @@ from __future__ import annotations
 import numpy as np
 
 from penchant.data.preferences import PreferencePairs
-from penchant.models.preference.base import register_preference
+from penchant.models.registry import register
 from penchant.models.preference.features import option_features
 from penchant.models.preference.neural import NeuralPreference, option_net
 from penchant.models.preference.train import check_loss, judged_by, pair_loss, pair_loss_terms
 from penchant.models.training import EarlyStopping, seed_torch
 
 
-@register_preference
+@register
 class LatentClassIdealPoints(NeuralPreference):
     """K taste classes with one ideal point each; each user in one class, inferred.
 

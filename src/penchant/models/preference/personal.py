@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from penchant.models.preference.base import register_preference
+from penchant.models.registry import register
 from penchant.models.preference.neural import TRAINING_ARGS, NeuralUtility, option_net
 
 
-@register_preference
+@register
 class PersonalBT(NeuralUtility):
     """Option strength θ_i plus a user-specific taste p_u · q_i; P(a ≻ b | u) = σ(s_u(a) − s_u(b)).
 
@@ -22,6 +22,7 @@ class PersonalBT(NeuralUtility):
     __doc__ = __doc__.rstrip() + TRAINING_ARGS
 
     name = "pbt"
+    aliases = ("personal-bt",)
 
     def __init__(self, *, factors: int = 16, reg: float = 0.0, features: str = "id", text_model: str = "all-MiniLM-L6-v2", hidden: int = 0,
                  lr: float = 1e-2, weight_decay: float = 1e-4, epochs: int = 50, batch_size: int = 1024, patience: int = 3,

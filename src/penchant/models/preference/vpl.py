@@ -26,11 +26,11 @@ from __future__ import annotations
 import numpy as np
 
 from penchant.data.preferences import PreferencePairs
-from penchant.models.preference.base import register_preference
+from penchant.models.registry import register
 from penchant.models.preference.neural import TRAINING_ARGS, NeuralUtility, option_net
 
 
-@register_preference
+@register
 class VariationalPreference(NeuralUtility):
     """A reward conditioned on a latent inferred from the user's own comparisons.
 

@@ -78,7 +78,7 @@ class SequentialRecommender(Recommender):
     ``n_items``. ``max_len`` is an instance attribute (a hyper-parameter where it matters).
     """
 
-    sequential = True
+    family = "sequential"
     max_len: int = 50
 
     @property
@@ -93,15 +93,13 @@ class SequentialRecommender(Recommender):
         self._train(self.hist_ptr_, self.hist_items_, valid)
 
     def partial_fit(self, events: Dataset) -> Self:
-        """Append ``events`` (same vocabulary; time-ordered per user) to the users' histories.
+        """Append ``events`` (time-ordered per user; new users included) to the users' histories.
 
         Nothing is retrained: the next scores read the longer histories, and the appended items
         count as seen for ``recommend``.
         """
-        self._check_fitted()
-        if events.n_items != self.n_items_:
-            raise ConfigError(f"events have {events.n_items} items, the model {self.n_items_}: use one vocabulary")
-        n_users = max(self.n_users_, events.n_users)
+        events = self._on_vocabulary(events)
+        n_users = self.n_users_
         add_ptr, add_items = events.sequences()
         old = np.diff(self.hist_ptr_)
         old = np.concatenate([old, np.zeros(n_users - len(old), np.int64)])
@@ -113,15 +111,12 @@ class SequentialRecommender(Recommender):
         merged[ranges(ptr[:-1], old)] = self.hist_items_
         merged[ranges(ptr[:-1] + old, new)] = add_items
         self.hist_ptr_, self.hist_items_ = ptr, merged
-        seen = self.train_
-        if n_users > self.n_users_:
-            seen = sp.vstack([seen, sp.csr_matrix((n_users - self.n_users_, self.n_items_), dtype=np.float32)])
-        extra = sp.csr_matrix(events.csr, shape=(events.n_users, self.n_items_))
-        if extra.shape[0] < n_users:
-            extra = sp.vstack([extra, sp.csr_matrix((n_users - extra.shape[0], self.n_items_), dtype=np.float32)])
-        self.train_ = ((seen + extra) > 0).astype(np.float32).tocsr()
-        self.n_users_ = n_users
+        self.train_ = ((self.train_ + events.csr) > 0).astype(np.float32).tocsr()
         return self
+
+    def _grow_users(self, n: int) -> None:
+        super()._grow_users(n)
+        self.hist_ptr_ = np.concatenate([self.hist_ptr_, np.full(n, self.hist_ptr_[-1], dtype=np.int64)])
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         seqs = pad_left(self.hist_ptr_, self.hist_items_, users, self.context_len, self.n_items_)
@@ -142,6 +137,11 @@ class SequentialRecommender(Recommender):
             seqs = pad_left(ptr, items, np.arange(start, stop), self.context_len, self.n_items_)
             out[start:stop] = self._score_padded(seqs)
         return out
+
+    def score_history(self, items: np.ndarray, values: np.ndarray | None = None) -> np.ndarray:
+        """Scores of every item, float32 (n_items,), for an anonymous history (item indices, oldest
+        first); the model is unchanged."""
+        return self.score_sessions([np.asarray(items, dtype=np.int64)])[0]
 
     def recommend_sessions(self, sessions: list[np.ndarray] | list[list[int]], k: int = 10,
                            exclude_session_items: bool = True) -> tuple[np.ndarray, np.ndarray]:

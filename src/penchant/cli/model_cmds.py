@@ -1,0 +1,99 @@
+"""``penchant fit`` and ``penchant recommend``: from a log of your own to answers for your own ids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from penchant.cli.data_cmds import Encoding, ItemCol, MinRating, RatingCol, Sep, TimeCol, UserCol, columns
+from penchant.cli.render import err, out, progress, write_json
+
+PARAM_HELP = "Model parameter key=value (repeatable); see `penchant models`."
+
+
+def fit(
+    train: Path = typer.Option(..., "--train", help="Training interactions: CSV/TSV/Parquet/.inter file or a data folder."),
+    model: str = typer.Option(..., "--model", help="Registered model name (see `penchant models`)."),
+    out_path: Path = typer.Option(..., "--out", help="Where to write the model artefact (.npz)."),
+    valid: Path = typer.Option(None, "--valid", help="Validation interactions: select settings and stop early on them (not added to the model)."),
+    param: list[str] = typer.Option([], "--param", help=PARAM_HELP),
+    metric: str = typer.Option("ndcg@10", "--metric", help="Validation metric for selection."),
+    min_rating: float = MinRating,
+    user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,
+    encoding: str = Encoding,
+) -> None:
+    """Fit a model on a log and write one artefact that carries its parameters and id vocabularies."""
+    from penchant.data import load, load_triple
+    from penchant.eval.experiment import parse_model_spec
+    from penchant.experiment.fitting import LOG_FAMILIES, fit_model
+    from penchant.models.registry import convert_params, entry
+
+    name, spec_params = parse_model_spec(model)
+    found = entry(name, LOG_FAMILIES)
+    params = convert_params(found.name, {**spec_params, **_pairs(param)})
+    cols = columns(user_col, item_col, rating_col, time_col, sep, encoding)
+    with progress() as bar:
+        task = bar.add_task("reading data", total=None)
+        if valid is not None:
+            tr, _, va = load_triple(train, None, valid, min_rating=min_rating, **cols)  # one vocabulary
+        else:
+            tr, va = load(train, min_rating=min_rating, **cols), None
+        bar.update(task, description=f"fitting {found.name}")
+        fitted = fit_model(found.name, params, tr, va, metric=metric)
+    fitted.save(out_path)
+    chosen = fitted.selected()
+    out.print(f"{found.name} fitted on {tr.n_interactions:,} interactions ({tr.n_users:,} users, {tr.n_items:,} items)"
+              + (f"; selected on validation: {chosen}" if chosen else "") + f"; saved to {out_path}")
+
+
+def recommend(
+    model_path: Path = typer.Option(..., "--model-path", help="A model artefact written by `penchant fit`."),
+    user: list[str] = typer.Option([], "--user", help="External user id (repeatable)."),
+    users_file: Path = typer.Option(None, "--users-file", help="A text file with one user id per line."),
+    k: int = typer.Option(10, "--k", help="List length."),
+    history: Path = typer.Option(None, "--history", help="Recent events of these users (any log format): left out of their lists, and used to fold in users the model does not know."),
+    json_out: Path = typer.Option(..., "--json", help="Write the recommendations as JSON here."),
+    user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,
+    encoding: str = Encoding,
+) -> None:
+    """Top-k items for your users from a fitted model; unknown users by fold-in or popularity."""
+    from penchant.data import load
+    from penchant.errors import ConfigError
+    from penchant.experiment.answers import recommend_for
+    from penchant.models.base import Recommender
+
+    if k < 1:
+        raise ConfigError("--k must be at least 1")
+    ids = list(user) + (_read_ids(users_file) if users_file is not None else [])
+    if not ids:
+        raise ConfigError("give at least one --user ID or a --users-file")
+    fitted = Recommender.load(model_path)
+    events = load(history, **columns(user_col, item_col, rating_col, time_col, sep, encoding)) if history else None
+    answers = recommend_for(fitted, ids, k, events)
+    write_json(json_out, answers.to_json(fitted.name, k))
+    counts = {how: sum(1 for v in answers.fallback.values() if v == how) for how in ("fold-in", "popular")}
+    out.print(f"{fitted.name}: {len(answers.lists):,} users ({len(answers.lists) - len(answers.fallback):,} known to the "
+              f"model, {counts['fold-in']:,} by fold-in, {counts['popular']:,} by popularity); written to {json_out}")
+    if answers.unknown_items:
+        err.print(f"history: {answers.unknown_items:,} of {answers.history_events:,} events name items the model "
+                  "was not fitted on; they were left out of fold-in")
+
+
+def _pairs(raw: list[str]) -> dict[str, str]:
+    from penchant.eval.experiment import parse_params
+
+    return parse_params(raw)
+
+
+def _read_ids(path: Path) -> list[str]:
+    """One id per line (surrounding spaces and blank lines ignored)."""
+    from penchant.errors import DataError
+
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not valid UTF-8 at byte {exc.start}", file=path, expected="one user id per line") from None
+    except FileNotFoundError:
+        raise DataError("no such file", file=path) from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
