@@ -22,7 +22,7 @@ quickstart: $(VENV)/.stamp
 
 test: $(VENV)/.stamp
 	bash scripts/system-packages.sh
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 bench: $(VENV)/.stamp
 	$(BIN)/python benchmarks/bench_evaluate.py

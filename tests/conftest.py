@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,6 +67,23 @@ def penchant(*args: str, cwd: Path | None = None, env: dict | None = None) -> su
                           cwd=cwd, env=full_env, timeout=300)
 
 
+def cli(*args: object) -> tuple[int, str, str]:
+    """Run ``penchant ARGS`` in this process: exit code, stdout, stderr."""
+    import contextlib
+    import io
+
+    from penchant.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main([str(a) for a in args])
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+    return code, out.getvalue(), err.getvalue()
+
+
 @pytest.fixture(scope="session")
 def postgres_server():
     from tests.postgres import PostgresServer
@@ -85,3 +103,25 @@ def database_url(request, tmp_path):
     if request.param == "sqlite":
         return None
     return request.getfixturevalue("postgres_server").database()
+
+
+def tiny_log(seed: int = 0):
+    """60 users × 40 items, 8–20 time-ordered events each with 1–5 ratings, ids that are not indices,
+    and item titles (for the text-reading models)."""
+    from penchant.data import Dataset
+
+    rng = np.random.default_rng(seed)
+    n_users, n_items = 60, 40
+    taste = rng.normal(size=(n_users, 3)) @ rng.normal(size=(3, n_items))
+    users, items = [], []
+    for u in range(n_users):
+        p = np.exp(taste[u] - taste[u].max())
+        chosen = rng.choice(n_items, size=rng.integers(8, 21), replace=False, p=p / p.sum())
+        users += [u] * len(chosen)
+        items += list(chosen)
+    users, items = np.array(users, np.int32), np.array(items, np.int32)
+    titles = np.array([f"film number {i} about {('cats', 'space', 'love', 'war')[i % 4]}" for i in range(n_items)], dtype=object)
+    return Dataset(np.array([f"u{u:03d}" for u in range(n_users)], dtype=object),
+                   np.array([f"item-{i}" for i in range(n_items)], dtype=object), users, items,
+                   ratings=rng.integers(1, 6, len(users)).astype(np.float32),
+                   timestamps=np.arange(len(users), dtype=np.float64), item_text=titles, name="tiny")

@@ -15,7 +15,7 @@ from penchant.data.preference_worlds import cyclic_world, flip_labels, plural_wo
 from penchant.data.preferences import PreferencePairs, pairs_from_ratings, rating_pair_split, split_pairs, write_trl
 from penchant.eval.prefs import evaluate_pairs, expected_calibration_error, fit_temperature, paired_difference
 from penchant.models.preference import PreferenceModel, create_preference
-from tests.conftest import write
+from tests.conftest import cli, write
 
 
 def rated(users, items, ratings, n_users=None, n_items=None) -> Dataset:
@@ -224,6 +224,7 @@ def test_length_baseline_learns_that_longer_replies_win():
     assert bow.theta_.shape == (40,)
 
 
+@pytest.mark.xdist_group("minilm-layers-harmless-base")  # one worker: the second test reads the first's cached states
 def test_minilm_layer_reward_beats_length_and_bag_of_words_on_harmless_base(shared_data):
     """Real dialogue: on HH-RLHF harmless-base prompts never seen in training, a linear reward on
     frozen MiniLM layer states beats both text baselines (each picks its L2 weight on valid)."""
@@ -238,6 +239,35 @@ def test_minilm_layer_reward_beats_length_and_bag_of_words_on_harmless_base(shar
         best = max(fitted, key=lambda m: evaluate_pairs(m, sp.valid).accuracy)
         acc[features] = evaluate_pairs(best, sp.test).accuracy
     assert acc["layers"] > acc["bow"] + 0.03 and acc["layers"] > acc["length"] + 0.05, acc
+
+
+@pytest.mark.xdist_group("minilm-layers-harmless-base")
+def test_text_reward_artefact_scores_unseen_replies_above_length(shared_data, tmp_path):
+    """`prefs fit` on the training prompts of harmless-base, `prefs score` on a file of prompts and
+    replies it never saw: the MiniLM-layer reward, rebuilt from its artefact alone (its fitted
+    standardisation kept), beats the length-only reward on the same rows."""
+    from penchant.data.preferences import pairs_from_text
+
+    pairs = pairs_from_text(read_text_comparisons(shared_data / "hh-rlhf" / "harmless-base-test.jsonl.gz"))
+    sp = split_pairs(pairs, (0.85, 0.0, 0.15), by="group", seed=0)
+    train, test = write_trl(sp.train, tmp_path / "train.jsonl"), write_trl(sp.test, tmp_path / "test.jsonl")
+    seen = {r for line in train.read_text().splitlines() for r in (json.loads(line)["chosen"], json.loads(line)["rejected"])}
+    unseen = [json.loads(line) for line in test.read_text().splitlines()]
+    assert sum(r["chosen"] in seen or r["rejected"] in seen for r in unseen) <= 0.01 * len(unseen)
+    acc = {}
+    for features in ("length", "layers"):
+        model = tmp_path / f"{features}.npz"
+        code, _, err = cli("prefs", "fit", "--train", train, "--model", "bt", "--param", f"features={features}",
+                           "--param", "alpha=10", "--out", model)
+        assert code == 0, err
+        code, _, err = cli("prefs", "score", "--model-path", model, "--pairs", test, "--json", tmp_path / f"{features}.json")
+        assert code == 0, err
+        got = json.loads((tmp_path / f"{features}.json").read_text())
+        assert got["model"] == "bt" and got["pairs_scored"] == len(sp.test) == len(got["prob"])
+        prob = np.array(got["prob"])
+        assert got["accuracy"] == pytest.approx(np.mean((prob > 0.5) + 0.5 * (prob == 0.5)))
+        acc[features] = got["accuracy"]
+    assert acc["layers"] > acc["length"] + 0.05, acc
 
 
 def test_text_files_read_apart_share_prompts_and_replies(tmp_path):

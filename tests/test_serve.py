@@ -18,7 +18,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, penchant, write
+from tests.conftest import ROOT, cli, penchant, write
 
 ADMIN = "pk_admin1_" + "a" * 40
 
@@ -414,3 +414,47 @@ def test_store_restore_from_a_dataset_is_idempotent(tmp_path, shared_data):
     assert star_wars["title"] == "Star Wars" and "Sci-Fi" in star_wars["categories"]
     assert star_wars["attributes"] == {"decade": "1970s"}
     assert sum(r["kind"] == "event" for r in rows) == 100_000
+
+
+@pytest.fixture(scope="module")
+def offline_als(ml100k_dir, tmp_path_factory):
+    """An ALS artefact fitted offline with `penchant fit`, and `penchant recommend`'s answers from it."""
+    folder = tmp_path_factory.mktemp("offline")
+    code, _, err = cli("fit", "--train", ml100k_dir / "ml-100k.inter", "--model", "als", "--param", "factors=16",
+                       "--out", folder / "als.npz")
+    assert code == 0, err
+    code, _, err = cli("recommend", "--model-path", folder / "als.npz", "--user", "1", "--user", "500", "--k", "10",
+                       "--json", folder / "recs.json")
+    assert code == 0, err
+    return folder / "als.npz", json.loads((folder / "recs.json").read_text())
+
+
+def test_an_artefact_fitted_offline_is_served_as_penchant_recommend_answers(client, offline_als):
+    path, expected = offline_als
+    r = client.post("/v1/models/import", params={"activate": True}, content=path.read_bytes(),
+                    headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 201, r.text
+    v = r.json()
+    assert v["model"] == "als" and v["status"] == "ready" and v["active"] and v["kind"] == "recommender"
+    for user in ("1", "500"):
+        got = client.get(f"/v1/users/{user}/recommendations", params={"k": 10}).json()
+        assert got["model"] == f"als:v{v['id']}"
+        assert [x["id"] for x in got["items"]] == [x["item"] for x in expected["users"][user]]
+        assert np.allclose([x["score"] for x in got["items"]], [x["score"] for x in expected["users"][user]], atol=1e-6)
+    bad = client.post("/v1/models/import", content=b"not a model", headers={"Content-Type": "application/octet-stream"})
+    assert bad.status_code == 422 and bad.json()["detail"].startswith("body: not a model artefact")
+    assert [m["id"] for m in client.get("/v1/models").json()] == [v["id"]]  # nothing recorded for the bad upload
+
+
+def test_versions_import_cli_serves_the_artefact_at_start(offline_als, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from penchant.serve.app import create_app
+    from penchant.serve.config import load_settings
+
+    path, expected = offline_als
+    code, out, err = cli("versions", "import", path, "--data-dir", tmp_path / "data", "--activate")
+    assert code == 0 and "imported als as version 1 (active)" in out, err
+    with TestClient(create_app(load_settings(tmp_path / "data", env={}), admin_key=ADMIN)) as c:
+        got = c.get("/v1/users/1/recommendations", params={"k": 10}, headers={"Authorization": f"Bearer {ADMIN}"}).json()
+    assert [x["id"] for x in got["items"]] == [x["item"] for x in expected["users"]["1"]]

@@ -26,7 +26,7 @@ ratings_app = typer.Typer(help="Rating prediction (explicit feedback).", no_args
 ratings_app.command("cv")(eval_cmds.ratings_cv)
 app.add_typer(ratings_app, name="ratings")
 prefs_app = typer.Typer(help="Pairwise preferences (A-versus-B choices).", no_args_is_help=True)
-for _name in ("fit", "evaluate", "compare", "export"):
+for _name in ("fit", "evaluate", "compare", "export", "score"):
     prefs_app.command(_name)(getattr(prefs_cmds, _name))
 app.add_typer(prefs_app, name="prefs")
 converse_app = typer.Typer(help="Conversational recommendation: ask, then recommend.", invoke_without_command=True)
@@ -43,6 +43,9 @@ store_app = typer.Typer(help="The service's data: dump and restore.", no_args_is
 store_app.command("dump")(serve_cmds.store_dump)
 store_app.command("restore")(serve_cmds.store_restore)
 app.add_typer(store_app, name="store")
+versions_app = typer.Typer(help="The service's model versions.", no_args_is_help=True)
+versions_app.command("import")(serve_cmds.models_import)
+app.add_typer(versions_app, name="versions")
 
 
 @app.command("models")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from penchant.cli.render import out, progress, write_json
+from penchant.cli.render import err, out, progress, write_json
 
 SOURCES = ("text", "ids", "ratings")
 
@@ -149,6 +149,23 @@ def fit(
     row = _report(fitted, model, va, None, seed, seconds)
     out.print(f"{model} fitted on {len(tr):,} pairs in {seconds:.1f} s; validation accuracy {row['accuracy']:.4f} "
               f"on {len(va):,} pairs; saved to {out_path}")
+
+
+def score(
+    model_path: Path = typer.Option(..., "--model-path", help="A preference model written by `penchant prefs fit` or `penchant fit`."),
+    pairs: Path = typer.Option(..., "--pairs", help="Comparisons to score: TRL text (prompt/chosen/rejected) or id pairs (user?/winner/loser)."),
+    json_out: Path = typer.Option(..., "--json", help="Write P(first preferred) for every row, in file order, here."),
+) -> None:
+    """Score every row of a comparison file with a fitted model, replies never seen included."""
+    from penchant.experiment.pair_scores import score_pair_file
+    from penchant.models.preference.base import PreferenceModel
+
+    fitted = PreferenceModel.load(model_path)
+    scores = score_pair_file(fitted, pairs)
+    write_json(json_out, scores.to_json(fitted.name))
+    out.print(f"{fitted.name}: {len(scores.prob):,} pairs scored, accuracy {scores.accuracy:.4f}; written to {json_out}")
+    if scores.unknown_options:
+        err.print(f"{scores.unknown_options:,} rows name an option the model was not fitted on: scored P = 0.5")
 
 
 def compare(

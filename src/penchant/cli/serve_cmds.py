@@ -32,6 +32,27 @@ def serve(
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 
 
+def models_import(
+    model_path: Path = typer.Argument(..., help="A model artefact written by `penchant fit` or `penchant prefs fit`."),
+    data_dir: Path = typer.Option(..., "--data-dir", help=DATA_DIR_HELP),
+    database_url: str = typer.Option(None, "--database-url", help=URL_HELP),
+    config: Path = typer.Option(None, "--config", help="TOML settings file."),
+    activate: bool = typer.Option(False, "--activate", help="Make it the live version of its kind."),
+) -> None:
+    """Add a model fitted offline to the service's versions, served without retraining (a running
+    service picks it up at its next start or activation; POST /v1/models/import is the live way)."""
+    from penchant.serve.config import load_settings
+    from penchant.serve.host import ModelHost
+
+    settings = load_settings(data_dir, database_url=database_url, config_file=config)
+    store = _store(data_dir, settings.database_url)
+    host = ModelHost(store, settings)
+    host.load_active()
+    version = host.import_model(model_path, activate)
+    v = store.version(version)
+    out.print(f"imported {v['model']} as version {version}" + (" (active)" if v["active"] else ""))
+
+
 def _store(data_dir: Path, database_url: str | None):
     from penchant.serve.store import Store, make_engine, migrate
     from penchant.serve.store import database_url as url_of

@@ -6,6 +6,7 @@ key over its per-minute budget gets 429.
 
 from __future__ import annotations
 
+import pathlib
 import threading
 import time
 from collections import defaultdict, deque
@@ -14,6 +15,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import Field
+from starlette.concurrency import run_in_threadpool
 
 from penchant.serve.config import Settings
 from penchant.serve.conversations import ConversationHost
@@ -65,8 +67,8 @@ class KeyCache:
 class LimitsAndMetrics:
     """ASGI middleware: 413 for a declared body over ``max_bytes``; request counts and latency."""
 
-    def __init__(self, app, metrics: Metrics, max_bytes: int) -> None:
-        self.app, self.metrics, self.max_bytes = app, metrics, max_bytes
+    def __init__(self, app, metrics: Metrics, max_bytes: int, max_model_bytes: int) -> None:
+        self.app, self.metrics, self.max_bytes, self.max_model_bytes = app, metrics, max_bytes, max_model_bytes
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -75,8 +77,9 @@ class LimitsAndMetrics:
         start = time.perf_counter()
         status = [500]
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            response = JSONResponse({"detail": f"request body over {self.max_bytes} bytes"}, status_code=413)
+        limit = self.max_model_bytes if scope["path"] == "/v1/models/import" else self.max_bytes
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            response = JSONResponse({"detail": f"request body over {limit} bytes"}, status_code=413)
             status[0] = 413
             await response(scope, receive, send)
         else:
@@ -128,7 +131,8 @@ def create_app(settings: Settings, *, admin_key: str | None = None) -> FastAPI:
                   description="Feedback in, recommendations out. Keys: `Authorization: Bearer <key>`.")
     app.state.store, app.state.host, app.state.settings, app.state.metrics = store, host, settings, metrics
 
-    app.add_middleware(LimitsAndMetrics, metrics=metrics, max_bytes=settings.max_request_bytes)
+    app.add_middleware(LimitsAndMetrics, metrics=metrics, max_bytes=settings.max_request_bytes,
+                       max_model_bytes=settings.max_model_bytes)
 
     verified = KeyCache(store)
 
@@ -346,6 +350,26 @@ def create_app(settings: Settings, *, admin_key: str | None = None) -> FastAPI:
             version = host.start_training(body.model, body.params, body.activate)
         except (KeyError, ValueError, TypeError) as e:
             raise HTTPException(422, f"body: {e}") from None
+        return Version(**_public(store.version(version)))
+
+    @app.post("/v1/models/import", tags=["models"], dependencies=[admin], status_code=201)
+    async def import_model(request: Request, activate: bool = False) -> Version:
+        """A model fitted offline (the artefact file written by `penchant fit` or `prefs fit`, as the
+        raw request body) becomes a new ready version, served without retraining."""
+        import tempfile
+
+        from penchant.errors import DataError
+
+        body = await request.body()
+        if len(body) > settings.max_model_bytes:
+            raise HTTPException(413, f"request body over {settings.max_model_bytes} bytes")
+        with tempfile.NamedTemporaryFile(dir=settings.data_dir, suffix=".npz") as f:
+            f.write(body)
+            f.flush()
+            try:
+                version = await run_in_threadpool(host.import_model, pathlib.Path(f.name), activate)
+            except DataError as e:
+                raise HTTPException(422, f"body: {e.message}") from None
         return Version(**_public(store.version(version)))
 
     @app.get("/v1/models", tags=["models"], dependencies=[read])

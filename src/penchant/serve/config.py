@@ -6,6 +6,7 @@ unknown key or a value of the wrong type is an error naming it).
 database_url = "postgresql://user@host/db"   # default: SQLite in the data folder
 rate_limit_per_minute = 1200                 # per API key; 429 beyond it
 max_request_bytes = 2000000                  # 413 beyond it
+max_model_bytes = 1000000000                 # 413 beyond it, for POST /v1/models/import
 max_batch = 10000                            # rows per batch request
 retrain_every_s = 0                          # 0: retrain only on demand
 
@@ -50,6 +51,7 @@ class Settings:
     database_url: str | None = None
     rate_limit_per_minute: int = 1200
     max_request_bytes: int = 2_000_000
+    max_model_bytes: int = 1_000_000_000
     max_batch: int = 10_000
     retrain_every_s: float = 0.0
     model: str = "als"
@@ -64,7 +66,8 @@ class Settings:
         return self.feedback_weights.get(kind, 1.0)
 
 
-_SERVICE = {"database_url": str, "rate_limit_per_minute": int, "max_request_bytes": int, "max_batch": int,
+_SERVICE = {"database_url": str, "rate_limit_per_minute": int, "max_request_bytes": int, "max_model_bytes": int,
+            "max_batch": int,
             "retrain_every_s": float}
 _ENV = {"PENCHANT_DATABASE_URL": "database_url", "PENCHANT_RATE_LIMIT_PER_MINUTE": "rate_limit_per_minute",
         "PENCHANT_RETRAIN_EVERY_S": "retrain_every_s", "PENCHANT_MODEL": "model"}
@@ -136,6 +139,6 @@ def load_settings(data_dir: Path, *, database_url: str | None = None, config_fil
     if settings.model not in model_names():
         raise ConfigError(f"model {settings.model!r} is not registered; known: {', '.join(model_names())}")
     for f in fields(settings):
-        if f.name in ("rate_limit_per_minute", "max_request_bytes", "max_batch") and getattr(settings, f.name) < 1:
+        if f.name in ("rate_limit_per_minute", "max_request_bytes", "max_model_bytes", "max_batch") and getattr(settings, f.name) < 1:
             raise ConfigError(f"{f.name} must be at least 1")
     return settings

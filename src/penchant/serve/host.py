@@ -14,7 +14,6 @@ catalogue; the deployed model is then refitted on everything.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import traceback
@@ -142,22 +141,40 @@ class ModelHost:
                     self.deployed = self._load(v)
 
     def _load(self, v: dict):
-        from penchant.models.base import Recommender
+        """A stored version in memory: the model and its vocabularies, all read from its artefact."""
+        from penchant.models.artefact import load
 
-        folder = Path(v["path"])
+        model = load(Path(v["path"]) / "model.npz")
+        users = {str(u): k for k, u in enumerate(model.user_ids_)}
         if v["kind"] == "preference":
-            from penchant.models.preference.base import PreferenceModel
+            options = np.asarray(model.option_ids_, dtype=object)
+            return DeployedPreference(v["id"], v["model"], model, users, options, {o: k for k, o in enumerate(options)})
+        items = np.asarray(model.item_ids_, dtype=object)
+        popularity = np.bincount(model.train_.indices, minlength=model.n_items_).astype(np.float64)
+        return Deployed(v["id"], v["model"], model, users, items, {i: k for k, i in enumerate(items)}, popularity)
 
-            vocab = json.loads((folder / "vocab.json").read_text())
-            options = np.array(vocab["options"], dtype=object)
-            return DeployedPreference(v["id"], v["model"], PreferenceModel.load(folder / "model.npz"),
-                                      {u: k for k, u in enumerate(vocab["users"])}, options,
-                                      {o: k for k, o in enumerate(options)})
-        model = Recommender.load(folder / "model.npz")
-        vocab = json.loads((folder / "vocab.json").read_text())
-        items = np.array(vocab["items"], dtype=object)
-        return Deployed(v["id"], v["model"], model, {u: k for k, u in enumerate(vocab["users"])}, items,
-                        {i: k for k, i in enumerate(items)}, np.array(vocab["popularity"], dtype=np.float64))
+    def import_model(self, source: Path, activate: bool = False) -> int:
+        """A model fitted elsewhere (an artefact file) as a new ready version, served without
+        retraining; activated when asked or when nothing of its kind is live. Returns its id."""
+        import shutil
+
+        from penchant.models.artefact import Artefact, ArtefactError, load
+
+        art = Artefact.read(source)
+        if art.family == "conversation":
+            raise ArtefactError("a conversation policy is not a servable model version", file=source)
+        kind = "preference" if art.family == "preference" else "recommender"
+        load(source)  # the whole model rebuilds before anything is recorded
+        version = self.store.new_version(art.model, art.params, kind=kind)
+        folder = self.models_dir / f"v{version}"
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, folder / "model.npz")
+        self.store.update_version(version, path=str(folder), metrics={"imported": True, "penchant_version":
+                                                                      art.penchant_version})
+        if activate or (self.preference if kind == "preference" else self.deployed) is None:
+            self._deploy(self.store.version(version))
+        self.store.update_version(version, status="ready", progress=1.0, finished_at=time.time())
+        return version
 
     def start_training(self, model: str | None = None, params: dict | None = None, activate: bool = False) -> int:
         """Queue a training run in a background thread; returns the new version's id."""
@@ -190,14 +207,13 @@ class ModelHost:
                                           finished_at=time.time())
                 traceback.print_exc()
 
-    def _publish(self, version: int, model, vocab: dict, metrics: dict, activate: bool, live) -> None:
-        """Save the model and its vocabularies under ``models/v<version>/``, record the metrics,
+    def _publish(self, version: int, model, metrics: dict, activate: bool, live) -> None:
+        """Save the model's artefact (its vocabularies inside) under ``models/v<version>/``, record the metrics,
         deploy it when asked (or when nothing of its kind is live), then mark it ready — deployed
         before it reads "ready", so whoever waits for "ready" finds it live."""
         folder = self.models_dir / f"v{version}"
         folder.mkdir(parents=True, exist_ok=True)
         model.save(folder / "model.npz")
-        (folder / "vocab.json").write_text(json.dumps(vocab))
         self.store.update_version(version, path=str(folder), metrics=metrics)
         if activate or live is None:
             self._deploy(self.store.version(version))
@@ -220,8 +236,7 @@ class ModelHost:
         report = evaluate_pairs(model, split.valid, resample="pairs")
         metrics = {"accuracy": round(report.accuracy, 5), "log_loss": round(report.log_loss, 5),
                    "comparisons": len(pairs), "users": pairs.n_users, "options": pairs.n_options}
-        vocab = {"users": [str(u) for u in pairs.user_ids], "options": [str(o) for o in pairs.option_ids]}
-        self._publish(version, model, vocab, metrics, activate, self.preference)
+        self._publish(version, model, metrics, activate, self.preference)
 
     def _train(self, version: int, name: str, params: dict, activate: bool) -> None:
         from penchant.data.split import random_holdout
@@ -241,10 +256,7 @@ class ModelHost:
         metrics |= {"users": ds.n_users, "items": ds.n_items, "interactions": ds.n_interactions}
         self.store.update_version(version, progress=0.7)
         model = create(name, **params).fit(ds)
-        popularity = np.bincount(ds.items, minlength=ds.n_items).astype(float)
-        vocab = {"users": [str(u) for u in ds.user_ids], "items": [str(i) for i in ds.item_ids],
-                 "popularity": popularity.tolist()}
-        self._publish(version, model, vocab, metrics, activate, self.deployed)
+        self._publish(version, model, metrics, activate, self.deployed)
 
     def schedule(self, every_s: float) -> threading.Thread:
         """Retrain (and activate) every ``every_s`` seconds when events arrived since the last run."""
@@ -334,6 +346,9 @@ class ModelHost:
         mask = np.zeros(len(scores), dtype=bool)
         banned = set(exclude or []) | ({i for i, _ in events} if exclude_seen else set())
         mask[[d.item_index[i] for i in banned if i in d.item_index]] = True
+        if exclude_seen and user_id in d.user_index:  # what the model was fitted on counts as seen too
+            row = d.model.train_[d.user_index[user_id]]
+            mask[row.indices] = True
         if category is not None:
             mask |= self._outside(d, category)
         return {"user": user_id, "model": source, "items": _best(d, scores, mask, k)}

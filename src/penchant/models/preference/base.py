@@ -17,6 +17,7 @@ import numpy as np
 
 from penchant.data.preferences import PreferencePairs
 from penchant.models.artefact import Artefact
+from penchant.models.preference.features import TextFeatures
 
 def create_preference(name: str, **params: Any) -> PreferenceModel:
     """A preference model by registry name (``bt``, ``pbt``, ``gpm``, ``pal``, ``vpl``, ``dpa``, ...),
@@ -36,6 +37,8 @@ class PreferenceModel:
     #: external ids (str arrays), position = index; set by fit, kept by save/load
     user_ids_: np.ndarray
     option_ids_: np.ndarray
+    #: the fitted text pipeline of models that read option text (kept in the artefact), else None
+    features_: TextFeatures | None = None
 
     def params(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_")}
@@ -100,8 +103,12 @@ class PreferenceModel:
     def save(self, path: str | Path) -> Path:
         """One self-describing artefact (:mod:`penchant.models.artefact`): parameters, the user and
         option vocabularies and the learned state; no pickle."""
-        return Artefact(self.family, self.name, self.params(), self._state(),
-                        {"users": self.user_ids_, "options": self.option_ids_}).write(path)
+        arrays, extra = dict(self._state()), {}
+        if self.features_ is not None:
+            extra["features"], pipeline = self.features_.state()
+            arrays.update({f"features.{k}": v for k, v in pipeline.items()})
+        return Artefact(self.family, self.name, self.params(), arrays,
+                        {"users": self.user_ids_, "options": self.option_ids_}, extra).write(path)
 
     @staticmethod
     def load(path: str | Path) -> PreferenceModel:
@@ -117,7 +124,10 @@ class PreferenceModel:
         model = cls(**art.params)
         model.user_ids_, model.option_ids_ = art.vocab["users"], art.vocab["options"]
         model.n_users_, model.n_options_ = len(model.user_ids_), len(model.option_ids_)
-        model._load_state(art.arrays)
+        if "features" in art.extra:
+            pipeline = {k[len("features."):]: v for k, v in art.arrays.items() if k.startswith("features.")}
+            model.features_ = TextFeatures.from_state(art.extra["features"], pipeline)
+        model._load_state({k: v for k, v in art.arrays.items() if not k.startswith("features.")})
         return model
 
     def __repr__(self) -> str:

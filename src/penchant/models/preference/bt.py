@@ -15,9 +15,10 @@ import numpy as np
 from scipy.optimize import minimize
 
 from penchant.data.preferences import PreferencePairs
+from penchant.errors import ConfigError
 from penchant.models.preference.base import PreferenceModel
 from penchant.models.registry import register
-from penchant.models.preference.features import option_features
+from penchant.models.preference.features import TextFeatures
 from penchant.models.preference.train import check_loss, pair_loss_np
 
 
@@ -72,7 +73,8 @@ class BradleyTerry(Strengths):
         self.loss, self.epsilon, self.strength_heads = loss, epsilon, strength_heads
 
     def _fit(self, train: PreferencePairs, valid: PreferencePairs | None, weight: np.ndarray | None) -> None:
-        x = option_features(train, self.features, self.text_model)
+        self.features_ = None if self.features == "id" else TextFeatures(self.features, self.text_model)
+        x = None if self.features_ is None else self.features_.fit_transform(train)
         if x is None:
             f = _bt_objective(train.winner, train.loser, train.n_options, self.alpha, self.loss, self.epsilon, weight)
             res = minimize(f, np.zeros(train.n_options), jac=True, method="L-BFGS-B",
@@ -87,8 +89,24 @@ class BradleyTerry(Strengths):
                 return float(wt @ value) + self.alpha * float(w @ w), 2.0 * self.alpha * w + diff.T @ (wt * slope)
 
             res = minimize(g, np.zeros(x.shape[1]), jac=True, method="L-BFGS-B", options={"gtol": self.tol, "maxiter": 10_000})
+            self.weights_ = res.x
             self.theta_ = x.astype(np.float64) @ res.x
         self.converged_ = bool(res.success)
+
+    def score_text(self, texts: np.ndarray | list[str], contexts: np.ndarray | list[str] | None = None) -> np.ndarray:
+        """Reward of options given as text, never seen or not: float64 (len(texts),), the linear
+        reward on the fitted feature pipeline (``features`` other than ``id``)."""
+        if self.features_ is None:
+            raise ConfigError(f"this {self.name} model was fitted on option ids (features=id); "
+                              "fit it with features=text, layers, bow or length to score new text")
+        return self.features_.transform(texts, contexts).astype(np.float64) @ self.weights_
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {**super()._state(), **({"weights": self.weights_} if self.features_ is not None else {})}
+
+    def _load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        super()._load_state(arrays)
+        self.weights_ = arrays.get("weights")
 
 
 @register

@@ -1,0 +1,75 @@
+"""P(first ≻ second) for every row of a comparison file, from a fitted preference model.
+
+Text comparisons (TRL layout) are scored through the model's fitted text pipeline, so replies it
+has never seen get a reward (:class:`~penchant.models.protocols.TextScorer`). Id comparisons are
+mapped onto the model's option and user vocabularies; a row naming an option the model does not
+know gets P = 1/2 and is counted. Rows keep the file's order; none is dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from penchant.errors import ConfigError
+from penchant.models.preference.base import PreferenceModel
+from penchant.models.protocols import TextScorer
+
+
+@dataclass
+class PairScores:
+    """``prob[j]`` = P(row j's first (chosen/winner) ≻ its second), in file order, float64 (n,)."""
+
+    prob: np.ndarray
+    unknown_options: int = 0
+
+    @property
+    def accuracy(self) -> float:
+        """Share of rows where the first option gets P > 1/2, a tie (P = 1/2) counted as 1/2."""
+        if not len(self.prob):
+            return float("nan")
+        return float(np.mean((self.prob > 0.5) + 0.5 * (self.prob == 0.5)))
+
+    def to_json(self, model: str) -> dict:
+        """The ``penchant prefs score`` contract, plus the count of rows with unknown options."""
+        return {"model": model, "pairs_scored": int(len(self.prob)), "prob": [float(p) for p in self.prob],
+                "accuracy": self.accuracy, "unknown_options": self.unknown_options}
+
+
+def score_pair_file(model: PreferenceModel, path: str | Path) -> PairScores:
+    """Score every row of the comparison file ``path`` (either layout) with ``model``."""
+    from penchant.data.comparisons import read_id_comparisons, read_text_comparisons
+    from penchant.data.pair_files import comparison_layout
+
+    if comparison_layout(path) == "text":
+        if not isinstance(model, TextScorer):
+            raise ConfigError(f"{model.name} scores options by id and cannot score new text; fit a text reward "
+                              "model (e.g. bt with features=layers) or give an id comparison file")
+        rows = read_text_comparisons(path)
+        n = len(rows)
+        texts = np.concatenate([rows.chosen, rows.rejected])
+        prompts = np.concatenate([rows.prompt, rows.prompt])
+        reward = model.score_text(texts, prompts)
+        return PairScores(_sigmoid(reward[:n] - reward[n:]))
+    ds = read_id_comparisons(path)
+    c = ds.comparisons
+    assert c is not None
+    options = _index(model.option_ids_, ds.item_ids)
+    users = np.where(c.user >= 0, _index(model.user_ids_, ds.user_ids)[np.maximum(c.user, 0)] if ds.n_users else -1, -1)
+    a, b = options[c.winner], options[c.loser]
+    known = (a >= 0) & (b >= 0)
+    prob = np.full(len(a), 0.5)
+    if known.any():
+        prob[known] = model.prob(users[known], a[known], b[known])
+    return PairScores(prob, int((~known).sum()))
+
+
+def _index(vocab: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    table = {str(v): i for i, v in enumerate(vocab)}
+    return np.fromiter((table.get(str(i), -1) for i in ids), dtype=np.int64, count=len(ids))
+
+
+def _sigmoid(margin: np.ndarray) -> np.ndarray:
+    return np.exp(-np.logaddexp(0.0, -np.asarray(margin, dtype=np.float64)))
