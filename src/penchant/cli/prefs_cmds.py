@@ -25,6 +25,9 @@ def _params(name: str, raw: list[str]) -> dict:
     from penchant.eval.experiment import parse_params
     from penchant.models.registry import convert_params, create
 
+    from penchant.models.registry import entry
+
+    name = entry(name, "preference").name  # an unknown name lists the preference models only
     params = convert_params(name, parse_params(raw))
     create(name, family="preference", **params)  # fail before reading any data
     return params

@@ -27,8 +27,14 @@ def serve(
     from penchant.serve.app import create_app
     from penchant.serve.config import load_settings
 
+    from penchant.errors import ConfigError
+    from penchant.serve.keys import KEY_SHAPE, key_id_of
+
+    admin_key = os.environ.get("PENCHANT_ADMIN_KEY")
+    if admin_key is not None and key_id_of(admin_key) is None:
+        raise ConfigError(f"PENCHANT_ADMIN_KEY is not a valid key; {KEY_SHAPE}")
     settings = load_settings(data_dir, database_url=database_url, config_file=config)
-    app = create_app(settings, admin_key=os.environ.get("PENCHANT_ADMIN_KEY"))
+    app = create_app(settings, admin_key=admin_key)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 
 
@@ -147,7 +153,7 @@ def store_restore(
     settings = load_settings(data_dir, database_url=database_url, config_file=config)
     store = _store(data_dir, settings.database_url)
     if in_path is not None:
-        with open(in_path, encoding="utf-8") as f:
+        with open(in_path, "rb") as f:  # decoded line by line, so a bad byte is reported with its line
             counts = store.restore(parse_dump(f, str(in_path), settings.feedback_types))
     else:
         if settings.meaning(event_type) is None:

@@ -12,6 +12,7 @@ import numpy as np
 from penchant.data.build import index_of, sorted_ids
 from penchant.data.dataset import Comparisons, Dataset, Step
 from penchant.data.readers import _pick, read_table
+from penchant.data.tables import json_line
 from penchant.errors import DataError
 
 ASSISTANT_TURN = "\n\nAssistant:"
@@ -57,20 +58,19 @@ def _read_jsonl(path: Path) -> list[dict]:
     opener = gzip.open if path.suffix == ".gz" else open
     rows = []
     try:
-        with opener(path, "rt", encoding="utf-8") as f:  # type: ignore[operator]
-            for number, line in enumerate(f, start=1):
+        with opener(path, "rb") as f:  # type: ignore[operator]
+            for number, raw in enumerate(f, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise DataError(f"byte 0x{raw[exc.start]:02x} at character {exc.start + 1} is not valid UTF-8",
+                                    file=path, line=number, expected="UTF-8 text") from None
                 if not line.strip():
                     continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"invalid JSON: {exc.msg} at character {exc.colno}", file=path, line=number,
-                                    expected="one JSON object per line") from None
+                obj = json_line(line, path, number)
                 if not isinstance(obj, dict):
                     raise DataError("a JSON line is not an object", file=path, line=number, expected="a JSON object")
                 rows.append({"__line__": number, **obj})
-    except UnicodeDecodeError as exc:
-        raise DataError(f"not valid UTF-8 ({exc.reason})", file=path, expected="UTF-8 text") from None
     except FileNotFoundError:
         raise DataError("no such file", file=path) from None
     except (OSError, EOFError) as exc:
@@ -143,15 +143,15 @@ def read_id_comparisons(path: str | Path, *, user_col: str | None = None, winner
     """
     table = read_table(path, required=(winner_col, loser_col))
     ucol = _pick(table.frame.columns, user_col, ("user", "user_id", "userId"), "user", table, False)
-    winners = table.strings(winner_col).to_numpy().astype(object)
-    losers = table.strings(loser_col).to_numpy().astype(object)
+    winners = table.ids(winner_col)
+    losers = table.ids(loser_col)
     same = np.flatnonzero(winners.astype(str) == losers.astype(str))
     if len(same):
         raise table.error(f"winner and loser are both {winners[same[0]]!r}", row=int(same[0]), column=loser_col,
                           expected="two different items")
     item_vocab = sorted_ids(np.concatenate([winners, losers]))
     if ucol is not None:
-        user_raw = table.strings(ucol).to_numpy().astype(object)
+        user_raw = table.ids(ucol)
         user_vocab = sorted_ids(user_raw)
         user = index_of(user_vocab, user_raw).astype(np.int32)
     else:

@@ -161,13 +161,13 @@ def _year_from_title(titles: pl.Series) -> list[list[str]]:
 
 
 def _ratings(t: Table, user: str = "user", item: str = "item") -> Log:
-    return Log(t, t.strings(user).to_numpy().astype(object), t.strings(item).to_numpy().astype(object),
+    return Log(t, t.ids(user), t.ids(item),
                t.floats("rating"), t.timestamps("timestamp"))
 
 
 def _users(path: Path, names: list[str], sep: str) -> SideTable:
     ut = read_delimited(path, sep=sep, header=False, names=names, quoting=False)
-    return SideTable(ut, ut.strings("user").to_numpy().astype(object),
+    return SideTable(ut, ut.ids("user"),
                      {c: [[v] for v in ut.strings(c).to_list()] for c in ("age", "gender", "occupation")})
 
 
@@ -184,7 +184,7 @@ def read_grouplens(folder: Path) -> tuple[Log, SideTable | None, SideTable | Non
             flags = np.column_stack([it.strings(f"g{i}").to_numpy() == "1" for i in range(19)])
             genres = [[g for g, on in zip(ML100K_GENRES, row) if on] for row in flags]
             years = it.strings("release_date", allow_empty=True).str.extract(r"(\d{4})$", 1)
-            items = SideTable(it, it.strings("item").to_numpy().astype(object),
+            items = SideTable(it, it.ids("item"),
                               {"genre": genres, "release_year": [[y] if y else [] for y in years.to_list()]},
                               it.strings("title").to_numpy().astype(object))
         if (folder / "u.user").exists():
@@ -198,7 +198,7 @@ def read_grouplens(folder: Path) -> tuple[Log, SideTable | None, SideTable | Non
             it = read_delimited(folder / "movies.dat", sep="::", header=False, names=["item", "title", "genres"],
                                 encoding="latin-1", quoting=False)
             titles = it.strings("title")
-            items = SideTable(it, it.strings("item").to_numpy().astype(object),
+            items = SideTable(it, it.ids("item"),
                               {"genre": it.strings("genres").str.split("|").to_list(), "release_year": _year_from_title(titles)},
                               titles.to_numpy().astype(object))
         if (folder / "users.dat").exists():
@@ -212,7 +212,7 @@ def read_grouplens(folder: Path) -> tuple[Log, SideTable | None, SideTable | Non
             it = read_delimited(folder / "movies.csv", sep=",", required=("movieId", "title", "genres"))
             titles = it.strings("title")
             genres = [[g for g in row if g != "(no genres listed)"] for row in it.strings("genres").str.split("|").to_list()]
-            items = SideTable(it, it.strings("movieId").to_numpy().astype(object),
+            items = SideTable(it, it.ids("movieId"),
                               {"genre": genres, "release_year": _year_from_title(titles)}, titles.to_numpy().astype(object))
         return log, items, None
     raise DataError("no GroupLens MovieLens files here", file=folder,

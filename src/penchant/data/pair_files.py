@@ -29,13 +29,20 @@ def comparison_layout(path: str | Path) -> str:
     if not path.exists():
         raise DataError("no such file", file=path, expected="a comparison file")
     if ".jsonl" in path.suffixes or ".json" in path.suffixes:
+        from penchant.data.comparisons import json_line
+
         opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as f:
-            first = next((line for line in f if line.strip()), "")
         try:
-            fields = set(json.loads(first)) if first else set()
-        except json.JSONDecodeError as e:
-            raise DataError(f"not JSON: {e.msg}", file=path, line=1, expected="one JSON object per line") from None
+            with opener(path, "rb") as f:
+                first = next((line for line in f if line.strip()), b"")
+            text = first.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"not valid UTF-8 ({exc.reason})", file=path, expected="UTF-8 text") from None
+        except (OSError, EOFError) as exc:
+            raise DataError(f"cannot be read ({exc})", file=path,
+                            expected="a gzip file" if path.suffix == ".gz" else "JSON lines") from None
+        record = json_line(text, path, 1) if text.strip() else {}
+        fields = set(record) if isinstance(record, dict) else set()
     else:
         from penchant.data.readers import read_table
 

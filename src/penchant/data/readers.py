@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from penchant.data.tables import Table, read_delimited, read_parquet
+from penchant.data.tables import Table, read_delimited, read_json_lines, read_parquet
 from penchant.errors import DataError
 
 USER_ALIASES = ("user", "user_id", "userid", "userId", "uid", "customer_id", "visitorid")
@@ -131,10 +131,14 @@ def read_atomic(path: str | Path, required: tuple[str, ...] = ()) -> tuple[Table
 
 def read_table(path: str | Path, *, sep: str | None = None, encoding: str = "utf-8",
                required: tuple[str, ...] = ()) -> Table:
-    """Read any supported tabular file (CSV/TSV/other delimited text, Parquet) as strings."""
+    """Read any supported tabular file (CSV/TSV/other delimited text, JSON lines, Parquet) as strings."""
     path = Path(path)
     if path.suffix.lower() in (".parquet", ".pq"):
         table = read_parquet(path)
+        table.require(*required)
+        return table
+    if {".jsonl", ".ndjson"} & {x.lower() for x in path.suffixes}:
+        table = read_json_lines(path, encoding)
         table.require(*required)
         return table
     return read_delimited(path, sep=sep, encoding=encoding, required=required)
@@ -180,8 +184,8 @@ def log_from_table(table: Table, *, user_col: str | None = None, item_col: str |
     assert ucol is not None and icol is not None
     return Log(
         table=table,
-        user=table.strings(ucol).to_numpy().astype(object),
-        item=table.strings(icol).to_numpy().astype(object),
+        user=table.ids(ucol),
+        item=table.ids(icol),
         rating=None if rcol is None else table.floats(rcol),
         timestamp=None if tcol is None else table.timestamps(tcol),
     )
@@ -211,6 +215,7 @@ def side_from_atomic(path: str | Path, id_col: str) -> SideTable:
     which becomes the text. Float columns are validated but not used as categories.
     """
     table, types = read_atomic(path, required=(id_col,))
+    table.ids(id_col)  # invisible characters are an error here too
     ids = table.strings(id_col)
     dup = ids.is_duplicated()
     if dup.any():

@@ -7,7 +7,11 @@ Line numbers count from 1 with the header as line 1.
 
 from __future__ import annotations
 
+import csv
+import gzip
 import io
+import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +20,8 @@ import polars as pl
 
 from penchant.errors import DataError
 
+#: control and format characters (NUL, zero-width spaces, BOM, bidi marks, line/paragraph separators)
+INVISIBLE = "[\\x00-\\x1f\\x7f-\\x9f\\u00ad\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\ufeff]"
 _DELIMITER_NAMES = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe", "::": "'::'", " ": "space"}
 _SNIFF_ORDER = ("\t", "::", ",", ";", "|")
 _EXTENSION_DELIMITERS = {".tsv": "\t", ".inter": "\t", ".item": "\t", ".user": "\t", ".kg": "\t",
@@ -68,6 +74,20 @@ class Table:
                 raise self.error("empty value", row=row, column=column, expected="a non-empty value")
         return values
 
+    def ids(self, column: str) -> np.ndarray:
+        """The column as ids (object (rows,) of str): non-empty, and free of invisible characters,
+        which would otherwise make ``a`` and ``a\\x00`` two ids a reader cannot tell apart."""
+        values = self.strings(column)
+        hidden = values.str.contains(INVISIBLE)
+        if hidden.any():
+            row = int(hidden.arg_true()[0])
+            value = values[row]
+            char = next(c for c in value if re.match(INVISIBLE, c))
+            raise self.error(f"id {value!r} contains the invisible character U+{ord(char):04X}; ids that differ "
+                             "only by invisible characters would look like one", row=row, column=column,
+                             expected="ids of visible characters")
+        return values.to_numpy().astype(object)
+
     def floats(self, column: str, *, allow_empty: bool = False) -> np.ndarray:
         """The column parsed as float64; shape (rows,). Empty values are NaN when allowed."""
         values = self.strings(column, allow_empty=allow_empty)
@@ -98,9 +118,72 @@ class Table:
         return parsed.dt.epoch("us").to_numpy().astype(np.float64) / 1e6
 
 
+#: deeper than this, a JSON value is refused before Python's parser recurses through it
+MAX_JSON_DEPTH = 64
+
+
+def json_line(line: str, path: Path, number: int) -> object:
+    """One line of a JSON-lines file parsed, every problem a DataError naming the file and line."""
+    depth = _max_depth(line)
+    if depth > MAX_JSON_DEPTH:
+        raise DataError(f"JSON nested {depth:,} levels deep", file=path, line=number,
+                        expected=f"at most {MAX_JSON_DEPTH} levels of nesting")
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"invalid JSON: {exc.msg} at character {exc.colno}", file=path, line=number,
+                        expected="one JSON object per line") from None
+
+
+def _max_depth(line: str) -> int:
+    """Deepest bracket nesting of a JSON text (brackets inside strings may overcount, never undercount
+    a real nesting), vectorised over the characters."""
+    if "[" not in line and "{" not in line:
+        return 0
+    codes = np.frombuffer(line.encode("utf-8"), dtype=np.uint8)
+    step = np.isin(codes, (ord("["), ord("{"))).astype(np.int64) - np.isin(codes, (ord("]"), ord("}")))
+    return int(np.cumsum(step).max())
+
+
+def read_json_lines(path: Path, encoding: str = "utf-8") -> Table:
+    """A JSON-lines log (``.jsonl``/``.ndjson``, optionally gzipped): one object a line, scalar fields
+    read as strings; a nested field is an error naming its line and field."""
+    raw = path.read_bytes() if path.exists() else None
+    if raw is None:
+        raise DataError("no such file", file=path)
+    if path.suffix.lower() == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise DataError(f"named .gz but not readable as gzip ({exc})", file=path) from None
+    text = _decode(raw, path, encoding).decode("utf-8")
+    rows, lines = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        obj = json_line(line, path, number)
+        if not isinstance(obj, dict):
+            raise DataError("a JSON line is not an object", file=path, line=number, expected="a JSON object")
+        nested = next((k for k, v in obj.items() if isinstance(v, (dict, list))), None)
+        if nested is not None:
+            raise DataError("a nested value", file=path, line=number, column=nested, expected="a string or a number")
+        rows.append({k: None if v is None else str(v) for k, v in obj.items()})
+        lines.append(number)
+    if not rows:
+        raise DataError("the file is empty", file=path, line=1, expected="at least one JSON object")
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    frame = pl.DataFrame({c: [r.get(c) for r in rows] for c in columns}, schema={c: pl.String for c in columns})
+    if lines != list(range(1, len(lines) + 1)):  # blank lines: rows no longer match lines one to one
+        lines_kind = "row"
+    else:
+        lines_kind = "line"
+    return Table(frame=frame, path=path, first_line=1, line_kind=lines_kind)
+
+
 def delimiter_for(path: Path) -> str | None:
     """The delimiter implied by a file's extension, or None to sniff it."""
-    return _EXTENSION_DELIMITERS.get(path.suffix.lower())
+    suffixes = [x.lower() for x in path.suffixes if x.lower() != ".gz"]
+    return _EXTENSION_DELIMITERS.get(suffixes[-1]) if suffixes else None
 
 
 def _decode(raw: bytes, path: Path, encoding: str) -> bytes:
@@ -184,6 +267,12 @@ def read_delimited(
         raise DataError("no such file", file=path) from None
     except IsADirectoryError:
         raise DataError("is a folder, not a file", file=path) from None
+    if path.suffix.lower() == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise DataError(f"named .gz but not readable as gzip ({exc})", file=path,
+                            expected="a gzip-compressed file, or the name without .gz") from None
     if not raw.strip():
         raise DataError("the file is empty", file=path, line=1,
                         expected="a header line and at least one row" if header else "at least one row")
@@ -224,11 +313,32 @@ def read_delimited(
                             new_columns=None if header else names, infer_schema=False,
                             quote_char='"' if quoting else None, truncate_ragged_lines=False)
     except pl.exceptions.PolarsError as exc:
+        if quoting:
+            _locate_quoted_error(data, sep, n_fields, path)
         raise DataError(f"cannot be parsed as {_DELIMITER_NAMES.get(sep, repr(sep))}-separated text: "
                         f"{str(exc).splitlines()[0]}", file=path) from None
     if header:
         frame = frame.rename({c: c.strip() for c in frame.columns})
     return Table(frame=frame, path=path, first_line=2 if header else 1)
+
+
+def _locate_quoted_error(data: bytes, sep: str, n_fields: int, path: Path) -> None:
+    """Raise a DataError at the physical line where the first bad record of a quoted file starts (a
+    quoted field may hold newlines, so records and lines differ); returns when none is found."""
+    reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""), delimiter=sep, quotechar='"', strict=True)
+    start = 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise DataError(f"a quoted field is not closed or is malformed ({exc})", file=path, line=start,
+                            expected='fields quoted as "...", a quote inside written as ""') from None
+        if row and len(row) != n_fields:
+            raise DataError(f"{len(row)} fields where the header has {n_fields}", file=path, line=start,
+                            expected=f"{n_fields} {_DELIMITER_NAMES.get(sep, repr(sep))}-separated fields")
+        start = reader.line_num + 1
 
 
 def read_parquet(path: str | Path) -> Table:
@@ -242,5 +352,9 @@ def read_parquet(path: str | Path) -> Table:
         raise DataError(f"not a readable Parquet file: {str(exc).splitlines()[0]}", file=path) from None
     if frame.height == 0:
         raise DataError("the file has no rows", file=path, expected="at least one row")
+    nested = [name for name, kind in frame.schema.items() if kind.is_nested()]
+    if nested:
+        raise DataError(f"holds {frame.schema[nested[0]]} values, which penchant does not read",
+                        file=path, column=nested[0], expected="scalar columns only (drop or flatten that column)")
     frame = frame.with_columns(pl.all().cast(pl.String))
     return Table(frame=frame, path=path, first_line=1, line_kind="row")

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from pydantic import ValidationError
 
+from penchant.data.tables import json_line
 from penchant.errors import DataError
 from penchant.serve.schemas import ComparisonIn, EventIn, ItemIn, UserIn
 
@@ -25,13 +27,15 @@ def parse_dump(lines: Iterable[str | bytes], source: str = "dump", known_types: 
     """Validated rows from dump lines; a bad line raises :class:`DataError` naming it."""
     types = set(known_types) if known_types is not None else None
     for number, line in enumerate(lines, 1):
-        line = line.decode() if isinstance(line, bytes) else line
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"byte 0x{line[e.start]:02x} at character {e.start + 1} is not valid UTF-8", file=source,
+                                line=number, expected="UTF-8 text") from None
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"not JSON: {e.msg}", file=source, line=number, expected="one JSON object per line") from None
+        row = json_line(line, Path(source), number)
         kind = row.pop("kind", None) if isinstance(row, dict) else None
         if kind not in SCHEMAS:
             raise DataError(f"kind is {kind!r}", file=source, line=number, column="kind", expected="user, item, event or comparison")

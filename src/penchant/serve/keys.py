@@ -8,9 +8,12 @@ import hashlib
 import hmac
 import secrets
 
+from penchant.errors import ConfigError
 from penchant.serve.store import Store
 
 SCOPES = ("read", "write", "admin")
+KEY_SHAPE = ("a key looks like pk_<id>_<secret>: 'pk_', an id of letters and digits, '_', then a secret of at least "
+             "16 characters (e.g. pk_admin1_ followed by 40 random letters; `penchant keys create` makes one)")
 
 
 def digest(key: str) -> str:
@@ -25,14 +28,14 @@ def create_key(store: Store, name: str, scope: str, key: str | None = None) -> s
         key = f"pk_{secrets.token_hex(6)}_{secrets.token_urlsafe(32)}"
     key_id = key_id_of(key)
     if key_id is None:
-        raise ValueError("a key looks like pk_<id>_<secret>")
+        raise ConfigError(KEY_SHAPE)
     store.add_key(key_id, name, digest(key), scope)
     return key
 
 
 def key_id_of(key: str) -> str | None:
     parts = key.split("_", 2)
-    if len(parts) != 3 or parts[0] != "pk" or not parts[1] or len(parts[2]) < 16:
+    if len(parts) != 3 or parts[0] != "pk" or not parts[1].isalnum() or len(parts[2]) < 16 or not parts[2].isprintable():
         return None
     return parts[1]
 
