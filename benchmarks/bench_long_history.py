@@ -97,7 +97,7 @@ def quality() -> None:
     from penchant.data import load_movielens
     from penchant.data.split import leave_last_out
     from penchant.eval.evaluate import build_target
-    from penchant.eval.experiment import run
+    from penchant.experiment.run import run
 
     split = leave_last_out(load_movielens("ml-100k"), n_test=1, n_valid=1)
     target = build_target(split.train, split.test, (split.valid,))

@@ -18,7 +18,7 @@ import numpy as np
 from penchant.data import load_movielens
 from penchant.data.split import leave_last_out
 from penchant.eval.evaluate import build_target
-from penchant.eval.experiment import run
+from penchant.experiment.run import run
 
 MODELS = ["pop", "ease", "als", "markov", "lastitemknn", "gru4rec", "sasrec"]
 NON_SEQUENTIAL = {"pop", "ease", "als", "itemknn", "edlae", "dlae", "bpr"}

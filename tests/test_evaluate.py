@@ -144,7 +144,8 @@ def test_targets_are_shared_so_models_see_the_same_users():
 
 
 def test_top_k_breaks_ties_by_item_index_even_at_the_cut():
-    from hypothesis import given, settings, strategies as st
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
     from hypothesis.extra.numpy import arrays
 
     from penchant.models.ranking import top_k

@@ -107,7 +107,7 @@ def test_gru4rec_beats_markov_and_ease_on_movielens_leave_last_out(ml100k):
     Markov chain and EASE (the best non-sequential model here) by 10%."""
     from penchant.data.split import leave_last_out
     from penchant.eval.evaluate import build_target
-    from penchant.eval.experiment import run
+    from penchant.experiment.run import run
 
     split = leave_last_out(ml100k, n_test=1, n_valid=1)
     target = build_target(split.train, split.test, (split.valid,))

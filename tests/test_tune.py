@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from penchant.errors import ConfigError
-from penchant.eval.tune import tune
+from penchant.experiment.tune import tune
 
 
 def test_tune_itemknn_records_trials_and_refits(ml100k_split):

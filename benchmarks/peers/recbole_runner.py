@@ -31,7 +31,6 @@ from recbole.data import create_dataset, data_preparation  # noqa: E402
 from recbole.utils import get_model, get_trainer, init_seed  # noqa: E402
 from recbole.utils.case_study import full_sort_topk  # noqa: E402
 
-
 GRIDS = {
     "EASE": [{"reg_weight": float(v)} for v in np.geomspace(10, 10000, 27)],
     "ItemKNN": [{"k": k, "shrink": s} for k in (10, 20, 50, 100, 200, 400, 800, 1600, 3200) for s in (0.0, 10.0, 100.0)],

@@ -19,8 +19,8 @@ import torch  # noqa: F401  (imported before any timing: no library's fit second
 
 from penchant.data import load_triple
 from penchant.eval.evaluate import build_target, evaluate
-from penchant.eval.experiment import run
 from penchant.eval.lists import read_ranked_lists
+from penchant.experiment.run import run
 
 PENCHANT = ["pop", "itemknn", "rp3beta", "ease", "edlae", "dlae", "als", "bpr", "multvae", "lightgcn"]
 STOCHASTIC = {"als", "bpr", "multvae", "lightgcn"}

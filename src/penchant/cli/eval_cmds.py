@@ -31,7 +31,7 @@ def evaluate(
 ) -> None:
     """Fit one model on train (selecting on valid) and rank the full catalogue for every test user."""
     from penchant.data import load_triple
-    from penchant.eval.experiment import parse_params, run
+    from penchant.experiment.run import parse_params, run
 
     params = parse_params(param)
     with progress() as bar:
@@ -75,8 +75,8 @@ def compare(
     from penchant.data.split import random_holdout
     from penchant.errors import ConfigError
     from penchant.eval.evaluate import build_target
-    from penchant.eval.experiment import parse_model_spec, run
     from penchant.eval.report import leaderboard
+    from penchant.experiment.run import parse_model_spec, run
 
     cols = columns(user_col, item_col, rating_col, time_col, sep, encoding)
     if data is not None:
@@ -116,8 +116,8 @@ def quickstart(
     from penchant.data.movielens import fetch_movielens
     from penchant.data.split import random_holdout
     from penchant.eval.evaluate import build_target
-    from penchant.eval.experiment import run
     from penchant.eval.report import leaderboard
+    from penchant.experiment.run import run
 
     with progress() as bar:
         task = bar.add_task(f"fetching {dataset}", total=None)
@@ -164,8 +164,8 @@ def ratings_cv(
     """K-fold RMSE and MAE of a rating-prediction model (each fold early-stops on 5% of its training part)."""
     from penchant.data import load
     from penchant.errors import ConfigError
-    from penchant.eval.experiment import parse_params
-    from penchant.eval.rating import cross_validate
+    from penchant.experiment.rating_cv import cross_validate
+    from penchant.experiment.run import parse_params
     from penchant.models import model_class
     from penchant.models.rating import RatingModel
 
@@ -200,8 +200,8 @@ def tune_cmd(
     """Search a model's hyper-parameters on the validation split (Optuna TPE, median pruning), then refit the best."""
     from penchant.data import load_triple
     from penchant.eval.evaluate import evaluate as run_eval
-    from penchant.eval.experiment import parse_params
-    from penchant.eval.tune import tune
+    from penchant.experiment.run import parse_params
+    from penchant.experiment.tune import tune
 
     tr, va, te = load_triple(train, valid, test if test is not None else valid, min_rating=min_rating,
                              **columns(user_col, item_col, rating_col, time_col, sep, encoding))

@@ -12,6 +12,20 @@ from penchant.errors import PenchantError
 
 app = typer.Typer(name="penchant", help="Learn what each person prefers, and act on it.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from penchant import __version__
+
+        print(f"penchant {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.", callback=_version,
+                                       is_eager=True)) -> None:
+    """Learn what each person prefers, and act on it."""
 data_app = typer.Typer(help="Inspect feedback data.", no_args_is_help=True)
 data_app.command("inspect")(data_cmds.inspect)
 app.add_typer(data_app, name="data")

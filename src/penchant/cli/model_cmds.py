@@ -25,8 +25,8 @@ def fit(
 ) -> None:
     """Fit a model on a log and write one artefact that carries its parameters and id vocabularies."""
     from penchant.data import load, load_triple
-    from penchant.eval.experiment import parse_model_spec
     from penchant.experiment.fitting import LOG_FAMILIES, fit_model
+    from penchant.experiment.run import parse_model_spec
     from penchant.models.registry import convert_params, entry
 
     name, spec_params = parse_model_spec(model)
@@ -81,7 +81,7 @@ def recommend(
 
 
 def _pairs(raw: list[str]) -> dict[str, str]:
-    from penchant.eval.experiment import parse_params
+    from penchant.experiment.run import parse_params
 
     return parse_params(raw)
 

@@ -22,10 +22,8 @@ PARAM_HELP = "key=value model parameter (repeat), e.g. loss=robust, epsilon=0.1,
 
 
 def _params(name: str, raw: list[str]) -> dict:
-    from penchant.eval.experiment import parse_params
-    from penchant.models.registry import convert_params, create
-
-    from penchant.models.registry import entry
+    from penchant.experiment.run import parse_params
+    from penchant.models.registry import convert_params, create, entry
 
     name = entry(name, "preference").name  # an unknown name lists the preference models only
     params = convert_params(name, parse_params(raw))
@@ -182,7 +180,7 @@ def compare(
     """Split one comparison source 80/10/10, fit several models on the first part (early stopping
     and temperature on the second) and compare them on the last, baselines included."""
     from penchant.errors import ConfigError
-    from penchant.eval.experiment import parse_model_spec
+    from penchant.experiment.run import parse_model_spec
     from penchant.models.registry import convert_params
 
     if source not in SOURCES:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from penchant.eval.report import Leaderboard
+if TYPE_CHECKING:
+    from penchant.eval.report import Leaderboard
 
 out = Console(width=None if Console().is_terminal else 160)
 err = Console(stderr=True)

@@ -24,10 +24,9 @@ def serve(
     set) becomes an admin key."""
     import uvicorn
 
+    from penchant.errors import ConfigError
     from penchant.serve.app import create_app
     from penchant.serve.config import load_settings
-
-    from penchant.errors import ConfigError
     from penchant.serve.keys import KEY_SHAPE, key_id_of
 
     admin_key = os.environ.get("PENCHANT_ADMIN_KEY")

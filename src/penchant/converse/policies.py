@@ -32,7 +32,6 @@ from penchant.models.registry import create, model_names, register
 from penchant.simulate.mcr import LIST_SIZE, Action
 
 
-
 def policy_names() -> list[str]:
     """The conversation policies of the one registry."""
     return model_names("conversation")

@@ -7,8 +7,16 @@ from pathlib import Path
 from penchant.data.build import Dedupe, build_datasets
 from penchant.data.dataset import Dataset
 from penchant.data.movielens import fetch_movielens, grouplens_layout, read_grouplens
-from penchant.data.readers import (KnowledgeGraph, Log, SideTable, is_atomic, log_from_frame, read_knowledge_graph,
-                                   read_log, side_from_atomic)
+from penchant.data.readers import (
+    KnowledgeGraph,
+    Log,
+    SideTable,
+    is_atomic,
+    log_from_frame,
+    read_knowledge_graph,
+    read_log,
+    side_from_atomic,
+)
 from penchant.errors import DataError
 
 

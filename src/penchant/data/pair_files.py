@@ -11,7 +11,6 @@ model fitted on one can be asked about the other.
 from __future__ import annotations
 
 import gzip
-import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path

@@ -241,7 +241,7 @@ class ModelHost:
     def _train(self, version: int, name: str, params: dict, activate: bool) -> None:
         from penchant.data.split import random_holdout
         from penchant.eval.evaluate import evaluate
-        from penchant.models.registry import create
+        from penchant.experiment.fitting import fit_model
 
         events = self.store.all_feedback()
         ds = events_dataset(events, self.settings)
@@ -249,13 +249,13 @@ class ModelHost:
             raise ValueError("no positive feedback to learn from")
         self.store.update_version(version, progress=0.1, events=len(events))
         split = random_holdout(ds, (0.9, 0.0, 0.1), seed=0)
-        held = create(name, **params).fit(split.train)
+        held = fit_model(name, params, split.train)
         self.store.update_version(version, progress=0.5)
         result = evaluate(held, split.train, split.test, ks=(min(10, ds.n_items),), beyond_accuracy=False)
         metrics = {k: round(float(v), 5) for k, v in result.metrics().items()}
         metrics |= {"users": ds.n_users, "items": ds.n_items, "interactions": ds.n_interactions}
         self.store.update_version(version, progress=0.7)
-        model = create(name, **params).fit(ds)
+        model = fit_model(name, params, ds)
         self._publish(version, model, metrics, activate, self.deployed)
 
     def schedule(self, every_s: float) -> threading.Thread:

@@ -19,6 +19,7 @@ from penchant.data.preferences import PreferencePairs
 from penchant.models.artefact import Artefact
 from penchant.models.preference.features import TextFeatures
 
+
 def create_preference(name: str, **params: Any) -> PreferenceModel:
     """A preference model by registry name (``bt``, ``pbt``, ``gpm``, ``pal``, ``vpl``, ``dpa``, ...),
     through the one registry (:func:`penchant.models.registry.create`)."""

@@ -17,9 +17,9 @@ from scipy.optimize import minimize
 from penchant.data.preferences import PreferencePairs
 from penchant.errors import ConfigError
 from penchant.models.preference.base import PreferenceModel
-from penchant.models.registry import register
 from penchant.models.preference.features import TextFeatures
 from penchant.models.preference.train import check_loss, pair_loss_np
+from penchant.models.registry import register
 
 
 def _bt_objective(winner: np.ndarray, loser: np.ndarray, n: int, alpha: float, loss: str = "plain",

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from penchant.models.registry import register
 from penchant.models.preference.neural import TRAINING_ARGS, NeuralPreference, option_net
+from penchant.models.registry import register
 
 
 @register

@@ -35,10 +35,10 @@ from __future__ import annotations
 import numpy as np
 
 from penchant.data.preferences import PreferencePairs
-from penchant.models.registry import register
 from penchant.models.preference.features import option_features
 from penchant.models.preference.neural import NeuralPreference, option_net
 from penchant.models.preference.train import check_loss, judged_by, pair_loss, pair_loss_terms
+from penchant.models.registry import register
 from penchant.models.training import EarlyStopping, seed_torch
 
 

@@ -26,8 +26,8 @@ from __future__ import annotations
 import numpy as np
 
 from penchant.data.preferences import PreferencePairs
-from penchant.models.registry import register
 from penchant.models.preference.neural import TRAINING_ARGS, NeuralUtility, option_net
+from penchant.models.registry import register
 
 
 @register

@@ -1,4 +1,5 @@
-"""Fit-then-evaluate, the one protocol behind ``penchant evaluate``, ``compare`` and ``quickstart``.
+"""Fit-then-evaluate, the one protocol behind ``penchant evaluate``, ``compare`` and ``quickstart``;
+fitting goes through :func:`~penchant.experiment.fitting.fit_model`.
 
 The model is fitted on train; validation data serves only its selection (through a validator)
 and is masked, together with train, when ranking for the test users.
@@ -11,8 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from penchant.data import Dataset
-from penchant.eval.evaluate import EvalResult, Target, build_target, evaluate, validator
-from penchant.models import create
+from penchant.eval.evaluate import EvalResult, Target, build_target, evaluate
+from penchant.experiment.fitting import fit_model
 from penchant.models.protocols import SessionScorer
 
 
@@ -39,12 +40,10 @@ def run(name: str, params: dict[str, Any], train: Dataset, valid: Dataset | None
         ks: list[int], metric: str = "ndcg@10", target: Target | None = None, sampled: int | None = None,
         seed: int = 0, label: str | None = None, status: Callable[[str], None] | None = None) -> EvalResult:
     """Fit model ``name`` on ``train`` (selecting on ``valid``) and evaluate it on ``test``."""
-    model = create(name, **params)
-    check = validator(train, valid, metric) if valid is not None and valid.n_interactions else None
     if status:
         status(f"fitting {label or name}")
     start = time.perf_counter()
-    model.fit(train, check)
+    model = fit_model(name, params, train, valid, metric=metric)
     fit_seconds = time.perf_counter() - start
     if status:
         status(f"evaluating {label or name}")
