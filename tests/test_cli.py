@@ -143,7 +143,7 @@ def test_ratings_cv_command(tmp_path):
     res = json.loads((tmp_path / "cv.json").read_text())
     assert len(res["folds"]) == 3 and 0.5 < res["rmse"] < 3
     r = penchant("ratings", "cv", data, "--model", "ease")
-    assert r.returncode == 2 and "does not predict ratings" in r.stderr
+    assert r.returncode == 2 and "is a ranking model; here a rating model is needed: biasedmf, fm" in r.stderr
 
 
 def test_kcore_and_min_rating_in_inspect(ml100k_dir, tmp_path):

@@ -82,7 +82,7 @@ def test_fit_selects_on_validation_and_keeps_parameters(tmp_path):
     (["recommend", "--model-path", "{tmp}/text.npz", "--user", "1", "--json", "{tmp}/o.json"], "not a model artefact"),
     (["recommend", "--model-path", "{tmp}/text.npz", "--json", "{tmp}/o.json"], "at least one --user"),
     (["fit", "--train", "{tmp}/log.csv", "--model", "als", "--param", "values=banana", "--out", "{tmp}/m.npz"], "is not a boolean"),
-    (["fit", "--train", "{tmp}/log.csv", "--model", "bt", "--out", "{tmp}/m.npz"], "is a preference model"),
+    (["fit", "--train", "{tmp}/log.csv", "--model", "maxent", "--out", "{tmp}/m.npz"], "is a conversation model"),
     (["fit", "--train", "{tmp}/log.csv", "--model", "svd", "--out", "{tmp}/m.npz"], "unknown model 'svd'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
@@ -100,3 +100,43 @@ def test_fit_and_recommend_as_processes(tmp_path):
     assert r.returncode == 0, r.stderr
     got = json.loads((tmp_path / "o.json").read_text())
     assert len(got["users"]["u3"]) == 4 and got["fallback"] == {}
+
+
+@pytest.fixture(scope="module")
+def pair_files(tmp_path_factory):
+    from penchant.data.preference_worlds import plural_world
+    from penchant.data.preferences import split_pairs
+
+    folder = tmp_path_factory.mktemp("pairs")
+    world = plural_world(n_users=60, n_items=20, pairs_per_user=30, seed=0)
+    parts = split_pairs(world.pairs, (0.7, 0.15, 0.15), seed=0)
+    paths = []
+    for name, part in zip(("train", "valid", "test"), (parts.train, parts.valid, parts.test)):
+        rows = [f"{part.user_ids[u]},{part.option_ids[a]},{part.option_ids[b]}" for u, a, b in zip(part.user, part.winner, part.loser)]
+        paths.append(write(folder / f"{name}.csv", "user,winner,loser\n" + "\n".join(rows) + "\n"))
+    return paths
+
+
+def test_one_model_syntax_and_every_family_through_fit_and_tune(pair_files, tmp_path):
+    train, valid, test = pair_files
+    # `penchant fit` takes a preference model too, NAME:key=value and --param alike (--param wins)
+    code, out, err = cli("fit", "--train", train, "--valid", valid, "--model", "personal-bt:factors=4,epochs=3",
+                         "--param", "epochs=30", "--out", tmp_path / "pbt.npz")
+    assert code == 0, err
+    from penchant.models.preference import PreferenceModel
+
+    model = PreferenceModel.load(tmp_path / "pbt.npz")
+    assert model.name == "pbt" and (model.factors, model.epochs) == (4, 30)
+    code, out, err = cli("prefs", "score", "--model-path", tmp_path / "pbt.npz", "--pairs", test, "--json", tmp_path / "s.json")
+    assert code == 0, err
+    scored = json.loads((tmp_path / "s.json").read_text())
+    assert scored["pairs_scored"] == len(test.read_text().splitlines()) - 1 and scored["accuracy"] > 0.75
+    # `penchant tune` searches a preference model's space on the validation pairs
+    code, out, err = cli("tune", "--train", train, "--valid", valid, "--test", test, "--model", "bt", "--trials", "3",
+                         "--json", tmp_path / "t.json")
+    assert code == 0, err
+    tuned = json.loads((tmp_path / "t.json").read_text())
+    assert tuned["metric"] == "accuracy" and len(tuned["trials"]) == 3 and set(tuned["best_params"]) == {"alpha"}
+    assert 0.5 < tuned["test"]["accuracy"] <= 1
+    code, _, err = cli("tune", "--train", train, "--valid", valid, "--model", "maxent")
+    assert code == 2 and "is a conversation model" in err

@@ -30,10 +30,11 @@ def evaluate(
     encoding: str = Encoding,
 ) -> None:
     """Fit one model on train (selecting on valid) and rank the full catalogue for every test user."""
+    from penchant.cli.specs import model_spec
     from penchant.data import load_triple
-    from penchant.experiment.run import parse_params, run
+    from penchant.experiment.run import run
 
-    params = parse_params(param)
+    model, params = model_spec(model, param, ("ranking", "rating", "sequential"))
     with progress() as bar:
         task = bar.add_task("reading data", total=None)
         tr, va, te = load_triple(train, valid, test, min_rating=min_rating,
@@ -162,19 +163,15 @@ def ratings_cv(
     encoding: str = Encoding,
 ) -> None:
     """K-fold RMSE and MAE of a rating-prediction model (each fold early-stops on 5% of its training part)."""
+    from penchant.cli.specs import model_spec
     from penchant.data import load
-    from penchant.errors import ConfigError
     from penchant.experiment.rating_cv import cross_validate
-    from penchant.experiment.run import parse_params
-    from penchant.models import model_class
-    from penchant.models.rating import RatingModel
 
-    if not issubclass(model_class(model), RatingModel):
-        raise ConfigError(f"model {model!r} does not predict ratings; rating models: biasedmf, fm")
+    model, params = model_spec(model, param, "rating")  # a ranking model's name lists the rating models
     ds = load(data, **columns(user_col, item_col, rating_col, time_col, sep, encoding))
     with progress() as bar:
         bar.add_task(f"{folds}-fold cross-validation of {model}", total=None)
-        result = cross_validate(model, parse_params(param), ds, k=folds, seed=seed)
+        result = cross_validate(model, params, ds, k=folds, seed=seed)
     out.print(f"[bold]{model}[/bold] {folds}-fold: RMSE {result['rmse']:.4f} ± {result['rmse_std']:.4f}   "
               f"MAE {result['mae']:.4f} ± {result['mae_std']:.4f}")
     if json_out:
@@ -182,9 +179,9 @@ def ratings_cv(
 
 
 def tune_cmd(
-    train: Path = typer.Option(..., "--train", help="Training interactions."),
-    valid: Path = typer.Option(..., "--valid", help="Validation interactions: the search is judged on these."),
-    model: str = typer.Option(..., "--model", help="Registered model name."),
+    train: Path = typer.Option(..., "--train", help="Training interactions (comparisons for a preference model)."),
+    valid: Path = typer.Option(..., "--valid", help="Validation data: the search is judged on these."),
+    model: str = typer.Option(..., "--model", help="Registered model name, or NAME:key=value,... (see `penchant models`)."),
     test: Path = typer.Option(None, "--test", help="If given, the refitted best model is evaluated here once."),
     trials: int = typer.Option(20, "--trials", help="Number of trials."),
     timeout: float = typer.Option(None, "--timeout", help="Stop starting trials after this many seconds."),
@@ -198,23 +195,37 @@ def tune_cmd(
     encoding: str = Encoding,
 ) -> None:
     """Search a model's hyper-parameters on the validation split (Optuna TPE, median pruning), then refit the best."""
+    from penchant.cli.specs import model_spec
     from penchant.data import load_triple
     from penchant.eval.evaluate import evaluate as run_eval
-    from penchant.experiment.run import parse_params
     from penchant.experiment.tune import tune
+    from penchant.models.registry import entry
 
-    tr, va, te = load_triple(train, valid, test if test is not None else valid, min_rating=min_rating,
-                             **columns(user_col, item_col, rating_col, time_col, sep, encoding))
+    model, fixed = model_spec(model, param, ("ranking", "rating", "sequential", "preference"))
+    pairwise = entry(model).family == "preference"
+    if pairwise:  # comparison files (TRL text or winner/loser ids) over one vocabulary
+        from penchant.data.pair_files import read_pair_files
+
+        _, parts = read_pair_files([train, valid] + ([test] if test is not None else []))
+        tr, va, te = parts[0], parts[1], parts[2] if test is not None else None
+    else:
+        tr, va, te = load_triple(train, valid, test if test is not None else valid, min_rating=min_rating,
+                                 **columns(user_col, item_col, rating_col, time_col, sep, encoding))
     assert va is not None
     with progress() as bar:
         task = bar.add_task(f"tuning {model}", total=trials)
-        result = tune(model, tr, va, trials=trials, seed=seed, metric=metric, fixed=parse_params(param), timeout=timeout,
+        result = tune(model, tr, va, trials=trials, seed=seed, metric=metric, fixed=fixed, timeout=timeout,
                       progress=lambda n, best: bar.update(task, completed=n, description=f"tuning {model}: best {best:.4f}"))
     pruned = sum(t["state"] == "pruned" for t in result.trials)
     out.print(f"[bold]{model}[/bold]: best {result.metric} on valid {result.best_value:.4f} with {result.best_params} "
               f"({len(result.trials)} trials, {pruned} pruned)")
     payload = result.to_json()
-    if test is not None and result.best_model is not None:
+    if pairwise and te is not None and result.best_model is not None:
+        from penchant.experiment.tune import pair_accuracy
+
+        payload["test"] = {"accuracy": pair_accuracy(result.best_model, te), "pairs": len(te)}
+        out.print(f"test: accuracy {payload['test']['accuracy']:.4f} on {len(te):,} pairs")
+    elif test is not None and result.best_model is not None:
         test_result = run_eval(result.best_model, tr, te, ks=k, also_exclude=(va,))
         payload["test"] = test_result.to_json()
         out.print("test: " + "  ".join(f"{m} {v:.4f}" for m, v in test_result.metrics().items() if m.split("@")[0] in ("ndcg", "recall")))

@@ -13,8 +13,8 @@ PARAM_HELP = "Model parameter key=value (repeatable); see `penchant models`."
 
 
 def fit(
-    train: Path = typer.Option(..., "--train", help="Training interactions: CSV/TSV/Parquet/.inter file or a data folder."),
-    model: str = typer.Option(..., "--model", help="Registered model name (see `penchant models`)."),
+    train: Path = typer.Option(..., "--train", help="Training interactions: CSV/TSV/JSONL/Parquet/.inter file or a data folder (comparisons for a preference model)."),
+    model: str = typer.Option(..., "--model", help="Registered model name, or NAME:key=value,... (see `penchant models`)."),
     out_path: Path = typer.Option(..., "--out", help="Where to write the model artefact (.npz)."),
     valid: Path = typer.Option(None, "--valid", help="Validation interactions: select settings and stop early on them (not added to the model)."),
     param: list[str] = typer.Option([], "--param", help=PARAM_HELP),
@@ -24,14 +24,17 @@ def fit(
     encoding: str = Encoding,
 ) -> None:
     """Fit a model on a log and write one artefact that carries its parameters and id vocabularies."""
+    from penchant.cli.specs import model_spec
     from penchant.data import load, load_triple
     from penchant.experiment.fitting import LOG_FAMILIES, fit_model
-    from penchant.experiment.run import parse_model_spec
-    from penchant.models.registry import convert_params, entry
+    from penchant.models.registry import entry
 
-    name, spec_params = parse_model_spec(model)
-    found = entry(name, LOG_FAMILIES)
-    params = convert_params(found.name, {**spec_params, **_pairs(param)})
+    name, params = model_spec(model, param, (*LOG_FAMILIES, "preference"))
+    if entry(name).family == "preference":  # comparisons, not a log: the same path as `prefs fit`
+        from penchant.cli.prefs_cmds import fit as fit_pairs
+
+        fit_pairs(train=train, model=model, param=param, valid=valid, out_path=out_path, seed=0)
+        return
     cols = columns(user_col, item_col, rating_col, time_col, sep, encoding)
     with progress() as bar:
         task = bar.add_task("reading data", total=None)
@@ -39,11 +42,11 @@ def fit(
             tr, _, va = load_triple(train, None, valid, min_rating=min_rating, **cols)  # one vocabulary
         else:
             tr, va = load(train, min_rating=min_rating, **cols), None
-        bar.update(task, description=f"fitting {found.name}")
-        fitted = fit_model(found.name, params, tr, va, metric=metric)
+        bar.update(task, description=f"fitting {name}")
+        fitted = fit_model(name, params, tr, va, metric=metric)
     fitted.save(out_path)
     chosen = fitted.selected()
-    out.print(f"{found.name} fitted on {tr.n_interactions:,} interactions ({tr.n_users:,} users, {tr.n_items:,} items)"
+    out.print(f"{name} fitted on {tr.n_interactions:,} interactions ({tr.n_users:,} users, {tr.n_items:,} items)"
               + (f"; selected on validation: {chosen}" if chosen else "") + f"; saved to {out_path}")
 
 
@@ -78,12 +81,6 @@ def recommend(
     if answers.unknown_items:
         err.print(f"history: {answers.unknown_items:,} of {answers.history_events:,} events name items the model "
                   "was not fitted on; they were left out of fold-in")
-
-
-def _pairs(raw: list[str]) -> dict[str, str]:
-    from penchant.experiment.run import parse_params
-
-    return parse_params(raw)
 
 
 def _read_ids(path: Path) -> list[str]:

@@ -21,14 +21,15 @@ VALID_HELP = "Validation comparisons (early stopping, temperature); default: 10%
 PARAM_HELP = "key=value model parameter (repeat), e.g. loss=robust, epsilon=0.1, features=text."
 
 
-def _params(name: str, raw: list[str]) -> dict:
-    from penchant.experiment.run import parse_params
-    from penchant.models.registry import convert_params, create, entry
+def _params(model: str, raw: list[str]) -> tuple[str, dict]:
+    """``--model NAME[:k=v,...]`` and ``--param k=v`` as a preference model's name and parameters,
+    checked before any data is read (an unknown name lists the preference models only)."""
+    from penchant.cli.specs import model_spec
+    from penchant.models.registry import create
 
-    name = entry(name, "preference").name  # an unknown name lists the preference models only
-    params = convert_params(name, parse_params(raw))
-    create(name, family="preference", **params)  # fail before reading any data
-    return params
+    name, params = model_spec(model, raw, "preference")
+    create(name, **params)
+    return name, params
 
 
 def _read(train: Path, test: Path | None, valid: Path | None, seed: int):
@@ -83,7 +84,7 @@ def evaluate(
     """Fit one model on --train and report held-out accuracy (ties count ½, and are counted),
     per-user macro accuracy, log-loss, Brier and calibration on --test, beside the baselines
     (majority win rate, global Bradley–Terry and, on text, reply length)."""
-    params = _params(model, param)
+    model, params = _params(model, param)
     with progress() as bar:
         task, tr, va, te, fitted, seconds = _read_and_fit(bar, model, params, train, test, valid, seed)
         baselines = []
@@ -143,7 +144,7 @@ def fit(
     seed: int = typer.Option(0, "--seed", help="Seed of the validation carve-out."),
 ) -> None:
     """Fit a model and save it (parameters and state in one .npz, no pickle)."""
-    params = _params(model, param)
+    model, params = _params(model, param)
     with progress() as bar:
         _, tr, va, _, fitted, seconds = _read_and_fit(bar, model, params, train, None, valid, seed)
     fitted.save(out_path)

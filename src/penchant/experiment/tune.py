@@ -14,11 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from penchant.data import Dataset
 from penchant.errors import ConfigError
 from penchant.eval.evaluate import validator as ranking_validator
-from penchant.models import Recommender, create, model_class
+from penchant.models import Recommender
 from penchant.models.rating import RatingModel
+from penchant.models.registry import create, entry
 from penchant.models.search import Choice, Float, Int
 
 
@@ -48,22 +51,36 @@ def _suggest(trial, name: str, dim) -> Any:
     raise TypeError(f"unknown search dimension {dim!r}")
 
 
+def pair_accuracy(model: Any, pairs: Any) -> float:
+    """Share of ``pairs`` whose winner gets P > ½ from ``model``, ties counted ½."""
+    prob = model.prob(pairs.user, pairs.winner, pairs.loser)
+    return float(np.mean((prob > 0.5) + 0.5 * (prob == 0.5)))
+
+
 def tune(name: str, train: Dataset, valid: Dataset, *, trials: int = 20, seed: int = 0, metric: str = "ndcg@10",
          fixed: dict[str, Any] | None = None, timeout: float | None = None,
          progress: Callable[[int, float], None] | None = None) -> TuneResult:
     """Search model ``name``'s space on ``valid``; ``fixed`` parameters are not searched.
 
     Rating models are judged by validation RMSE (reported as ``-rmse``, higher is better);
-    ranking models by ``metric`` over the full catalogue.
+    ranking and sequential models by ``metric`` over the full catalogue; preference models (``train``
+    and ``valid`` are then :class:`~penchant.data.preferences.PreferencePairs`) by validation
+    accuracy, ties counted ½, each trial early-stopping on ``valid`` as ``prefs fit`` does.
     """
     import optuna
 
-    klass = model_class(name)
+    found = entry(name)
+    name, klass = found.name, found.cls
     fixed = dict(fixed or {})
     space = {k: v for k, v in klass.search_space.items() if k not in fixed}
     if not space:
         raise ConfigError(f"model {name!r} has nothing to tune" + (" beyond the fixed parameters" if fixed else ""))
-    if issubclass(klass, RatingModel):
+    pairwise = found.family == "preference"
+    if pairwise:
+        base, metric = (lambda model: pair_accuracy(model, valid)), "accuracy"  # noqa: E731
+    elif found.family not in ("ranking", "rating", "sequential"):
+        raise ConfigError(f"{name} is a {found.family} model; tune ranking, rating, sequential or preference models")
+    elif issubclass(klass, RatingModel):
         from penchant.eval.rating import rating_validator
 
         lo, hi = float(valid.ratings.min()), float(valid.ratings.max())  # type: ignore[union-attr]
@@ -91,7 +108,7 @@ def tune(name: str, train: Dataset, valid: Dataset, *, trials: int = 20, seed: i
         start = time.perf_counter()
         record = {"number": trial.number, "params": params}
         try:
-            model = create(name, **params).fit(train, report)
+            model = create(name, **params).fit(train, valid if pairwise else report)
             value = base(model)
             record.update(value=value, state="complete")
             return value
@@ -106,5 +123,5 @@ def tune(name: str, train: Dataset, valid: Dataset, *, trials: int = 20, seed: i
 
     study.optimize(objective, n_trials=trials, timeout=timeout)
     best = {**fixed, **study.best_params}
-    model = create(name, **best).fit(train, base)
+    model = create(name, **best).fit(train, valid if pairwise else base)
     return TuneResult(name, metric, best, float(study.best_value), records, model)

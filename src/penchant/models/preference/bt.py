@@ -20,6 +20,7 @@ from penchant.models.preference.base import PreferenceModel
 from penchant.models.preference.features import TextFeatures
 from penchant.models.preference.train import check_loss, pair_loss_np
 from penchant.models.registry import register
+from penchant.models.search import Float
 
 
 def _bt_objective(winner: np.ndarray, loser: np.ndarray, n: int, alpha: float, loss: str = "plain",
@@ -61,6 +62,7 @@ class BradleyTerry(Strengths):
     """
 
     name = "bt"
+    search_space = {"alpha": Float(1e-3, 100.0, log=True)}
 
     def __init__(self, *, alpha: float = 1e-2, features: str = "id", text_model: str = "all-MiniLM-L6-v2",
                  tol: float = 1e-8, loss: str = "plain", epsilon: float = 0.0, strength_heads: int = 0) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 from penchant.data.preferences import PreferencePairs
 from penchant.models.preference.neural import TRAINING_ARGS, NeuralUtility, option_net
 from penchant.models.registry import register
+from penchant.models.search import Float, Int
 
 
 @register
@@ -35,6 +36,7 @@ class DirectionalPreference(NeuralUtility):
     __doc__ = __doc__.rstrip() + TRAINING_ARGS
 
     name = "dpa"
+    search_space = {"attributes": Int(1, 8), "weight_decay": Float(1e-6, 1e-2, log=True), "lr": Float(1e-3, 1e-1, log=True)}
 
     def __init__(self, *, attributes: int = 2, given: bool = False, features: str = "id",
                  text_model: str = "all-MiniLM-L6-v2", hidden: int = 0, lr: float = 1e-2, weight_decay: float = 1e-5,

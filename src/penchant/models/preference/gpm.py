@@ -17,6 +17,7 @@ import numpy as np
 
 from penchant.models.preference.neural import TRAINING_ARGS, NeuralPreference, option_net
 from penchant.models.registry import register
+from penchant.models.search import Float, Int
 
 
 @register
@@ -29,6 +30,7 @@ class GeneralPreference(NeuralPreference):
     __doc__ = __doc__.rstrip() + TRAINING_ARGS
 
     name = "gpm"
+    search_space = {"blocks": Int(1, 8), "weight_decay": Float(1e-6, 1e-2, log=True), "lr": Float(1e-3, 1e-1, log=True)}
     has_score = False
 
     def __init__(self, *, blocks: int = 4, features: str = "id", text_model: str = "all-MiniLM-L6-v2", hidden: int = 0,

@@ -39,6 +39,7 @@ from penchant.models.preference.features import option_features
 from penchant.models.preference.neural import NeuralPreference, option_net
 from penchant.models.preference.train import check_loss, judged_by, pair_loss, pair_loss_terms
 from penchant.models.registry import register
+from penchant.models.search import Float, Int
 from penchant.models.training import EarlyStopping, seed_torch
 
 
@@ -72,6 +73,7 @@ class LatentClassIdealPoints(NeuralPreference):
     """
 
     name = "pal-latent"
+    search_space = {"prototypes": Int(1, 8), "dims": Int(4, 64, log=True), "weight_decay": Float(1e-6, 1e-2, log=True)}
     has_score = False
 
     def __init__(self, *, prototypes: int = 3, dims: int = 16, features: str = "id", text_model: str = "all-MiniLM-L6-v2",

@@ -17,6 +17,7 @@ import numpy as np
 
 from penchant.models.preference.neural import TRAINING_ARGS, NeuralUtility, option_net
 from penchant.models.registry import register
+from penchant.models.search import Float, Int
 
 
 @register
@@ -34,6 +35,8 @@ class PluralIdealPoints(NeuralUtility):
     __doc__ = __doc__.rstrip() + TRAINING_ARGS
 
     name = "pal"
+    search_space = {"prototypes": Int(1, 8), "dims": Int(4, 64, log=True), "weight_decay": Float(1e-6, 1e-2, log=True),
+                    "lr": Float(1e-3, 1e-1, log=True)}
 
     def __init__(self, *, prototypes: int = 4, dims: int = 16, features: str = "id", text_model: str = "all-MiniLM-L6-v2",
                  hidden: int = 0, lr: float = 3e-2, weight_decay: float = 1e-5, epochs: int = 100, batch_size: int = 256,

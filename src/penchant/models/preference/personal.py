@@ -6,6 +6,7 @@ import numpy as np
 
 from penchant.models.preference.neural import TRAINING_ARGS, NeuralUtility, option_net
 from penchant.models.registry import register
+from penchant.models.search import Float, Int
 
 
 @register
@@ -22,6 +23,8 @@ class PersonalBT(NeuralUtility):
     __doc__ = __doc__.rstrip() + TRAINING_ARGS
 
     name = "pbt"
+    search_space = {"factors": Int(2, 64, log=True), "reg": Float(1e-4, 1.0, log=True),
+                    "weight_decay": Float(1e-6, 1e-2, log=True), "lr": Float(1e-3, 1e-1, log=True)}
     aliases = ("personal-bt",)
 
     def __init__(self, *, factors: int = 16, reg: float = 0.0, features: str = "id", text_model: str = "all-MiniLM-L6-v2", hidden: int = 0,

@@ -28,6 +28,7 @@ import numpy as np
 from penchant.data.preferences import PreferencePairs
 from penchant.models.preference.neural import TRAINING_ARGS, NeuralUtility, option_net
 from penchant.models.registry import register
+from penchant.models.search import Float, Int
 
 
 @register
@@ -43,6 +44,8 @@ class VariationalPreference(NeuralUtility):
     __doc__ = __doc__.rstrip() + TRAINING_ARGS.replace("        adapt_l2: pull of an adapted user's parameters towards the population's.\n", "")
 
     name = "vpl"
+    search_space = {"latent": Int(2, 32, log=True), "beta": Float(1e-4, 1.0, log=True),
+                    "weight_decay": Float(1e-6, 1e-2, log=True), "lr": Float(1e-3, 1e-1, log=True)}
 
     def __init__(self, *, latent: int = 8, dims: int = 32, context: int = 16, beta: float = 1e-2, features: str = "id",
                  text_model: str = "all-MiniLM-L6-v2", hidden: int = 0, lr: float = 1e-2, weight_decay: float = 1e-5,
