@@ -110,7 +110,7 @@ def _interactive(data: Path, user: str | None, level: str, policy_name: str, mod
             policy.fit(setup.trainer(epochs=5))
     popularity = np.log1p(setup.popularity)
     base = setup.base if index >= 0 else (lambda u: popularity)
-    scorer = Scorer(graph, base, reflect=getattr(policy, "reflect", 0.0))
+    scorer = Scorer(graph, base, reflect=policy.reflect)
     titles = ds.item_text if ds.item_text is not None else ds.item_ids
     conv = Conversation(graph, scorer, policy, index, exclude=exclude, titles=titles)
     names = {str(n).lower(): v for v, n in enumerate(graph.names)}

@@ -80,9 +80,9 @@ def evaluate_policy(setup: ConversationSetup, name: str, *, multi_choice: int = 
     start = time.perf_counter()
     if policy.learned:
         policy.fit(setup.trainer(epochs=epochs))
-    history = getattr(policy, "history_", None)
+    history = policy.history_
     train_seconds = time.perf_counter() - start
-    scorer = Scorer(setup.graph, setup.base, reflect=getattr(policy, "reflect", 0.0))
+    scorer = Scorer(setup.graph, setup.base, reflect=policy.reflect)
     rng = np.random.default_rng(seed)
     users, targets = setup.test
     results = []

@@ -27,9 +27,9 @@ from __future__ import annotations
 import numpy as np
 
 from penchant.converse.state import ConversationState, Scorer
+from penchant.converse.vocabulary import LIST_SIZE, Action
 from penchant.data.attribute_graph import AttributeGraph
 from penchant.models.registry import create, model_names, register
-from penchant.simulate.mcr import LIST_SIZE, Action
 
 
 def policy_names() -> list[str]:
@@ -66,6 +66,10 @@ class Policy:
     name = ""
     family = "conversation"
     learned = False
+    #: how strongly items like rejected ones fall in the scorer (EAR's reflection; 0: not at all)
+    reflect = 0.0
+    #: per-epoch selection scores of a learned policy's training, else None
+    history_: list[float] | None = None
 
     def __init__(self, graph: AttributeGraph, *, multi_choice: int = 0, list_size: int = LIST_SIZE) -> None:
         self.graph, self.multi_choice, self.list_size = graph, multi_choice, list_size

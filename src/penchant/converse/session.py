@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from penchant.converse.state import ConversationState, Scorer
+from penchant.converse.vocabulary import LIST_SIZE, MAX_TURNS, apply_answer
 from penchant.data.attribute_graph import AttributeGraph
-from penchant.simulate.mcr import LIST_SIZE, MAX_TURNS, apply_answer
 
 
 @dataclass(frozen=True)

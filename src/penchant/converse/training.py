@@ -15,8 +15,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from penchant.converse.vocabulary import MAX_TURNS
 from penchant.data.attribute_graph import AttributeGraph
-from penchant.simulate.mcr import MAX_TURNS, run_episode
+from penchant.simulate.mcr import run_episode
 
 REWARDS = {"rec_hit": 1.0, "rec_miss": -0.1, "ask_yes": 0.01, "ask_no": -0.1}
 QUIT = -0.3
@@ -94,7 +95,7 @@ class PolicyTrainer:
     def scorer(self, policy):
         from penchant.converse.state import Scorer
 
-        return Scorer(self.graph, self.base, reflect=getattr(policy, "reflect", 0.0))
+        return Scorer(self.graph, self.base, reflect=policy.reflect)
 
     def play(self, policy, users, targets, seed: int, record=None):
         scorer = self.scorer(policy)

@@ -16,11 +16,17 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from penchant.data.attribute_graph import AttributeGraph
-from penchant.simulate.mcr import MAX_TURNS, EpisodeResult
+
+if TYPE_CHECKING:
+    from penchant.converse.vocabulary import EpisodeResult
+
+#: the turn budget T of the standard protocol (hDCG@(T, K) and success rates at T)
+MAX_TURNS = 15
 
 
 def hdcg(turn: int | None, rank: int | None, max_turns: int = MAX_TURNS) -> float:

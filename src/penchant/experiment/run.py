@@ -53,8 +53,8 @@ def run(name: str, params: dict[str, Any], train: Dataset, valid: Dataset | None
     target = target or build_target(train, test, extra)
     result = evaluate(model, train, test, ks=ks, target=target, sampled=sampled, seed=seed, label=name)
     result.fit_seconds = fit_seconds
-    result.extra["trials"] = len(getattr(model, "selection_", None) or ()) or 1
-    if getattr(model, "epoch_seconds_", None):
+    result.extra["trials"] = len(model.selection_ or ()) or 1
+    if model.epoch_seconds_:
         result.extra["epoch_seconds"] = sum(model.epoch_seconds_) / len(model.epoch_seconds_)  # training only
     selected = model.selected()
     if selected:

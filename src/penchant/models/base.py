@@ -40,6 +40,10 @@ class Recommender:
     search_space: ClassVar[dict[str, Any]] = {}
 
     train_: sp.csr_matrix | None = None
+    #: settings tried on validation, each with its score (models that select among settings)
+    selection_: list[dict[str, Any]] | None = None
+    #: seconds of each training epoch (models trained by epochs that time them)
+    epoch_seconds_: list[float] | None = None
     #: external ids (str arrays): position = index; set by fit, kept by save/load
     user_ids_: np.ndarray
     item_ids_: np.ndarray

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from penchant.data.dataset import Dataset, Step
+from penchant.data.events import interactions_from_events, pairs_from_rows
 from penchant.models.protocols import FoldIn, ItemVectors, SessionScorer
 from penchant.models.ranking import top_k
 from penchant.serve.config import Settings
@@ -53,32 +53,10 @@ class Deployed(Loaded):
     popularity: np.ndarray
 
 
-def events_dataset(events: list[tuple], settings: Settings) -> Dataset:
-    """The training interactions from stored events (see the module docstring), each at the time
-    of its latest positive event (so sequential models see every user's order) with the summed
-    weights of its positive events as its value."""
-    latest: dict[tuple[str, str], str] = {}
-    when: dict[tuple[str, str], float] = {}
-    weight: dict[tuple[str, str], float] = {}
-    for user, item, kind, _value, ts in events:  # timestamp order: the last one stays
-        meaning = settings.meaning(kind)
-        if meaning in ("positive", "negative"):
-            latest[(user, item)] = meaning
-        if meaning == "positive":
-            when[(user, item)] = ts
-            weight[(user, item)] = weight.get((user, item), 0.0) + settings.weight(kind)
-    pairs = [k for k, m in latest.items() if m == "positive"]
-    user_ids = np.array(sorted({u for u, _ in pairs}), dtype=object)
-    item_ids = np.array(sorted({i for _, i in pairs}), dtype=object)
-    u_index = {u: k for k, u in enumerate(user_ids)}
-    i_index = {i: k for k, i in enumerate(item_ids)}
-    users = np.array([u_index[u] for u, _ in pairs], dtype=np.int32)
-    items = np.array([i_index[i] for _, i in pairs], dtype=np.int32)
-    stamps = np.array([when[p] for p in pairs], dtype=np.float64)
-    values = np.array([weight[p] for p in pairs], dtype=np.float32)
-    steps = (Step("events read", len(events), "from the store"),
-             Step("positive pairs kept", len(pairs), "latest positive/negative event per user and item is positive"))
-    return Dataset(user_ids, item_ids, users, items, ratings=values, timestamps=stamps, steps=steps, name="store")
+def events_dataset(events: list[tuple], settings: Settings):
+    """The training interactions from stored events, by the settings' feedback meanings and weights
+    (:func:`penchant.data.events.interactions_from_events`)."""
+    return interactions_from_events(events, settings.feedback_types, settings.feedback_weights)
 
 
 @dataclass
@@ -87,22 +65,6 @@ class DeployedPreference(Loaded):
 
     option_ids: np.ndarray
     option_index: dict[str, int]
-
-
-def comparisons_pairs(rows: list[tuple]):
-    """Stored comparisons (user or None, winner, loser) as :class:`PreferencePairs`."""
-    from penchant.data.preferences import PreferencePairs
-
-    user_ids = np.array(sorted({u for u, _, _ in rows if u is not None}), dtype=object)
-    option_ids = np.array(sorted({o for _, w, l in rows for o in (w, l)}), dtype=object)
-    u_index = {u: k for k, u in enumerate(user_ids)}
-    o_index = {o: k for k, o in enumerate(option_ids)}
-    n = len(rows)
-    return PreferencePairs(np.array([u_index[u] if u is not None else -1 for u, _, _ in rows], dtype=np.int64),
-                           np.array([o_index[w] for _, w, _ in rows], dtype=np.int64),
-                           np.array([o_index[l] for _, _, l in rows], dtype=np.int64),
-                           np.arange(n, dtype=np.int64), user_ids, option_ids,
-                           steps=(Step("comparisons read", n, "from the store"),), name="store")
 
 
 def is_preference_model(name: str) -> bool:
@@ -230,7 +192,7 @@ class ModelHost:
         if len(rows) < 10:
             raise ValueError(f"{len(rows)} comparisons stored; at least 10 are needed")
         self.store.update_version(version, progress=0.1, events=len(rows))
-        pairs = comparisons_pairs(rows)
+        pairs = pairs_from_rows(rows)
         split = split_pairs(pairs, (0.9, 0.1, 0.0), seed=0)
         model = create_preference(name, **params).fit(split.train, split.valid)
         report = evaluate_pairs(model, split.valid, resample="pairs")

@@ -19,27 +19,13 @@ One episode = one held-out (user, target item). The rules, exactly:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import scipy.sparse as sp
 
 from penchant.converse.state import ConversationState
+from penchant.converse.vocabulary import LIST_SIZE, MAX_TURNS, Action, EpisodeResult, apply_answer  # noqa: F401  (re-exported)
 from penchant.data.attribute_graph import AttributeGraph
 from penchant.data.dataset import Dataset
-
-MAX_TURNS = 15
-LIST_SIZE = 10
-
-
-@dataclass(frozen=True)
-class Action:
-    """``kind`` is ``ask`` (``values``: one value, or several of one type in the multi-choice
-    variant) or ``recommend`` (``items``, best first)."""
-
-    kind: str
-    values: tuple[int, ...] = ()
-    items: tuple[int, ...] = ()
 
 
 class SimulatedUser:
@@ -61,28 +47,6 @@ class SimulatedUser:
     def judge(self, items: tuple[int, ...]) -> int | None:
         """0-based rank of the target in the list, or None (rejected)."""
         return items.index(self.target) if self.target in items else None
-
-
-@dataclass
-class EpisodeResult:
-    """What happened in one episode. ``turn``: the success turn (1-based) or None; ``rank``: the
-    target's 1-based position in the accepted list; ``asked``: (value, accepted) per value asked."""
-
-    user: int
-    target: int
-    turn: int | None
-    rank: int | None
-    asked: list[tuple[int, bool]] = field(default_factory=list)
-    actions: list[str] = field(default_factory=list)
-
-
-def apply_answer(state: ConversationState, graph: AttributeGraph, values: tuple[int, ...], answers: list[bool]) -> None:
-    """Update the state with the user's answers about ``values``."""
-    for v, yes in zip(values, answers):
-        if yes:
-            state.accept(graph, v)
-        else:
-            state.reject(v)
 
 
 def run_episode(policy, scorer, graph: AttributeGraph, user: int, target: int, *, exclude: np.ndarray | None,
