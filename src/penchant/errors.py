@@ -64,3 +64,12 @@ class ConfigError(PenchantError, ValueError):
 
 class NotFittedError(PenchantError, RuntimeError):
     """A model was asked to score before it was fitted."""
+
+
+class NotFoundError(PenchantError, LookupError):
+    """A named thing (a version, an item of the deployed model, a conversation) does not exist."""
+
+
+class ConflictError(PenchantError, RuntimeError):
+    """The request is valid but the state does not allow it now (no model deployed yet, the model
+    changed under a conversation, no earlier version to roll back to)."""

@@ -18,6 +18,7 @@ from penchant.converse.policies import create_policy
 from penchant.converse.session import Conversation
 from penchant.converse.state import Scorer
 from penchant.data.attribute_graph import AttributeGraph
+from penchant.errors import ConflictError, DataError, NotFoundError
 from penchant.serve.host import Deployed, ModelHost
 from penchant.serve.store import Store
 
@@ -39,7 +40,7 @@ def graph_from_items(rows: list[dict], item_ids: np.ndarray, min_items: int = 2)
                 pairs.setdefault((str(name), str(v)), []).append(k)
     kept = sorted((key, rows_) for key, rows_ in pairs.items() if len(set(rows_)) >= min_items)
     if not kept:
-        raise LookupError("the stored items have no categories or attributes shared by two items to ask about")
+        raise ConflictError("the stored items have no categories or attributes shared by two items to ask about")
     type_names = tuple(dict.fromkeys(kind for (kind, _), _ in kept))
     rows_i = [k for _, items in kept for k in items]
     cols = [j for j, (_, items) in enumerate(kept) for _ in items]
@@ -88,7 +89,7 @@ class ConversationHost:
     def start(self, user_id: str | None, policy: str, opening: str | None) -> dict:
         d = self._deployed()
         if policy not in POLICIES:
-            raise ValueError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
+            raise DataError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
         conv = self._session(d, user_id, policy, None)
         if opening is not None:
             graph = self.graph(d)
@@ -96,7 +97,7 @@ class ConversationHost:
             names = {str(graph.names[v]).lower(): v for v in range(graph.n_values)}
             value = labels.get(opening.lower(), names.get(opening.lower()))
             if value is None:
-                raise ValueError(f"opening: no value {opening!r} to start from")
+                raise DataError(f"opening: no value {opening!r} to start from")
             conv.open(value)
         conv_id = secrets.token_hex(8)
         conv.ask()
@@ -107,18 +108,18 @@ class ConversationHost:
         d, conv, user_id, policy = self._restore(conv_id)
         move = conv.pending
         if move is None:
-            raise ValueError("the conversation is over")
+            raise DataError("the conversation is over")
         if move.kind == "question":
             if reply.get("yes") is not None and len(move.values) == 1:
                 conv.answer(bool(reply["yes"]))
             elif reply.get("values") is not None:
                 conv.answer(list(reply["values"]))
             else:
-                raise ValueError("yes: a question is answered with yes (true/false) or values (the accepted ones)")
+                raise DataError("yes: a question is answered with yes (true/false) or values (the accepted ones)")
         else:
             item = reply.get("item")
             if item is not None and item not in d.item_index:
-                raise ValueError(f"item: {item!r} is not an item")
+                raise DataError(f"item: {item!r} is not an item")
             conv.answer(None if item is None else d.item_index[item])
         conv.ask()
         self.store.save_conversation(conv_id, user_id, self._state(conv, d, user_id, policy), new=False)
@@ -131,17 +132,17 @@ class ConversationHost:
     def _deployed(self) -> Deployed:
         d = self.host.deployed
         if d is None:
-            raise LookupError("no model is deployed yet")
+            raise ConflictError("no model is deployed yet")
         return d
 
     def _restore(self, conv_id: str):
         row = self.store.conversation(conv_id)
         if row is None:
-            raise KeyError(f"no conversation {conv_id!r}")
+            raise NotFoundError(f"no conversation {conv_id!r}")
         state = row["state"]
         d = self._deployed()
         if state["version"] != d.version:
-            raise RuntimeError(f"the model changed (v{state['version']} → v{d.version}); start a new conversation")
+            raise ConflictError(f"the model changed (v{state['version']} → v{d.version}); start a new conversation")
         conv = self._session(d, state["user_id"], state["policy"], state["session"])
         return d, conv, state["user_id"], state["policy"]
 

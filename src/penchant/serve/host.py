@@ -24,6 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from penchant.data.events import interactions_from_events, pairs_from_rows
+from penchant.errors import ConflictError, DataError, NotFoundError
 from penchant.models.protocols import FoldIn, ItemVectors, SessionScorer
 from penchant.models.ranking import top_k
 from penchant.serve.config import Settings
@@ -251,7 +252,7 @@ class ModelHost:
     def activate(self, version: int) -> Deployed:
         v = self.store.version(version)
         if v is None or v["status"] != "ready":
-            raise LookupError(f"version {version} is not a ready model version")
+            raise NotFoundError(f"version {version} is not a ready model version")
         return self._deploy(v)
 
     def _deploy(self, v: dict):
@@ -268,7 +269,7 @@ class ModelHost:
         current = self.deployed.version if self.deployed else None
         before = [v for v in ready if current is None or v["id"] < current]
         if not before:
-            raise LookupError("no earlier ready version to roll back to")
+            raise ConflictError("no earlier ready version to roll back to")
         return self.activate(before[-1]["id"])
 
     # --- answers ---------------------------------------------------------------------------------
@@ -339,7 +340,7 @@ class ModelHost:
         Unknown item ids are skipped and counted."""
         d = self.deployed
         if d is None:
-            raise LookupError("no model is deployed yet")
+            raise ConflictError("no model is deployed yet")
         known = [d.item_index[i] for i in items if i in d.item_index]
         if isinstance(d.model, SessionScorer):
             scores, source = d.model.score_sessions([known])[0].astype(np.float64), d.label
@@ -357,10 +358,10 @@ class ModelHost:
         probability of beating the others (any model) and its utility (models with a scalar)."""
         p = self.preference
         if p is None:
-            raise LookupError("no preference model is deployed; train one (e.g. pbt) on stored comparisons")
+            raise ConflictError("no preference model is deployed; train one (e.g. pbt) on stored comparisons")
         unknown = [k for k, o in enumerate(options) if o not in p.option_index]
         if unknown:
-            raise ValueError(f"options[{unknown[0]}]: {options[unknown[0]]!r} is not an option the model knows")
+            raise DataError(f"options[{unknown[0]}]: {options[unknown[0]]!r} is not an option the model knows")
         idx = np.array([p.option_index[o] for o in options], dtype=np.int64)
         user = p.user_index.get(user_id, -1) if user_id is not None else -1
         k = len(idx)
@@ -376,9 +377,9 @@ class ModelHost:
     def similar(self, item_id: str, k: int) -> dict:
         d = self.deployed
         if d is None or item_id not in d.item_index:
-            raise LookupError(f"item {item_id!r} is not in the deployed model")
+            raise NotFoundError(f"item {item_id!r} is not in the deployed model")
         if not isinstance(d.model, ItemVectors):
-            raise LookupError(f"{d.model_name} has no item vectors to compare")
+            raise NotFoundError(f"{d.model_name} has no item vectors to compare")
         factors = d.model.item_vectors()
         f = factors / np.maximum(np.linalg.norm(factors, axis=1, keepdims=True), 1e-9)
         sims = f @ f[d.item_index[item_id]]

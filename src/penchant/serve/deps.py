@@ -1,0 +1,101 @@
+"""What every route depends on: the service's parts (store, model host, conversations, settings,
+metrics), key checks by scope with a per-key rate limit, and the batch-size rule. Routes ask for
+them through FastAPI dependencies; nothing is captured in closures."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Path, Request
+
+from penchant.serve.config import Settings
+from penchant.serve.conversations import ConversationHost
+from penchant.serve.host import ModelHost
+from penchant.serve.keys import check_key
+from penchant.serve.metrics import Metrics
+from penchant.serve.store import Store
+
+VersionId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+IdPath = Annotated[str, Path(min_length=1, max_length=255)]
+
+
+class KeyCache:
+    """Verified keys remembered for ``ttl`` seconds, so a request costs no key lookup; a revoked
+    key stops working within ``ttl`` (revocation in this process: at once)."""
+
+    def __init__(self, store: Store, ttl: float = 1.0) -> None:
+        self.store, self.ttl, self.seen = store, ttl, {}
+
+    def check(self, key: str | None, needed: str) -> tuple[bool, bool, str | None]:
+        hit = self.seen.get((key, needed))
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < self.ttl and hit[1] == self.store.key_generation:
+            return hit[2]
+        result = check_key(self.store, key, needed)
+        if result[0]:
+            self.seen[(key, needed)] = (now, self.store.key_generation, result)
+        return result
+class RateLimiter:
+    """A sliding one-minute window per key."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute, self.hits, self.lock = per_minute, defaultdict(deque), threading.Lock()
+
+    def allow(self, key: str) -> bool:
+        now = time.monotonic()
+        with self.lock:
+            q = self.hits[key]
+            while q and now - q[0] > 60:
+                q.popleft()
+            if len(q) >= self.per_minute:
+                return False
+            q.append(now)
+            return True
+@dataclass
+class Service:
+    """The parts of one running service, kept on app.state.service."""
+
+    store: Store
+    host: ModelHost
+    talks: ConversationHost
+    settings: Settings
+    metrics: Metrics
+    keys: KeyCache
+    limiter: RateLimiter
+
+    def batch(self, rows: list) -> None:
+        """422 for a batch over the configured size."""
+        if len(rows) > self.settings.max_batch:
+            raise HTTPException(422, f"body: at most {self.settings.max_batch} rows per batch, not {len(rows)}")
+
+
+def service(request: Request) -> Service:
+    return request.app.state.service
+
+
+Svc = Annotated[Service, Depends(service)]
+
+
+def scope(needed: str):
+    """A dependency admitting keys with scope needed (or above) within their rate limit."""
+
+    async def check(svc: Svc, authorization: Annotated[str | None, Header()] = None) -> str:
+        key = authorization[7:].strip() if authorization and authorization.lower().startswith("bearer ") else None
+        known, allowed, key_id = svc.keys.check(key, needed)
+        if not known:
+            raise HTTPException(401, "a valid API key is needed (Authorization: Bearer <key>)",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if not allowed:
+            raise HTTPException(403, f"this key lacks the {needed!r} scope")
+        if not svc.limiter.allow(key_id):
+            raise HTTPException(429, f"over {svc.settings.rate_limit_per_minute} requests per minute for this key")
+        return key_id
+
+    return Depends(check)
+
+
+read, write, admin = scope("read"), scope("write"), scope("admin")

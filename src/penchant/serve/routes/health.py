@@ -1,0 +1,39 @@
+"""Liveness, readiness, Prometheus metrics and the page at ``/ui``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+
+from penchant.serve.deps import Svc
+
+router = APIRouter()
+
+
+@router.get("/healthz", tags=["health"])
+def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["health"])
+def readyz(svc: Svc) -> JSONResponse:
+    try:
+        counts = svc.store.counts()
+    except Exception as e:  # the database is unreachable
+        return JSONResponse({"status": "unavailable", "detail": type(e).__name__}, status_code=503)
+    d = svc.host.deployed
+    return JSONResponse({"status": "ready", "model": d.label if d else None, **counts})
+
+
+@router.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+def prometheus(svc: Svc) -> str:
+    d = svc.host.deployed
+    return svc.metrics.render({"penchant_active_model_version": d.version if d else 0, **{
+        f"penchant_stored_{k}": v for k, v in svc.store.counts().items()}})
+
+
+@router.get("/ui", tags=["ui"], response_class=HTMLResponse, include_in_schema=False)
+def ui(svc: Svc) -> str:
+    from penchant.serve.ui import page
+
+    return page(list(svc.settings.feedback_types))
