@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from tests.test_serve import ADMIN, _free_port, _start_server
+from tests.serve.test_serve import ADMIN, _free_port, _start_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
