@@ -173,3 +173,18 @@ def test_artefact_errors_name_the_file(tmp_path):
     np.savez(tmp_path / "future.npz", **arrays)
     with pytest.raises(ArtefactError, match="format version 99"):
         load(tmp_path / "future.npz")
+
+
+def test_training_by_epochs_reports_epochs_validation_and_an_eta():
+    from penchant.data.split import random_holdout
+    from penchant.eval import validator
+    from penchant.models.training import training_progress
+
+    split = random_holdout(tiny_log(), (0.8, 0.2, 0.0), seed=0)
+    seen = []
+    with training_progress(seen.append):
+        create("bpr", epochs=4, factors=8, eval_every=1, patience=10).fit(split.train, validator(split.train, split.valid))
+    assert [s.epoch for s in seen] == [1, 2, 3, 4] and all(s.epochs == 4 for s in seen)
+    assert np.isfinite([s.value for s in seen]).all()
+    assert seen[-1].best == max(s.value for s in seen) and seen[-1].eta_seconds == 0
+    assert str(seen[0]).startswith("epoch 1/4 · valid ") and "ETA ≤ " in str(seen[0])

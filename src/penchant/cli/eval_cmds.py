@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from penchant.cli.data_cmds import Encoding, ItemCol, MinRating, RatingCol, Sep, TimeCol, UserCol, columns
-from penchant.cli.render import leaderboard_table, out, progress, write_json
+from penchant.cli.render import leaderboard_table, out, progress, training_status, write_json
 
 Ks = typer.Option([10, 20], "--k", help="Cut-off K (repeat for several).")
 Sampled = typer.Option(None, "--sampled", help="Rank among this many sampled negatives instead of the full catalogue (labelled as sampled).")
@@ -39,8 +39,9 @@ def evaluate(
         task = bar.add_task("reading data", total=None)
         tr, va, te = load_triple(train, valid, test, min_rating=min_rating,
                                  **columns(user_col, item_col, rating_col, time_col, sep, encoding))
-        result = run(model, params, tr, va, te, ks=k, metric=metric, sampled=sampled, seed=seed,
-                     status=lambda s: bar.update(task, description=s))
+        with training_status(bar, task, model):
+            result = run(model, params, tr, va, te, ks=k, metric=metric, sampled=sampled, seed=seed,
+                         status=lambda s: bar.update(task, description=s))
     payload = result.to_json()
     metrics = payload["metrics"]
     out.print(f"[bold]{model}[/bold] on {len(result.users):,} users ({result.protocol}): " +

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from penchant.cli.data_cmds import Encoding, ItemCol, MinRating, RatingCol, Sep, TimeCol, UserCol, columns
-from penchant.cli.render import err, out, progress, write_json
+from penchant.cli.render import err, out, progress, training_status, write_json
 
 PARAM_HELP = "Model parameter key=value (repeatable); see `penchant models`."
 
@@ -43,7 +43,8 @@ def fit(
         else:
             tr, va = load(train, min_rating=min_rating, **cols), None
         bar.update(task, description=f"fitting {name}")
-        fitted = fit_model(name, params, tr, va, metric=metric)
+        with training_status(bar, task, name):
+            fitted = fit_model(name, params, tr, va, metric=metric)
     fitted.save(out_path)
     chosen = fitted.selected()
     out.print(f"{name} fitted on {tr.n_interactions:,} interactions ({tr.n_users:,} users, {tr.n_items:,} items)"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from penchant.cli.render import err, out, progress, write_json
+from penchant.cli.render import err, out, progress, training_status, write_json
 
 SOURCES = ("text", "ids", "ratings")
 
@@ -55,7 +55,8 @@ def _read_and_fit(bar, model: str, params: dict, train: Path, test: Path | None,
     task = bar.add_task("reading comparisons", total=None)
     tr, va, te = _read(train, test, valid, seed)
     bar.update(task, description=f"fitting {model}")
-    fitted, seconds = _fit(model, params, tr, va)
+    with training_status(bar, task, model):
+        fitted, seconds = _fit(model, params, tr, va)
     return task, tr, va, te, fitted, seconds
 
 

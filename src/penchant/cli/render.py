@@ -26,6 +26,15 @@ def progress() -> Iterator[Progress]:
         yield bar
 
 
+@contextmanager
+def training_status(bar: Progress, task, label: str) -> Iterator[None]:
+    """While a model trains by epochs, the bar reads ``fitting NAME: epoch 12/200 · valid … · ETA``."""
+    from penchant.models.training import training_progress
+
+    with training_progress(lambda status: bar.update(task, description=f"fitting {label}: {status}")):
+        yield
+
+
 def write_json(path: str | Path, payload: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -85,7 +85,7 @@ class BPR(FactorModel):
         weights = train.item_counts.astype(np.float64) ** self.pop_exponent if self.sampler == "popularity" else None
         sampler = NegativeSampler(x, weights, rng)
         opt = torch.optim.Adam(params, lr=self.lr)
-        stopper = EarlyStopping(self.patience)
+        stopper = EarlyStopping(self.patience, epochs=self.epochs)
         pairs = x.nonzero()
         self.epochs_run_ = 0
         for epoch in range(1, self.epochs + 1):

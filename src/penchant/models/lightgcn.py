@@ -73,7 +73,7 @@ class LightGCN(FactorModel):
         e0 = torch.nn.Parameter(torch.nn.init.normal_(torch.empty(n_users + n_items, self.factors), std=0.1))
         opt = torch.optim.Adam([e0], lr=self.lr)
         sampler = NegativeSampler(x, None, rng)
-        stopper = EarlyStopping(self.patience)
+        stopper = EarlyStopping(self.patience, epochs=self.epochs)
         pairs = x.nonzero()
 
         def propagate():

@@ -96,7 +96,7 @@ class MultVAE(HistoryScored):
         active = np.flatnonzero(np.diff(x.indptr) > 0)
         self.net_ = _network(x.shape[1], self.hidden, self.latent, self.dropout, self.noise)
         opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr)
-        stopper = EarlyStopping(self.patience)
+        stopper = EarlyStopping(self.patience, epochs=self.epochs)
         step = 0
         for epoch in range(1, self.epochs + 1):
             self.net_.train()

@@ -84,7 +84,7 @@ def _train_squared_error(model, params, forward, train: Dataset, valid: Validato
     users, items, ratings = _ratings(train)
     rng = np.random.default_rng(model.seed)
     opt = torch.optim.Adam(params, lr=model.lr)
-    stopper = EarlyStopping(model.patience)
+    stopper = EarlyStopping(model.patience, epochs=model.epochs)
     for epoch in range(1, model.epochs + 1):
         order = rng.permutation(len(ratings))
         for s in range(0, len(order), model.batch_size):

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +85,44 @@ def triple_batches(users: np.ndarray, items: np.ndarray, sampler: NegativeSample
                torch.from_numpy(negatives[s:s + batch_size].astype(np.int64)))
 
 
+@dataclass(frozen=True)
+class TrainingStatus:
+    """One validation check of a model trained by epochs: where it is, how it scores, how long is left
+    at most (training may stop earlier, when validation stops improving)."""
+
+    epoch: int
+    epochs: int | None
+    value: float
+    best: float
+    seconds: float
+
+    @property
+    def eta_seconds(self) -> float | None:
+        if not self.epochs or self.epoch < 1:
+            return None
+        return self.seconds / self.epoch * max(0, self.epochs - self.epoch)
+
+    def __str__(self) -> str:
+        eta = self.eta_seconds
+        return (f"epoch {self.epoch}" + (f"/{self.epochs}" if self.epochs else "") +
+                f" · valid {self.value:.4f} (best {self.best:.4f})" +
+                ("" if eta is None else f" · ETA ≤ {int(eta // 60)}m{int(eta % 60):02d}s"))
+
+
+_REPORTER: ContextVar[Callable[[TrainingStatus], None] | None] = ContextVar("penchant_training_progress", default=None)
+
+
+@contextmanager
+def training_progress(callback: Callable[[TrainingStatus], None]) -> Iterator[None]:
+    """Within the block, every validation check of a model trained by epochs calls ``callback``
+    (the CLI shows it in its progress bar)."""
+    token = _REPORTER.set(callback)
+    try:
+        yield
+    finally:
+        _REPORTER.reset(token)
+
+
 @dataclass
 class EarlyStopping:
     """Keeps the best state seen on validation and says when to stop.
@@ -96,6 +137,9 @@ class EarlyStopping:
     best_state: Any = None
     history: list[tuple[int, float]] = field(default_factory=list)
     _bad: int = 0
+    #: the epoch budget, for the ETA that progress reports carry
+    epochs: int | None = None
+    _start: float = field(default_factory=time.perf_counter)
 
     def restore_best(self, model: Any) -> bool:
         """Give ``model`` its best validated state (``model._restore``) and ``best_epoch_``; False if none."""
@@ -107,12 +151,16 @@ class EarlyStopping:
 
     def update(self, epoch: int, value: float, state: Callable[[], Any]) -> bool:
         self.history.append((epoch, value))
-        if value > self.best_value:
+        improved = value > self.best_value
+        if improved:
             self.best_value, self.best_epoch, self.best_state = value, epoch, copy.deepcopy(state())
             self._bad = 0
-            return False
-        self._bad += 1
-        return self._bad >= self.patience
+        else:
+            self._bad += 1
+        report = _REPORTER.get()
+        if report is not None:
+            report(TrainingStatus(epoch, self.epochs, value, self.best_value, time.perf_counter() - self._start))
+        return not improved and self._bad >= self.patience
 
 
 def validate_net(model: Any, net: Any, stopper: EarlyStopping, epoch: int, valid: Callable | None, every: int) -> bool:

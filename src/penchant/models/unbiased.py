@@ -61,7 +61,7 @@ class _PropensityMF(FactorModel):
         self._q = torch.nn.Parameter(torch.randn(n_items, self.factors) * 0.1)
         self._b = torch.nn.Parameter(torch.zeros(n_items))
         opt = torch.optim.Adam([self._p, self._q, self._b], lr=self.lr)
-        stopper = EarlyStopping(self.patience)
+        stopper = EarlyStopping(self.patience, epochs=self.epochs)
         for epoch in range(1, self.epochs + 1):
             order = rng.permutation(n_users)
             for s in range(0, n_users, self.batch_size):

@@ -151,7 +151,7 @@ class LatentClassIdealPoints(NeuralPreference):
         seed_torch(seed)
         self.net_ = net = self._network(option_features(train, self.features, self.text_model))
         opt = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        stopper = EarlyStopping(self.patience)
+        stopper = EarlyStopping(self.patience, epochs=self.epochs)
         u, w, l = (torch.from_numpy(v.astype(np.int64)) for v in (train.user, train.winner, train.loser))
         rows = self._rows(u)
         wt = torch.ones(len(train)) if weight is None else torch.as_tensor(weight, dtype=torch.float32)

@@ -103,7 +103,7 @@ def train_pairs(model, net, margin: Callable, train: PreferencePairs, valid: Pre
     seed_torch(seed)
     rng = np.random.default_rng(seed)
     opt = torch.optim.Adam(net.parameters() if param_groups is None else param_groups, lr=lr, weight_decay=weight_decay)
-    stopper = EarlyStopping(patience)
+    stopper = EarlyStopping(patience, epochs=epochs)
     u, w, l = (torch.from_numpy(x.astype(np.int64)) for x in (train.user, train.winner, train.loser))
     wt = None if weight is None else torch.as_tensor(weight, dtype=torch.float32)
     noise_aware = judged_by(loss, epsilon)

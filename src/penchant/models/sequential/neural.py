@@ -130,7 +130,7 @@ class NeuralSequential(SequentialRecommender):
         w_long = np.maximum(indptr[np.searchsorted(indptr, w_start, side="right") - 1], w_start - self.long_len)
         self.net_ = self._build_net()
         opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        stopper = EarlyStopping(self.patience)
+        stopper = EarlyStopping(self.patience, epochs=self.epochs)
         self.epoch_seconds_: list[float] = []
         for epoch in range(1, self.epochs + 1):
             start = time.perf_counter()
