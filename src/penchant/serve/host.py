@@ -68,12 +68,6 @@ class DeployedPreference(Loaded):
     option_index: dict[str, int]
 
 
-def is_preference_model(name: str) -> bool:
-    from penchant.models.registry import entry
-
-    return entry(name).family == "preference"
-
-
 def _best(d: Deployed, scores: np.ndarray, banned: np.ndarray, k: int) -> list[dict]:
     """The ``k`` best of one row of scores with ``banned`` (bool (n_items,)) left out, through the
     one top-k with exclusion that evaluation and ``recommend()`` use; ids and scores."""
@@ -141,22 +135,16 @@ class ModelHost:
 
     def start_training(self, model: str | None = None, params: dict | None = None, activate: bool = False) -> int:
         """Queue a training run in a background thread; returns the new version's id."""
-        from penchant.models.registry import create
+        from penchant.models.registry import convert_params, create, entry
 
         name, params = model or self.settings.model, dict(params if params is not None else self.settings.model_params)
-        if is_preference_model(name):
-            from penchant.models.registry import convert_params, create
-
-            params = convert_params(name, {k: str(v) for k, v in params.items()})
-            create(name, **params)  # bad parameters fail here, in the request
-            version = self.store.new_version(name, params, kind="preference")
-            threading.Thread(target=self._job, args=(version, lambda: self._train_preference(version, name, params, activate)),
-                             daemon=True).start()
-            return version
-        create(name, **params)  # bad names/parameters fail here, in the request
-        version = self.store.new_version(name, params)
-        threading.Thread(target=self._job, args=(version, lambda: self._train(version, name, params, activate)),
-                         daemon=True).start()
+        found = entry(name, ("ranking", "rating", "sequential", "preference"))  # any servable registered name
+        name, params = found.name, convert_params(found.name, params)
+        create(name, **params)  # bad parameters fail here, in the request
+        pairwise = found.family == "preference"
+        version = self.store.new_version(name, params, kind="preference" if pairwise else "recommender")
+        job = self._train_preference if pairwise else self._train
+        threading.Thread(target=self._job, args=(version, lambda: job(version, name, params, activate)), daemon=True).start()
         return version
 
     def _job(self, version: int, work) -> None:
