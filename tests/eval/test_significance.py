@@ -31,3 +31,12 @@ def test_bootstrap_ci_is_seeded_and_covers_the_mean():
     assert lo < x.mean() < hi and (lo, hi) == bootstrap_ci(x, seed=4)
     # about ±1.96·σ/√n
     assert (hi - lo) == pytest.approx(2 * 1.96 * x.std() / np.sqrt(len(x)), rel=0.15)
+
+
+def test_one_bootstrap_resamples_values_or_whole_groups():
+    rng = np.random.default_rng(1)
+    x = rng.random(200)
+    assert bootstrap_ci(x, groups=np.arange(200), seed=7) == bootstrap_ci(x, seed=7)  # singleton groups: the same draw
+    users = np.repeat(np.arange(20), 10)
+    y = np.repeat(rng.random(20), 10)  # each user's pairs agree: resampling users, not pairs, keeps that
+    assert bootstrap_ci(y, groups=users, seed=7) == pytest.approx(bootstrap_ci(y[::10], seed=7), rel=1e-12)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from penchant.data.attribute_graph import AttributeGraph
+from penchant.eval.significance import bootstrap_ci
 
 if TYPE_CHECKING:
     from penchant.converse.vocabulary import EpisodeResult
@@ -37,12 +38,6 @@ def hdcg(turn: int | None, rank: int | None, max_turns: int = MAX_TURNS) -> floa
     return float(lo + (hi - lo) / np.log2(rank + 1))
 
 
-def _ci(values: np.ndarray, n_boot: int, seed: int) -> tuple[float, float]:
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), (n_boot, len(values)))].mean(1)
-    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
-
-
 def conversation_metrics(results: Sequence[EpisodeResult], graph: AttributeGraph | None = None, *,
                          max_turns: int = MAX_TURNS, n_boot: int = 1000, seed: int = 0) -> dict:
     """SR@5/10/15, AT and hDCG with 95% intervals, questions and lists per episode, and (when
@@ -56,7 +51,7 @@ def conversation_metrics(results: Sequence[EpisodeResult], graph: AttributeGraph
     out: dict = {"episodes": len(results)}
     for k, v in per.items():
         out[k] = round(float(v.mean()), 4)
-        out[f"{k}_ci"] = [round(x, 4) for x in _ci(v, n_boot, seed)]
+        out[f"{k}_ci"] = [round(x, 4) for x in bootstrap_ci(v, n_boot=n_boot, seed=seed)]
     out["questions_per_episode"] = round(float(np.mean([r.actions.count("ask") for r in results])), 3)
     out["values_offered_per_episode"] = round(float(np.mean([len(r.asked) for r in results])), 3)
     out["lists_per_episode"] = round(float(np.mean([r.actions.count("recommend") for r in results])), 3)

@@ -20,6 +20,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from penchant.data.preferences import PreferencePairs
+from penchant.eval.significance import bootstrap_ci
 
 
 def pair_accuracy(p: np.ndarray) -> np.ndarray:
@@ -50,14 +51,9 @@ def fit_temperature(margins: np.ndarray) -> float:
 
 def user_bootstrap(values: np.ndarray, users: np.ndarray, *, n_boot: int = 1000, seed: int = 0,
                    alpha: float = 0.05) -> tuple[float, float]:
-    """Percentile interval of the pair-weighted mean of ``values`` when users are resampled."""
-    groups, inverse = np.unique(users, return_inverse=True)
-    sums = np.bincount(inverse, values, len(groups))
-    counts = np.bincount(inverse, minlength=len(groups)).astype(np.float64)
-    rng = np.random.default_rng(seed)
-    draw = rng.integers(0, len(groups), size=(n_boot, len(groups)))
-    means = sums[draw].sum(1) / np.maximum(counts[draw].sum(1), 1)
-    return float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))
+    """Percentile interval of the pair-weighted mean of ``values`` when users are resampled
+    (:func:`penchant.eval.significance.bootstrap_ci` with ``groups=users``)."""
+    return bootstrap_ci(values, groups=users, n_boot=n_boot, seed=seed, alpha=alpha)
 
 
 @dataclass

@@ -6,17 +6,31 @@ import numpy as np
 from scipy import stats
 
 
-def bootstrap_ci(values: np.ndarray, *, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``values`` (float (n,)), resampling users."""
+def bootstrap_ci(values: np.ndarray, *, groups: np.ndarray | None = None, n_boot: int = 1000, alpha: float = 0.05,
+                 seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (float (n,)), penchant's one bootstrap.
+
+    Without ``groups`` each value is resampled alone (per-user metric values: users are resampled).
+    With ``groups`` (labels (n,), e.g. the user of each pair) whole groups are resampled and the mean
+    is over all values of the drawn groups, so a user's many pairs move together.
+    """
     values = np.asarray(values, dtype=np.float64)
     if len(values) == 0:
         return float("nan"), float("nan")
+    if groups is None:
+        sums, counts = values, None
+    else:
+        labels, inverse = np.unique(groups, return_inverse=True)
+        sums = np.bincount(inverse, values, len(labels))
+        counts = np.bincount(inverse, minlength=len(labels)).astype(np.float64)
+    n = len(sums)
     rng = np.random.default_rng(seed)
     means = np.empty(n_boot)
-    step = max(1, 2_000_000 // max(1, len(values)))
+    step = max(1, 2_000_000 // n)  # bounded memory: draw the resamples in blocks
     for s in range(0, n_boot, step):
         m = min(step, n_boot - s)
-        means[s:s + m] = values[rng.integers(0, len(values), size=(m, len(values)))].mean(axis=1)
+        draw = rng.integers(0, n, size=(m, n))
+        means[s:s + m] = sums[draw].mean(axis=1) if counts is None else sums[draw].sum(1) / np.maximum(counts[draw].sum(1), 1)
     lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
     return float(lo), float(hi)
 

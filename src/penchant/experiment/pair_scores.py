@@ -30,7 +30,9 @@ class PairScores:
         """Share of rows where the first option gets P > 1/2, a tie (P = 1/2) counted as 1/2."""
         if not len(self.prob):
             return float("nan")
-        return float(np.mean((self.prob > 0.5) + 0.5 * (self.prob == 0.5)))
+        from penchant.eval.prefs import pair_accuracy
+
+        return float(pair_accuracy(self.prob).mean())
 
     def to_json(self, model: str) -> dict:
         """The ``penchant prefs score`` contract, plus the count of rows with unknown options."""

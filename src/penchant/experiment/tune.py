@@ -14,8 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from penchant.data import Dataset
 from penchant.errors import ConfigError
 from penchant.eval.evaluate import validator as ranking_validator
@@ -53,8 +51,9 @@ def _suggest(trial, name: str, dim) -> Any:
 
 def pair_accuracy(model: Any, pairs: Any) -> float:
     """Share of ``pairs`` whose winner gets P > ½ from ``model``, ties counted ½."""
-    prob = model.prob(pairs.user, pairs.winner, pairs.loser)
-    return float(np.mean((prob > 0.5) + 0.5 * (prob == 0.5)))
+    from penchant.eval.prefs import pair_accuracy as credit
+
+    return float(credit(model.prob(pairs.user, pairs.winner, pairs.loser)).mean())
 
 
 def tune(name: str, train: Dataset, valid: Dataset, *, trials: int = 20, seed: int = 0, metric: str = "ndcg@10",
