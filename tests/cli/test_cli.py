@@ -171,7 +171,7 @@ def test_prefs_compare_json_and_bad_parameter(tmp_path):
     assert acc["gpm blocks=2 epochs=60"] > acc["bt"] + 0.1, acc
     assert all(row["user_macro"] is None for row in payload["results"])  # no users in these pairs
     bad = penchant("prefs", "compare", "--data", data, "--source", "ids", "--model", "gpm:width=3")
-    assert bad.returncode == 2 and "gpm has no parameter 'width'" in bad.stderr and len(bad.stderr.splitlines()) == 1
+    assert bad.returncode == 2 and "model 'gpm' has no parameter 'width'" in bad.stderr and len(bad.stderr.splitlines()) == 1
 
 
 def test_prefs_evaluate_contract_on_separate_train_and_test_files(tmp_path):
