@@ -78,8 +78,16 @@ def penchant(*args: str, cwd: Path | None = None, env: dict | None = None) -> su
                           cwd=cwd, env=full_env, timeout=300)
 
 
-def cli(*args: object) -> tuple[int, str, str]:
-    """Run ``penchant ARGS`` in this process: exit code, stdout, stderr."""
+class Ran(subprocess.CompletedProcess):
+    """What an in-process run gave: ``returncode``, ``stdout``, ``stderr`` as a subprocess would,
+    and unpackable as ``code, out, err``."""
+
+    def __iter__(self):
+        return iter((self.returncode, self.stdout, self.stderr))
+
+
+def cli(*args: object) -> Ran:
+    """Run ``penchant ARGS`` in this process (no interpreter start, no re-import): exit code, stdout, stderr."""
     import contextlib
     import io
 
@@ -92,7 +100,7 @@ def cli(*args: object) -> tuple[int, str, str]:
             main([str(a) for a in args])
         except SystemExit as exc:
             code = int(exc.code or 0)
-    return code, out.getvalue(), err.getvalue()
+    return Ran([str(a) for a in args], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import penchant, write
+from tests.conftest import cli, penchant, write
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +43,12 @@ def test_evaluate_json_contract(split_files, tmp_path):
 
 def test_evaluate_recbole_files_with_min_rating(ml100k_dir, tmp_path):
     out = tmp_path / "split"
-    assert penchant("split", ml100k_dir, "--out", out, "--format", "inter", "--seed", "1").returncode == 0
+    assert cli("split", ml100k_dir, "--out", out, "--format", "inter", "--seed", "1").returncode == 0
     assert (out / "ml-100k.item").exists() and (out / "ml-100k.kg").exists()
-    r = penchant("data", "inspect", out / "ml-100k.train.inter")
+    r = cli("data", "inspect", out / "ml-100k.train.inter")
     assert r.returncode == 0 and "class" in r.stdout and "kg:film.film.directed_by" in r.stdout
     res_path = tmp_path / "r.json"
-    r = penchant("evaluate", "--train", out / "ml-100k.train.inter", "--valid", out / "ml-100k.valid.inter",
+    r = cli("evaluate", "--train", out / "ml-100k.train.inter", "--valid", out / "ml-100k.valid.inter",
                  "--test", out / "ml-100k.test.inter", "--model", "pop", "--min-rating", "4", "--json", res_path)
     assert r.returncode == 0, r.stderr
     res = json.loads(res_path.read_text())
@@ -93,9 +93,9 @@ def test_broken_files_give_one_line_and_exit_2(name, command, tmp_path, split_fi
     content, expected = BROKEN[name]
     bad = write(tmp_path / name, content)
     if command == "inspect":
-        r = penchant("data", "inspect", bad)
+        r = cli("data", "inspect", bad)
     else:
-        r = penchant("evaluate", "--train", bad, "--test", split_files / "test.tsv", "--model", "pop")
+        r = cli("evaluate", "--train", bad, "--test", split_files / "test.tsv", "--model", "pop")
     assert r.returncode == 2
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in r.stderr
@@ -105,15 +105,15 @@ def test_broken_files_give_one_line_and_exit_2(name, command, tmp_path, split_fi
 def test_unknown_side_file_id_gives_exit_2(tmp_path):
     write(tmp_path / "d" / "d.inter", "user_id:token\titem_id:token\n1\t10\n2\t99\n")
     write(tmp_path / "d" / "d.item", "item_id:token\tclass:token_seq\n10\tA\n")
-    r = penchant("data", "inspect", tmp_path / "d")
+    r = cli("data", "inspect", tmp_path / "d")
     assert r.returncode == 2 and "d.inter, line 3" in r.stderr and "'99'" in r.stderr
 
 
 def test_bad_parameters_give_exit_2(split_files):
-    r = penchant("evaluate", "--train", split_files / "train.tsv", "--test", split_files / "test.tsv",
+    r = cli("evaluate", "--train", split_files / "train.tsv", "--test", split_files / "test.tsv",
                  "--model", "itemknn", "--param", "neighbours=3")
     assert r.returncode == 2 and "no parameter 'neighbours'" in r.stderr
-    r = penchant("evaluate", "--train", split_files / "train.tsv", "--test", split_files / "test.tsv", "--model", "nope")
+    r = cli("evaluate", "--train", split_files / "train.tsv", "--test", split_files / "test.tsv", "--model", "nope")
     assert r.returncode == 2 and "unknown model" in r.stderr
 
 
@@ -128,8 +128,8 @@ def test_quickstart_writes_a_report(shared_data, tmp_path):
 
 def test_encoding_option(tmp_path):
     f = write(tmp_path / "latin.csv", "user,item\n1,caf\xe9\n2,caf\xe9\n".encode("latin-1"))
-    assert penchant("data", "inspect", f).returncode == 2
-    r = penchant("data", "inspect", f, "--encoding", "latin-1")
+    assert cli("data", "inspect", f).returncode == 2
+    r = cli("data", "inspect", f, "--encoding", "latin-1")
     assert r.returncode == 0, r.stderr
 
 
@@ -142,12 +142,12 @@ def test_ratings_cv_command(tmp_path):
     assert r.returncode == 0, r.stderr
     res = json.loads((tmp_path / "cv.json").read_text())
     assert len(res["folds"]) == 3 and 0.5 < res["rmse"] < 3
-    r = penchant("ratings", "cv", data, "--model", "ease")
+    r = cli("ratings", "cv", data, "--model", "ease")
     assert r.returncode == 2 and "is a ranking model; here a rating model is needed: biasedmf, fm" in r.stderr
 
 
 def test_kcore_and_min_rating_in_inspect(ml100k_dir, tmp_path):
-    r = penchant("data", "inspect", ml100k_dir, "--min-rating", "4", "--kcore", "10", "--json", tmp_path / "s.json")
+    r = cli("data", "inspect", ml100k_dir, "--min-rating", "4", "--kcore", "10", "--json", tmp_path / "s.json")
     assert r.returncode == 0, r.stderr
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["per_user"]["min"] >= 10 and s["per_item"]["min"] >= 10
@@ -170,7 +170,7 @@ def test_prefs_compare_json_and_bad_parameter(tmp_path):
     assert set(acc) == {"winrate", "bt", "gpm blocks=2 epochs=60"}
     assert acc["gpm blocks=2 epochs=60"] > acc["bt"] + 0.1, acc
     assert all(row["user_macro"] is None for row in payload["results"])  # no users in these pairs
-    bad = penchant("prefs", "compare", "--data", data, "--source", "ids", "--model", "gpm:width=3")
+    bad = cli("prefs", "compare", "--data", data, "--source", "ids", "--model", "gpm:width=3")
     assert bad.returncode == 2 and "model 'gpm' has no parameter 'width'" in bad.stderr and len(bad.stderr.splitlines()) == 1
 
 
@@ -199,7 +199,7 @@ def test_prefs_evaluate_contract_on_separate_train_and_test_files(tmp_path):
     r = penchant("prefs", "fit", "--train", files["train"], "--model", "vpl", "--param", "epochs=5", "--out", tmp_path / "m.npz")
     assert r.returncode == 0, r.stderr
     assert PreferenceModel.load(tmp_path / "m.npz").name == "vpl"
-    bad = penchant("prefs", "evaluate", "--train", files["train"], "--test", files["test"], "--model", "pbt",
+    bad = cli("prefs", "evaluate", "--train", files["train"], "--test", files["test"], "--model", "pbt",
                    "--param", "loss=fancy")
     assert bad.returncode == 2 and "loss must be one of plain, smooth, robust, forward" in bad.stderr, bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
