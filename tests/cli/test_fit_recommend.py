@@ -140,3 +140,19 @@ def test_one_model_syntax_and_every_family_through_fit_and_tune(pair_files, tmp_
     assert 0.5 < tuned["test"]["accuracy"] <= 1
     code, _, err = cli("tune", "--train", train, "--valid", valid, "--model", "maxent")
     assert code == 2 and "is a conversation model" in err
+
+
+def test_one_data_set_is_a_positional_path_everywhere(pair_files, tmp_path):
+    """`prefs compare` and `prefs export` (like `data inspect`, `split`, `ratings cv`) take the data
+    set as a path; `--data PATH` still works; two different ones are an error."""
+    train = pair_files[0]
+    by_path = cli("prefs", "compare", train, "--source", "ids", "--json", tmp_path / "a.json")
+    by_option = cli("prefs", "compare", "--data", train, "--source", "ids", "--json", tmp_path / "b.json")
+    assert by_path.returncode == by_option.returncode == 0, by_path.stderr + by_option.stderr
+    a, b = ([{k: v for k, v in row.items() if k != "fit_seconds"} for row in json.loads((tmp_path / f).read_text())["results"]]
+            for f in ("a.json", "b.json"))
+    assert a == b
+    both = cli("prefs", "export", train, "--data", pair_files[1], "--source", "ids", "--out", tmp_path / "x.jsonl")
+    assert both.returncode == 2 and "two data sets given" in both.stderr
+    none = cli("compare", "--model", "pop")
+    assert none.returncode == 2 and "or a data set to split" in none.stderr

@@ -56,13 +56,14 @@ def evaluate(
 
 
 def compare(
+    path: Path = typer.Argument(None, help="One data set to split here (instead of --train/--test files).", show_default=False),
     model: list[str] = typer.Option(..., "--model", help="Model to compare, as NAME or NAME:key=value,key=value (repeat)."),
     train: Path = typer.Option(None, "--train", help="Training interactions (or use --data with --split)."),
     valid: Path = typer.Option(None, "--valid", help="Validation interactions."),
     test: Path = typer.Option(None, "--test", help="Test interactions."),
-    data: Path = typer.Option(None, "--data", help="One data set to split here instead of given files."),
-    ratios: str = typer.Option("0.8,0.1,0.1", "--ratios", help="With --data: per-user random holdout fractions."),
-    seed: int = typer.Option(2026, "--seed", help="With --data: split seed."),
+    data: Path = typer.Option(None, "--data", help="The same as the positional data set."),
+    ratios: str = typer.Option("0.8,0.1,0.1", "--ratios", help="With a data set: per-user random holdout fractions."),
+    seed: int = typer.Option(2026, "--seed", help="With a data set: split seed."),
     k: list[int] = Ks,
     metric: str = typer.Option("ndcg@10", "--metric", help="Metric to rank by (and to select on validation)."),
     sampled: int = Sampled,
@@ -73,6 +74,7 @@ def compare(
     encoding: str = Encoding,
 ) -> None:
     """Several models on one split: a leaderboard with paired significance tests and CIs."""
+    from penchant.cli.specs import data_path
     from penchant.data import load, load_triple
     from penchant.data.split import random_holdout
     from penchant.errors import ConfigError
@@ -81,15 +83,16 @@ def compare(
     from penchant.experiment.run import parse_model_spec, run
 
     cols = columns(user_col, item_col, rating_col, time_col, sep, encoding)
+    data = data_path(path, data, required=False)
     if data is not None:
         if train or test:
-            raise ConfigError("give either --data (split here) or --train/--test files, not both")
+            raise ConfigError("give either a data set (split here) or --train/--test files, not both")
         split = random_holdout(load(data, min_rating=min_rating, **cols), [float(x) for x in ratios.split(",")], seed=seed)
         tr, va, te = split.train, split.valid, split.test
     elif train is not None and test is not None:
         tr, va, te = load_triple(train, valid, test, min_rating=min_rating, **cols)
     else:
-        raise ConfigError("give --train and --test (and optionally --valid), or --data")
+        raise ConfigError("give --train and --test (and optionally --valid), or a data set to split")
     specs = [parse_model_spec(m) for m in model]
     target = build_target(tr, te, tuple(p for p in (va,) if p is not None))
     results = []

@@ -172,8 +172,9 @@ def score(
 
 
 def compare(
-    data: Path = typer.Option(..., "--data", help="Comparisons (TRL JSONL/CSV, or winner/loser id pairs) or a ratings log/folder."),
-    source: str = typer.Option(..., "--source", help="What --data holds: text (prompt/chosen/rejected), ids (user?/winner/loser) or ratings."),
+    path: Path = typer.Argument(None, help="Comparisons (TRL JSONL/CSV, or winner/loser id pairs) or a ratings log/folder.", show_default=False),
+    data: Path = typer.Option(None, "--data", help="The same as the positional data set."),
+    source: str = typer.Option(..., "--source", help="What the data set holds: text (prompt/chosen/rejected), ids (user?/winner/loser) or ratings."),
     model: list[str] = typer.Option([], "--model", help="NAME or NAME:key=value,... (repeat); baselines are always added."),
     split: str = typer.Option("pair", "--split", help="pair, group (prompt on one side) or user (whole users held out); ratings always split ratings per user first."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split and the bootstrap."),
@@ -181,10 +182,12 @@ def compare(
 ) -> None:
     """Split one comparison source 80/10/10, fit several models on the first part (early stopping
     and temperature on the second) and compare them on the last, baselines included."""
+    from penchant.cli.specs import data_path
     from penchant.errors import ConfigError
     from penchant.experiment.run import parse_model_spec
     from penchant.models.registry import convert_params
 
+    data = data_path(path, data)
     if source not in SOURCES:
         raise ConfigError(f"--source must be one of {', '.join(SOURCES)}, not {source!r}")
     specs = [parse_model_spec(m) for m in model]
@@ -205,7 +208,8 @@ def compare(
 
 
 def export(
-    data: Path = typer.Option(..., "--data", help="Comparisons or a ratings log/folder."),
+    path: Path = typer.Argument(None, help="Comparisons or a ratings log/folder.", show_default=False),
+    data: Path = typer.Option(None, "--data", help="The same as the positional data set."),
     source: str = typer.Option(..., "--source", help="text, ids (items need titles/text) or ratings."),
     out_path: Path = typer.Option(..., "--out", help="JSON lines in the TRL layout {prompt, chosen, rejected, user}."),
     pairs_per_rating: float = typer.Option(5.0, "--pairs-per-rating", help="Ratings: pairs drawn per rating."),
@@ -213,11 +217,13 @@ def export(
 ) -> None:
     """Write comparisons in the TRL layout, for reward-model or DPO training elsewhere (items by
     their text: title and attributes)."""
+    from penchant.cli.specs import data_path
     from penchant.data import load
     from penchant.data.pair_files import read_pairs
     from penchant.data.preferences import pairs_from_ratings, write_trl
     from penchant.errors import ConfigError
 
+    data = data_path(path, data)
     if source not in SOURCES:
         raise ConfigError(f"--source must be one of {', '.join(SOURCES)}, not {source!r}")
     if source == "ratings":
