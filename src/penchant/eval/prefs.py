@@ -89,7 +89,7 @@ class PairReport:
 
 def evaluate_pairs(model, test: PreferencePairs, valid: PreferencePairs | None = None, *, label: str | None = None,
                    n_boot: int = 1000, seed: int = 0, min_user_pairs: int = 5, resample: str = "users") -> PairReport:
-    """Score ``model`` (anything with ``margin(users, a, b)``) on ``test``.
+    """Score ``model`` (a pairwise model: ``margin(users, a, b)`` and a ``name``, or give ``label``) on ``test``.
 
     ``resample``: what the bootstrap interval resamples, ``users`` (pairs without a user are then
     resampled one by one) or ``pairs`` (when there are too few users for a user-level interval).
@@ -106,7 +106,7 @@ def evaluate_pairs(model, test: PreferencePairs, valid: PreferencePairs | None =
     keep = per_user_n >= min_user_pairs
     acc_u = per_user[keep] / per_user_n[keep] if keep.any() else np.array([np.nan])
     worst = np.sort(acc_u)[: max(1, len(acc_u) // 10)]
-    return PairReport(label or getattr(model, "name", "model"), len(test), float(credit.mean()),
+    return PairReport(label or model.name, len(test), float(credit.mean()),
                       user_bootstrap(credit, users, n_boot=n_boot, seed=seed), int((p == 0.5).sum()),
                       float(np.mean(np.logaddexp(0.0, -m))), float(np.mean((1 - p) ** 2)),
                       expected_calibration_error(p), t, expected_calibration_error(1.0 / (1.0 + np.exp(-m / t))),
