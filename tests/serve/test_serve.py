@@ -50,7 +50,7 @@ def client(tmp_path, database_url):
 
 
 def test_feedback_recommendations_and_versions(client):
-    h = client.app.state.host
+    h = client.app.state.service.host
     items = [{"id": f"i{i}", "title": f"Film {i}", "categories": ["even" if i % 2 == 0 else "odd"]} for i in range(40)]
     assert client.put("/v1/items", json=items).json() == {"upserted": 40}
     events = clustered_events()
@@ -102,7 +102,7 @@ def test_feedback_recommendations_and_versions(client):
 def test_keys_scopes_and_errors(client, tmp_path):
     from penchant.serve.keys import create_key
 
-    store = client.app.state.store
+    store = client.app.state.service.store
     reader = create_key(store, "dashboard", "read")
     bare = {"Authorization": ""}
     assert client.get("/v1/models", headers=bare).status_code == 401
@@ -263,7 +263,7 @@ def test_dump_and_restore_round_trip(client, tmp_path):
     migrate(engine)
     copy = Store(engine)
     assert copy.restore(parse_dump(dumped))["events"] == 8
-    assert list(copy.dump()) == list(client.app.state.store.dump())
+    assert list(copy.dump()) == list(client.app.state.service.store.dump())
     assert copy.restore(parse_dump(dumped))["duplicate_events"] == 8
     again = client.post("/v1/admin/restore", content="\n".join(dumped).encode())
     assert again.status_code == 200 and again.json()["duplicate_events"] == 8
@@ -284,10 +284,10 @@ def test_scheduled_retraining_deploys_a_new_version(tmp_path):
         c.headers["Authorization"] = f"Bearer {ADMIN}"
         c.post("/v1/feedback", json=clustered_events(n_users=6, n_items=8, per_user=3))
         end = time.time() + 60
-        while time.time() < end and app.state.host.deployed is None:
+        while time.time() < end and app.state.service.host.deployed is None:
             time.sleep(0.1)
-        assert app.state.host.deployed is not None and app.state.host.deployed.model_name == "pop"
-        assert c.get("/v1/users/u0/recommendations").json()["model"] == f"pop:v{app.state.host.deployed.version}"
+        assert app.state.service.host.deployed is not None and app.state.service.host.deployed.model_name == "pop"
+        assert c.get("/v1/users/u0/recommendations").json()["model"] == f"pop:v{app.state.service.host.deployed.version}"
 
 
 def test_conversation_over_http_finds_the_wanted_item(client):
@@ -298,7 +298,7 @@ def test_conversation_over_http_finds_the_wanted_item(client):
               "attributes": {"decade": f"{1960 + 10 * (i % 5)}s"}} for i in range(40)]
     client.put("/v1/items", json=items)
     client.post("/v1/feedback", json=clustered_events())
-    version = client.app.state.host.wait(client.post("/v1/models/train", json={"model": "pop", "activate": True}).json()["id"])
+    version = client.app.state.service.host.wait(client.post("/v1/models/train", json={"model": "pop", "activate": True}).json()["id"])
     assert version["status"] == "ready"
     wanted = items[39]  # scifi, 2000s
     r = client.post("/v1/conversations", json={"user_id": "visitor", "policy": "maxent", "opening": "category=scifi"})
@@ -331,7 +331,7 @@ def test_anonymous_session_with_a_sequential_model(client):
     events = [{"event_id": f"s{u}-{k}", "user_id": f"u{u}", "item_id": f"i{(2 * (u + k)) % 30}", "type": "click",
                "timestamp": float(100 * u + k)} for u in range(30) for k in range(6)]
     client.post("/v1/feedback", json=events)
-    v = client.app.state.host.wait(client.post("/v1/models/train", json={"model": "markov", "activate": True}).json()["id"])
+    v = client.app.state.service.host.wait(client.post("/v1/models/train", json={"model": "markov", "activate": True}).json()["id"])
     assert v["status"] == "ready", v["error"]
     r = client.post("/v1/recommendations", json={"items": ["i10", "i12", "nope"], "k": 3}).json()
     assert r["model"] == f"markov:v{v['id']}" and r["unknown_items"] == 1
@@ -354,7 +354,7 @@ def test_comparisons_train_a_preference_model_that_compare_uses(client):
     assert client.post("/v1/compare", json={"options": ["o1", "o2"]}).status_code == 409  # nothing deployed
     r = client.post("/v1/models/train", json={"model": "pbt", "params": {"factors": 4, "epochs": 30}})
     assert r.status_code == 202 and r.json()["kind"] == "preference"
-    v = client.app.state.host.wait(r.json()["id"])
+    v = client.app.state.service.host.wait(r.json()["id"])
     assert v["status"] == "ready" and v["metrics"]["accuracy"] > 0.9, v
     high = client.post("/v1/compare", json={"user_id": "p0", "options": ["o2", "o9", "o5"]}).json()
     low = client.post("/v1/compare", json={"user_id": "p1", "options": ["o2", "o9", "o5"]}).json()

@@ -29,7 +29,7 @@ def index_of(vocab: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """Positions (int64) of ``ids`` in ``vocab``; -1 where absent. Vectorised via a join."""
     left = pl.DataFrame({"id": np.asarray(ids, dtype=str)})
     right = pl.DataFrame({"id": np.asarray(vocab, dtype=str), "pos": np.arange(len(vocab), dtype=np.int64)})
-    return left.join(right, on="id", how="left", maintain_order="left")["pos"].fill_null(-1).to_numpy()
+    return left.join(right, on="id", how="left", maintain_order="left")["pos"].fill_null(-1).to_numpy(writable=True)
 
 
 def attribute_from_lists(values_per_row: list[list[str]], rows: np.ndarray, n: int) -> Attribute:

@@ -145,18 +145,28 @@ def _max_depth(line: str) -> int:
     return int(np.cumsum(step).max())
 
 
+def read_bytes(path: Path) -> bytes:
+    """A file's bytes, decompressed when it is named ``.gz``; a missing file, a folder or a ``.gz``
+    that is not gzip is a DataError naming it."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError("no such file", file=path) from None
+    except IsADirectoryError:
+        raise DataError("is a folder, not a file", file=path) from None
+    if path.suffix.lower() != ".gz":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError) as exc:
+        raise DataError(f"named .gz but not readable as gzip ({exc})", file=path,
+                        expected="a gzip-compressed file, or the name without .gz") from None
+
+
 def read_json_lines(path: Path, encoding: str = "utf-8") -> Table:
     """A JSON-lines log (``.jsonl``/``.ndjson``, optionally gzipped): one object a line, scalar fields
     read as strings; a nested field is an error naming its line and field."""
-    raw = path.read_bytes() if path.exists() else None
-    if raw is None:
-        raise DataError("no such file", file=path)
-    if path.suffix.lower() == ".gz":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise DataError(f"named .gz but not readable as gzip ({exc})", file=path) from None
-    text = _decode(raw, path, encoding).decode("utf-8")
+    text = _decode(read_bytes(path), path, encoding).decode("utf-8")
     rows, lines = [], []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -261,18 +271,7 @@ def read_delimited(
         DataError: empty file, bad encoding, wrong delimiter, missing column, ragged line.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError("no such file", file=path) from None
-    except IsADirectoryError:
-        raise DataError("is a folder, not a file", file=path) from None
-    if path.suffix.lower() == ".gz":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise DataError(f"named .gz but not readable as gzip ({exc})", file=path,
-                            expected="a gzip-compressed file, or the name without .gz") from None
+    raw = read_bytes(path)
     if not raw.strip():
         raise DataError("the file is empty", file=path, line=1,
                         expected="a header line and at least one row" if header else "at least one row")

@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from penchant.data import Dataset
+from penchant.data.build import index_of
 from penchant.models.base import Recommender
 from penchant.models.protocols import FoldIn
 from penchant.models.ranking import top_k
@@ -48,7 +49,9 @@ def recommend_for(model: Recommender, user_ids: list[str], k: int, history: Data
     ids = list(dict.fromkeys(str(u) for u in user_ids))
     idx = model.user_index(ids)
     assert model.train_ is not None
-    idx[idx >= 0] = np.where(np.diff(model.train_.indptr)[idx[idx >= 0]] > 0, idx[idx >= 0], -1)  # no events: unknown
+    known = idx >= 0
+    known[known] = np.diff(model.train_.indptr)[idx[known]] > 0  # a user without training events is unknown
+    idx[~known] = -1
     seen, events, unknown_items = _history_rows(model, ids, history)
     answers = Answers({}, history_events=events, unknown_items=unknown_items)
     known = np.flatnonzero(idx >= 0)
@@ -84,8 +87,7 @@ def _history_rows(model: Recommender, ids: list[str], history: Dataset | None) -
     if history is None or history.n_interactions == 0:
         return sp.csr_matrix(shape, dtype=np.float32), 0, 0
     item_map = model.item_index(history.item_ids)[history.items]
-    row_of_user = {u: r for r, u in enumerate(ids)}
-    user_rows = np.array([row_of_user.get(str(u), -1) for u in history.user_ids], dtype=np.int64)[history.users]
+    user_rows = index_of(np.array(ids, dtype=object), history.user_ids)[history.users]
     keep = (item_map >= 0) & (user_rows >= 0)
     values = np.ones(int(keep.sum()), np.float32) if history.ratings is None else history.ratings[keep].astype(np.float32)
     m = sp.csr_matrix((values, (user_rows[keep], item_map[keep])), shape=shape)

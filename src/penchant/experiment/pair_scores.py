@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from penchant.data.build import index_of
 from penchant.errors import ConfigError
 from penchant.models.preference.base import PreferenceModel
 from penchant.models.protocols import TextScorer
@@ -58,19 +59,14 @@ def score_pair_file(model: PreferenceModel, path: str | Path) -> PairScores:
     ds = read_id_comparisons(path)
     c = ds.comparisons
     assert c is not None
-    options = _index(model.option_ids_, ds.item_ids)
-    users = np.where(c.user >= 0, _index(model.user_ids_, ds.user_ids)[np.maximum(c.user, 0)] if ds.n_users else -1, -1)
+    options = index_of(model.option_ids_, ds.item_ids)
+    users = np.where(c.user >= 0, index_of(model.user_ids_, ds.user_ids)[np.maximum(c.user, 0)] if ds.n_users else -1, -1)
     a, b = options[c.winner], options[c.loser]
     known = (a >= 0) & (b >= 0)
     prob = np.full(len(a), 0.5)
     if known.any():
         prob[known] = model.prob(users[known], a[known], b[known])
     return PairScores(prob, int((~known).sum()))
-
-
-def _index(vocab: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    table = {str(v): i for i, v in enumerate(vocab)}
-    return np.fromiter((table.get(str(i), -1) for i in ids), dtype=np.int64, count=len(ids))
 
 
 def _sigmoid(margin: np.ndarray) -> np.ndarray:

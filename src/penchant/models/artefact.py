@@ -112,9 +112,13 @@ def _reason(exc: Exception) -> str:
 
 def load(path: str | Path) -> Any:
     """Any model from its artefact, whatever its family: the registry finds the class that wrote it."""
+    return build(Artefact.read(path), path)
+
+
+def build(art: Artefact, path: str | Path) -> Any:
+    """The model an artefact already read describes (``path`` names it in errors)."""
     from penchant.models.registry import entry
 
-    art = Artefact.read(path)
     try:
         klass = entry(art.model).cls
     except Exception:

@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from penchant.data import Dataset
+from penchant.data.build import index_of
 from penchant.errors import ConfigError, DataError, NotFittedError
 from penchant.models.artefact import Artefact
 from penchant.models.ranking import chunk_size, top_k
@@ -114,21 +115,11 @@ class Recommender:
     # ----- external ids ----------------------------------------------------------------------
     def user_index(self, ids: object) -> np.ndarray:
         """Indices of external user ids, int64 (n,); -1 where the model does not know the user."""
-        return _index_of(self._user_table(), ids)
+        return index_of(self.user_ids_, np.atleast_1d(np.asarray(ids, dtype=object)))
 
     def item_index(self, ids: object) -> np.ndarray:
         """Indices of external item ids, int64 (n,); -1 where the model does not know the item."""
-        return _index_of(self._item_table(), ids)
-
-    def _user_table(self) -> dict[str, int]:
-        if getattr(self, "_users_table", (None,))[0] is not self.user_ids_:
-            self._users_table = (self.user_ids_, {str(u): i for i, u in enumerate(self.user_ids_)})
-        return self._users_table[1]
-
-    def _item_table(self) -> dict[str, int]:
-        if getattr(self, "_items_table", (None,))[0] is not self.item_ids_:
-            self._items_table = (self.item_ids_, {str(u): i for i, u in enumerate(self.item_ids_)})
-        return self._items_table[1]
+        return index_of(self.item_ids_, np.atleast_1d(np.asarray(ids, dtype=object)))
 
     def _on_vocabulary(self, events: Dataset) -> Dataset:
         """``events`` re-indexed onto the model's vocabularies, for :meth:`partial_fit`.
@@ -158,6 +149,11 @@ class Recommender:
             self._grow_users(int(grow.sum()))
         return Dataset(self.user_ids_, self.item_ids_, user_map[events.users].astype(np.int32),
                        item_map[events.items].astype(np.int32), events.ratings, events.timestamps, name=events.name)
+
+    def _add_seen(self, events: Dataset) -> None:
+        """Count ``events`` (already on the model's vocabularies) as seen by their users."""
+        assert self.train_ is not None
+        self.train_ = ((self.train_ + events.csr) > 0).astype(np.float32).tocsr()
 
     def _grow_users(self, n: int) -> None:
         """Add ``n`` users with empty histories (subclasses grow their per-user state too)."""
@@ -222,20 +218,13 @@ class Recommender:
         return f"{type(self).__name__}({args})"
 
 
-def _index_of(table: dict[str, int], ids: object) -> np.ndarray:
-    keys = np.atleast_1d(np.asarray(ids, dtype=object))
-    return np.fromiter((table.get(str(k), -1) for k in keys), dtype=np.int64, count=len(keys))
-
-
 class HistoryScored(Recommender):
     """A model that scores a user from their row of the seen-items matrix (item-item, linear
     autoencoders, Mult-VAE): adding events to that row is all it takes to learn about a user."""
 
     def partial_fit(self, events: Dataset) -> Self:
         """Add ``events`` to the users' histories (new users included); the next scores read them."""
-        ev = self._on_vocabulary(events)
-        assert self.train_ is not None
-        self.train_ = ((self.train_ + ev.csr) > 0).astype(np.float32).tocsr()
+        self._add_seen(self._on_vocabulary(events))
         return self
 
     def score_history(self, items: np.ndarray, values: np.ndarray | None = None) -> np.ndarray:

@@ -76,7 +76,6 @@ def create_app(settings: Settings, *, admin_key: str | None = None) -> FastAPI:
                   description="Feedback in, recommendations out. Keys: `Authorization: Bearer <key>`.")
     app.state.service = Service(store, host, ConversationHost(store, host), settings, metrics, KeyCache(store),
                                 RateLimiter(settings.rate_limit_per_minute))
-    app.state.store, app.state.host, app.state.settings, app.state.metrics = store, host, settings, metrics
     app.add_middleware(LimitsAndMetrics, metrics=metrics, max_bytes=settings.max_request_bytes,
                        max_model_bytes=settings.max_model_bytes)
     for error, status in STATUS.items():

@@ -115,13 +115,13 @@ class ModelHost:
         retraining; activated when asked or when nothing of its kind is live. Returns its id."""
         import shutil
 
-        from penchant.models.artefact import Artefact, ArtefactError, load
+        from penchant.models.artefact import Artefact, ArtefactError, build
 
         art = Artefact.read(source)
         if art.family == "conversation":
             raise ArtefactError("a conversation policy is not a servable model version", file=source)
         kind = "preference" if art.family == "preference" else "recommender"
-        load(source)  # the whole model rebuilds before anything is recorded
+        build(art, source)  # the whole model rebuilds before anything is recorded
         version = self.store.new_version(art.model, art.params, kind=kind)
         folder = self.models_dir / f"v{version}"
         folder.mkdir(parents=True, exist_ok=True)

@@ -111,7 +111,7 @@ class SequentialRecommender(Recommender):
         merged[ranges(ptr[:-1], old)] = self.hist_items_
         merged[ranges(ptr[:-1] + old, new)] = add_items
         self.hist_ptr_, self.hist_items_ = ptr, merged
-        self.train_ = ((self.train_ + events.csr) > 0).astype(np.float32).tocsr()
+        self._add_seen(events)
         return self
 
     def _grow_users(self, n: int) -> None:
