@@ -144,3 +144,9 @@ def tiny_log(seed: int = 0):
                    np.array([f"item-{i}" for i in range(n_items)], dtype=object), users, items,
                    ratings=rng.integers(1, 6, len(users)).astype(np.float32),
                    timestamps=np.arange(len(users), dtype=np.float64), item_text=titles, name="tiny")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` first (the sort is stable): xdist hands tests out in this order, so a
+    long test is not the last one given to a worker while the other sits idle."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -102,6 +102,7 @@ def test_latent_classes_recover_the_planted_groups_and_survive_saving(tmp_path):
     assert accuracy(greedy, sp.test) < accuracy(model, sp.test) - 0.05
 
 
+@pytest.mark.slow
 def test_noise_aware_likelihood_keeps_latent_classes_on_the_planted_groups():
     """Plural world 1, ε = 0.2 of the training and validation labels flipped: with the plain
     likelihood flipped pairs read as evidence for another class, and users leave their group's
@@ -129,6 +130,8 @@ def test_noise_aware_likelihood_keeps_latent_classes_on_the_planted_groups():
         create_preference("pal-latent", restarts=0)
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("minilm-layers-hh-rlhf")  # the harmless-base replies are mostly these: encoded once
 def test_vpl_and_pal_tell_two_real_users_apart(shared_data):
     """HH-RLHF relabeled by a helpful and a harmless user (prompts split): VPL over frozen MiniLM
     layer states beats the best single reward (its L2 weight picked on valid), loses that edge when
@@ -207,6 +210,7 @@ def test_ensemble_strength_flags_flipped_labels():
     assert 0 < s.agreement.min() and s.agreement.max() < 1
 
 
+@pytest.mark.slow
 def test_forward_correction_recovers_part_of_pals_loss_under_flipped_labels():
     """With ε = 0.2 of the training and validation labels flipped (test labels clean), PAL trained
     with the noise-aware (forward) loss loses clearly less than plain training does against the same

@@ -224,7 +224,8 @@ def test_length_baseline_learns_that_longer_replies_win():
     assert bow.theta_.shape == (40,)
 
 
-@pytest.mark.xdist_group("minilm-layers-harmless-base")  # one worker: the second test reads the first's cached states
+@pytest.mark.slow
+@pytest.mark.xdist_group("minilm-layers-hh-rlhf")  # one worker: the later tests read the cached states
 def test_minilm_layer_reward_beats_length_and_bag_of_words_on_harmless_base(shared_data):
     """Real dialogue: on HH-RLHF harmless-base prompts never seen in training, a linear reward on
     frozen MiniLM layer states beats both text baselines (each picks its L2 weight on valid)."""
@@ -241,7 +242,7 @@ def test_minilm_layer_reward_beats_length_and_bag_of_words_on_harmless_base(shar
     assert acc["layers"] > acc["bow"] + 0.03 and acc["layers"] > acc["length"] + 0.05, acc
 
 
-@pytest.mark.xdist_group("minilm-layers-harmless-base")
+@pytest.mark.xdist_group("minilm-layers-hh-rlhf")
 def test_text_reward_artefact_scores_unseen_replies_above_length(shared_data, tmp_path):
     """`prefs fit` on the training prompts of harmless-base, `prefs score` on a file of prompts and
     replies it never saw: the MiniLM-layer reward, rebuilt from its artefact alone (its fitted

@@ -100,6 +100,7 @@ def test_zero_shot_ranks_cold_items_by_text(cold_split):
     assert result.mean > 2.5 * result.chance, (result.mean, result.chance)
 
 
+@pytest.mark.slow
 def test_text_aware_sasrec_ranks_items_held_out_of_training(cold_split, tmp_path):
     """Items never seen in training get scores from their text: a 10-epoch SASRec with fused
     text ranks the held-out target far above chance among the cold items; without text it cannot."""

@@ -118,18 +118,23 @@ class LatentClassIdealPoints(NeuralPreference):
     def _evidence(self, s, users, a, b, weight=None):
         """E (n_users + 1, K) from the option utilities ``s`` (n_options, K): summed log-likelihoods
         of each user's pairs; users −1 add nothing, so the last row (the population) stays 0."""
-        return self._evidence_of(s[a] - s[b], users, weight)
+        return self._evidence_of(s.index_select(0, a) - s.index_select(0, b), users, weight)
 
     def _evidence_of(self, margin, users, weight=None):
         """E from the class margins (n, K) of pairs by ``users``, each pair's log-likelihood times
         its ``weight`` (n,) if given."""
+        return self._sum_by_user(self._log_likelihood(margin), self._rows(users), weight)
+
+    def _sum_by_user(self, ll, rows, weight=None):
+        """E (n_users + 1, K): the log-likelihoods ``ll`` (n, K) summed per evidence row (``rows``
+        (n,), −1 already mapped to the population row, which is then reset to 0)."""
         import torch
 
-        ll = self._log_likelihood(margin)
         if weight is not None:
             ll = ll * weight[:, None]
-        known = users >= 0
-        return torch.zeros(self.n_users_ + 1, self.prototypes, dtype=ll.dtype).index_add(0, users[known], ll[known])
+        evidence = torch.zeros(self.n_users_ + 1, self.prototypes, dtype=ll.dtype).index_add(0, rows, ll)
+        evidence[-1] = 0
+        return evidence
 
     # ----- training ------------------------------------------------------------------------------
     def _fit(self, train: PreferencePairs, valid: PreferencePairs | None, weight: np.ndarray | None) -> None:
@@ -154,6 +159,10 @@ class LatentClassIdealPoints(NeuralPreference):
         stopper = EarlyStopping(self.patience, epochs=self.epochs)
         u, w, l = (torch.from_numpy(v.astype(np.int64)) for v in (train.user, train.winner, train.loser))
         rows = self._rows(u)
+        # utilities are per option, so a margin is per ordered (winner, loser): compute each distinct
+        # one once (D ≤ n_options², far fewer than the pairs) and carry the pairs' weights onto it
+        key, inv = np.unique(train.winner.astype(np.int64) * self.n_options_ + train.loser, return_inverse=True)
+        dw, dl, inv = (torch.from_numpy(v.astype(np.int64)) for v in (key // self.n_options_, key % self.n_options_, inv))
         wt = torch.ones(len(train)) if weight is None else torch.as_tensor(weight, dtype=torch.float32)
         seen = torch.bincount(u[u >= 0], minlength=self.n_users_ + 1) > 0  # users whose class is inferred
         validated = valid is not None and len(valid) > 0
@@ -161,14 +170,19 @@ class LatentClassIdealPoints(NeuralPreference):
             vu, vw, vl = (torch.from_numpy(v.astype(np.int64)) for v in (valid.user, valid.winner, valid.loser))
         self.history_: list[float] = []
         self.best_epoch_ = None
+        same_judge = self.loss == "plain" or not self.epsilon or self.loss == "forward"
         for epoch in range(1, self.epochs + 1):
             net.train()
             s = self._utilities(net)
-            m = s[w] - s[l]
+            m = s.index_select(0, dw) - s.index_select(0, dl)  # (D, K)
+            terms = pair_loss_terms(m, loss=self.loss, epsilon=self.epsilon)
             log_prior = net.prior.log_softmax(0)
-            with torch.no_grad():
-                r = (min(1.0, epoch / (self.anneal + 1)) * self._evidence_of(m, u, wt) + log_prior).softmax(1)
-            value = ((r[rows] * pair_loss_terms(m, loss=self.loss, epsilon=self.epsilon)).sum(1) * wt).sum()
+            with torch.no_grad():  # the E-step: labels judged as trained where the two agree (one pass)
+                ll = -terms.detach() if same_judge else self._log_likelihood(m.detach())
+                evidence = self._sum_by_user(ll.index_select(0, inv), rows, wt)
+                r = (min(1.0, epoch / (self.anneal + 1)) * evidence + log_prior).softmax(1)
+                share = torch.zeros_like(ll).index_add(0, inv, r.index_select(0, rows) * wt[:, None])  # (D, K)
+            value = (share * terms).sum()
             value = (value - (r[seen] * log_prior).sum()) / wt.sum()
             opt.zero_grad()
             value.backward()
@@ -178,7 +192,8 @@ class LatentClassIdealPoints(NeuralPreference):
             net.eval()
             with torch.no_grad():
                 s = self._utilities(net)
-                loss = self._valid_loss(net, s, self._evidence(s, u, w, l, wt), vu, vw, vl)
+                ll = self._log_likelihood(s.index_select(0, dw) - s.index_select(0, dl))
+                loss = self._valid_loss(net, s, self._sum_by_user(ll.index_select(0, inv), rows, wt), vu, vw, vl)
             self.history_.append(loss)
             if stopper.update(epoch, -loss, net.state_dict):
                 break
@@ -196,13 +211,13 @@ class LatentClassIdealPoints(NeuralPreference):
 
     def _valid_loss(self, net, s, evidence, users, a, b) -> float:
         """Mean log-loss of the validation pairs (torch (n,) each), judged as the training labels are."""
-        m = self._mixture_margin(self._log_posterior_of(evidence, net.prior.log_softmax(0), self._rows(users)), s[a] - s[b])
+        m = self._mixture_margin(self._log_posterior_of(evidence, net.prior.log_softmax(0), self._rows(users)), s.index_select(0, a) - s.index_select(0, b))
         return float(pair_loss(m, **judged_by(self.loss, self.epsilon)))
 
     @staticmethod
     def _log_posterior_of(evidence, log_prior, rows):
         """log r (n, K) of the users in evidence ``rows``: evidence plus log prior, normalised."""
-        return (evidence[rows] + log_prior).log_softmax(1)
+        return (evidence.index_select(0, rows) + log_prior).log_softmax(1)
 
     @staticmethod
     def _mixture_margin(log_r, m):
