@@ -4,7 +4,7 @@
 
 SASRec is trained as in bench_sequential.py. Preference pairs come from the training ratings: at
 every position whose next item the user rated ≥ 4, that item is preferred over an item the same
-user rated ≤ 2 (`pairs_from_ratings`). The model is then fine-tuned with DPO and with robust DPO
+user rated ≤ 2 (`next_item_pairs`). The model is then fine-tuned with DPO and with robust DPO
 (flip rate ε = 0.1), each from the same trained copy, and NDCG@10 / Recall@10 on the test items are
 compared, together with the hit rate at 10 split by the test item's rating: users whose test item
 they rated ≥ 4 (higher is better) and ≤ 2 (a disliked item recommended; lower is better).
@@ -22,7 +22,7 @@ from penchant.data.split import leave_last_out
 from penchant.eval import evaluate, validator
 from penchant.eval.evaluate import build_target
 from penchant.models import create
-from penchant.models.sequential.preference import dpo_finetune, pairs_from_ratings
+from penchant.models.sequential.preference import dpo_finetune, next_item_pairs
 
 
 def main() -> None:
@@ -36,10 +36,10 @@ def main() -> None:
     model = create("sasrec").fit(split.train, validator(split.train, split.valid))
     model.partial_fit(split.valid)
     target = build_target(split.train, split.test, (split.valid,))
-    pairs = pairs_from_ratings(split.train, model.max_len)
+    pairs = next_item_pairs(split.train, model.max_len)
     test_rating = np.zeros(split.test.n_users, dtype=np.float32)
     test_rating[split.test.users] = split.test.ratings
-    print(f"{len(pairs.chosen)} preference pairs from training ratings", flush=True)
+    print(f"{len(pairs)} preference pairs from training ratings", flush=True)
 
     def report(label: str, m) -> None:
         r = evaluate(m, split.train, split.test, ks=[10], target=target, beyond_accuracy=False)

@@ -367,7 +367,7 @@ def speed() -> None:
     a, b = rng.integers(0, n_options, n), rng.integers(0, n_options, n)
     b = np.where(a == b, (b + 1) % n_options, b)
     wins = rng.random(n) < 1 / (1 + np.exp(-(strength[a] - strength[b])))
-    from penchant.data.preferences import PreferencePairs
+    from penchant.data.pairs import PreferencePairs
 
     pairs = PreferencePairs(np.full(n, -1), np.where(wins, a, b), np.where(wins, b, a), np.arange(n),
                             np.array([], dtype=object), np.arange(n_options).astype(str).astype(object))
@@ -387,10 +387,9 @@ def text() -> None:
     import os
 
     from penchant.data import read_text_comparisons
-    from penchant.data.preferences import pairs_from_text
 
     folder = Path(os.environ.get("PENCHANT_DATA", "../shared/data")) / "hh-rlhf"
-    pairs = pairs_from_text(read_text_comparisons(folder / "harmless-base-test.jsonl.gz"))
+    pairs = read_text_comparisons(folder / "harmless-base-test.jsonl.gz")
     sp = split_pairs(pairs, (0.7, 0.15, 0.15), by="group", seed=0)
     print(f"\nHH-RLHF harmless-base, {len(pairs):,} pairs split by prompt 70/15/15 "
           f"({len(sp.train):,}/{len(sp.valid):,}/{len(sp.test):,}); linear rewards, alpha chosen on valid")
@@ -466,10 +465,9 @@ def two_users() -> None:
     import os
 
     from penchant.data import read_text_comparisons
-    from penchant.data.preferences import pairs_from_text
 
     folder = Path(os.environ.get("PENCHANT_DATA", "../shared/data")) / "hh-rlhf"
-    pairs = pairs_from_text(read_text_comparisons(folder / "relabeled-both-test.jsonl.gz"))
+    pairs = read_text_comparisons(folder / "relabeled-both-test.jsonl.gz")
     sp = split_pairs(pairs, (0.7, 0.15, 0.15), by="group", seed=0)
     users = sp.test.user
     print(f"\nHH-RLHF relabeled by two users (VPL's relabeling: {', '.join(pairs.user_ids)}), {len(pairs):,} pairs "

@@ -176,7 +176,7 @@ def test_learned_policies_beat_max_entropy_on_movielens(ml_setup):
 
 
 def test_converse_evaluate_json_contract(tmp_path, shared_data):
-    r = penchant("converse", "evaluate", "--data", shared_data / "ml-100k", "--policy", "greedy", "--episodes", "60",
+    r = penchant("converse", "evaluate", shared_data / "ml-100k", "--policy", "greedy", "--episodes", "60",
                  "--seed", "3", "--json", tmp_path / "out.json")
     assert r.returncode == 0, r.stderr
     out = json.loads((tmp_path / "out.json").read_text())
@@ -206,7 +206,7 @@ def test_conversation_in_a_pseudo_terminal_finds_the_planted_target(tmp_path, sh
     questions = {graph.question(v): v for v in range(graph.n_values)}
     master, slave = pty.openpty()
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    proc = subprocess.Popen([sys.executable, "-m", "penchant", "converse", "--data", str(tmp_path), "--user", "1",
+    proc = subprocess.Popen([sys.executable, "-m", "penchant", "converse", str(tmp_path), "--user", "1",
                              "--policy", "maxent"], stdin=slave, stdout=slave, stderr=slave, close_fds=True, env=env)
     os.close(slave)
     buffer = ""

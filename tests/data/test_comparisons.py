@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from penchant.data import read_id_comparisons, read_text_comparisons
@@ -14,11 +15,17 @@ from tests.conftest import write
 
 def test_real_hh_rlhf_pairs_split_into_prompt_and_replies(shared_data):
     pairs = read_text_comparisons(shared_data / "hh-rlhf" / "harmless-base-test.jsonl.gz")
-    assert len(pairs) == 2312 and pairs.user is None
+    read, identical = pairs.steps
+    assert read.count == 2312 and len(pairs) == 2312 - identical.count and identical.count < 10
+    assert pairs.n_users == 0 and (pairs.user == -1).all()
     assert all(p.rstrip().endswith("Assistant:") for p in pairs.prompt)
     # replies are the last assistant turn only (a few real replies quote "Human:" inline)
-    assert sum("\n\nHuman:" in c for c in pairs.chosen) == 0
-    assert all(c != r for c, r in zip(pairs.chosen[:100], pairs.rejected[:100]))
+    assert sum("\n\nHuman:" in c for c in pairs.chosen_text) == 0
+    assert (pairs.chosen_text != pairs.rejected_text).all()
+    # one option per distinct (prompt, reply), one group per prompt; scoring keeps every row
+    assert pairs.n_options == len({(p, r) for p, r in zip(pairs.option_context, pairs.option_text)})
+    assert len(np.unique(pairs.group)) == len(set(pairs.prompt))
+    assert len(read_text_comparisons(shared_data / "hh-rlhf" / "harmless-base-test.jsonl.gz", drop_identical=False)) == 2312
 
 
 def test_split_shared_prompt_cuts_at_the_last_assistant_turn():
@@ -31,12 +38,12 @@ def test_trl_jsonl_with_users(tmp_path):
             {"prompt": "p2", "chosen": "c", "rejected": "d", "user": 7}]
     p = write(tmp_path / "c.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
     pairs = read_text_comparisons(p)
-    assert list(pairs.prompt) == ["p1", "p2"] and list(pairs.user) == ["u1", "7"]
+    assert list(pairs.prompt) == ["p1", "p2"] and list(pairs.user_ids[pairs.user]) == ["u1", "7"]
 
 
 def test_trl_csv(tmp_path):
     pairs = read_text_comparisons(write(tmp_path / "c.csv", 'prompt,chosen,rejected\n"Hi, you",yes,no\n'))
-    assert (pairs.prompt[0], pairs.chosen[0], pairs.rejected[0]) == ("Hi, you", "yes", "no")
+    assert (pairs.prompt[0], pairs.chosen_text[0], pairs.rejected_text[0]) == ("Hi, you", "yes", "no")
 
 
 def test_trl_errors_name_the_line(tmp_path):
@@ -53,12 +60,12 @@ def test_trl_errors_name_the_line(tmp_path):
 
 
 def test_id_pairs(tmp_path):
-    ds = read_id_comparisons(write(tmp_path / "p.csv", "user,winner,loser\nu1,a,b\nu2,b,c\nu1,c,a\n"))
-    c = ds.comparisons
-    assert len(c) == 3 and list(ds.item_ids) == ["a", "b", "c"] and list(ds.user_ids) == ["u1", "u2"]
+    c = read_id_comparisons(write(tmp_path / "p.csv", "user,winner,loser\nu1,a,b\nu2,b,c\nu1,c,a\n"))
+    assert len(c) == 3 and list(c.option_ids) == ["a", "b", "c"] and list(c.user_ids) == ["u1", "u2"]
     assert c.winner.tolist() == [0, 1, 2] and c.loser.tolist() == [1, 2, 0] and c.user.tolist() == [0, 1, 0]
+    assert c.steps[0].count == 3 and c.option_text is None
     anon = read_id_comparisons(write(tmp_path / "q.csv", "winner,loser\na,b\n"))
-    assert anon.comparisons.user.tolist() == [-1]
+    assert anon.user.tolist() == [-1] and anon.n_users == 0
 
 
 def test_id_pairs_reject_self_comparison(tmp_path):

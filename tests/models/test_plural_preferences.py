@@ -141,9 +141,8 @@ def test_vpl_and_pal_tell_two_real_users_apart(shared_data):
     import copy
 
     from penchant.data import read_text_comparisons
-    from penchant.data.preferences import pairs_from_text
 
-    pairs = pairs_from_text(read_text_comparisons(shared_data / "hh-rlhf" / "relabeled-both-test.jsonl.gz"))
+    pairs = read_text_comparisons(shared_data / "hh-rlhf" / "relabeled-both-test.jsonl.gz")
     sp = split_pairs(pairs, (0.7, 0.15, 0.15), by="group", seed=0)
     singles = [create_preference("bt", features="layers", alpha=a).fit(sp.train) for a in (1.0, 10.0, 100.0)]
     single = accuracy(max(singles, key=lambda m: accuracy(m, sp.valid)), sp.test)

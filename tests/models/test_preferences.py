@@ -71,20 +71,19 @@ def test_splits_by_group_and_by_user_keep_each_on_one_side():
 
 
 def test_trl_export_reads_back(tmp_path, shared_data):
-    from penchant.data.preferences import pairs_from_text
 
-    pairs = pairs_from_text(read_text_comparisons(shared_data / "hh-rlhf" / "relabeled-both-test.jsonl.gz"))
+    pairs = read_text_comparisons(shared_data / "hh-rlhf" / "relabeled-both-test.jsonl.gz")
     assert pairs.n_users == 2 and pairs.steps[-1].name == "identical replies dropped"
     back = read_text_comparisons(write_trl(pairs.subset(np.arange(20)), tmp_path / "out.jsonl"))
-    assert list(back.chosen) == [pairs.option_text[w] for w in pairs.winner[:20]]
+    assert list(back.chosen_text) == [pairs.option_text[w] for w in pairs.winner[:20]]
     assert list(back.prompt) == [pairs.option_context[w] for w in pairs.winner[:20]]
-    assert list(back.user) == [pairs.user_ids[u] for u in pairs.user[:20]]
+    assert list(back.user_ids[back.user]) == [pairs.user_ids[u] for u in pairs.user[:20]]
 
 
 def test_labelled_responses_layout_and_its_errors(tmp_path):
     row = {"prompt": "p", "responses": ["a", "b"], "label": 1, "objective": "helpful"}
     tc = read_text_comparisons(write(tmp_path / "v.jsonl", json.dumps(row) + "\n"))
-    assert (tc.chosen[0], tc.rejected[0], tc.user[0]) == ("b", "a", "helpful")
+    assert (tc.chosen_text[0], tc.rejected_text[0], tc.user_ids[tc.user[0]]) == ("b", "a", "helpful")
     with pytest.raises(Exception, match="label"):
         read_text_comparisons(write(tmp_path / "bad.jsonl", json.dumps(row | {"label": 2}) + "\n"))
 
@@ -229,9 +228,8 @@ def test_length_baseline_learns_that_longer_replies_win():
 def test_minilm_layer_reward_beats_length_and_bag_of_words_on_harmless_base(shared_data):
     """Real dialogue: on HH-RLHF harmless-base prompts never seen in training, a linear reward on
     frozen MiniLM layer states beats both text baselines (each picks its L2 weight on valid)."""
-    from penchant.data.preferences import pairs_from_text
 
-    pairs = pairs_from_text(read_text_comparisons(shared_data / "hh-rlhf" / "harmless-base-test.jsonl.gz"))
+    pairs = read_text_comparisons(shared_data / "hh-rlhf" / "harmless-base-test.jsonl.gz")
     sp = split_pairs(pairs, (0.7, 0.15, 0.15), by="group", seed=0)
     assert not set(sp.train.group.tolist()) & set(sp.test.group.tolist())
     acc = {}
@@ -247,9 +245,8 @@ def test_text_reward_artefact_scores_unseen_replies_above_length(shared_data, tm
     """`prefs fit` on the training prompts of harmless-base, `prefs score` on a file of prompts and
     replies it never saw: the MiniLM-layer reward, rebuilt from its artefact alone (its fitted
     standardisation kept), beats the length-only reward on the same rows."""
-    from penchant.data.preferences import pairs_from_text
 
-    pairs = pairs_from_text(read_text_comparisons(shared_data / "hh-rlhf" / "harmless-base-test.jsonl.gz"))
+    pairs = read_text_comparisons(shared_data / "hh-rlhf" / "harmless-base-test.jsonl.gz")
     sp = split_pairs(pairs, (0.85, 0.0, 0.15), by="group", seed=0)
     train, test = write_trl(sp.train, tmp_path / "train.jsonl"), write_trl(sp.test, tmp_path / "test.jsonl")
     seen = [json.loads(line) for line in train.read_text().splitlines()]

@@ -137,7 +137,8 @@ def test_dpo_loss_by_hand_and_its_robust_form():
 def test_dpo_moves_a_trained_model_towards_the_preferred_item(flip_rate):
     """SASRec learns s → s+1 on planted cycles; after DPO on pairs that prefer s+2 over s+1 (a share
     ε of them flipped, for the robust loss) the model ranks s+2 above s+1 almost everywhere."""
-    from penchant.models.sequential.preference import NextItemPairs, dpo_finetune
+    from penchant.data import PreferencePairs
+    from penchant.models.sequential.preference import dpo_finetune
 
     data = planted_cycles()
     model = create("sasrec", epochs=30, max_len=10, factors=32, blocks=1).fit(data)
@@ -157,14 +158,16 @@ def test_dpo_moves_a_trained_model_towards_the_preferred_item(flip_rate):
         return float(np.mean(scores[rows, after_next] > scores[rows, nxt]))
 
     assert prefers_after_next() <= 0.05
-    losses = dpo_finetune(model, NextItemPairs(contexts, chosen, rejected), beta=0.5, flip_rate=flip_rate,
+    pairs = PreferencePairs(np.full(len(starts), -1), chosen, rejected, np.arange(len(starts)), np.array([], dtype=object),
+                            data.item_ids, history=contexts)
+    losses = dpo_finetune(model, pairs, beta=0.5, flip_rate=flip_rate,
                           lr=1e-3, epochs=15)
     assert losses[-1] < losses[0]
     assert prefers_after_next() >= (0.95 if flip_rate == 0 else 0.8)  # flipped labels: noisier gradients
 
 
-def test_pairs_from_ratings_pair_liked_next_items_with_disliked_ones():
-    from penchant.models.sequential.preference import pairs_from_ratings
+def test_next_item_pairs_pair_liked_next_items_with_disliked_ones():
+    from penchant.models.sequential.preference import next_item_pairs
 
     users = np.array([0, 0, 0, 0, 1, 1], np.int32)
     items = np.array([0, 1, 2, 3, 0, 1], np.int32)
@@ -172,10 +175,11 @@ def test_pairs_from_ratings_pair_liked_next_items_with_disliked_ones():
     times = np.array([0, 1, 2, 3, 0, 1], np.float64)
     ds = Dataset(np.array(["a", "b"], dtype=object), np.array(["i0", "i1", "i2", "i3"], dtype=object), users, items,
                  ratings=ratings, timestamps=times)
-    pairs = pairs_from_ratings(ds, max_len=3)
+    pairs = next_item_pairs(ds, max_len=3)
     # user a: liked next items at positions 1 (i1) and 3 (i3); the only disliked item is i2; user b has none
-    assert pairs.chosen.tolist() == [1, 3] and pairs.rejected.tolist() == [2, 2]
-    assert pairs.contexts.tolist() == [[4, 4, 0], [0, 1, 2]]
+    assert pairs.winner.tolist() == [1, 3] and pairs.loser.tolist() == [2, 2] and pairs.user.tolist() == [0, 0]
+    assert pairs.history.tolist() == [[4, 4, 0], [0, 1, 2]]
+    assert pairs.subset([1]).history.tolist() == [[0, 1, 2]] and list(pairs.option_ids) == ["i0", "i1", "i2", "i3"]
 
 
 def test_hashed_long_term_scores_match_a_direct_computation():

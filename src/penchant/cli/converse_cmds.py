@@ -7,7 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from typer.core import TyperGroup
 
+from penchant.cli.data_cmds import Seed
 from penchant.cli.render import out, progress, write_json
 
 POLICY_HELP = "maxent, greedy, ear, cpr or tree."
@@ -15,10 +17,12 @@ LEVEL_HELP = "Attributes: coarse (genres, decades, countries, languages) or fine
 
 
 def evaluate(
-    data: Path = typer.Option(..., "--data", help="A dataset folder (RecBole atomic files with .item, .kg, .link) or file."),
+    path: Path = typer.Argument(None, help="A dataset folder (RecBole atomic files with .item, .kg, .link) or file.",
+                                show_default=False),
+    data: Path = typer.Option(None, "--data", help="The same as the positional data set."),
     policy: str = typer.Option(..., "--policy", help=POLICY_HELP),
     episodes: int = typer.Option(2000, "--episodes", help="Test episodes (a seeded sample of held-out interactions)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the split, the episodes and the simulator."),
+    seed: int = Seed("Seed of the split, the episodes and the simulator."),
     json_out: Path = typer.Option(None, "--json", help="Write the results as JSON here."),
     level: str = typer.Option("coarse", "--level", help=LEVEL_HELP),
     model: str = typer.Option("ease", "--model", help="The recommender whose scores give each user's preference."),
@@ -27,11 +31,13 @@ def evaluate(
 ) -> None:
     """Play a policy against the standard simulated user on held-out (user, item) episodes and
     report SR@5/10/15, average turns and hDCG@(15,10) with 95% intervals."""
+    from penchant.cli.specs import data_path
     from penchant.converse.experiment import evaluate_policy, prepare
     from penchant.data import load
     from penchant.errors import ConfigError
     from penchant.models.registry import entry
 
+    data = data_path(path, data)
     policy_class = entry(policy, "conversation").cls
     if episodes < 1:
         raise ConfigError("--episodes must be at least 1")
@@ -65,7 +71,7 @@ def evaluate(
 
 def converse(
     ctx: typer.Context,
-    data: Path = typer.Option(None, "--data", help="A dataset folder or file with item attributes."),
+    data: Path = typer.Option(None, "--data", help="A dataset folder or file with item attributes (or give it as the first argument)."),
     user: str = typer.Option(None, "--user", help="Your user id in the data (its history is excluded and shapes the ranking)."),
     level: str = typer.Option("coarse", "--level", help=LEVEL_HELP),
     policy: str = typer.Option("tree", "--policy", help=POLICY_HELP + " Learned ones are trained first on validation episodes."),
@@ -76,7 +82,7 @@ def converse(
     if ctx.invoked_subcommand is not None:
         return
     if data is None:
-        raise typer.BadParameter("--data is required for a conversation", param_hint="--data")
+        raise typer.BadParameter("give the data set: a path (or --data PATH)", param_hint="PATH")
     _interactive(data, user, level, policy, model)
 
 
@@ -153,3 +159,14 @@ def _ask_choice(prompt: str, n: int) -> int | None:
         if reply.isdigit() and 1 <= int(reply) <= n:
             return int(reply)
         print(f"Please type a number from 1 to {n}, or n.")
+
+
+class DataOrCommand(TyperGroup):
+    """``penchant converse PATH`` as well as ``penchant converse evaluate PATH``: a first argument
+    that is not a subcommand is the data set (a group's own positional argument would swallow the
+    subcommand's name)."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
+            args = ["--data", args[0], *args[1:]]
+        return super().parse_args(ctx, args)

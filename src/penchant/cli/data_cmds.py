@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from penchant import DEFAULT_SEED
 from penchant.cli.render import out, summary_table, write_json
 
 UserCol = typer.Option(None, "--user-col", help="Name of the user column (found by name when omitted).")
@@ -18,6 +19,11 @@ Sep = typer.Option(None, "--sep", help="Delimiter of text files (from the extens
 Encoding = typer.Option("utf-8", "--encoding", help="Text encoding of log files (e.g. latin-1).")
 KCore = typer.Option(None, "--kcore", help="Keep the k-core: repeatedly drop users and items with fewer than this many interactions.")
 MinRating = typer.Option(None, "--min-rating", help="Keep only interactions rated at least this (positive feedback).")
+
+
+def Seed(help: str):  # noqa: N802 — read like the other shared options
+    """``--seed`` with the one default seed (:data:`penchant.DEFAULT_SEED`)."""
+    return typer.Option(DEFAULT_SEED, "--seed", help=help)
 
 
 def columns(user_col: str | None, item_col: str | None, rating_col: str | None, time_col: str | None,
@@ -64,7 +70,7 @@ def split(
     ratios: str = typer.Option("0.8,0.1,0.1", "--ratios", help="random: train,valid,test (or train,test) fractions; time/users: the last two are the valid and test fractions."),
     n_test: int = typer.Option(1, "--n-test", help="leave-last: interactions per user in test."),
     n_valid: int = typer.Option(1, "--n-valid", help="leave-last: interactions per user in valid (0 for none)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    seed: int = Seed("Random seed."),
     fmt: str = typer.Option("tsv", "--format", help="Output format: tsv, csv, parquet or inter (RecBole)."),
     min_rating: float = MinRating,
     kcore: int = KCore,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from penchant.cli.data_cmds import Encoding, ItemCol, MinRating, RatingCol, Sep, TimeCol, UserCol, columns
+from penchant.cli.data_cmds import Encoding, ItemCol, MinRating, RatingCol, Seed, Sep, TimeCol, UserCol, columns
 from penchant.cli.render import leaderboard_table, out, progress, training_status, write_json
 
 Ks = typer.Option([10, 20], "--k", help="Cut-off K (repeat for several).")
@@ -24,7 +24,7 @@ def evaluate(
     json_out: Path = typer.Option(None, "--json", help="Write the result as JSON here."),
     metric: str = typer.Option("ndcg@10", "--metric", help="Validation metric for model selection."),
     sampled: int = Sampled,
-    seed: int = typer.Option(0, "--seed", help="Seed (negative sampling)."),
+    seed: int = Seed("Seed (negative sampling)."),
     min_rating: float = MinRating,
     user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,
     encoding: str = Encoding,
@@ -63,7 +63,7 @@ def compare(
     test: Path = typer.Option(None, "--test", help="Test interactions."),
     data: Path = typer.Option(None, "--data", help="The same as the positional data set."),
     ratios: str = typer.Option("0.8,0.1,0.1", "--ratios", help="With a data set: per-user random holdout fractions."),
-    seed: int = typer.Option(2026, "--seed", help="With a data set: split seed."),
+    seed: int = Seed("With a data set: split seed."),
     k: list[int] = Ks,
     metric: str = typer.Option("ndcg@10", "--metric", help="Metric to rank by (and to select on validation)."),
     sampled: int = Sampled,
@@ -114,7 +114,7 @@ def compare(
 def quickstart(
     out_dir: Path = typer.Option(Path("reports"), "--out", help="Folder for the Markdown report and JSON."),
     dataset: str = typer.Option("ml-100k", "--dataset", help="MovieLens release: ml-100k, ml-1m or ml-latest-small."),
-    seed: int = typer.Option(2026, "--seed", help="Split seed."),
+    seed: int = Seed("Split seed."),
 ) -> None:
     """The main job: MovieLens, a per-user 80/10/10 split, the baselines, a leaderboard and a report."""
     from penchant.data import load_movielens
@@ -161,7 +161,7 @@ def ratings_cv(
     model: str = typer.Option(..., "--model", help="Rating model: biasedmf or fm."),
     param: list[str] = typer.Option([], "--param", help="Model parameter key=value (repeatable)."),
     folds: int = typer.Option(5, "--folds", help="Number of folds."),
-    seed: int = typer.Option(0, "--seed", help="Fold assignment seed."),
+    seed: int = Seed("Fold assignment seed."),
     json_out: Path = typer.Option(None, "--json", help="Write per-fold and mean RMSE/MAE here."),
     user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,
     encoding: str = Encoding,
@@ -192,7 +192,7 @@ def tune_cmd(
     param: list[str] = typer.Option([], "--param", help="Fixed parameter key=value, not searched (repeatable)."),
     metric: str = typer.Option("ndcg@10", "--metric", help="Validation metric for ranking models."),
     k: list[int] = Ks,
-    seed: int = typer.Option(0, "--seed", help="Seed of the search."),
+    seed: int = Seed("Seed of the search."),
     json_out: Path = typer.Option(None, "--json", help="Write every trial and the best parameters here."),
     min_rating: float = MinRating,
     user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import typing
 
 import typer
 
@@ -43,7 +44,8 @@ prefs_app = typer.Typer(help="Pairwise preferences (A-versus-B choices).", no_ar
 for _name in ("fit", "evaluate", "compare", "export", "score"):
     prefs_app.command(_name)(getattr(prefs_cmds, _name))
 app.add_typer(prefs_app, name="prefs")
-converse_app = typer.Typer(help="Conversational recommendation: ask, then recommend.", invoke_without_command=True)
+converse_app = typer.Typer(help="Conversational recommendation: ask, then recommend.", invoke_without_command=True,
+                           cls=converse_cmds.DataOrCommand)
 converse_app.callback()(converse_cmds.converse)
 converse_app.command("evaluate")(converse_cmds.evaluate)
 app.add_typer(converse_app, name="converse")
@@ -89,10 +91,43 @@ def models(
         write_json(json_out, listing)
 
 
+def _type_label(param) -> str | None:
+    """What a value looks like in --help, in the command line's words (PATH, TEXT, INTEGER, a|b),
+    not Python's (<path>, <str>, <int>); flags take no value and show none."""
+    desc = param.type_descriptor
+    if getattr(param, "is_flag", False) or desc.annotation is bool:
+        return None
+    if desc.is_choice and desc.choices:
+        return "|".join(str(getattr(c, "value", c)) for c in desc.choices)
+    if desc.is_path:
+        return "PATH"
+    annotation = typing.get_args(desc.annotation)[0] if desc.is_list else desc.annotation
+    return {int: "INTEGER", float: "NUMBER"}.get(annotation, "TEXT")
+
+
+def _plain_help(command) -> None:
+    """Give every parameter of ``command`` and its subcommands the plain type label."""
+    for param in command.params:
+        param.display_type_rich = lambda ctx, param=param: _type_label(param)
+    made = command.get_help_option  # --help is made afresh for each context
+
+    def help_option(ctx, made=made):
+        option = made(ctx)
+        if option is not None:
+            option.display_type_rich = lambda ctx: None
+        return option
+
+    command.get_help_option = help_option
+    for sub in getattr(command, "commands", {}).values():
+        _plain_help(sub)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: penchant's own errors become one line on stderr and exit code 2."""
+    command = typer.main.get_command(app)
+    _plain_help(command)
     try:
-        app(args=argv, prog_name="penchant")
+        command(args=argv, prog_name="penchant")
     except PenchantError as exc:
         sys.stderr.write(f"penchant: error: {exc}\n")
         sys.exit(2)

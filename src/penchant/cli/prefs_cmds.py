@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from penchant.cli.data_cmds import Seed
 from penchant.cli.render import err, out, progress, training_status, write_json
 
 SOURCES = ("text", "ids", "ratings")
@@ -79,7 +80,7 @@ def evaluate(
     model: str = typer.Option(..., "--model", help="bt, pbt, gpm, pal, pal-latent, vpl, dpa or winrate."),
     param: list[str] = typer.Option([], "--param", help=PARAM_HELP),
     valid: Path = typer.Option(None, "--valid", help=VALID_HELP),
-    seed: int = typer.Option(0, "--seed", help="Seed of the validation carve-out and the bootstrap."),
+    seed: int = Seed("Seed of the validation carve-out and the bootstrap."),
     json_out: Path = typer.Option(None, "--json", help="Write the results as JSON here."),
 ) -> None:
     """Fit one model on --train and report held-out accuracy (ties count ½, and are counted),
@@ -142,7 +143,7 @@ def fit(
     param: list[str] = typer.Option([], "--param", help=PARAM_HELP),
     valid: Path = typer.Option(None, "--valid", help=VALID_HELP),
     out_path: Path = typer.Option(..., "--out", help="Where to save the fitted model (.npz)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the validation carve-out."),
+    seed: int = Seed("Seed of the validation carve-out."),
 ) -> None:
     """Fit a model and save it (parameters and state in one .npz, no pickle)."""
     model, params = _params(model, param)
@@ -177,7 +178,7 @@ def compare(
     source: str = typer.Option(..., "--source", help="What the data set holds: text (prompt/chosen/rejected), ids (user?/winner/loser) or ratings."),
     model: list[str] = typer.Option([], "--model", help="NAME or NAME:key=value,... (repeat); baselines are always added."),
     split: str = typer.Option("pair", "--split", help="pair, group (prompt on one side) or user (whole users held out); ratings always split ratings per user first."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the split and the bootstrap."),
+    seed: int = Seed("Seed of the split and the bootstrap."),
     json_out: Path = typer.Option(None, "--json", help="Write the results as JSON here."),
 ) -> None:
     """Split one comparison source 80/10/10, fit several models on the first part (early stopping
@@ -213,7 +214,7 @@ def export(
     source: str = typer.Option(..., "--source", help="text, ids (items need titles/text) or ratings."),
     out_path: Path = typer.Option(..., "--out", help="JSON lines in the TRL layout {prompt, chosen, rejected, user}."),
     pairs_per_rating: float = typer.Option(5.0, "--pairs-per-rating", help="Ratings: pairs drawn per rating."),
-    seed: int = typer.Option(0, "--seed", help="Ratings: seed of the pair draw."),
+    seed: int = Seed("Ratings: seed of the pair draw."),
 ) -> None:
     """Write comparisons in the TRL layout, for reward-model or DPO training elsewhere (items by
     their text: title and attributes)."""
@@ -241,9 +242,9 @@ def export(
 
 def _split(data: Path, source: str, split: str, seed: int):
     from penchant.data import load, read_id_comparisons, read_text_comparisons
-    from penchant.data.preferences import pairs_from_dataset, pairs_from_text, rating_pair_split, split_pairs
+    from penchant.data.preferences import rating_pair_split, split_pairs
 
     if source == "ratings":
         return rating_pair_split(load(data), seed=seed)
-    pairs = pairs_from_text(read_text_comparisons(data)) if source == "text" else pairs_from_dataset(read_id_comparisons(data))
+    pairs = read_text_comparisons(data) if source == "text" else read_id_comparisons(data)
     return split_pairs(pairs, (0.8, 0.1, 0.1), by=split, seed=seed)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from penchant import DEFAULT_SEED
 from penchant.converse.policies import create_policy
 from penchant.converse.state import Scorer
 from penchant.converse.training import PolicyTrainer
@@ -55,7 +56,7 @@ class ConversationSetup:
 
 
 def prepare(ds: Dataset, level: str = "coarse", *, episodes: int = 2000, valid_episodes: int = 1000,
-            model: str = "ease", model_params: dict | None = None, seed: int = 0,
+            model: str = "ease", model_params: dict | None = None, seed: int = DEFAULT_SEED,
             graph: AttributeGraph | None = None) -> ConversationSetup:
     """Split ``ds``, fit the scorer's model on the training part and draw seeded episodes."""
     from penchant.models.registry import create

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from penchant import DEFAULT_SEED
 from penchant.converse.vocabulary import MAX_TURNS
 from penchant.data.attribute_graph import AttributeGraph
 from penchant.simulate.mcr import run_episode
@@ -29,7 +30,7 @@ class DecisionNet:
 
     n_features = 8
 
-    def __init__(self, hidden: int = 16, seed: int = 0) -> None:
+    def __init__(self, hidden: int = 16, seed: int = DEFAULT_SEED) -> None:
         import torch
 
         torch.manual_seed(seed)
@@ -84,7 +85,7 @@ class PolicyTrainer:
     """
 
     def __init__(self, graph: AttributeGraph, base: np.ndarray, users: np.ndarray, targets: np.ndarray,
-                 exclude: sp.csr_matrix, popularity: np.ndarray, *, seed: int = 0, epochs: int = 12,
+                 exclude: sp.csr_matrix, popularity: np.ndarray, *, seed: int = DEFAULT_SEED, epochs: int = 12,
                  batch: int = 50, lr: float = 1e-2) -> None:
         self.graph, self.base, self.exclude, self.popularity = graph, base, exclude, popularity
         self.seed, self.epochs, self.batch, self.lr = seed, epochs, batch, lr

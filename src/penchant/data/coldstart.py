@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from penchant import DEFAULT_SEED
 from penchant.data.dataset import Dataset, Step
 from penchant.data.split import Split, leave_last_out
 from penchant.errors import DataError
@@ -45,7 +46,7 @@ class ColdItemSplit:
         return np.split(self.history_items, self.history_ptr[1:-1])
 
 
-def cold_item_split(ds: Dataset, fraction: float = 0.2, seed: int = 0, min_history: int = 5) -> ColdItemSplit:
+def cold_item_split(ds: Dataset, fraction: float = 0.2, seed: int = DEFAULT_SEED, min_history: int = 5) -> ColdItemSplit:
     """Hold ``fraction`` of the interacted items out of training; one episode per user whose first
     cold interaction comes after at least ``min_history`` warm ones."""
     if ds.timestamps is None:

@@ -1,40 +1,22 @@
-"""Readers for pairwise comparisons: TRL-style text pairs and (user, winner, loser) id pairs."""
+"""Readers for comparison files, each giving the one comparison object, :class:`PreferencePairs`:
+TRL-style text pairs (options are the distinct (prompt, reply) pairs, groups the prompts) and
+``(user?, winner, loser)`` id pairs (options are the item ids)."""
 
 from __future__ import annotations
 
 import gzip
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from penchant.data.build import index_of, sorted_ids
-from penchant.data.dataset import Comparisons, Dataset, Step
+from penchant.data.dataset import Step
+from penchant.data.pairs import PreferencePairs
 from penchant.data.readers import _pick, read_table
 from penchant.data.tables import json_line
 from penchant.errors import DataError
 
 ASSISTANT_TURN = "\n\nAssistant:"
-
-
-@dataclass(frozen=True)
-class TextComparisons:
-    """Choices between two texts answering the same prompt (the layout TRL and RLHF sets use).
-
-    Attributes:
-        prompt, chosen, rejected: strings, shape (n,); ``chosen`` was preferred to ``rejected``.
-        user: who chose, strings (n,), or None when the data has no user column.
-        source: the file read.
-    """
-
-    prompt: np.ndarray
-    chosen: np.ndarray
-    rejected: np.ndarray
-    user: np.ndarray | None
-    source: Path
-
-    def __len__(self) -> int:
-        return len(self.chosen)
 
 
 def split_shared_prompt(chosen: str, rejected: str) -> tuple[str, str, str]:
@@ -94,7 +76,7 @@ def _from_labelled_responses(row: dict, path: Path) -> dict:
     return out | ({"user": user} if user is not None else {})
 
 
-def read_text_comparisons(path: str | Path) -> TextComparisons:
+def read_text_comparisons(path: str | Path, *, drop_identical: bool = True) -> PreferencePairs:
     """Read ``{prompt, chosen, rejected, user?}`` from JSONL (optionally gzipped), CSV or Parquet.
 
     JSONL rows of the form ``{prompt, responses: [r0, r1], label, objective}`` (the relabeled
@@ -102,6 +84,11 @@ def read_text_comparisons(path: str | Path) -> TextComparisons:
 
     Without a ``prompt`` field, ``chosen`` and ``rejected`` are taken to be whole dialogues and
     the shared prefix becomes the prompt (the HH-RLHF layout).
+
+    Options are the distinct (prompt, reply) pairs, ``group`` the prompt, users the ``user``
+    field (−1 where a row has none). A row whose two replies are the same text says nothing about
+    either: it is dropped and counted in ``steps`` unless ``drop_identical`` is False (scoring a
+    file keeps every row, in order).
     """
     path = Path(path)
     if ".jsonl" in path.suffixes or ".json" in path.suffixes:
@@ -128,17 +115,45 @@ def read_text_comparisons(path: str | Path) -> TextComparisons:
         prompt = [t[0] for t in triples]
         chosen = [t[1] for t in triples]
         rejected = [t[2] for t in triples]
-    return TextComparisons(np.array(prompt, dtype=object), np.array(chosen, dtype=object),
-                           np.array(rejected, dtype=object),
-                           None if users is None else np.array([None if u is None else str(u) for u in users], dtype=object), path)
+    user = None if users is None else np.array([None if u is None else str(u) for u in users], dtype=object)
+    return _text_pairs(np.array(prompt, dtype=object), np.array(chosen, dtype=object), np.array(rejected, dtype=object),
+                       user, path, drop_identical)
+
+
+def _text_pairs(prompt: np.ndarray, chosen: np.ndarray, rejected: np.ndarray, users: np.ndarray | None, source: Path,
+                drop_identical: bool) -> PreferencePairs:
+    """Rows of (prompt, chosen, rejected, user or None) as pairs over distinct (prompt, reply) options."""
+    prompts, group = np.unique(prompt.astype(str), return_inverse=True)
+    replies = np.concatenate([chosen, rejected]).astype(str)
+    ctx = np.concatenate([group, group])
+    keyed = np.char.add(np.char.add(ctx.astype(str), "\x00"), replies)
+    uniq, inverse = np.unique(keyed, return_inverse=True)
+    n = len(chosen)
+    first = np.zeros(len(uniq), dtype=np.int64)
+    first[inverse[::-1]] = np.arange(2 * n)[::-1]
+    user = np.full(n, -1, dtype=np.int64)
+    user_ids = np.array([], dtype=object)
+    if users is not None:  # rows without a user (None) belong to nobody in particular: −1
+        named = np.array([u is not None for u in users], dtype=bool)
+        user_ids, who = np.unique(users[named].astype(str), return_inverse=True)
+        user_ids = user_ids.astype(object)
+        user[named] = who
+    same = inverse[:n] == inverse[n:]
+    pairs = PreferencePairs(user, inverse[:n].astype(np.int64), inverse[n:].astype(np.int64), group.astype(np.int64),
+                            user_ids, np.arange(len(uniq)).astype(str).astype(object), replies[first].astype(object),
+                            prompts[ctx[first]].astype(object), (Step("text comparisons read", n, f"from {source}"),),
+                            Path(source).stem)
+    if not drop_identical:
+        return pairs
+    return pairs.subset(~same, Step("identical replies dropped", int(same.sum()), "chosen and rejected are the same text"))
 
 
 def read_id_comparisons(path: str | Path, *, user_col: str | None = None, winner_col: str = "winner",
-                        loser_col: str = "loser") -> Dataset:
-    """Read ``(user, winner, loser)`` rows into a :class:`Dataset` holding only comparisons.
+                        loser_col: str = "loser") -> PreferencePairs:
+    """Read ``(user, winner, loser)`` rows as pairs whose options are the item ids.
 
     The user column is optional; rows without one get user -1. Item ids of winners and losers
-    form the item vocabulary. A row whose winner equals its loser is an error.
+    form the option vocabulary. A row whose winner equals its loser is an error.
     """
     table = read_table(path, required=(winner_col, loser_col))
     ucol = _pick(table.frame.columns, user_col, ("user", "user_id", "userId"), "user", table, False)
@@ -152,11 +167,10 @@ def read_id_comparisons(path: str | Path, *, user_col: str | None = None, winner
     if ucol is not None:
         user_raw = table.ids(ucol)
         user_vocab = sorted_ids(user_raw)
-        user = index_of(user_vocab, user_raw).astype(np.int32)
+        user = index_of(user_vocab, user_raw).astype(np.int64)
     else:
         user_vocab = np.array([], dtype=object)
-        user = np.full(len(winners), -1, dtype=np.int32)
-    comps = Comparisons(user, index_of(item_vocab, winners).astype(np.int32), index_of(item_vocab, losers).astype(np.int32))
-    empty = np.array([], dtype=np.int32)
-    return Dataset(user_ids=user_vocab, item_ids=item_vocab, users=empty, items=empty, comparisons=comps,
-                   steps=(Step("comparisons read", len(winners), f"from {table.path}"),), name=Path(path).stem)
+        user = np.full(len(winners), -1, dtype=np.int64)
+    return PreferencePairs(user, index_of(item_vocab, winners).astype(np.int64), index_of(item_vocab, losers).astype(np.int64),
+                           np.arange(len(winners), dtype=np.int64), user_vocab, item_vocab,
+                           steps=(Step("comparisons read", len(winners), f"from {table.path}"),), name=Path(path).stem)

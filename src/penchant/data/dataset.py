@@ -51,22 +51,6 @@ class Attribute:
         return [str(v) for v in self.values[row]]
 
 
-@dataclass(frozen=True)
-class Comparisons:
-    """A-versus-B choices over items: ``user[j]`` preferred ``winner[j]`` to ``loser[j]``.
-
-    All arrays have shape (n_comparisons,) and hold indices into the dataset's vocabularies;
-    ``user`` is -1 where a comparison has no user.
-    """
-
-    user: np.ndarray
-    winner: np.ndarray
-    loser: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.winner)
-
-
 @dataclass(frozen=True, eq=False)
 class Dataset:
     """Interactions between users and items, with side information, over fixed vocabularies.
@@ -79,7 +63,6 @@ class Dataset:
         timestamps: float64 (n,) unix seconds, or None.
         item_attributes, user_attributes: categorical side information by name.
         item_text: (n_items,) strings describing items (titles), or None.
-        comparisons: pairwise choices over the same vocabularies, or None.
         steps: what was counted, removed or filtered on the way here, in order.
         name: a label for reports.
     """
@@ -93,7 +76,6 @@ class Dataset:
     item_attributes: dict[str, Attribute] = field(default_factory=dict)
     user_attributes: dict[str, Attribute] = field(default_factory=dict)
     item_text: np.ndarray | None = None
-    comparisons: Comparisons | None = None
     steps: tuple[Step, ...] = ()
     name: str = "dataset"
 
@@ -263,17 +245,8 @@ class Dataset:
         used_u[self.users] = True
         used_i = np.zeros(self.n_items, bool)
         used_i[self.items] = True
-        if self.comparisons is not None:
-            used_i[self.comparisons.winner] = True
-            used_i[self.comparisons.loser] = True
-            used_u[self.comparisons.user[self.comparisons.user >= 0]] = True
         new_u = np.cumsum(used_u) - 1
         new_i = np.cumsum(used_i) - 1
-        comps = None
-        if self.comparisons is not None:
-            c = self.comparisons
-            comps = Comparisons(np.where(c.user >= 0, new_u[np.maximum(c.user, 0)], -1).astype(np.int32),
-                                new_i[c.winner].astype(np.int32), new_i[c.loser].astype(np.int32))
         steps = self.steps
         dropped_u, dropped_i = int((~used_u).sum()), int((~used_i).sum())
         if dropped_u or dropped_i:
@@ -286,7 +259,7 @@ class Dataset:
             item_attributes={k: Attribute(a.values, a.matrix[used_i]) for k, a in self.item_attributes.items()},
             user_attributes={k: Attribute(a.values, a.matrix[used_u]) for k, a in self.user_attributes.items()},
             item_text=None if self.item_text is None else self.item_text[used_i],
-            comparisons=comps, steps=steps,
+            steps=steps,
         )
 
     # ----- description ---------------------------------------------------------------------
@@ -316,7 +289,6 @@ class Dataset:
         out["item_attributes"] = {k: int(len(a.values)) for k, a in self.item_attributes.items()}
         out["user_attributes"] = {k: int(len(a.values)) for k, a in self.user_attributes.items()}
         out["item_text"] = self.item_text is not None
-        out["comparisons"] = 0 if self.comparisons is None else len(self.comparisons)
         out["steps"] = [{"name": s.name, "count": s.count, "detail": s.detail} for s in self.steps]
         return out
 
@@ -335,9 +307,6 @@ class Dataset:
             arrays["timestamps"] = self.timestamps
         if self.item_text is not None:
             arrays["item_text"] = self.item_text.astype(str)
-        if self.comparisons is not None:
-            arrays.update(cmp_user=self.comparisons.user, cmp_winner=self.comparisons.winner,
-                          cmp_loser=self.comparisons.loser)
         for prefix, attrs in (("ia", self.item_attributes), ("ua", self.user_attributes)):
             for j, a in enumerate(attrs.values()):
                 arrays[f"{prefix}{j}_values"] = a.values.astype(str)
@@ -376,16 +345,13 @@ class Dataset:
                 out[key] = Attribute(values, m)
             return out
 
-        comps = None
-        if "cmp_winner" in a:
-            comps = Comparisons(a["cmp_user"], a["cmp_winner"], a["cmp_loser"])
         return cls(
             user_ids=a["user_ids"].astype(object), item_ids=a["item_ids"].astype(object),
             users=a["users"], items=a["items"], ratings=a.get("ratings"), timestamps=a.get("timestamps"),
             item_attributes=attrs("ia", meta["item_attributes"], n_items),
             user_attributes=attrs("ua", meta["user_attributes"], n_users),
             item_text=a["item_text"].astype(object) if "item_text" in a else None,
-            comparisons=comps, steps=tuple(Step(**s) for s in meta["steps"]), name=meta["name"],
+            steps=tuple(Step(**s) for s in meta["steps"]), name=meta["name"],
         )
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from penchant.data.dataset import Dataset, Step
-from penchant.data.preferences import PreferencePairs
+from penchant.data.pairs import PreferencePairs
 
 
 def interactions_from_events(events: Sequence[tuple], meanings: dict[str, str], weights: dict[str, float]) -> Dataset:

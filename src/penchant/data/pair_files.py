@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from penchant.data.dataset import Step
-from penchant.data.preferences import PreferencePairs, pairs_from_dataset, pairs_from_text
+from penchant.data.pairs import PreferencePairs
 from penchant.errors import DataError
 
 
@@ -58,9 +58,7 @@ def read_pairs(path: str | Path) -> PreferencePairs:
     """One comparison file (either layout) as pairs."""
     from penchant.data.comparisons import read_id_comparisons, read_text_comparisons
 
-    if comparison_layout(path) == "text":
-        return pairs_from_text(read_text_comparisons(path))
-    return pairs_from_dataset(read_id_comparisons(path))
+    return read_text_comparisons(path) if comparison_layout(path) == "text" else read_id_comparisons(path)
 
 
 def _option_keys(p: PreferencePairs) -> np.ndarray:

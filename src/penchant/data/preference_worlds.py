@@ -17,8 +17,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from penchant import DEFAULT_SEED
 from penchant.data.dataset import Step
-from penchant.data.preferences import PreferencePairs
+from penchant.data.pairs import PreferencePairs
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def _distinct_pairs(rng: np.random.Generator, n: int, n_options: int) -> tuple[n
 
 
 def plural_world(n_users: int = 600, n_items: int = 60, groups: int = 3, *, dim: int = 4, pairs_per_user: int = 60,
-                 sharpness: float = 1.0, seed: int = 0) -> PreferenceWorld:
+                 sharpness: float = 1.0, seed: int = DEFAULT_SEED) -> PreferenceWorld:
     """Users in ``groups`` taste groups; user u of group g scores item i by −sharpness·‖x_i − c_g‖².
 
     Items x_i ~ N(0, I_dim), group ideal points c_g ~ N(0, I_dim); each user compares
@@ -93,7 +94,7 @@ def plural_world(n_users: int = 600, n_items: int = 60, groups: int = 3, *, dim:
 
 
 def cyclic_world(n_triples: int = 20, n_pairs: int = 20_000, *, cycle: float = 2.5, spread: float = 1.0,
-                 cycle_share: float = 0.5, seed: int = 0) -> PreferenceWorld:
+                 cycle_share: float = 0.5, seed: int = DEFAULT_SEED) -> PreferenceWorld:
     """Options in triples (3t, 3t+1, 3t+2) that beat each other in a cycle, 3t ≻ 3t+1 ≻ 3t+2 ≻ 3t,
     with log-odds ``cycle``; every triple has one global strength ~ N(0, spread²), and pairs across
     triples follow Bradley–Terry on those strengths. A share ``cycle_share`` of the pairs lies
@@ -122,7 +123,7 @@ def cyclic_world(n_triples: int = 20, n_pairs: int = 20_000, *, cycle: float = 2
 
 
 def directional_world(n_users: int = 300, n_items: int = 80, attributes: int = 2, *, pairs_per_user: int = 40,
-                      sharpness: float = 3.0, seed: int = 0) -> PreferenceWorld:
+                      sharpness: float = 3.0, seed: int = DEFAULT_SEED) -> PreferenceWorld:
     """Items with attribute scores a_i ~ N(0, I_m) (carried as ``option_attributes``); user u has a
     unit direction v_u with non-negative entries (uniform on that part of the sphere) and scores
     item i by sharpness · v_uᵀ a_i."""
@@ -140,7 +141,7 @@ def directional_world(n_users: int = 300, n_items: int = 80, attributes: int = 2
     return PreferenceWorld(pairs, p, np.zeros(len(p), bool), np.zeros(0, np.int64), v)
 
 
-def flip_labels(pairs: PreferencePairs, rate: float, seed: int = 0) -> PreferencePairs:
+def flip_labels(pairs: PreferencePairs, rate: float, seed: int = DEFAULT_SEED) -> PreferencePairs:
     """``pairs`` with winner and loser swapped on a seeded fraction ``rate`` of them (counted)."""
     if not 0 <= rate < 0.5:
         raise ValueError("rate must be in [0, 0.5)")

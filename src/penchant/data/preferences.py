@@ -5,9 +5,9 @@ says ``user`` preferred option ``winner`` to option ``loser``; ``group`` ties pa
 context (a prompt), so splits can keep a context on one side only. Options may carry text (an
 item description, or a reply with its prompt as ``option_context``) for text-feature models.
 
-Made from id comparisons (:func:`pairs_from_dataset`), from ratings (:func:`pairs_from_ratings`:
-within a user, two items with different ratings) or from text comparisons in the TRL layout
-(:func:`pairs_from_text`); exported back to that layout with :func:`write_trl`.
+Read from comparison files (:mod:`penchant.data.comparisons`), drawn from ratings
+(:func:`pairs_from_ratings`: within a user, two items with different ratings), split
+(:func:`split_pairs`) and exported to the TRL layout (:func:`write_trl`) here.
 """
 
 from __future__ import annotations
@@ -19,69 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from penchant.data.comparisons import TextComparisons
+from penchant import DEFAULT_SEED
 from penchant.data.dataset import Dataset, Step
+from penchant.data.pairs import PreferencePairs
 from penchant.errors import DataError
-
-
-@dataclass(frozen=True, eq=False)
-class PreferencePairs:
-    """``user[j]`` preferred ``winner[j]`` to ``loser[j]``.
-
-    Attributes:
-        user, winner, loser, group: int64 (n,); ``user`` is -1 where nobody is named, ``group``
-            the context (prompt) index of the pair.
-        user_ids: (n_users,) external user ids; option_ids: (n_options,) external option ids.
-        option_text: (n_options,) option descriptions or replies, or None.
-        option_context: (n_options,) the prompt each reply answers, or None.
-        option_attributes: float32 (n_options, m) known attribute scores of each option (e.g. an
-            item's genres, or a reply's rated helpfulness), or None; ``attribute_names`` (m,).
-        steps: what was counted or dropped on the way here.
-    """
-
-    user: np.ndarray
-    winner: np.ndarray
-    loser: np.ndarray
-    group: np.ndarray
-    user_ids: np.ndarray
-    option_ids: np.ndarray
-    option_text: np.ndarray | None = None
-    option_context: np.ndarray | None = None
-    steps: tuple[Step, ...] = ()
-    name: str = "pairs"
-    option_attributes: np.ndarray | None = None
-    attribute_names: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.winner)
-
-    @property
-    def n_users(self) -> int:
-        return len(self.user_ids)
-
-    @property
-    def n_options(self) -> int:
-        return len(self.option_ids)
-
-    def subset(self, mask: np.ndarray, step: Step | None = None, name: str | None = None) -> PreferencePairs:
-        """The pairs where ``mask`` (bool (n,) or indices) holds; same users and options."""
-        idx = np.flatnonzero(mask) if np.asarray(mask).dtype == bool else np.asarray(mask, dtype=np.int64)
-        return replace(self, user=self.user[idx], winner=self.winner[idx], loser=self.loser[idx], group=self.group[idx],
-                       steps=self.steps + ((step,) if step else ()), name=name or self.name)
-
-    def user_counts(self) -> np.ndarray:
-        """Pairs per user, int64 (n_users,)."""
-        return np.bincount(self.user[self.user >= 0], minlength=self.n_users)
-
-
-def pairs_from_dataset(ds: Dataset) -> PreferencePairs:
-    """The id comparisons of ``ds`` (as read by :func:`read_id_comparisons`); options = items."""
-    if ds.comparisons is None:
-        raise DataError(f"{ds.name} holds no comparisons", expected="a dataset read with read_id_comparisons")
-    c = ds.comparisons
-    n = len(c)
-    return PreferencePairs(c.user.astype(np.int64), c.winner.astype(np.int64), c.loser.astype(np.int64),
-                           np.arange(n, dtype=np.int64), ds.user_ids, ds.item_ids, ds.item_text, None, ds.steps, ds.name)
 
 
 def with_item_attributes(pairs: PreferencePairs, ds: Dataset, attribute: str) -> PreferencePairs:
@@ -98,7 +39,7 @@ def with_item_attributes(pairs: PreferencePairs, ds: Dataset, attribute: str) ->
                    attribute_names=np.asarray(a.values, dtype=object))
 
 
-def pairs_from_ratings(ds: Dataset, pairs_per_rating: float = 5.0, seed: int = 0,
+def pairs_from_ratings(ds: Dataset, pairs_per_rating: float = 5.0, seed: int = DEFAULT_SEED,
                        option_text: Sequence[str] | None = None) -> PreferencePairs:
     """Comparisons implied by ratings: within a user, the higher-rated item wins.
 
@@ -145,34 +86,6 @@ def pairs_from_ratings(ds: Dataset, pairs_per_rating: float = 5.0, seed: int = 0
                            ds.item_ids, text if text is not None else ds.item_text, None, steps, f"{ds.name}/rating-pairs")
 
 
-def pairs_from_text(tc: TextComparisons) -> PreferencePairs:
-    """Options = distinct (prompt, reply) pairs; ``group`` = the prompt; users from ``tc.user``."""
-    prompts, group = np.unique(tc.prompt.astype(str), return_inverse=True)
-    replies = np.concatenate([tc.chosen, tc.rejected]).astype(str)
-    ctx = np.concatenate([group, group])
-    keyed = np.char.add(np.char.add(ctx.astype(str), "\x00"), replies)
-    uniq, inverse = np.unique(keyed, return_inverse=True)
-    n = len(tc)
-    first = np.zeros(len(uniq), dtype=np.int64)
-    first[inverse[::-1]] = np.arange(2 * n)[::-1]
-    if tc.user is not None:  # rows without a user (None) belong to nobody in particular: −1
-        named = np.array([u is not None for u in tc.user])
-        user_ids, who = np.unique(tc.user[named].astype(str), return_inverse=True)
-        user_ids = user_ids.astype(object)
-        user = np.full(n, -1, dtype=np.int64)
-        user[named] = who
-    else:
-        user_ids, user = np.array([], dtype=object), np.full(n, -1)
-    same = int((inverse[:n] == inverse[n:]).sum())
-    keep = inverse[:n] != inverse[n:]
-    steps = (Step("text comparisons read", n, f"from {tc.source}"),
-             Step("identical replies dropped", same, "chosen and rejected are the same text"))
-    pairs = PreferencePairs(user.astype(np.int64), inverse[:n].astype(np.int64), inverse[n:].astype(np.int64),
-                            group.astype(np.int64), user_ids, np.arange(len(uniq)).astype(str).astype(object),
-                            replies[first].astype(object), prompts[ctx[first]].astype(object), steps, Path(tc.source).stem)
-    return pairs.subset(keep) if same else pairs
-
-
 def write_trl(pairs: PreferencePairs, path: str | Path) -> Path:
     """Write ``{prompt, chosen, rejected, user}`` JSON lines (the TRL layout) for text-bearing pairs."""
     if pairs.option_text is None:
@@ -209,7 +122,7 @@ class PairSplit:
 
 
 def split_pairs(pairs: PreferencePairs, fractions: Sequence[float] = (0.8, 0.1, 0.1), *, by: str = "pair",
-                seed: int = 0) -> PairSplit:
+                seed: int = DEFAULT_SEED) -> PairSplit:
     """Seeded train/valid/test parts of ``pairs``.
 
     ``by``: ``pair`` (each pair on its own), ``group`` (all pairs of one prompt/context on one
@@ -240,7 +153,7 @@ def split_pairs(pairs: PreferencePairs, fractions: Sequence[float] = (0.8, 0.1, 
     return PairSplit(*parts, protocol=label, part=part.astype(np.int8))
 
 
-def rating_pair_split(ds: Dataset, ratios: Sequence[float] = (0.8, 0.1, 0.1), *, seed: int = 0,
+def rating_pair_split(ds: Dataset, ratios: Sequence[float] = (0.8, 0.1, 0.1), *, seed: int = DEFAULT_SEED,
                       pairs_per_rating: float = 5.0, option_text: Sequence[str] | None = None) -> PairSplit:
     """Comparisons from ratings with no rating shared across parts: each user's ratings are split
     first (per-user random holdout), then pairs are drawn within each part. A test pair then asks

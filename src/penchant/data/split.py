@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
+from penchant import DEFAULT_SEED
 from penchant.data.dataset import Dataset, Step
 from penchant.errors import DataError
 
@@ -73,7 +74,7 @@ def _from_parts(ds: Dataset, part: np.ndarray, protocol: str, has_valid: bool) -
     return Split(sets[0], sets[1] if has_valid else None, sets[2], protocol)
 
 
-def random_holdout(ds: Dataset, ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> Split:
+def random_holdout(ds: Dataset, ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = DEFAULT_SEED) -> Split:
     """Per-user random holdout: each user's interactions are shuffled and cut by ``ratios``.
 
     ``ratios`` is (train, test) or (train, valid, test), summing to 1. A user with ``n``
@@ -134,7 +135,7 @@ def time_cutoff(ds: Dataset, valid_start: float | None = None, test_start: float
     return _from_parts(ds, part, f"global time cut-off (valid from {valid_start:.0f}, test from {test_start:.0f})", True)
 
 
-def user_holdout(ds: Dataset, valid: float = 0.1, test: float = 0.1, seed: int = 0) -> Split:
+def user_holdout(ds: Dataset, valid: float = 0.1, test: float = 0.1, seed: int = DEFAULT_SEED) -> Split:
     """Whole users held out: a fraction ``test`` of users (and ``valid``) keep none in train.
 
     These are cold-start users; collaborative evaluation counts and leaves them out, while
@@ -160,7 +161,7 @@ def _ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
     return (r[0], 0.0, r[1]) if len(r) == 2 else (r[0], r[1], r[2])
 
 
-def kfold(ds: Dataset, k: int = 5, seed: int = 0) -> list[Split]:
+def kfold(ds: Dataset, k: int = 5, seed: int = DEFAULT_SEED) -> list[Split]:
     """K folds over interactions (globally shuffled, as rating-prediction studies use).
 
     Fold ``f`` tests on the f-th k-th of the interactions and trains on the rest; the test

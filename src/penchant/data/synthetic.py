@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from penchant import DEFAULT_SEED
 from penchant.data.dataset import Dataset, Step
 
 
@@ -41,7 +42,7 @@ class ExposureWorld:
 
 def exposure_biased_world(n_users: int = 600, n_items: int = 400, dim: int = 8, *, exposure_power: float = 1.5,
                           mean_exposure: float = 0.15, popularity_bias: float = 1.0, test_exposures: int = 20,
-                          valid_fraction: float = 0.1, seed: int = 0) -> ExposureWorld:
+                          valid_fraction: float = 0.1, seed: int = DEFAULT_SEED) -> ExposureWorld:
     """Draw a world: true preferences, biased exposure, clicks, and a random-exposure test.
 
     Args:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from penchant import DEFAULT_SEED
 from penchant.data.attribute_graph import AttributeGraph
 from penchant.eval.significance import bootstrap_ci
 
@@ -39,7 +40,7 @@ def hdcg(turn: int | None, rank: int | None, max_turns: int = MAX_TURNS) -> floa
 
 
 def conversation_metrics(results: Sequence[EpisodeResult], graph: AttributeGraph | None = None, *,
-                         max_turns: int = MAX_TURNS, n_boot: int = 1000, seed: int = 0) -> dict:
+                         max_turns: int = MAX_TURNS, n_boot: int = 1000, seed: int = DEFAULT_SEED) -> dict:
     """SR@5/10/15, AT and hDCG with 95% intervals, questions and lists per episode, and (when
     ``graph`` is given) per attribute type how many values were offered and the share accepted."""
     if not results:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from penchant import DEFAULT_SEED
 from penchant.data import Dataset
 from penchant.errors import ConfigError
 from penchant.eval import metrics as M
@@ -146,7 +147,7 @@ def _sampled_candidates(n_rows: int, n_items: int, rel: sp.csr_matrix, ex: sp.cs
 
 def evaluate(model: Recommender, train: Dataset, test: Dataset, *, ks: list[int] | tuple[int, ...] = (10, 20),
              also_exclude: tuple[Dataset, ...] = (), target: Target | None = None,
-             sampled: int | None = None, seed: int = 0, diversity_attribute: str | None = "auto",
+             sampled: int | None = None, seed: int = DEFAULT_SEED, diversity_attribute: str | None = "auto",
              beyond_accuracy: bool = True, label: str | None = None, progress: Any = None) -> EvalResult:
     """Evaluate a fitted ``model`` on ``test`` (see :func:`build_target` for who counts).
 

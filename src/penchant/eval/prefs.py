@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from penchant.data.preferences import PreferencePairs
+from penchant import DEFAULT_SEED
+from penchant.data.pairs import PreferencePairs
 from penchant.eval.significance import bootstrap_ci
 
 
@@ -49,7 +50,7 @@ def fit_temperature(margins: np.ndarray) -> float:
     return float(np.exp(res.x))
 
 
-def user_bootstrap(values: np.ndarray, users: np.ndarray, *, n_boot: int = 1000, seed: int = 0,
+def user_bootstrap(values: np.ndarray, users: np.ndarray, *, n_boot: int = 1000, seed: int = DEFAULT_SEED,
                    alpha: float = 0.05) -> tuple[float, float]:
     """Percentile interval of the pair-weighted mean of ``values`` when users are resampled
     (:func:`penchant.eval.significance.bootstrap_ci` with ``groups=users``)."""
@@ -88,7 +89,7 @@ class PairReport:
 
 
 def evaluate_pairs(model, test: PreferencePairs, valid: PreferencePairs | None = None, *, label: str | None = None,
-                   n_boot: int = 1000, seed: int = 0, min_user_pairs: int = 5, resample: str = "users") -> PairReport:
+                   n_boot: int = 1000, seed: int = DEFAULT_SEED, min_user_pairs: int = 5, resample: str = "users") -> PairReport:
     """Score ``model`` (a pairwise model: ``margin(users, a, b)`` and a ``name``, or give ``label``) on ``test``.
 
     ``resample``: what the bootstrap interval resamples, ``users`` (pairs without a user are then
@@ -114,7 +115,7 @@ def evaluate_pairs(model, test: PreferencePairs, valid: PreferencePairs | None =
 
 
 def paired_difference(a: PairReport, b: PairReport, users: np.ndarray, *, n_boot: int = 2000,
-                      seed: int = 0) -> tuple[float, float, float]:
+                      seed: int = DEFAULT_SEED) -> tuple[float, float, float]:
     """Accuracy of ``a`` minus ``b`` on the same pairs, with a 95% user-level bootstrap interval."""
     diff = a.per_pair - b.per_pair
     lo, hi = user_bootstrap(diff, users, n_boot=n_boot, seed=seed)
@@ -122,7 +123,7 @@ def paired_difference(a: PairReport, b: PairReport, users: np.ndarray, *, n_boot
 
 
 def few_shot_curve(model, test: PreferencePairs, shots: tuple[int, ...] = (2, 5, 10, 20, 50), *,
-                   seed: int = 0) -> dict[int, float]:
+                   seed: int = DEFAULT_SEED) -> dict[int, float]:
     """Accuracy on unseen users after fitting each from ``n`` of their comparisons, for n in ``shots``.
 
     Users with at least ``max(shots)`` + 10 test pairs take part; each user's pairs are shuffled

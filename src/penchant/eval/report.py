@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from penchant import DEFAULT_SEED
 from penchant.eval.evaluate import EvalResult
 from penchant.eval.significance import bootstrap_ci, holm, wilcoxon_p
 
@@ -63,7 +64,7 @@ class Leaderboard:
         return "\n".join(lines) + "\n\n" + "\n".join(foot) + "\n"
 
 
-def leaderboard(results: list[EvalResult], metric: str = "ndcg@10", *, alpha: float = 0.05, seed: int = 0,
+def leaderboard(results: list[EvalResult], metric: str = "ndcg@10", *, alpha: float = 0.05, seed: int = DEFAULT_SEED,
                 notes: list[str] | None = None) -> Leaderboard:
     """Rank ``results`` (evaluated on the same users) by ``metric`` and test each against the leader."""
     if not results:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from penchant import DEFAULT_SEED
+
 
 def bootstrap_ci(values: np.ndarray, *, groups: np.ndarray | None = None, n_boot: int = 1000, alpha: float = 0.05,
-                 seed: int = 0) -> tuple[float, float]:
+                 seed: int = DEFAULT_SEED) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of ``values`` (float (n,)), penchant's one bootstrap.
 
     Without ``groups`` each value is resampled alone (per-user metric values: users are resampled).

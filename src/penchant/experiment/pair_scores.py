@@ -50,17 +50,15 @@ def score_pair_file(model: PreferenceModel, path: str | Path) -> PairScores:
         if not isinstance(model, TextScorer):
             raise ConfigError(f"{model.name} scores options by id and cannot score new text; fit a text reward "
                               "model (e.g. bt with features=layers) or give an id comparison file")
-        rows = read_text_comparisons(path)
+        rows = read_text_comparisons(path, drop_identical=False)
         n = len(rows)
-        texts = np.concatenate([rows.chosen, rows.rejected])
+        texts = np.concatenate([rows.chosen_text, rows.rejected_text])
         prompts = np.concatenate([rows.prompt, rows.prompt])
         reward = model.score_text(texts, prompts)
         return PairScores(_sigmoid(reward[:n] - reward[n:]))
-    ds = read_id_comparisons(path)
-    c = ds.comparisons
-    assert c is not None
-    options = index_of(model.option_ids_, ds.item_ids)
-    users = np.where(c.user >= 0, index_of(model.user_ids_, ds.user_ids)[np.maximum(c.user, 0)] if ds.n_users else -1, -1)
+    c = read_id_comparisons(path)
+    options = index_of(model.option_ids_, c.option_ids)
+    users = np.where(c.user >= 0, index_of(model.user_ids_, c.user_ids)[np.maximum(c.user, 0)] if c.n_users else -1, -1)
     a, b = options[c.winner], options[c.loser]
     known = (a >= 0) & (b >= 0)
     prob = np.full(len(a), 0.5)

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from penchant import DEFAULT_SEED
 from penchant.data import Dataset
 from penchant.data.split import kfold
 from penchant.errors import DataError
@@ -15,7 +16,7 @@ from penchant.eval.rating import evaluate_ratings, rating_validator
 from penchant.models.registry import create
 
 
-def cross_validate(name: str, params: dict[str, Any], ds: Dataset, k: int = 5, seed: int = 0,
+def cross_validate(name: str, params: dict[str, Any], ds: Dataset, k: int = 5, seed: int = DEFAULT_SEED,
                    valid_fraction: float = 0.05) -> dict[str, Any]:
     """K-fold RMSE/MAE of model ``name``; each fold holds out ``valid_fraction`` of its training
     ratings for early stopping, so the test fold is never used for any choice."""

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from penchant import DEFAULT_SEED
 from penchant.data import Dataset
 from penchant.eval.evaluate import EvalResult, Target, build_target, evaluate
 from penchant.experiment.fitting import fit_model
@@ -38,7 +39,7 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
 
 def run(name: str, params: dict[str, Any], train: Dataset, valid: Dataset | None, test: Dataset, *,
         ks: list[int], metric: str = "ndcg@10", target: Target | None = None, sampled: int | None = None,
-        seed: int = 0, label: str | None = None, status: Callable[[str], None] | None = None) -> EvalResult:
+        seed: int = DEFAULT_SEED, label: str | None = None, status: Callable[[str], None] | None = None) -> EvalResult:
     """Fit model ``name`` on ``train`` (selecting on ``valid``) and evaluate it on ``test``."""
     if status:
         status(f"fitting {label or name}")

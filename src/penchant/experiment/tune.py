@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from penchant import DEFAULT_SEED
 from penchant.data import Dataset
 from penchant.errors import ConfigError
 from penchant.eval.evaluate import validator as ranking_validator
@@ -56,7 +57,7 @@ def pair_accuracy(model: Any, pairs: Any) -> float:
     return float(credit(model.prob(pairs.user, pairs.winner, pairs.loser)).mean())
 
 
-def tune(name: str, train: Dataset, valid: Dataset, *, trials: int = 20, seed: int = 0, metric: str = "ndcg@10",
+def tune(name: str, train: Dataset, valid: Dataset, *, trials: int = 20, seed: int = DEFAULT_SEED, metric: str = "ndcg@10",
          fixed: dict[str, Any] | None = None, timeout: float | None = None,
          progress: Callable[[int, float], None] | None = None) -> TuneResult:
     """Search model ``name``'s space on ``valid``; ``fixed`` parameters are not searched.

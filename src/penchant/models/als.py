@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from penchant import DEFAULT_SEED
 from penchant.data import Dataset
 from penchant.models.base import Validator
 from penchant.models.factors import FactorModel
@@ -45,7 +46,7 @@ class ALS(FactorModel):
     search_space = {"factors": Int(8, 256, log=True), "regularization": Float(0.01, 100.0, log=True), "alpha": Float(0.1, 20.0, log=True)}
 
     def __init__(self, *, factors: int = 64, regularization: float = 20.0, alpha: float = 2.0,
-                 iterations: int = 15, seed: int = 0, values: bool = False) -> None:
+                 iterations: int = 15, seed: int = DEFAULT_SEED, values: bool = False) -> None:
         if factors < 1 or iterations < 1:
             raise ValueError("factors and iterations must be at least 1")
         if regularization < 0 or alpha < 0:

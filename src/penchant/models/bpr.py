@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from penchant import DEFAULT_SEED
 from penchant.data import Dataset
 from penchant.models.base import Validator
 from penchant.models.factors import FactorModel
@@ -52,7 +53,7 @@ class BPR(FactorModel):
 
     def __init__(self, *, factors: int = 64, sampler: str = "uniform", pop_exponent: float = 0.75, lr: float = 0.01,
                  reg: float = 0.01, epochs: int = 200, batch_size: int = 4096, patience: int = 3, eval_every: int = 5,
-                 noise_factors: int = 8, seed: int = 0) -> None:
+                 noise_factors: int = 8, seed: int = DEFAULT_SEED) -> None:
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, not {sampler!r}")
         if factors < 1 or epochs < 1 or batch_size < 1 or lr <= 0 or reg < 0:

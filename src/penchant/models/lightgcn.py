@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from penchant import DEFAULT_SEED
 from penchant.data import Dataset
 from penchant.models.base import Validator
 from penchant.models.factors import FactorModel
@@ -55,7 +56,7 @@ class LightGCN(FactorModel):
     search_space = {"layers": Int(1, 4), "lr": Float(1e-3, 2e-2, log=True), "reg": Float(1e-6, 1e-2, log=True)}
 
     def __init__(self, *, factors: int = 64, layers: int = 3, lr: float = 0.005, reg: float = 1e-4, epochs: int = 300,
-                 batch_size: int = 4096, patience: int = 3, eval_every: int = 5, seed: int = 0) -> None:
+                 batch_size: int = 4096, patience: int = 3, eval_every: int = 5, seed: int = DEFAULT_SEED) -> None:
         if factors < 1 or layers < 0 or lr <= 0 or reg < 0:
             raise ValueError("factors ≥ 1, layers ≥ 0, lr > 0 and reg ≥ 0 are required")
         self.factors, self.layers, self.lr, self.reg = factors, layers, lr, reg

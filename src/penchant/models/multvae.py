@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from penchant import DEFAULT_SEED
 from penchant.data import Dataset
 from penchant.models.base import HistoryScored, Validator
 from penchant.models.registry import register
@@ -77,7 +78,7 @@ class MultVAE(HistoryScored):
 
     def __init__(self, *, hidden: int = 600, latent: int = 64, dropout: float = 0.5, beta_max: float = 0.5,
                  anneal_steps: int = 2000, lr: float = 1e-3, epochs: int = 300, batch_size: int = 128,
-                 patience: int = 10, eval_every: int = 2, noise: float = 0.01, seed: int = 0) -> None:
+                 patience: int = 10, eval_every: int = 2, noise: float = 0.01, seed: int = DEFAULT_SEED) -> None:
         if not 0 <= dropout < 1 or beta_max < 0 or hidden < 1 or latent < 1 or noise < 0:
             raise ValueError("dropout must be in [0, 1), beta_max ≥ 0, noise ≥ 0, hidden and latent ≥ 1")
         self.hidden, self.latent, self.dropout, self.beta_max = hidden, latent, dropout, beta_max

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from penchant import DEFAULT_SEED
 from penchant.data import Dataset
 from penchant.errors import ConfigError, DataError
 from penchant.models.base import Recommender, Validator
@@ -123,7 +124,7 @@ class BiasedMF(RatingModel):
     search_space = {"factors": Int(8, 256, log=True), "lr": Float(2e-4, 1e-2, log=True), "reg": Float(0.01, 0.5, log=True)}
 
     def __init__(self, *, factors: int = 64, lr: float = 0.001, reg: float = 0.1, epochs: int = 200,
-                 batch_size: int = 1024, patience: int = 5, eval_every: int = 2, seed: int = 0) -> None:
+                 batch_size: int = 1024, patience: int = 5, eval_every: int = 2, seed: int = DEFAULT_SEED) -> None:
         if factors < 1 or lr <= 0 or reg < 0:
             raise ValueError("factors ≥ 1, lr > 0 and reg ≥ 0 are required")
         self.factors, self.lr, self.reg, self.epochs = factors, lr, reg, epochs
@@ -206,7 +207,7 @@ class FM(RatingModel):
 
     def __init__(self, *, factors: int = 128, user_features: str = "auto", item_features: str = "auto",
                  lr: float = 0.001, reg: float = 0.1, epochs: int = 200, batch_size: int = 1024, patience: int = 5,
-                 eval_every: int = 2, seed: int = 0) -> None:
+                 eval_every: int = 2, seed: int = DEFAULT_SEED) -> None:
         if factors < 1 or lr <= 0 or reg < 0:
             raise ValueError("factors ≥ 1, lr > 0 and reg ≥ 0 are required")
         self.factors, self.user_features, self.item_features = factors, user_features, item_features

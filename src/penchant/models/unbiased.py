@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from penchant import DEFAULT_SEED
 from penchant.data import Dataset
 from penchant.models.base import Validator
 from penchant.models.factors import FactorModel
@@ -39,7 +40,7 @@ class _PropensityMF(FactorModel):
 
     def __init__(self, *, factors: int = 32, power: float = 0.5, clip: float = 0.1, lr: float = 0.01,
                  reg: float = 1e-4, epochs: int = 200, batch_size: int = 256, patience: int = 3,
-                 eval_every: int = 5, seed: int = 0) -> None:
+                 eval_every: int = 5, seed: int = DEFAULT_SEED) -> None:
         if factors < 1 or not 0 < clip <= 1 or power < 0 or lr <= 0 or reg < 0:
             raise ValueError("factors ≥ 1, 0 < clip ≤ 1, power ≥ 0, lr > 0 and reg ≥ 0 are required")
         self.factors, self.power, self.clip, self.lr, self.reg = factors, power, clip, lr, reg

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from penchant.data.preferences import PreferencePairs
+from penchant.data.pairs import PreferencePairs
 from penchant.models.artefact import Artefact
 from penchant.models.preference.features import TextFeatures
 

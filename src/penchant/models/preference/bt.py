@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize
 
-from penchant.data.preferences import PreferencePairs
+from penchant.data.pairs import PreferencePairs
 from penchant.errors import ConfigError
 from penchant.models.preference.base import PreferenceModel
 from penchant.models.preference.features import TextFeatures

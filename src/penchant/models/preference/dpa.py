@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from penchant.data.preferences import PreferencePairs
+from penchant import DEFAULT_SEED
+from penchant.data.pairs import PreferencePairs
 from penchant.models.preference.neural import TRAINING_ARGS, NeuralUtility, option_net
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
@@ -41,7 +42,7 @@ class DirectionalPreference(NeuralUtility):
     def __init__(self, *, attributes: int = 2, given: bool = False, features: str = "id",
                  text_model: str = "all-MiniLM-L6-v2", hidden: int = 0, lr: float = 1e-2, weight_decay: float = 1e-5,
                  epochs: int = 100, batch_size: int = 512, patience: int = 5, loss: str = "plain", epsilon: float = 0.0,
-                 strength_heads: int = 0, adapt_l2: float = 0.1, seed: int = 0) -> None:
+                 strength_heads: int = 0, adapt_l2: float = 0.1, seed: int = DEFAULT_SEED) -> None:
         if attributes < 0 or (attributes == 0 and not given):
             raise ValueError("need learned attributes (attributes > 0) or given=True")
         self.attributes, self.given = attributes, given

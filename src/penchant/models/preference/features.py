@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from penchant.data.preferences import PreferencePairs
+from penchant.data.pairs import PreferencePairs
 
 FEATURES = ("id", "text", "layers", "length", "bow")
 

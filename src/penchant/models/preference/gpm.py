@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from penchant import DEFAULT_SEED
 from penchant.models.preference.neural import TRAINING_ARGS, NeuralPreference, option_net
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
@@ -36,7 +37,7 @@ class GeneralPreference(NeuralPreference):
     def __init__(self, *, blocks: int = 4, features: str = "id", text_model: str = "all-MiniLM-L6-v2", hidden: int = 0,
                  lr: float = 1e-2, weight_decay: float = 1e-5, epochs: int = 100, batch_size: int = 1024,
                  patience: int = 5, loss: str = "plain", epsilon: float = 0.0, strength_heads: int = 0, adapt_l2: float = 1.0,
-                 seed: int = 0) -> None:
+                 seed: int = DEFAULT_SEED) -> None:
         self.blocks = blocks
         self._common(features, text_model, hidden, lr, weight_decay, epochs, batch_size, patience, loss, epsilon,
                      strength_heads, adapt_l2, seed)

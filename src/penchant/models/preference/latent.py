@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from penchant.data.preferences import PreferencePairs
+from penchant import DEFAULT_SEED
+from penchant.data.pairs import PreferencePairs
 from penchant.models.preference.features import option_features
 from penchant.models.preference.neural import NeuralPreference, option_net
 from penchant.models.preference.train import check_loss, judged_by, pair_loss, pair_loss_terms
@@ -79,7 +80,7 @@ class LatentClassIdealPoints(NeuralPreference):
     def __init__(self, *, prototypes: int = 3, dims: int = 16, features: str = "id", text_model: str = "all-MiniLM-L6-v2",
                  hidden: int = 0, lr: float = 3e-2, weight_decay: float = 1e-5, epochs: int = 2000, patience: int = 100,
                  anneal: int = 100, loss: str = "plain", epsilon: float = 0.0, strength_heads: int = 0,
-                 restarts: int = 1, seed: int = 0) -> None:
+                 restarts: int = 1, seed: int = DEFAULT_SEED) -> None:
         if prototypes < 1 or dims < 1 or hidden < 0:
             raise ValueError("prototypes and dims must be ≥ 1, hidden ≥ 0")
         if lr <= 0 or epochs < 1 or patience < 1 or weight_decay < 0 or anneal < 0:

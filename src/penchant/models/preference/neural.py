@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from penchant.data.preferences import PreferencePairs
+from penchant.data.pairs import PreferencePairs
 from penchant.models.preference.base import PreferenceModel
 from penchant.models.preference.features import option_features
 from penchant.models.preference.train import check_loss, pair_loss, train_pairs

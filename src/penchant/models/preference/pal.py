@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from penchant import DEFAULT_SEED
 from penchant.models.preference.neural import TRAINING_ARGS, NeuralUtility, option_net
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
@@ -41,7 +42,7 @@ class PluralIdealPoints(NeuralUtility):
     def __init__(self, *, prototypes: int = 4, dims: int = 16, features: str = "id", text_model: str = "all-MiniLM-L6-v2",
                  hidden: int = 0, lr: float = 3e-2, weight_decay: float = 1e-5, epochs: int = 100, batch_size: int = 256,
                  patience: int = 5, loss: str = "plain", epsilon: float = 0.0, strength_heads: int = 0, adapt_l2: float = 0.1,
-                 user_lr: float = 1.0, seed: int = 0) -> None:
+                 user_lr: float = 1.0, seed: int = DEFAULT_SEED) -> None:
         if user_lr <= 0:
             raise ValueError("user_lr must be > 0")
         self.prototypes, self.dims, self.user_lr = prototypes, dims, user_lr

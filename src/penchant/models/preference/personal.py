@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from penchant import DEFAULT_SEED
 from penchant.models.preference.neural import TRAINING_ARGS, NeuralUtility, option_net
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
@@ -29,7 +30,7 @@ class PersonalBT(NeuralUtility):
 
     def __init__(self, *, factors: int = 16, reg: float = 0.0, features: str = "id", text_model: str = "all-MiniLM-L6-v2", hidden: int = 0,
                  lr: float = 1e-2, weight_decay: float = 1e-4, epochs: int = 50, batch_size: int = 1024, patience: int = 3,
-                 loss: str = "plain", epsilon: float = 0.0, strength_heads: int = 0, adapt_l2: float = 1.0, seed: int = 0) -> None:
+                 loss: str = "plain", epsilon: float = 0.0, strength_heads: int = 0, adapt_l2: float = 1.0, seed: int = DEFAULT_SEED) -> None:
         self.factors, self.reg = factors, reg
         if reg < 0:
             raise ValueError("reg must be ≥ 0")

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from penchant.data.preferences import PreferencePairs
+from penchant import DEFAULT_SEED
+from penchant.data.pairs import PreferencePairs
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class Strength:
 
 
 def preference_strength(make: Callable[[int], object], train: PreferencePairs, valid: PreferencePairs | None,
-                        heads: int, seed: int = 0) -> Strength:
+                        heads: int, seed: int = DEFAULT_SEED) -> Strength:
     """Fit ``heads`` models ``make(h)`` on random halves of ``train``'s groups and judge every pair
     by the heads that did not see it."""
     if heads < 2:

@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from penchant.data.preferences import PreferencePairs
+from penchant.data.pairs import PreferencePairs
 from penchant.models.training import EarlyStopping, seed_torch
 
 LOSSES = ("plain", "smooth", "robust", "forward")

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from penchant.data.preferences import PreferencePairs
+from penchant import DEFAULT_SEED
+from penchant.data.pairs import PreferencePairs
 from penchant.models.preference.neural import TRAINING_ARGS, NeuralUtility, option_net
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
@@ -50,7 +51,7 @@ class VariationalPreference(NeuralUtility):
     def __init__(self, *, latent: int = 8, dims: int = 32, context: int = 16, beta: float = 1e-2, features: str = "id",
                  text_model: str = "all-MiniLM-L6-v2", hidden: int = 0, lr: float = 1e-2, weight_decay: float = 1e-5,
                  epochs: int = 100, batch_size: int = 256, patience: int = 5, loss: str = "plain", epsilon: float = 0.0,
-                 strength_heads: int = 0, seed: int = 0) -> None:
+                 strength_heads: int = 0, seed: int = DEFAULT_SEED) -> None:
         if latent < 1 or dims < 1 or context < 1 or beta < 0:
             raise ValueError("latent, dims and context must be positive and beta ≥ 0")
         self.latent, self.dims, self.context, self.beta = latent, dims, context, beta
@@ -197,7 +198,7 @@ class VariationalPreference(NeuralUtility):
             self.net_.latent[torch.from_numpy(np.asarray(users, np.int64))] = 0
         return self
 
-    def shuffled(self, seed: int = 0) -> VariationalPreference:
+    def shuffled(self, seed: int = DEFAULT_SEED) -> VariationalPreference:
         """A copy in which every user that has a latent gets another such user's (a random cyclic
         shift, so nobody keeps their own, even with two users): the check that predictions depend
         on the latent, so accuracy must drop."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from penchant import DEFAULT_SEED
 from penchant.models.registry import register
 from penchant.models.search import Choice, Float
 from penchant.models.sequential.neural import TRAINING_ARGS, NeuralSequential
@@ -48,7 +49,7 @@ class GRU4Rec(NeuralSequential):
 
     def __init__(self, *, factors: int = 64, max_len: int = 50, layers: int = 1, dropout: float = 0.2, loss: str = "ce",
                  negatives: int = 256, bpreg: float = 1.0, lr: float = 2e-3, weight_decay: float = 0.0, epochs: int = 200,
-                 batch_size: int = 128, patience: int = 5, eval_every: int = 2, seed: int = 0,
+                 batch_size: int = 128, patience: int = 5, eval_every: int = 2, seed: int = DEFAULT_SEED,
                  item_text: str = "off", id_dropout: float = 0.1, text_model: str = "all-MiniLM-L6-v2",
                  long_len: int = 0, hashes: int = 4, hash_bits: int = 3) -> None:
         self.item_text, self.id_dropout, self.text_model = item_text, id_dropout, text_model

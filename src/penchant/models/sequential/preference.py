@@ -12,38 +12,24 @@ unbiased ``[(1 − ε) L(w, l) − ε L(l, w)] / (1 − 2ε)``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from penchant.data import Dataset
+from penchant import DEFAULT_SEED
+from penchant.data import Dataset, PreferencePairs, Step
 from penchant.models.sequential.base import right_aligned
 from penchant.models.sequential.neural import NeuralSequential
 from penchant.models.training import seed_torch
 
 
-@dataclass(frozen=True)
-class NextItemPairs:
-    """Preference triples over one catalogue.
-
-    Attributes:
-        contexts: int64 (n, max_len) right-aligned histories, padded with ``n_items``.
-        chosen, rejected: int64 (n,) preferred and dispreferred next items.
-    """
-
-    contexts: np.ndarray
-    chosen: np.ndarray
-    rejected: np.ndarray
-
-
-def pairs_from_ratings(train: Dataset, max_len: int, *, liked: float = 4.0, disliked: float = 2.0,
-                       seed: int = 0) -> NextItemPairs:
+def next_item_pairs(train: Dataset, max_len: int, *, liked: float = 4.0, disliked: float = 2.0,
+                    seed: int = DEFAULT_SEED) -> PreferencePairs:
     """At every position of a user's time-ordered training history whose next item they rated at
-    least ``liked``, pair that item (chosen) with one item the same user rated at most
-    ``disliked`` (rejected, drawn at random); users without such an item give no pairs.
+    least ``liked``, pair that item (winner) with one item the same user rated at most
+    ``disliked`` (loser, drawn at random); users without such an item give no pairs. Each pair's
+    ``history`` is the ``max_len`` items before it, right-aligned, padded with ``n_items``.
     """
     if train.ratings is None:
-        raise ValueError("pairs_from_ratings needs ratings")
+        raise ValueError("next_item_pairs needs ratings")
     rng = np.random.default_rng(seed)
     indptr, items = train.sequences()
     items = items.astype(np.int64)
@@ -59,7 +45,11 @@ def pairs_from_ratings(train: Dataset, max_len: int, *, liked: float = 4.0, disl
     u = users[take]
     pick = bad_ptr[u] + (rng.random(len(take)) * np.diff(bad_ptr)[u]).astype(np.int64)
     contexts = right_aligned(items, indptr[u], take, max_len, train.n_items)  # the items before each target
-    return NextItemPairs(contexts, items[take], bad_items[pick])
+    return PreferencePairs(u.astype(np.int64), items[take], bad_items[pick].astype(np.int64), np.arange(len(take), dtype=np.int64),
+                           train.user_ids, train.item_ids, history=contexts,
+                           steps=train.steps + (Step("next-item pairs", len(take), f"rated ≥ {liked:g} after a history, "
+                                                                                   f"against one rated ≤ {disliked:g}"),),
+                           name=f"{train.name}/next-item-pairs")
 
 
 def dpo_loss(policy_w, policy_l, ref_w, ref_l, beta: float, flip_rate: float = 0.0):
@@ -73,17 +63,20 @@ def dpo_loss(policy_w, policy_l, ref_w, ref_l, beta: float, flip_rate: float = 0
     return (((1 - flip_rate) * forward - flip_rate * backward) / (1 - 2 * flip_rate)).mean()
 
 
-def dpo_finetune(model: NeuralSequential, pairs: NextItemPairs, *, beta: float = 0.1, flip_rate: float = 0.0,
-                 lr: float = 1e-4, epochs: int = 3, batch_size: int = 256, seed: int = 0) -> list[float]:
-    """Fine-tune ``model`` in place on ``pairs``; returns the mean loss of each epoch."""
+def dpo_finetune(model: NeuralSequential, pairs: PreferencePairs, *, beta: float = 0.1, flip_rate: float = 0.0,
+                 lr: float = 1e-4, epochs: int = 3, batch_size: int = 256, seed: int = DEFAULT_SEED) -> list[float]:
+    """Fine-tune ``model`` in place on next-item ``pairs`` (winner and loser items after each pair's
+    ``history``, int64 (n, max_len)); returns the mean loss of each epoch."""
     import copy
 
     import torch
 
     if model.long_len:
         raise ValueError("DPO fine-tuning reads the recent max_len items only; the model has a long-term part (long_len > 0)")
-    if pairs.contexts.shape[1] != model.max_len:
-        raise ValueError(f"pairs were built for histories of {pairs.contexts.shape[1]} items, the model reads {model.max_len}")
+    if pairs.history is None:
+        raise ValueError(f"{pairs.name} has no histories; DPO of a next-item model needs the items before each choice")
+    if pairs.history.shape[1] != model.max_len:
+        raise ValueError(f"pairs were built for histories of {pairs.history.shape[1]} items, the model reads {model.max_len}")
     seed_torch(seed)
     rng = np.random.default_rng(seed)
     reference = copy.deepcopy(model.net_).eval()
@@ -99,12 +92,12 @@ def dpo_finetune(model: NeuralSequential, pairs: NextItemPairs, *, beta: float =
     losses = []
     for _ in range(epochs):
         model.net_.train()
-        order = rng.permutation(len(pairs.chosen))
+        order = rng.permutation(len(pairs))
         total = 0.0
         for s in range(0, len(order), batch_size):
             sel = order[s:s + batch_size]
-            seqs = torch.from_numpy(pairs.contexts[sel])
-            w, l = torch.from_numpy(pairs.chosen[sel]), torch.from_numpy(pairs.rejected[sel])
+            seqs = torch.from_numpy(pairs.history[sel])
+            w, l = torch.from_numpy(pairs.winner[sel]), torch.from_numpy(pairs.loser[sel])
             with torch.no_grad():
                 ref_w, ref_l = log_probs(reference, seqs, w, l)
             pol_w, pol_l = log_probs(model.net_, seqs, w, l)
