@@ -458,3 +458,17 @@ def test_versions_import_cli_serves_the_artefact_at_start(offline_als, tmp_path)
     with TestClient(create_app(load_settings(tmp_path / "data", env={}), admin_key=ADMIN)) as c:
         got = c.get("/v1/users/1/recommendations", params={"k": 10}, headers={"Authorization": f"Bearer {ADMIN}"}).json()
     assert [x["id"] for x in got["items"]] == [x["item"] for x in expected["users"]["1"]]
+
+
+def test_the_service_runs_the_registry_s_untrained_policies():
+    """The service's policies come from the one registry: those that need no training of their
+    own; the request schema lists exactly those, and the CLI's help names every policy."""
+    from penchant.cli.converse_cmds import POLICY_HELP
+    from penchant.converse.policies import ready_policies
+    from penchant.models.registry import entry, model_names
+    from penchant.serve.schemas import ConversationIn
+
+    names = model_names("conversation")
+    assert set(ready_policies()) == {n for n in names if not entry(n).cls.learned or n == "tree"} == {"maxent", "greedy", "tree"}
+    assert ConversationIn.model_json_schema()["properties"]["policy"]["enum"] == list(ready_policies())
+    assert all(n in POLICY_HELP for n in names)

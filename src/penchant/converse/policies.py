@@ -66,6 +66,9 @@ class Policy:
     name = ""
     family = "conversation"
     learned = False
+    #: acts sensibly with no training of its own (the service runs these; EAR and CPR must first
+    #: learn when to recommend on the simulator)
+    ready_untrained = True
     #: how strongly items like rejected ones fall in the scorer (EAR's reflection; 0: not at all)
     reflect = 0.0
     #: per-epoch selection scores of a learned policy's training, else None
@@ -74,6 +77,10 @@ class Policy:
     def __init__(self, graph: AttributeGraph, *, multi_choice: int = 0, list_size: int = LIST_SIZE) -> None:
         self.graph, self.multi_choice, self.list_size = graph, multi_choice, list_size
         self._by_value = graph.items.T.tocsr().astype(np.float64)  # (V, n_items)
+
+    def use_popularity(self, popularity: np.ndarray) -> None:
+        """Told how often each item was chosen, float (n_items,), where no training episodes are
+        at hand (the service); policies that do not use it ignore it."""
 
     def shares(self, weights: np.ndarray) -> np.ndarray:
         """Weighted share of each value among the weighted items: float64 (V,)."""
@@ -135,6 +142,7 @@ class LearnedDecision(Policy):
     simulator (:mod:`penchant.converse.training`); subclasses choose the question."""
 
     learned = True
+    ready_untrained = False
 
     def __init__(self, graph: AttributeGraph, *, multi_choice: int = 0, list_size: int = LIST_SIZE,
                  temperature: float = 1.0) -> None:
@@ -204,6 +212,9 @@ class DecisionTree(Policy):
         self.leaf_size = leaf_size
         self.prior = np.ones(graph.n_items)
 
+    def use_popularity(self, popularity: np.ndarray) -> None:
+        self.prior = np.asarray(popularity, dtype=np.float64) + 1.0
+
     def act(self, state: ConversationState, scorer: Scorer) -> Action:
         if int(state.candidates.sum()) <= self.leaf_size:
             return self.recommend(state, scorer)
@@ -227,3 +238,11 @@ class DecisionTree(Policy):
 
     def params(self) -> dict:
         return super().params() | {"leaf_size": self.leaf_size}
+
+
+def ready_policies() -> tuple[str, ...]:
+    """The registered conversation policies that need no training of their own (what the service
+    runs), in the registry's order."""
+    from penchant.models.registry import entry, model_names
+
+    return tuple(n for n in model_names("conversation") if entry(n, "conversation").cls.ready_untrained)

@@ -14,7 +14,7 @@ import secrets
 import numpy as np
 import scipy.sparse as sp
 
-from penchant.converse.policies import create_policy
+from penchant.converse.policies import create_policy, ready_policies
 from penchant.converse.session import Conversation
 from penchant.converse.state import Scorer
 from penchant.data.attribute_graph import AttributeGraph
@@ -22,7 +22,6 @@ from penchant.errors import ConflictError, DataError, NotFoundError
 from penchant.serve.host import Deployed, ModelHost
 from penchant.serve.store import Store
 
-POLICIES = ("maxent", "greedy", "tree")
 
 
 def graph_from_items(rows: list[dict], item_ids: np.ndarray, min_items: int = 2) -> AttributeGraph:
@@ -77,8 +76,7 @@ class ConversationHost:
         events = self.store.user_items(user_id) if user_id else []
         scores, _ = self.host.user_scores(d, user_id or "", events)
         pol = create_policy(policy, graph)
-        if policy == "tree":
-            pol.prior = d.popularity + 1.0
+        pol.use_popularity(d.popularity)
         scorer = Scorer(graph, lambda _user: scores)
         titles = self._cached(d)[3]
         if state is not None:
@@ -88,8 +86,13 @@ class ConversationHost:
 
     def start(self, user_id: str | None, policy: str, opening: str | None) -> dict:
         d = self._deployed()
-        if policy not in POLICIES:
-            raise DataError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
+        servable = ready_policies()
+        if policy not in servable:
+            from penchant.models.registry import model_names
+
+            trained = [n for n in model_names("conversation") if n not in servable]
+            raise DataError(f"policy must be one of {', '.join(servable)}, not {policy!r} ({', '.join(trained)} learn "
+                            "when to recommend on the simulator first: `penchant converse evaluate` trains them)")
         conv = self._session(d, user_id, policy, None)
         if opening is not None:
             graph = self.graph(d)

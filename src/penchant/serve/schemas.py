@@ -7,7 +7,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from penchant.converse.policies import ready_policies
+
 Id = Annotated[str, Field(min_length=1, max_length=255)]
+PolicyName = Literal[ready_policies()]  # type: ignore[valid-type]  # the registry's policies that need no training
 
 
 class Strict(BaseModel):
@@ -116,7 +119,7 @@ class Version(BaseModel):
 
 class ConversationIn(Strict):
     user_id: Id | None = None
-    policy: Literal["maxent", "greedy", "tree"] = "maxent"
+    policy: PolicyName = "maxent"
     opening: Annotated[str, Field(min_length=1, max_length=255)] | None = None
 
 
