@@ -23,7 +23,6 @@ from penchant.serve.host import Deployed, ModelHost
 from penchant.serve.store import Store
 
 
-
 def graph_from_items(rows: list[dict], item_ids: np.ndarray, min_items: int = 2) -> AttributeGraph:
     """Items × (category and attribute) values over ``item_ids`` (the deployed model's order)."""
     index = {str(i): k for k, i in enumerate(item_ids)}
