@@ -142,6 +142,34 @@ def test_preference_model_contract(name, tmp_path):
         create(name, bogus=1)
 
 
+@pytest.mark.parametrize("name", PAIR_MODELS)
+def test_preference_models_score_new_text_through_their_own_pipeline(name, tmp_path):
+    """Options with text (bag-of-words features): a reply given as text is scored exactly as the
+    same option by id, for each user, before and after save → load; a model fitted on ids, or one
+    that reads no text, says so in one ConfigError."""
+    from dataclasses import replace
+
+    pairs = pair_world().pairs
+    words = np.array([f"reply{i % 6} tone{i % 3} size{i % 4} mood{i % 5}" for i in range(pairs.n_options)], dtype=object)
+    texty = replace(pairs, option_text=words)
+    users, a, b = pairs.user[:40], pairs.winner[:40], pairs.loser[:40]
+    if "features" not in {p.name for p in entry(name).params()}:
+        model = create(name, **QUICK.get(name, {})).fit(texty)
+        with pytest.raises(ConfigError, match="option ids"):
+            model.prob_text(words[a], words[b], users=users)
+        return
+    model = create(name, features="bow", **QUICK.get(name, {})).fit(texty)
+    by_text = model.prob_text(words[a], words[b], users=users)
+    np.testing.assert_allclose(by_text, model.prob(users, a, b), rtol=1e-5, atol=1e-6)
+    back = load(model.save(tmp_path / f"{name}.npz"))
+    np.testing.assert_allclose(back.prob_text(words[a], words[b], users=users), by_text, rtol=1e-6)
+    assert back.n_options_ == pairs.n_options  # the new options were never kept
+    fresh = np.array(["reply9 tone1 size2", "mood4 reply0"], dtype=object)
+    assert np.isfinite(back.prob_text(fresh, fresh[::-1])).all()
+    with pytest.raises(ConfigError, match="option ids"):
+        create(name, **QUICK.get(name, {})).fit(texty).prob_text(words[a], words[b])
+
+
 def test_one_converter_with_one_set_of_rules():
     assert create("als", values="yes").values is True and create("dpa", given="off").given is False
     for name, key in (("als", "values"), ("dpa", "given")):  # both families: a bad boolean is an error

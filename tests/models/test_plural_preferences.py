@@ -149,6 +149,9 @@ def test_vpl_and_pal_tell_two_real_users_apart(shared_data):
     vpl = create_preference("vpl", features="layers", latent=4, beta=1e-3, context=32, lr=3e-3, batch_size=128,
                             patience=30).fit(sp.train, sp.valid)
     own, swapped = accuracy(vpl, sp.test), accuracy(vpl.shuffled(), sp.test)
+    t = sp.test  # the same replies given as text (as `prefs score` reads a file) get the same answers, per user
+    np.testing.assert_allclose(vpl.prob_text(t.chosen_text, t.rejected_text, t.prompt, t.user),
+                               vpl.prob(t.user, t.winner, t.loser), atol=1e-5)
     adapted = []
     for draw in range(5):
         rng = np.random.default_rng(draw)

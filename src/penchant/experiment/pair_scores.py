@@ -1,9 +1,11 @@
 """P(first ≻ second) for every row of a comparison file, from a fitted preference model.
 
-Text comparisons (TRL layout) are scored through the model's fitted text pipeline, so replies it
-has never seen get a reward (:class:`~penchant.models.protocols.TextScorer`). Id comparisons are
-mapped onto the model's option and user vocabularies; a row naming an option the model does not
-know gets P = 1/2 and is counted. Rows keep the file's order; none is dropped.
+Text comparisons (TRL layout) are scored through the model's fitted text pipeline and its own
+option map, so replies it has never seen are scored by any text-feature model, personal ones
+included (:class:`~penchant.models.protocols.TextScorer`). Id comparisons are mapped onto the
+model's option and user vocabularies; a row naming an option the model does not know gets P = 1/2
+and is counted. A user the model does not know is scored as the population and counted. Rows keep
+the file's order; none is dropped.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class PairScores:
 
     prob: np.ndarray
     unknown_options: int = 0
+    unknown_users: int = 0
 
     @property
     def accuracy(self) -> float:
@@ -38,7 +41,7 @@ class PairScores:
     def to_json(self, model: str) -> dict:
         """The ``penchant prefs score`` contract, plus the count of rows with unknown options."""
         return {"model": model, "pairs_scored": int(len(self.prob)), "prob": [float(p) for p in self.prob],
-                "accuracy": self.accuracy, "unknown_options": self.unknown_options}
+                "accuracy": self.accuracy, "unknown_options": self.unknown_options, "unknown_users": self.unknown_users}
 
 
 def score_pair_file(model: PreferenceModel, path: str | Path) -> PairScores:
@@ -48,14 +51,15 @@ def score_pair_file(model: PreferenceModel, path: str | Path) -> PairScores:
 
     if comparison_layout(path) == "text":
         if not isinstance(model, TextScorer):
-            raise ConfigError(f"{model.name} scores options by id and cannot score new text; fit a text reward "
-                              "model (e.g. bt with features=layers) or give an id comparison file")
+            raise ConfigError(f"{model.name} cannot score new text; fit a text reward model (e.g. bt with "
+                              "features=layers) or give an id comparison file")
         rows = read_text_comparisons(path, drop_identical=False)
-        n = len(rows)
-        texts = np.concatenate([rows.chosen_text, rows.rejected_text])
-        prompts = np.concatenate([rows.prompt, rows.prompt])
-        reward = model.score_text(texts, prompts)
-        return PairScores(_sigmoid(reward[:n] - reward[n:]))
+        users = np.full(len(rows), -1, dtype=np.int64)
+        named = rows.user >= 0
+        if named.any():  # a user the model knows is scored as that user; others as the population
+            users[named] = index_of(model.user_ids_, rows.user_ids)[rows.user[named]]
+        prob = model.prob_text(rows.chosen_text, rows.rejected_text, rows.prompt, users)
+        return PairScores(prob, unknown_users=int((named & (users < 0)).sum()))
     c = read_id_comparisons(path)
     options = index_of(model.option_ids_, c.option_ids)
     users = np.where(c.user >= 0, index_of(model.user_ids_, c.user_ids)[np.maximum(c.user, 0)] if c.n_users else -1, -1)
@@ -64,8 +68,7 @@ def score_pair_file(model: PreferenceModel, path: str | Path) -> PairScores:
     prob = np.full(len(a), 0.5)
     if known.any():
         prob[known] = model.prob(users[known], a[known], b[known])
-    return PairScores(prob, int((~known).sum()))
+    named = c.user >= 0
+    return PairScores(prob, int((~known).sum()), int((named & (users < 0)).sum()))
 
 
-def _sigmoid(margin: np.ndarray) -> np.ndarray:
-    return np.exp(-np.logaddexp(0.0, -np.asarray(margin, dtype=np.float64)))

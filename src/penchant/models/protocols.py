@@ -16,7 +16,8 @@ Capabilities (what some models of a family also do):
 * :class:`FoldIn` — ``score_history(items)``: scores for a user known only by their items, the
   model unchanged (an unseen user answered by fold-in).
 * :class:`ItemVectors` — one vector per item (latent factors), for similar items and nearest-neighbour indexes.
-* :class:`TextScorer` — scores options given as text it has never seen (a fitted text pipeline).
+* :class:`TextScorer` — P(first ≻ second) for options given as text it has never seen, through its
+  fitted text pipeline (every preference model has it; one fitted on option ids says so when asked).
 * :class:`Persistent` — one self-describing artefact (:mod:`penchant.models.artefact`).
 
 """
@@ -88,4 +89,4 @@ class ItemVectors(Protocol):
 
 @runtime_checkable
 class TextScorer(Protocol):
-    def score_text(self, texts: Any, contexts: Any = None) -> np.ndarray: ...
+    def prob_text(self, first: Any, second: Any, contexts: Any = None, users: Any = None) -> np.ndarray: ...

@@ -10,12 +10,15 @@ indices of the pairs' vocabularies, so every split of one :class:`PreferencePair
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
 
 from penchant.data.pairs import PreferencePairs
+from penchant.errors import ConfigError
 from penchant.models.artefact import Artefact
 from penchant.models.preference.features import TextFeatures
 
@@ -78,6 +81,33 @@ class PreferenceModel:
     def prob(self, users: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """P(a ≻ b) for each (user, a, b); float64 (n,)."""
         return np.exp(-np.logaddexp(0.0, -self.margin(users, a, b)))  # σ(m) without overflow at large |m|
+
+    def prob_text(self, first: Any, second: Any, contexts: Any = None, users: Any = None) -> np.ndarray:
+        """P(first[j] ≻ second[j]) for options given as text, seen in training or not: float64 (n,).
+
+        ``contexts`` (n,) is the prompt both replies answer (None: none); ``users`` (n,) user
+        indices, −1 (or None for all) for the population. The texts go through the fitted feature
+        pipeline and the model's own option map, so every text-feature model scores new replies.
+        """
+        if self.features_ is None:
+            raise ConfigError(f"this {self.name} model was fitted on option ids (features=id); "
+                              "fit it with features=text, layers, bow or length to score new text")
+        first, second = (np.asarray(t, dtype=object).astype(str) for t in (first, second))
+        if len(first) != len(second):
+            raise ValueError("first and second must have the same length")
+        m = len(first)
+        ctx = None if contexts is None else np.concatenate([np.asarray(contexts, dtype=object)] * 2).astype(str)
+        x = self.features_.transform(np.concatenate([first, second]), ctx)
+        who = np.full(m, -1, np.int64) if users is None else np.asarray(users, np.int64)
+        with self._options_added(x) as start:
+            return self.prob(who, start + np.arange(m), start + m + np.arange(m))
+
+    @contextmanager
+    def _options_added(self, x: np.ndarray) -> Iterator[int]:
+        """Within the block the model also knows options with features ``x`` (m, f), as indices
+        from the yielded start on; afterwards it is as it was."""
+        raise ConfigError(f"{self.name} cannot take options it was not fitted on")
+        yield 0  # pragma: no cover
 
     def score(self, users: np.ndarray, options: np.ndarray) -> np.ndarray:
         """Scalar utility of each (user, option); float64 (n,). Differences are margins."""

@@ -11,6 +11,9 @@ w: a linear reward model (logistic regression on embedding differences).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 from scipy.optimize import minimize
 
@@ -94,6 +97,15 @@ class BradleyTerry(Strengths):
             self.weights_ = res.x
             self.theta_ = x.astype(np.float64) @ res.x
         self.converged_ = bool(res.success)
+
+    @contextmanager
+    def _options_added(self, x: np.ndarray) -> Iterator[int]:
+        theta, start = self.theta_, len(self.theta_)
+        self.theta_ = np.concatenate([theta, x.astype(np.float64) @ self.weights_])
+        try:
+            yield start
+        finally:
+            self.theta_ = theta
 
     def score_text(self, texts: np.ndarray | list[str], contexts: np.ndarray | list[str] | None = None) -> np.ndarray:
         """Reward of options given as text, never seen or not: float64 (len(texts),), the linear

@@ -101,10 +101,3 @@ class TextFeatures:
         """Each 384-column block centred, scaled to unit variance per column and divided by sqrt(384)."""
         width = self._encoder().dim
         return ((raw - self.arrays["mean"]) / self.arrays["scale"] / np.sqrt(width)).astype(np.float32)
-
-
-def option_features(pairs: PreferencePairs, features: str, text_model: str = "all-MiniLM-L6-v2") -> np.ndarray | None:
-    """float32 (n_options, f) for every kind but ``id`` (None), from a pipeline fitted on ``pairs``."""
-    if features not in FEATURES:
-        raise ValueError(f"features must be one of {', '.join(FEATURES)}, not {features!r}")
-    return None if features == "id" else TextFeatures(features, text_model).fit_transform(pairs)

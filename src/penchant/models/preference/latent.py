@@ -36,7 +36,7 @@ import numpy as np
 
 from penchant import DEFAULT_SEED
 from penchant.data.pairs import PreferencePairs
-from penchant.models.preference.features import option_features
+from penchant.models.preference.features import TextFeatures
 from penchant.models.preference.neural import NeuralPreference, option_net
 from penchant.models.preference.train import check_loss, judged_by, pair_loss, pair_loss_terms
 from penchant.models.registry import register
@@ -141,21 +141,23 @@ class LatentClassIdealPoints(NeuralPreference):
     def _fit(self, train: PreferencePairs, valid: PreferencePairs | None, weight: np.ndarray | None) -> None:
         best = None
         self.restart_losses_: list[float] = []
+        self.features_ = None if self.features == "id" else TextFeatures(self.features, self.text_model)
+        x = None if self.features_ is None else self.features_.fit_transform(train)  # once for every restart
         for r in range(self.restarts):
-            loss = self._fit_once(train, valid, weight, self.seed + r)
+            loss = self._fit_once(train, valid, weight, self.seed + r, x)
             self.restart_losses_.append(loss)
             if best is None or loss < best[0]:
                 best = (loss, self.net_, self.evidence_, self.history_, self.best_epoch_)
         _, self.net_, self.evidence_, self.history_, self.best_epoch_ = best
 
     def _fit_once(self, train: PreferencePairs, valid: PreferencePairs | None, weight: np.ndarray | None,
-                  seed: int) -> float:
+                  seed: int, x: np.ndarray | None) -> float:
         """One fit from ``seed``; its validation log-loss (without validation pairs, the negative
         marginal log-likelihood of the training pairs per pair)."""
         import torch
 
         seed_torch(seed)
-        self.net_ = net = self._network(option_features(train, self.features, self.text_model))
+        self.net_ = net = self._network(x)
         opt = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         stopper = EarlyStopping(self.patience, epochs=self.epochs)
         u, w, l = (torch.from_numpy(v.astype(np.int64)) for v in (train.user, train.winner, train.loser))
