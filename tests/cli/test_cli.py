@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import cli, penchant, write
+from tests.conftest import ROOT, cli, penchant, write
 
 
 @pytest.fixture(scope="module")
@@ -255,3 +258,20 @@ def test_one_default_seed_for_every_command_and_model():
     assert len(found) >= 10 and set(found) == {DEFAULT_SEED}, found
     models = [p.default for name in model_names() for p in entry(name).params() if p.name == "seed"]
     assert len(models) >= 15 and set(models) == {DEFAULT_SEED}
+
+
+@pytest.mark.parametrize("missing, args, extra", [
+    ("fastapi", ["serve", "--data-dir", "svc"], "serve"),
+    ("sqlalchemy", ["versions", "import", "m.npz", "--data-dir", "svc"], "serve"),
+    ("sentence_transformers", ["prefs", "fit", "--train", "pairs.jsonl", "--model", "bt", "--param", "features=text",
+                               "--out", "m.npz"], "text"),
+])
+def test_a_part_without_its_extra_names_the_extra(tmp_path, missing, args, extra):
+    """The core install leaves the service and the sentence encoder out: using either without its
+    extra (the module made unimportable here) is one line naming `pip install 'penchant[...]'`, exit 2."""
+    write(tmp_path / "pairs.jsonl", '{"prompt": "p", "chosen": "yes", "rejected": "no"}\n' * 3)
+    code = ("import sys; sys.modules[%r] = None\nfrom penchant.cli.main import main\nmain(%r)" % (missing, args))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert r.returncode == 2, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and f"pip install 'penchant[{extra}]'" in r.stderr and missing in r.stderr, r.stderr

@@ -19,6 +19,7 @@ from threading import Lock
 import numpy as np
 
 from penchant.cache import cache_dir
+from penchant.extras import require
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _LOADED: dict[str, object] = {}
@@ -36,6 +37,7 @@ def _model_path(model: str) -> str:
 def _load(model: str):
     with _LOCK:
         if model not in _LOADED:
+            require("text", "text features (the sentence encoder)")
             path = _model_path(model)
             if Path(path).is_dir():
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder needs no hub
