@@ -261,7 +261,8 @@ def test_one_default_seed_for_every_command_and_model():
 
 
 @pytest.mark.parametrize("missing, args, extra", [
-    ("fastapi", ["serve", "--data-dir", "svc"], "serve"),
+    ("uvicorn", ["serve", "--data-dir", "svc"], "serve"),
+    ("fastapi", ["keys", "list", "--data-dir", "svc"], "serve"),
     ("sqlalchemy", ["versions", "import", "m.npz", "--data-dir", "svc"], "serve"),
     ("sentence_transformers", ["prefs", "fit", "--train", "pairs.jsonl", "--model", "bt", "--param", "features=text",
                                "--out", "m.npz"], "text"),
@@ -275,3 +276,10 @@ def test_a_part_without_its_extra_names_the_extra(tmp_path, missing, args, extra
                        env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     assert r.returncode == 2, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and f"pip install 'penchant[{extra}]'" in r.stderr and missing in r.stderr, r.stderr
+
+
+def test_prefs_fit_says_when_no_pairs_were_left_for_validation(tmp_path):
+    pairs = write(tmp_path / "p.jsonl", '{"prompt": "p", "chosen": "yes please", "rejected": "no"}\n'
+                                        '{"prompt": "q", "chosen": "sure thing", "rejected": "nah"}\n')
+    code, out, err = cli("prefs", "fit", "--train", pairs, "--model", "bt", "--param", "features=bow", "--out", tmp_path / "m.npz")
+    assert code == 0 and "no validation pairs" in out, err

@@ -150,9 +150,10 @@ def fit(
     with progress() as bar:
         _, tr, va, _, fitted, seconds = _read_and_fit(bar, model, params, train, None, valid, seed)
     fitted.save(out_path)
-    row = _report(fitted, model, va, None, seed, seconds)
-    out.print(f"{model} fitted on {len(tr):,} pairs in {seconds:.1f} s; validation accuracy {row['accuracy']:.4f} "
-              f"on {len(va):,} pairs; saved to {out_path}")
+    accuracy = _report(fitted, model, va, None, seed, seconds)["accuracy"] if len(va) else None
+    judged = (f"validation accuracy {accuracy:.4f} on {len(va):,} pairs" if accuracy is not None
+              else "no validation pairs (too few to set any apart)")
+    out.print(f"{model} fitted on {len(tr):,} pairs in {seconds:.1f} s; {judged}; saved to {out_path}")
 
 
 def score(

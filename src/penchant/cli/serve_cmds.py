@@ -22,10 +22,8 @@ def serve(
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs). With no keys stored yet, PENCHANT_ADMIN_KEY (if
     set) becomes an admin key."""
-    import uvicorn
-
     from penchant.errors import ConfigError
-    from penchant.serve.app import create_app
+    from penchant.serve.app import create_app  # first: without the serve extra, one line naming it
     from penchant.serve.config import load_settings
     from penchant.serve.keys import KEY_SHAPE, key_id_of
 
@@ -34,6 +32,8 @@ def serve(
         raise ConfigError(f"PENCHANT_ADMIN_KEY is not a valid key; {KEY_SHAPE}")
     settings = load_settings(data_dir, database_url=database_url, config_file=config)
     app = create_app(settings, admin_key=admin_key)
+    import uvicorn
+
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 
 
