@@ -121,3 +121,31 @@ def split(
             out.print(f"[yellow]{name}: {entry['users_not_in_train']:,} users and "
                       f"{entry['interactions_on_items_not_in_train']:,} interactions on items are not in train "
                       "(left out of collaborative evaluation)[/yellow]")
+
+
+def synth(
+    out_path: Path = typer.Option(..., "--out", help="The log to write: .csv, .tsv, .parquet or .inter."),
+    users: int = typer.Option(..., "--users", help="Users in the vocabulary."),
+    items: int = typer.Option(..., "--items", help="Items in the vocabulary."),
+    interactions: int = typer.Option(..., "--interactions", help="Distinct (user, item) pairs to draw."),
+    skew: float = typer.Option(1.0, "--skew", help="Power-law exponent of item popularity (0: uniform)."),
+    user_skew: float = typer.Option(None, "--user-skew", help="Exponent of user activity (default: --skew)."),
+    seed: int = Seed("Seed of the draw."),
+) -> None:
+    """A synthetic log shaped like the public ones at any size: power-law item popularity and user
+    activity, each (user, item) pair once, ratings 1-5 and timestamps (for benchmarks at scale)."""
+    from penchant.data.synthetic import power_law_log
+    from penchant.data.write import FORMATS, write_log
+    from penchant.errors import ConfigError
+
+    if out_path.suffix.lower().lstrip(".") not in FORMATS + ("pq",):
+        raise ConfigError(f"--out {out_path}: the format follows the extension, one of .{', .'.join(FORMATS)}")
+    try:
+        ds = power_law_log(users, items, interactions, skew=skew, user_skew=user_skew, seed=seed)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    write_log(ds, out_path)
+    for step in ds.steps:
+        out.print(f"  {step}")
+    out.print(f"wrote {ds.n_interactions:,} interactions to {out_path}")
+

@@ -92,3 +92,54 @@ def exposure_biased_world(n_users: int = 600, n_items: int = 400, dim: int = 8, 
         test=make(rows[test_mask], shown.ravel()[test_mask], "liked among random exposures (test)"),
         test_candidates=candidates, relevance=relevance, propensity=propensity,
     )
+
+
+def power_law_log(n_users: int, n_items: int, n_interactions: int, *, skew: float = 1.0, user_skew: float | None = None,
+                  seed: int = DEFAULT_SEED) -> Dataset:
+    """A log shaped like the public ones at any size: item popularity and user activity follow
+    power laws (the item of popularity rank r is drawn ∝ r^−skew, the user of activity rank r ∝
+    r^−user_skew, ranks shuffled over the ids), every (user, item) pair at most once, ratings
+    1–5 and timestamps over five years.
+
+    Users are ``u0`` … and items ``i0`` …; ``n_interactions`` distinct pairs are drawn in batches
+    (no Python loop per row), so 20 million take seconds. Users or items never drawn keep their
+    place in the vocabularies and are counted in ``steps``.
+    """
+    if min(n_users, n_items, n_interactions) < 1:
+        raise ValueError("n_users, n_items and n_interactions must be at least 1")
+    if n_interactions > 0.5 * n_users * n_items:
+        raise ValueError(f"{n_interactions:,} distinct pairs is more than half of the {n_users * n_items:,} possible "
+                         "ones; a power-law draw would mostly repeat pairs (use more users or items)")
+    rng = np.random.default_rng(seed)
+
+    def ranks(n: int, exponent: float) -> np.ndarray:
+        weight = np.arange(1, n + 1, dtype=np.float64) ** -exponent
+        return np.cumsum(rng.permutation(weight / weight.sum()))
+
+    user_cdf, item_cdf = ranks(n_users, skew if user_skew is None else user_skew), ranks(n_items, skew)
+    keys = np.zeros(0, dtype=np.int64)
+    for _ in range(50):  # each round tops up the distinct pairs; repeats are rare below half the grid
+        need = n_interactions - len(keys)
+        if need <= 0:
+            break
+        m = int(need * 1.1) + 1000
+        u = np.minimum(np.searchsorted(user_cdf, rng.random(m)), n_users - 1)
+        i = np.minimum(np.searchsorted(item_cdf, rng.random(m)), n_items - 1)
+        drawn = np.concatenate([keys, u.astype(np.int64) * n_items + i])
+        _, first = np.unique(drawn, return_index=True)
+        keys = drawn[np.sort(first)]  # first occurrences, in draw order
+    else:
+        raise ValueError(f"could not draw {n_interactions:,} distinct pairs; lower the skew")
+    keys = keys[:n_interactions]
+    users, items = (keys // n_items).astype(np.int32), (keys % n_items).astype(np.int32)
+    ratings = rng.integers(1, 6, n_interactions).astype(np.float32)
+    timestamps = np.floor(1.2e9 + rng.random(n_interactions) * 5 * 365.25 * 86400)
+    user_ids = np.char.add("u", np.arange(n_users).astype(str)).astype(object)
+    item_ids = np.char.add("i", np.arange(n_items).astype(str)).astype(object)
+    unused_u = n_users - len(np.unique(users))
+    unused_i = n_items - len(np.unique(items))
+    return Dataset(user_ids, item_ids, users, items, ratings=ratings, timestamps=timestamps,
+                   steps=(Step("synthetic interactions", n_interactions,
+                               f"{n_users:,} users, {n_items:,} items, skew {skew:g}, seed {seed}"),
+                          Step("ids never drawn", unused_u + unused_i, f"{unused_u} users and {unused_i} items")),
+                   name=f"synthetic-{n_interactions}")

@@ -13,7 +13,9 @@ FORMATS = ("tsv", "csv", "parquet", "inter")
 
 def to_frame(ds: Dataset) -> pl.DataFrame:
     """Interactions as a frame with columns user, item[, rating][, timestamp] (external ids)."""
-    cols: dict[str, object] = {"user": ds.user_ids[ds.users].astype(str), "item": ds.item_ids[ds.items].astype(str)}
+    # ids are gathered by polars from the vocabularies: no Python string per row
+    cols: dict[str, object] = {"user": pl.Series(ds.user_ids.astype(str)).gather(ds.users),
+                               "item": pl.Series(ds.item_ids.astype(str)).gather(ds.items)}
     if ds.ratings is not None:
         cols["rating"] = ds.ratings
     if ds.timestamps is not None:
