@@ -15,20 +15,49 @@ from penchant.data.readers import KnowledgeGraph, Log, SideTable
 Dedupe = Literal["last", "first", "none"]
 
 
-def sorted_ids(ids: np.ndarray) -> np.ndarray:
-    """Unique ids in natural order: numerically when every id is an integer, else as text."""
-    unique = np.unique(np.asarray(ids, dtype=str))
-    try:
-        order = np.argsort(unique.astype(np.int64), kind="stable")
-    except (ValueError, OverflowError):
-        return unique.astype(object)
-    return unique[order].astype(object)
+IdArray = np.ndarray | pl.Series
 
 
-def index_of(vocab: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Positions (int64) of ``ids`` in ``vocab``; -1 where absent. Vectorised via a join."""
-    left = pl.DataFrame({"id": np.asarray(ids, dtype=str)})
-    right = pl.DataFrame({"id": np.asarray(vocab, dtype=str), "pos": np.arange(len(vocab), dtype=np.int64)})
+def as_id_series(ids: IdArray) -> pl.Series:
+    """Ids as a polars String or Categorical series (a polars series is taken as it is)."""
+    if isinstance(ids, pl.Series):
+        return ids if ids.dtype in (pl.String, pl.Categorical) else ids.cast(pl.String)
+    return pl.Series(np.asarray(ids, dtype=str), dtype=pl.String)
+
+
+def concat_ids(parts: Sequence[IdArray]) -> pl.Series:
+    """Several id arrays as one series (Categorical when all are, else String)."""
+    series = [as_id_series(p) for p in parts]
+    if not series:
+        return pl.Series([], dtype=pl.String)
+    if any(s.dtype != series[0].dtype for s in series):
+        series = [s.cast(pl.String) for s in series]
+    return pl.concat(series)
+
+
+def sorted_ids(ids: IdArray) -> np.ndarray:
+    """Unique ids in natural order: numerically when every id is an integer, else as text;
+    object (V,) of str. The unique step runs in polars, so only the V distinct ids become
+    Python strings."""
+    unique = as_id_series(ids).unique().cast(pl.String)
+    numbers = unique.cast(pl.Int64, strict=False)
+    if numbers.null_count() == 0:
+        return unique.gather(numbers.arg_sort()).to_numpy().astype(object)
+    return unique.sort().to_numpy().astype(object)
+
+
+def index_of(vocab: IdArray, ids: IdArray) -> np.ndarray:
+    """Positions (int64) of ``ids`` in ``vocab``; -1 where absent. Vectorised via a join; ids
+    read as Categorical are joined by their distinct values and mapped back through their codes."""
+    ids = as_id_series(ids)
+    if ids.dtype == pl.Categorical and len(ids):
+        distinct = ids.unique().drop_nulls()
+        codes = distinct.to_physical().to_numpy().astype(np.int64)
+        lookup = np.full(int(codes.max()) + 1, -1, dtype=np.int64)
+        lookup[codes] = index_of(vocab, distinct.cast(pl.String))
+        return lookup[ids.to_physical().to_numpy()]
+    left = pl.DataFrame({"id": ids.cast(pl.String)})
+    right = pl.DataFrame({"id": as_id_series(vocab), "pos": np.arange(len(vocab), dtype=np.int64)})
     return left.join(right, on="id", how="left", maintain_order="left")["pos"].fill_null(-1).to_numpy(writable=True)
 
 
@@ -53,8 +82,10 @@ def _dedupe(log_users: np.ndarray, log_items: np.ndarray, ts: np.ndarray | None,
             n_items: int) -> tuple[np.ndarray, int]:
     """Rows to keep (sorted indices) and how many repeated (user, item) rows were removed."""
     n = len(log_users)
-    if policy == "none":
-        return np.arange(n), 0
+    if policy not in ("last", "first", "none"):
+        raise ValueError(f"dedupe must be last, first or none, not {policy!r}")
+    if policy == "none" or pl.Series(log_users.astype(np.int64) * n_items + log_items).n_unique() == n:
+        return np.arange(n), 0  # one hash pass finds no repeat (the usual case): nothing to order
     order = np.lexsort([np.arange(n)] + ([ts] if ts is not None else []))  # time, then file order
     key = log_users[order].astype(np.int64) * n_items + log_items[order]
     if policy == "last":
@@ -85,8 +116,8 @@ def build_datasets(
     and counted in the dataset's ``steps``.
     """
     names = list(names) if names is not None else [log.table.path.stem for log in logs]
-    item_vocab = sorted_ids(items.ids) if items is not None else sorted_ids(np.concatenate([log.item for log in logs]))
-    user_vocab = sorted_ids(users.ids) if users is not None else sorted_ids(np.concatenate([log.user for log in logs]))
+    item_vocab = sorted_ids(items.ids) if items is not None else sorted_ids(concat_ids([log.item for log in logs]))
+    user_vocab = sorted_ids(users.ids) if users is not None else sorted_ids(concat_ids([log.user for log in logs]))
 
     def check(idx: np.ndarray, log: Log, what: str, side: SideTable) -> None:
         bad = np.flatnonzero(idx < 0)

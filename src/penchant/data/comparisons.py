@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from penchant.data.build import index_of, sorted_ids
+from penchant.data.build import concat_ids, index_of, sorted_ids
 from penchant.data.dataset import Step
 from penchant.data.pairs import PreferencePairs
 from penchant.data.readers import _pick, read_table
@@ -159,11 +159,11 @@ def read_id_comparisons(path: str | Path, *, user_col: str | None = None, winner
     ucol = _pick(table.frame.columns, user_col, ("user", "user_id", "userId"), "user", table, False)
     winners = table.ids(winner_col)
     losers = table.ids(loser_col)
-    same = np.flatnonzero(winners.astype(str) == losers.astype(str))
+    same = (winners == losers).arg_true()
     if len(same):
-        raise table.error(f"winner and loser are both {winners[same[0]]!r}", row=int(same[0]), column=loser_col,
+        raise table.error(f"winner and loser are both {winners[int(same[0])]!r}", row=int(same[0]), column=loser_col,
                           expected="two different items")
-    item_vocab = sorted_ids(np.concatenate([winners, losers]))
+    item_vocab = sorted_ids(concat_ids([winners, losers]))
     if ucol is not None:
         user_raw = table.ids(ucol)
         user_vocab = sorted_ids(user_raw)

@@ -31,14 +31,15 @@ class Log:
 
     Attributes:
         table: the source table (for line numbers: row r is on ``table.line_of(r)``).
-        user, item: external ids as strings, shape (n,).
+        user, item: external ids as strings, shape (n,): polars String series as read (no Python
+            string per row), or numpy arrays.
         rating: float64 (n,) or None.
         timestamp: float64 (n,) unix seconds, or None.
     """
 
     table: Table
-    user: np.ndarray
-    item: np.ndarray
+    user: np.ndarray | pl.Series
+    item: np.ndarray | pl.Series
     rating: np.ndarray | None = None
     timestamp: np.ndarray | None = None
 
@@ -58,7 +59,7 @@ class SideTable:
     """
 
     table: Table
-    ids: np.ndarray
+    ids: np.ndarray | pl.Series
     categorical: dict[str, list[list[str]]] = field(default_factory=dict)
     text: np.ndarray | None = None
 
@@ -168,8 +169,25 @@ def read_log(
         table, _ = read_atomic(path)
         user_col = user_col or "user_id"
         item_col = item_col or "item_id"
-    else:
+    elif path.suffix.lower() in (".parquet", ".pq") or {".jsonl", ".ndjson"} & {x.lower() for x in path.suffixes}:
         table = read_table(path, sep=sep, encoding=encoding)
+    else:
+        def typed(names: list[str]) -> dict[str, pl.DataType]:
+            """Ids as Categorical and rating/time as numbers, for the columns the log will use."""
+            lower = {n.lower(): n for n in names}
+
+            def pick(given: str | None, aliases: tuple[str, ...]) -> str | None:
+                return given if given in names else next((lower[a.lower()] for a in aliases if a.lower() in lower), None)
+
+            out: dict[str, pl.DataType] = {}
+            for given, aliases, dtype in ((user_col, USER_ALIASES, pl.Categorical()), (item_col, ITEM_ALIASES, pl.Categorical()),
+                                          (rating_col, RATING_ALIASES, pl.Float64()), (time_col, TIME_ALIASES, pl.Float64())):
+                name = pick(given, aliases)
+                if name is not None:
+                    out[name] = dtype
+            return out
+
+        table = read_delimited(path, sep=sep, encoding=encoding, typed=typed)
     return log_from_table(table, user_col=user_col, item_col=item_col, rating_col=rating_col, time_col=time_col)
 
 

@@ -12,6 +12,7 @@ import gzip
 import io
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,7 +67,8 @@ class Table:
     def strings(self, column: str, *, allow_empty: bool = False) -> pl.Series:
         """The column as stripped strings; empty values raise unless ``allow_empty``."""
         self.require(column)
-        values = self.frame[column].str.strip_chars()
+        values = self.frame[column]
+        values = (values if values.dtype == pl.String else values.cast(pl.String)).str.strip_chars()
         if not allow_empty:
             empty = values.is_null() | (values == "")
             if empty.any():
@@ -74,9 +76,17 @@ class Table:
                 raise self.error("empty value", row=row, column=column, expected="a non-empty value")
         return values
 
-    def ids(self, column: str) -> np.ndarray:
-        """The column as ids (object (rows,) of str): non-empty, and free of invisible characters,
-        which would otherwise make ``a`` and ``a\\x00`` two ids a reader cannot tell apart."""
+    def ids(self, column: str) -> pl.Series:
+        """The column as ids (a polars String series (rows,), no Python string per row):
+        non-empty, and free of invisible characters, which would otherwise make ``a`` and
+        ``a\\x00`` two ids a reader cannot tell apart."""
+        typed = self.frame[column] if column in self.frame.columns else None
+        if typed is not None and typed.dtype == pl.Categorical:
+            # read typed: check the distinct values only; anything odd takes the string path below
+            distinct = typed.unique().cast(pl.String)
+            if not (distinct.is_null().any() or (distinct.str.strip_chars() != distinct).any()
+                    or (distinct == "").any() or distinct.str.contains(INVISIBLE).any()):
+                return typed
         values = self.strings(column)
         hidden = values.str.contains(INVISIBLE)
         if hidden.any():
@@ -86,10 +96,24 @@ class Table:
             raise self.error(f"id {value!r} contains the invisible character U+{ord(char):04X}; ids that differ "
                              "only by invisible characters would look like one", row=row, column=column,
                              expected="ids of visible characters")
-        return values.to_numpy().astype(object)
+        return values
+
+    def _numeric(self, column: str, allow_empty: bool) -> np.ndarray | None:
+        """A column read as numbers already (float64 (rows,)), or None for a column of strings."""
+        self.require(column)
+        values = self.frame[column]
+        if not values.dtype.is_numeric():
+            return None
+        if values.null_count() and not allow_empty:
+            raise self.error("empty value", row=int(values.is_null().arg_true()[0]), column=column,
+                             expected="a non-empty value")
+        return values.cast(pl.Float64).fill_null(float("nan")).to_numpy().astype(np.float64, copy=False)
 
     def floats(self, column: str, *, allow_empty: bool = False) -> np.ndarray:
         """The column parsed as float64; shape (rows,). Empty values are NaN when allowed."""
+        typed = self._numeric(column, allow_empty)
+        if typed is not None:
+            return typed
         values = self.strings(column, allow_empty=allow_empty)
         parsed = values.cast(pl.Float64, strict=False)
         bad = parsed.is_null() & values.is_not_null() & (values != "")
@@ -101,6 +125,9 @@ class Table:
 
     def timestamps(self, column: str) -> np.ndarray:
         """Unix seconds as float64, from numbers or ISO-8601 date-times; shape (rows,)."""
+        typed = self._numeric(column, False)
+        if typed is not None:
+            return typed
         values = self.strings(column)
         numeric = values.cast(pl.Float64, strict=False)
         if numeric.null_count() == 0:
@@ -196,8 +223,13 @@ def delimiter_for(path: Path) -> str | None:
     return _EXTENSION_DELIMITERS.get(suffixes[-1]) if suffixes else None
 
 
+_ASCII_SUPERSETS = {"utf8", "ascii", "latin1", "iso88591", "cp1252", "windows1252"}
+
+
 def _decode(raw: bytes, path: Path, encoding: str) -> bytes:
     """Return UTF-8 bytes, raising with the line of the first byte that does not decode."""
+    if raw.isascii() and encoding.lower().replace("-", "").replace("_", "") in _ASCII_SUPERSETS:
+        return raw  # ASCII is already valid UTF-8 in these encodings: no decoded copy
     try:
         text = raw.decode(encoding)
     except UnicodeDecodeError as exc:
@@ -220,9 +252,23 @@ def _sniff(header: bytes) -> str:
     return ","
 
 
-def _check_field_counts(data: bytes, sep: str, n_fields: int, path: Path, header: bool) -> None:
-    """Every line must have ``n_fields`` fields; vectorised over the bytes (unquoted formats)."""
+def _check_field_counts(data: bytes, sep: str, n_fields: int, path: Path, header: bool,
+                        block: int = 1 << 23) -> None:
+    """Every line must have ``n_fields`` fields; vectorised over the bytes (unquoted formats), in
+    blocks of whole lines so the position arrays stay bounded for a large file."""
     buf = np.frombuffer(data, dtype=np.uint8)
+    start, line = 0, 0
+    while start < len(buf):
+        end = min(start + block, len(buf))
+        if end < len(buf):
+            cut = data.rfind(b"\n", start, end)
+            end = cut + 1 if cut >= start else (data.find(b"\n", end) + 1 or len(buf))
+        _check_block(buf[start:end], sep, n_fields, path, header, line)
+        line += int(np.count_nonzero(buf[start:end] == 10))
+        start = end
+
+
+def _check_block(buf: np.ndarray, sep: str, n_fields: int, path: Path, header: bool, first_line: int) -> None:
     newlines = np.flatnonzero(buf == 10)
     ends = np.append(newlines, len(buf)) if (len(buf) and buf[-1] != 10) else newlines
     starts = np.concatenate(([0], ends[:-1] + 1))
@@ -241,7 +287,8 @@ def _check_field_counts(data: bytes, sep: str, n_fields: int, path: Path, header
         i = int(wrong[0])
         got = int(counts[i]) + 1
         raise DataError(f"{got} fields where the {'header has' if header else 'first line has'} {n_fields}",
-                        file=path, line=i + 1, expected=f"{n_fields} {_DELIMITER_NAMES.get(sep, repr(sep))}-separated fields")
+                        file=path, line=first_line + i + 1,
+                        expected=f"{n_fields} {_DELIMITER_NAMES.get(sep, repr(sep))}-separated fields")
 
 
 def read_delimited(
@@ -253,6 +300,7 @@ def read_delimited(
     quoting: bool | None = None,
     encoding: str = "utf-8",
     required: tuple[str, ...] = (),
+    typed: Callable[[list[str]], dict[str, pl.DataType]] | None = None,
 ) -> Table:
     """Read a delimited text file as a :class:`Table` of strings.
 
@@ -266,6 +314,10 @@ def read_delimited(
         encoding: the file's text encoding.
         required: columns that must be present; a missing one is reported together with a hint
             when the header looks as if it used another delimiter.
+        typed: given the header's column names, the columns to read typed (ids as Categorical,
+            numbers as Float64) instead of as strings: a large log then never holds a Python or
+            polars string per row. If any of them fails to parse, the file is read as strings,
+            so the error names the line and column as always.
 
     Raises:
         DataError: empty file, bad encoding, wrong delimiter, missing column, ragged line.
@@ -307,10 +359,20 @@ def read_delimited(
     if sep == "::":  # polars takes one-byte separators only; '::' files never contain tabs
         data = data.replace(b"::", b"\t")
         sep = "\t"
+    frame = None
+    if typed is not None and header:
+        schema = typed([h.strip() for h in header_fields])
+        try:  # the raw header names, as polars sees them before the strip below
+            frame = pl.read_csv(io.BytesIO(data), separator=sep, has_header=True, infer_schema=False,
+                                schema_overrides={h: schema[h.strip()] for h in header_fields if h.strip() in schema},
+                                quote_char='"' if quoting else None, truncate_ragged_lines=False)
+        except pl.exceptions.PolarsError:
+            frame = None  # read as strings below; the checks there name what is wrong
     try:
-        frame = pl.read_csv(io.BytesIO(data), separator=sep, has_header=header,
-                            new_columns=None if header else names, infer_schema=False,
-                            quote_char='"' if quoting else None, truncate_ragged_lines=False)
+        if frame is None:
+            frame = pl.read_csv(io.BytesIO(data), separator=sep, has_header=header,
+                                new_columns=None if header else names, infer_schema=False,
+                                quote_char='"' if quoting else None, truncate_ragged_lines=False)
     except pl.exceptions.PolarsError as exc:
         if quoting:
             _locate_quoted_error(data, sep, n_fields, path)
