@@ -38,3 +38,27 @@ def test_data_synth_writes_a_log_that_reads_back(tmp_path):
     assert code == 2 and len(err.strip().splitlines()) == 1 and "half of" in err
     code, _, err = cli("data", "synth", "--users", "3", "--items", "3", "--interactions", "2", "--out", tmp_path / "x.xlsx")
     assert code == 2 and "extension" in err
+
+
+def test_typed_reading_gives_the_same_dataset_as_reading_strings(tmp_path):
+    """A log read with typed columns (the fast path) equals the same log read as strings; padded
+    ids, ISO times or a bad number take the string path, with its exact errors."""
+    import polars as pl
+
+    from penchant.data import from_frame
+    from penchant.data.write import write_log
+    from penchant.errors import DataError
+
+    path = write_log(power_law_log(300, 120, 4000, seed=5), tmp_path / "log.csv")
+    fast = load(path)
+    slow = from_frame(pl.read_csv(path, infer_schema=False))
+    for field in ("user_ids", "item_ids", "users", "items", "ratings", "timestamps"):
+        assert np.array_equal(getattr(fast, field), getattr(slow, field)), field
+    odd = tmp_path / "odd.csv"
+    odd.write_text("user,item,rating,timestamp\n a ,7,4,2020-01-02T00:00:00\nb,7 ,5,2020-01-03T00:00:00\n")
+    ds = load(odd)
+    assert list(ds.user_ids) == ["a", "b"] and list(ds.item_ids) == ["7"] and ds.timestamps[1] - ds.timestamps[0] == 86400
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user,item,rating\na,1,4\nb,2,x\n")
+    with pytest.raises(DataError, match="line 3, column 'rating': cannot parse 'x'"):
+        load(bad)
