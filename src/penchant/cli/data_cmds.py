@@ -128,8 +128,8 @@ def synth(
     users: int = typer.Option(..., "--users", help="Users in the vocabulary."),
     items: int = typer.Option(..., "--items", help="Items in the vocabulary."),
     interactions: int = typer.Option(..., "--interactions", help="Distinct (user, item) pairs to draw."),
-    skew: float = typer.Option(1.0, "--skew", help="Power-law exponent of item popularity (0: uniform)."),
-    user_skew: float = typer.Option(None, "--user-skew", help="Exponent of user activity (default: --skew)."),
+    skew: float = typer.Option(0.5, "--skew", help="Power-law exponent of item popularity (0: uniform)."),
+    user_skew: float = typer.Option(0.3, "--user-skew", help="Power-law exponent of user activity."),
     seed: int = Seed("Seed of the draw."),
 ) -> None:
     """A synthetic log shaped like the public ones at any size: power-law item popularity and user

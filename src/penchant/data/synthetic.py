@@ -94,12 +94,15 @@ def exposure_biased_world(n_users: int = 600, n_items: int = 400, dim: int = 8, 
     )
 
 
-def power_law_log(n_users: int, n_items: int, n_interactions: int, *, skew: float = 1.0, user_skew: float | None = None,
+def power_law_log(n_users: int, n_items: int, n_interactions: int, *, skew: float = 0.5, user_skew: float = 0.3,
                   seed: int = DEFAULT_SEED) -> Dataset:
     """A log shaped like the public ones at any size: item popularity and user activity follow
     power laws (the item of popularity rank r is drawn ∝ r^−skew, the user of activity rank r ∝
     r^−user_skew, ranks shuffled over the ids), every (user, item) pair at most once, ratings
-    1–5 and timestamps over five years.
+    1–5 and timestamps over five years. The defaults give an ML-20M-like shape at 138k × 27k ×
+    20M: the most popular item drawn by about 0.3% of the log (~60k users), the most active user
+    by a few thousand items; steeper exponents saturate the head (an item cannot be drawn by
+    more users than there are) and take more rounds to draw.
 
     Users are ``u0`` … and items ``i0`` …; ``n_interactions`` distinct pairs are drawn in batches
     (no Python loop per row), so 20 million take seconds. Users or items never drawn keep their
@@ -116,17 +119,19 @@ def power_law_log(n_users: int, n_items: int, n_interactions: int, *, skew: floa
         weight = np.arange(1, n + 1, dtype=np.float64) ** -exponent
         return np.cumsum(rng.permutation(weight / weight.sum()))
 
-    user_cdf, item_cdf = ranks(n_users, skew if user_skew is None else user_skew), ranks(n_items, skew)
+    user_cdf, item_cdf = ranks(n_users, user_skew), ranks(n_items, skew)
     keys = np.zeros(0, dtype=np.int64)
-    for _ in range(50):  # each round tops up the distinct pairs; repeats are rare below half the grid
+    fresh = 1.0  # share of the last round's draws that were new pairs: the next round draws need / fresh
+    for _ in range(50):
         need = n_interactions - len(keys)
         if need <= 0:
             break
-        m = int(need * 1.1) + 1000
+        m = int(need / max(fresh, 0.05) * 1.1) + 1000
         u = np.minimum(np.searchsorted(user_cdf, rng.random(m)), n_users - 1)
         i = np.minimum(np.searchsorted(item_cdf, rng.random(m)), n_items - 1)
         drawn = np.concatenate([keys, u.astype(np.int64) * n_items + i])
         _, first = np.unique(drawn, return_index=True)
+        fresh = (len(first) - len(keys)) / m
         keys = drawn[np.sort(first)]  # first occurrences, in draw order
     else:
         raise ValueError(f"could not draw {n_interactions:,} distinct pairs; lower the skew")
