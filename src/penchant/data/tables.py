@@ -223,6 +223,7 @@ def delimiter_for(path: Path) -> str | None:
     return _EXTENSION_DELIMITERS.get(suffixes[-1]) if suffixes else None
 
 
+_NON_SPACE = re.compile(rb"\S")
 _ASCII_SUPERSETS = {"utf8", "ascii", "latin1", "iso88591", "cp1252", "windows1252"}
 
 
@@ -324,7 +325,7 @@ def read_delimited(
     """
     path = Path(path)
     raw = read_bytes(path)
-    if not raw.strip():
+    if not raw or raw.isspace():
         raise DataError("the file is empty", file=path, line=1,
                         expected="a header line and at least one row" if header else "at least one row")
     data = _decode(raw, path, encoding)
@@ -350,12 +351,19 @@ def read_delimited(
             raise DataError(f"no column '{missing[0]}' in the header (columns: {have})", file=path, line=1,
                             column=missing[0], expected=f"a column named '{missing[0]}'")
         n_fields = len(names_found)
-        if data.count(b"\n") == 0 or not data[first_end + 1:].strip():
+        if first_end < 0 or not _NON_SPACE.search(data, first_end + 1):  # no copy of the rows
             raise DataError("the file has a header but no rows", file=path, line=2, expected="at least one row")
     else:
         n_fields = len(names) if names else len(header_fields)
-    if not quoting or b'"' not in data:
-        _check_field_counts(data, sep, n_fields, path, header)
+    # ragged lines show as an exception (too many fields) or nulls (too few) in what polars reads;
+    # only then are the lines counted, to name the first bad one (a pass over the bytes saved)
+    checkable = not quoting or b'"' not in data
+    original, original_sep = data, sep
+
+    def check() -> None:
+        if checkable:
+            _check_field_counts(original, original_sep, n_fields, path, header)
+
     if sep == "::":  # polars takes one-byte separators only; '::' files never contain tabs
         data = data.replace(b"::", b"\t")
         sep = "\t"
@@ -374,10 +382,13 @@ def read_delimited(
                                 new_columns=None if header else names, infer_schema=False,
                                 quote_char='"' if quoting else None, truncate_ragged_lines=False)
     except pl.exceptions.PolarsError as exc:
+        check()
         if quoting:
             _locate_quoted_error(data, sep, n_fields, path)
         raise DataError(f"cannot be parsed as {_DELIMITER_NAMES.get(sep, repr(sep))}-separated text: "
                         f"{str(exc).splitlines()[0]}", file=path) from None
+    if frame.null_count().sum_horizontal().item():
+        check()
     if header:
         frame = frame.rename({c: c.strip() for c in frame.columns})
     return Table(frame=frame, path=path, first_line=2 if header else 1)
