@@ -46,19 +46,21 @@ def sorted_ids(ids: IdArray) -> np.ndarray:
     return unique.sort().to_numpy().astype(object)
 
 
-def index_of(vocab: IdArray, ids: IdArray) -> np.ndarray:
-    """Positions (int64) of ``ids`` in ``vocab``; -1 where absent. Vectorised via a join; ids
-    read as Categorical are joined by their distinct values and mapped back through their codes."""
+def index_of(vocab: IdArray, ids: IdArray, dtype: type = np.int64) -> np.ndarray:
+    """Positions (``dtype``, int64 by default) of ``ids`` in ``vocab``; -1 where absent.
+    Vectorised via a join; ids read as Categorical are joined by their distinct values and mapped
+    back through their codes (then ``dtype`` costs no conversion)."""
     ids = as_id_series(ids)
     if ids.dtype == pl.Categorical and len(ids):
         distinct = ids.unique().drop_nulls()
         codes = distinct.to_physical().to_numpy().astype(np.int64)
-        lookup = np.full(int(codes.max()) + 1, -1, dtype=np.int64)
+        lookup = np.full(int(codes.max()) + 1, -1, dtype=dtype)
         lookup[codes] = index_of(vocab, distinct.cast(pl.String))
         return lookup[ids.to_physical().to_numpy()]
     left = pl.DataFrame({"id": ids.cast(pl.String)})
     right = pl.DataFrame({"id": as_id_series(vocab), "pos": np.arange(len(vocab), dtype=np.int64)})
-    return left.join(right, on="id", how="left", maintain_order="left")["pos"].fill_null(-1).to_numpy(writable=True)
+    out = left.join(right, on="id", how="left", maintain_order="left")["pos"].fill_null(-1).to_numpy(writable=True)
+    return out if out.dtype == dtype else out.astype(dtype)
 
 
 def attribute_from_lists(values_per_row: list[list[str]], rows: np.ndarray, n: int) -> Attribute:
@@ -79,13 +81,14 @@ def _attribute(entity: np.ndarray, flat: np.ndarray, n: int) -> Attribute:
 
 
 def _dedupe(log_users: np.ndarray, log_items: np.ndarray, ts: np.ndarray | None, policy: Dedupe,
-            n_items: int) -> tuple[np.ndarray, int]:
-    """Rows to keep (sorted indices) and how many repeated (user, item) rows were removed."""
+            n_items: int) -> tuple[np.ndarray | slice, int]:
+    """Rows to keep (sorted indices, or ``slice(None)`` for all of them, so the caller's arrays are
+    kept without a copy) and how many repeated (user, item) rows were removed."""
     n = len(log_users)
     if policy not in ("last", "first", "none"):
         raise ValueError(f"dedupe must be last, first or none, not {policy!r}")
     if policy == "none" or pl.Series(log_users.astype(np.int64) * n_items + log_items).n_unique() == n:
-        return np.arange(n), 0  # one hash pass finds no repeat (the usual case): nothing to order
+        return slice(None), 0  # one hash pass finds no repeat (the usual case): nothing to order
     order = np.lexsort([np.arange(n)] + ([ts] if ts is not None else []))  # time, then file order
     key = log_users[order].astype(np.int64) * n_items + log_items[order]
     if policy == "last":
@@ -148,8 +151,8 @@ def build_datasets(
 
     out = []
     for log, name in zip(logs, names):
-        uidx = index_of(user_vocab, log.user)
-        iidx = index_of(item_vocab, log.item)
+        uidx = index_of(user_vocab, log.user, np.int32)
+        iidx = index_of(item_vocab, log.item, np.int32)
         if users is not None:
             check(uidx, log, "user", users)
         if items is not None:
@@ -160,8 +163,8 @@ def build_datasets(
             steps.append(Step("repeated pairs", removed, f"repeated (user, item) rows; kept the {dedupe} by time"))
         out.append(Dataset(
             user_ids=user_vocab, item_ids=item_vocab,
-            users=uidx[keep].astype(np.int32), items=iidx[keep].astype(np.int32),
-            ratings=None if log.rating is None else log.rating[keep].astype(np.float32),
+            users=uidx[keep].astype(np.int32, copy=False), items=iidx[keep].astype(np.int32, copy=False),
+            ratings=None if log.rating is None else log.rating[keep].astype(np.float32, copy=False),
             timestamps=None if log.timestamp is None else log.timestamp[keep],
             item_attributes=item_attrs, user_attributes=user_attrs, item_text=item_text,
             steps=tuple(steps), name=name,
