@@ -7,6 +7,7 @@ the line. :mod:`penchant.data.build` turns them into a :class:`~penchant.data.da
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,15 +78,21 @@ class KnowledgeGraph:
     tails: np.ndarray
 
 
+def _find_column(columns: list[str], given: str | None, aliases: tuple[str, ...]) -> str | None:
+    """The column named ``given``, else the first of ``aliases`` present (any case), else None."""
+    if given is not None:
+        return given
+    lower = {c.lower(): c for c in columns}
+    return next((lower[a.lower()] for a in aliases if a.lower() in lower), None)
+
+
 def _pick(columns: list[str], given: str | None, aliases: tuple[str, ...], what: str, table: Table,
           required: bool) -> str | None:
     if given is not None:
         table.require(given)
-        return given
-    lower = {c.lower(): c for c in columns}
-    for a in aliases:
-        if a.lower() in lower:
-            return lower[a.lower()]
+    found = _find_column(columns, given, aliases)
+    if found is not None:
+        return found
     if required:
         have = ", ".join(repr(c) for c in columns)
         raise DataError(f"no {what} column found (columns: {have})", file=table.path, line=1 if table.line_kind == "line" else None,
@@ -130,9 +137,10 @@ def read_atomic(path: str | Path, required: tuple[str, ...] = ()) -> tuple[Table
     return table, types
 
 
-def read_table(path: str | Path, *, sep: str | None = None, encoding: str = "utf-8",
-               required: tuple[str, ...] = ()) -> Table:
-    """Read any supported tabular file (CSV/TSV/other delimited text, JSON lines, Parquet) as strings."""
+def read_table(path: str | Path, *, sep: str | None = None, encoding: str = "utf-8", required: tuple[str, ...] = (),
+               typed: Callable[[list[str]], dict[str, pl.DataType]] | None = None) -> Table:
+    """Read any supported tabular file (CSV/TSV/other delimited text, JSON lines, Parquet) as
+    strings; ``typed`` (delimited text only, see :func:`read_delimited`) reads some columns typed."""
     path = Path(path)
     if path.suffix.lower() in (".parquet", ".pq"):
         table = read_parquet(path)
@@ -142,7 +150,7 @@ def read_table(path: str | Path, *, sep: str | None = None, encoding: str = "utf
         table = read_json_lines(path, encoding)
         table.require(*required)
         return table
-    return read_delimited(path, sep=sep, encoding=encoding, required=required)
+    return read_delimited(path, sep=sep, encoding=encoding, required=required, typed=typed)
 
 
 def read_log(
@@ -169,25 +177,15 @@ def read_log(
         table, _ = read_atomic(path)
         user_col = user_col or "user_id"
         item_col = item_col or "item_id"
-    elif path.suffix.lower() in (".parquet", ".pq") or {".jsonl", ".ndjson"} & {x.lower() for x in path.suffixes}:
-        table = read_table(path, sep=sep, encoding=encoding)
     else:
         def typed(names: list[str]) -> dict[str, pl.DataType]:
             """Ids as Categorical and rating/time as numbers, for the columns the log will use."""
-            lower = {n.lower(): n for n in names}
+            wanted = ((user_col, USER_ALIASES, pl.Categorical()), (item_col, ITEM_ALIASES, pl.Categorical()),
+                      (rating_col, RATING_ALIASES, pl.Float64()), (time_col, TIME_ALIASES, pl.Float64()))
+            found = ((_find_column(names, given, aliases), dtype) for given, aliases, dtype in wanted)
+            return {name: dtype for name, dtype in found if name is not None}
 
-            def pick(given: str | None, aliases: tuple[str, ...]) -> str | None:
-                return given if given in names else next((lower[a.lower()] for a in aliases if a.lower() in lower), None)
-
-            out: dict[str, pl.DataType] = {}
-            for given, aliases, dtype in ((user_col, USER_ALIASES, pl.Categorical()), (item_col, ITEM_ALIASES, pl.Categorical()),
-                                          (rating_col, RATING_ALIASES, pl.Float64()), (time_col, TIME_ALIASES, pl.Float64())):
-                name = pick(given, aliases)
-                if name is not None:
-                    out[name] = dtype
-            return out
-
-        table = read_delimited(path, sep=sep, encoding=encoding, typed=typed)
+        table = read_table(path, sep=sep, encoding=encoding, typed=typed)
     return log_from_table(table, user_col=user_col, item_col=item_col, rating_col=rating_col, time_col=time_col)
 
 

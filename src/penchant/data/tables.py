@@ -229,7 +229,8 @@ _ASCII_SUPERSETS = {"utf8", "ascii", "latin1", "iso88591", "cp1252", "windows125
 
 def _decode(raw: bytes, path: Path, encoding: str) -> bytes:
     """Return UTF-8 bytes, raising with the line of the first byte that does not decode."""
-    if raw.isascii() and encoding.lower().replace("-", "").replace("_", "") in _ASCII_SUPERSETS:
+    key = encoding.lower().replace("-", "").replace("_", "")
+    if raw.isascii() and key in _ASCII_SUPERSETS:
         return raw  # ASCII is already valid UTF-8 in these encodings: no decoded copy
     try:
         text = raw.decode(encoding)
@@ -240,7 +241,7 @@ def _decode(raw: bytes, path: Path, encoding: str) -> bytes:
                         file=path, line=line, expected=f"{encoding} text; give the file's encoding with --encoding") from None
     if text.startswith("\ufeff"):
         text = text[1:]
-    elif encoding.lower().replace("-", "").replace("_", "") == "utf8":
+    elif key == "utf8":
         return raw  # already UTF-8 without a byte-order mark: no copy
     return text.encode("utf-8")
 

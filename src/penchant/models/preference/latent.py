@@ -38,7 +38,7 @@ from penchant import DEFAULT_SEED
 from penchant.data.pairs import PreferencePairs
 from penchant.models.preference.features import TextFeatures
 from penchant.models.preference.neural import NeuralPreference, option_net
-from penchant.models.preference.train import check_loss, judged_by, pair_loss, pair_loss_terms
+from penchant.models.preference.train import check_loss, judged_as_trained, judged_by, pair_loss, pair_loss_terms
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
 from penchant.models.training import EarlyStopping, seed_torch
@@ -173,7 +173,7 @@ class LatentClassIdealPoints(NeuralPreference):
             vu, vw, vl = (torch.from_numpy(v.astype(np.int64)) for v in (valid.user, valid.winner, valid.loser))
         self.history_: list[float] = []
         self.best_epoch_ = None
-        same_judge = self.loss == "plain" or not self.epsilon or self.loss == "forward"
+        same_judge = judged_as_trained(self.loss, self.epsilon)
         for epoch in range(1, self.epochs + 1):
             net.train()
             s = self._utilities(net)

@@ -44,6 +44,12 @@ def judged_by(loss: str, epsilon: float) -> dict:
     return {"loss": "forward", "epsilon": epsilon} if loss in ("robust", "forward") else {}
 
 
+def judged_as_trained(loss: str, epsilon: float) -> bool:
+    """Whether :func:`judged_by` judges labels by the training loss itself (then one pass of the
+    loss terms serves both): plain or ``forward`` losses, or any loss at ε = 0."""
+    return loss in ("plain", "forward") or not epsilon
+
+
 def pair_loss_terms(margin, *, loss: str = "plain", epsilon: float = 0.0):
     """The robust pairwise loss of each torch margin, elementwise (any shape)."""
     import math
