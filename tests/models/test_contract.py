@@ -216,3 +216,18 @@ def test_training_by_epochs_reports_epochs_validation_and_an_eta():
     assert np.isfinite([s.value for s in seen]).all()
     assert seen[-1].best == max(s.value for s in seen) and seen[-1].eta_seconds == 0
     assert str(seen[0]).startswith("epoch 1/4 · valid ") and "ETA ≤ " in str(seen[0])
+
+
+def test_a_model_that_reads_given_attributes_refuses_new_text():
+    """DPA with given=True reads each option's known attribute scores, which a new reply lacks."""
+    from dataclasses import replace
+
+    from penchant.data.preference_worlds import directional_world
+
+    world = directional_world(seed=0)
+    pairs = replace(world.pairs, option_text=np.array([f"opt{i} w{i % 3}" for i in range(world.pairs.n_options)],
+                                                      dtype=object))
+    model = create("dpa", attributes=0, given=True, features="bow", epochs=2).fit(pairs)
+    with pytest.raises(ConfigError, match="given attributes"):
+        model.prob_text(["opt1 w1"], ["opt2 w2"])
+    assert model.n_options_ == pairs.n_options

@@ -102,6 +102,13 @@ class PreferenceModel:
         with self._options_added(x) as start:
             return self.prob(who, start + np.arange(m), start + m + np.arange(m))
 
+    def _fit_features(self, train: PreferencePairs) -> np.ndarray | None:
+        """Fit the text pipeline of ``features`` on ``train``'s options and keep it (``features_``,
+        saved with the model); float32 (n_options, f), or None for ``features="id"``."""
+        kind = getattr(self, "features", "id")
+        self.features_ = None if kind == "id" else TextFeatures(kind, self.text_model)
+        return None if self.features_ is None else self.features_.fit_transform(train)
+
     @contextmanager
     def _options_added(self, x: np.ndarray) -> Iterator[int]:
         """Within the block the model also knows options with features ``x`` (m, f), as indices

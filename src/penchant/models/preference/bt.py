@@ -20,7 +20,6 @@ from scipy.optimize import minimize
 from penchant.data.pairs import PreferencePairs
 from penchant.errors import ConfigError
 from penchant.models.preference.base import PreferenceModel
-from penchant.models.preference.features import TextFeatures
 from penchant.models.preference.train import check_loss, pair_loss_np
 from penchant.models.registry import register
 from penchant.models.search import Float
@@ -78,8 +77,7 @@ class BradleyTerry(Strengths):
         self.loss, self.epsilon, self.strength_heads = loss, epsilon, strength_heads
 
     def _fit(self, train: PreferencePairs, valid: PreferencePairs | None, weight: np.ndarray | None) -> None:
-        self.features_ = None if self.features == "id" else TextFeatures(self.features, self.text_model)
-        x = None if self.features_ is None else self.features_.fit_transform(train)
+        x = self._fit_features(train)
         if x is None:
             f = _bt_objective(train.winner, train.loser, train.n_options, self.alpha, self.loss, self.epsilon, weight)
             res = minimize(f, np.zeros(train.n_options), jac=True, method="L-BFGS-B",

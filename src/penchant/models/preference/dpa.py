@@ -17,10 +17,14 @@ options (:meth:`score_direction`). A new user is fitted from a few comparisons b
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 
 from penchant import DEFAULT_SEED
 from penchant.data.pairs import PreferencePairs
+from penchant.errors import ConfigError
 from penchant.models.preference.neural import TRAINING_ARGS, NeuralUtility, option_net
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
@@ -140,3 +144,11 @@ class DirectionalPreference(NeuralUtility):
         self.attribute_names_ = [str(n) for n in arrays.pop("attribute_names")]
         self._given = arrays.get("net.given")
         super()._load_state(arrays)
+
+    @contextmanager
+    def _options_added(self, x: np.ndarray) -> Iterator[int]:
+        if self.given:
+            raise ConfigError(f"this {self.name} model reads the options' given attributes (given=true), which new "
+                              "text does not carry")
+        with super()._options_added(x) as start:
+            yield start

@@ -36,7 +36,6 @@ import numpy as np
 
 from penchant import DEFAULT_SEED
 from penchant.data.pairs import PreferencePairs
-from penchant.models.preference.features import TextFeatures
 from penchant.models.preference.neural import NeuralPreference, option_net
 from penchant.models.preference.train import check_loss, judged_as_trained, judged_by, pair_loss, pair_loss_terms
 from penchant.models.registry import register
@@ -141,8 +140,7 @@ class LatentClassIdealPoints(NeuralPreference):
     def _fit(self, train: PreferencePairs, valid: PreferencePairs | None, weight: np.ndarray | None) -> None:
         best = None
         self.restart_losses_: list[float] = []
-        self.features_ = None if self.features == "id" else TextFeatures(self.features, self.text_model)
-        x = None if self.features_ is None else self.features_.fit_transform(train)  # once for every restart
+        x = self._fit_features(train)  # once for every restart
         for r in range(self.restarts):
             loss = self._fit_once(train, valid, weight, self.seed + r, x)
             self.restart_losses_.append(loss)

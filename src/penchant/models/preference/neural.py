@@ -10,9 +10,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from penchant.data.pairs import PreferencePairs
-from penchant.errors import ConfigError
 from penchant.models.preference.base import PreferenceModel
-from penchant.models.preference.features import TextFeatures
 from penchant.models.preference.train import check_loss, pair_loss, train_pairs
 
 #: the training arguments every neural preference model documents
@@ -89,8 +87,7 @@ class NeuralPreference(PreferenceModel):
         import torch
 
         torch.manual_seed(self.seed)
-        self.features_ = None if self.features == "id" else TextFeatures(self.features, self.text_model)
-        x = None if self.features_ is None else self.features_.fit_transform(train)
+        x = self._fit_features(train)
         self.net_ = self._network(x)
         self.history_ = train_pairs(self, self.net_, self._torch_margin, train, valid, lr=self.lr,
                                     weight_decay=self.weight_decay, epochs=self.epochs, batch_size=self.batch_size,
@@ -114,9 +111,6 @@ class NeuralPreference(PreferenceModel):
         import torch
 
         options = self.net_.options
-        if hasattr(self.net_, "given"):
-            raise ConfigError(f"this {self.name} model reads the options' given attributes (given=true), which new "
-                              "text does not carry")
         known, start = options.x, self.n_options_
         options.x = torch.cat([known, torch.as_tensor(np.asarray(x, np.float32))])
         self.n_options_ = start + len(x)
