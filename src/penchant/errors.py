@@ -73,3 +73,8 @@ class NotFoundError(PenchantError, LookupError):
 class ConflictError(PenchantError, RuntimeError):
     """The request is valid but the state does not allow it now (no model deployed yet, the model
     changed under a conversation, no earlier version to roll back to)."""
+
+
+class MemoryNeedError(PenchantError, MemoryError):
+    """A model would need more memory to fit this data than the machine has available; raised
+    before any large allocation, with how much it would need and which models fit instead."""

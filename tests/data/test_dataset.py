@@ -68,3 +68,25 @@ def test_save_and_load_roundtrip(ml100k, tmp_path):
         assert (back.item_attributes[key].matrix != attr.matrix).nnz == 0
         assert list(back.item_attributes[key].values) == list(attr.values)
     assert back.summary() == ml100k.summary()
+    # the interactions are mapped, read-only, not read: and everything downstream works on them
+    assert isinstance(back.users, np.memmap) and not back.users.flags.writeable
+    from penchant.data.split import random_holdout
+    from penchant.models import create
+
+    split = random_holdout(back, (0.8, 0.2), seed=3)
+    assert split.train.n_interactions + split.test.n_interactions == 100_000
+    assert np.array_equal(create("pop").fit(split.train).recommend([0], k=5)[0],
+                          create("pop").fit(random_holdout(ml100k, (0.8, 0.2), seed=3).train).recommend([0], k=5)[0])
+
+
+def test_version_one_saves_still_load(ml100k, tmp_path):
+    import json
+
+    folder = ml100k.save(tmp_path / "saved")
+    meta = json.loads((folder / "meta.json").read_text())
+    np.savez_compressed(folder / "arrays.npz", **{k: np.load(folder / f"{k}.npy") for k in meta.pop("arrays")})
+    for f in folder.glob("*.npy"):
+        f.unlink()
+    (folder / "meta.json").write_text(json.dumps({**meta, "version": 1}))
+    back = load(folder)
+    assert np.array_equal(back.items, ml100k.items) and back.summary() == ml100k.summary()

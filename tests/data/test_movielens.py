@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from penchant.data import fetch_movielens, load, load_movielens
-from penchant.data.movielens import download
+from penchant.data.public import download
 from penchant.errors import DataError
 
 
@@ -113,7 +113,7 @@ def test_download_verifies_caches_and_reports_progress(archive_server, tmp_path,
     monkeypatch.setenv("PENCHANT_CACHE", str(tmp_path / "cache"))
     seen = []
     folder = fetch_movielens("ml-100k", url=url, checksum=checksum, progress=lambda d, t: seen.append((d, t)))
-    assert folder == tmp_path / "cache" / "movielens" / "ml-100k" and (folder / "u.data").exists()
+    assert folder == tmp_path / "cache" / "public" / "ml-100k" and (folder / "u.data").exists()
     assert seen and seen[-1][0] == seen[-1][1]
     ds = load_movielens("ml-100k", )
     assert ds.n_interactions == 100_000

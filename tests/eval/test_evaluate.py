@@ -152,12 +152,15 @@ def test_top_k_breaks_ties_by_item_index_even_at_the_cut():
 
     @settings(max_examples=200, deadline=None)
     @given(arrays(np.float32, st.tuples(st.integers(1, 5), st.integers(2, 40)), elements=st.sampled_from([0.0, 1.0, 2.0, -np.inf])),
-           st.integers(1, 40))
-    def check(scores, k):
+           st.integers(1, 40), st.booleans())
+    def check(scores, k, by_torch):
         k = min(k, scores.shape[1])
-        items, values = top_k(scores.copy(), k)
-        for row, got in zip(scores, items):
+        with pytest.MonkeyPatch.context() as mp:  # large matrices are cut by torch.topk: the same lists
+            mp.setattr("penchant.models.ranking.TORCH_CELLS", 1 if by_torch else 1 << 60)
+            items, values = top_k(scores.copy(), k)
+        for row, got, got_values in zip(scores, items, values):
             expected = np.lexsort((np.arange(len(row)), -row))[:k]
             assert got.tolist() == expected.tolist()
+            assert got_values.tolist() == row[expected].tolist()
 
     check()

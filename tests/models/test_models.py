@@ -174,3 +174,64 @@ def test_recommend_maps_back_to_external_ids(ml100k_split):
     titles = sp.train.item_text[items[0]]
     assert len(set(titles)) == 5 and np.all(np.diff(scores[0]) <= 0)
     assert sp.train.csr[u[0], items[0]].nnz == 0
+
+
+@pytest.mark.parametrize("name", ["ease", "edlae", "dlae"])
+def test_dense_linear_models_refuse_a_catalogue_beyond_memory_before_allocating(name, monkeypatch):
+    """27k items need a 27k × 27k matrix: with 2 GiB allowed the fit refuses at once, in one line
+    that says how much it would need and what to use instead (nothing of that size is allocated,
+    so the refusal is immediate however large the catalogue)."""
+    from penchant.data import Dataset
+    from penchant.errors import MemoryNeedError
+
+    n_items = 26_744
+    items = np.arange(n_items, dtype=np.int32)
+    ds = Dataset(np.array(["u0", "u1"]), np.array([f"i{j}" for j in items]),
+                 np.repeat(np.array([0, 1], np.int32), n_items // 2), items[: 2 * (n_items // 2)])
+    monkeypatch.setenv("PENCHANT_MEMORY_LIMIT", "2G")
+    with pytest.raises(MemoryNeedError) as refused:
+        create(name, lam=400.0).fit(ds)
+    message = str(refused.value)
+    assert "\n" not in message and "26,744 × 26,744" in message
+    assert "would need about 8.2 GiB" in message and "2.0 GiB is available (PENCHANT_MEMORY_LIMIT)" in message
+    assert "use als, fsslim, itemknn, rp3beta instead" in message
+    monkeypatch.setenv("PENCHANT_MEMORY_LIMIT", "a lot")
+    with pytest.raises(ConfigError, match="PENCHANT_MEMORY_LIMIT='a lot' is not a size"):
+        create(name, lam=400.0).fit(ds)
+
+
+def test_memory_sizes_parse():
+    from penchant.models.memory import parse_bytes
+
+    assert parse_bytes("8G") == 8 << 30 and parse_bytes("512MiB") == 512 << 20
+    assert parse_bytes("1.5g") == 3 << 29 and parse_bytes("1000") == 1000
+
+
+def test_fsslim_with_every_item_as_neighbour_is_ease(ml100k_split):
+    """EASE's zero-diagonal objective separates into one ridge regression per item on all the others;
+    fsSLIM restricted to no item at all (neighbours = n − 1, the whole Gram kept) must be EASE."""
+    from penchant.data import Dataset
+
+    train = ml100k_split.train
+    busy = np.flatnonzero(train.item_counts >= 40)  # a 500-odd-item catalogue keeps the dense check quick
+    keep = np.isin(train.items, busy)
+    remap = np.full(train.n_items, -1, dtype=np.int32)
+    remap[busy] = np.arange(len(busy))
+    small = Dataset(train.user_ids, train.item_ids[busy], train.users[keep], remap[train.items[keep]])
+    n = small.n_items
+    ease = create("ease", lam=300.0).fit(small)
+    full = create("fsslim", neighbours=n - 1, lam=300.0, pool=1).fit(small)
+    assert np.allclose(full.weights_.toarray(), ease.weights_, atol=2e-6)
+
+
+def test_fsslim_is_sparse_and_close_to_ease_on_movielens(ml100k_split):
+    """With its default 128 neighbours per item (W 7.6% dense) fsSLIM keeps at least 95% of EASE's
+    NDCG@10 (measured 0.3225 against 0.3370; 256 neighbours: 0.3337) and beats item-kNN."""
+    sp = ml100k_split
+    scores = {}
+    for name, params in (("ease", {"lam": 400.0}), ("fsslim", {"lam": 400.0}), ("itemknn", {"k": 100, "shrink": 10.0})):
+        model = create(name, **params).fit(sp.train)
+        scores[name] = evaluate(model, sp.train, sp.test, ks=[10], also_exclude=(sp.valid,)).metrics()["ndcg@10"]
+        if name == "fsslim":
+            assert model.weights_.nnz == 128 * sp.train.n_items
+    assert scores["fsslim"] >= 0.95 * scores["ease"] and scores["fsslim"] > scores["itemknn"], scores

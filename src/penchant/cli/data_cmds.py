@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from penchant import DEFAULT_SEED
-from penchant.cli.render import out, summary_table, write_json
+from penchant.cli.render import out, progress, summary_table, write_json
 
 UserCol = typer.Option(None, "--user-col", help="Name of the user column (found by name when omitted).")
 ItemCol = typer.Option(None, "--item-col", help="Name of the item column.")
@@ -149,3 +149,27 @@ def synth(
         out.print(f"  {step}")
     out.print(f"wrote {ds.n_interactions:,} interactions to {out_path}")
 
+
+
+def download(
+    name: str = typer.Argument(None, help="The data set (see `penchant data download --list`).", show_default=False),
+    url: str = typer.Option(None, "--url", help="Download from this mirror instead of the publisher."),
+    checksum: str = typer.Option(None, "--checksum", help="md5:HEX or sha256:HEX of the mirror's archive (default: the published one)."),
+    list_: bool = typer.Option(False, "--list", help="List the data sets that can be downloaded, with their sources."),
+) -> None:
+    """Download a public data set once (published checksum verified, progress shown) and print its
+    folder, which every command reads: `penchant split FOLDER ...`."""
+    from penchant.data.public import RELEASES, fetch
+    from penchant.errors import ConfigError
+
+    if list_ or name is None:
+        if name is None and not list_:
+            raise ConfigError("name a data set to download, or give --list")
+        for release in RELEASES.values():
+            out.print(f"[bold]{release.name}[/bold]  {release.about}\n    {release.url}  ({release.checksum})")
+        return
+    with progress() as bar:
+        task = bar.add_task(f"fetching {name}", total=None)
+        folder = fetch(name, url=url, checksum=checksum,
+                       progress=lambda done, total: bar.update(task, completed=done, total=total))
+    out.print(str(folder))

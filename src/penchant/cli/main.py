@@ -27,9 +27,10 @@ def _version(value: bool) -> None:
 def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.", callback=_version,
                                        is_eager=True)) -> None:
     """Learn what each person prefers, and act on it."""
-data_app = typer.Typer(help="Inspect feedback data, or make a synthetic log.", no_args_is_help=True)
+data_app = typer.Typer(help="Inspect feedback data, download a public data set, or make a synthetic log.", no_args_is_help=True)
 data_app.command("inspect")(data_cmds.inspect)
 data_app.command("synth")(data_cmds.synth)
+data_app.command("download")(data_cmds.download)
 app.add_typer(data_app, name="data")
 app.command("split")(data_cmds.split)
 app.command("fit")(model_cmds.fit)

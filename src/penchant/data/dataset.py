@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 from penchant.errors import DataError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -294,7 +294,8 @@ class Dataset:
 
     # ----- persistence ---------------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:
-        """Write to ``folder`` (``arrays.npz`` + ``meta.json``) so a large log is parsed once."""
+        """Write to ``folder`` so a large log is parsed once: one ``.npy`` file per array
+        (uncompressed, so :meth:`load` maps them instead of reading them) and ``meta.json``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         arrays: dict[str, np.ndarray] = {
@@ -312,8 +313,10 @@ class Dataset:
                 arrays[f"{prefix}{j}_values"] = a.values.astype(str)
                 arrays[f"{prefix}{j}_indptr"] = a.matrix.indptr
                 arrays[f"{prefix}{j}_indices"] = a.matrix.indices
-        np.savez_compressed(folder / "arrays.npz", **arrays)
-        meta = {"format": "penchant-dataset", "version": FORMAT_VERSION, "name": self.name,
+        (folder / "arrays.npz").unlink(missing_ok=True)  # an older save's arrays
+        for key, value in arrays.items():
+            np.save(folder / f"{key}.npy", np.ascontiguousarray(value), allow_pickle=False)
+        meta = {"format": "penchant-dataset", "version": FORMAT_VERSION, "name": self.name, "arrays": sorted(arrays),
                 "item_attributes": list(self.item_attributes), "user_attributes": list(self.user_attributes),
                 "steps": [s.__dict__ for s in self.steps]}
         (folder / "meta.json").write_text(json.dumps(meta, indent=2))
@@ -321,7 +324,9 @@ class Dataset:
 
     @classmethod
     def load(cls, folder: str | Path) -> "Dataset":
-        """Read a dataset written by :meth:`save`."""
+        """Read a dataset written by :meth:`save`. The per-interaction arrays are memory-mapped
+        read-only (pages are read as they are used), so a parsed 20M-interaction log reopens in
+        well under a second; version-1 saves (one compressed ``arrays.npz``) are read whole."""
         folder = Path(folder)
         meta_path = folder / "meta.json"
         try:
@@ -330,27 +335,37 @@ class Dataset:
             raise DataError("not a saved penchant dataset (no meta.json)", file=folder) from None
         except json.JSONDecodeError as exc:
             raise DataError(f"invalid JSON: {exc.msg}", file=meta_path, line=exc.lineno) from None
-        if meta.get("format") != "penchant-dataset" or meta.get("version") != FORMAT_VERSION:
+        if meta.get("format") != "penchant-dataset" or meta.get("version") not in (1, FORMAT_VERSION):
             raise DataError("not a penchant dataset of a version this penchant reads", file=meta_path,
-                            expected=f"format 'penchant-dataset' version {FORMAT_VERSION}")
-        with np.load(folder / "arrays.npz", allow_pickle=False) as z:
-            a = {k: z[k] for k in z.files}
+                            expected=f"format 'penchant-dataset' version 1 or {FORMAT_VERSION}")
+        if meta["version"] == 1:
+            with np.load(folder / "arrays.npz", allow_pickle=False) as z:
+                a = {k: z[k] for k in z.files}
+        else:
+            a = {}
+            for key in meta["arrays"]:
+                path = folder / f"{key}.npy"
+                try:
+                    a[key] = np.load(path, mmap_mode="r", allow_pickle=False)
+                except (OSError, ValueError) as exc:
+                    raise DataError(f"not a readable array ({exc})", file=path,
+                                    expected="the .npy file written by Dataset.save") from None
         n_users, n_items = len(a["user_ids"]), len(a["item_ids"])
 
         def attrs(prefix: str, names: list[str], n: int) -> dict[str, Attribute]:
             out = {}
             for j, key in enumerate(names):
-                values, indptr, indices = (a[f"{prefix}{j}_{p}"] for p in ("values", "indptr", "indices"))
+                values, indptr, indices = (np.asarray(a[f"{prefix}{j}_{p}"]) for p in ("values", "indptr", "indices"))
                 m = sp.csr_matrix((np.ones(len(indices), np.float32), indices, indptr), shape=(n, len(values)))
-                out[key] = Attribute(values, m)
+                out[key] = Attribute(values.astype(str), m)
             return out
 
         return cls(
-            user_ids=a["user_ids"].astype(object), item_ids=a["item_ids"].astype(object),
+            user_ids=np.asarray(a["user_ids"]).astype(object), item_ids=np.asarray(a["item_ids"]).astype(object),
             users=a["users"], items=a["items"], ratings=a.get("ratings"), timestamps=a.get("timestamps"),
             item_attributes=attrs("ia", meta["item_attributes"], n_items),
             user_attributes=attrs("ua", meta["user_attributes"], n_users),
-            item_text=a["item_text"].astype(object) if "item_text" in a else None,
+            item_text=np.asarray(a["item_text"]).astype(object) if "item_text" in a else None,
             steps=tuple(Step(**s) for s in meta["steps"]), name=meta["name"],
         )
 

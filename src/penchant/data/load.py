@@ -6,7 +6,9 @@ from pathlib import Path
 
 from penchant.data.build import Dedupe, build_datasets
 from penchant.data.dataset import Dataset
+from penchant.data.lastfm import lastfm_layout, read_lastfm
 from penchant.data.movielens import fetch_movielens, grouplens_layout, read_grouplens
+from penchant.data.public import fetch
 from penchant.data.readers import (
     KnowledgeGraph,
     Log,
@@ -61,8 +63,8 @@ def load(path: str | Path, *, min_rating: float | None = None, dedupe: Dedupe = 
     """Read feedback from a file or folder into a :class:`Dataset`.
 
     Accepts: a log file (CSV/TSV/Parquet/``.inter``); a RecBole atomic folder (with ``.item``,
-    ``.user``, ``.kg``, ``.link`` beside the ``.inter``); a GroupLens MovieLens folder; a
-    dataset saved by :meth:`Dataset.save`. ``columns`` (``user_col``, ``item_col``,
+    ``.user``, ``.kg``, ``.link`` beside the ``.inter``); a GroupLens MovieLens folder; a Last.fm
+    1K or 360K folder; a dataset saved by :meth:`Dataset.save`. ``columns`` (``user_col``, ``item_col``,
     ``rating_col``, ``time_col``, ``sep``) map a log's columns. With ``min_rating``, only
     interactions rated at least that are kept (counted in ``steps``).
     """
@@ -70,6 +72,8 @@ def load(path: str | Path, *, min_rating: float | None = None, dedupe: Dedupe = 
     if path.is_dir():
         if (path / "meta.json").exists():
             ds = Dataset.load(path)
+        elif lastfm_layout(path):
+            ds = build_datasets([read_lastfm(path)], dedupe=dedupe, names=[path.name])[0]
         elif grouplens_layout(path):
             log, items, users = read_grouplens(path)
             ds = build_datasets([log], items=items if side_info else None, users=users if side_info else None,
@@ -110,6 +114,12 @@ def from_frame(frame: object, *, name: str = "frame", min_rating: float | None =
     """A :class:`Dataset` from a polars or pandas DataFrame of interactions (columns as in :func:`load`)."""
     ds = build_datasets([log_from_frame(frame, name, **columns)], dedupe=dedupe, names=[name])[0]
     return ds.implicit(min_rating) if min_rating is not None else ds
+
+
+def load_public(name: str, **kwargs: object) -> Dataset:
+    """Public data set ``name`` (see ``penchant.data.public.RELEASES``) from ``$PENCHANT_DATA``, the
+    cache, or its publisher (downloaded once, checksum verified)."""
+    return load(fetch(name), **kwargs)  # type: ignore[arg-type]
 
 
 def load_movielens(name: str = "ml-100k", **kwargs: object) -> Dataset:

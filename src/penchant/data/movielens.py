@@ -1,27 +1,14 @@
-"""MovieLens in GroupLens's own layouts (ml-100k, ml-1m, ml-latest-small), and its downloader.
-
-The downloader looks first in the folder named by ``PENCHANT_DATA``, then in the user's cache
-folder, and only then downloads from GroupLens, verifying the archive's checksum before
-unpacking it into the cache.
-"""
+"""MovieLens in GroupLens's own layouts (ml-100k; ml-1m and ml-10m; ml-20m, ml-25m and
+ml-latest), fetched through :mod:`penchant.data.public`."""
 
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
-import tempfile
-import urllib.error
-import urllib.request
-import zipfile
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from penchant.cache import cache_dir
+from penchant.data.public import RELEASES, ProgressHook, fetch
 from penchant.data.readers import Log, SideTable
 from penchant.data.tables import Table, read_delimited
 from penchant.errors import DataError
@@ -31,118 +18,14 @@ ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "C
                  "Romance", "Sci-Fi", "Thriller", "War", "Western")
 
 
-@dataclass(frozen=True)
-class Release:
-    """One MovieLens archive: where it is and how to check it (``md5:…`` or ``sha256:…``)."""
-
-    name: str
-    url: str
-    checksum: str
-
-
-# Checksums GroupLens publishes beside each archive (``.zip.md5``); ml-latest-small is
-# re-issued from time to time, so its sum is the one of the current issue when this was written.
-RELEASES = {
-    "ml-100k": Release("ml-100k", "https://files.grouplens.org/datasets/movielens/ml-100k.zip",
-                       "md5:0e33842e24a9c977be4e0107933c0723"),
-    "ml-1m": Release("ml-1m", "https://files.grouplens.org/datasets/movielens/ml-1m.zip",
-                     "md5:c4d9eecfca2ab87c1945afe126590906"),
-    "ml-latest-small": Release("ml-latest-small", "https://files.grouplens.org/datasets/movielens/ml-latest-small.zip",
-                               "sha256:696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436"),
-}
-
-
-
-
-def verify_checksum(path: Path, checksum: str) -> None:
-    """Raise DataError unless the file's digest matches ``algo:hexdigest``."""
-    algo, _, expected = checksum.partition(":")
-    h = hashlib.new(algo)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    if h.hexdigest() != expected.lower():
-        raise DataError(f"{algo} checksum {h.hexdigest()} does not match the published {expected}",
-                        file=path, expected="an unaltered archive (delete it and download again)")
-
-
-ProgressHook = Callable[[int, int | None], None]
-
-
-def download(url: str, dest: Path, checksum: str | None, progress: ProgressHook | None = None) -> Path:
-    """Download ``url`` to ``dest`` (atomically), verifying ``checksum`` when given.
-
-    ``progress(bytes_done, bytes_total_or_None)`` is called as blocks arrive.
-    """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-            total = response.headers.get("Content-Length")
-            total_n = int(total) if total else None
-            done = 0
-            while block := response.read(1 << 16):
-                out.write(block)
-                done += len(block)
-                if progress:
-                    progress(done, total_n)
-        if checksum:
-            verify_checksum(tmp, checksum)
-        tmp.replace(dest)
-    except urllib.error.URLError as err:  # HTTPError is a URLError too
-        tmp.unlink(missing_ok=True)
-        raise DataError(f"could not download {url}: {getattr(err, 'reason', err)}", file=dest,
-                        expected="a reachable URL, or PENCHANT_DATA set to a folder that holds the data") from err
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return dest
-
-
-def _safe_extract(archive: Path, target: Path) -> None:
-    with zipfile.ZipFile(archive) as z:
-        root = target.resolve()
-        for member in z.infolist():
-            out = (target / member.filename).resolve()
-            if root not in out.parents and out != root:
-                raise DataError(f"archive member {member.filename!r} would unpack outside the cache", file=archive)
-        z.extractall(target)
-
-
 def fetch_movielens(name: str = "ml-100k", *, url: str | None = None, checksum: str | None = None,
                     progress: ProgressHook | None = None) -> Path:
-    """The folder holding MovieLens ``name``, downloading and unpacking it if needed.
-
-    Looks in ``$PENCHANT_DATA/<name>`` first (either layout: GroupLens's or RecBole's), then in
-    the cache; otherwise downloads the GroupLens archive (``url`` and ``checksum`` override the
-    built-in release, for mirrors).
-    """
-    if os.environ.get("PENCHANT_DATA"):
-        local = Path(os.environ["PENCHANT_DATA"]) / name
-        if local.is_dir():
-            return local
-    release = RELEASES.get(name)
-    if release is None and url is None:
-        raise DataError(f"unknown MovieLens release {name!r}", expected=f"one of {', '.join(RELEASES)}")
-    url = url or release.url  # type: ignore[union-attr]
-    checksum = checksum if checksum is not None else (release.checksum if release else None)
-    target = cache_dir() / "movielens"
-    folder = target / name
-    if (folder / ".complete").exists():
-        return folder
-    archive = download(url, target / f"{name}.zip", checksum, progress)
-    staging = Path(tempfile.mkdtemp(dir=target))
-    try:
-        _safe_extract(archive, staging)
-        inner = staging / name if (staging / name).is_dir() else staging
-        if folder.exists():
-            shutil.rmtree(folder)
-        shutil.move(str(inner), folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    (folder / ".complete").write_text(url + "\n")
-    return folder
+    """The folder holding MovieLens ``name`` (ml-100k, ml-1m, ml-10m, ml-20m, ml-25m,
+    ml-latest-small), from ``$PENCHANT_DATA``, the cache or GroupLens: :func:`penchant.data.public.fetch`."""
+    if url is None and not name.startswith("ml-"):
+        raise DataError(f"unknown MovieLens release {name!r}",
+                        expected=f"one of {', '.join(n for n in RELEASES if n.startswith('ml-'))}")
+    return fetch(name, url=url, checksum=checksum, progress=progress)
 
 
 def grouplens_layout(folder: Path) -> str | None:

@@ -189,10 +189,8 @@ def evaluate(model: Recommender, train: Dataset, test: Dataset, *, ks: list[int]
             keep[np.repeat(np.arange(len(chunk)), np.diff(allowed.indptr)), allowed.indices] = True
             scores[~keep] = -np.inf
         top, _ = top_k(scores, kmax, ex)
-        dense_rel = np.zeros((len(chunk), n_items), dtype=bool)
-        dense_rel[np.repeat(np.arange(len(chunk)), np.diff(rel.indptr)), rel.indices] = True
         lists[s:s + step] = top
-        hits[s:s + step] = np.take_along_axis(dense_rel, top, axis=1)
+        hits[s:s + step] = _hits(top, rel)
         if progress:
             progress(min(len(users), s + step), len(users))
     n_rel = np.diff(target.relevant.indptr)[users]
@@ -216,6 +214,19 @@ def evaluate(model: Recommender, train: Dataset, test: Dataset, *, ks: list[int]
     return EvalResult(model=label or model.name, params=model.params(), protocol=protocol, ks=ks, users=users,
                       per_user=per_user, aggregate=aggregate, left_out=dict(target.left_out),
                       eval_seconds=time.perf_counter() - start_time)
+
+
+def _hits(top: np.ndarray, relevant: sp.csr_matrix) -> np.ndarray:
+    """Bool (n, k): whether ``top[r, j]`` is one of row r's items in ``relevant`` (CSR (n, n_items)),
+    by binary search of row-major keys, never a dense (n, n_items) matrix."""
+    n_items = relevant.shape[1]
+    keys = np.repeat(np.arange(relevant.shape[0], dtype=np.int64), np.diff(relevant.indptr)) * n_items
+    keys += relevant.indices
+    keys.sort()
+    if not len(keys):
+        return np.zeros(top.shape, dtype=bool)
+    query = np.arange(len(top), dtype=np.int64)[:, None] * n_items + top
+    return keys[np.minimum(np.searchsorted(keys, query), len(keys) - 1)] == query
 
 
 def _diversity_features(train: Dataset, attribute: str | None) -> sp.csr_matrix | None:

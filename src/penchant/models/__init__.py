@@ -1,6 +1,19 @@
 """Every learner behind one protocol, found by name through the registry."""
 
-from penchant.models import als, bpr, itemknn, lightgcn, linear, multvae, pop, rating, rp3beta, sequential, unbiased  # noqa: F401  (registers the models)
+from penchant.models import (  # noqa: F401  (registers the models)
+    als,
+    bpr,
+    itemknn,
+    lightgcn,
+    linear,
+    multvae,
+    pop,
+    rating,
+    rp3beta,
+    sequential,
+    sparse_linear,
+    unbiased,
+)
 from penchant.models.base import Recommender, Validator
 from penchant.models.registry import create, model_class, model_names, param_specs, register
 

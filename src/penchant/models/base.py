@@ -17,6 +17,7 @@ import scipy.sparse as sp
 from penchant.data import Dataset
 from penchant.data.build import index_of
 from penchant.errors import ConfigError, DataError, NotFittedError
+from penchant.models import memory
 from penchant.models.artefact import Artefact
 from penchant.models.ranking import chunk_size, top_k
 
@@ -27,7 +28,8 @@ Validator = Callable[["Recommender"], float]
 class Recommender:
     """Base of every top-K recommender.
 
-    Subclasses implement ``_fit(train, valid)``, ``_score(users) -> (len(users), n_items)`` and
+    Subclasses implement ``_fit(train, valid)``, ``_score(users) -> (len(users), n_items)`` (a new
+    array: callers mask it in place, so never a view of the model's state) and
     ``_state()`` / ``_load_state(arrays)`` for persistence. After :meth:`fit`, ``train_``
     holds the binary training matrix used to exclude seen items by default.
     """
@@ -69,9 +71,19 @@ class Recommender:
             raise DataError("the training data has no interactions", expected="at least one interaction")
         self.train_ = train.csr
         self.n_users_, self.n_items_ = train.n_users, train.n_items
+        need = self.memory_need(train, valid)
+        if need is not None:
+            memory.check(self.name, *need)
         self.user_ids_, self.item_ids_ = train.user_ids.astype(str), train.item_ids.astype(str)
         self._fit(train, valid)
         return self
+
+    def memory_need(self, train: Dataset, valid: Validator | None) -> tuple[int, str, tuple[str, ...]] | None:
+        """For models whose memory grows faster than the data: the bytes fitting ``train`` would
+        allocate, what they are (words), and registry names of models to use instead; checked by
+        :meth:`fit` against the memory available before anything large is allocated. None: the fit
+        stays within a small multiple of the data."""
+        return None
 
     def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
         """Scores, float32 (len(users), n_items), or (len(users), len(items)) for given items.
@@ -80,6 +92,8 @@ class Recommender:
         """
         self._check_fitted()
         users = np.asarray(users, dtype=np.int64)
+        if items is None and len(users) <= chunk_size(self.n_items_):  # one chunk: no copy into `out`
+            return np.asarray(self._score(users), dtype=np.float32)
         out = np.empty((len(users), self.n_items_ if items is None else len(items)), dtype=np.float32)
         for start, stop in self._chunks(len(users)):
             block = self._score(users[start:stop])

@@ -24,7 +24,15 @@ from penchant.models.base import Validator
 from penchant.models.factors import FactorModel
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
-from penchant.models.training import EarlyStopping, NegativeSampler, blas_single_threaded, seed_torch, triple_batches
+from penchant.models.training import (
+    EarlyStopping,
+    NegativeSampler,
+    blas_single_threaded,
+    check_device,
+    seed_torch,
+    torch_device,
+    triple_batches,
+)
 
 SAMPLERS = ("uniform", "popularity", "nbpo")
 
@@ -45,6 +53,8 @@ class BPR(FactorModel):
         eval_every: epochs between validation checks.
         noise_factors: latent dimensions of the NBPO flip model.
         seed: seed of initialisation and sampling.
+        device: auto (CUDA when torch sees one), cpu or cuda; parameters live there, batches move
+            there one at a time, and the same seed gives the same draws on every device.
     """
 
     name = "bpr"
@@ -53,32 +63,34 @@ class BPR(FactorModel):
 
     def __init__(self, *, factors: int = 64, sampler: str = "uniform", pop_exponent: float = 0.75, lr: float = 0.01,
                  reg: float = 0.01, epochs: int = 200, batch_size: int = 4096, patience: int = 3, eval_every: int = 5,
-                 noise_factors: int = 8, seed: int = DEFAULT_SEED) -> None:
+                 noise_factors: int = 8, seed: int = DEFAULT_SEED, device: str = "auto") -> None:
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, not {sampler!r}")
         if factors < 1 or epochs < 1 or batch_size < 1 or lr <= 0 or reg < 0:
             raise ValueError("factors, epochs and batch_size must be ≥ 1, lr positive and reg non-negative")
         self.factors, self.sampler, self.pop_exponent, self.lr, self.reg = factors, sampler, pop_exponent, lr, reg
         self.epochs, self.batch_size, self.patience, self.eval_every = epochs, batch_size, patience, eval_every
-        self.noise_factors, self.seed = noise_factors, seed
+        self.noise_factors, self.seed, self.device = noise_factors, seed, check_device(device)
 
     @blas_single_threaded
     def _fit(self, train: Dataset, valid: Validator | None) -> None:
         import torch
 
         seed_torch(self.seed)
+        dev = torch_device(self.device)
         rng = np.random.default_rng(self.seed)
         x = train.csr
         n_users, n_items, d = x.shape[0], x.shape[1], self.factors
-        p = torch.nn.Parameter(torch.randn(n_users, d) * 0.1)
-        q = torch.nn.Parameter(torch.randn(n_items, d) * 0.1)
-        b = torch.nn.Parameter(torch.zeros(n_items))
+        # drawn on the CPU, then moved: one seed, the same initial factors on every device
+        p = torch.nn.Parameter((torch.randn(n_users, d) * 0.1).to(dev))
+        q = torch.nn.Parameter((torch.randn(n_items, d) * 0.1).to(dev))
+        b = torch.nn.Parameter(torch.zeros(n_items, device=dev))
         params = [p, q, b]
         noise = None
         if self.sampler == "nbpo":
-            noise = (torch.nn.Parameter(torch.randn(n_users, self.noise_factors) * 0.1),
-                     torch.nn.Parameter(torch.randn(n_items, self.noise_factors) * 0.1),
-                     torch.nn.Parameter(torch.full((n_items,), -2.0)))
+            noise = (torch.nn.Parameter((torch.randn(n_users, self.noise_factors) * 0.1).to(dev)),
+                     torch.nn.Parameter((torch.randn(n_items, self.noise_factors) * 0.1).to(dev)),
+                     torch.nn.Parameter(torch.full((n_items,), -2.0, device=dev)))
             params += list(noise)
         else:
             for t in params:  # gradients are written by hand in _bpr_step (twice as fast as autograd here)
@@ -90,7 +102,7 @@ class BPR(FactorModel):
         pairs = x.nonzero()
         self.epochs_run_ = 0
         for epoch in range(1, self.epochs + 1):
-            for u, i, j in triple_batches(*pairs, sampler, self.batch_size, rng):
+            for u, i, j in triple_batches(*pairs, sampler, self.batch_size, rng, dev):
                 if self.sampler == "nbpo":
                     self._nbpo_step(opt, p, q, b, noise, u, i, j)
                 else:

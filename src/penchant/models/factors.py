@@ -10,8 +10,8 @@ from penchant.models.base import Recommender
 
 
 def _array(t: Any) -> np.ndarray:
-    """A numpy copy of a torch tensor or array."""
-    return (t.detach().numpy() if hasattr(t, "detach") else np.asarray(t)).astype(np.float32, copy=True)
+    """A numpy copy of a torch tensor (on any device) or array."""
+    return (t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)).astype(np.float32, copy=True)
 
 
 class FactorModel(Recommender):
@@ -47,7 +47,9 @@ class FactorModel(Recommender):
     def _score(self, users: np.ndarray) -> np.ndarray:
         assert self.user_factors_ is not None and self.item_factors_ is not None
         scores = self.user_factors_[users] @ self.item_factors_.T
-        return scores + self.item_bias_ if self.item_bias_ is not None else scores
+        if self.item_bias_ is not None:
+            scores += self.item_bias_
+        return scores
 
     def _state(self) -> dict[str, np.ndarray]:
         assert self.user_factors_ is not None and self.item_factors_ is not None

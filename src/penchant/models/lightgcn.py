@@ -17,7 +17,15 @@ from penchant.models.base import Validator
 from penchant.models.factors import FactorModel
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
-from penchant.models.training import EarlyStopping, NegativeSampler, blas_single_threaded, seed_torch, triple_batches
+from penchant.models.training import (
+    EarlyStopping,
+    NegativeSampler,
+    blas_single_threaded,
+    check_device,
+    seed_torch,
+    torch_device,
+    triple_batches,
+)
 
 
 def normalized_adjacency(x: sp.csr_matrix):
@@ -49,6 +57,7 @@ class LightGCN(FactorModel):
         patience: validation checks without improvement before stopping.
         eval_every: epochs between validation checks.
         seed: seed of initialisation and sampling.
+        device: auto (CUDA when torch sees one), cpu or cuda: the graph and embeddings live there.
     """
 
     name = "lightgcn"
@@ -56,22 +65,25 @@ class LightGCN(FactorModel):
     search_space = {"layers": Int(1, 4), "lr": Float(1e-3, 2e-2, log=True), "reg": Float(1e-6, 1e-2, log=True)}
 
     def __init__(self, *, factors: int = 64, layers: int = 3, lr: float = 0.005, reg: float = 1e-4, epochs: int = 300,
-                 batch_size: int = 4096, patience: int = 3, eval_every: int = 5, seed: int = DEFAULT_SEED) -> None:
+                 batch_size: int = 4096, patience: int = 3, eval_every: int = 5, seed: int = DEFAULT_SEED,
+                 device: str = "auto") -> None:
         if factors < 1 or layers < 0 or lr <= 0 or reg < 0:
             raise ValueError("factors ≥ 1, layers ≥ 0, lr > 0 and reg ≥ 0 are required")
         self.factors, self.layers, self.lr, self.reg = factors, layers, lr, reg
         self.epochs, self.batch_size, self.patience, self.eval_every, self.seed = epochs, batch_size, patience, eval_every, seed
+        self.device = check_device(device)
 
     @blas_single_threaded
     def _fit(self, train: Dataset, valid: Validator | None) -> None:
         import torch
 
         seed_torch(self.seed)
+        dev = torch_device(self.device)
         rng = np.random.default_rng(self.seed)
         x = train.csr
         n_users, n_items = x.shape
-        adj = normalized_adjacency(x)
-        e0 = torch.nn.Parameter(torch.nn.init.normal_(torch.empty(n_users + n_items, self.factors), std=0.1))
+        adj = normalized_adjacency(x).to(dev)
+        e0 = torch.nn.Parameter(torch.nn.init.normal_(torch.empty(n_users + n_items, self.factors), std=0.1).to(dev))
         opt = torch.optim.Adam([e0], lr=self.lr)
         sampler = NegativeSampler(x, None, rng)
         stopper = EarlyStopping(self.patience, epochs=self.epochs)
@@ -85,7 +97,7 @@ class LightGCN(FactorModel):
             return out / (self.layers + 1)
 
         for epoch in range(1, self.epochs + 1):
-            for u, i, j in triple_batches(*pairs, sampler, self.batch_size, rng):
+            for u, i, j in triple_batches(*pairs, sampler, self.batch_size, rng, dev):
                 i, j = i + n_users, j + n_users
                 e = propagate()
                 diff = (e[u] * (e[i] - e[j])).sum(1)
@@ -105,5 +117,5 @@ class LightGCN(FactorModel):
         import torch
 
         with torch.no_grad():
-            e = propagate().numpy()
+            e = propagate().cpu().numpy()
         self._set_factors(e[:n_users], e[n_users:])

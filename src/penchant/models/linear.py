@@ -22,15 +22,42 @@ from penchant.models.base import HistoryScored, Validator
 from penchant.models.registry import register
 from penchant.models.search import Float, select_on_validation
 
+#: bytes per item × item cell: the float64 Gram (inverted in place) and the float32 weights; when
+#: several settings are tried on validation data, also a working copy of the Gram and the best
+#: weights so far
+CELL_BYTES_ONE, CELL_BYTES_SELECTING = 12, 28
+GRAM_BLOCK = 2048
 
-def zero_diagonal_weights(gram: np.ndarray, penalty: np.ndarray) -> np.ndarray:
-    """B = I − P·diag(1/diag(P)), P = (G + diag(penalty))⁻¹, so diag(B) = 0. (n_items, n_items) float32."""
-    g = gram.copy()
+
+def gram_matrix(left: sp.csr_matrix, right: sp.csr_matrix) -> np.ndarray:
+    """Dense ``leftᵀ right``, float64 (n_items, n_items), built a block of columns at a time so that
+    the sparse product never holds more than one block (a full sparse co-occurrence matrix can be
+    larger than the dense one)."""
+    n = left.shape[1]
+    out = np.empty((n, n), dtype=np.float64)
+    lt = left.T.tocsr()
+    right = right.tocsc()
+    for start in range(0, n, GRAM_BLOCK):
+        stop = min(n, start + GRAM_BLOCK)
+        out[:, start:stop] = (lt @ right[:, start:stop]).toarray()
+    return out
+
+
+def inverse_in_place(g: np.ndarray) -> np.ndarray:
+    """(g)⁻¹ for a symmetric positive-definite float64 ``g``, overwriting ``g`` (no second n × n buffer):
+    LAPACK works in column-major order, and ``g.T`` is a column-major view of the same symmetric matrix."""
+    return scipy.linalg.inv(g.T, overwrite_a=True, check_finite=False).T
+
+
+def zero_diagonal_weights(gram: np.ndarray, penalty: np.ndarray, *, overwrite: bool = False) -> np.ndarray:
+    """B = I − P·diag(1/diag(P)), P = (G + diag(penalty))⁻¹, so diag(B) = 0. (n_items, n_items) float32.
+    ``overwrite``: use ``gram``'s memory for the work (it is destroyed)."""
+    g = gram if overwrite else gram.copy()
     g[np.diag_indices_from(g)] += penalty
-    p = scipy.linalg.inv(g, overwrite_a=True, check_finite=False)
-    b = -p / np.diag(p)
-    b[np.diag_indices_from(b)] = 0.0
-    return b.astype(np.float32)
+    p = inverse_in_place(g)
+    p /= -np.diag(p)
+    p[np.diag_indices_from(p)] = 0.0
+    return p.astype(np.float32)
 
 
 class _LinearAutoencoder(HistoryScored):
@@ -49,24 +76,32 @@ class _LinearAutoencoder(HistoryScored):
         return 0.0
 
     def _gram(self, x: sp.csr_matrix, setting: dict[str, float]) -> np.ndarray:
-        return np.asarray((x.T @ x).todense())
+        return gram_matrix(x, x)
 
-    def _weights(self, gram: np.ndarray, setting: dict[str, float]) -> np.ndarray:
-        return zero_diagonal_weights(gram, self._penalty(np.diag(gram).copy(), setting))
+    def _weights(self, gram: np.ndarray, setting: dict[str, float], overwrite: bool) -> np.ndarray:
+        return zero_diagonal_weights(gram, self._penalty(np.diag(gram).copy(), setting), overwrite=overwrite)
+
+    def memory_need(self, train: Dataset, valid: Validator | None) -> tuple[int, str, tuple[str, ...]]:
+        selecting = valid is not None and len(self._candidates()) > 1
+        cells = train.n_items ** 2
+        what = (f"a dense {train.n_items:,} × {train.n_items:,} item matrix (the Gram matrix in float64, inverted in "
+                f"place, and the float32 weights{'; with a copy and the best weights while settings are tried' if selecting else ''})")
+        return cells * (CELL_BYTES_SELECTING if selecting else CELL_BYTES_ONE) + (256 << 20), what, ("als", "fsslim", "itemknn", "rp3beta")
 
     def _fit(self, train: Dataset, valid: Validator | None) -> None:
         x = train.csr.astype(np.float64)
         cache: dict[float, np.ndarray] = {}
+        candidates = self._candidates()
+        one = valid is None or len(candidates) == 1
 
         def weights(setting: dict[str, float]) -> np.ndarray:
             key = self._gram_key(setting)
             if key not in cache:
                 cache.clear()  # candidates come grouped by key; one dense Gram at a time
                 cache[key] = self._gram(x, setting)
-            return self._weights(cache[key], setting)
+            return self._weights(cache.pop(key) if one else cache[key], setting, overwrite=one)
 
-        candidates = self._candidates()
-        if valid is None or len(candidates) == 1:
+        if one:
             self.chosen_ = self._default() if len(candidates) > 1 else candidates[0]
             self.weights_ = weights(self.chosen_)
             return
@@ -208,18 +243,18 @@ class DLAE(_LinearAutoencoder):
 
     def _gram(self, x: sp.csr_matrix, setting: dict[str, float]) -> np.ndarray:
         activity = np.maximum(np.diff(x.indptr), 1).astype(np.float64)
-        weighted = sp.diags(activity ** -setting["user_norm"]) @ x
-        gram = np.asarray((weighted.T @ x).todense())
+        weighted = (sp.diags(activity ** -setting["user_norm"]) @ x).tocsr()
+        gram = gram_matrix(weighted, x)
         self.counts_ = np.asarray(x.sum(axis=0)).ravel()
         self.scale_ = float(np.diag(gram).mean() / max(self.counts_.mean(), 1e-12))
         return gram
 
-    def _weights(self, gram: np.ndarray, setting: dict[str, float]) -> np.ndarray:
+    def _weights(self, gram: np.ndarray, setting: dict[str, float], overwrite: bool) -> np.ndarray:
         p = setting["dropout"]
         penalty = self.scale_ * setting["lam"] + p / (1 - p) * np.diag(gram)
-        g = gram.copy()
+        g = gram if overwrite else gram.copy()
         g[np.diag_indices_from(g)] += penalty
-        w = scipy.linalg.inv(g, overwrite_a=True, check_finite=False)
+        w = inverse_in_place(g)
         w *= -penalty[None, :]
         gamma = setting["item_norm"]
         if gamma:

@@ -23,7 +23,15 @@ from penchant.data import Dataset
 from penchant.models.base import HistoryScored, Validator
 from penchant.models.registry import register
 from penchant.models.search import Float
-from penchant.models.training import EarlyStopping, blas_single_threaded, seed_torch, validate_net
+from penchant.models.training import (
+    EarlyStopping,
+    blas_single_threaded,
+    check_device,
+    net_device,
+    seed_torch,
+    torch_device,
+    validate_net,
+)
 
 
 def _network(n_items: int, hidden: int, latent: int, dropout: float, noise: float = 1.0):
@@ -69,6 +77,8 @@ class MultVAE(HistoryScored):
         eval_every: epochs between validation checks.
         noise: standard deviation of the reparameterisation noise ε while training (1 = the paper).
         seed: seed of initialisation, dropout and sampling.
+        device: auto (CUDA when torch sees one), cpu or cuda: the network lives there and each
+            batch of users' rows is moved there as it is used.
     """
 
     name = "multvae"
@@ -78,13 +88,14 @@ class MultVAE(HistoryScored):
 
     def __init__(self, *, hidden: int = 600, latent: int = 64, dropout: float = 0.5, beta_max: float = 0.5,
                  anneal_steps: int = 2000, lr: float = 1e-3, epochs: int = 300, batch_size: int = 128,
-                 patience: int = 10, eval_every: int = 2, noise: float = 0.01, seed: int = DEFAULT_SEED) -> None:
+                 patience: int = 10, eval_every: int = 2, noise: float = 0.01, seed: int = DEFAULT_SEED,
+                 device: str = "auto") -> None:
         if not 0 <= dropout < 1 or beta_max < 0 or hidden < 1 or latent < 1 or noise < 0:
             raise ValueError("dropout must be in [0, 1), beta_max ≥ 0, noise ≥ 0, hidden and latent ≥ 1")
         self.hidden, self.latent, self.dropout, self.beta_max = hidden, latent, dropout, beta_max
         self.anneal_steps, self.lr, self.epochs, self.batch_size = anneal_steps, lr, epochs, batch_size
         self.patience, self.eval_every, self.seed = patience, eval_every, seed
-        self.noise = noise
+        self.noise, self.device = noise, check_device(device)
         self.net_ = None
 
     @blas_single_threaded
@@ -95,7 +106,8 @@ class MultVAE(HistoryScored):
         rng = np.random.default_rng(self.seed)
         x = train.csr
         active = np.flatnonzero(np.diff(x.indptr) > 0)
-        self.net_ = _network(x.shape[1], self.hidden, self.latent, self.dropout, self.noise)
+        dev = torch_device(self.device)
+        self.net_ = _network(x.shape[1], self.hidden, self.latent, self.dropout, self.noise).to(dev)
         opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr)
         stopper = EarlyStopping(self.patience, epochs=self.epochs)
         step = 0
@@ -103,7 +115,7 @@ class MultVAE(HistoryScored):
             self.net_.train()
             order = rng.permutation(active)
             for s in range(0, len(order), self.batch_size):
-                rows = torch.from_numpy(x[order[s:s + self.batch_size]].toarray())
+                rows = torch.from_numpy(x[order[s:s + self.batch_size]].toarray()).to(dev)
                 logits, mu, logvar = self.net_(rows)
                 nll = -(torch.log_softmax(logits, dim=1) * rows).sum(1).mean()
                 kl = 0.5 * (torch.exp(logvar) + mu.pow(2) - 1 - logvar).sum(1).mean()
@@ -129,12 +141,12 @@ class MultVAE(HistoryScored):
 
         assert self.net_ is not None
         with torch.no_grad():
-            logits, _, _ = self.net_(torch.from_numpy(rows.toarray().astype(np.float32)))
-        return logits.numpy()
+            logits, _, _ = self.net_(torch.from_numpy(rows.toarray().astype(np.float32)).to(net_device(self.net_)))
+        return logits.cpu().numpy()
 
     def _state(self) -> dict[str, np.ndarray]:
         assert self.net_ is not None
-        return {f"net.{k}": v.detach().numpy() for k, v in self.net_.state_dict().items()}
+        return {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
 
     def _load_state(self, arrays: dict[str, np.ndarray]) -> None:
         import torch

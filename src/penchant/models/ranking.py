@@ -30,20 +30,33 @@ def mask_rows(scores: np.ndarray, exclude: sp.csr_matrix | None) -> np.ndarray:
     return scores
 
 
-def _settle_boundary_ties(scores: np.ndarray, cand: np.ndarray, k: int) -> None:
-    """Where items tied at the k-th score were cut arbitrarily, keep the lowest-indexed ones (in place).
+#: score matrices at least this large (cells) are cut by ``torch.topk`` (parallel over rows, about
+#: twice numpy's ``argpartition`` per core); smaller ones by numpy, sparing the torch import. Both
+#: give the same lists: the cut is exact and ties are settled by item index below.
+TORCH_CELLS = 1 << 20
 
-    ``argpartition`` picks *some* of the items equal to the k-th value; results must not depend
-    on that, so rows with such a cut are re-selected: every item above the k-th value, then the
-    tied items by index until k are taken.
-    """
-    kth = np.take_along_axis(scores, cand, axis=1).min(axis=1)
-    tied_total = (scores == kth[:, None]).sum(axis=1)
-    tied_kept = (np.take_along_axis(scores, cand, axis=1) == kth[:, None]).sum(axis=1)
-    rows = np.flatnonzero(tied_total > tied_kept)
-    if not len(rows):
-        return
-    sub, bound = scores[rows], kth[rows, None]
+
+def _candidates_numpy(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` largest entries per row (any order), int64 (n, k), and the (k+1)-th largest value
+    per row (n,), which tells whether the cut went through a tie. Needs ``k < n_items``."""
+    n_items = scores.shape[1]
+    part = np.argpartition(scores, n_items - k - 1, axis=1)[:, n_items - k - 1:]
+    return part[:, 1:], np.take_along_axis(scores, part[:, :1], axis=1)[:, 0]
+
+
+def _candidates_torch(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """As :func:`_candidates_numpy`, by ``torch.topk`` on the same memory (no copy)."""
+    import torch
+
+    values, index = torch.topk(torch.from_numpy(scores), k + 1, dim=1, sorted=True)
+    return index[:, :k].numpy(), values[:, k].numpy()
+
+
+def _settle_boundary_ties(scores: np.ndarray, cand: np.ndarray, rows: np.ndarray, k: int) -> None:
+    """In ``rows``, where items tied at the k-th score were cut arbitrarily, keep every item above
+    the k-th value, then the tied items by lowest index until k are taken (in place on ``cand``)."""
+    sub = scores[rows]
+    bound = np.take_along_axis(sub, cand[rows], axis=1).min(axis=1)[:, None]
     above = sub > bound
     tied = sub == bound
     slots = k - above.sum(axis=1)
@@ -55,7 +68,7 @@ def top_k(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> t
     """The ``k`` best items per row, best first, after masking ``exclude``.
 
     Args:
-        scores: (n, n_items) float scores; modified in place by the masking.
+        scores: (n, n_items) float scores (finite or -inf); modified in place by the masking.
         k: list length (capped at n_items).
         exclude: CSR (n, n_items) of items to leave out per row, or None.
 
@@ -70,8 +83,13 @@ def top_k(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> t
     if k == 0:
         return np.empty((scores.shape[0], 0), np.int32), np.empty((scores.shape[0], 0), np.float32)
     if k < n_items:
-        cand = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        _settle_boundary_ties(scores, cand, k)
+        big = scores.size >= TORCH_CELLS and scores.dtype == np.float32 and scores.flags.c_contiguous
+        cand, next_best = (_candidates_torch if big else _candidates_numpy)(scores, k)
+        kth = np.take_along_axis(scores, cand, axis=1).min(axis=1)
+        cut_ties = np.flatnonzero(next_best == kth)  # an item left out scores as much as one kept
+        if len(cut_ties):
+            cand = np.array(cand, copy=True)
+            _settle_boundary_ties(scores, cand, cut_ties, k)
     else:
         cand = np.broadcast_to(np.arange(n_items), scores.shape).copy()
     vals = np.take_along_axis(scores, cand, axis=1)

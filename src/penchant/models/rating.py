@@ -24,7 +24,7 @@ from penchant.errors import ConfigError, DataError
 from penchant.models.base import Recommender, Validator
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
-from penchant.models.training import EarlyStopping, blas_single_threaded, seed_torch
+from penchant.models.training import EarlyStopping, blas_single_threaded, check_device, seed_torch, torch_device
 
 
 class RatingModel(Recommender):
@@ -78,8 +78,9 @@ def _ratings(train: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 @blas_single_threaded
-def _train_squared_error(model, params, forward, train: Dataset, valid: Validator | None) -> None:
-    """Adam on mean squared error over shuffled mini-batches of ratings, early-stopped on valid."""
+def _train_squared_error(model, params, forward, train: Dataset, valid: Validator | None, dev) -> None:
+    """Adam on mean squared error over shuffled mini-batches of ratings (each moved to ``dev`` as it
+    is used), early-stopped on valid."""
     import torch
 
     users, items, ratings = _ratings(train)
@@ -90,9 +91,9 @@ def _train_squared_error(model, params, forward, train: Dataset, valid: Validato
         order = rng.permutation(len(ratings))
         for s in range(0, len(order), model.batch_size):
             sel = order[s:s + model.batch_size]
-            u, i = torch.from_numpy(users[sel]), torch.from_numpy(items[sel])
+            u, i = torch.from_numpy(users[sel]).to(dev), torch.from_numpy(items[sel]).to(dev)
             pred, penalty = forward(u, i)
-            loss = (pred - torch.from_numpy(ratings[sel])).pow(2).mean() + model.reg * penalty / len(sel)
+            loss = (pred - torch.from_numpy(ratings[sel]).to(dev)).pow(2).mean() + model.reg * penalty / len(sel)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -117,6 +118,7 @@ class BiasedMF(RatingModel):
         patience: validation checks without improvement before stopping.
         eval_every: epochs between validation checks.
         seed: seed of initialisation and shuffling.
+        device: auto (CUDA when torch sees one), cpu or cuda; batches of ratings move there one at a time.
     """
 
     name = "biasedmf"
@@ -124,24 +126,27 @@ class BiasedMF(RatingModel):
     search_space = {"factors": Int(8, 256, log=True), "lr": Float(2e-4, 1e-2, log=True), "reg": Float(0.01, 0.5, log=True)}
 
     def __init__(self, *, factors: int = 64, lr: float = 0.001, reg: float = 0.1, epochs: int = 200,
-                 batch_size: int = 1024, patience: int = 5, eval_every: int = 2, seed: int = DEFAULT_SEED) -> None:
+                 batch_size: int = 1024, patience: int = 5, eval_every: int = 2, seed: int = DEFAULT_SEED,
+                 device: str = "auto") -> None:
         if factors < 1 or lr <= 0 or reg < 0:
             raise ValueError("factors ≥ 1, lr > 0 and reg ≥ 0 are required")
         self.factors, self.lr, self.reg, self.epochs = factors, lr, reg, epochs
         self.batch_size, self.patience, self.eval_every, self.seed = batch_size, patience, eval_every, seed
+        self.device = check_device(device)
 
     def _fit(self, train: Dataset, valid: Validator | None) -> None:
         import torch
 
         seed_torch(self.seed)
+        dev = torch_device(self.device)
         _, _, ratings = _ratings(train)
-        self._t = {
-            "mu": torch.nn.Parameter(torch.tensor(float(ratings.mean()))),
-            "bu": torch.nn.Parameter(torch.zeros(train.n_users)),
-            "bi": torch.nn.Parameter(torch.zeros(train.n_items)),
-            "p": torch.nn.Parameter(torch.randn(train.n_users, self.factors) * 0.01),
-            "q": torch.nn.Parameter(torch.randn(train.n_items, self.factors) * 0.01),
-        }
+        self._t = {k: torch.nn.Parameter(v.to(dev)) for k, v in {
+            "mu": torch.tensor(float(ratings.mean())),
+            "bu": torch.zeros(train.n_users),
+            "bi": torch.zeros(train.n_items),
+            "p": torch.randn(train.n_users, self.factors) * 0.01,
+            "q": torch.randn(train.n_items, self.factors) * 0.01,
+        }.items()}
         t = self._t
 
         def forward(u, i):
@@ -149,11 +154,11 @@ class BiasedMF(RatingModel):
             pred = t["mu"] + t["bu"][u] + t["bi"][i] + (pu * qi).sum(1)
             return pred, pu.pow(2).sum() + qi.pow(2).sum() + t["bu"][u].pow(2).sum() + t["bi"][i].pow(2).sum()
 
-        _train_squared_error(self, list(t.values()), forward, train, valid)
+        _train_squared_error(self, list(t.values()), forward, train, valid, dev)
         del self._t
 
     def _export(self) -> None:
-        t = {k: v.detach().numpy().copy() for k, v in self._t.items()}
+        t = {k: v.detach().cpu().numpy().copy() for k, v in self._t.items()}
         self.state_ = {"w0": t["mu"], "lu": t["bu"], "li": t["bi"], "su": t["p"], "si": t["q"]}
 
 
@@ -199,6 +204,7 @@ class FM(RatingModel):
         patience: validation checks without improvement before stopping.
         eval_every: epochs between validation checks.
         seed: seed of initialisation and shuffling.
+        device: auto (CUDA when torch sees one), cpu or cuda; batches of ratings move there one at a time.
     """
 
     name = "fm"
@@ -207,17 +213,19 @@ class FM(RatingModel):
 
     def __init__(self, *, factors: int = 128, user_features: str = "auto", item_features: str = "auto",
                  lr: float = 0.001, reg: float = 0.1, epochs: int = 200, batch_size: int = 1024, patience: int = 5,
-                 eval_every: int = 2, seed: int = DEFAULT_SEED) -> None:
+                 eval_every: int = 2, seed: int = DEFAULT_SEED, device: str = "auto") -> None:
         if factors < 1 or lr <= 0 or reg < 0:
             raise ValueError("factors ≥ 1, lr > 0 and reg ≥ 0 are required")
         self.factors, self.user_features, self.item_features = factors, user_features, item_features
         self.lr, self.reg, self.epochs, self.batch_size = lr, reg, epochs, batch_size
         self.patience, self.eval_every, self.seed = patience, eval_every, seed
+        self.device = check_device(device)
 
     def _fit(self, train: Dataset, valid: Validator | None) -> None:
         import torch
 
         seed_torch(self.seed)
+        dev = torch_device(self.device)
         _, _, ratings = _ratings(train)
         ufeat = feature_matrix(train.user_attributes, _resolve(self.user_features, train.user_attributes,
                                                                ("age", "gender", "occupation")), train.n_users, True)
@@ -228,17 +236,17 @@ class FM(RatingModel):
         def sparse(m: sp.csr_matrix):
             c = m.tocoo()
             idx = torch.from_numpy(np.vstack([c.row, c.col]).astype(np.int64))
-            return torch.sparse_coo_tensor(idx, torch.from_numpy(c.data), c.shape, check_invariants=True).coalesce()
+            return torch.sparse_coo_tensor(idx, torch.from_numpy(c.data), c.shape, check_invariants=True).coalesce().to(dev)
 
         xu, xi = sparse(ufeat), sparse(ifeat)
         xu2, xi2 = sparse(ufeat.multiply(ufeat).tocsr()), sparse(ifeat.multiply(ifeat).tocsr())
-        t = self._t = {
-            "w0": torch.nn.Parameter(torch.tensor(float(ratings.mean()))),
-            "wu": torch.nn.Parameter(torch.zeros(ufeat.shape[1], 1)),
-            "wi": torch.nn.Parameter(torch.zeros(ifeat.shape[1], 1)),
-            "vu": torch.nn.Parameter(torch.randn(ufeat.shape[1], self.factors) * 0.01),
-            "vi": torch.nn.Parameter(torch.randn(ifeat.shape[1], self.factors) * 0.01),
-        }
+        t = self._t = {k: torch.nn.Parameter(v.to(dev)) for k, v in {
+            "w0": torch.tensor(float(ratings.mean())),
+            "wu": torch.zeros(ufeat.shape[1], 1),
+            "wi": torch.zeros(ifeat.shape[1], 1),
+            "vu": torch.randn(ufeat.shape[1], self.factors) * 0.01,
+            "vi": torch.randn(ifeat.shape[1], self.factors) * 0.01,
+        }.items()}
         self._sides = lambda: (self._side(xu, xu2, t["wu"], t["vu"]), self._side(xi, xi2, t["wi"], t["vi"]))
 
         def forward(u, i):
@@ -246,7 +254,7 @@ class FM(RatingModel):
             pred = t["w0"] + lu[u] + li[i] + (su[u] * si[i]).sum(1) + selfu[u] + selfi[i]
             return pred, su[u].pow(2).sum() + si[i].pow(2).sum() + lu[u].pow(2).sum() + li[i].pow(2).sum()
 
-        _train_squared_error(self, list(t.values()), forward, train, valid)
+        _train_squared_error(self, list(t.values()), forward, train, valid, dev)
         del self._t, self._sides
 
     @staticmethod
@@ -263,5 +271,5 @@ class FM(RatingModel):
 
         with torch.no_grad():
             (lu, su, selfu), (li, si, selfi) = self._sides()
-        self.state_ = {"w0": self._t["w0"].detach().numpy().copy(), "lu": (lu + selfu).numpy().copy(),
-                       "li": (li + selfi).numpy().copy(), "su": su.numpy().copy(), "si": si.numpy().copy()}
+        self.state_ = {k: v.detach().cpu().numpy().copy() for k, v in
+                       {"w0": self._t["w0"], "lu": lu + selfu, "li": li + selfi, "su": su, "si": si}.items()}

@@ -13,6 +13,35 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def check_device(name: str) -> str:
+    """Validate a ``device`` parameter without importing torch: auto, cpu, cuda or cuda:N."""
+    if name in DEVICES or (name.startswith("cuda:") and name[5:].isdigit()):
+        return name
+    raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {name!r}")
+
+
+def torch_device(name: str):
+    """The ``torch.device`` for a ``device`` parameter: ``auto`` is CUDA when torch sees a GPU, else
+    the CPU; asking for CUDA where there is none is an error, never a silent CPU run."""
+    import torch
+
+    from penchant.errors import ConfigError
+
+    check_device(name)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name!r}, but torch sees no CUDA device here; use device=auto or device=cpu")
+    return torch.device(name)
+
+
+def net_device(net: Any):
+    """The device a torch module's parameters are on (inputs go there, outputs come back with ``.cpu()``)."""
+    return next(net.parameters()).device
+
 
 def seed_torch(seed: int) -> None:
     """Seed torch's global generator (used by parameter initialisation) and pin threads for determinism."""
@@ -70,8 +99,9 @@ class NegativeSampler:
 
 
 def triple_batches(users: np.ndarray, items: np.ndarray, sampler: NegativeSampler, batch_size: int,
-                   rng: np.random.Generator):
-    """One epoch of (user, positive, negative) int64 torch tensors, each observed pair once, shuffled.
+                   rng: np.random.Generator, device: Any = None):
+    """One epoch of (user, positive, negative) int64 torch tensors, each observed pair once, shuffled,
+    moved to ``device`` a batch at a time (only the batch is ever on the device).
 
     ``users``, ``items``: the observed pairs, (n,) each (e.g. ``x.nonzero()``, computed once per fit).
     """
@@ -81,8 +111,8 @@ def triple_batches(users: np.ndarray, items: np.ndarray, sampler: NegativeSample
     negatives = sampler.sample(users[order])
     for s in range(0, len(order), batch_size):
         sel = order[s:s + batch_size]
-        yield (torch.from_numpy(users[sel].astype(np.int64)), torch.from_numpy(items[sel].astype(np.int64)),
-               torch.from_numpy(negatives[s:s + batch_size].astype(np.int64)))
+        yield tuple(torch.from_numpy(a.astype(np.int64)).to(device) for a in
+                    (users[sel], items[sel], negatives[s:s + batch_size]))
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from penchant.models.base import Validator
 from penchant.models.factors import FactorModel
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
-from penchant.models.training import EarlyStopping, blas_single_threaded, seed_torch
+from penchant.models.training import EarlyStopping, blas_single_threaded, check_device, seed_torch, torch_device
 
 
 def item_propensity(item_clicks: np.ndarray, power: float = 0.5, clip: float = 0.1) -> np.ndarray:
@@ -40,11 +40,12 @@ class _PropensityMF(FactorModel):
 
     def __init__(self, *, factors: int = 32, power: float = 0.5, clip: float = 0.1, lr: float = 0.01,
                  reg: float = 1e-4, epochs: int = 200, batch_size: int = 256, patience: int = 3,
-                 eval_every: int = 5, seed: int = DEFAULT_SEED) -> None:
+                 eval_every: int = 5, seed: int = DEFAULT_SEED, device: str = "auto") -> None:
         if factors < 1 or not 0 < clip <= 1 or power < 0 or lr <= 0 or reg < 0:
             raise ValueError("factors ≥ 1, 0 < clip ≤ 1, power ≥ 0, lr > 0 and reg ≥ 0 are required")
         self.factors, self.power, self.clip, self.lr, self.reg = factors, power, clip, lr, reg
         self.epochs, self.batch_size, self.patience, self.eval_every, self.seed = epochs, batch_size, patience, eval_every, seed
+        self.device = check_device(device)
 
     def _loss(self, u, clicks, theta, rng):
         raise NotImplementedError
@@ -57,18 +58,19 @@ class _PropensityMF(FactorModel):
         rng = np.random.default_rng(self.seed)
         y = train.csr
         n_users, n_items = y.shape
-        theta = torch.from_numpy(item_propensity(train.item_counts.astype(np.float64), self.power, self.clip).astype(np.float32))
-        self._p = torch.nn.Parameter(torch.randn(n_users, self.factors) * 0.1)
-        self._q = torch.nn.Parameter(torch.randn(n_items, self.factors) * 0.1)
-        self._b = torch.nn.Parameter(torch.zeros(n_items))
+        dev = torch_device(self.device)
+        theta = torch.from_numpy(item_propensity(train.item_counts.astype(np.float64), self.power, self.clip).astype(np.float32)).to(dev)
+        self._p = torch.nn.Parameter((torch.randn(n_users, self.factors) * 0.1).to(dev))
+        self._q = torch.nn.Parameter((torch.randn(n_items, self.factors) * 0.1).to(dev))
+        self._b = torch.nn.Parameter(torch.zeros(n_items, device=dev))
         opt = torch.optim.Adam([self._p, self._q, self._b], lr=self.lr)
         stopper = EarlyStopping(self.patience, epochs=self.epochs)
         for epoch in range(1, self.epochs + 1):
             order = rng.permutation(n_users)
             for s in range(0, n_users, self.batch_size):
                 users = order[s:s + self.batch_size]
-                u = torch.from_numpy(users.astype(np.int64))
-                clicks = torch.from_numpy(y[users].toarray())
+                u = torch.from_numpy(users.astype(np.int64)).to(dev)
+                clicks = torch.from_numpy(y[users].toarray()).to(dev)
                 loss = self._loss(u, clicks, theta, rng)
                 penalty = self.reg * (self._p[u].pow(2).sum() + self._q.pow(2).sum() * len(users) / n_users)
                 opt.zero_grad()
@@ -98,6 +100,8 @@ _ARGS = """
         patience: validation checks without improvement before stopping.
         eval_every: epochs between validation checks.
         seed: seed of initialisation and sampling.
+        device: auto (CUDA when torch sees one), cpu or cuda: the factors live there and each batch
+            of users' click rows is moved there as it is used.
 """
 
 
@@ -129,7 +133,7 @@ class UBPR(_PropensityMF):
         rows, pos = torch.nonzero(clicks, as_tuple=True)
         if len(rows) == 0:
             return self._b.sum() * 0
-        neg = torch.from_numpy(rng.integers(0, clicks.shape[1], size=len(rows)))
+        neg = torch.from_numpy(rng.integers(0, clicks.shape[1], size=len(rows))).to(clicks.device)
         logits = self._logits(u)
         diff = logits[rows, pos] - logits[rows, neg]
         weight = (1 / theta[pos]) * (1 - clicks[rows, neg] / theta[neg])

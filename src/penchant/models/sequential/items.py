@@ -56,7 +56,7 @@ def item_table(n_items: int, d: int, mode: str, text: np.ndarray | None, warm: n
                 if mode == "fuse":
                     keep = self.warm
                     if self.training and id_dropout > 0:
-                        keep = keep * (torch.rand(n_items) >= id_dropout)
+                        keep = keep * (torch.rand(n_items, device=keep.device) >= id_dropout)
                     table = table + self.ids * keep[:, None]
             return torch.cat([table, table.new_zeros(1, d)])
 

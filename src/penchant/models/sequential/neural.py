@@ -30,7 +30,7 @@ from penchant.models.base import Validator
 from penchant.models.sequential.base import SequentialRecommender, right_aligned, window_bounds
 from penchant.models.sequential.hashed import hashed_interest
 from penchant.models.sequential.items import ITEM_TEXT_MODES, item_table
-from penchant.models.training import EarlyStopping, seed_torch, validate_net
+from penchant.models.training import EarlyStopping, net_device, seed_torch, torch_device, validate_net
 
 LOSSES = ("ce", "sampled", "bce", "bpr-max", "top1-max")
 
@@ -55,6 +55,8 @@ TRAINING_ARGS = """
         patience: validation checks without improvement before stopping.
         eval_every: epochs between validation checks.
         seed: seed of initialisation, dropout, order and sampling.
+        device: auto (CUDA when torch sees one), cpu or cuda: the network lives there and each batch
+            of windows is moved there as it is used.
 """
 
 
@@ -114,9 +116,10 @@ class NeuralSequential(SequentialRecommender):
         """Hidden states (B, L, d), the item table, and long-term scores (B, n_items) or None."""
         import torch
 
+        dev = net_device(self.net_)
         table = self.net_.items()
-        hidden = self.net_(torch.from_numpy(seqs), table)
-        extra = self.net_.long(torch.from_numpy(long), table) if self.long_len else None
+        hidden = self.net_(torch.from_numpy(seqs).to(dev), table)
+        extra = self.net_.long(torch.from_numpy(long).to(dev), table) if self.long_len else None
         return hidden, table, extra
 
     def _train(self, indptr: np.ndarray, items: np.ndarray, valid: Validator | None) -> None:
@@ -128,7 +131,8 @@ class NeuralSequential(SequentialRecommender):
         keep = np.flatnonzero(w_end - w_start >= 2)  # a window needs one transition
         # the long-term context of a window: the long_len items of its sequence before it
         w_long = np.maximum(indptr[np.searchsorted(indptr, w_start, side="right") - 1], w_start - self.long_len)
-        self.net_ = self._build_net()
+        dev = torch_device(self.device)
+        self.net_ = self._build_net().to(dev)
         opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         stopper = EarlyStopping(self.patience, epochs=self.epochs)
         self.epoch_seconds_: list[float] = []
@@ -140,8 +144,8 @@ class NeuralSequential(SequentialRecommender):
                 sel = order[s:s + self.batch_size]
                 block = right_aligned(items, w_start[sel], w_end[sel], self.max_len + 1, self.n_items_)
                 long = right_aligned(items, w_long[sel], w_start[sel], self.long_len, self.n_items_) if self.long_len else None
-                targets = torch.from_numpy(block[:, 1:])
-                mask = (targets != self.n_items_) & torch.from_numpy(block[:, :-1] != self.n_items_)
+                targets = torch.from_numpy(block[:, 1:]).to(dev)
+                mask = (targets != self.n_items_) & torch.from_numpy(block[:, :-1] != self.n_items_).to(dev)
                 hidden, table, extra = self._forward(block[:, :-1], long)
                 if extra is not None:
                     extra = extra[mask.nonzero()[:, 0]]  # each position's window's long-term scores
@@ -162,14 +166,14 @@ class NeuralSequential(SequentialRecommender):
         if self.loss == "ce":
             logits = hidden @ table.T if extra is None else hidden @ table.T + extra
             if self.warm_ is not None:
-                logits = logits.masked_fill(torch.from_numpy(~self.warm_), float("-inf"))
+                logits = logits.masked_fill(torch.from_numpy(~self.warm_).to(logits.device), float("-inf"))
             return F.cross_entropy(logits, targets)
         pos = (hidden * table[targets]).sum(1)
         if self.loss == "bce":
-            neg_items = torch.from_numpy(self._negatives(rng, len(targets)))
+            neg_items = torch.from_numpy(self._negatives(rng, len(targets))).to(hidden.device)
             neg = (hidden * table[neg_items]).sum(1)
             return -(F.logsigmoid(pos) + F.logsigmoid(-neg)).mean()
-        neg_items = torch.from_numpy(self._negatives(rng, self.negatives))
+        neg_items = torch.from_numpy(self._negatives(rng, self.negatives)).to(hidden.device)
         neg = hidden @ table[neg_items].T  # (positions, negatives)
         neg = neg.masked_fill(neg_items[None, :] == targets[:, None], float("-inf"))  # a drawn target is no negative
         if self.loss == "sampled":
@@ -202,10 +206,10 @@ class NeuralSequential(SequentialRecommender):
             long = seqs[:, : self.long_len] if self.long_len else None
             hidden, table, extra = self._forward(seqs[:, self.long_len:], long)
             scores = hidden[:, -1] @ table[: self.n_items_].T
-            return (scores if extra is None else scores + extra).numpy()
+            return (scores if extra is None else scores + extra).cpu().numpy()
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {**self._history_state(), **{f"net.{k}": v.detach().numpy() for k, v in self.net_.state_dict().items()}}
+        return {**self._history_state(), **{f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}}
 
     def _load_state(self, arrays: dict[str, np.ndarray]) -> None:
         import torch

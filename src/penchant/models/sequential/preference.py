@@ -18,7 +18,7 @@ from penchant import DEFAULT_SEED
 from penchant.data import Dataset, PreferencePairs, Step
 from penchant.models.sequential.base import right_aligned
 from penchant.models.sequential.neural import NeuralSequential
-from penchant.models.training import seed_torch
+from penchant.models.training import net_device, seed_torch
 
 
 def next_item_pairs(train: Dataset, max_len: int, *, liked: float = 4.0, disliked: float = 2.0,
@@ -82,6 +82,7 @@ def dpo_finetune(model: NeuralSequential, pairs: PreferencePairs, *, beta: float
     reference = copy.deepcopy(model.net_).eval()
     opt = torch.optim.Adam(model.net_.parameters(), lr=lr)
     n_items = model.n_items_
+    dev = net_device(model.net_)  # fine-tuned where the model was trained
 
     def log_probs(net, seqs, w, l):
         table = net.items()
@@ -96,8 +97,7 @@ def dpo_finetune(model: NeuralSequential, pairs: PreferencePairs, *, beta: float
         total = 0.0
         for s in range(0, len(order), batch_size):
             sel = order[s:s + batch_size]
-            seqs = torch.from_numpy(pairs.history[sel])
-            w, l = torch.from_numpy(pairs.winner[sel]), torch.from_numpy(pairs.loser[sel])
+            seqs, w, l = (torch.from_numpy(a[sel]).to(dev) for a in (pairs.history, pairs.winner, pairs.loser))
             with torch.no_grad():
                 ref_w, ref_l = log_probs(reference, seqs, w, l)
             pol_w, pol_l = log_probs(model.net_, seqs, w, l)

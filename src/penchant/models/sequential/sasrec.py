@@ -6,6 +6,7 @@ from penchant import DEFAULT_SEED
 from penchant.models.registry import register
 from penchant.models.search import Choice, Float, Int
 from penchant.models.sequential.neural import TRAINING_ARGS, NeuralSequential
+from penchant.models.training import check_device
 
 
 def _network(n_items: int, d: int, max_len: int, blocks: int, heads: int, dropout: float, items):
@@ -44,9 +45,9 @@ def _network(n_items: int, d: int, max_len: int, blocks: int, heads: int, dropou
             table = self.items() if table is None else table
             x = table[seqs] * d ** 0.5 + self.pos_emb.weight[max_len - length:][None]
             x = self.drop(x) * (~pad)[..., None]
-            causal = torch.ones(length, length, dtype=torch.bool).tril()
+            causal = torch.ones(length, length, dtype=torch.bool, device=seqs.device).tril()
             # a query may look at itself and at earlier real items; a padding query only at itself
-            allowed = (causal[None] & ~pad[:, None, :]) | torch.eye(length, dtype=torch.bool)[None]
+            allowed = (causal[None] & ~pad[:, None, :]) | torch.eye(length, dtype=torch.bool, device=seqs.device)[None]
             allowed = allowed[:, None]
             for block in self.blocks:
                 x = block(x, allowed) * (~pad)[..., None]
@@ -80,7 +81,8 @@ class SASRec(NeuralSequential):
                  loss: str = "ce", negatives: int = 256, bpreg: float = 1.0, lr: float = 1e-3, weight_decay: float = 0.0,
                  epochs: int = 200, batch_size: int = 128, patience: int = 5, eval_every: int = 2, seed: int = DEFAULT_SEED,
                  item_text: str = "off", id_dropout: float = 0.1, text_model: str = "all-MiniLM-L6-v2",
-                 long_len: int = 0, hashes: int = 4, hash_bits: int = 3) -> None:
+                 long_len: int = 0, hashes: int = 4, hash_bits: int = 3, device: str = "auto") -> None:
+        self.device = check_device(device)
         self.item_text, self.id_dropout, self.text_model = item_text, id_dropout, text_model
         self.long_len, self.hashes, self.hash_bits = long_len, hashes, hash_bits
         self.factors, self.max_len, self.blocks, self.heads, self.dropout = factors, max_len, blocks, heads, dropout
