@@ -19,6 +19,9 @@ Steps (each measured in a fresh process, so peak memory is the step's own):
   K = 10 and 20, with penchant's beyond-accuracy metrics) of one fitted ALS model, against a
   minimal chunked reference in this file (numpy matmul, ``torch.topk``, NDCG and recall); the
   metric values of both are compared (max absolute difference printed).
+* ``--models 'pop;itemknn;fsslim;ease:lam=400'``: each model fitted on the training part and
+  evaluated like ``evaluate`` (no reference): its fit time, fit + evaluation time, peak memory and
+  NDCG@10, or its one-line memory refusal and how long that took.
 * ``e2e``: ``penchant evaluate --model als`` on the split files (in process: read, fit, evaluate),
   against the reference pipeline: polars reads, ``implicit`` fit, the reference evaluation.
 
@@ -199,6 +202,22 @@ def child(step: str, side: str, path: Path) -> dict:
         train, valid, test = reference_read(parts)
         user_factors, item_factors = implicit_als(train)
         out["metrics"] = reference_evaluate(user_factors, item_factors, train, valid, test)
+    elif step == "model":  # ``side`` is a registry name (with key=value params after ':')
+        from penchant.errors import MemoryNeedError
+        from penchant.experiment.run import parse_model_spec
+        from penchant.models import create
+
+        train, valid, test = load_triple(*parts)
+        base, start = rss_mib(), time.perf_counter()
+        name, params = parse_model_spec(side)
+        try:
+            model = create(name, **params).fit(train)
+        except MemoryNeedError as refused:
+            out["refused"] = str(refused)
+        else:
+            out["fit_seconds"] = time.perf_counter() - start
+            result = evaluate(model, train, test, ks=list(KS), also_exclude=(valid,))
+            out["ndcg@10"] = result.metrics()["ndcg@10"]
     else:
         raise SystemExit(f"unknown step {step!r}")
     out["seconds"] = time.perf_counter() - start
@@ -253,6 +272,8 @@ def main() -> None:
     parser.add_argument("--steps", default="load,reload,split,als,evaluate,e2e")
     parser.add_argument("--work", type=Path, default=Path("/tmp/penchant-scale"))
     parser.add_argument("--json", type=Path, help="Also write every measurement here.")
+    parser.add_argument("--models", default="", help="Also fit and evaluate these registry models (NAME or "
+                        "NAME:key=value,..., separated by ';') on each size's split: time, memory, NDCG@10 or the refusal.")
     parser.add_argument("--repeat", type=int, default=1, help="Measure each side this many times, alternating; keep the fastest.")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -260,7 +281,7 @@ def main() -> None:
         print(json.dumps(child(args.child[0], args.child[1], Path(args.child[2]))))
         return
     args.work.mkdir(parents=True, exist_ok=True)
-    steps = args.steps.split(",")
+    steps = [s for s in args.steps.split(",") if s]
     sizes = [int(s) for s in args.sizes.split(",")]
     rows = []
     print(f"{'size':>11} {'step':<8} {'penchant s':>10} {'ref s':>8} {'ratio':>6} {'penchant MiB':>12} {'ref MiB':>8} "
@@ -280,7 +301,19 @@ def main() -> None:
             print(f"{n:>11,} {step:<8} {ours['seconds']:>10.2f} {ref['seconds']:>8.2f} {ours['seconds'] / ref['seconds']:>6.2f} "
                   f"{ours['peak_mib']:>12.0f} {ref['peak_mib']:>8.0f} {ours['peak_mib'] / max(ref['peak_mib'], 1):>6.2f}  {note}",
                   flush=True)
-    if len(sizes) > 1:
+    if args.models:
+        print(f"\n{'size':>11} {'model':<22} {'fit s':>8} {'fit+eval s':>10} {'peak MiB':>9}  ndcg@10 / refusal", flush=True)
+    for n in sizes if args.models else ():
+        path = prepare(n, args.work, ["e2e"])
+        for spec in args.models.split(";"):
+            got = measure("model", spec, path)
+            rows.append({"size": n, "model": spec, **got})
+            if "refused" in got:
+                print(f"{n:>11,} {spec:<22} {'—':>8} {got['seconds']:>10.3f} {got['peak_mib']:>9.0f}  refused: {got['refused']}", flush=True)
+            else:
+                print(f"{n:>11,} {spec:<22} {got['fit_seconds']:>8.1f} {got['seconds']:>10.1f} {got['peak_mib']:>9.0f}  "
+                      f"{got['ndcg@10']:.4f}", flush=True)
+    if len(sizes) > 1 and steps:
         lo, hi = min(sizes), max(sizes)
         print(f"\ngrowth from {lo:,} to {hi:,} interactions: seconds ∝ n^b (b from the two ends)")
         for step in steps:

@@ -33,7 +33,7 @@ def columns(user_col: str | None, item_col: str | None, rating_col: str | None, 
 
 
 def inspect(
-    path: Path = typer.Argument(..., help="A log file (CSV/TSV/Parquet/.inter) or a data folder (RecBole, GroupLens MovieLens, saved dataset)."),
+    path: Path = typer.Argument(..., help="A log file (CSV/TSV/Parquet/.inter) or a data folder (RecBole, GroupLens MovieLens, Last.fm, saved dataset)."),
     json_out: Path = typer.Option(None, "--json", help="Also write the statistics as JSON here."),
     save: Path = typer.Option(None, "--save", help="Save the parsed dataset to this folder (fast to reload)."),
     min_rating: float = MinRating,
