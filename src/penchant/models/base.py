@@ -69,11 +69,11 @@ class Recommender:
         """Learn from ``train``; ``valid``, when given, scores candidates for selection/early stopping."""
         if train.n_interactions == 0:
             raise DataError("the training data has no interactions", expected="at least one interaction")
-        self.train_ = train.csr
-        self.n_users_, self.n_items_ = train.n_users, train.n_items
-        need = self.memory_need(train, valid)
+        need = self.memory_need(train, valid)  # before anything is built: a refusal comes at once
         if need is not None:
             memory.check(self.name, *need)
+        self.train_ = train.csr
+        self.n_users_, self.n_items_ = train.n_users, train.n_items
         self.user_ids_, self.item_ids_ = train.user_ids.astype(str), train.item_ids.astype(str)
         self._fit(train, valid)
         return self

@@ -14,7 +14,6 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-import scipy.linalg
 import scipy.sparse as sp
 
 from penchant.data import Dataset
@@ -22,10 +21,11 @@ from penchant.models.base import HistoryScored, Validator
 from penchant.models.registry import register
 from penchant.models.search import Float, select_on_validation
 
-#: bytes per item × item cell: the float64 Gram (inverted in place) and the float32 weights; when
-#: several settings are tried on validation data, also a working copy of the Gram and the best
-#: weights so far
-CELL_BYTES_ONE, CELL_BYTES_SELECTING = 12, 28
+#: bytes per item × item cell at the peak of a fit: the float64 Gram, LAPACK's working copy of it and
+#: the float64 inverse (numpy's ``inv``; scipy's bundled OpenBLAS crashed on 17,000 × 17,000 here),
+#: the float32 weights after; when several settings are tried on validation data, also the kept
+#: Gram and the current and best weights
+CELL_BYTES_ONE, CELL_BYTES_SELECTING = 24, 40
 GRAM_BLOCK = 2048
 
 
@@ -43,18 +43,13 @@ def gram_matrix(left: sp.csr_matrix, right: sp.csr_matrix) -> np.ndarray:
     return out
 
 
-def inverse_in_place(g: np.ndarray) -> np.ndarray:
-    """(g)⁻¹ for a symmetric positive-definite float64 ``g``, overwriting ``g`` (no second n × n buffer):
-    LAPACK works in column-major order, and ``g.T`` is a column-major view of the same symmetric matrix."""
-    return scipy.linalg.inv(g.T, overwrite_a=True, check_finite=False).T
-
-
 def zero_diagonal_weights(gram: np.ndarray, penalty: np.ndarray, *, overwrite: bool = False) -> np.ndarray:
     """B = I − P·diag(1/diag(P)), P = (G + diag(penalty))⁻¹, so diag(B) = 0. (n_items, n_items) float32.
-    ``overwrite``: use ``gram``'s memory for the work (it is destroyed)."""
+    ``overwrite``: add the penalty to ``gram`` itself (it is changed) instead of a copy."""
     g = gram if overwrite else gram.copy()
     g[np.diag_indices_from(g)] += penalty
-    p = inverse_in_place(g)
+    p = np.linalg.inv(g)
+    del g, gram  # when overwriting, the caller holds no other reference: the Gram is freed here
     p /= -np.diag(p)
     p[np.diag_indices_from(p)] = 0.0
     return p.astype(np.float32)
@@ -84,8 +79,8 @@ class _LinearAutoencoder(HistoryScored):
     def memory_need(self, train: Dataset, valid: Validator | None) -> tuple[int, str, tuple[str, ...]]:
         selecting = valid is not None and len(self._candidates()) > 1
         cells = train.n_items ** 2
-        what = (f"a dense {train.n_items:,} × {train.n_items:,} item matrix (the Gram matrix in float64, inverted in "
-                f"place, and the float32 weights{'; with a copy and the best weights while settings are tried' if selecting else ''})")
+        what = (f"a dense {train.n_items:,} × {train.n_items:,} item matrix (the float64 Gram matrix, its working "
+                f"copy and inverse, then float32 weights{'; with the kept Gram and the best weights while settings are tried' if selecting else ''})")
         return cells * (CELL_BYTES_SELECTING if selecting else CELL_BYTES_ONE) + (256 << 20), what, ("als", "fsslim", "itemknn", "rp3beta")
 
     def _fit(self, train: Dataset, valid: Validator | None) -> None:
@@ -254,7 +249,8 @@ class DLAE(_LinearAutoencoder):
         penalty = self.scale_ * setting["lam"] + p / (1 - p) * np.diag(gram)
         g = gram if overwrite else gram.copy()
         g[np.diag_indices_from(g)] += penalty
-        w = inverse_in_place(g)
+        w = np.linalg.inv(g)
+        del g, gram
         w *= -penalty[None, :]
         gamma = setting["item_norm"]
         if gamma:
