@@ -193,7 +193,7 @@ def test_dense_linear_models_refuse_a_catalogue_beyond_memory_before_allocating(
         create(name, lam=400.0).fit(ds)
     message = str(refused.value)
     assert "\n" not in message and "26,744 × 26,744" in message
-    assert "would need about 16.2 GiB" in message and "2.0 GiB is available (PENCHANT_MEMORY_LIMIT)" in message
+    assert "would need about 16.2 GiB" in message and "Cholesky" in message and "2.0 GiB is available (PENCHANT_MEMORY_LIMIT)" in message
     assert "use als, fsslim, itemknn, rp3beta instead" in message
     monkeypatch.setenv("PENCHANT_MEMORY_LIMIT", "a lot")
     with pytest.raises(ConfigError, match="PENCHANT_MEMORY_LIMIT='a lot' is not a size"):

@@ -21,10 +21,9 @@ from penchant.models.base import HistoryScored, Validator
 from penchant.models.registry import register
 from penchant.models.search import Float, select_on_validation
 
-#: bytes per item × item cell at the peak of a fit: the float64 Gram, LAPACK's working copy of it and
-#: the float64 inverse (numpy's ``inv``; scipy's bundled OpenBLAS crashed on 17,000 × 17,000 here),
-#: the float32 weights after; when several settings are tried on validation data, also the kept
-#: Gram and the current and best weights
+#: bytes per item × item cell at the peak of a fit: the float64 Gram, its Cholesky factor and the
+#: float64 inverse; when several settings are tried on validation data, also a working copy of the
+#: Gram and the current and best float32 weights
 CELL_BYTES_ONE, CELL_BYTES_SELECTING = 24, 40
 GRAM_BLOCK = 2048
 
@@ -43,12 +42,23 @@ def gram_matrix(left: sp.csr_matrix, right: sp.csr_matrix) -> np.ndarray:
     return out
 
 
+def spd_inverse(g: np.ndarray) -> np.ndarray:
+    """(g)⁻¹, float64, for a symmetric positive-definite float64 ``g``, by Cholesky through torch's
+    LAPACK (MKL): half the work of an LU inverse. The OpenBLAS that numpy and scipy bundle crashed
+    (segfault) inverting 17,000 × 17,000 (scipy) and 26,744 × 26,744 (numpy) matrices on this
+    machine; MKL did not. Callers drop their own reference to ``g`` to free it early."""
+    import torch
+
+    factor = torch.linalg.cholesky(torch.from_numpy(g))
+    return torch.cholesky_inverse(factor).numpy()
+
+
 def zero_diagonal_weights(gram: np.ndarray, penalty: np.ndarray, *, overwrite: bool = False) -> np.ndarray:
     """B = I − P·diag(1/diag(P)), P = (G + diag(penalty))⁻¹, so diag(B) = 0. (n_items, n_items) float32.
     ``overwrite``: add the penalty to ``gram`` itself (it is changed) instead of a copy."""
     g = gram if overwrite else gram.copy()
     g[np.diag_indices_from(g)] += penalty
-    p = np.linalg.inv(g)
+    p = spd_inverse(g)
     del g, gram  # when overwriting, the caller holds no other reference: the Gram is freed here
     p /= -np.diag(p)
     p[np.diag_indices_from(p)] = 0.0
@@ -79,8 +89,8 @@ class _LinearAutoencoder(HistoryScored):
     def memory_need(self, train: Dataset, valid: Validator | None) -> tuple[int, str, tuple[str, ...]]:
         selecting = valid is not None and len(self._candidates()) > 1
         cells = train.n_items ** 2
-        what = (f"a dense {train.n_items:,} × {train.n_items:,} item matrix (the float64 Gram matrix, its working "
-                f"copy and inverse, then float32 weights{'; with the kept Gram and the best weights while settings are tried' if selecting else ''})")
+        what = (f"a dense {train.n_items:,} × {train.n_items:,} item matrix (the float64 Gram matrix, its Cholesky "
+                f"factor and inverse, then float32 weights{'; with the kept Gram and the best weights while settings are tried' if selecting else ''})")
         return cells * (CELL_BYTES_SELECTING if selecting else CELL_BYTES_ONE) + (256 << 20), what, ("als", "fsslim", "itemknn", "rp3beta")
 
     def _fit(self, train: Dataset, valid: Validator | None) -> None:
@@ -249,7 +259,7 @@ class DLAE(_LinearAutoencoder):
         penalty = self.scale_ * setting["lam"] + p / (1 - p) * np.diag(gram)
         g = gram if overwrite else gram.copy()
         g[np.diag_indices_from(g)] += penalty
-        w = np.linalg.inv(g)
+        w = spd_inverse(g)
         del g, gram
         w *= -penalty[None, :]
         gamma = setting["item_norm"]
