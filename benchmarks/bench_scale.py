@@ -25,7 +25,7 @@ Steps (each measured in a fresh process, so peak memory is the step's own):
 * ``e2e``: ``penchant evaluate --model als`` on the split files (in process: read, fit, evaluate),
   against the reference pipeline: polars reads, ``implicit`` fit, the reference evaluation.
 
-Peak memory is the process's peak resident set (VmHWM) minus its resident set after imports.
+Peak memory is the process's peak resident set (VmHWM) minus its resident set after imports (for --models: after reading the split, so it is an upper bound that includes the reading's own peak).
 With ``--repeat N`` the two sides run alternately N times each and the fastest run of each is kept.
 """
 
