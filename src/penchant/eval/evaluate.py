@@ -219,10 +219,11 @@ def evaluate(model: Recommender, train: Dataset, test: Dataset, *, ks: list[int]
 def _hits(top: np.ndarray, relevant: sp.csr_matrix) -> np.ndarray:
     """Bool (n, k): whether ``top[r, j]`` is one of row r's items in ``relevant`` (CSR (n, n_items)),
     by binary search of row-major keys, never a dense (n, n_items) matrix."""
+    if not relevant.has_sorted_indices:
+        relevant = relevant.sorted_indices()
     n_items = relevant.shape[1]
     keys = np.repeat(np.arange(relevant.shape[0], dtype=np.int64), np.diff(relevant.indptr)) * n_items
-    keys += relevant.indices
-    keys.sort()
+    keys += relevant.indices  # rows in order, indices sorted within each: the keys are sorted
     if not len(keys):
         return np.zeros(top.shape, dtype=bool)
     query = np.arange(len(top), dtype=np.int64)[:, None] * n_items + top

@@ -52,11 +52,10 @@ def _candidates_torch(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarra
     return index[:, :k].numpy(), values[:, k].numpy()
 
 
-def _settle_boundary_ties(scores: np.ndarray, cand: np.ndarray, rows: np.ndarray, k: int) -> None:
-    """In ``rows``, where items tied at the k-th score were cut arbitrarily, keep every item above
-    the k-th value, then the tied items by lowest index until k are taken (in place on ``cand``)."""
-    sub = scores[rows]
-    bound = np.take_along_axis(sub, cand[rows], axis=1).min(axis=1)[:, None]
+def _settle_boundary_ties(scores: np.ndarray, cand: np.ndarray, rows: np.ndarray, kth: np.ndarray, k: int) -> None:
+    """In ``rows``, where items tied at the k-th score ``kth`` (one per row) were cut arbitrarily,
+    keep every item above it, then the tied items by lowest index until k are taken (in place on ``cand``)."""
+    sub, bound = scores[rows], kth[:, None]
     above = sub > bound
     tied = sub == bound
     slots = k - above.sum(axis=1)
@@ -85,14 +84,15 @@ def top_k(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> t
     if k < n_items:
         big = scores.size >= TORCH_CELLS and scores.dtype == np.float32 and scores.flags.c_contiguous
         cand, next_best = (_candidates_torch if big else _candidates_numpy)(scores, k)
-        kth = np.take_along_axis(scores, cand, axis=1).min(axis=1)
+        vals = np.take_along_axis(scores, cand, axis=1)
+        kth = vals.min(axis=1)
         cut_ties = np.flatnonzero(next_best == kth)  # an item left out scores as much as one kept
         if len(cut_ties):
-            cand = np.array(cand, copy=True)
-            _settle_boundary_ties(scores, cand, cut_ties, k)
+            _settle_boundary_ties(scores, cand, cut_ties, kth[cut_ties], k)
+            vals[cut_ties] = np.take_along_axis(scores[cut_ties], cand[cut_ties], axis=1)
     else:
         cand = np.broadcast_to(np.arange(n_items), scores.shape).copy()
-    vals = np.take_along_axis(scores, cand, axis=1)
+        vals = np.take_along_axis(scores, cand, axis=1)
     order = np.lexsort((cand, -vals), axis=1)
     items = np.take_along_axis(cand, order, axis=1).astype(np.int32)
     return items, np.take_along_axis(vals, order, axis=1).astype(np.float32)
