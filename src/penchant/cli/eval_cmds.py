@@ -9,8 +9,10 @@ import typer
 
 from penchant.cli.data_cmds import Encoding, ItemCol, MinRating, RatingCol, Seed, Sep, TimeCol, UserCol, columns
 from penchant.cli.render import leaderboard_table, out, progress, training_status, write_json
+from penchant.cli.specs import backend_of, backend_options
 
 Ks = typer.Option([10, 20], "--k", help="Cut-off K (repeat for several).")
+BackendOpt, RayAddress = backend_options()
 Sampled = typer.Option(None, "--sampled", help="Rank among this many sampled negatives instead of the full catalogue (labelled as sampled).")
 
 
@@ -28,6 +30,7 @@ def evaluate(
     min_rating: float = MinRating,
     user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,
     encoding: str = Encoding,
+    backend: str = BackendOpt, ray_address: str = RayAddress,
 ) -> None:
     """Fit one model on train (selecting on valid) and rank the full catalogue for every test user."""
     from penchant.cli.specs import model_spec
@@ -35,13 +38,14 @@ def evaluate(
     from penchant.experiment.run import run
 
     model, params = model_spec(model, param, ("ranking", "rating", "sequential"))
+    where = backend_of(backend, ray_address)
     with progress() as bar:
         task = bar.add_task("reading data", total=None)
         tr, va, te = load_triple(train, valid, test, min_rating=min_rating,
                                  **columns(user_col, item_col, rating_col, time_col, sep, encoding))
         with training_status(bar, task, model):
             result = run(model, params, tr, va, te, ks=k, metric=metric, sampled=sampled, seed=seed,
-                         status=lambda s: bar.update(task, description=s))
+                         status=lambda s: bar.update(task, description=s), backend=where)
     payload = result.to_json()
     metrics = payload["metrics"]
     out.print(f"[bold]{model}[/bold] on {len(result.users):,} users ({result.protocol}): " +
@@ -72,6 +76,7 @@ def compare(
     min_rating: float = MinRating,
     user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,
     encoding: str = Encoding,
+    backend: str = BackendOpt, ray_address: str = RayAddress,
 ) -> None:
     """Several models on one split: a leaderboard with paired significance tests and CIs."""
     from penchant.cli.specs import data_path
@@ -94,13 +99,14 @@ def compare(
     else:
         raise ConfigError("give --train and --test (and optionally --valid), or a data set to split")
     specs = [parse_model_spec(m) for m in model]
+    where = backend_of(backend, ray_address)
     target = build_target(tr, te, tuple(p for p in (va,) if p is not None))
     results = []
     with progress() as bar:
         task = bar.add_task("models", total=len(specs))
         for spec, (name, params) in zip(model, specs):
             results.append(run(name, params, tr, va, te, ks=k, metric=metric, target=target, sampled=sampled,
-                               label=spec, status=lambda s: bar.update(task, description=s)))
+                               label=spec, status=lambda s: bar.update(task, description=s), backend=where))
             bar.advance(task)
     board = leaderboard(results, metric)
     out.print(leaderboard_table(board))
@@ -197,6 +203,7 @@ def tune_cmd(
     min_rating: float = MinRating,
     user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,
     encoding: str = Encoding,
+    backend: str = BackendOpt, ray_address: str = RayAddress,
 ) -> None:
     """Search a model's hyper-parameters on the validation split (Optuna TPE, median pruning), then refit the best."""
     from penchant.cli.specs import model_spec
@@ -216,9 +223,10 @@ def tune_cmd(
         tr, va, te = load_triple(train, valid, test if test is not None else valid, min_rating=min_rating,
                                  **columns(user_col, item_col, rating_col, time_col, sep, encoding))
     assert va is not None
+    where = backend_of(backend, ray_address)
     with progress() as bar:
         task = bar.add_task(f"tuning {model}", total=trials)
-        result = tune(model, tr, va, trials=trials, seed=seed, metric=metric, fixed=fixed, timeout=timeout,
+        result = tune(model, tr, va, trials=trials, seed=seed, metric=metric, fixed=fixed, timeout=timeout, backend=where,
                       progress=lambda n, best: bar.update(task, completed=n, description=f"tuning {model}: best {best:.4f}"))
     pruned = sum(t["state"] == "pruned" for t in result.trials)
     out.print(f"[bold]{model}[/bold]: best {result.metric} on valid {result.best_value:.4f} with {result.best_params} "
@@ -230,7 +238,7 @@ def tune_cmd(
         payload["test"] = {"accuracy": pair_accuracy(result.best_model, te), "pairs": len(te)}
         out.print(f"test: accuracy {payload['test']['accuracy']:.4f} on {len(te):,} pairs")
     elif test is not None and result.best_model is not None:
-        test_result = run_eval(result.best_model, tr, te, ks=k, also_exclude=(va,))
+        test_result = run_eval(result.best_model, tr, te, ks=k, also_exclude=(va,), backend=where)
         payload["test"] = test_result.to_json()
         out.print("test: " + "  ".join(f"{m} {v:.4f}" for m, v in test_result.metrics().items() if m.split("@")[0] in ("ndcg", "recall")))
     if json_out:

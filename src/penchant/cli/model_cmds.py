@@ -8,7 +8,9 @@ import typer
 
 from penchant.cli.data_cmds import Encoding, ItemCol, MinRating, RatingCol, Sep, TimeCol, UserCol, columns
 from penchant.cli.render import err, out, progress, training_status, write_json
+from penchant.cli.specs import backend_of, backend_options
 
+BackendOpt, RayAddress = backend_options()
 PARAM_HELP = "Model parameter key=value (repeatable); see `penchant models`."
 
 
@@ -60,6 +62,7 @@ def recommend(
     json_out: Path = typer.Option(..., "--json", help="Write the recommendations as JSON here."),
     user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,
     encoding: str = Encoding,
+    backend: str = BackendOpt, ray_address: str = RayAddress,
 ) -> None:
     """Top-k items for your users from a fitted model; unknown users by fold-in or popularity."""
     from penchant.data import load
@@ -74,7 +77,7 @@ def recommend(
         raise ConfigError("give at least one --user ID or a --users-file")
     fitted = Recommender.load(model_path)
     events = load(history, **columns(user_col, item_col, rating_col, time_col, sep, encoding)) if history else None
-    answers = recommend_for(fitted, ids, k, events)
+    answers = recommend_for(fitted, ids, k, events, backend=backend_of(backend, ray_address))
     write_json(json_out, answers.to_json(fitted.name, k))
     counts = {how: sum(1 for v in answers.fallback.values() if v == how) for how in ("fold-in", "popular")}
     out.print(f"{fitted.name}: {len(answers.lists):,} users ({len(answers.lists) - len(answers.fallback):,} known to the "

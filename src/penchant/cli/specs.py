@@ -28,3 +28,25 @@ def data_path(positional: Path | None, option: Path | None, *, required: bool = 
     if path is None and required:
         raise ConfigError("give the data set: a path (or --data PATH)")
     return path
+
+
+def backend_options():
+    """The ``--backend`` and ``--ray-address`` options, shared by the commands that can run on Ray."""
+    import typer
+
+    backend = typer.Option(None, "--backend", help="Where users are ranked, scored or trials run: local or ray "
+                           "(default: ray when PENCHANT_RAY_ADDRESS is set, else local).")
+    address = typer.Option(None, "--ray-address", help="Ray cluster to use: auto (the one `ray start` made here), "
+                           "HOST:PORT of its head, or ray://HOST:10001; implies --backend ray.")
+    return backend, address
+
+
+def backend_of(backend: str | None, address: str | None):
+    """The backend the options ask for (:func:`penchant.backends.resolve`), said on stderr when it is Ray."""
+    from penchant.backends import resolve
+    from penchant.cli.render import err
+
+    chosen = resolve(backend, address)
+    if chosen.name != "local":
+        err.print(f"backend: {chosen.describe()}")
+    return chosen

@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from penchant import DEFAULT_SEED
+from penchant.backends import Backend, resolve
 from penchant.data import Dataset
 from penchant.errors import ConfigError
 from penchant.eval import metrics as M
@@ -148,7 +149,8 @@ def _sampled_candidates(n_rows: int, n_items: int, rel: sp.csr_matrix, ex: sp.cs
 def evaluate(model: Recommender, train: Dataset, test: Dataset, *, ks: list[int] | tuple[int, ...] = (10, 20),
              also_exclude: tuple[Dataset, ...] = (), target: Target | None = None,
              sampled: int | None = None, seed: int = DEFAULT_SEED, diversity_attribute: str | None = "auto",
-             beyond_accuracy: bool = True, label: str | None = None, progress: Any = None) -> EvalResult:
+             beyond_accuracy: bool = True, label: str | None = None, progress: Any = None,
+             backend: str | Backend | None = None) -> EvalResult:
     """Evaluate a fitted ``model`` on ``test`` (see :func:`build_target` for who counts).
 
     Args:
@@ -162,6 +164,8 @@ def evaluate(model: Recommender, train: Dataset, test: Dataset, *, ks: list[int]
             one (``genre``, ``class``, ``genres``) when present; None skips it.
         beyond_accuracy: compute coverage, Gini, novelty, ILD and ARP.
         progress: optional callable ``progress(done_users, total_users)``.
+        backend: where the blocks of users are ranked: ``"local"`` (default), ``"ray"`` or a
+            :class:`~penchant.backends.Backend`; the same metrics either way.
     """
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1 or ks[-1] > train.n_items:
@@ -171,28 +175,13 @@ def evaluate(model: Recommender, train: Dataset, test: Dataset, *, ks: list[int]
     users = target.users
     kmax = ks[-1]
     n_items = train.n_items
-    lists = np.empty((len(users), kmax), dtype=np.int32)
-    hits = np.empty((len(users), kmax), dtype=bool)
-    rng = np.random.default_rng(seed)
     step = chunk_size(n_items, bytes_per_cell=16)
-    for s in range(0, len(users), step):
-        chunk = users[s:s + step]
-        scores = model.score(chunk).astype(np.float32, copy=False)
-        rel = target.relevant[chunk]
-        ex = target.exclude[chunk]
-        if sampled:
-            cand = _sampled_candidates(len(chunk), n_items, rel, ex, sampled, rng)
-            scores[~cand] = -np.inf
-        if target.candidates is not None:
-            allowed = target.candidates[chunk]
-            keep = np.zeros((len(chunk), n_items), dtype=bool)
-            keep[np.repeat(np.arange(len(chunk)), np.diff(allowed.indptr)), allowed.indices] = True
-            scores[~keep] = -np.inf
-        top, _ = top_k(scores, kmax, ex)
-        lists[s:s + step] = top
-        hits[s:s + step] = _hits(top, rel)
-        if progress:
-            progress(min(len(users), s + step), len(users))
+    blocks = [(s, users[s:s + step]) for s in range(0, len(users), step)]
+    job = _Ranking(model, target, kmax, sampled, seed)
+    tick = (lambda done: progress(min(len(users), done * step), len(users))) if progress else None
+    parts = resolve(backend).map(_rank_block, blocks, job, progress=tick)
+    lists = np.concatenate([p[0] for p in parts]) if parts else np.empty((0, kmax), dtype=np.int32)
+    hits = np.concatenate([p[1] for p in parts]) if parts else np.empty((0, kmax), dtype=bool)
     n_rel = np.diff(target.relevant.indptr)[users]
     per_user = M.accuracy_metrics(hits, n_rel, ks)
     aggregate: dict[str, float] = {}
@@ -214,6 +203,38 @@ def evaluate(model: Recommender, train: Dataset, test: Dataset, *, ks: list[int]
     return EvalResult(model=label or model.name, params=model.params(), protocol=protocol, ks=ks, users=users,
                       per_user=per_user, aggregate=aggregate, left_out=dict(target.left_out),
                       eval_seconds=time.perf_counter() - start_time)
+
+
+@dataclass(frozen=True)
+class _Ranking:
+    """What every block of an evaluation shares (put once into a cluster's object store)."""
+
+    model: Recommender
+    target: Target
+    kmax: int
+    sampled: int | None
+    seed: int
+
+
+def _rank_block(job: _Ranking, block: tuple[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``kmax`` lists, int32 (n, kmax), and whether each is relevant, bool (n, kmax), for one
+    block ``(start, users)``; sampled negatives are drawn from a generator seeded by (seed, start),
+    so a block draws the same ones wherever it runs."""
+    start, chunk = block
+    target, n_items = job.target, job.target.relevant.shape[1]
+    scores = job.model.score(chunk).astype(np.float32, copy=False)
+    rel = target.relevant[chunk]
+    ex = target.exclude[chunk]
+    if job.sampled:
+        rng = np.random.default_rng([job.seed, start])
+        scores[~_sampled_candidates(len(chunk), n_items, rel, ex, job.sampled, rng)] = -np.inf
+    if target.candidates is not None:
+        allowed = target.candidates[chunk]
+        keep = np.zeros((len(chunk), n_items), dtype=bool)
+        keep[np.repeat(np.arange(len(chunk)), np.diff(allowed.indptr)), allowed.indices] = True
+        scores[~keep] = -np.inf
+    top, _ = top_k(scores, job.kmax, ex)
+    return top, _hits(top, rel)
 
 
 def _hits(top: np.ndarray, relevant: sp.csr_matrix) -> np.ndarray:

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from penchant.backends import Backend, resolve
 from penchant.data import Dataset
 from penchant.data.build import index_of
 from penchant.models.base import Recommender
 from penchant.models.protocols import FoldIn
-from penchant.models.ranking import top_k
+from penchant.models.ranking import chunk_size, top_k
 
 
 @dataclass
@@ -44,8 +45,12 @@ class Answers:
                 "fallback": dict(self.fallback)}
 
 
-def recommend_for(model: Recommender, user_ids: list[str], k: int, history: Dataset | None = None) -> Answers:
-    """Top-``k`` items for each external id in ``user_ids`` (duplicates answered once; see the module)."""
+def recommend_for(model: Recommender, user_ids: list[str], k: int, history: Dataset | None = None, *,
+                  backend: str | Backend | None = None) -> Answers:
+    """Top-``k`` items for each external id in ``user_ids`` (duplicates answered once; see the module).
+
+    The known users are ranked in blocks on ``backend`` (see :mod:`penchant.backends`).
+    """
     ids = list(dict.fromkeys(str(u) for u in user_ids))
     idx = model.user_index(ids)
     assert model.train_ is not None
@@ -57,7 +62,11 @@ def recommend_for(model: Recommender, user_ids: list[str], k: int, history: Data
     known = np.flatnonzero(idx >= 0)
     if len(known):
         exclude = _pattern(_pattern(model.train_[idx[known]]) + _pattern(seen[known]))
-        items, scores = model.recommend(idx[known], k=k, exclude=exclude)
+        step = chunk_size(model.n_items_)
+        blocks = [(idx[known[s:s + step]], exclude[s:s + step]) for s in range(0, len(known), step)]
+        parts = resolve(backend).map(_recommend_block, blocks, (model, k))
+        items = np.concatenate([p[0] for p in parts])
+        scores = np.concatenate([p[1] for p in parts])
         for r, row in enumerate(known):
             answers.lists[ids[row]] = _rows(model, items[r], scores[r])
     new = np.flatnonzero(idx < 0)
@@ -77,6 +86,13 @@ def recommend_for(model: Recommender, user_ids: list[str], k: int, history: Data
             answers.lists[ids[row]] = _rows(model, items[r], scores[r])
     answers.lists = {u: answers.lists[u] for u in ids}
     return answers
+
+
+def _recommend_block(job: tuple[Recommender, int], block: tuple[np.ndarray, sp.csr_matrix]) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k items, int32 (n, k), and scores, float32 (n, k), of one block (users, what to leave out)."""
+    model, k = job
+    users, exclude = block
+    return model.recommend(users, k=k, exclude=exclude)
 
 
 def _history_rows(model: Recommender, ids: list[str], history: Dataset | None) -> tuple[sp.csr_matrix, int, int]:

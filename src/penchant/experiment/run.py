@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from penchant import DEFAULT_SEED
+from penchant.backends import Backend
 from penchant.data import Dataset
 from penchant.eval.evaluate import EvalResult, Target, build_target, evaluate
 from penchant.experiment.fitting import fit_model
@@ -39,8 +40,10 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
 
 def run(name: str, params: dict[str, Any], train: Dataset, valid: Dataset | None, test: Dataset, *,
         ks: list[int], metric: str = "ndcg@10", target: Target | None = None, sampled: int | None = None,
-        seed: int = DEFAULT_SEED, label: str | None = None, status: Callable[[str], None] | None = None) -> EvalResult:
-    """Fit model ``name`` on ``train`` (selecting on ``valid``) and evaluate it on ``test``."""
+        seed: int = DEFAULT_SEED, label: str | None = None, status: Callable[[str], None] | None = None,
+        backend: str | Backend | None = None) -> EvalResult:
+    """Fit model ``name`` on ``train`` (selecting on ``valid``) and evaluate it on ``test``, ranking
+    the test users' blocks on ``backend`` (see :mod:`penchant.backends`)."""
     if status:
         status(f"fitting {label or name}")
     start = time.perf_counter()
@@ -52,7 +55,8 @@ def run(name: str, params: dict[str, Any], train: Dataset, valid: Dataset | None
         model.partial_fit(valid)  # the test item comes after the validation item in each history
     extra = tuple(p for p in (valid,) if p is not None)
     target = target or build_target(train, test, extra)
-    result = evaluate(model, train, test, ks=ks, target=target, sampled=sampled, seed=seed, label=name)
+    result = evaluate(model, train, test, ks=ks, target=target, sampled=sampled, seed=seed, label=name,
+                      backend=backend)
     result.fit_seconds = fit_seconds
     result.extra["trials"] = len(model.selection_ or ()) or 1
     if model.epoch_seconds_:

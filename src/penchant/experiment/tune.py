@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from penchant import DEFAULT_SEED
+from penchant.backends import Backend, resolve
 from penchant.data import Dataset
 from penchant.errors import ConfigError
 from penchant.eval.evaluate import validator as ranking_validator
@@ -57,18 +58,29 @@ def pair_accuracy(model: Any, pairs: Any) -> float:
     return float(credit(model.prob(pairs.user, pairs.winner, pairs.loser)).mean())
 
 
-def tune(name: str, train: Dataset, valid: Dataset, *, trials: int = 20, seed: int = DEFAULT_SEED, metric: str = "ndcg@10",
-         fixed: dict[str, Any] | None = None, timeout: float | None = None,
-         progress: Callable[[int, float], None] | None = None) -> TuneResult:
-    """Search model ``name``'s space on ``valid``; ``fixed`` parameters are not searched.
+@dataclass
+class Search:
+    """One search: the model, the fixed parameters and the searched space, and how a fitted model
+    is judged on the validation part. Built where the trials run (it holds the data)."""
 
-    Rating models are judged by validation RMSE (reported as ``-rmse``, higher is better);
-    ranking and sequential models by ``metric`` over the full catalogue; preference models (``train``
-    and ``valid`` are then :class:`~penchant.data.preferences.PreferencePairs`) by validation
-    accuracy, ties counted ½, each trial early-stopping on ``valid`` as ``prefs fit`` does.
-    """
-    import optuna
+    name: str
+    train: Any
+    valid: Any
+    fixed: dict[str, Any]
+    space: dict[str, Any]
+    pairwise: bool
+    metric: str
+    judge: Callable[[Any], float]
 
+    def fit(self, params: dict[str, Any], report: Callable[[Recommender], float] | None = None) -> Any:
+        """The model with ``params`` fitted on train; ``report`` sees each intermediate validation
+        (a pairwise model early-stops on the validation pairs themselves)."""
+        return create(self.name, **params).fit(self.train, self.valid if self.pairwise else (report or self.judge))
+
+
+def search(name: str, train: Dataset, valid: Dataset, *, metric: str = "ndcg@10",
+           fixed: dict[str, Any] | None = None) -> Search:
+    """The :class:`Search` of model ``name``: its space less ``fixed``, and its judge (see :func:`tune`)."""
     found = entry(name)
     name, klass = found.name, found.cls
     fixed = dict(fixed or {})
@@ -77,27 +89,61 @@ def tune(name: str, train: Dataset, valid: Dataset, *, trials: int = 20, seed: i
         raise ConfigError(f"model {name!r} has nothing to tune" + (" beyond the fixed parameters" if fixed else ""))
     pairwise = found.family == "preference"
     if pairwise:
-        base, metric = (lambda model: pair_accuracy(model, valid)), "accuracy"  # noqa: E731
+        judge, metric = (lambda model: pair_accuracy(model, valid)), "accuracy"  # noqa: E731
     elif found.family not in ("ranking", "rating", "sequential"):
         raise ConfigError(f"{name} is a {found.family} model; tune ranking, rating, sequential or preference models")
     elif issubclass(klass, RatingModel):
         from penchant.eval.rating import rating_validator
 
         lo, hi = float(valid.ratings.min()), float(valid.ratings.max())  # type: ignore[union-attr]
-        base, metric = rating_validator(valid, (lo, hi)), "-rmse"
+        judge, metric = rating_validator(valid, (lo, hi)), "-rmse"
     else:
-        base = ranking_validator(train, valid, metric)
+        judge = ranking_validator(train, valid, metric)
+    return Search(name, train, valid, fixed, space, pairwise, metric, judge)
+
+
+def sampler(seed: int):
+    """The Optuna sampler of every search, local or on Ray: TPE, seeded."""
+    import optuna
+
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def tune(name: str, train: Dataset, valid: Dataset, *, trials: int = 20, seed: int = DEFAULT_SEED, metric: str = "ndcg@10",
+         fixed: dict[str, Any] | None = None, timeout: float | None = None,
+         progress: Callable[[int, float], None] | None = None, backend: str | Backend | None = None) -> TuneResult:
+    """Search model ``name``'s space on ``valid``; ``fixed`` parameters are not searched.
+
+    Rating models are judged by validation RMSE (reported as ``-rmse``, higher is better);
+    ranking and sequential models by ``metric`` over the full catalogue; preference models (``train``
+    and ``valid`` are then :class:`~penchant.data.preferences.PreferencePairs`) by validation
+    accuracy, ties counted ½, each trial early-stopping on ``valid`` as ``prefs fit`` does.
+
+    On the Ray backend the trials run in parallel through Ray Tune, with the same search space and
+    sampler (:func:`penchant.experiment.tune_ray.tune_on_ray`); the best parameters are refitted here.
+    """
+    run_on = resolve(backend)
+    if run_on.name == "ray":
+        from penchant.experiment.tune_ray import tune_on_ray
+
+        job = search(name, train, valid, metric=metric, fixed=fixed)  # checks the request before any trial runs
+        best, value, records = tune_on_ray(run_on, job.name, train, valid, metric=metric, fixed=fixed, trials=trials,
+                                           seed=seed, timeout=timeout, progress=progress)
+        return TuneResult(job.name, job.metric, best, value, records, job.fit(best))
+    import optuna
+
+    job = search(name, train, valid, metric=metric, fixed=fixed)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
+    study = optuna.create_study(direction="maximize", sampler=sampler(seed),
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
     records: list[dict[str, Any]] = []
 
     def objective(trial) -> float:
-        params = {**fixed, **{k: _suggest(trial, k, dim) for k, dim in space.items()}}
+        params = {**job.fixed, **{k: _suggest(trial, k, dim) for k, dim in job.space.items()}}
         step = {"n": 0, "best": float("-inf")}
 
         def report(model: Recommender) -> float:
-            value = base(model)
+            value = job.judge(model)
             step["best"] = max(step["best"], value)
             trial.report(value, step["n"])
             step["n"] += 1
@@ -108,8 +154,7 @@ def tune(name: str, train: Dataset, valid: Dataset, *, trials: int = 20, seed: i
         start = time.perf_counter()
         record = {"number": trial.number, "params": params}
         try:
-            model = create(name, **params).fit(train, valid if pairwise else report)
-            value = base(model)
+            value = job.judge(job.fit(params, report))
             record.update(value=value, state="complete")
             return value
         except optuna.TrialPruned:
@@ -122,6 +167,5 @@ def tune(name: str, train: Dataset, valid: Dataset, *, trials: int = 20, seed: i
                 progress(len(records), max(r["value"] for r in records))
 
     study.optimize(objective, n_trials=trials, timeout=timeout)
-    best = {**fixed, **study.best_params}
-    model = create(name, **best).fit(train, valid if pairwise else base)
-    return TuneResult(name, metric, best, float(study.best_value), records, model)
+    best = {**job.fixed, **study.best_params}
+    return TuneResult(job.name, job.metric, best, float(study.best_value), records, job.fit(best))

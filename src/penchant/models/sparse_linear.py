@@ -29,7 +29,8 @@ from penchant.models.registry import register
 from penchant.models.search import Float, Int
 
 ROW_BUDGET_BYTES = 256 << 20  # Gram rows computed at once
-SOLVE_BLOCK = 512  # targets solved at once: SOLVE_BLOCK × neighbours² float64 per batch
+SOLVE_BLOCK = 512  # targets solved at once, fewer when SOLVE_BLOCK × neighbours² float64 passes the budget
+BATCH_BYTES = 256 * 1024 * 1024  # the budget of one batch of sub-Grams, and of a dense pruned Gram
 
 
 def top_cooccurrences(x: sp.csr_matrix, keep: int) -> tuple[np.ndarray, np.ndarray]:
@@ -92,10 +93,19 @@ def pruned_ridge_weights(x: sp.csr_matrix, neighbours: int, lam: float, pool: in
     nbr, rhs = partners[:, :m].astype(np.int64), counts[:, :m]
     weights = np.zeros((n, m))
     diagonal = np.arange(m)
-    for start in range(0, n, SOLVE_BLOCK):
-        stop = min(n, start + SOLVE_BLOCK)
+    dense = None
+    if n * n * 8 <= BATCH_BYTES:  # a small catalogue: gather from the dense pruned Gram, not by search
+        dense = np.zeros(n * n)
+        dense[keys] = gram_vals
+        dense = dense.reshape(n, n)
+    block = max(1, min(SOLVE_BLOCK, BATCH_BYTES // (8 * m * m)))
+    for start in range(0, n, block):
+        stop = min(n, start + block)
         a_idx = nbr[start:stop]
-        a = _lookup(keys, gram_vals, a_idx[:, :, None] * n + a_idx[:, None, :])
+        if dense is not None:
+            a = dense[a_idx[:, :, None], a_idx[:, None, :]]
+        else:
+            a = _lookup(keys, gram_vals, a_idx[:, :, None] * n + a_idx[:, None, :])
         a[:, diagonal, diagonal] = diag[a_idx] + lam
         weights[start:stop] = np.linalg.solve(a, rhs[start:stop, :, None])[:, :, 0]
     cols = np.repeat(np.arange(n), m)
