@@ -19,6 +19,9 @@ Steps (each measured in a fresh process, so peak memory is the step's own):
   K = 10 and 20, with penchant's beyond-accuracy metrics) of one fitted ALS model, against a
   minimal chunked reference in this file (numpy matmul, ``torch.topk``, NDCG and recall); the
   metric values of both are compared (max absolute difference printed).
+* ``ray``: the same evaluation on the Ray backend (a Ray instance started in the step's process
+  with 2 CPUs, before the clock starts; the tasks' worker processes start inside the timing),
+  against the local backend; the metrics must be equal. Memory is the driver's only.
 * ``--models 'pop;itemknn;fsslim;ease:lam=400'``: each model fitted on the training part and
   evaluated like ``evaluate`` (no reference): its fit time, fit + evaluation time, peak memory and
   NDCG@10, or its one-line memory refusal and how long that took.
@@ -190,6 +193,18 @@ def child(step: str, side: str, path: Path) -> dict:
             out["metrics"] = {m: metrics[m] for m in (f"{n}@{k}" for n in ("ndcg", "recall") for k in KS)}
         else:
             out["metrics"] = reference_evaluate(model.user_factors_, model.item_factors_, train.csr, valid.csr, test.csr)
+    elif step == "ray":  # `evaluate` on the Ray backend against the local backend, same model and split
+        train, valid, test = load_triple(*parts)
+        model = load_model(path.parent / f"als-{path.stem}.penchant")
+        backend = "local"
+        if side == "penchant":
+            import ray
+
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            backend = "ray"
+        base, start = rss_mib(), time.perf_counter()
+        metrics = evaluate(model, train, test, ks=list(KS), also_exclude=(valid,), backend=backend).metrics()
+        out["metrics"] = {m: metrics[m] for m in (f"{n}@{k}" for n in ("ndcg", "recall") for k in KS)}
     elif step == "e2e" and side == "penchant":
         from penchant.cli.main import app
 
@@ -253,14 +268,14 @@ def prepare(n: int, work: Path, steps: list[str]) -> Path:
         load(path).save(saved)
         print(f"# parsed {path.name} once and saved it to {saved}", flush=True)
     folder = work / f"split-{path.stem}"
-    if {"als", "evaluate", "e2e"} & set(steps) and not (folder / "test.csv").exists():
+    if {"als", "evaluate", "ray", "e2e"} & set(steps) and not (folder / "test.csv").exists():
         split = random_holdout(load(path), (0.8, 0.1, 0.1), seed=0)
         folder.mkdir(exist_ok=True)
         for name, part in (("train", split.train), ("valid", split.valid), ("test", split.test)):
             write_log(part, folder / f"{name}.csv")
         print(f"# wrote the 80/10/10 split of {path.name} to {folder}", flush=True)
     model_path = work / f"als-{path.stem}.penchant"
-    if "evaluate" in steps and not model_path.exists():
+    if {"evaluate", "ray"} & set(steps) and not model_path.exists():
         train, _, _ = load_triple(*(folder / f"{p}.csv" for p in ("train", "valid", "test")))
         ALS(**ALS_SETTINGS).fit(train).save(model_path)
         print(f"# fitted and saved {model_path}", flush=True)
@@ -296,7 +311,7 @@ def main() -> None:
             if "metrics" in ours:
                 diff = max(abs(ours["metrics"][m] - ref["metrics"][m]) for m in ref["metrics"])
                 note = f"ndcg@10 {ours['metrics']['ndcg@10']:.6f} vs {ref['metrics']['ndcg@10']:.6f}"
-                if step == "evaluate":  # the same factors on both sides: the metrics must agree
+                if step in ("evaluate", "ray"):  # the same factors on both sides: the metrics must agree
                     note += f", max |Δ| {diff:.1e}"
             rows.append({"size": n, "step": step, "penchant": ours, "reference": ref})
             print(f"{n:>11,} {step:<8} {ours['seconds']:>10.2f} {ref['seconds']:>8.2f} {ours['seconds'] / ref['seconds']:>6.2f} "

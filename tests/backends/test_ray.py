@@ -30,7 +30,9 @@ def _free_port() -> int:
 
 
 def _ray(*args: str, env: dict) -> None:
-    r = subprocess.run([str(RAY), *args], capture_output=True, text=True, env=env, timeout=180)
+    # stdin closed: the daemons `ray start` leaves behind must not hold this worker's stdin, which
+    # pytest-xdist talks to it through
+    r = subprocess.run([str(RAY), *args], stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, timeout=180)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
 
 
@@ -66,7 +68,8 @@ def cluster(tmp_path_factory):
 
             ray.shutdown()
         finally:
-            subprocess.run([str(RAY), "stop", "--force"], capture_output=True, env=env, timeout=120)
+            subprocess.run([str(RAY), "stop", "--force"], stdin=subprocess.DEVNULL, capture_output=True, env=env,
+                           timeout=120)
             for k, v in before.items():
                 if v is None:
                     os.environ.pop(k, None)
@@ -165,7 +168,7 @@ def test_the_core_never_imports_ray():
             "penchant.experiment.answers, penchant.backends; from penchant.cli.main import main\n"
             "try:\n    main(['models'])\nexcept SystemExit:\n    pass\n"
             "print('ray' in sys.modules, file=sys.stderr)")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+    r = subprocess.run([sys.executable, "-c", code], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
                        env={k: v for k, v in os.environ.items() if k != "PENCHANT_RAY_ADDRESS"})
     assert r.returncode == 0, r.stderr
     assert r.stderr.strip().splitlines()[-1] == "False"

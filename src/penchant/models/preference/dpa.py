@@ -46,12 +46,13 @@ class DirectionalPreference(NeuralUtility):
     def __init__(self, *, attributes: int = 2, given: bool = False, features: str = "id",
                  text_model: str = "all-MiniLM-L6-v2", hidden: int = 0, lr: float = 1e-2, weight_decay: float = 1e-5,
                  epochs: int = 100, batch_size: int = 512, patience: int = 5, loss: str = "plain", epsilon: float = 0.0,
-                 strength_heads: int = 0, adapt_l2: float = 0.1, seed: int = DEFAULT_SEED) -> None:
+                 strength_heads: int = 0, adapt_l2: float = 0.1,
+                 seed: int = DEFAULT_SEED, device: str = "auto") -> None:
         if attributes < 0 or (attributes == 0 and not given):
             raise ValueError("need learned attributes (attributes > 0) or given=True")
         self.attributes, self.given = attributes, given
         self._common(features, text_model, hidden, lr, weight_decay, epochs, batch_size, patience, loss, epsilon,
-                     strength_heads, adapt_l2, seed)
+                     strength_heads, adapt_l2, seed, device)
 
     def _fit(self, train: PreferencePairs, valid: PreferencePairs | None, weight: np.ndarray | None) -> None:
         names = [f"learned {k}" for k in range(self.attributes)]
@@ -108,14 +109,14 @@ class DirectionalPreference(NeuralUtility):
         import torch
 
         with torch.no_grad():
-            return self._scores(self.net_, torch.from_numpy(np.asarray(options, np.int64))).numpy()
+            return self._scores(self.net_, self._index(options)).cpu().numpy()
 
     def direction(self, users: np.ndarray) -> np.ndarray:
         """Each user's unit direction, float32 (n, m)."""
         import torch
 
         with torch.no_grad():
-            return self._directions(self.net_, torch.from_numpy(np.asarray(users, np.int64))).numpy()
+            return self._directions(self.net_, self._index(users)).cpu().numpy()
 
     def steer(self, users: np.ndarray, change: dict[str, float]) -> np.ndarray:
         """The users' directions moved by ``change`` ({attribute name: amount}, + for more, − for

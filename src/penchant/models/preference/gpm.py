@@ -37,10 +37,10 @@ class GeneralPreference(NeuralPreference):
     def __init__(self, *, blocks: int = 4, features: str = "id", text_model: str = "all-MiniLM-L6-v2", hidden: int = 0,
                  lr: float = 1e-2, weight_decay: float = 1e-5, epochs: int = 100, batch_size: int = 1024,
                  patience: int = 5, loss: str = "plain", epsilon: float = 0.0, strength_heads: int = 0, adapt_l2: float = 1.0,
-                 seed: int = DEFAULT_SEED) -> None:
+                 seed: int = DEFAULT_SEED, device: str = "auto") -> None:
         self.blocks = blocks
         self._common(features, text_model, hidden, lr, weight_decay, epochs, batch_size, patience, loss, epsilon,
-                     strength_heads, adapt_l2, seed)
+                     strength_heads, adapt_l2, seed, device)
 
     def _network(self, x: np.ndarray | None):
         import torch
@@ -56,7 +56,7 @@ class GeneralPreference(NeuralPreference):
         import torch
 
         with torch.no_grad():
-            return self.net_.options(torch.from_numpy(np.asarray(options, np.int64))).view(-1, self.blocks, 2).numpy()
+            return self.net_.options(self._index(options)).view(-1, self.blocks, 2).cpu().numpy()
 
     def gates(self, users: np.ndarray) -> np.ndarray:
         """λ_u ≥ 0 per block, float32 (n, blocks)."""
@@ -64,8 +64,8 @@ class GeneralPreference(NeuralPreference):
         import torch.nn.functional as F
 
         with torch.no_grad():
-            rows = self._rows(torch.from_numpy(np.asarray(users, np.int64)))
-            return F.softplus(self.net_.gate + self.net_.users[rows]).numpy()
+            rows = self._rows(self._index(users))
+            return F.softplus(self.net_.gate + self.net_.users[rows]).cpu().numpy()
 
     def _torch_margin(self, net, users, a, b, users_table=None):
         import torch.nn.functional as F

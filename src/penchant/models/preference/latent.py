@@ -40,7 +40,7 @@ from penchant.models.preference.neural import NeuralPreference, option_net
 from penchant.models.preference.train import check_loss, judged_as_trained, judged_by, pair_loss, pair_loss_terms
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
-from penchant.models.training import EarlyStopping, seed_torch
+from penchant.models.training import EarlyStopping, check_device, net_device, seed_torch, torch_device
 
 
 @register
@@ -70,6 +70,8 @@ class LatentClassIdealPoints(NeuralPreference):
         strength_heads: H > 0 weights each training pair (its loss and its evidence) by the
             agreement of an H-head ensemble with its label (0: off).
         seed: initialisation.
+        device: auto (CUDA when torch sees one), cpu or cuda: the network, the pairs and the
+            evidence live there; initial weights are drawn on the CPU (the same start everywhere).
     """
 
     name = "pal-latent"
@@ -79,7 +81,7 @@ class LatentClassIdealPoints(NeuralPreference):
     def __init__(self, *, prototypes: int = 3, dims: int = 16, features: str = "id", text_model: str = "all-MiniLM-L6-v2",
                  hidden: int = 0, lr: float = 3e-2, weight_decay: float = 1e-5, epochs: int = 2000, patience: int = 100,
                  anneal: int = 100, loss: str = "plain", epsilon: float = 0.0, strength_heads: int = 0,
-                 restarts: int = 1, seed: int = DEFAULT_SEED) -> None:
+                 restarts: int = 1, seed: int = DEFAULT_SEED, device: str = "auto") -> None:
         if prototypes < 1 or dims < 1 or hidden < 0:
             raise ValueError("prototypes and dims must be ≥ 1, hidden ≥ 0")
         if lr <= 0 or epochs < 1 or patience < 1 or weight_decay < 0 or anneal < 0:
@@ -93,6 +95,7 @@ class LatentClassIdealPoints(NeuralPreference):
         self.prototypes, self.dims, self.features, self.text_model, self.hidden = prototypes, dims, features, text_model, hidden
         self.lr, self.weight_decay, self.epochs, self.patience, self.anneal = lr, weight_decay, epochs, patience, anneal
         self.loss, self.epsilon, self.strength_heads, self.seed = loss, epsilon, strength_heads, seed
+        self.device = check_device(device)
 
     # ----- the model -----------------------------------------------------------------------------
     def _network(self, x: np.ndarray | None):
@@ -108,7 +111,7 @@ class LatentClassIdealPoints(NeuralPreference):
         """s_k(x) of every option, torch (n_options, K)."""
         import torch
 
-        f = net.options(torch.arange(self.n_options_))
+        f = net.options(torch.arange(self.n_options_, device=net_device(net)))
         return -(f[:, None, :] - net.ideal[None]).pow(2).sum(-1)
 
     def _log_likelihood(self, margin):
@@ -132,7 +135,7 @@ class LatentClassIdealPoints(NeuralPreference):
 
         if weight is not None:
             ll = ll * weight[:, None]
-        evidence = torch.zeros(self.n_users_ + 1, self.prototypes, dtype=ll.dtype).index_add(0, rows, ll)
+        evidence = torch.zeros(self.n_users_ + 1, self.prototypes, dtype=ll.dtype, device=ll.device).index_add(0, rows, ll)
         evidence[-1] = 0
         return evidence
 
@@ -155,20 +158,21 @@ class LatentClassIdealPoints(NeuralPreference):
         import torch
 
         seed_torch(seed)
-        self.net_ = net = self._network(x)
+        dev = torch_device(self.device)  # pairs, their distinct margins and the evidence all live there
+        self.net_ = net = self._network(x).to(dev)
         opt = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         stopper = EarlyStopping(self.patience, epochs=self.epochs)
-        u, w, l = (torch.from_numpy(v.astype(np.int64)) for v in (train.user, train.winner, train.loser))
+        u, w, l = (torch.from_numpy(v.astype(np.int64)).to(dev) for v in (train.user, train.winner, train.loser))
         rows = self._rows(u)
         # utilities are per option, so a margin is per ordered (winner, loser): compute each distinct
         # one once (D ≤ n_options², far fewer than the pairs) and carry the pairs' weights onto it
         key, inv = np.unique(train.winner.astype(np.int64) * self.n_options_ + train.loser, return_inverse=True)
-        dw, dl, inv = (torch.from_numpy(v.astype(np.int64)) for v in (key // self.n_options_, key % self.n_options_, inv))
-        wt = torch.ones(len(train)) if weight is None else torch.as_tensor(weight, dtype=torch.float32)
+        dw, dl, inv = (torch.from_numpy(v.astype(np.int64)).to(dev) for v in (key // self.n_options_, key % self.n_options_, inv))
+        wt = (torch.ones(len(train)) if weight is None else torch.as_tensor(weight, dtype=torch.float32)).to(dev)
         seen = torch.bincount(u[u >= 0], minlength=self.n_users_ + 1) > 0  # users whose class is inferred
         validated = valid is not None and len(valid) > 0
         if validated:
-            vu, vw, vl = (torch.from_numpy(v.astype(np.int64)) for v in (valid.user, valid.winner, valid.loser))
+            vu, vw, vl = (torch.from_numpy(v.astype(np.int64)).to(dev) for v in (valid.user, valid.winner, valid.loser))
         self.history_: list[float] = []
         self.best_epoch_ = None
         same_judge = judged_as_trained(self.loss, self.epsilon)
@@ -203,7 +207,7 @@ class LatentClassIdealPoints(NeuralPreference):
         with torch.no_grad():
             s = self._utilities(net)
             evidence = self._evidence(s, u, w, l, wt)
-            self.evidence_ = evidence.double().numpy()
+            self.evidence_ = evidence.double().cpu().numpy()
             if validated:
                 return -stopper.best_value if stopper.best_state is not None else self._valid_loss(
                     net, s, evidence, vu, vw, vl)
@@ -233,20 +237,21 @@ class LatentClassIdealPoints(NeuralPreference):
         """log r (n, K), torch float64, of ``users`` (−1: the population)."""
         import torch
 
-        rows = torch.from_numpy(np.where(users < 0, self.n_users_, users))
+        rows = self._index(np.where(users < 0, self.n_users_, users))
         with torch.no_grad():
-            return self._log_posterior_of(torch.from_numpy(self.evidence_), self.net_.prior.double().log_softmax(0), rows)
+            evidence = torch.from_numpy(self.evidence_).to(rows.device)
+            return self._log_posterior_of(evidence, self.net_.prior.double().log_softmax(0), rows)
 
     def mixture(self, users: np.ndarray) -> np.ndarray:
         """Each user's posterior over the classes, float64 (n, K)."""
-        return np.exp(self._log_posterior(np.asarray(users, np.int64)).numpy())
+        return np.exp(self._log_posterior(np.asarray(users, np.int64)).cpu().numpy())
 
     def _margin(self, users: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         import torch
 
         with torch.no_grad():
             s = self._utilities(self.net_).double()
-            return self._mixture_margin(self._log_posterior(users), s[a] - s[b]).numpy()
+            return self._mixture_margin(self._log_posterior(users), s[self._index(a)] - s[self._index(b)]).cpu().numpy()
 
     # ----- users ---------------------------------------------------------------------------------
     def adapt(self, pairs: PreferencePairs) -> LatentClassIdealPoints:
@@ -260,8 +265,8 @@ class LatentClassIdealPoints(NeuralPreference):
             return self
         with torch.no_grad():
             e = self._evidence(self._utilities(self.net_),
-                               *(torch.from_numpy(v.astype(np.int64)) for v in (pairs.user, pairs.winner, pairs.loser)))
-        self.evidence_[users] = e.double().numpy()[users]
+                               *(self._index(v) for v in (pairs.user, pairs.winner, pairs.loser)))
+        self.evidence_[users] = e.double().cpu().numpy()[users]
         return self
 
     def forget(self, users: np.ndarray) -> LatentClassIdealPoints:

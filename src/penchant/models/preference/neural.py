@@ -12,6 +12,7 @@ import numpy as np
 from penchant.data.pairs import PreferencePairs
 from penchant.models.preference.base import PreferenceModel
 from penchant.models.preference.train import check_loss, pair_loss, train_pairs
+from penchant.models.training import check_device, net_device, torch_device
 
 #: the training arguments every neural preference model documents
 TRAINING_ARGS = """
@@ -28,6 +29,9 @@ TRAINING_ARGS = """
             with its label (0: off).
         adapt_l2: pull of an adapted user's parameters towards the population's.
         seed: initialisation and batch order.
+        device: auto (CUDA when torch sees one), cpu or cuda: the network lives there and the
+            pairs' indices move there; initial weights are drawn on the CPU, so one seed gives the
+            same start on every device.
 """
 
 
@@ -58,11 +62,11 @@ class NeuralPreference(PreferenceModel):
 
     def _common(self, features: str, text_model: str, hidden: int, lr: float, weight_decay: float, epochs: int,
                 batch_size: int, patience: int, loss: str, epsilon: float, strength_heads: int, adapt_l2: float | None,
-                seed: int) -> None:
+                seed: int, device: str = "auto") -> None:
         self.features, self.text_model, self.hidden = features, text_model, hidden
         self.lr, self.weight_decay, self.epochs, self.batch_size = lr, weight_decay, epochs, batch_size
         self.patience, self.loss, self.epsilon, self.strength_heads = patience, loss, epsilon, strength_heads
-        self.seed = seed
+        self.seed, self.device = seed, check_device(device)
         if adapt_l2 is not None:  # models that adapt users by gradient
             self.adapt_l2 = adapt_l2
         if lr <= 0 or epochs < 1 or batch_size < 1 or weight_decay < 0 or hidden < 0 or (adapt_l2 or 0) < 0:
@@ -77,6 +81,12 @@ class NeuralPreference(PreferenceModel):
     def _torch_margin(self, net, users, a, b):
         raise NotImplementedError
 
+    def _index(self, values: np.ndarray):
+        """Integer indices (n,) as an int64 tensor on the network's device."""
+        import torch
+
+        return torch.from_numpy(np.asarray(values, np.int64)).to(net_device(self.net_))
+
     def _rows(self, users):
         """User indices with −1 mapped to the population row."""
         import torch
@@ -88,7 +98,7 @@ class NeuralPreference(PreferenceModel):
 
         torch.manual_seed(self.seed)
         x = self._fit_features(train)
-        self.net_ = self._network(x)
+        self.net_ = self._network(x).to(torch_device(self.device))
         self.history_ = train_pairs(self, self.net_, self._torch_margin, train, valid, lr=self.lr,
                                     weight_decay=self.weight_decay, epochs=self.epochs, batch_size=self.batch_size,
                                     patience=self.patience, seed=self.seed, loss=self.loss, epsilon=self.epsilon,
@@ -112,7 +122,7 @@ class NeuralPreference(PreferenceModel):
 
         options = self.net_.options
         known, start = options.x, self.n_options_
-        options.x = torch.cat([known, torch.as_tensor(np.asarray(x, np.float32))])
+        options.x = torch.cat([known, torch.as_tensor(np.asarray(x, np.float32)).to(known.device)])
         self.n_options_ = start + len(x)
         try:
             yield start
@@ -125,8 +135,8 @@ class NeuralPreference(PreferenceModel):
         out = np.empty(len(users))
         with torch.no_grad():
             for s in range(0, len(users), 65536):
-                t = [torch.from_numpy(v[s:s + 65536]) for v in (users, a, b)]
-                out[s:s + 65536] = self._torch_margin(self.net_, *t).double().numpy()
+                t = [self._index(v[s:s + 65536]) for v in (users, a, b)]
+                out[s:s + 65536] = self._torch_margin(self.net_, *t).double().cpu().numpy()
         return out
 
     def adapt(self, pairs: PreferencePairs, *, steps: int = 200, lr: float = 0.05) -> NeuralPreference:
@@ -141,19 +151,20 @@ class NeuralPreference(PreferenceModel):
         if not len(users):
             return self
         base = self.net_.users.detach().clone()
-        rows = torch.nn.Parameter(base[torch.from_numpy(users)].clone())
-        u, w, l = (torch.from_numpy(v.astype(np.int64)) for v in (pairs.user, pairs.winner, pairs.loser))
+        at = self._index(users)
+        rows = torch.nn.Parameter(base[at].clone())
+        u, w, l = (self._index(v) for v in (pairs.user, pairs.winner, pairs.loser))
         opt = torch.optim.Adam([rows], lr=lr)
         self.net_.eval()
         for _ in range(steps):
-            table = base.index_put((torch.from_numpy(users),), rows)
+            table = base.index_put((at,), rows)
             loss = pair_loss(self._torch_margin(self.net_, u, w, l, users_table=table)) * len(pairs)
             loss = loss + self.adapt_l2 * (rows - base[self.n_users_]).pow(2).sum()
             opt.zero_grad()
             loss.backward()
             opt.step()
         with torch.no_grad():
-            self.net_.users[torch.from_numpy(users)] = rows.detach()
+            self.net_.users[at] = rows.detach()
         return self
 
     def forget(self, users: np.ndarray) -> NeuralPreference:
@@ -164,18 +175,18 @@ class NeuralPreference(PreferenceModel):
         if not hasattr(self.net_, "users"):
             raise NotImplementedError(f"{self.name} has no per-user parameters to forget")
         with torch.no_grad():
-            self.net_.users[torch.from_numpy(np.asarray(users, np.int64))] = self.net_.users[self.n_users_].clone()
+            self.net_.users[self._index(users)] = self.net_.users[self.n_users_].clone()
         return self
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {f"net.{k}": v.detach().numpy() for k, v in self.net_.state_dict().items()}
+        return {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
 
     def _load_state(self, arrays: dict[str, np.ndarray]) -> None:
         import torch
 
         self.net_ = self._network(arrays.get("net.options.x"))
         self.net_.load_state_dict({k[4:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("net.")})
-        self.net_.eval()
+        self.net_ = self.net_.to(torch_device(self.device)).eval()
 
 
 class NeuralUtility(NeuralPreference):
@@ -192,4 +203,4 @@ class NeuralUtility(NeuralPreference):
         import torch
 
         with torch.no_grad():
-            return self._utility(self.net_, torch.from_numpy(users), torch.from_numpy(options)).double().numpy()
+            return self._utility(self.net_, self._index(users), self._index(options)).double().cpu().numpy()

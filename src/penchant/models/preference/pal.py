@@ -42,12 +42,12 @@ class PluralIdealPoints(NeuralUtility):
     def __init__(self, *, prototypes: int = 4, dims: int = 16, features: str = "id", text_model: str = "all-MiniLM-L6-v2",
                  hidden: int = 0, lr: float = 3e-2, weight_decay: float = 1e-5, epochs: int = 100, batch_size: int = 256,
                  patience: int = 5, loss: str = "plain", epsilon: float = 0.0, strength_heads: int = 0, adapt_l2: float = 0.1,
-                 user_lr: float = 1.0, seed: int = DEFAULT_SEED) -> None:
+                 user_lr: float = 1.0, seed: int = DEFAULT_SEED, device: str = "auto") -> None:
         if user_lr <= 0:
             raise ValueError("user_lr must be > 0")
         self.prototypes, self.dims, self.user_lr = prototypes, dims, user_lr
         self._common(features, text_model, hidden, lr, weight_decay, epochs, batch_size, patience, loss, epsilon,
-                     strength_heads, adapt_l2, seed)
+                     strength_heads, adapt_l2, seed, device)
 
     def _network(self, x: np.ndarray | None):
         import torch
@@ -72,4 +72,4 @@ class PluralIdealPoints(NeuralUtility):
         import torch
 
         with torch.no_grad():
-            return self.net_.users[self._rows(torch.from_numpy(np.asarray(users, np.int64)))].softmax(1).numpy()
+            return self.net_.users[self._rows(self._index(users))].softmax(1).cpu().numpy()

@@ -30,12 +30,13 @@ class PersonalBT(NeuralUtility):
 
     def __init__(self, *, factors: int = 16, reg: float = 0.0, features: str = "id", text_model: str = "all-MiniLM-L6-v2", hidden: int = 0,
                  lr: float = 1e-2, weight_decay: float = 1e-4, epochs: int = 50, batch_size: int = 1024, patience: int = 3,
-                 loss: str = "plain", epsilon: float = 0.0, strength_heads: int = 0, adapt_l2: float = 1.0, seed: int = DEFAULT_SEED) -> None:
+                 loss: str = "plain", epsilon: float = 0.0, strength_heads: int = 0, adapt_l2: float = 1.0,
+                 seed: int = DEFAULT_SEED, device: str = "auto") -> None:
         self.factors, self.reg = factors, reg
         if reg < 0:
             raise ValueError("reg must be ≥ 0")
         self._common(features, text_model, hidden, lr, weight_decay, epochs, batch_size, patience, loss, epsilon,
-                     strength_heads, adapt_l2, seed)
+                     strength_heads, adapt_l2, seed, device)
 
     def _network(self, x: np.ndarray | None):
         import torch

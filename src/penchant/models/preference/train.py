@@ -25,7 +25,7 @@ from collections.abc import Callable
 import numpy as np
 
 from penchant.data.pairs import PreferencePairs
-from penchant.models.training import EarlyStopping, seed_torch
+from penchant.models.training import EarlyStopping, net_device, seed_torch
 
 LOSSES = ("plain", "smooth", "robust", "forward")
 
@@ -110,15 +110,16 @@ def train_pairs(model, net, margin: Callable, train: PreferencePairs, valid: Pre
     rng = np.random.default_rng(seed)
     opt = torch.optim.Adam(net.parameters() if param_groups is None else param_groups, lr=lr, weight_decay=weight_decay)
     stopper = EarlyStopping(patience, epochs=epochs)
-    u, w, l = (torch.from_numpy(x.astype(np.int64)) for x in (train.user, train.winner, train.loser))
-    wt = None if weight is None else torch.as_tensor(weight, dtype=torch.float32)
+    dev = net_device(net)  # the pairs' indices move there once (n int64 each); batches are slices of them
+    u, w, l = (torch.from_numpy(x.astype(np.int64)).to(dev) for x in (train.user, train.winner, train.loser))
+    wt = None if weight is None else torch.as_tensor(weight, dtype=torch.float32).to(dev)
     noise_aware = judged_by(loss, epsilon)
     history: list[float] = []
     for epoch in range(1, epochs + 1):
         net.train()
         chosen = before_epoch(rng) if before_epoch is not None else None
         order = rng.permutation(len(train)) if chosen is None else rng.permutation(chosen)
-        order = torch.from_numpy(order)
+        order = torch.from_numpy(order).to(dev)
         for s in range(0, len(order), batch_size):
             sel = order[s:s + batch_size]
             value = pair_loss(margin(net, u[sel], w[sel], l[sel]), loss=loss, epsilon=epsilon,
@@ -131,7 +132,7 @@ def train_pairs(model, net, margin: Callable, train: PreferencePairs, valid: Pre
         if valid is not None and len(valid):
             net.eval()
             with torch.no_grad():
-                m = margin(net, *(torch.from_numpy(x.astype(np.int64)) for x in (valid.user, valid.winner, valid.loser)))
+                m = margin(net, *(torch.from_numpy(x.astype(np.int64)).to(dev) for x in (valid.user, valid.winner, valid.loser)))
                 value = float(pair_loss(m, **noise_aware))
             history.append(value)
             if stopper.update(epoch, -value, net.state_dict):

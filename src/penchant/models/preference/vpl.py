@@ -30,6 +30,7 @@ from penchant.data.pairs import PreferencePairs
 from penchant.models.preference.neural import TRAINING_ARGS, NeuralUtility, option_net
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
+from penchant.models.training import torch_device
 
 
 @register
@@ -51,12 +52,12 @@ class VariationalPreference(NeuralUtility):
     def __init__(self, *, latent: int = 8, dims: int = 32, context: int = 16, beta: float = 1e-2, features: str = "id",
                  text_model: str = "all-MiniLM-L6-v2", hidden: int = 0, lr: float = 1e-2, weight_decay: float = 1e-5,
                  epochs: int = 100, batch_size: int = 256, patience: int = 5, loss: str = "plain", epsilon: float = 0.0,
-                 strength_heads: int = 0, seed: int = DEFAULT_SEED) -> None:
+                 strength_heads: int = 0, seed: int = DEFAULT_SEED, device: str = "auto") -> None:
         if latent < 1 or dims < 1 or context < 1 or beta < 0:
             raise ValueError("latent, dims and context must be positive and beta ≥ 0")
         self.latent, self.dims, self.context, self.beta = latent, dims, context, beta
         self._common(features, text_model, hidden, lr, weight_decay, epochs, batch_size, patience, loss, epsilon,
-                     strength_heads, None, seed)
+                     strength_heads, None, seed, device)
 
     def _network(self, x: np.ndarray | None):
         import torch
@@ -78,12 +79,13 @@ class VariationalPreference(NeuralUtility):
         import torch
 
         h = net.pair(torch.cat([net.context(winner), net.context(loser)], 1))
-        total = torch.zeros(n_rows, self.dims).index_add_(0, owner, h)
-        count = torch.zeros(n_rows).index_add_(0, owner, torch.ones(len(owner)))
+        dev = h.device
+        total = torch.zeros(n_rows, self.dims, device=dev).index_add_(0, owner, h)
+        count = torch.zeros(n_rows, device=dev).index_add_(0, owner, torch.ones(len(owner), device=dev))
         pooled = total / count.clamp(min=1)[:, None]
         has = (count > 0)[:, None]
-        return (torch.where(has, net.mu(pooled), torch.zeros(())), torch.where(has, net.logvar(pooled), torch.zeros(())),
-                count)
+        zero = torch.zeros((), device=dev)
+        return torch.where(has, net.mu(pooled), zero), torch.where(has, net.logvar(pooled), zero), count
 
     def _latents_from(self, net, pairs_user, pairs_winner, pairs_loser):
         """μ per user row (n_users + 1, L) from the given pairs (user −1 pairs are ignored)."""
@@ -96,7 +98,8 @@ class VariationalPreference(NeuralUtility):
     def _fit(self, train: PreferencePairs, valid: PreferencePairs | None, weight: np.ndarray | None) -> None:
         import torch
 
-        self._pairs = tuple(torch.from_numpy(v.astype(np.int64)) for v in (train.user, train.winner, train.loser))
+        dev = torch_device(self.device)
+        self._pairs = tuple(torch.from_numpy(v.astype(np.int64)).to(dev) for v in (train.user, train.winner, train.loser))
         super()._fit(train, valid, weight)
         with torch.no_grad():  # the best epoch's weights are back: latents from all training pairs
             self.net_.latent.copy_(self._latents_from(self.net_, *self._pairs))
@@ -113,9 +116,10 @@ class VariationalPreference(NeuralUtility):
         order = np.argsort(rows, kind="stable")
         count = np.bincount(rows, minlength=self.n_users_ + 1)
         count[self.n_users_] = 0  # the population has no context
-        self._by_user = torch.from_numpy(order)
-        self._start = torch.from_numpy(np.concatenate(([0], np.cumsum(count)[:-1])))
-        self._count = torch.from_numpy(count)
+        dev = self._pairs[0].device
+        self._by_user = torch.from_numpy(order).to(dev)
+        self._start = torch.from_numpy(np.concatenate(([0], np.cumsum(count)[:-1]))).to(dev)
+        self._count = torch.from_numpy(count).to(dev)
 
         def hook(rng: np.random.Generator) -> None:
             self._stale = True
@@ -132,16 +136,17 @@ class VariationalPreference(NeuralUtility):
 
         n, c = len(rows), self.context
         count = self._count[rows]
-        draw = (torch.rand(n, c) * count[:, None]).long()
+        dev = count.device  # draws come from the CPU generator, then move: the same draws on every device
+        draw = (torch.rand(n, c).to(dev) * count[:, None]).long()
         idx = self._by_user[(self._start[rows][:, None] + draw).clamp(max=len(self._by_user) - 1)]
         _, winner, loser = self._pairs
-        size = torch.randint(1, c + 1, (n, 1))
-        mask = ((torch.arange(c)[None, :] < size) & (count[:, None] > 0)
+        size = torch.randint(1, c + 1, (n, 1)).to(dev)
+        mask = ((torch.arange(c, device=dev)[None, :] < size) & (count[:, None] > 0)
                 & ~((winner[idx] == a[:, None]) & (loser[idx] == b[:, None])))
-        owner = torch.arange(n)[:, None].expand_as(idx)[mask]
+        owner = torch.arange(n, device=dev)[:, None].expand_as(idx)[mask]
         pick = idx[mask]
         mu, logvar, _ = self._posterior(net, winner[pick], loser[pick], owner, n)
-        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        z = mu + torch.randn(mu.shape, dtype=mu.dtype).to(dev) * (0.5 * logvar).exp()
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean()
         return z, kl
 
@@ -172,9 +177,8 @@ class VariationalPreference(NeuralUtility):
 
     def latents(self, users: np.ndarray) -> np.ndarray:
         """Each user's latent mean z, float32 (n, L); zeros for users without comparisons."""
-        import torch
 
-        return self.net_.latent[self._rows(torch.from_numpy(np.asarray(users, np.int64)))].numpy().copy()
+        return self.net_.latent[self._rows(self._index(users))].cpu().numpy().copy()
 
     def adapt(self, pairs: PreferencePairs, **_: object) -> VariationalPreference:
         """Set the latent of each user in ``pairs`` from those pairs alone (amortised inference: the
@@ -184,10 +188,11 @@ class VariationalPreference(NeuralUtility):
         users = np.unique(pairs.user[pairs.user >= 0])
         if not len(users):
             return self
-        t = [torch.from_numpy(v.astype(np.int64)) for v in (pairs.user, pairs.winner, pairs.loser)]
+        t = [self._index(v) for v in (pairs.user, pairs.winner, pairs.loser)]
         with torch.no_grad():
             mu = self._latents_from(self.net_, *t)
-            self.net_.latent[torch.from_numpy(users)] = mu[torch.from_numpy(users)]
+            at = self._index(users)
+            self.net_.latent[at] = mu[at]
         return self
 
     def forget(self, users: np.ndarray) -> VariationalPreference:
@@ -195,7 +200,7 @@ class VariationalPreference(NeuralUtility):
         import torch
 
         with torch.no_grad():
-            self.net_.latent[torch.from_numpy(np.asarray(users, np.int64))] = 0
+            self.net_.latent[self._index(users)] = 0
         return self
 
     def shuffled(self, seed: int = DEFAULT_SEED) -> VariationalPreference:
@@ -208,10 +213,10 @@ class VariationalPreference(NeuralUtility):
 
         out = copy.deepcopy(self)
         table = out.net_.latent
-        has = np.flatnonzero(table[:-1].abs().sum(1).numpy() > 0)
+        has = np.flatnonzero(table[:-1].abs().sum(1).cpu().numpy() > 0)
         order = np.random.default_rng(seed).permutation(len(has))
         source = np.empty_like(has)
         source[order] = has[np.roll(order, 1)]  # the user at order[i] takes the latent of the one at order[i − 1]
         with torch.no_grad():
-            table[torch.from_numpy(has)] = table[torch.from_numpy(source)].clone()
+            table[out._index(has)] = table[out._index(source)].clone()
         return out
