@@ -122,17 +122,15 @@ def tune(name: str, train: Dataset, valid: Dataset, *, trials: int = 20, seed: i
     On the Ray backend the trials run in parallel through Ray Tune, with the same search space and
     sampler (:func:`penchant.experiment.tune_ray.tune_on_ray`); the best parameters are refitted here.
     """
-    run_on = resolve(backend)
-    if run_on.name == "ray":
+    job = search(name, train, valid, metric=metric, fixed=fixed)  # checks the request before any trial runs
+    if resolve(backend).name == "ray":  # resolving connects this process to the cluster
         from penchant.experiment.tune_ray import tune_on_ray
 
-        job = search(name, train, valid, metric=metric, fixed=fixed)  # checks the request before any trial runs
-        best, value, records = tune_on_ray(run_on, job.name, train, valid, metric=metric, fixed=fixed, trials=trials,
-                                           seed=seed, timeout=timeout, progress=progress)
+        best, value, records = tune_on_ray(job, metric=metric, trials=trials, seed=seed, timeout=timeout,
+                                           progress=progress)
         return TuneResult(job.name, job.metric, best, value, records, job.fit(best))
     import optuna
 
-    job = search(name, train, valid, metric=metric, fixed=fixed)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=sampler(seed),
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))

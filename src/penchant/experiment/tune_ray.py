@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from penchant.experiment.tune import sampler, search
+from penchant.experiment.tune import Search, sampler, search
 from penchant.models.search import Choice, Float, Int
 
 #: where Ray Tune keeps trial results: a path every node can write (a shared folder or a bucket
@@ -68,22 +68,22 @@ def _trial(config: dict[str, Any], request: dict[str, Any]) -> None:
     tune.report({"value": value, "best": max(best[0], value), "complete": 1})
 
 
-def tune_on_ray(backend: Any, name: str, train: Any, valid: Any, *, metric: str, fixed: dict[str, Any] | None,
-                trials: int, seed: int, timeout: float | None,
+def tune_on_ray(job: Search, *, metric: str, trials: int, seed: int, timeout: float | None,
                 progress: Callable[[int, float], None] | None) -> tuple[dict[str, Any], float, list[dict[str, Any]]]:
-    """Run the search on ``backend``'s cluster: the best parameters (fixed ones included), its
-    validation value, and every trial as ``{"number", "params", "value", "state", "seconds"}``."""
+    """Run ``job`` on the Ray cluster this process is connected to (the Ray backend connects it):
+    the best parameters (fixed ones included), its validation value, and every trial as
+    ``{"number", "params", "value", "state", "seconds"}``. ``metric`` is the one asked for, which
+    each trial's own :class:`Search` is built with."""
     import optuna
     from ray import tune
     from ray.tune.schedulers import MedianStoppingRule
     from ray.tune.search.optuna import OptunaSearch
 
-    job = search(name, train, valid, metric=metric, fixed=fixed)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     searcher = OptunaSearch(space=distributions(job.space), metric="value", mode="max", sampler=sampler(seed))
     stopper = MedianStoppingRule(time_attr="training_iteration", metric="value", mode="max", grace_period=1,
                                  min_samples_required=3)
-    request = {"name": job.name, "train": train, "valid": valid, "metric": metric, "fixed": job.fixed}
+    request = {"name": job.name, "train": job.train, "valid": job.valid, "metric": metric, "fixed": job.fixed}
     trainable = tune.with_resources(tune.with_parameters(_trial, request=request), {"cpu": 1})
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Ray Tune's own tables stay off the terminal (verbose=0)
     storage = os.environ.get(ENV_STORAGE)
