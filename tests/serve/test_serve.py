@@ -119,6 +119,10 @@ def test_keys_scopes_and_errors(client, tmp_path):
     r = client.get("/v1/users/u/recommendations", params={"k": 0})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "k"]
     assert client.post("/v1/models/train", json={"model": "nope"}).status_code == 422
+    # a lone surrogate (valid JSON escape, not encodable text) is a 422 that echoes it escaped
+    r = client.post("/v1/users/delete", content=b'{"ids": ["\\ud800"]}', headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "ids", 0]
+    assert r.json()["detail"][0]["input"] == "\ud800"
     assert client.post("/v1/feedback", content=b"[" + b" " * 3_000_000 + b"]",
                        headers={"content-type": "application/json"}).status_code == 413
     revoked_id = reader.split("_")[1]

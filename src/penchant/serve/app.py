@@ -10,9 +10,12 @@ handler per error type.
 
 from __future__ import annotations
 
+import json
 import time
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from penchant.errors import ConfigError, ConflictError, DataError, NotFoundError
@@ -27,6 +30,14 @@ from penchant.serve.store import Store, database_url, make_engine, migrate
 
 #: HTTP status of each of penchant's error types, when a route lets one through
 STATUS = {DataError: 422, ConfigError: 422, NotFoundError: 404, ConflictError: 409}
+
+
+class ErrorJSON(JSONResponse):
+    """An error body in ASCII JSON: a 422 echoes the rejected input, which may hold characters
+    UTF-8 cannot carry (a lone surrogate from a ``\\ud800`` escape); escaped, they still answer."""
+
+    def render(self, content) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
 class LimitsAndMetrics:
@@ -80,6 +91,7 @@ def create_app(settings: Settings, *, admin_key: str | None = None) -> FastAPI:
                        max_model_bytes=settings.max_model_bytes)
     for error, status in STATUS.items():
         app.add_exception_handler(error, _answer(status))
+    app.add_exception_handler(RequestValidationError, _invalid)
     for router in ROUTERS:
         app.include_router(router)
     return app
@@ -87,5 +99,10 @@ def create_app(settings: Settings, *, admin_key: str | None = None) -> FastAPI:
 
 def _answer(status: int):
     async def handler(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=status)
+        return ErrorJSON({"detail": str(exc)}, status_code=status)
     return handler
+
+
+async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422 (the list of invalid fields with their inputs), rendered so any input can be echoed."""
+    return ErrorJSON({"detail": jsonable_encoder(exc.errors())}, status_code=422)
