@@ -71,11 +71,11 @@ def write(path: Path, text: str | bytes) -> Path:
     return path
 
 
-def penchant(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+def penchant(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the real CLI in a subprocess."""
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
     return subprocess.run([sys.executable, "-m", "penchant", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=full_env, timeout=300)
+                          cwd=cwd, env=full_env, timeout=timeout)
 
 
 class Ran(subprocess.CompletedProcess):

@@ -7,9 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -18,35 +15,8 @@ import urllib.request
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, cli, penchant, write
-
-ADMIN = "pk_admin1_" + "a" * 40
-
-
-def clustered_events(n_users: int = 60, n_items: int = 40, per_user: int = 8, seed: int = 0) -> list[dict]:
-    """Two taste clusters: even users click even items, odd users odd items."""
-    rng = np.random.default_rng(seed)
-    events = []
-    for u in range(n_users):
-        pool = np.arange(u % 2, n_items, 2)
-        for k, i in enumerate(rng.choice(pool, per_user, replace=False)):
-            events.append({"event_id": f"u{u}-{k}", "user_id": f"u{u}", "item_id": f"i{i}", "type": "click",
-                           "timestamp": float(1000 + k)})
-    return events
-
-
-@pytest.fixture
-def client(tmp_path, database_url):
-    from fastapi.testclient import TestClient
-
-    from penchant.serve.app import create_app
-    from penchant.serve.config import load_settings
-
-    settings = load_settings(tmp_path / "data", database_url=database_url, env={})
-    app = create_app(settings, admin_key=ADMIN)
-    with TestClient(app) as c:
-        c.headers["Authorization"] = f"Bearer {ADMIN}"
-        yield c
+from tests.conftest import cli, penchant, write
+from tests.serve.server import ADMIN, clustered_events, free_port, post, start_server
 
 
 def test_feedback_recommendations_and_versions(client):
@@ -159,42 +129,12 @@ def test_settings_reject_unknown_keys_and_bad_types(tmp_path):
     assert s.rate_limit_per_minute == 7 and s.meaning("dislike") == "negative"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_server(data_dir, url, port) -> subprocess.Popen:
-    args = [sys.executable, "-m", "penchant", "serve", "--port", str(port), "--data-dir", str(data_dir)]
-    env = dict(os.environ, PENCHANT_ADMIN_KEY=ADMIN, PYTHONPATH=str(ROOT / "src"))
-    proc = subprocess.Popen(args + (["--database-url", url] if url else []), env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    end = time.time() + 120
-    while time.time() < end:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            return proc
-        except OSError:
-            if proc.poll() is not None:
-                raise AssertionError(proc.stderr.read().decode()[-2000:]) from None
-            time.sleep(0.2)
-    raise AssertionError("server did not start")
-
-
-def _post(port: int, rows: list[dict]) -> dict:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/feedback", data=json.dumps(rows).encode(), method="POST",
-                                 headers={"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.loads(r.read())
-
-
 def test_acknowledged_events_survive_sigkill_and_retries_do_not_double(tmp_path, database_url):
     """Batches stream in while the server is killed with SIGKILL; after a restart every
     acknowledged event is stored, and re-sending every batch (the unacknowledged one included)
     stores nothing twice."""
-    port = _free_port()
-    proc = _start_server(tmp_path / "data", database_url, port)
+    port = free_port()
+    proc = start_server(tmp_path / "data", database_url, port)
     batches = [[{"event_id": f"b{b}-{k}", "user_id": f"u{k % 7}", "item_id": f"i{(b * 13 + k) % 50}", "type": "click"}
                 for k in range(40)] for b in range(400)]
     acknowledged: list[str] = []
@@ -203,7 +143,7 @@ def test_acknowledged_events_survive_sigkill_and_retries_do_not_double(tmp_path,
     def stream() -> None:
         for batch in batches:
             try:
-                _post(port, batch)
+                post(port, batch)
             except (OSError, urllib.error.URLError):
                 return  # the server died mid-request: this batch is unacknowledged
             acknowledged.extend(e["event_id"] for e in batch)
@@ -220,8 +160,8 @@ def test_acknowledged_events_survive_sigkill_and_retries_do_not_double(tmp_path,
     proc.wait(timeout=30)
     assert 0 < len(acknowledged) < 40 * len(batches)
 
-    port = _free_port()
-    proc = _start_server(tmp_path / "data", database_url, port)
+    port = free_port()
+    proc = start_server(tmp_path / "data", database_url, port)
     try:
         from penchant.serve.store import Store, make_engine
         from penchant.serve.store import database_url as url_of
@@ -230,7 +170,7 @@ def test_acknowledged_events_survive_sigkill_and_retries_do_not_double(tmp_path,
         stored = store.event_ids()
         assert set(acknowledged) <= set(stored) and len(stored) == len(set(stored))
         sent = [b for b in batches if b[0]["event_id"].split("-")[0] in {e.split("-")[0] for e in stored}]
-        totals = [_post(port, b) for b in batches[: len(sent) + 1]]  # every batch that reached the store, and one more
+        totals = [post(port, b) for b in batches[: len(sent) + 1]]  # every batch that reached the store, and one more
         assert sum(t["inserted"] for t in totals) == 40 * (len(sent) + 1) - len(stored)
         after = store.event_ids()
         assert len(after) == len(set(after)) == 40 * (len(sent) + 1)

@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from tests.serve.test_serve import ADMIN, _free_port, _start_server
+from tests.serve.server import ADMIN, free_port, start_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -30,8 +30,8 @@ def test_ui_shows_a_user_and_sends_feedback(tmp_path):
 
     if not shutil.which("chromium") and not __import__("os").path.exists(CHROMIUM):
         pytest.fail("Debian's chromium is needed for the UI test (apt-get install chromium)")
-    port = _free_port()
-    server = _start_server(tmp_path / "data", None, port)
+    port = free_port()
+    server = start_server(tmp_path / "data", None, port)
     try:
         _call(port, "PUT", "/v1/items", [{"id": f"i{i}", "title": f"Film number {i}"} for i in range(20)])
         events = [{"event_id": f"e{u}-{i}", "user_id": f"u{u}", "item_id": f"i{i}", "type": "click", "timestamp": 1.0 + i}

@@ -19,9 +19,11 @@ def serve(
     data_dir: Path = typer.Option(..., "--data-dir", help=DATA_DIR_HELP),
     database_url: str = typer.Option(None, "--database-url", help=URL_HELP),
     config: Path = typer.Option(None, "--config", help="TOML settings file (unknown keys are an error)."),
+    access_log: bool = typer.Option(False, "--access-log", help="One JSON line per request on stderr (never the key)."),
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs). With no keys stored yet, PENCHANT_ADMIN_KEY (if
-    set) becomes an admin key."""
+    set) becomes an admin key. Says on stderr where it listens, which store and which model
+    versions it serves; SIGINT/SIGTERM let requests in flight finish. One server per --data-dir."""
     from penchant.errors import ConfigError
     from penchant.serve.app import create_app  # first: without the serve extra, one line naming it
     from penchant.serve.config import load_settings
@@ -30,11 +32,13 @@ def serve(
     admin_key = os.environ.get("PENCHANT_ADMIN_KEY")
     if admin_key is not None and key_id_of(admin_key) is None:
         raise ConfigError(f"PENCHANT_ADMIN_KEY is not a valid key; {KEY_SHAPE}")
-    settings = load_settings(data_dir, database_url=database_url, config_file=config)
-    app = create_app(settings, admin_key=admin_key)
-    import uvicorn
+    from penchant.serve.runner import hold_data_dir, serve_forever
 
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    settings = load_settings(data_dir, database_url=database_url, config_file=config)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with hold_data_dir(data_dir):  # refused before migrating or loading anything when another server has it
+        app = create_app(settings, admin_key=admin_key)
+        serve_forever(app, host, port, access_log=access_log)
 
 
 def models_import(

@@ -79,12 +79,13 @@ def create_app(settings: Settings, *, admin_key: str | None = None) -> FastAPI:
     if admin_key and not store.keys():
         create_key(store, "bootstrap admin", "admin", key=admin_key)
     host = ModelHost(store, settings)
-    host.load_active()
+    refused = host.load_active()
     if settings.retrain_every_s > 0:
         host.schedule(settings.retrain_every_s)
     metrics = Metrics()
     app = FastAPI(title="penchant", version="0.1.0",
                   description="Feedback in, recommendations out. Keys: `Authorization: Bearer <key>`.")
+    app.state.refused = refused  # versions not served, for the start-up lines
     app.state.service = Service(store, host, ConversationHost(store, host), settings, metrics, KeyCache(store),
                                 RateLimiter(settings.rate_limit_per_minute))
     app.add_middleware(LimitsAndMetrics, metrics=metrics, max_bytes=settings.max_request_bytes,

@@ -89,13 +89,26 @@ class ModelHost:
 
     # --- versions --------------------------------------------------------------------------------
 
-    def load_active(self) -> None:
+    def load_active(self) -> list[str]:
+        """Load the active version of each kind. A version whose artefact is missing or damaged is
+        never served: it is marked failed (its error says why) and nothing of its kind is
+        deployed. Returns one line per version refused."""
+        from penchant.models.artefact import ArtefactError
+
+        refused = []
         for v in self.store.versions():
             if v["active"] and v["status"] == "ready":
+                try:
+                    loaded = self._load(v)
+                except ArtefactError as e:
+                    self.store.update_version(v["id"], status="failed", active=False, error=f"refused at start: {e}")
+                    refused.append(f"model version {v['id']} ({v['model']}) refused, not served: {e}")
+                    continue
                 if v["kind"] == "preference":
-                    self.preference = self._load(v)
+                    self.preference = loaded
                 else:
-                    self.deployed = self._load(v)
+                    self.deployed = loaded
+        return refused
 
     def _load(self, v: dict):
         """A stored version in memory: the model and its vocabularies, all read from its artefact."""

@@ -9,11 +9,14 @@ client-supplied ``event_id`` is the primary key, so a retried batch inserts noth
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+
+from penchant.errors import ConfigError, DataError
 
 metadata = sa.MetaData()
 
@@ -95,15 +98,28 @@ def make_engine(url: str) -> Engine:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision."""
+    """Bring the schema to the newest Alembic revision. A store that cannot be opened or (SQLite)
+    fails its integrity check is a :class:`ConfigError` naming it: a damaged store is never served."""
     from alembic import command
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    where = engine.url.render_as_string(hide_password=True)
+    try:
+        with engine.begin() as conn:
+            if engine.dialect.name == "sqlite":
+                problems = [p for r in conn.exec_driver_sql("PRAGMA quick_check") for p in r[0].splitlines()
+                            if not p.startswith("***")]
+                if problems != ["ok"]:
+                    raise ConfigError(f"the store {where} is damaged (SQLite quick_check found {len(problems)} problems, "
+                                      f"first: {problems[0]}); "
+                                      "restore it from a dump (`penchant store restore`) into a new --data-dir")
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    except sa.exc.DatabaseError as e:
+        raise ConfigError(f"the store {where} cannot be opened or is damaged ({e.orig}); if it was penchant's, "
+                          "restore it from a dump (`penchant store restore`) into a new --data-dir") from None
 
 
 def _insert_ignoring(engine: Engine, table: sa.Table):
@@ -132,19 +148,28 @@ class Store:
         self.engine = engine
         self.key_generation = 0  # bumped when a key is revoked here, so caches drop it at once
 
+    @contextmanager
+    def _writing(self, conn: Connection | None) -> Iterator[Connection]:
+        """``conn`` (a transaction someone else commits) or a transaction of its own."""
+        if conn is not None:
+            yield conn
+        else:
+            with self.engine.begin() as own:
+                yield own
+
     # --- users and items -------------------------------------------------------------------------
 
-    def upsert_users(self, rows: Sequence[dict]) -> int:
+    def upsert_users(self, rows: Sequence[dict], conn: Connection | None = None) -> int:
         now = time.time()
-        with self.engine.begin() as conn:
+        with self._writing(conn) as conn:
             if rows:
                 conn.execute(_upsert(self.engine, users, ["attributes"]),
                              [{"id": r["id"], "attributes": r.get("attributes") or {}, "created_at": now} for r in rows])
         return len(rows)
 
-    def upsert_items(self, rows: Sequence[dict]) -> int:
+    def upsert_items(self, rows: Sequence[dict], conn: Connection | None = None) -> int:
         now = time.time()
-        with self.engine.begin() as conn:
+        with self._writing(conn) as conn:
             if rows:
                 conn.execute(_upsert(self.engine, items, ["title", "text", "categories", "attributes"]),
                              [{"id": r["id"], "title": r.get("title"), "text": r.get("text"),
@@ -197,10 +222,10 @@ class Store:
             conn.execute(_insert_ignoring(self.engine, table), fresh)
         return fresh
 
-    def insert_feedback(self, rows: Sequence[dict]) -> dict:
+    def insert_feedback(self, rows: Sequence[dict], conn: Connection | None = None) -> dict:
         """Insert a batch in one transaction; events whose id is already stored are skipped and
         counted (a retry). Returns ``{"inserted", "duplicates"}`` after the commit."""
-        with self.engine.begin() as conn:
+        with self._writing(conn) as conn:
             fresh = self._insert_new(conn, feedback, rows)
             if fresh:  # users and items named by events exist from then on
                 now = time.time()
@@ -211,9 +236,9 @@ class Store:
                                "created_at": now} for i in {r["item_id"] for r in fresh}])
         return {"inserted": len(fresh), "duplicates": len(rows) - len(fresh)}
 
-    def insert_comparisons(self, rows: Sequence[dict]) -> dict:
+    def insert_comparisons(self, rows: Sequence[dict], conn: Connection | None = None) -> dict:
         """Like :meth:`insert_feedback`, for A-versus-B choices."""
-        with self.engine.begin() as conn:
+        with self._writing(conn) as conn:
             fresh = self._insert_new(conn, comparisons, rows)
         return {"inserted": len(fresh), "duplicates": len(rows) - len(fresh)}
 
@@ -282,38 +307,43 @@ class Store:
                 last = page[-1]["event_id" if kind in ("event", "comparison") else "id"]
 
     def restore(self, rows: Iterable[dict]) -> dict:
-        """Load dumped rows (users and items upserted, events inserted once by id); counts."""
+        """Load dumped rows (users and items upserted, events inserted once by id) in one
+        transaction: all or nothing. A bad row anywhere, even after thousands of good ones, raises
+        and stores nothing (the :class:`DataError` says so). Returns counts."""
         counts = {"users": 0, "items": 0, "events": 0, "duplicate_events": 0, "comparisons": 0,
                   "duplicate_comparisons": 0}
         buffer: dict[str, list[dict]] = {"user": [], "item": [], "event": [], "comparison": []}
 
-        def flush(kind: str) -> None:
+        def flush(conn: Connection, kind: str) -> None:
             part = buffer[kind]
             if not part:
                 return
             if kind == "user":
-                counts["users"] += self.upsert_users(part)
+                counts["users"] += self.upsert_users(part, conn)
             elif kind == "item":
-                counts["items"] += self.upsert_items(part)
-            elif kind == "comparison":
-                done = self.insert_comparisons(part)
-                counts["comparisons"] += done["inserted"]
-                counts["duplicate_comparisons"] += done["duplicates"]
+                counts["items"] += self.upsert_items(part, conn)
             else:
-                done = self.insert_feedback(part)
-                counts["events"] += done["inserted"]
-                counts["duplicate_events"] += done["duplicates"]
+                done = (self.insert_comparisons if kind == "comparison" else self.insert_feedback)(part, conn)
+                plural = "comparisons" if kind == "comparison" else "events"
+                counts[plural] += done["inserted"]
+                counts[f"duplicate_{plural}"] += done["duplicates"]
             buffer[kind] = []
 
-        for row in rows:
-            kind = row.get("kind")
-            if kind not in buffer:
-                raise ValueError(f"kind must be user, item, event or comparison, not {kind!r}")
-            buffer[kind].append({k: v for k, v in row.items() if k != "kind"})
-            if len(buffer[kind]) >= 5000:
-                flush(kind)
-        for kind in buffer:
-            flush(kind)
+        try:
+            with self.engine.begin() as conn:
+                for number, row in enumerate(rows, 1):
+                    kind = row.get("kind")
+                    if kind not in buffer:
+                        raise DataError(f"kind is {kind!r}", line=number, line_kind="row", column="kind",
+                                        expected="user, item, event or comparison")
+                    buffer[kind].append({k: v for k, v in row.items() if k != "kind"})
+                    if len(buffer[kind]) >= 5000:
+                        flush(conn, kind)
+                for kind in buffer:
+                    flush(conn, kind)
+        except DataError as e:
+            raise DataError(f"{e.message}; the restore stored nothing", file=e.file, line=e.line, column=e.column,
+                            expected=e.expected, line_kind=e.line_kind) from None
         return counts
 
     # --- model versions --------------------------------------------------------------------------

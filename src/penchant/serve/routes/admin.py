@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from penchant.serve.deps import Svc, admin
@@ -19,10 +20,9 @@ def dump(svc: Svc) -> StreamingResponse:
 
 @router.post("/v1/admin/restore", tags=["admin"], dependencies=[admin])
 async def restore(request: Request, svc: Svc) -> dict:
-    """Load a dump (JSON lines); events already stored are counted, not doubled. A bad line is a
-    422 naming it (``body, line N``)."""
+    """Load a dump (JSON lines) in one transaction: all or nothing. Events already stored are
+    counted, not doubled. A bad line is a 422 naming it (``body, line N``), and nothing is stored."""
     body = (await request.body()).splitlines()  # bytes: parse_dump names the line of a bad byte
-    rows = list(parse_dump(body, "body", svc.settings.feedback_types))
-    out = svc.store.restore(rows)
+    out = await run_in_threadpool(svc.store.restore, parse_dump(body, "body", svc.settings.feedback_types))
     svc.host.items_changed()
     return out
