@@ -42,9 +42,12 @@ def test_ui_shows_a_user_and_sends_feedback(tmp_path):
             pass
         top = _call(port, "GET", "/v1/users/u1/recommendations?k=10")["items"][0]["id"]
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+            # a name that is not localhost: plain HTTP from "another host" is not a secure context
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                        args=FLAGS + ["--host-resolver-rules=MAP penchant.test 127.0.0.1"])
             page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{port}/ui")
+            page.goto(f"http://penchant.test:{port}/ui")
+            assert page.evaluate("window.isSecureContext") is False
             page.fill("#key", ADMIN)
             page.click("#connect")
             expect(page.locator("#status")).to_have_text("connected")

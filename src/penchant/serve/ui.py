@@ -39,6 +39,12 @@ async function api(path, opts = {}) {
   if (!r.ok) throw new Error(r.status + " " + (await r.text()));
   return r.json();
 }
+// crypto.randomUUID exists only on https or localhost; getRandomValues works over plain HTTP on any host
+function eventId() {
+  const b = crypto.getRandomValues(new Uint8Array(16)); b[6] = (b[6] & 0x0f) | 0x40; b[8] = (b[8] & 0x3f) | 0x80;
+  const h = [...b].map(x => x.toString(16).padStart(2, "0")).join("");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
 function text(tag, s, cls) { const e = document.createElement(tag); e.textContent = s; if (cls) e.className = cls; return e; }
 async function titles(ids) {
   if (!ids.length) return {};
@@ -75,7 +81,7 @@ $("send").onsubmit = async ev => {
   ev.preventDefault();
   const user = $("user").value.trim(), item = $("item").value.trim();
   try {
-    const r = await api("/v1/feedback", {method: "POST", body: JSON.stringify([{event_id: crypto.randomUUID(), user_id: user,
+    const r = await api("/v1/feedback", {method: "POST", body: JSON.stringify([{event_id: eventId(), user_id: user,
       item_id: item, type: $("type").value}])});
     $("sent").textContent = `stored (${r.inserted} new)`; await showUser(); await refresh();
   } catch (e) { $("sent").textContent = e.message; }
