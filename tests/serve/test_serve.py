@@ -24,9 +24,10 @@ def test_feedback_recommendations_and_versions(client):
     items = [{"id": f"i{i}", "title": f"Film {i}", "categories": ["even" if i % 2 == 0 else "odd"]} for i in range(40)]
     assert client.put("/v1/items", json=items).json() == {"upserted": 40}
     events = clustered_events()
-    assert client.post("/v1/feedback", json=events).json() == {"inserted": len(events), "duplicates": 0}
+    assert client.post("/v1/feedback", json=events).json() == {"inserted": len(events), "duplicates": 0,
+                                                               "new_users": 60, "new_items": 0}  # items were put first
     retry = client.post("/v1/feedback", json=events[:10] + [dict(events[0], event_id="fresh")]).json()
-    assert retry == {"inserted": 1, "duplicates": 10}  # a retried batch is not double-counted
+    assert retry == {"inserted": 1, "duplicates": 10, "new_users": 0, "new_items": 0}  # a retried batch is not double-counted
     assert client.get("/v1/users/u0/recommendations").json()["model"] == "popular (no model yet)"
 
     r = client.post("/v1/models/train", json={"model": "als", "params": {"factors": 8, "regularization": 0.1}})

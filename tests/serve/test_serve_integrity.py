@@ -17,7 +17,8 @@ from tests.serve.server import ADMIN, clustered_events, free_port, start_server
 
 def _dump_lines(n_events: int) -> list[str]:
     rows = [{"kind": "user", "id": "u0", "attributes": {"tier": "gold"}},
-            {"kind": "item", "id": "i0", "title": "Alien", "text": None, "categories": ["sf"], "attributes": {}}]
+            {"kind": "item", "id": "i0", "title": "Alien", "text": None, "categories": ["sf"], "attributes": {},
+             "timestamp": 1709251200.0}]
     rows += [{"kind": "event", **e, "value": 1.0} for e in clustered_events(n_users=n_events // 8, per_user=8)]
     rows += [{"kind": "comparison", "event_id": "c1", "user_id": "u0", "winner": "i0", "loser": "i2", "timestamp": 5.0}]
     return [json.dumps(r) for r in rows]

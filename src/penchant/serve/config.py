@@ -9,6 +9,8 @@ max_request_bytes = 2000000                  # 413 beyond it
 max_model_bytes = 1000000000                 # 413 beyond it, for POST /v1/models/import
 max_batch = 10000                            # rows per batch request
 retrain_every_s = 0                          # 0: retrain only on demand
+unknown_users = "create"                     # feedback naming a user not stored: "create" it, or "reject" (422)
+unknown_items = "create"                     # the same for items ("reject": the catalogue is managed with PUT /v1/items)
 
 [model]
 name = "als"
@@ -54,6 +56,8 @@ class Settings:
     max_model_bytes: int = 1_000_000_000
     max_batch: int = 10_000
     retrain_every_s: float = 0.0
+    unknown_users: str = "create"
+    unknown_items: str = "create"
     model: str = "als"
     model_params: dict = field(default_factory=dict)
     feedback_types: dict = field(default_factory=lambda: dict(DEFAULT_TYPES))
@@ -68,7 +72,7 @@ class Settings:
 
 _SERVICE = {"database_url": str, "rate_limit_per_minute": int, "max_request_bytes": int, "max_model_bytes": int,
             "max_batch": int,
-            "retrain_every_s": float}
+            "retrain_every_s": float, "unknown_users": str, "unknown_items": str}
 _ENV = {"PENCHANT_DATABASE_URL": "database_url", "PENCHANT_RATE_LIMIT_PER_MINUTE": "rate_limit_per_minute",
         "PENCHANT_RETRAIN_EVERY_S": "retrain_every_s", "PENCHANT_MODEL": "model"}
 
@@ -138,6 +142,9 @@ def load_settings(data_dir: Path, *, database_url: str | None = None, config_fil
 
     if settings.model not in model_names():
         raise ConfigError(f"model {settings.model!r} is not registered; known: {', '.join(model_names())}")
+    for name in ("unknown_users", "unknown_items"):
+        if getattr(settings, name) not in ("create", "reject"):
+            raise ConfigError(f"service.{name} must be \"create\" or \"reject\", not {getattr(settings, name)!r}")
     for f in fields(settings):
         if f.name in ("rate_limit_per_minute", "max_request_bytes", "max_model_bytes", "max_batch") and getattr(settings, f.name) < 1:
             raise ConfigError(f"{f.name} must be at least 1")

@@ -198,8 +198,9 @@ class ModelHost:
         split = split_pairs(pairs, (0.9, 0.1, 0.0), seed=0)
         model = create_preference(name, **params).fit(split.train, split.valid)
         report = evaluate_pairs(model, split.valid, resample="pairs")
-        metrics = {"accuracy": round(report.accuracy, 5), "log_loss": round(report.log_loss, 5),
-                   "comparisons": len(pairs), "users": pairs.n_users, "options": pairs.n_options}
+        metrics = {k: round(float(v), 5) if np.isfinite(v) else None
+                   for k, v in (("accuracy", report.accuracy), ("log_loss", report.log_loss))}
+        metrics |= {"comparisons": len(pairs), "users": pairs.n_users, "options": pairs.n_options}
         self._publish(version, model, metrics, activate, self.preference)
 
     def _train(self, version: int, name: str, params: dict, activate: bool) -> None:
@@ -216,7 +217,8 @@ class ModelHost:
         held = fit_model(name, params, split.train)
         self.store.update_version(version, progress=0.5)
         result = evaluate(held, split.train, split.test, ks=(min(10, ds.n_items),), beyond_accuracy=False)
-        metrics = {k: round(float(v), 5) for k, v in result.metrics().items()}
+        # too little data to hold any out gives NaN; stored as null (JSON has no NaN, PostgreSQL refuses it)
+        metrics = {k: round(float(v), 5) if np.isfinite(v) else None for k, v in result.metrics().items()}
         metrics |= {"users": ds.n_users, "items": ds.n_items, "interactions": ds.n_interactions}
         self.store.update_version(version, progress=0.7)
         model = fit_model(name, params, ds)
@@ -325,6 +327,41 @@ class ModelHost:
             cats = self.categories()
             mask = self._category_masks[key] = np.array([category not in cats.get(str(i), ()) for i in d.item_ids])
         return mask
+
+    def popular(self, k: int, *, category: str | None = None, days: float | None = None) -> dict:
+        """The ``k`` items with the most positive events (of the last ``days`` if given), ties by id."""
+        positive = [t for t, m in self.settings.feedback_types.items() if m == "positive"]
+        counts = self.store.item_counts(positive, since=None if days is None else time.time() - days * 86400)
+        cats = self.categories() if category is not None else None
+        top = sorted(((c, i) for i, c in counts.items() if cats is None or category in cats.get(i, ())),
+                     key=lambda ci: (-ci[0], ci[1]))[:k]
+        return {"model": "popular" if days is None else f"popular (last {days:g} days)",
+                "items": [{"id": i, "score": float(c)} for c, i in top]}
+
+    def neighbours(self, user_id: str, k: int) -> dict:
+        """The ``k`` users most like ``user_id``: cosine similarity of binary interaction rows of
+        the deployed model's training matrix (a user it has not seen: their stored events)."""
+        d = self.deployed
+        if d is None:
+            raise ConflictError("no model is deployed yet; neighbours are computed over a deployed model's data")
+        x = d.model.train_
+        if user_id in d.user_index:
+            row = np.zeros(x.shape[1])
+            row[x[d.user_index[user_id]].indices] = 1.0
+        else:
+            items = [d.item_index[i] for i, _ in self.store.user_items(user_id) if i in d.item_index]
+            if not items:
+                raise NotFoundError(f"user {user_id!r} has no events on the deployed model's items")
+            row = np.zeros(x.shape[1])
+            row[items] = 1.0
+        sims = (x.astype(bool).astype(np.float64) @ row) / np.maximum(np.sqrt(np.diff(x.indptr) * row.sum()), 1e-12)
+        if user_id in d.user_index:
+            sims[d.user_index[user_id]] = -np.inf
+        users, values = top_k(sims[None, :], k)
+        keep = np.isfinite(values[0]) & (values[0] > 0)
+        ids = d.model.user_ids_
+        return {"user": user_id, "model": d.label,
+                "users": [{"id": str(ids[u]), "score": float(v)} for u, v in zip(users[0][keep], values[0][keep])]}
 
     def _popular_from_store(self, k, events, category, exclude, exclude_seen) -> dict:
         positive = [t for t, m in self.settings.feedback_types.items() if m == "positive"]

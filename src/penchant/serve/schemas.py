@@ -3,14 +3,28 @@ field is bounded, so a bad request is a 422 that names the field."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from penchant.converse.policies import ready_policies
 
 Id = Annotated[str, Field(min_length=1, max_length=255)]
 PolicyName = Literal[ready_policies()]  # type: ignore[valid-type]  # the registry's policies that need no training
+
+
+def _seconds(value: float | datetime) -> float:
+    if isinstance(value, datetime):
+        value = (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).timestamp()
+        if value < 0:
+            raise ValueError("a time before 1970-01-01")
+    return value
+
+
+#: unix seconds, or an ISO 8601 time ("2024-01-01T00:00:00Z"; a time without an offset is UTC); stored as seconds
+Timestamp = Annotated[Annotated[float, Field(ge=0, allow_inf_nan=False)] | datetime, AfterValidator(_seconds),
+                      Field(description="unix seconds, or ISO 8601 (a time without an offset is UTC)")]
 
 
 class Strict(BaseModel):
@@ -28,6 +42,7 @@ class ItemIn(Strict):
     text: str | None = Field(default=None, max_length=20000)
     categories: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(default_factory=list)
     attributes: dict[str, str | int | float | bool | list[str]] = Field(default_factory=dict)
+    timestamp: Timestamp | None = None  # when the item was published (orders the latest items)
 
 
 class IdsIn(Strict):
@@ -40,6 +55,26 @@ class ItemOut(BaseModel):
     text: str | None
     categories: list[str]
     attributes: dict
+    timestamp: float | None = None
+
+
+class UserOut(BaseModel):
+    id: str
+    attributes: dict
+    events: int | None = None  # how many feedback events the user has (on a single user's page)
+
+
+class Neighbour(BaseModel):
+    id: str
+    score: float
+
+
+class Neighbours(BaseModel):
+    """Users with the most similar taste: cosine similarity of their interactions in the deployed model's data."""
+
+    user: str
+    model: str
+    users: list[Neighbour]
 
 
 class EventIn(Strict):
@@ -48,7 +83,7 @@ class EventIn(Strict):
     item_id: Id
     type: Annotated[str, Field(min_length=1, max_length=64)]
     value: float = Field(default=1.0, allow_inf_nan=False)
-    timestamp: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    timestamp: Timestamp | None = None
 
 
 class ComparisonIn(Strict):
@@ -58,7 +93,7 @@ class ComparisonIn(Strict):
     user_id: Id | None = None
     winner: Id
     loser: Id
-    timestamp: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    timestamp: Timestamp | None = None
 
 
 class CompareIn(Strict):
@@ -96,6 +131,11 @@ class SessionIn(Strict):
 class Inserted(BaseModel):
     inserted: int
     duplicates: int
+
+
+class EventsInserted(Inserted):
+    new_users: int  # users and items first named by these events, created (unknown_* = "create")
+    new_items: int
 
 
 class Upserted(BaseModel):

@@ -30,7 +30,8 @@ items = sa.Table("items", metadata,
                  sa.Column("text", sa.Text, nullable=True),
                  sa.Column("categories", sa.JSON, nullable=False, default=list),
                  sa.Column("attributes", sa.JSON, nullable=False, default=dict),
-                 sa.Column("created_at", sa.Float, nullable=False))
+                 sa.Column("created_at", sa.Float, nullable=False),
+                 sa.Column("timestamp", sa.Float, nullable=True))
 feedback = sa.Table("feedback", metadata,
                     sa.Column("event_id", sa.String(255), primary_key=True),
                     sa.Column("user_id", sa.String(255), nullable=False, index=True),
@@ -171,31 +172,90 @@ class Store:
         now = time.time()
         with self._writing(conn) as conn:
             if rows:
-                conn.execute(_upsert(self.engine, items, ["title", "text", "categories", "attributes"]),
+                conn.execute(_upsert(self.engine, items, ["title", "text", "categories", "attributes", "timestamp"]),
                              [{"id": r["id"], "title": r.get("title"), "text": r.get("text"),
                                "categories": r.get("categories") or [], "attributes": r.get("attributes") or {},
-                               "created_at": now} for r in rows])
+                               "timestamp": r.get("timestamp"), "created_at": now} for r in rows])
         return len(rows)
+
+    def delete_users(self, ids: Sequence[str]) -> dict:
+        """Forget users in one transaction: their rows, and every event, comparison and
+        conversation of theirs. Counts ``{"users", "events"}``."""
+        wanted, found, events = sorted(set(ids)), 0, 0
+        with self.engine.begin() as conn:
+            for s in range(0, len(wanted), 500):
+                part = wanted[s:s + 500]
+                conn.execute(sa.delete(conversations).where(conversations.c.user_id.in_(part)))
+                conn.execute(sa.delete(comparisons).where(comparisons.c.user_id.in_(part)))
+                events += conn.execute(sa.delete(feedback).where(feedback.c.user_id.in_(part))).rowcount
+                found += conn.execute(sa.delete(users).where(users.c.id.in_(part))).rowcount
+        return {"users": int(found), "events": int(events)}
+
+    def delete_items(self, ids: Sequence[str]) -> dict:
+        """Forget items and every event on them, in one transaction. Counts ``{"items", "events"}``."""
+        wanted, found, events = sorted(set(ids)), 0, 0
+        with self.engine.begin() as conn:
+            for s in range(0, len(wanted), 500):
+                part = wanted[s:s + 500]
+                events += conn.execute(sa.delete(feedback).where(feedback.c.item_id.in_(part))).rowcount
+                found += conn.execute(sa.delete(items).where(items.c.id.in_(part))).rowcount
+        return {"items": int(found), "events": int(events)}
 
     def delete_user(self, user_id: str) -> dict:
         """Forget a user: their row, every event and every conversation of theirs."""
-        with self.engine.begin() as conn:
-            conn.execute(sa.delete(conversations).where(conversations.c.user_id == user_id))
-            conn.execute(sa.delete(comparisons).where(comparisons.c.user_id == user_id))
-            events = conn.execute(sa.delete(feedback).where(feedback.c.user_id == user_id)).rowcount
-            found = conn.execute(sa.delete(users).where(users.c.id == user_id)).rowcount
-        return {"user": bool(found), "events": int(events)}
+        out = self.delete_users([user_id])
+        return {"user": bool(out["users"]), "events": out["events"]}
 
     def delete_item(self, item_id: str) -> dict:
-        with self.engine.begin() as conn:
-            events = conn.execute(sa.delete(feedback).where(feedback.c.item_id == item_id)).rowcount
-            found = conn.execute(sa.delete(items).where(items.c.id == item_id)).rowcount
-        return {"item": bool(found), "events": int(events)}
+        out = self.delete_items([item_id])
+        return {"item": bool(out["items"]), "events": out["events"]}
 
     def get_user(self, user_id: str) -> dict | None:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(users).where(users.c.id == user_id)).mappings().first()
         return dict(row) if row else None
+
+    def page(self, kind: str, after: str | None, limit: int) -> list[dict]:
+        """Up to ``limit`` users or items (``kind``) in id order, those after ``after``: keyset
+        pagination, so a page costs the same wherever it is."""
+        table = users if kind == "users" else items
+        q = sa.select(table).order_by(table.c.id).limit(limit)
+        if after is not None:
+            q = q.where(table.c.id > after)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+    def missing(self, kind: str, ids: Iterable[str], conn: Connection | None = None) -> set[str]:
+        """Which of ``ids`` are not stored as ``kind`` ("users" or "items")."""
+        table = users if kind == "users" else items
+        wanted = sorted(set(ids))
+        found: set[str] = set()
+
+        def look(c: Connection) -> None:
+            for s in range(0, len(wanted), 500):
+                found.update(c.execute(sa.select(table.c.id).where(table.c.id.in_(wanted[s:s + 500]))).scalars())
+
+        if conn is not None:
+            look(conn)
+        else:
+            with self.engine.connect() as c:
+                look(c)
+        return set(wanted) - found
+
+    def event_count(self, user_id: str) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(feedback)
+                                    .where(feedback.c.user_id == user_id)).scalar_one())
+
+    def latest_items(self, after: float | None = None, limit: int = 100) -> list[dict]:
+        """Items newest first by their own ``timestamp`` (else when they were stored); ``after``:
+        only those older than this time (the next page)."""
+        when = sa.func.coalesce(items.c.timestamp, items.c.created_at)
+        q = sa.select(items, when.label("time")).order_by(when.desc(), items.c.id).limit(limit)
+        if after is not None:
+            q = q.where(when < after)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
 
     def get_items(self, ids: Iterable[str] | None = None) -> list[dict]:
         q = sa.select(items)
@@ -227,14 +287,20 @@ class Store:
         counted (a retry). Returns ``{"inserted", "duplicates"}`` after the commit."""
         with self._writing(conn) as conn:
             fresh = self._insert_new(conn, feedback, rows)
-            if fresh:  # users and items named by events exist from then on
+            new_users, new_items = set(), set()
+            if fresh:  # users and items named by events exist from then on, and are counted
                 now = time.time()
-                conn.execute(_insert_ignoring(self.engine, users),
-                             [{"id": u, "attributes": {}, "created_at": now} for u in {r["user_id"] for r in fresh}])
-                conn.execute(_insert_ignoring(self.engine, items),
-                             [{"id": i, "title": None, "text": None, "categories": [], "attributes": {},
-                               "created_at": now} for i in {r["item_id"] for r in fresh}])
-        return {"inserted": len(fresh), "duplicates": len(rows) - len(fresh)}
+                new_users = self.missing("users", (r["user_id"] for r in fresh), conn)
+                new_items = self.missing("items", (r["item_id"] for r in fresh), conn)
+                if new_users:
+                    conn.execute(_insert_ignoring(self.engine, users),
+                                 [{"id": u, "attributes": {}, "created_at": now} for u in sorted(new_users)])
+                if new_items:
+                    conn.execute(_insert_ignoring(self.engine, items),
+                                 [{"id": i, "title": None, "text": None, "categories": [], "attributes": {},
+                                   "created_at": now} for i in sorted(new_items)])
+        return {"inserted": len(fresh), "duplicates": len(rows) - len(fresh), "new_users": len(new_users),
+                "new_items": len(new_items)}
 
     def insert_comparisons(self, rows: Sequence[dict], conn: Connection | None = None) -> dict:
         """Like :meth:`insert_feedback`, for A-versus-B choices."""
@@ -261,10 +327,12 @@ class Store:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(q).mappings()]
 
-    def item_counts(self, types: Sequence[str]) -> dict[str, int]:
-        """Events of the given types per item."""
-        q = (sa.select(feedback.c.item_id, sa.func.count()).where(feedback.c.type.in_(list(types)))
-             .group_by(feedback.c.item_id))
+    def item_counts(self, types: Sequence[str], since: float | None = None) -> dict[str, int]:
+        """Events of the given types per item (those at or after ``since``, unix seconds, if given)."""
+        q = sa.select(feedback.c.item_id, sa.func.count()).where(feedback.c.type.in_(list(types)))
+        if since is not None:
+            q = q.where(feedback.c.timestamp >= since)
+        q = q.group_by(feedback.c.item_id)
         with self.engine.connect() as conn:
             return {i: int(n) for i, n in conn.execute(q)}
 

@@ -1,22 +1,61 @@
-"""Users and items: upsert, read, forget."""
+"""Users and items: upsert, read, list, forget."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import Field
 
 from penchant.serve.deps import IdPath, Svc, admin, read, write
-from penchant.serve.schemas import IdsIn, ItemIn, ItemOut, Upserted, UserIn
+from penchant.serve.schemas import IdsIn, ItemIn, ItemOut, Upserted, UserIn, UserOut
 
 router = APIRouter()
 
+Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
+After = Annotated[str | None, Query(min_length=1, max_length=255, description="the last id of the previous page")]
+
+
+def _next_link(request: Request, response: Response, rows: list[dict], limit: int) -> None:
+    """``Link: <…?after=LAST&limit=N>; rel="next"`` when the page is full (RFC 8288, as GitHub's API)."""
+    if len(rows) == limit:
+        url = request.url.remove_query_params("after").include_query_params(after=rows[-1]["id"], limit=limit)
+        response.headers["Link"] = f'<{url.path}?{url.query}>; rel="next"'
+
+
+def _item(r: dict) -> ItemOut:
+    return ItemOut(**{k: r.get(k) for k in ItemOut.model_fields})
+
+
+@router.get("/v1/users", tags=["users"], dependencies=[read])
+def list_users(request: Request, response: Response, svc: Svc, limit: Limit = 100, after: After = None) -> list[UserOut]:
+    """Users in id order, a page at a time: follow the ``Link`` header's ``rel="next"`` (or pass
+    the last id as ``after``) until a page is shorter than ``limit``."""
+    rows = svc.store.page("users", after, limit)
+    _next_link(request, response, rows, limit)
+    return [UserOut(id=r["id"], attributes=r["attributes"] or {}) for r in rows]
+
+
+@router.get("/v1/users/{user_id}", tags=["users"], dependencies=[read])
+def get_user(svc: Svc, user_id: IdPath) -> UserOut:
+    """A user's record and how many events they have."""
+    row = svc.store.get_user(user_id)
+    if row is None:
+        raise HTTPException(404, f"no user {user_id!r}")
+    return UserOut(id=row["id"], attributes=row["attributes"] or {}, events=svc.store.event_count(user_id))
+
 
 @router.get("/v1/items", tags=["items"], dependencies=[read])
-def get_items(svc: Svc, ids: Annotated[list[Annotated[str, Field(min_length=1, max_length=255)]], Query(max_length=1000)]) -> list[ItemOut]:
-    """The stored records of the given items (unknown ids are left out)."""
-    return [ItemOut(**{k: r[k] for k in ItemOut.model_fields}) for r in svc.store.get_items(ids)]
+def get_items(request: Request, response: Response, svc: Svc,
+              ids: Annotated[list[Annotated[str, Field(min_length=1, max_length=255)]] | None, Query(max_length=1000)] = None,
+              limit: Limit = 100, after: After = None) -> list[ItemOut]:
+    """The stored records of the given ``ids`` (unknown ids are left out); without ``ids``, every
+    item in id order a page at a time (``Link`` header, as ``GET /v1/users``)."""
+    if ids is not None:
+        return [_item(r) for r in svc.store.get_items(ids)]
+    rows = svc.store.page("items", after, limit)
+    _next_link(request, response, rows, limit)
+    return [_item(r) for r in rows]
 
 
 @router.put("/v1/users", tags=["users"], dependencies=[write])
@@ -36,9 +75,8 @@ def delete_user(svc: Svc, user_id: IdPath) -> dict:
 
 @router.post("/v1/users/delete", tags=["users"], dependencies=[admin])
 def delete_users(svc: Svc, body: IdsIn) -> dict:
-    """Forget many users at once; counts of what was removed."""
-    done = [svc.store.delete_user(u) for u in body.ids]
-    return {"users": sum(d["user"] for d in done), "events": sum(d["events"] for d in done)}
+    """Forget many users at once (one transaction); counts of what was removed."""
+    return svc.store.delete_users(body.ids)
 
 
 @router.put("/v1/items", tags=["items"], dependencies=[write])
@@ -61,7 +99,8 @@ def delete_item(svc: Svc, item_id: IdPath) -> dict:
 
 @router.post("/v1/items/delete", tags=["items"], dependencies=[admin])
 def delete_items(svc: Svc, body: IdsIn) -> dict:
-    done = [svc.store.delete_item(i) for i in body.ids]
+    """Forget many items at once (one transaction); counts of what was removed."""
+    out = svc.store.delete_items(body.ids)
     svc.host.items_changed()
     svc.talks.items_changed()
-    return {"items": sum(d["item"] for d in done), "events": sum(d["events"] for d in done)}
+    return out
