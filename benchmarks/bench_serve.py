@@ -1,7 +1,13 @@
 """Load on `penchant serve`: recommendation latency and throughput on MovieLens-100K with a deployed
-ALS model, from a bounded client on loopback (this machine runs both).
+ALS model, from a bounded client on loopback (this machine runs both), against the framework's
+ceiling measured in the same run.
 
-    PENCHANT_DATA=../shared/data .venv/bin/python benchmarks/bench_serve.py [--concurrency 1,10,100] [--seconds 10]
+    PENCHANT_DATA=../shared/data .venv/bin/python benchmarks/bench_serve.py [--workers 2] [--concurrency 1,10,100] [--seconds 10]
+
+The ceiling is `benchmarks/serve_ceiling.py`: a minimal FastAPI/Uvicorn app with the same number
+of worker processes returning a precomputed top 10 for the user in the path; the table gives
+penchant's requests/s and p99 as ratios of the ceiling's at each concurrency. Gorse's published
+per-request latencies are printed beside them, as published (their benchmark, their machine).
 
 The store is loaded from ML-100K (100,000 events), ALS is trained and activated through the API,
 then for each concurrency level C, C keep-alive connections each send GET
@@ -22,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -74,10 +81,40 @@ async def load(port: int, paths: list[str], concurrency: int, seconds: float) ->
     return latencies, errors, time.perf_counter() - start
 
 
+#: Gorse's own RESTful API benchmark (gorse-io/docs, src/docs/benchmark.md): milliseconds per request
+GORSE_PUBLISHED = {"RecommendFromOfflineCache/10 (MySQL data, Redis cache)": 0.35,
+                   "RecommendFromOfflineCache/10 (PostgreSQL data and cache)": 0.76,
+                   "GetRecommendCache/10 (MySQL data, Redis cache)": 0.26}
+
+
+def wait_up(port: int) -> None:
+    for _ in range(1200):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return
+        except urllib.error.HTTPError:
+            return  # it answers
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing answers on port {port}")
+
+
+def measure(port: int, paths: list[str], levels: list[int], seconds: float) -> dict[int, tuple[float, float, float, float, int]]:
+    """Per concurrency level: (requests/s, p50, p90, p99 ms, errors), after a warm-up."""
+    asyncio.run(load(port, paths, 4, 2.0))
+    out = {}
+    for c in levels:
+        lat, errors, took = asyncio.run(load(port, paths, c, seconds))
+        ms = np.array(lat) * 1000
+        out[c] = (len(lat) / took, *np.percentile(ms, [50, 90, 99]), len(errors))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--concurrency", default="1,10,100")
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--workers", type=int, default=2, help="worker processes of both servers")
     args = ap.parse_args()
     data = Path(os.environ.get("PENCHANT_DATA", "../shared/data")) / "ml-100k"
     folder = Path(tempfile.mkdtemp(prefix="penchant-bench-"))
@@ -85,30 +122,21 @@ def main() -> None:
     subprocess.run([sys.executable, "-m", "penchant", "store", "restore", "--dataset", str(data), "--data-dir",
                     str(folder)], check=True, env=env, capture_output=True)
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "penchant", "serve", "--port", str(port), "--data-dir", str(folder)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen([sys.executable, "-m", "penchant", "serve", "--port", str(port), "--data-dir", str(folder),
+                               "--workers", str(args.workers)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ceiling_port = free_port()
+    ceiling = None
     try:
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_up(port)
         version = call(port, "POST", "/v1/models/train", {"model": "als", "activate": True})["id"]
         while call(port, "GET", f"/v1/models/{version}")["status"] == "training":
             time.sleep(0.2)
         users = [str(u) for u in range(1, 944)]
         paths = [f"/v1/users/{u}/recommendations?k=10" for u in users]
-        print(f"ML-100K in the store (SQLite, {folder}), ALS v{version} active; client and server on this machine "
-              f"({os.cpu_count()} cores); {args.seconds:g} s per level")
-        print("| concurrent connections | requests/s | p50 ms | p90 ms | p99 ms | errors |")
-        print("|---|---|---|---|---|---|")
-        asyncio.run(load(port, paths, 4, 2.0))  # warm-up
-        for c in (int(x) for x in args.concurrency.split(",")):
-            lat, errors, took = asyncio.run(load(port, paths, c, args.seconds))
-            ms = np.array(lat) * 1000
-            print(f"| {c} | {len(lat) / took:,.0f} | {np.percentile(ms, 50):.1f} | {np.percentile(ms, 90):.1f} | "
-                  f"{np.percentile(ms, 99):.1f} | {len(errors)} |", flush=True)
+        levels = [int(x) for x in args.concurrency.split(",")]
+        print(f"ML-100K in the store (SQLite, {folder}), ALS v{version} active, {args.workers} worker process(es); "
+              f"client and server on this machine ({os.cpu_count()} cores); {args.seconds:g} s per level")
+        ours = measure(port, paths, levels, args.seconds)
         batch, n = 1000, 20
         start = time.perf_counter()
         for b in range(n):
@@ -116,10 +144,32 @@ def main() -> None:
                                                  "item_id": str(1 + (b * 7 + k) % 1682), "type": "click"}
                                                 for k in range(batch)])
         took = time.perf_counter() - start
-        print(f"feedback: {n} batches of {batch} events, one after another: {n * batch / took:,.0f} events/s acknowledged "
-              f"({took / n * 1000:.0f} ms per batch, each committed before the answer)")
+        feedback = (f"feedback: {n} batches of {batch} events, one after another: {n * batch / took:,.0f} events/s "
+                    f"acknowledged ({took / n * 1000:.0f} ms per batch, each committed before the answer)")
+        server.terminate()
+        server.wait(60)
+        ceiling = subprocess.Popen([sys.executable, "-m", "uvicorn", "serve_ceiling:app", "--app-dir",
+                                    str(Path(__file__).parent), "--port", str(ceiling_port), "--workers", str(args.workers),
+                                    "--log-level", "warning", "--no-access-log"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_up(ceiling_port)
+        top = measure(ceiling_port, paths, levels, args.seconds)
+        print("| concurrent connections | server | requests/s | p50 ms | p90 ms | p99 ms | errors |")
+        print("|---|---|---|---|---|---|---|")
+        for c in levels:
+            for name, row in (("penchant", ours[c]), ("ceiling (FastAPI, precomputed)", top[c])):
+                print(f"| {c} | {name} | {row[0]:,.0f} | {row[1]:.1f} | {row[2]:.1f} | {row[3]:.1f} | {row[4]} |")
+        print()
+        for c in levels:
+            print(f"at {c} concurrent: penchant/ceiling requests/s {ours[c][0] / top[c][0]:.2f}, "
+                  f"p99 {ours[c][3] / top[c][3]:.2f}")
+        print(feedback)
+        print("Gorse, published (ms per request, sequential, their machine): " +
+              "; ".join(f"{k} {v}" for k, v in GORSE_PUBLISHED.items()))
     finally:
-        server.kill()
+        for proc in (server, ceiling):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
 
 
 if __name__ == "__main__":

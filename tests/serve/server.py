@@ -36,8 +36,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(data_dir, url, port) -> subprocess.Popen:
-    args = [sys.executable, "-m", "penchant", "serve", "--port", str(port), "--data-dir", str(data_dir)]
+def start_server(data_dir, url, port, *extra: str) -> subprocess.Popen:
+    args = [sys.executable, "-m", "penchant", "serve", "--port", str(port), "--data-dir", str(data_dir), *extra]
     env = dict(os.environ, PENCHANT_ADMIN_KEY=ADMIN, PYTHONPATH=str(ROOT / "src"))
     proc = subprocess.Popen(args + (["--database-url", url] if url else []), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -123,3 +123,29 @@ def test_many_users_and_items_are_forgotten_in_one_request(client):
     assert client.app.state.service.store.counts() == {"users": 150, "items": 7, "events": 450}
     assert client.post("/v1/items/delete", json={"ids": ["i0", "i1", "nope"]}).json() == {
         "items": 2, "events": sum(1 for k in range(900) if k % 300 % 2 == 1 and k % 7 in (0, 1))}
+
+
+def test_answers_are_cached_until_something_they_depend_on_changes(client):
+    from tests.serve.server import clustered_events
+
+    cache = client.app.state.service.host.answers
+    client.post("/v1/feedback", json=clustered_events())
+    version = client.post("/v1/models/train", json={"model": "itemknn", "activate": True}).json()["id"]
+    client.app.state.service.host.wait(version)
+
+    def top(user="u0", **params):
+        return client.get(f"/v1/users/{user}/recommendations", params={"k": 5, **params}).json()
+
+    first = top()
+    hits = cache.hits
+    assert top() == first and cache.hits == hits + 1  # the same request again: from the cache
+    assert top(k=4) != first and cache.hits == hits + 1  # another request: computed
+    client.post("/v1/feedback", json=[{"event_id": "x1", "user_id": "u0", "item_id": first["items"][0]["id"], "type": "click"}])
+    after = top()
+    assert cache.hits == hits + 1 and first["items"][0]["id"] not in [x["id"] for x in after["items"]]
+    assert top(user="u2") and top(user="u2") and cache.hits == hits + 2  # another user's event left u2's answer valid
+    client.put("/v1/items", json=[{"id": "i0", "categories": ["new"]}])  # items changed: every answer recomputed
+    top(user="u2")
+    assert cache.hits == hits + 2
+    metrics = client.get("/metrics").text
+    assert f"penchant_answer_cache_hits {cache.hits}" in metrics

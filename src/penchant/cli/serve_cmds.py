@@ -20,6 +20,8 @@ def serve(
     database_url: str = typer.Option(None, "--database-url", help=URL_HELP),
     config: Path = typer.Option(None, "--config", help="TOML settings file (unknown keys are an error)."),
     access_log: bool = typer.Option(False, "--access-log", help="One JSON line per request on stderr (never the key)."),
+    workers: int = typer.Option(1, "--workers", min=1, max=64,
+                                help="Worker processes sharing the port and the store (activations reach all of them)."),
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs). With no keys stored yet, PENCHANT_ADMIN_KEY (if
     set) becomes an admin key. Says on stderr where it listens, which store and which model
@@ -37,8 +39,13 @@ def serve(
     settings = load_settings(data_dir, database_url=database_url, config_file=config)
     data_dir.mkdir(parents=True, exist_ok=True)
     with hold_data_dir(data_dir):  # refused before migrating or loading anything when another server has it
-        app = create_app(settings, admin_key=admin_key)
-        serve_forever(app, host, port, access_log=access_log)
+        if workers == 1:
+            serve_forever(create_app(settings, admin_key=admin_key), host, port, access_log=access_log)
+        else:
+            from penchant.serve.runner import serve_workers
+
+            _store(data_dir, settings.database_url, admin_key)  # migrations and the first key, once, before the workers
+            serve_workers(settings, host, port, workers, access_log=access_log)
 
 
 def models_import(
@@ -62,14 +69,19 @@ def models_import(
     out.print(f"imported {v['model']} as version {version}" + (" (active)" if v["active"] else ""))
 
 
-def _store(data_dir: Path, database_url: str | None):
+def _store(data_dir: Path, database_url: str | None, admin_key: str | None = None):
+    """The store (migrated), with ``admin_key`` registered when it has no key yet."""
+    from penchant.serve.keys import create_key
     from penchant.serve.store import Store, make_engine, migrate
     from penchant.serve.store import database_url as url_of
 
     data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(url_of(data_dir, database_url))
     migrate(engine)
-    return Store(engine)
+    store = Store(engine)
+    if admin_key and not store.keys():
+        create_key(store, "bootstrap admin", "admin", key=admin_key)
+    return store
 
 
 def keys_create(

@@ -69,24 +69,31 @@ class LimitsAndMetrics:
         self.metrics.observe(scope["method"], getattr(route, "path", "unmatched"), status[0], time.perf_counter() - start)
 
 
-def create_app(settings: Settings, *, admin_key: str | None = None) -> FastAPI:
+def create_app(settings: Settings, *, admin_key: str | None = None, generation=None, generation_lock=None,
+               user_events=None, schedule: bool = True) -> FastAPI:
     """The application over the store at ``settings.database_url`` (SQLite in ``data_dir`` by
-    default). ``admin_key``: registered as an admin key when the store has none yet."""
+    default). ``admin_key``: registered as an admin key when the store has none yet.
+    ``generation``/``generation_lock``: the counter worker processes share (see
+    :class:`~penchant.serve.host.ModelHost`); ``user_events``: their shared per-user event counters
+    (:mod:`penchant.serve.answers`); ``schedule``: whether this process runs the periodic
+    retraining (one worker of several does)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(database_url(settings.data_dir, settings.database_url))
     migrate(engine)
     store = Store(engine)
     if admin_key and not store.keys():
         create_key(store, "bootstrap admin", "admin", key=admin_key)
-    host = ModelHost(store, settings)
+    host = ModelHost(store, settings, generation, generation_lock, user_events)
     refused = host.load_active()
-    if settings.retrain_every_s > 0:
+    if settings.retrain_every_s > 0 and schedule:
         host.schedule(settings.retrain_every_s)
     metrics = Metrics()
     app = FastAPI(title="penchant", version="0.1.0",
                   description="Feedback in, recommendations out. Keys: `Authorization: Bearer <key>`.")
     app.state.refused = refused  # versions not served, for the start-up lines
-    app.state.service = Service(store, host, ConversationHost(store, host), settings, metrics, KeyCache(store),
+    talks = ConversationHost(store, host)
+    host.on_items_changed.append(talks.items_changed)
+    app.state.service = Service(store, host, talks, settings, metrics, KeyCache(store),
                                 RateLimiter(settings.rate_limit_per_minute))
     app.add_middleware(LimitsAndMetrics, metrics=metrics, max_bytes=settings.max_request_bytes,
                        max_model_bytes=settings.max_model_bytes)

@@ -9,6 +9,7 @@ max_request_bytes = 2000000                  # 413 beyond it
 max_model_bytes = 1000000000                 # 413 beyond it, for POST /v1/models/import
 max_batch = 10000                            # rows per batch request
 retrain_every_s = 0                          # 0: retrain only on demand
+answer_cache_entries = 10000                 # recent recommendation answers kept (0: none); a user's event invalidates theirs
 unknown_users = "create"                     # feedback naming a user not stored: "create" it, or "reject" (422)
 unknown_items = "create"                     # the same for items ("reject": the catalogue is managed with PUT /v1/items)
 
@@ -56,6 +57,7 @@ class Settings:
     max_model_bytes: int = 1_000_000_000
     max_batch: int = 10_000
     retrain_every_s: float = 0.0
+    answer_cache_entries: int = 10_000
     unknown_users: str = "create"
     unknown_items: str = "create"
     model: str = "als"
@@ -72,7 +74,8 @@ class Settings:
 
 _SERVICE = {"database_url": str, "rate_limit_per_minute": int, "max_request_bytes": int, "max_model_bytes": int,
             "max_batch": int,
-            "retrain_every_s": float, "unknown_users": str, "unknown_items": str}
+            "retrain_every_s": float, "unknown_users": str, "unknown_items": str,
+            "answer_cache_entries": int}
 _ENV = {"PENCHANT_DATABASE_URL": "database_url", "PENCHANT_RATE_LIMIT_PER_MINUTE": "rate_limit_per_minute",
         "PENCHANT_RETRAIN_EVERY_S": "retrain_every_s", "PENCHANT_MODEL": "model"}
 
@@ -145,6 +148,8 @@ def load_settings(data_dir: Path, *, database_url: str | None = None, config_fil
     for name in ("unknown_users", "unknown_items"):
         if getattr(settings, name) not in ("create", "reject"):
             raise ConfigError(f"service.{name} must be \"create\" or \"reject\", not {getattr(settings, name)!r}")
+    if settings.answer_cache_entries < 0:
+        raise ConfigError("answer_cache_entries must be 0 or more")
     for f in fields(settings):
         if f.name in ("rate_limit_per_minute", "max_request_bytes", "max_model_bytes", "max_batch") and getattr(settings, f.name) < 1:
             raise ConfigError(f"{f.name} must be at least 1")

@@ -78,14 +78,83 @@ def _best(d: Deployed, scores: np.ndarray, banned: np.ndarray, k: int) -> list[d
 
 
 class ModelHost:
-    def __init__(self, store: Store, settings: Settings) -> None:
+    """The deployed versions of one server process.
+
+    With several worker processes, ``generation`` is a counter they share (a
+    ``multiprocessing.RawValue``): a worker that activates a version or changes items bumps it, and
+    every worker, on its next read of :attr:`deployed` or :attr:`preference`, sees the new count,
+    loads the store's active versions and clears its item caches before answering. A request still
+    reads the reference once, so no answer mixes versions.
+    """
+
+    def __init__(self, store: Store, settings: Settings, generation=None, generation_lock=None,
+                 user_events=None) -> None:
+        from penchant.serve.answers import AnswerCache, counters
+
         self.store, self.settings = store, settings
-        self.deployed: Deployed | None = None
-        self.preference: DeployedPreference | None = None
+        self.answers = AnswerCache(settings.answer_cache_entries, counters(user_events))
+        self._changes = 0  # this process's count of changes when no generation is shared
+        self._deployed: Deployed | None = None
+        self._preference: DeployedPreference | None = None
         self.models_dir = Path(settings.data_dir) / "models"
         self._train_lock = threading.Lock()
         self._categories: dict[str, set[str]] | None = None
         self._category_masks: dict[tuple[int, str], np.ndarray] = {}
+        self.generation, self.generation_lock = generation, generation_lock
+        self._seen_generation = generation.value if generation is not None else 0
+        self._sync_lock = threading.Lock()
+        self.on_items_changed: list = []  # callbacks of other per-process caches (conversations)
+
+    # --- sharing between worker processes --------------------------------------------------------
+
+    @property
+    def deployed(self) -> Deployed | None:
+        self._sync()
+        return self._deployed
+
+    @property
+    def preference(self) -> DeployedPreference | None:
+        self._sync()
+        return self._preference
+
+    def _bump(self) -> None:
+        """Tell the other workers (and the answer cache) that versions or items changed."""
+        self._changes += 1
+        if self.generation is not None:
+            with self.generation_lock:
+                self.generation.value += 1
+
+    def changes(self) -> int:
+        """A count that moves whenever versions or items change, in any worker."""
+        return self.generation.value if self.generation is not None else self._changes
+
+    def _sync(self) -> None:
+        """Catch up with the other workers: reload the active versions that differ from ours."""
+        if self.generation is None or self.generation.value == self._seen_generation:
+            return
+        from penchant.models.artefact import ArtefactError
+
+        with self._sync_lock:
+            seen = self.generation.value
+            if seen == self._seen_generation:
+                return
+            for v in self.store.versions():
+                if not (v["active"] and v["status"] == "ready"):
+                    continue
+                current = self._preference if v["kind"] == "preference" else self._deployed
+                if current is not None and current.version == v["id"]:
+                    continue
+                try:
+                    loaded = self._load(v)
+                except ArtefactError:
+                    traceback.print_exc()  # the version stays as it was here; the activating worker answered
+                    continue
+                if v["kind"] == "preference":
+                    self._preference = loaded
+                else:
+                    self._deployed = loaded
+            self._clear_item_caches()
+            self._seen_generation = seen
 
     # --- versions --------------------------------------------------------------------------------
 
@@ -105,9 +174,9 @@ class ModelHost:
                     refused.append(f"model version {v['id']} ({v['model']}) refused, not served: {e}")
                     continue
                 if v["kind"] == "preference":
-                    self.preference = loaded
+                    self._preference = loaded
                 else:
-                    self.deployed = loaded
+                    self._deployed = loaded
         return refused
 
     def _load(self, v: dict):
@@ -262,9 +331,10 @@ class ModelHost:
         deployed = self._load(v)
         self.store.set_active(v["id"])
         if v["kind"] == "preference":
-            self.preference = deployed
+            self._preference = deployed
         else:
-            self.deployed = deployed  # one reference swap: in-flight requests keep the old one
+            self._deployed = deployed  # one reference swap: in-flight requests keep the old one
+        self._bump()
         return deployed
 
     def rollback(self) -> Deployed:
@@ -278,8 +348,14 @@ class ModelHost:
     # --- answers ---------------------------------------------------------------------------------
 
     def items_changed(self) -> None:
+        self._clear_item_caches()
+        self._bump()
+
+    def _clear_item_caches(self) -> None:
         self._categories = None
         self._category_masks = {}
+        for callback in self.on_items_changed:
+            callback()
 
     def categories(self) -> dict[str, set[str]]:
         cache = self._categories
@@ -305,9 +381,21 @@ class ModelHost:
         """Top ``k`` items for a user: the model's scores for a known user, a fold-in from their
         events for a user the model has not seen (where the model can), else popularity."""
         d = self.deployed
+        if d is not None:  # an answer cached since nothing it depends on changed (see penchant.serve.answers)
+            key = (user_id, k, category, tuple(exclude or ()), exclude_seen)
+            stamp = self.answers.stamp(user_id, d.version, self.changes())
+            cached = self.answers.get(key, stamp)
+            if cached is not None:
+                return cached
         events = self.store.user_items(user_id)
         if d is None:
             return self._popular_from_store(k, events, category, exclude, exclude_seen)
+        answer = self._recommend(d, user_id, events, k, category, exclude, exclude_seen)
+        self.answers.put(key, stamp, answer)
+        return answer
+
+    def _recommend(self, d: Deployed, user_id: str, events: list[tuple[str, str]], k: int, category: str | None,
+                   exclude: list[str] | None, exclude_seen: bool) -> dict:
         scores, source = self.user_scores(d, user_id, events)
         mask = np.zeros(len(scores), dtype=bool)
         banned = set(exclude or []) | ({i for i, _ in events} if exclude_seen else set())

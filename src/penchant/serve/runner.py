@@ -1,7 +1,13 @@
 """Running the app as a server: one server per data folder (a lock file says who holds it), the
 socket bound before anything is announced, a start-up line saying where it listens, which store
 and which model versions it serves, graceful shutdown (requests in flight finish), and optional
-JSON access logs."""
+JSON access logs.
+
+With ``workers > 1`` the parent binds the socket and supervises that many worker processes
+(started with ``spawn``, so none inherits the parent's threads), each a whole app on the shared
+socket; the kernel spreads connections between them. They share one store and one counter of
+changes (:class:`~penchant.serve.host.ModelHost`), so an activation in one is seen by all before
+their next answer. A worker that dies is started again; SIGTERM/SIGINT stop them all gracefully."""
 
 from __future__ import annotations
 
@@ -59,15 +65,9 @@ def bind(host: str, port: int) -> socket.socket:
 def startup_lines(app, sock: socket.socket) -> list[str]:
     """What the server says when it is ready: where, which store, which versions, what it refused."""
     svc = app.state.service
-    host, port = sock.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
-    counts = svc.store.counts()
-    store = svc.store.engine.url.render_as_string(hide_password=True)
-    models = [f"recommender {svc.host.deployed.label if svc.host.deployed else 'none (popular items until one is trained)'}",
-              f"preference {svc.host.preference.label if svc.host.preference else 'none'}"]
-    lines = [f"penchant serving on http://{shown}:{port} (API docs /docs, dashboard /ui)",
-             f"store {store}: {counts['users']:,} users, {counts['items']:,} items, {counts['events']:,} events",
-             "models: " + "; ".join(models)]
+    active = {kind: d.label for kind, d in (("recommender", svc.host.deployed), ("preference", svc.host.preference)) if d}
+    lines = _announce(svc.store, sock, {"recommender": "none (popular items until one is trained)", "preference": "none"},
+                      active)
     return lines + [f"warning: {line}" for line in app.state.refused]
 
 
@@ -102,19 +102,100 @@ class AccessLog:
             self.stream.flush()
 
 
-def serve_forever(app, host: str, port: int, *, access_log: bool = False, graceful_s: float = 30.0) -> None:
-    """Bind, announce, serve until SIGINT/SIGTERM (then requests in flight get ``graceful_s``
-    seconds to finish). The caller holds the data folder (:func:`hold_data_dir`)."""
+def _uvicorn(app, sock: socket.socket, access_log: bool, graceful_s: float) -> None:
     import uvicorn
 
-    sock = bind(host, port)
     if access_log:
         app = AccessLog(app)
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=graceful_s,
                             lifespan="on")
-    for line in startup_lines(app.app if access_log else app, sock):
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _worker(settings, sock: socket.socket, generation, generation_lock, user_events, index: int, access_log: bool,
+            graceful_s: float) -> None:
+    """One worker process: its own app over the shared store and socket."""
+    from penchant.serve.app import create_app
+
+    app = create_app(settings, generation=generation, generation_lock=generation_lock, user_events=user_events,
+                     schedule=index == 0)
+    for line in app.state.refused:
+        print(f"warning: worker {index}: {line}", file=sys.stderr, flush=True)
+    _uvicorn(app, sock, access_log, graceful_s)
+
+
+def serve_workers(settings, host: str, port: int, workers: int, *, access_log: bool = False,
+                  graceful_s: float = 30.0) -> None:
+    """Bind, announce, start ``workers`` worker processes and keep them running until
+    SIGINT/SIGTERM. The caller has created the store (migrations, keys) and holds the data folder."""
+    import multiprocessing
+    import signal
+
+    from penchant.serve.answers import SLOTS
+    from penchant.serve.store import Store, database_url, make_engine
+
+    ctx = multiprocessing.get_context("spawn")
+    generation, generation_lock = ctx.RawValue("q", 0), ctx.Lock()
+    user_events = ctx.RawArray("q", SLOTS)
+    sock = bind(host, port)
+    store = Store(make_engine(database_url(settings.data_dir, settings.database_url)))
+    for line in _announce(store, sock, {"recommender": "none (popular items until one is trained)", "preference": "none"},
+                          {v["kind"]: f"{v['model']}:v{v['id']}" for v in store.versions() if v["active"]}):
+        print(line, file=sys.stderr, flush=True)
+    print(f"{workers} worker processes", file=sys.stderr, flush=True)
+    store.engine.dispose()
+    stopping = []
+
+    def start(index: int):
+        proc = ctx.Process(target=_worker, name=f"penchant-worker-{index}", daemon=False,
+                           args=(settings, sock, generation, generation_lock, user_events, index, access_log, graceful_s))
+        proc.start()
+        return proc
+
+    def stop(signum, _frame) -> None:
+        stopping.append(signum)
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    procs = [start(k) for k in range(workers)]
+    try:
+        while not stopping:
+            for k, proc in enumerate(procs):
+                if not proc.is_alive() and not stopping:
+                    print(f"worker {k} (pid {proc.pid}) exited with {proc.exitcode}; starting it again",
+                          file=sys.stderr, flush=True)
+                    procs[k] = start(k)
+            time.sleep(0.2)
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()  # SIGTERM: uvicorn lets requests in flight finish
+        for proc in procs:
+            proc.join(graceful_s + 5)
+            if proc.is_alive():
+                proc.kill()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        sock.close()
+
+
+def _announce(store, sock: socket.socket, models: dict, active: dict) -> list[str]:
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    counts = store.counts()
+    lines = [f"penchant serving on http://{shown}:{port} (API docs /docs, dashboard /ui)",
+             f"store {store.engine.url.render_as_string(hide_password=True)}: {counts['users']:,} users, "
+             f"{counts['items']:,} items, {counts['events']:,} events",
+             "models: " + "; ".join(f"{kind} {active.get(kind, default)}" for kind, default in models.items())]
+    return lines
+
+
+def serve_forever(app, host: str, port: int, *, access_log: bool = False, graceful_s: float = 30.0) -> None:
+    """Bind, announce, serve until SIGINT/SIGTERM (then requests in flight get ``graceful_s``
+    seconds to finish). The caller holds the data folder (:func:`hold_data_dir`)."""
+    sock = bind(host, port)
+    for line in startup_lines(app, sock):
         print(line, file=sys.stderr, flush=True)
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        _uvicorn(app, sock, access_log, graceful_s)
     finally:
         sock.close()

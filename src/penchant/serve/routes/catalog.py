@@ -68,6 +68,7 @@ def upsert_users(svc: Svc, rows: list[UserIn]) -> Upserted:
 def delete_user(svc: Svc, user_id: IdPath) -> dict:
     """Forget a user: their record and every event of theirs (the right to be forgotten)."""
     out = svc.store.delete_user(user_id)
+    svc.host.answers.user_changed([user_id])
     if not out["user"] and not out["events"]:
         raise HTTPException(404, f"no user {user_id!r}")
     return out
@@ -76,7 +77,9 @@ def delete_user(svc: Svc, user_id: IdPath) -> dict:
 @router.post("/v1/users/delete", tags=["users"], dependencies=[admin])
 def delete_users(svc: Svc, body: IdsIn) -> dict:
     """Forget many users at once (one transaction); counts of what was removed."""
-    return svc.store.delete_users(body.ids)
+    out = svc.store.delete_users(body.ids)
+    svc.host.answers.user_changed(body.ids)
+    return out
 
 
 @router.put("/v1/items", tags=["items"], dependencies=[write])

@@ -36,6 +36,7 @@ def post_feedback(svc: Svc, rows: list[EventIn]) -> EventsInserted:
     now = time.time()
     out = svc.store.insert_feedback([r.model_dump() | {"timestamp": r.timestamp if r.timestamp is not None else now}
                                      for r in rows])
+    svc.host.answers.user_changed(r.user_id for r in rows)
     svc.metrics.count("penchant_events_inserted_total", out["inserted"])
     svc.metrics.count("penchant_events_duplicate_total", out["duplicates"])
     return EventsInserted(**out)

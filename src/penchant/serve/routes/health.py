@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
@@ -12,7 +14,8 @@ router = APIRouter()
 
 @router.get("/healthz", tags=["health"])
 def healthz() -> dict:
-    return {"status": "ok"}
+    """Alive; ``pid`` says which worker process answered."""
+    return {"status": "ok", "pid": os.getpid()}
 
 
 @router.get("/readyz", tags=["health"])
@@ -28,8 +31,10 @@ def readyz(svc: Svc) -> JSONResponse:
 @router.get("/metrics", tags=["health"], response_class=PlainTextResponse)
 def prometheus(svc: Svc) -> str:
     d = svc.host.deployed
-    return svc.metrics.render({"penchant_active_model_version": d.version if d else 0, **{
-        f"penchant_stored_{k}": v for k, v in svc.store.counts().items()}})
+    cache = svc.host.answers
+    return svc.metrics.render({"penchant_active_model_version": d.version if d else 0,
+                               "penchant_answer_cache_hits": cache.hits, "penchant_answer_cache_misses": cache.misses,
+                               **{f"penchant_stored_{k}": v for k, v in svc.store.counts().items()}})
 
 
 @router.get("/ui", tags=["ui"], response_class=HTMLResponse, include_in_schema=False)

@@ -1,0 +1,97 @@
+"""`penchant serve --workers 2`: both processes answer, an activation under load reaches every
+worker before its next answer (no answer mixes versions, none after the activation is old), an
+event through one worker invalidates the user's cached answers in both, and a worker killed with
+SIGKILL is started again and serves the active version."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+import urllib.request
+
+from tests.serve.server import ADMIN, clustered_events, free_port, start_server
+
+
+def _call(port: int, method: str, path: str, body=None) -> dict:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
+                                 data=None if body is None else json.dumps(body).encode(),
+                                 headers={"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.loads(r.read())
+
+
+def _ready(port: int, version: int) -> None:
+    end = time.time() + 120
+    while _call(port, "GET", f"/v1/models/{version}")["status"] == "training":
+        assert time.time() < end, "training did not finish"
+        time.sleep(0.1)
+
+
+def _pids(port: int, n: int = 40) -> set[int]:
+    return {_call(port, "GET", "/healthz")["pid"] for _ in range(n)}
+
+
+def test_two_workers_share_versions_and_survive_a_killed_worker(tmp_path):
+    port = free_port()
+    server = start_server(tmp_path / "data", None, port, "--workers", "2")
+    try:
+        _call(port, "POST", "/v1/feedback", clustered_events())
+        v1 = _call(port, "POST", "/v1/models/train", {"model": "pop", "activate": True})["id"]
+        _ready(port, v1)
+        v2 = _call(port, "POST", "/v1/models/train", {"model": "itemknn"})["id"]
+        _ready(port, v2)
+        deadline = time.time() + 60
+        while len(pids := _pids(port)) < 2:  # the second worker may still be starting
+            assert time.time() < deadline, pids
+        answers: list[tuple[float, float, str]] = []
+        stop = threading.Event()
+
+        def load() -> None:
+            while not stop.is_set():
+                start = time.monotonic()
+                model = _call(port, "GET", "/v1/users/u0/recommendations?k=5")["model"]
+                answers.append((start, time.monotonic(), model))
+
+        clients = [threading.Thread(target=load) for _ in range(4)]
+        for c in clients:
+            c.start()
+        time.sleep(1.0)
+        sent = time.monotonic()
+        assert _call(port, "POST", f"/v1/models/{v2}/activate")["active"] is True
+        answered = time.monotonic()
+        time.sleep(1.0)
+        stop.set()
+        for c in clients:
+            c.join()
+        old, new = f"pop:v{v1}", f"itemknn:v{v2}"
+        assert {m for _, _, m in answers} == {old, new}
+        assert all(m == old for _, end, m in answers if end < sent)
+        after = [m for start, _, m in answers if start > answered]
+        assert len(after) > 20 and set(after) == {new}  # every worker answered with the new version at once
+
+        # an event stored through one worker makes the user's cached answers stale in both
+        rec = "/v1/users/u0/recommendations?k=5"
+        best = _call(port, "GET", rec)["items"][0]["id"]
+        assert {_call(port, "GET", rec)["items"][0]["id"] for _ in range(20)} == {best}  # cached in both workers
+        _call(port, "POST", "/v1/feedback", [{"event_id": "w1", "user_id": "u0", "item_id": best, "type": "click"}])
+        assert not any(best in [x["id"] for x in _call(port, "GET", rec)["items"]] for _ in range(20))
+
+        victim = min(pids)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.time() + 90
+        while True:  # the supervisor starts a replacement, which loads the active version
+            try:
+                now = _pids(port, 20)
+            except OSError:
+                now = set()
+            if len(now) == 2 and victim not in now:
+                break
+            assert time.time() < deadline, now
+            time.sleep(0.2)
+        assert {_call(port, "GET", "/v1/users/u0/recommendations?k=5")["model"] for _ in range(20)} == {new}
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0
