@@ -58,3 +58,12 @@ def post(port: int, rows: list[dict]) -> dict:
                                  headers={"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.loads(r.read())
+
+
+def call(port: int, method: str, path: str, body=None) -> dict:
+    """One JSON request to a running server with the admin key."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
+                                 data=None if body is None else json.dumps(body).encode(),
+                                 headers={"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.loads(r.read())

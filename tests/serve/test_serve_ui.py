@@ -4,25 +4,15 @@ title, and feedback sent from the form changes the recommendations."""
 
 from __future__ import annotations
 
-import json
 import shutil
-import urllib.request
 
 import pytest
 
-from tests.serve.server import ADMIN, free_port, start_server
+from tests.serve.server import ADMIN, call, free_port, start_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
-
-
-def _call(port: int, method: str, path: str, body=None):
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
-                                 data=None if body is None else json.dumps(body).encode(),
-                                 headers={"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=60) as r:
-        return json.loads(r.read())
 
 
 def test_ui_shows_a_user_and_sends_feedback(tmp_path):
@@ -33,14 +23,14 @@ def test_ui_shows_a_user_and_sends_feedback(tmp_path):
     port = free_port()
     server = start_server(tmp_path / "data", None, port)
     try:
-        _call(port, "PUT", "/v1/items", [{"id": f"i{i}", "title": f"Film number {i}"} for i in range(20)])
+        call(port, "PUT", "/v1/items", [{"id": f"i{i}", "title": f"Film number {i}"} for i in range(20)])
         events = [{"event_id": f"e{u}-{i}", "user_id": f"u{u}", "item_id": f"i{i}", "type": "click", "timestamp": 1.0 + i}
                   for u in range(12) for i in range(20) if (u + i) % 3 == 0 or i < u % 5]
-        _call(port, "POST", "/v1/feedback", events)
-        version = _call(port, "POST", "/v1/models/train", {"model": "pop", "activate": True})["id"]
-        while _call(port, "GET", f"/v1/models/{version}")["status"] == "training":
+        call(port, "POST", "/v1/feedback", events)
+        version = call(port, "POST", "/v1/models/train", {"model": "pop", "activate": True})["id"]
+        while call(port, "GET", f"/v1/models/{version}")["status"] == "training":
             pass
-        top = _call(port, "GET", "/v1/users/u1/recommendations?k=10")["items"][0]["id"]
+        top = call(port, "GET", "/v1/users/u1/recommendations?k=10")["items"][0]["id"]
         with sync_playwright() as p:
             # a name that is not localhost: plain HTTP from "another host" is not a secure context
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,

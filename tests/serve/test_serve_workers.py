@@ -5,43 +5,33 @@ SIGKILL is started again and serves the active version."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
 import time
-import urllib.request
 
-from tests.serve.server import ADMIN, clustered_events, free_port, start_server
-
-
-def _call(port: int, method: str, path: str, body=None) -> dict:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
-                                 data=None if body is None else json.dumps(body).encode(),
-                                 headers={"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=60) as r:
-        return json.loads(r.read())
+from tests.serve.server import call, clustered_events, free_port, start_server
 
 
 def _ready(port: int, version: int) -> None:
     end = time.time() + 120
-    while _call(port, "GET", f"/v1/models/{version}")["status"] == "training":
+    while call(port, "GET", f"/v1/models/{version}")["status"] == "training":
         assert time.time() < end, "training did not finish"
         time.sleep(0.1)
 
 
 def _pids(port: int, n: int = 40) -> set[int]:
-    return {_call(port, "GET", "/healthz")["pid"] for _ in range(n)}
+    return {call(port, "GET", "/healthz")["pid"] for _ in range(n)}
 
 
 def test_two_workers_share_versions_and_survive_a_killed_worker(tmp_path):
     port = free_port()
     server = start_server(tmp_path / "data", None, port, "--workers", "2")
     try:
-        _call(port, "POST", "/v1/feedback", clustered_events())
-        v1 = _call(port, "POST", "/v1/models/train", {"model": "pop", "activate": True})["id"]
+        call(port, "POST", "/v1/feedback", clustered_events())
+        v1 = call(port, "POST", "/v1/models/train", {"model": "pop", "activate": True})["id"]
         _ready(port, v1)
-        v2 = _call(port, "POST", "/v1/models/train", {"model": "itemknn"})["id"]
+        v2 = call(port, "POST", "/v1/models/train", {"model": "itemknn"})["id"]
         _ready(port, v2)
         deadline = time.time() + 60
         while len(pids := _pids(port)) < 2:  # the second worker may still be starting
@@ -52,7 +42,7 @@ def test_two_workers_share_versions_and_survive_a_killed_worker(tmp_path):
         def load() -> None:
             while not stop.is_set():
                 start = time.monotonic()
-                model = _call(port, "GET", "/v1/users/u0/recommendations?k=5")["model"]
+                model = call(port, "GET", "/v1/users/u0/recommendations?k=5")["model"]
                 answers.append((start, time.monotonic(), model))
 
         clients = [threading.Thread(target=load) for _ in range(4)]
@@ -60,7 +50,7 @@ def test_two_workers_share_versions_and_survive_a_killed_worker(tmp_path):
             c.start()
         time.sleep(1.0)
         sent = time.monotonic()
-        assert _call(port, "POST", f"/v1/models/{v2}/activate")["active"] is True
+        assert call(port, "POST", f"/v1/models/{v2}/activate")["active"] is True
         answered = time.monotonic()
         time.sleep(1.0)
         stop.set()
@@ -74,10 +64,10 @@ def test_two_workers_share_versions_and_survive_a_killed_worker(tmp_path):
 
         # an event stored through one worker makes the user's cached answers stale in both
         rec = "/v1/users/u0/recommendations?k=5"
-        best = _call(port, "GET", rec)["items"][0]["id"]
-        assert {_call(port, "GET", rec)["items"][0]["id"] for _ in range(20)} == {best}  # cached in both workers
-        _call(port, "POST", "/v1/feedback", [{"event_id": "w1", "user_id": "u0", "item_id": best, "type": "click"}])
-        assert not any(best in [x["id"] for x in _call(port, "GET", rec)["items"]] for _ in range(20))
+        best = call(port, "GET", rec)["items"][0]["id"]
+        assert {call(port, "GET", rec)["items"][0]["id"] for _ in range(20)} == {best}  # cached in both workers
+        call(port, "POST", "/v1/feedback", [{"event_id": "w1", "user_id": "u0", "item_id": best, "type": "click"}])
+        assert not any(best in [x["id"] for x in call(port, "GET", rec)["items"]] for _ in range(20))
 
         victim = min(pids)
         os.kill(victim, signal.SIGKILL)
@@ -91,7 +81,7 @@ def test_two_workers_share_versions_and_survive_a_killed_worker(tmp_path):
                 break
             assert time.time() < deadline, now
             time.sleep(0.2)
-        assert {_call(port, "GET", "/v1/users/u0/recommendations?k=5")["model"] for _ in range(20)} == {new}
+        assert {call(port, "GET", "/v1/users/u0/recommendations?k=5")["model"] for _ in range(20)} == {new}
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=60) == 0
