@@ -115,6 +115,8 @@ def main() -> None:
     ap.add_argument("--concurrency", default="1,10,100")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--workers", type=int, default=2, help="worker processes of both servers")
+    ap.add_argument("--cache-entries", type=int, default=10_000,
+                    help="penchant's answer cache per worker (0: every answer computed, as for users seen once)")
     args = ap.parse_args()
     data = Path(os.environ.get("PENCHANT_DATA", "../shared/data")) / "ml-100k"
     folder = Path(tempfile.mkdtemp(prefix="penchant-bench-"))
@@ -122,8 +124,10 @@ def main() -> None:
     subprocess.run([sys.executable, "-m", "penchant", "store", "restore", "--dataset", str(data), "--data-dir",
                     str(folder)], check=True, env=env, capture_output=True)
     port = free_port()
+    config = folder / "bench.toml"
+    config.write_text(f"[service]\nanswer_cache_entries = {args.cache_entries}\n")
     server = subprocess.Popen([sys.executable, "-m", "penchant", "serve", "--port", str(port), "--data-dir", str(folder),
-                               "--workers", str(args.workers)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               "--workers", str(args.workers), "--config", str(config)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ceiling_port = free_port()
     ceiling = None
     try:
@@ -134,9 +138,10 @@ def main() -> None:
         users = [str(u) for u in range(1, 944)]
         paths = [f"/v1/users/{u}/recommendations?k=10" for u in users]
         levels = [int(x) for x in args.concurrency.split(",")]
-        print(f"ML-100K in the store (SQLite, {folder}), ALS v{version} active, {args.workers} worker process(es); "
+        print(f"ML-100K in the store (SQLite, {folder}), ALS v{version} active, {args.workers} worker process(es), "
+              f"answer cache {args.cache_entries:,} entries; "
               f"client and server on this machine ({os.cpu_count()} cores); {args.seconds:g} s per level")
-        ours = measure(port, paths, levels, args.seconds)
+        ours = measure(port, paths, levels, args.seconds)  # (every user's answer is cached after its first request)
         batch, n = 1000, 20
         start = time.perf_counter()
         for b in range(n):
@@ -167,9 +172,13 @@ def main() -> None:
         print("Gorse, published (ms per request, sequential, their machine): " +
               "; ".join(f"{k} {v}" for k, v in GORSE_PUBLISHED.items()))
     finally:
-        for proc in (server, ceiling):
+        for proc in (server, ceiling):  # SIGTERM: both stop their worker processes too
             if proc is not None and proc.poll() is None:
-                proc.kill()
+                proc.terminate()
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
 
 
 if __name__ == "__main__":

@@ -149,3 +149,33 @@ def test_answers_are_cached_until_something_they_depend_on_changes(client):
     assert cache.hits == hits + 2
     metrics = client.get("/metrics").text
     assert f"penchant_answer_cache_hits {cache.hits}" in metrics
+
+
+def test_the_hot_path_answers_exactly_as_the_route(client, tmp_path, database_url):
+    """`GET /v1/users/{id}/recommendations` skips FastAPI's routing when a request is plainly valid;
+    every request, valid or not, gets the same status and body as from the route itself."""
+    from fastapi.testclient import TestClient
+
+    from penchant.serve.app import create_app
+    from penchant.serve.config import load_settings
+    from penchant.serve.hot_path import FastRecommendations
+    from tests.serve.server import clustered_events
+
+    client.put("/v1/items", json=[{"id": f"i{i}", "categories": ["even" if i % 2 == 0 else "odd"]} for i in range(40)])
+    client.post("/v1/feedback", json=clustered_events())
+    version = client.post("/v1/models/train", json={"model": "als", "params": {"factors": 8}, "activate": True}).json()["id"]
+    client.app.state.service.host.wait(version)
+    plain = create_app(load_settings(tmp_path / "data", database_url=database_url, env={}), admin_key=ADMIN)
+    plain.user_middleware = [m for m in plain.user_middleware if m.cls is not FastRecommendations]
+    queries = ["", "k=5", "k=1000", "k=0", "k=1001", "k=abc", "k=5&k=7", "k=+5", "category=odd", "category=",
+               "exclude=i1&exclude=i3", "exclude_seen=false", "exclude_seen=yes", "exclude_seen=maybe", "foo=bar",
+               "k=3&category=even&exclude_seen=0&exclude=i2"]
+    with TestClient(plain) as route:
+        for user in ("u0", "u1", "stranger", "%C3%A9t%C3%A9"):
+            for q in queries:
+                for auth in (f"Bearer {ADMIN}", "Bearer pk_nope_" + "x" * 40, None):
+                    headers = {"Authorization": auth} if auth else {"Authorization": ""}
+                    fast, slow = (c.get(f"/v1/users/{user}/recommendations?{q}", headers=headers) for c in (client, route))
+                    assert (fast.status_code, fast.json()) == (slow.status_code, slow.json()), (user, q, auth)
+    hits = client.get("/metrics").text
+    assert 'penchant_http_requests_total{method="GET",path="/v1/users/{user_id}/recommendations",status="200"}' in hits

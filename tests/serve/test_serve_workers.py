@@ -52,7 +52,10 @@ def test_two_workers_share_versions_and_survive_a_killed_worker(tmp_path):
         sent = time.monotonic()
         assert call(port, "POST", f"/v1/models/{v2}/activate")["active"] is True
         answered = time.monotonic()
-        time.sleep(1.0)
+        deadline = time.time() + 60
+        while sum(start > answered for start, _, _ in list(answers)) < 40:  # a loaded machine answers slowly
+            assert time.time() < deadline, "too few answers after the activation"
+            time.sleep(0.1)
         stop.set()
         for c in clients:
             c.join()
@@ -60,7 +63,7 @@ def test_two_workers_share_versions_and_survive_a_killed_worker(tmp_path):
         assert {m for _, _, m in answers} == {old, new}
         assert all(m == old for _, end, m in answers if end < sent)
         after = [m for start, _, m in answers if start > answered]
-        assert len(after) > 20 and set(after) == {new}  # every worker answered with the new version at once
+        assert len(after) >= 40 and set(after) == {new}  # every worker answered with the new version at once
 
         # an event stored through one worker makes the user's cached answers stale in both
         rec = "/v1/users/u0/recommendations?k=5"

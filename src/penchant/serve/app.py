@@ -23,6 +23,7 @@ from penchant.serve.config import Settings
 from penchant.serve.conversations import ConversationHost
 from penchant.serve.deps import KeyCache, RateLimiter, Service
 from penchant.serve.host import ModelHost
+from penchant.serve.hot_path import FastRecommendations
 from penchant.serve.keys import create_key
 from penchant.serve.metrics import Metrics
 from penchant.serve.routes import ROUTERS
@@ -95,6 +96,7 @@ def create_app(settings: Settings, *, admin_key: str | None = None, generation=N
     host.on_items_changed.append(talks.items_changed)
     app.state.service = Service(store, host, talks, settings, metrics, KeyCache(store),
                                 RateLimiter(settings.rate_limit_per_minute))
+    app.add_middleware(FastRecommendations, service=app.state.service)  # inside the limits and metrics (middleware added later wraps it)
     app.add_middleware(LimitsAndMetrics, metrics=metrics, max_bytes=settings.max_request_bytes,
                        max_model_bytes=settings.max_model_bytes)
     for error, status in STATUS.items():

@@ -73,7 +73,7 @@ class Service:
             raise HTTPException(422, f"body: at most {self.settings.max_batch} rows per batch, not {len(rows)}")
 
 
-def service(request: Request) -> Service:
+async def service(request: Request) -> Service:
     return request.app.state.service
 
 

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 
 from penchant.data.events import interactions_from_events, pairs_from_rows
 from penchant.errors import ConflictError, DataError, NotFoundError
@@ -70,9 +69,11 @@ class DeployedPreference(Loaded):
 
 def _best(d: Deployed, scores: np.ndarray, banned: np.ndarray, k: int) -> list[dict]:
     """The ``k`` best of one row of scores with ``banned`` (bool (n_items,)) left out, through the
-    one top-k with exclusion that evaluation and ``recommend()`` use; ids and scores."""
-    exclude = sp.csr_matrix(banned[None, :].astype(np.float32))
-    items, values = top_k(np.asarray(scores, dtype=np.float64)[None, :].copy(), k, exclude)
+    one top-k that evaluation and ``recommend()`` use (banned items masked to -inf first, as its
+    exclusion does, without building a sparse matrix per request); ids and scores."""
+    row = np.asarray(scores, dtype=np.float64)[None, :].copy()
+    row[0, banned] = -np.inf
+    items, values = top_k(row, k)
     keep = np.isfinite(values[0])
     return [{"id": str(d.item_ids[i]), "score": float(v)} for i, v in zip(items[0][keep], values[0][keep])]
 
@@ -401,8 +402,8 @@ class ModelHost:
         banned = set(exclude or []) | ({i for i, _ in events} if exclude_seen else set())
         mask[[d.item_index[i] for i in banned if i in d.item_index]] = True
         if exclude_seen and user_id in d.user_index:  # what the model was fitted on counts as seen too
-            row = d.model.train_[d.user_index[user_id]]
-            mask[row.indices] = True
+            train, u = d.model.train_, d.user_index[user_id]
+            mask[train.indices[train.indptr[u]:train.indptr[u + 1]]] = True
         if category is not None:
             mask |= self._outside(d, category)
         return {"user": user_id, "model": source, "items": _best(d, scores, mask, k)}

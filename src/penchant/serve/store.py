@@ -34,11 +34,12 @@ items = sa.Table("items", metadata,
                  sa.Column("timestamp", sa.Float, nullable=True))
 feedback = sa.Table("feedback", metadata,
                     sa.Column("event_id", sa.String(255), primary_key=True),
-                    sa.Column("user_id", sa.String(255), nullable=False, index=True),
+                    sa.Column("user_id", sa.String(255), nullable=False),
                     sa.Column("item_id", sa.String(255), nullable=False, index=True),
                     sa.Column("type", sa.String(64), nullable=False),
                     sa.Column("value", sa.Float, nullable=False, default=1.0),
-                    sa.Column("timestamp", sa.Float, nullable=False))
+                    sa.Column("timestamp", sa.Float, nullable=False),
+                    sa.Index("ix_feedback_user_item_type", "user_id", "item_id", "type"))  # covers user_items()
 api_keys = sa.Table("api_keys", metadata,
                     sa.Column("id", sa.String(32), primary_key=True),
                     sa.Column("name", sa.String(255), nullable=False),

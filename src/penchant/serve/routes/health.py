@@ -13,7 +13,7 @@ router = APIRouter()
 
 
 @router.get("/healthz", tags=["health"])
-def healthz() -> dict:
+async def healthz() -> dict:
     """Alive; ``pid`` says which worker process answered."""
     return {"status": "ok", "pid": os.getpid()}
 
