@@ -117,11 +117,24 @@ def _worker(settings, sock: socket.socket, generation, generation_lock, user_eve
     """One worker process: its own app over the shared store and socket."""
     from penchant.serve.app import create_app
 
+    _die_with_parent()
     app = create_app(settings, generation=generation, generation_lock=generation_lock, user_events=user_events,
                      schedule=index == 0)
     for line in app.state.refused:
         print(f"warning: worker {index}: {line}", file=sys.stderr, flush=True)
     _uvicorn(app, sock, access_log, graceful_s)
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this process when the supervisor dies, even by SIGKILL, so no orphaned
+    worker keeps serving the port (elsewhere a no-op)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def serve_workers(settings, host: str, port: int, workers: int, *, access_log: bool = False,
