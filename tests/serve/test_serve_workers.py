@@ -1,16 +1,20 @@
 """`penchant serve --workers 2`: both processes answer, an activation under load reaches every
 worker before its next answer (no answer mixes versions, none after the activation is old), an
-event through one worker invalidates the user's cached answers in both, and a worker killed with
-SIGKILL is started again and serves the active version."""
+event through one worker invalidates the user's cached answers in both, a worker killed with
+SIGKILL is started again and serves the active version, and workers killed during a restore or
+an activation leave all of the restore or none, and one whole active version."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
 import time
+import urllib.request
 
-from tests.serve.server import call, clustered_events, free_port, start_server
+from penchant.serve.store import Store, database_url, make_engine
+from tests.serve.server import ADMIN, call, clustered_events, free_port, start_server
 
 
 def _ready(port: int, version: int) -> None:
@@ -18,6 +22,27 @@ def _ready(port: int, version: int) -> None:
     while call(port, "GET", f"/v1/models/{version}")["status"] == "training":
         assert time.time() < end, "training did not finish"
         time.sleep(0.1)
+
+
+def _quietly(fn, *args) -> None:
+    try:
+        fn(*args)
+    except OSError:
+        pass  # the worker died under the request
+
+
+def _respawned(port: int, dead: set[int]) -> set[int]:
+    """The two worker pids once the supervisor has replaced every one of ``dead``."""
+    deadline = time.time() + 120
+    while True:
+        try:
+            now = _pids(port, 20)
+        except OSError:
+            now = set()
+        if len(now) == 2 and not now & set(dead):
+            return now
+        assert time.time() < deadline, now
+        time.sleep(0.2)
 
 
 def _pids(port: int, n: int = 40) -> set[int]:
@@ -74,17 +99,49 @@ def test_two_workers_share_versions_and_survive_a_killed_worker(tmp_path):
 
         victim = min(pids)
         os.kill(victim, signal.SIGKILL)
-        deadline = time.time() + 90
-        while True:  # the supervisor starts a replacement, which loads the active version
-            try:
-                now = _pids(port, 20)
-            except OSError:
-                now = set()
-            if len(now) == 2 and victim not in now:
-                break
-            assert time.time() < deadline, now
-            time.sleep(0.2)
+        pids = _respawned(port, {victim})
         assert {call(port, "GET", "/v1/users/u0/recommendations?k=5")["model"] for _ in range(20)} == {new}
+
+        # both workers killed in the middle of a restore: it stored everything or nothing
+        n = 40_000
+        dump = "\n".join(json.dumps({"kind": "event", "event_id": f"r{k}", "user_id": f"u{k % 60}", "item_id": f"i{k % 40}",
+                                     "type": "click", "timestamp": 5000.0 + k}) for k in range(n)).encode()
+        outcome: list = []
+
+        def restore() -> None:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/admin/restore", data=dump, method="POST",
+                                             headers={"Authorization": f"Bearer {ADMIN}"})
+            try:
+                with urllib.request.urlopen(request, timeout=120) as r:
+                    outcome.append(json.loads(r.read()))
+            except OSError as e:
+                outcome.append(e)
+
+        sender = threading.Thread(target=restore)
+        sender.start()
+        time.sleep(0.5)
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        sender.join(120)
+        pids = _respawned(port, pids)
+        store = Store(make_engine(database_url(tmp_path / "data", None)))
+        restored = sum(e.startswith("r") for e in store.event_ids())
+        assert restored in (0, n), restored
+        if isinstance(outcome[0], dict):  # acknowledged before the kill: then it is all there
+            assert outcome[0]["events"] == n and restored == n
+
+        # both workers killed right after an activation was sent: one whole version is active and served
+        sender = threading.Thread(target=lambda: _quietly(call, port, "POST", f"/v1/models/{v1}/activate"))
+        sender.start()
+        time.sleep(0.05)
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        sender.join(60)
+        _respawned(port, pids)
+        active = [v for v in store.versions() if v["active"] and v["kind"] == "recommender"]
+        assert len(active) == 1 and active[0]["status"] == "ready"
+        label = f"{active[0]['model']}:v{active[0]['id']}"
+        assert {call(port, "GET", "/v1/users/u1/recommendations?k=5")["model"] for _ in range(20)} == {label}
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=60) == 0
