@@ -51,7 +51,9 @@ def _pids(port: int, n: int = 40) -> set[int]:
 
 def test_two_workers_share_versions_and_survive_a_killed_worker(tmp_path):
     port = free_port()
-    server = start_server(tmp_path / "data", None, port, "--workers", "2")
+    config = tmp_path / "service.toml"  # room for the 4.6 MB restore below (the default limit is 2 MB)
+    config.write_text("[service]\nmax_request_bytes = 20000000\n")
+    server = start_server(tmp_path / "data", None, port, "--workers", "2", "--config", str(config))
     try:
         call(port, "POST", "/v1/feedback", clustered_events())
         v1 = call(port, "POST", "/v1/models/train", {"model": "pop", "activate": True})["id"]
