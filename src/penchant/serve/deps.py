@@ -15,7 +15,7 @@ from fastapi import Depends, Header, HTTPException, Path, Request
 from penchant.serve.config import Settings
 from penchant.serve.conversations import ConversationHost
 from penchant.serve.host import ModelHost
-from penchant.serve.keys import check_key
+from penchant.serve.keys import bearer, check_key
 from penchant.serve.metrics import Metrics
 from penchant.serve.store import Store
 
@@ -84,8 +84,7 @@ def scope(needed: str):
     """A dependency admitting keys with scope needed (or above) within their rate limit."""
 
     async def check(svc: Svc, authorization: Annotated[str | None, Header()] = None) -> str:
-        key = authorization[7:].strip() if authorization and authorization.lower().startswith("bearer ") else None
-        known, allowed, key_id = svc.keys.check(key, needed)
+        known, allowed, key_id = svc.keys.check(bearer(authorization), needed)
         if not known:
             raise HTTPException(401, "a valid API key is needed (Authorization: Bearer <key>)",
                                 headers={"WWW-Authenticate": "Bearer"})

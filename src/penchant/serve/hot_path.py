@@ -15,6 +15,8 @@ import json
 import re
 from urllib.parse import parse_qsl
 
+from penchant.serve.keys import bearer
+
 PATH = re.compile(r"^/v1/users/([^/]{1,255})/recommendations$")
 ROUTE_PATH = "/v1/users/{user_id}/recommendations"
 BOOLS = {"true": True, "1": True, "false": False, "0": False}
@@ -44,8 +46,7 @@ class FastRecommendations:
             return False
         svc = self.service
         auth = next((v for k, v in scope["headers"] if k == b"authorization"), b"").decode("latin-1")
-        key = auth[7:].strip() if auth.lower().startswith("bearer ") else None
-        known, allowed, key_id = svc.keys.check(key, "read")
+        known, allowed, key_id = svc.keys.check(bearer(auth), "read")
         if not (known and allowed):
             return False  # the route answers 401/403 with its headers
         scope["route"] = _Route

@@ -33,6 +33,11 @@ def create_key(store: Store, name: str, scope: str, key: str | None = None) -> s
     return key
 
 
+def bearer(authorization: str | None) -> str | None:
+    """The key in an ``Authorization: Bearer <key>`` header value, or None."""
+    return authorization[7:].strip() if authorization and authorization.lower().startswith("bearer ") else None
+
+
 def key_id_of(key: str) -> str | None:
     parts = key.split("_", 2)
     if len(parts) != 3 or parts[0] != "pk" or not parts[1].isalnum() or len(parts[2]) < 16 or not parts[2].isprintable():

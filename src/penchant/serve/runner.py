@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO
 
 from penchant.errors import ConfigError
+from penchant.serve.keys import bearer, key_id_of
 
 LOCK_NAME = "penchant.lock"
 
@@ -66,8 +67,7 @@ def startup_lines(app, sock: socket.socket) -> list[str]:
     """What the server says when it is ready: where, which store, which versions, what it refused."""
     svc = app.state.service
     active = {kind: d.label for kind, d in (("recommender", svc.host.deployed), ("preference", svc.host.preference)) if d}
-    lines = _announce(svc.store, sock, {"recommender": "none (popular items until one is trained)", "preference": "none"},
-                      active)
+    lines = _announce(svc.store, sock, active)
     return lines + [f"warning: {line}" for line in app.state.refused]
 
 
@@ -92,8 +92,8 @@ class AccessLog:
         try:
             await self.app(scope, receive, capture)
         finally:
-            auth = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-            key_id = auth.split("_")[1] if auth.lower().startswith("bearer pk_") and auth.count("_") >= 2 else None
+            key = bearer(dict(scope["headers"]).get(b"authorization", b"").decode("latin-1"))
+            key_id = key_id_of(key) if key else None
             client = scope.get("client") or [None]
             record = {"time": round(time.time(), 3), "method": scope["method"], "path": scope["path"],
                       "status": status[0], "ms": round((time.perf_counter() - start) * 1000, 3),
@@ -152,8 +152,7 @@ def serve_workers(settings, host: str, port: int, workers: int, *, access_log: b
     user_events = ctx.RawArray("q", SLOTS)
     sock = bind(host, port)
     store = Store(make_engine(database_url(settings.data_dir, settings.database_url)))
-    for line in _announce(store, sock, {"recommender": "none (popular items until one is trained)", "preference": "none"},
-                          {v["kind"]: f"{v['model']}:v{v['id']}" for v in store.versions() if v["active"]}):
+    for line in _announce(store, sock, {v["kind"]: f"{v['model']}:v{v['id']}" for v in store.versions() if v["active"]}):
         print(line, file=sys.stderr, flush=True)
     print(f"{workers} worker processes", file=sys.stderr, flush=True)
     store.engine.dispose()
@@ -191,14 +190,18 @@ def serve_workers(settings, host: str, port: int, workers: int, *, access_log: b
         sock.close()
 
 
-def _announce(store, sock: socket.socket, models: dict, active: dict) -> list[str]:
+#: what the start-up lines say of a kind of model with no active version
+NONE_ACTIVE = {"recommender": "none (popular items until one is trained)", "preference": "none"}
+
+
+def _announce(store, sock: socket.socket, active: dict) -> list[str]:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     counts = store.counts()
     lines = [f"penchant serving on http://{shown}:{port} (API docs /docs, dashboard /ui)",
              f"store {store.engine.url.render_as_string(hide_password=True)}: {counts['users']:,} users, "
              f"{counts['items']:,} items, {counts['events']:,} events",
-             "models: " + "; ".join(f"{kind} {active.get(kind, default)}" for kind, default in models.items())]
+             "models: " + "; ".join(f"{kind} {active.get(kind, default)}" for kind, default in NONE_ACTIVE.items())]
     return lines
 
 

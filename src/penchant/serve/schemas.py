@@ -57,6 +57,11 @@ class ItemOut(BaseModel):
     attributes: dict
     timestamp: float | None = None
 
+    @classmethod
+    def of(cls, row: dict) -> ItemOut:
+        """From a stored item row (extra columns such as ``created_at`` left out)."""
+        return cls(**{f: row.get(f) for f in cls.model_fields})
+
 
 class UserOut(BaseModel):
     id: str

@@ -30,13 +30,14 @@ def latest(svc: Svc, k: K = 10, category: Category = None) -> list[ItemOut]:
     found: list[dict] = []
     before = None
     cats = svc.host.categories() if category is not None else None
+    size = k if cats is None else max(k, 500)  # with a filter, pages until k items of the category
     while len(found) < k:
-        page = svc.store.latest_items(before, limit=max(k, 500) if cats is not None else k)
+        page = svc.store.latest_items(before, limit=size)
         found += [r for r in page if cats is None or category in cats.get(r["id"], ())]
-        if len(page) < (max(k, 500) if cats is not None else k):
+        if len(page) < size:
             break
         before = page[-1]["time"]
-    return [ItemOut(**{f: r["time"] if f == "timestamp" else r.get(f) for f in ItemOut.model_fields}) for r in found[:k]]
+    return [ItemOut.of(r | {"timestamp": r["time"]}) for r in found[:k]]
 
 
 @router.get("/v1/items/{item_id}", tags=["items"], dependencies=[read])
@@ -44,7 +45,7 @@ def get_item(svc: Svc, item_id: IdPath) -> ItemOut:
     rows = svc.store.get_items([item_id])
     if not rows:
         raise HTTPException(404, f"no item {item_id!r}")
-    return ItemOut(**{f: rows[0].get(f) for f in ItemOut.model_fields})
+    return ItemOut.of(rows[0])
 
 
 @router.get("/v1/users/{user_id}/neighbours", tags=["users"], dependencies=[read])

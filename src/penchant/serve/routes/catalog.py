@@ -23,10 +23,6 @@ def _next_link(request: Request, response: Response, rows: list[dict], limit: in
         response.headers["Link"] = f'<{url.path}?{url.query}>; rel="next"'
 
 
-def _item(r: dict) -> ItemOut:
-    return ItemOut(**{k: r.get(k) for k in ItemOut.model_fields})
-
-
 @router.get("/v1/users", tags=["users"], dependencies=[read])
 def list_users(request: Request, response: Response, svc: Svc, limit: Limit = 100, after: After = None) -> list[UserOut]:
     """Users in id order, a page at a time: follow the ``Link`` header's ``rel="next"`` (or pass
@@ -52,10 +48,10 @@ def get_items(request: Request, response: Response, svc: Svc,
     """The stored records of the given ``ids`` (unknown ids are left out); without ``ids``, every
     item in id order a page at a time (``Link`` header, as ``GET /v1/users``)."""
     if ids is not None:
-        return [_item(r) for r in svc.store.get_items(ids)]
+        return [ItemOut.of(r) for r in svc.store.get_items(ids)]
     rows = svc.store.page("items", after, limit)
     _next_link(request, response, rows, limit)
-    return [_item(r) for r in rows]
+    return [ItemOut.of(r) for r in rows]
 
 
 @router.put("/v1/users", tags=["users"], dependencies=[write])
