@@ -435,15 +435,18 @@ class ModelHost:
             raise ConflictError("no model is deployed yet; neighbours are computed over a deployed model's data")
         x = d.model.train_
         if user_id in d.user_index:
-            row = np.zeros(x.shape[1])
-            row[x[d.user_index[user_id]].indices] = 1.0
+            u = d.user_index[user_id]
+            items = x.indices[x.indptr[u]:x.indptr[u + 1]]
         else:
             items = [d.item_index[i] for i, _ in self.store.user_items(user_id) if i in d.item_index]
             if not items:
                 raise NotFoundError(f"user {user_id!r} has no events on the deployed model's items")
-            row = np.zeros(x.shape[1])
-            row[items] = 1.0
-        sims = (x.astype(bool).astype(np.float64) @ row) / np.maximum(np.sqrt(np.diff(x.indptr) * row.sum()), 1e-12)
+        row = np.zeros(x.shape[1])
+        row[items] = 1.0
+        # shared items per user from the CSR structure (no copy of the matrix): cumulative sums over each row's span
+        shared = np.concatenate(([0.0], np.cumsum(row[x.indices])))
+        overlap = shared[x.indptr[1:]] - shared[x.indptr[:-1]]
+        sims = overlap / np.maximum(np.sqrt(np.diff(x.indptr) * row.sum()), 1e-12)
         if user_id in d.user_index:
             sims[d.user_index[user_id]] = -np.inf
         users, values = top_k(sims[None, :], k)
