@@ -7,7 +7,7 @@ import typing
 
 import typer
 
-from penchant.cli import converse_cmds, data_cmds, eval_cmds, model_cmds, prefs_cmds, serve_cmds
+from penchant.cli import converse_cmds, data_cmds, eval_cmds, model_cmds, ope_cmds, prefs_cmds, serve_cmds
 from penchant.cli.render import err, out, write_json
 from penchant.errors import PenchantError
 
@@ -51,6 +51,7 @@ converse_app = typer.Typer(help="Conversational recommendation: ask, then recomm
 converse_app.callback()(converse_cmds.converse)
 converse_app.command("evaluate")(converse_cmds.evaluate)
 app.add_typer(converse_app, name="converse")
+app.command("ope")(ope_cmds.ope)
 app.command("serve")(serve_cmds.serve)
 keys_app = typer.Typer(help="API keys of the service.", no_args_is_help=True)
 keys_app.command("create")(serve_cmds.keys_create)

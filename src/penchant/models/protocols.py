@@ -7,6 +7,9 @@ Families (what a model is):
 * :class:`SessionScorer` scores from the order of recent items, for known users or anonymous sessions.
 * :class:`PairwiseModel` gives P(a ≻ b) for a user and two options.
 * :class:`ConversationPolicy` decides what to ask next in a conversation.
+* :class:`SlatePolicy` chooses a list for each arriving user and says how likely each shown item was
+  (the propensities that off-policy evaluation needs); :class:`LearningPolicy` also learns from the
+  rewards it earns, and :class:`StochasticPolicy` gives its whole per-slot distribution.
 
 Capabilities (what some models of a family also do):
 
@@ -90,3 +93,25 @@ class ItemVectors(Protocol):
 @runtime_checkable
 class TextScorer(Protocol):
     def prob_text(self, first: Any, second: Any, contexts: Any = None, users: Any = None) -> np.ndarray: ...
+
+
+@runtime_checkable
+class SlatePolicy(Protocol):
+    """``act(users (n,), k, rng) -> (slates int64 (n, k), propensity float64 (n, k))``: the items shown
+    to each user, best slot first, and the probability that each was shown at its slot."""
+
+    def act(self, users: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@runtime_checkable
+class LearningPolicy(Protocol):
+    """``update(users (n,), slates (n, k), rewards (n, k))``: learn from what the shown lists earned."""
+
+    def update(self, users: np.ndarray, slates: np.ndarray, rewards: np.ndarray) -> None: ...
+
+
+@runtime_checkable
+class StochasticPolicy(Protocol):
+    """``slot_probabilities(users (n,), k) -> float64 (n, k, n_items)``: the chance of each item at each slot."""
+
+    def slot_probabilities(self, users: np.ndarray, k: int) -> np.ndarray: ...
