@@ -248,3 +248,57 @@ def target_from_file(log: BanditLog, path: str | Path) -> Target:
     lookup = pl.DataFrame({"item": ids.astype(str), "code": np.arange(len(ids), dtype=np.int64)})
     joined = joined.join(lookup, on="item", how="left").sort("row", maintain_order=True)
     return Target(joined["row"].to_numpy(), ids, joined["code"].to_numpy(), joined["prob"].to_numpy(), int(unmatched))
+
+
+#: the fields of a service dump (``penchant store dump``) that off-policy evaluation reads
+DUMP_SCHEMA = {"kind": pl.String, "list_id": pl.String, "user_id": pl.String, "item_id": pl.String,
+               "position": pl.Int64, "propensity": pl.Float64, "slate_propensity": pl.Float64, "type": pl.String,
+               "timestamp": pl.Float64}
+
+
+def is_dump(path: str | Path) -> bool:
+    """Whether ``path`` is a service dump: JSON lines whose first row has a ``kind``."""
+    path = Path(path)
+    if not {".jsonl", ".ndjson"} & {x.lower() for x in path.suffixes}:
+        return False
+    with open(path, encoding="utf-8", errors="replace") as f:
+        first = next((line for line in f if line.strip()), "")
+    return first.lstrip().startswith("{") and '"kind"' in first
+
+
+def log_from_dump(path: str | Path, reward_types: list[str] | None = None) -> tuple[BanditLog, dict]:
+    """The served lists of a service dump as logged bandit feedback.
+
+    Each shown item's reward is 1 if the user has an event on it (of ``reward_types``; default any
+    type) at or after it was shown and no later showing of the same item to the same user came
+    first (each event credits the latest impression before it), else 0. Returns the log and counts:
+    ``lists``, ``impressions``, ``rewarded``, ``events``, ``events_without_impression``.
+    """
+    path = Path(path)
+    try:
+        frame = pl.read_ndjson(path, schema=DUMP_SCHEMA)
+    except pl.exceptions.PolarsError as e:
+        raise DataError(f"cannot read the dump: {e}", file=path, expected="JSON lines from `penchant store dump`") from None
+    shown = frame.filter(pl.col("kind") == "impression").drop("kind", "type").with_row_index("row")
+    if shown.height == 0:
+        raise DataError("the dump has no impressions (served lists)", file=path,
+                        expected="a dump of a service that records them (log_impressions = true)")
+    events = frame.filter(pl.col("kind") == "event")
+    if reward_types:
+        events = events.filter(pl.col("type").is_in(reward_types))
+    events = events.select("user_id", "item_id", "timestamp").sort("timestamp")
+    credited = events.join_asof(shown.select("user_id", "item_id", "timestamp", "row").sort("timestamp"),
+                                on="timestamp", by=["user_id", "item_id"], strategy="backward",
+                                check_sortedness=False)  # both sorted by time above
+    hits = credited["row"].drop_nulls().unique()
+    reward = np.zeros(shown.height)
+    reward[hits.to_numpy()] = 1.0
+    table = Table(shown.select(round=pl.col("list_id"), user=pl.col("user_id"), item=pl.col("item_id"),
+                               position=pl.col("position").cast(pl.String),
+                               reward=pl.Series(reward).cast(pl.String),
+                               propensity=pl.col("propensity").cast(pl.String),
+                               slate_propensity=pl.col("slate_propensity").cast(pl.String)), path, 1, "row")
+    log = _build(table)
+    counts = {"lists": log.n_rounds, "impressions": len(log), "rewarded": int(len(hits)), "events": events.height,
+              "events_without_impression": int(credited["row"].null_count())}
+    return log, counts

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -89,7 +90,13 @@ def create_app(settings: Settings, *, admin_key: str | None = None, generation=N
     if settings.retrain_every_s > 0 and schedule:
         host.schedule(settings.retrain_every_s)
     metrics = Metrics()
-    app = FastAPI(title="penchant", version="0.1.0",
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        host.impressions.close()  # the served lists still waiting are written before the process ends
+
+    app = FastAPI(title="penchant", version="0.1.0", lifespan=lifespan,
                   description="Feedback in, recommendations out. Keys: `Authorization: Bearer <key>`.")
     app.state.refused = refused  # versions not served, for the start-up lines
     talks = ConversationHost(store, host)

@@ -12,6 +12,8 @@ retrain_every_s = 0                          # 0: retrain only on demand
 answer_cache_entries = 10000                 # recent recommendation answers kept (0: none); a user's event invalidates theirs
 unknown_users = "create"                     # feedback naming a user not stored: "create" it, or "reject" (422)
 unknown_items = "create"                     # the same for items ("reject": the catalogue is managed with PUT /v1/items)
+exploration_epsilon = 0.0                    # each slot of a served list shows a random eligible item with this chance
+log_impressions = true                       # record every served list (items, positions, propensities, version)
 
 [model]
 name = "als"
@@ -60,6 +62,8 @@ class Settings:
     answer_cache_entries: int = 10_000
     unknown_users: str = "create"
     unknown_items: str = "create"
+    exploration_epsilon: float = 0.0
+    log_impressions: bool = True
     model: str = "als"
     model_params: dict = field(default_factory=dict)
     feedback_types: dict = field(default_factory=lambda: dict(DEFAULT_TYPES))
@@ -75,7 +79,7 @@ class Settings:
 _SERVICE = {"database_url": str, "rate_limit_per_minute": int, "max_request_bytes": int, "max_model_bytes": int,
             "max_batch": int,
             "retrain_every_s": float, "unknown_users": str, "unknown_items": str,
-            "answer_cache_entries": int}
+            "answer_cache_entries": int, "exploration_epsilon": float, "log_impressions": bool}
 _ENV = {"PENCHANT_DATABASE_URL": "database_url", "PENCHANT_RATE_LIMIT_PER_MINUTE": "rate_limit_per_minute",
         "PENCHANT_RETRAIN_EVERY_S": "retrain_every_s", "PENCHANT_MODEL": "model"}
 
@@ -83,7 +87,7 @@ _ENV = {"PENCHANT_DATABASE_URL": "database_url", "PENCHANT_RATE_LIMIT_PER_MINUTE
 def _typed(where: str, value, kind: type):
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if not isinstance(value, kind) or isinstance(value, bool):
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise ConfigError(f"{where} must be a {kind.__name__}, not {value!r}")
     return value
 
@@ -150,6 +154,8 @@ def load_settings(data_dir: Path, *, database_url: str | None = None, config_fil
             raise ConfigError(f"service.{name} must be \"create\" or \"reject\", not {getattr(settings, name)!r}")
     if settings.answer_cache_entries < 0:
         raise ConfigError("answer_cache_entries must be 0 or more")
+    if not 0.0 <= settings.exploration_epsilon <= 1.0:
+        raise ConfigError(f"exploration_epsilon must be in [0, 1], not {settings.exploration_epsilon}")
     for f in fields(settings):
         if f.name in ("rate_limit_per_minute", "max_request_bytes", "max_model_bytes", "max_batch") and getattr(settings, f.name) < 1:
             raise ConfigError(f"{f.name} must be at least 1")

@@ -93,7 +93,11 @@ class ModelHost:
         from penchant.serve.answers import AnswerCache, counters
 
         self.store, self.settings = store, settings
+        from penchant.serve.impressions import ImpressionLog
+
         self.answers = AnswerCache(settings.answer_cache_entries, counters(user_events))
+        self.impressions = ImpressionLog(store, settings.log_impressions)
+        self._explore_rng = np.random.default_rng()
         self._changes = 0  # this process's count of changes when no generation is shared
         self._deployed: Deployed | None = None
         self._preference: DeployedPreference | None = None
@@ -378,27 +382,30 @@ class ModelHost:
         return np.log1p(d.popularity), "popular"
 
     def recommend(self, user_id: str, k: int, *, category: str | None = None, exclude: list[str] | None = None,
-                  exclude_seen: bool = True) -> dict:
+                  exclude_seen: bool = True, epsilon: float | None = None) -> dict:
         """Top ``k`` items for a user: the model's scores for a known user, a fold-in from their
-        events for a user the model has not seen (where the model can), else popularity."""
+        events for a user the model has not seen (where the model can), else popularity. Each
+        served list gets a ``list_id`` and each item its ``propensity``; with ``epsilon`` (default:
+        the ``exploration_epsilon`` setting) above 0, slots explore (:mod:`penchant.serve.impressions`)."""
+        eps = self.settings.exploration_epsilon if epsilon is None else float(epsilon)
         d = self.deployed
+        if d is not None and eps > 0:
+            return self._explore(d, user_id, k, category, exclude, exclude_seen, eps)
         if d is not None:  # an answer cached since nothing it depends on changed (see penchant.serve.answers)
             key = (user_id, k, category, tuple(exclude or ()), exclude_seen)
             stamp = self.answers.stamp(user_id, d.version, self.changes())
             cached = self.answers.get(key, stamp)
-            if cached is not None:
-                return cached
-        events = self.store.user_items(user_id)
-        if d is None:
-            return self._popular_from_store(k, events, category, exclude, exclude_seen)
-        answer = self._recommend(d, user_id, events, k, category, exclude, exclude_seen)
-        self.answers.put(key, stamp, answer)
-        return answer
+            if cached is None:
+                cached = self._recommend(d, user_id, self.store.user_items(user_id), k, category, exclude, exclude_seen)
+                self.answers.put(key, stamp, cached)
+            return self.impressions.served(cached, user_id, d.version, "greedy")
+        answer = self._popular_from_store(k, self.store.user_items(user_id), category, exclude, exclude_seen)
+        return self.impressions.served(answer, user_id, None, "popular")
 
-    def _recommend(self, d: Deployed, user_id: str, events: list[tuple[str, str]], k: int, category: str | None,
-                   exclude: list[str] | None, exclude_seen: bool) -> dict:
-        scores, source = self.user_scores(d, user_id, events)
-        mask = np.zeros(len(scores), dtype=bool)
+    def _mask(self, d: Deployed, user_id: str, events: list[tuple[str, str]], category: str | None,
+              exclude: list[str] | None, exclude_seen: bool) -> np.ndarray:
+        """bool (n_items,): the deployed items a list for this user may not show."""
+        mask = np.zeros(len(d.item_ids), dtype=bool)
         banned = set(exclude or []) | ({i for i, _ in events} if exclude_seen else set())
         mask[[d.item_index[i] for i in banned if i in d.item_index]] = True
         if exclude_seen and user_id in d.user_index:  # what the model was fitted on counts as seen too
@@ -406,7 +413,28 @@ class ModelHost:
             mask[train.indices[train.indptr[u]:train.indptr[u + 1]]] = True
         if category is not None:
             mask |= self._outside(d, category)
+        return mask
+
+    def _recommend(self, d: Deployed, user_id: str, events: list[tuple[str, str]], k: int, category: str | None,
+                   exclude: list[str] | None, exclude_seen: bool) -> dict:
+        scores, source = self.user_scores(d, user_id, events)
+        mask = self._mask(d, user_id, events, category, exclude, exclude_seen)
         return {"user": user_id, "model": source, "items": _best(d, scores, mask, k)}
+
+    def _explore(self, d: Deployed, user_id: str, k: int, category: str | None, exclude: list[str] | None,
+                 exclude_seen: bool, epsilon: float) -> dict:
+        """An ε-greedy list (never cached: each request draws afresh)."""
+        from penchant.serve.impressions import explore
+
+        events = self.store.user_items(user_id)
+        scores, source = self.user_scores(d, user_id, events)
+        mask = self._mask(d, user_id, events, category, exclude, exclude_seen)
+        greedy = np.array([d.item_index[i["id"]] for i in _best(d, scores, mask, k)], dtype=np.int64)
+        mask[greedy] = True
+        shown, propensity, slate = explore(np.flatnonzero(~mask), greedy, epsilon, self._explore_rng)
+        answer = {"user": user_id, "model": source,
+                  "items": [{"id": str(d.item_ids[i]), "score": float(scores[i])} for i in shown]}
+        return self.impressions.served(answer, user_id, d.version, f"epsilon-greedy:{epsilon:g}", propensity, slate)
 
     def _outside(self, d: Deployed, category: str) -> np.ndarray:
         """bool (n_items,): the deployed items *not* in ``category`` (cached per version)."""

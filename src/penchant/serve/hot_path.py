@@ -20,6 +20,7 @@ from penchant.serve.keys import bearer
 PATH = re.compile(r"^/v1/users/([^/]{1,255})/recommendations$")
 ROUTE_PATH = "/v1/users/{user_id}/recommendations"
 BOOLS = {"true": True, "1": True, "false": False, "0": False}
+EPSILON = re.compile(r"^(0|1)?(\.[0-9]{1,6})?$")  # plain decimals in [0, 1]; anything else: the route decides
 
 
 class _Route:
@@ -63,7 +64,7 @@ class FastRecommendations:
 
 def _params(query: bytes) -> dict | None:
     """The route's query parameters when each is plainly valid (else None: the route decides)."""
-    out: dict = {"k": 10, "category": None, "exclude": None, "exclude_seen": True}
+    out: dict = {"k": 10, "category": None, "exclude": None, "exclude_seen": True, "epsilon": None}
     seen: set[str] = set()
     for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
         if name == "exclude":
@@ -84,6 +85,10 @@ def _params(query: bytes) -> dict | None:
             if value not in BOOLS:
                 return None
             out["exclude_seen"] = BOOLS[value]
+        elif name == "epsilon":
+            if not value or not EPSILON.match(value) or float(value) > 1:
+                return None
+            out["epsilon"] = float(value)
     return out
 
 

@@ -101,6 +101,21 @@ class ComparisonIn(Strict):
     timestamp: Timestamp | None = None
 
 
+class ImpressionIn(Strict):
+    """One item of a served list (dump and restore): where it was shown, with what probability."""
+
+    event_id: Id
+    list_id: Annotated[str, Field(min_length=1, max_length=64)]
+    user_id: Id
+    item_id: Id
+    position: int = Field(ge=0, le=10_000)
+    propensity: float = Field(gt=0, le=1, allow_inf_nan=False)
+    slate_propensity: float = Field(gt=0, le=1, allow_inf_nan=False)
+    version: int | None = None
+    policy: Annotated[str, Field(min_length=1, max_length=64)]
+    timestamp: Timestamp
+
+
 class CompareIn(Strict):
     user_id: Id | None = None
     options: list[Id] = Field(min_length=2, max_length=100)
@@ -123,6 +138,19 @@ class Recommendations(BaseModel):
     model: str
     items: list[ScoredItem]
     unknown_items: int | None = None
+
+
+class ServedItem(ScoredItem):
+    propensity: float  # the probability that this item was shown at this slot
+
+
+class ServedList(BaseModel):
+    """A user's list as served: recorded under ``list_id`` (see penchant.serve.impressions)."""
+
+    user: str | None = None
+    model: str
+    items: list[ServedItem]
+    list_id: str
 
 
 class SessionIn(Strict):

@@ -68,6 +68,17 @@ comparisons = sa.Table("comparisons", metadata,
                        sa.Column("winner", sa.String(255), nullable=False),
                        sa.Column("loser", sa.String(255), nullable=False),
                        sa.Column("timestamp", sa.Float, nullable=False))
+impressions = sa.Table("impressions", metadata,
+                       sa.Column("event_id", sa.String(255), primary_key=True),  # "<list_id>:<position>"
+                       sa.Column("list_id", sa.String(64), nullable=False),
+                       sa.Column("user_id", sa.String(255), nullable=False, index=True),
+                       sa.Column("item_id", sa.String(255), nullable=False),
+                       sa.Column("position", sa.Integer, nullable=False),
+                       sa.Column("propensity", sa.Float, nullable=False),
+                       sa.Column("slate_propensity", sa.Float, nullable=False),
+                       sa.Column("version", sa.Integer, nullable=True),
+                       sa.Column("policy", sa.String(64), nullable=False),
+                       sa.Column("timestamp", sa.Float, nullable=False))
 conversations = sa.Table("conversations", metadata,
                          sa.Column("id", sa.String(32), primary_key=True),
                          sa.Column("user_id", sa.String(255), nullable=True),
@@ -180,14 +191,15 @@ class Store:
         return len(rows)
 
     def delete_users(self, ids: Sequence[str]) -> dict:
-        """Forget users in one transaction: their rows, and every event, comparison and
-        conversation of theirs. Counts ``{"users", "events"}``."""
+        """Forget users in one transaction: their rows, and every event, comparison, conversation and
+        impression of theirs. Counts ``{"users", "events"}``."""
         wanted, found, events = sorted(set(ids)), 0, 0
         with self.engine.begin() as conn:
             for s in range(0, len(wanted), 500):
                 part = wanted[s:s + 500]
                 conn.execute(sa.delete(conversations).where(conversations.c.user_id.in_(part)))
                 conn.execute(sa.delete(comparisons).where(comparisons.c.user_id.in_(part)))
+                conn.execute(sa.delete(impressions).where(impressions.c.user_id.in_(part)))
                 events += conn.execute(sa.delete(feedback).where(feedback.c.user_id.in_(part))).rowcount
                 found += conn.execute(sa.delete(users).where(users.c.id.in_(part))).rowcount
         return {"users": int(found), "events": int(events)}
@@ -303,6 +315,12 @@ class Store:
         return {"inserted": len(fresh), "duplicates": len(rows) - len(fresh), "new_users": len(new_users),
                 "new_items": len(new_items)}
 
+    def insert_impressions(self, rows: Sequence[dict], conn: Connection | None = None) -> dict:
+        """Record shown items (one row per item of a served list); a row already stored is counted."""
+        with self._writing(conn) as conn:
+            fresh = self._insert_new(conn, impressions, rows)
+        return {"inserted": len(fresh), "duplicates": len(rows) - len(fresh)}
+
     def insert_comparisons(self, rows: Sequence[dict], conn: Connection | None = None) -> dict:
         """Like :meth:`insert_feedback`, for A-versus-B choices."""
         with self._writing(conn) as conn:
@@ -356,11 +374,12 @@ class Store:
     # --- dump and restore ------------------------------------------------------------------------
 
     def dump(self):
-        """Every user, item, event and comparison as JSON-ready dicts with a ``kind``, users and items first
-        (a generator: the store is read in pages, never all at once)."""
+        """Every user, item, event, comparison and impression as JSON-ready dicts with a ``kind``, users
+        and items first (a generator: the store is read in pages, never all at once)."""
         for kind, table, key in (("user", users, users.c.id), ("item", items, items.c.id),
                                  ("event", feedback, feedback.c.event_id),
-                                 ("comparison", comparisons, comparisons.c.event_id)):
+                                 ("comparison", comparisons, comparisons.c.event_id),
+                                 ("impression", impressions, impressions.c.event_id)):
             last = None
             while True:
                 q = sa.select(table).order_by(key).limit(5000)
@@ -373,15 +392,17 @@ class Store:
                 for row in page:
                     row.pop("created_at", None)
                     yield {"kind": kind, **row}
-                last = page[-1]["event_id" if kind in ("event", "comparison") else "id"]
+                last = page[-1]["id" if kind in ("user", "item") else "event_id"]
 
     def restore(self, rows: Iterable[dict]) -> dict:
         """Load dumped rows (users and items upserted, events inserted once by id) in one
         transaction: all or nothing. A bad row anywhere, even after thousands of good ones, raises
         and stores nothing (the :class:`DataError` says so). Returns counts."""
         counts = {"users": 0, "items": 0, "events": 0, "duplicate_events": 0, "comparisons": 0,
-                  "duplicate_comparisons": 0}
-        buffer: dict[str, list[dict]] = {"user": [], "item": [], "event": [], "comparison": []}
+                  "duplicate_comparisons": 0, "impressions": 0, "duplicate_impressions": 0}
+        buffer: dict[str, list[dict]] = {"user": [], "item": [], "event": [], "comparison": [], "impression": []}
+        inserters = {"event": self.insert_feedback, "comparison": self.insert_comparisons,
+                     "impression": self.insert_impressions}
 
         def flush(conn: Connection, kind: str) -> None:
             part = buffer[kind]
@@ -392,8 +413,8 @@ class Store:
             elif kind == "item":
                 counts["items"] += self.upsert_items(part, conn)
             else:
-                done = (self.insert_comparisons if kind == "comparison" else self.insert_feedback)(part, conn)
-                plural = "comparisons" if kind == "comparison" else "events"
+                done = inserters[kind](part, conn)
+                plural = f"{kind}s"
                 counts[plural] += done["inserted"]
                 counts[f"duplicate_{plural}"] += done["duplicates"]
             buffer[kind] = []
@@ -404,7 +425,7 @@ class Store:
                     kind = row.get("kind")
                     if kind not in buffer:
                         raise DataError(f"kind is {kind!r}", line=number, line_kind="row", column="kind",
-                                        expected="user, item, event or comparison")
+                                        expected="user, item, event, comparison or impression")
                     buffer[kind].append({k: v for k, v in row.items() if k != "kind"})
                     if len(buffer[kind]) >= 5000:
                         flush(conn, kind)

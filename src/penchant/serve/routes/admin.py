@@ -14,7 +14,9 @@ router = APIRouter()
 
 @router.get("/v1/admin/dump", tags=["admin"], dependencies=[admin], response_class=StreamingResponse)
 def dump(svc: Svc) -> StreamingResponse:
-    """Every user, item and event as JSON lines (``kind`` = user, item or event)."""
+    """Every user, item, event, comparison and impression as JSON lines (``kind`` says which);
+    this worker's impressions not yet written are written first."""
+    svc.host.impressions.flush()
     return StreamingResponse(dump_lines(svc.store), media_type="application/x-ndjson")
 
 

@@ -9,23 +9,27 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from penchant.serve.deps import IdPath, read
-from penchant.serve.schemas import CompareIn, Recommendations, SessionIn
+from penchant.serve.schemas import CompareIn, Recommendations, ServedList, SessionIn
 
 router = APIRouter()
 
 
 @router.get("/v1/users/{user_id}/recommendations", tags=["recommendations"], dependencies=[read],
-            response_model=Recommendations)
+            response_model=ServedList)
 async def recommendations(request: Request, user_id: IdPath, k: Annotated[int, Query(ge=1, le=1000)] = 10,
                           category: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
                           exclude: Annotated[list[str] | None, Query()] = None,
-                          exclude_seen: bool = True) -> JSONResponse:
+                          exclude_seen: bool = True,
+                          epsilon: Annotated[float | None, Query(ge=0, le=1, allow_inf_nan=False)] = None) -> JSONResponse:
     """Top k for a user: seen items left out unless ``exclude_seen=false``; ``category``
     filters; a user the model has not seen gets a fold-in from their events (models that can) or
-    the popular items; ``model`` says which answered."""
+    the popular items; ``model`` says which answered. ``list_id`` names this served list and each
+    item's ``propensity`` is its probability of being shown at its slot; ``epsilon`` (default: the
+    service's ``exploration_epsilon``) makes each slot show a random eligible item with that chance."""
     # the hot path: the host's dict goes out as it is (its shape is Recommendations, tested)
     host = request.app.state.service.host
-    return JSONResponse(host.recommend(user_id, k, category=category, exclude=exclude, exclude_seen=exclude_seen))
+    return JSONResponse(host.recommend(user_id, k, category=category, exclude=exclude, exclude_seen=exclude_seen,
+                                       epsilon=epsilon))
 
 
 @router.post("/v1/recommendations", tags=["recommendations"], dependencies=[read])
