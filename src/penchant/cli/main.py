@@ -7,7 +7,7 @@ import typing
 
 import typer
 
-from penchant.cli import converse_cmds, data_cmds, eval_cmds, model_cmds, ope_cmds, prefs_cmds, serve_cmds
+from penchant.cli import converse_cmds, data_cmds, eval_cmds, model_cmds, ope_cmds, prefs_cmds, serve_cmds, simulate_cmds
 from penchant.cli.render import err, out, write_json
 from penchant.errors import PenchantError
 
@@ -52,6 +52,11 @@ converse_app.callback()(converse_cmds.converse)
 converse_app.command("evaluate")(converse_cmds.evaluate)
 app.add_typer(converse_app, name="converse")
 app.command("ope")(ope_cmds.ope)
+simulate_app = typer.Typer(help="Policies in a simulated world where what you show changes what users do next.",
+                           no_args_is_help=True)
+simulate_app.command("run")(simulate_cmds.run)
+simulate_app.command("compare")(simulate_cmds.compare)
+app.add_typer(simulate_app, name="simulate")
 app.command("serve")(serve_cmds.serve)
 keys_app = typer.Typer(help="API keys of the service.", no_args_is_help=True)
 keys_app.command("create")(serve_cmds.keys_create)

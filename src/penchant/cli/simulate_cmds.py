@@ -1,0 +1,127 @@
+"""``penchant simulate run`` and ``penchant simulate compare``: policies in the long-term world."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from penchant.cli.render import out, progress, write_json
+
+World = typer.Option("ml-100k", "--world", help="Tastes, genres and ratings from this data: ml-100k or a data folder/file penchant reads.")
+Params = typer.Option([], "--param", help="World constant name=value (repeatable), e.g. novelty_weight=3; see docs/loop.md.")
+Users = typer.Option(600, "--users", min=2, help="Held-out (test) simulated users.")
+Steps = typer.Option(200, "--steps", min=1, help="Steps of the run.")
+Seed = typer.Option(0, "--seed", help="Seeds the world, the user pools and training.")
+Floor = typer.Option(None, "--floor", help="For `constrained`: SIGNAL:VALUE kept per user (click, watch, like, share per click, or novelty).")
+Model = typer.Option("als:factors=32", "--model", help="The fitted recommender the world's tastes and the greedy policy come from.")
+Iterations = typer.Option(5, "--iterations", min=1, help="Cross-entropy rounds when training (early-stopped on validation users).")
+TrainUsers = typer.Option(100, "--train-users", min=2, help="Simulated training users per round.")
+
+
+def run(
+    policy: str = typer.Option(..., "--policy", help="greedy, trained, constrained or oracle."),
+    world: str = World, param: list[str] = Params, users: int = Users, steps: int = Steps, seed: int = Seed,
+    floor: str = Floor, model: str = Model, iterations: int = Iterations, train_users: int = TrainUsers,
+    json_out: Path = typer.Option(None, "--json", help="Write the results here."),
+) -> None:
+    """Run one policy on held-out simulated users: return per signal, retention, novelty, creator
+    survival and the fraction of the oracle's return, with 95% intervals."""
+    results = _simulate([policy], world, param, users, steps, seed, floor, model, iterations, train_users)
+    _print(results)
+    if json_out is not None:
+        write_json(json_out, results["policies"][policy] | {k: v for k, v in results.items() if k != "policies"})
+
+
+def compare(
+    policy: list[str] = typer.Option(..., "--policy", help="Repeat for each: greedy, trained, constrained, oracle."),
+    world: str = World, param: list[str] = Params, users: int = Users, steps: int = Steps, seed: int = Seed,
+    floor: str = Floor, model: str = Model, iterations: int = Iterations, train_users: int = TrainUsers,
+    json_out: Path = typer.Option(None, "--json", help="Write every policy's results here."),
+    plot_dir: Path = typer.Option(None, "--plot-dir", help="Write return_over_time.png and retention.png here."),
+) -> None:
+    """Several policies on the same held-out users (same seed), with plots of return over time and retention."""
+    results = _simulate(policy, world, param, users, steps, seed, floor, model, iterations, train_users)
+    _print(results)
+    if json_out is not None:
+        write_json(json_out, {k: v for k, v in results.items() if k != "curves"})
+    if plot_dir is not None:
+        from penchant.eval.plots import line_plot
+
+        curves = results.pop("curves")
+        line_plot({n: c["cumulative_click"] for n, c in curves.items()}, plot_dir / "return_over_time.png",
+                  title="Clicks per user over time", xlabel="step", ylabel="cumulative clicks per user")
+        line_plot({n: c["retained"] for n, c in curves.items()}, plot_dir / "retention.png",
+                  title="Users who have not left", xlabel="step", ylabel="share of users")
+        out.print(f"plots written to {plot_dir}")
+
+
+def _simulate(names: list[str], world: str, param: list[str], users: int, steps: int, seed: int, floor: str | None,
+              model: str, iterations: int, train_users: int) -> dict:
+    import numpy as np
+
+    from penchant.cli.specs import model_spec
+    from penchant.data import load, load_movielens
+    from penchant.errors import ConfigError
+    from penchant.experiment.fitting import fit_model
+    from penchant.experiment.run import parse_params
+    from penchant.simulate.experiment import POLICIES, make_policy, movielens_worlds, run_policies, summary, world_params
+
+    for name in names:
+        if name not in POLICIES:
+            raise typer.BadParameter(f"{name!r} is not one of {', '.join(POLICIES)}", param_hint="--policy")
+    floor_spec = _floor(floor) if floor else None
+    if "constrained" in names and floor_spec is None:
+        raise typer.BadParameter("the constrained policy needs --floor SIGNAL:VALUE", param_hint="--floor")
+    try:
+        params = world_params({k: str(v) for k, v in parse_params(param).items()})
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    with progress() as bar:
+        task = bar.add_task(f"reading {world}", total=None)
+        data = load_movielens(world) if world.startswith("ml-") and not Path(world).exists() else load(world)
+        name, model_params = model_spec(model, [], "ranking")
+        bar.update(task, description=f"fitting {name} for the world's tastes")
+        fitted = fit_model(name, model_params, data, None)
+        worlds = movielens_worlds(data, fitted, params=params, seed=seed,
+                                  sizes={"test": users, "train": train_users})
+        policies, training = {}, {}
+        for policy_name in dict.fromkeys([*names, "oracle"]):
+            bar.update(task, description=f"{policy_name}")
+            policies[policy_name], training[policy_name] = make_policy(
+                policy_name, worlds, floor=floor_spec, train_steps=steps, iterations=iterations, seed=seed,
+                trained=getattr(policies.get("trained"), "theta", None),
+                progress=lambda s, p=policy_name: bar.update(task, description=f"training {p}: {s}"))
+        bar.update(task, description=f"running {len(policies)} policies on {users:,} test users × {steps} steps")
+        episodes = run_policies(worlds, policies, steps, seed + 10_000)
+    report = {p: summary(episodes[p], episodes["oracle"], floor_spec) | ({"training": training[p]} if training[p] else {})
+              for p in names}
+    curves = {p: {"cumulative_click": np.cumsum(episodes[p].per_step["click"]), "retained": episodes[p].per_step["retained"]}
+              for p in names}
+    return {"world": world, "world_params": params.__dict__, "model": model, "steps": steps, "seed": seed,
+            "policies": report, "curves": curves}
+
+
+def _floor(text: str) -> tuple[str, float]:
+    signal, _, value = text.partition(":")
+    try:
+        return signal, float(value)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not SIGNAL:VALUE (e.g. novelty:0.3)", param_hint="--floor") from None
+
+
+def _print(results: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{results['world']}: {results['steps']} steps, held-out users", title_justify="left")
+    for col in ("policy", "clicks / user", "watch / user", "retention", "novelty", "creators left", "of oracle"):
+        table.add_column(col)
+
+    def fmt(stat: dict) -> str:
+        low, high = stat["ci"]
+        return f"{stat['mean']:.3g} [{low:.3g}, {high:.3g}]" if low is not None else f"{stat['mean']:.3g}"
+
+    for name, r in results["policies"].items():
+        table.add_row(name, fmt(r["return"]["click"]), fmt(r["return"]["watch"]), fmt(r["retention"]), fmt(r["novelty"]),
+                      fmt(r["creator_survival"]), f"{r['fraction_of_best']['click']:.2f}")
+    out.print(table)

@@ -1,0 +1,38 @@
+"""`penchant simulate run` and `compare`, in-process, on ML-100K tastes (small populations)."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import cli
+
+
+def test_simulate_run_writes_every_result_with_intervals(tmp_path, shared_data):
+    out = tmp_path / "run.json"
+    code, text, err = cli("simulate", "run", "--policy", "trained", "--users", "60", "--steps", "15", "--iterations", "1",
+                          "--train-users", "10", "--param", "novelty_weight=3", "--json", str(out))
+    assert code == 0, err
+    got = json.loads(out.read_text())
+    assert got["world_params"]["novelty_weight"] == 3.0 and got["steps"] == 15 and got["users"] == 60
+    for signal in ("click", "watch", "like", "share"):
+        stat = got["return"][signal]
+        assert stat["ci"][0] <= stat["mean"] <= stat["ci"][1]
+    for key in ("retention", "active_share", "novelty", "creator_survival"):
+        assert 0 <= got[key]["mean"] <= 1
+    assert got["fraction_of_best"]["click"] > 0 and len(got["training"]["theta"]) == 6
+    assert "trained" in text and "of oracle" in text
+
+
+def test_simulate_compare_plots_and_refuses_what_it_cannot_do(tmp_path, shared_data):
+    code, text, err = cli("simulate", "compare", "--policy", "greedy", "--policy", "oracle", "--users", "40",
+                          "--steps", "12", "--json", str(tmp_path / "c.json"), "--plot-dir", str(tmp_path / "plots"))
+    assert code == 0, err
+    assert set(json.loads((tmp_path / "c.json").read_text())["policies"]) == {"greedy", "oracle"}
+    for name in ("return_over_time.png", "retention.png"):
+        assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, _, err = cli("simulate", "run", "--policy", "magic")
+    assert code != 0 and "magic" in err
+    code, _, err = cli("simulate", "run", "--policy", "constrained", "--users", "10", "--steps", "2")
+    assert code != 0 and "--floor" in err
+    code, _, err = cli("simulate", "run", "--policy", "greedy", "--param", "boredom=2", "--users", "10", "--steps", "2")
+    assert code != 0 and "unknown world parameter 'boredom'" in err
