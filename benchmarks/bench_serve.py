@@ -115,6 +115,8 @@ def main() -> None:
     ap.add_argument("--concurrency", default="1,10,100")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--workers", type=int, default=2, help="worker processes of both servers")
+    ap.add_argument("--no-impressions", action="store_true",
+                    help="serve without recording impressions (log_impressions = false), to measure what recording costs")
     ap.add_argument("--cache-entries", type=int, default=10_000,
                     help="penchant's answer cache per worker (0: every answer computed, as for users seen once)")
     args = ap.parse_args()
@@ -125,7 +127,8 @@ def main() -> None:
                     str(folder)], check=True, env=env, capture_output=True)
     port = free_port()
     config = folder / "bench.toml"
-    config.write_text(f"[service]\nanswer_cache_entries = {args.cache_entries}\n")
+    config.write_text(f"[service]\nanswer_cache_entries = {args.cache_entries}\n"
+                      f"log_impressions = {'false' if args.no_impressions else 'true'}\n")
     server = subprocess.Popen([sys.executable, "-m", "penchant", "serve", "--port", str(port), "--data-dir", str(folder),
                                "--workers", str(args.workers), "--config", str(config)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ceiling_port = free_port()
@@ -139,7 +142,7 @@ def main() -> None:
         paths = [f"/v1/users/{u}/recommendations?k=10" for u in users]
         levels = [int(x) for x in args.concurrency.split(",")]
         print(f"ML-100K in the store (SQLite, {folder}), ALS v{version} active, {args.workers} worker process(es), "
-              f"answer cache {args.cache_entries:,} entries; "
+              f"answer cache {args.cache_entries:,} entries; impressions {'off' if args.no_impressions else 'recorded'}; "
               f"client and server on this machine ({os.cpu_count()} cores); {args.seconds:g} s per level")
         ours = measure(port, paths, levels, args.seconds)  # (every user's answer is cached after its first request)
         batch, n = 1000, 20

@@ -68,11 +68,14 @@ def test_penchant_ope_reads_the_service_dump(client, tmp_path):
     dump = tmp_path / "dump.jsonl"
     dump.write_text(client.get("/v1/admin/dump").text)
     rows = [json.loads(line) for line in dump.read_text().splitlines()]
-    shown = [r for r in rows if r["kind"] == "impression"]
-    assert len(shown) == 4 * served and {r["version"] for r in shown} == {version}
-    assert {r["policy"] for r in shown} == {"epsilon-greedy:0.3"}
+    shown = [r for r in rows if r["kind"] == "served"]
+    assert len(shown) == served and {r["version"] for r in shown} == {version}
+    assert {r["policy"] for r in shown} == {"epsilon-greedy:0.3"} and {len(r["items"]) for r in shown} == {4}
     for r in shown:
-        assert 0 < r["propensity"] <= 1 and 0 < r["slate_propensity"] <= r["propensity"]
+        assert all(0 < p <= 1 for p in r["propensities"])
+        if all(p == pytest.approx(0.7) for p in r["propensities"]):  # nothing explored: (1 − ε)^4
+            assert r["slate_propensity"] == pytest.approx(0.7 ** 4)
+        assert 0 < r["slate_propensity"] <= min(r["propensities"])
 
     artefact = client.app.state.service.store.version(version)["path"]
     for estimator in ("ips", "dr", "iips"):
@@ -87,9 +90,9 @@ def test_penchant_ope_reads_the_service_dump(client, tmp_path):
     code, out, err = cli("ope", "--logs", str(dump), "--target", artefact, "--reward-types", "like")
     assert code == 0 and "0 rewarded" in out, err
 
-    # a restore of the dump brings the impressions back (here: all already stored, counted once)
+    # a restore of the dump brings the served lists back (here: all already stored, counted once)
     restored = client.post("/v1/admin/restore", content=dump.read_bytes()).json()
-    assert restored["impressions"] == 0 and restored["duplicate_impressions"] == 160
+    assert restored["served_lists"] == 0 and restored["duplicate_served_lists"] == 40
 
 
 def test_impressions_can_be_switched_off_and_the_setting_is_read(tmp_path):
@@ -118,4 +121,4 @@ def test_a_service_without_impression_logging_stores_none(tmp_path, database_url
         c.post("/v1/feedback", json=clustered_events(n_users=6))
         answer = c.get("/v1/users/u0/recommendations", params={"k": 3}).json()
         assert len(answer["list_id"]) == 32 and [i["propensity"] for i in answer["items"]] == [1.0] * 3
-        assert '"kind": "impression"' not in c.get("/v1/admin/dump").text
+        assert '"kind": "served"' not in c.get("/v1/admin/dump").text

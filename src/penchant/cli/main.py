@@ -7,7 +7,16 @@ import typing
 
 import typer
 
-from penchant.cli import converse_cmds, data_cmds, eval_cmds, model_cmds, ope_cmds, prefs_cmds, serve_cmds, simulate_cmds
+from penchant.cli import (
+    converse_cmds,
+    data_cmds,
+    eval_cmds,
+    model_cmds,
+    ope_cmds,
+    prefs_cmds,
+    serve_cmds,
+    simulate_cmds,
+)
 from penchant.cli.render import err, out, write_json
 from penchant.errors import PenchantError
 

@@ -65,7 +65,14 @@ def _simulate(names: list[str], world: str, param: list[str], users: int, steps:
     from penchant.errors import ConfigError
     from penchant.experiment.fitting import fit_model
     from penchant.experiment.run import parse_params
-    from penchant.simulate.experiment import POLICIES, make_policy, movielens_worlds, run_policies, summary, world_params
+    from penchant.simulate.experiment import (
+        POLICIES,
+        make_policy,
+        movielens_worlds,
+        run_policies,
+        summary,
+        world_params,
+    )
 
     for name in names:
         if name not in POLICIES:

@@ -252,8 +252,8 @@ def target_from_file(log: BanditLog, path: str | Path) -> Target:
 
 #: the fields of a service dump (``penchant store dump``) that off-policy evaluation reads
 DUMP_SCHEMA = {"kind": pl.String, "list_id": pl.String, "user_id": pl.String, "item_id": pl.String,
-               "position": pl.Int64, "propensity": pl.Float64, "slate_propensity": pl.Float64, "type": pl.String,
-               "timestamp": pl.Float64}
+               "items": pl.List(pl.String), "propensities": pl.List(pl.Float64), "slate_propensity": pl.Float64,
+               "type": pl.String, "timestamp": pl.Float64}
 
 
 def is_dump(path: str | Path) -> bool:
@@ -271,18 +271,22 @@ def log_from_dump(path: str | Path, reward_types: list[str] | None = None) -> tu
 
     Each shown item's reward is 1 if the user has an event on it (of ``reward_types``; default any
     type) at or after it was shown and no later showing of the same item to the same user came
-    first (each event credits the latest impression before it), else 0. Returns the log and counts:
-    ``lists``, ``impressions``, ``rewarded``, ``events``, ``events_without_impression``.
+    first (each event credits the latest showing before it), else 0. Returns the log and counts:
+    ``lists``, ``impressions`` (shown items), ``rewarded``, ``events``, ``events_without_impression``.
     """
     path = Path(path)
     try:
         frame = pl.read_ndjson(path, schema=DUMP_SCHEMA)
     except pl.exceptions.PolarsError as e:
         raise DataError(f"cannot read the dump: {e}", file=path, expected="JSON lines from `penchant store dump`") from None
-    shown = frame.filter(pl.col("kind") == "impression").drop("kind", "type").with_row_index("row")
-    if shown.height == 0:
-        raise DataError("the dump has no impressions (served lists)", file=path,
+    lists = frame.filter(pl.col("kind") == "served")
+    if lists.height == 0:
+        raise DataError("the dump has no served lists", file=path,
                         expected="a dump of a service that records them (log_impressions = true)")
+    shown = (lists.select("list_id", "user_id", "items", "propensities", "slate_propensity", "timestamp")
+             .with_columns(position=pl.int_ranges(pl.col("items").list.len()))
+             .explode("items", "propensities", "position")
+             .rename({"items": "item_id", "propensities": "propensity"}).with_row_index("row"))
     events = frame.filter(pl.col("kind") == "event")
     if reward_types:
         events = events.filter(pl.col("type").is_in(reward_types))

@@ -1,5 +1,6 @@
 """Dump and restore of the service's data as JSON lines:
-``{"kind": "user"|"item"|"event"|"comparison"|"impression", ...}`` (users and items first). Restoring validates every line with the API's own schemas and names the
+``{"kind": "user"|"item"|"event"|"comparison"|"served", ...}`` (users and items first; ``served``: a
+list the service showed, with its items, their propensities and the version that chose them). Restoring validates every line with the API's own schemas and names the
 line and field of the first bad one; events already stored (same ``event_id``) are counted, not
 doubled. API keys and model versions are not part of a dump."""
 
@@ -13,9 +14,9 @@ from pydantic import ValidationError
 
 from penchant.data.tables import json_line
 from penchant.errors import DataError
-from penchant.serve.schemas import ComparisonIn, EventIn, ImpressionIn, ItemIn, UserIn
+from penchant.serve.schemas import ComparisonIn, EventIn, ItemIn, ServedIn, UserIn
 
-SCHEMAS = {"user": UserIn, "item": ItemIn, "event": EventIn, "comparison": ComparisonIn, "impression": ImpressionIn}
+SCHEMAS = {"user": UserIn, "item": ItemIn, "event": EventIn, "comparison": ComparisonIn, "served": ServedIn}
 
 
 def dump_lines(store) -> Iterator[str]:
@@ -38,7 +39,7 @@ def parse_dump(lines: Iterable[str | bytes], source: str = "dump", known_types: 
         row = json_line(line, Path(source), number)
         kind = row.pop("kind", None) if isinstance(row, dict) else None
         if kind not in SCHEMAS:
-            raise DataError(f"kind is {kind!r}", file=source, line=number, column="kind", expected="user, item, event, comparison or impression")
+            raise DataError(f"kind is {kind!r}", file=source, line=number, column="kind", expected="user, item, event, comparison or served")
         try:
             valid = SCHEMAS[kind].model_validate(row).model_dump()
         except ValidationError as e:

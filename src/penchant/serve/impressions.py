@@ -1,5 +1,6 @@
 """What the service shows, recorded: every served list gets an id, each of its items a propensity,
-and (with ``log_impressions``) a row per item in the store's ``impressions`` table.
+and (with ``log_impressions``) a row in the store's ``served_lists`` table (items in order, their
+propensities, the list's probability, version, policy, time).
 
 Exploration (ε-greedy over the eligible items): each slot of the greedy list independently shows,
 with probability ε, a random item among the M eligible items outside the greedy list, drawn without
@@ -67,12 +68,11 @@ class ImpressionLog:
         probs = np.ones(len(answer["items"])) if propensity is None else propensity
         items = [{**item, "propensity": float(p)} for item, p in zip(answer["items"], probs)]
         if self.enabled and items:
-            now = time.time()
-            rows = [{"event_id": f"{list_id}:{pos}", "list_id": list_id, "user_id": user_id, "item_id": item["id"],
-                     "position": pos, "propensity": item["propensity"], "slate_propensity": slate_propensity,
-                     "version": version, "policy": policy, "timestamp": now} for pos, item in enumerate(items)]
+            row = {"list_id": list_id, "user_id": user_id, "items": [item["id"] for item in items],
+                   "propensities": [item["propensity"] for item in items], "slate_propensity": slate_propensity,
+                   "version": version, "policy": policy, "timestamp": time.time()}
             with self._lock:
-                self._rows.extend(rows)
+                self._rows.append(row)
                 waiting = len(self._rows)
             self._start()
             if waiting >= FLUSH_ROWS:
@@ -86,7 +86,7 @@ class ImpressionLog:
         if not rows:
             return 0
         try:
-            self.store.insert_impressions(rows)
+            self.store.insert_served_lists(rows, fresh=True)
         except Exception:
             with self._lock:  # kept, in order, for the next try
                 self._rows[:0] = rows

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from penchant.converse.policies import ready_policies
 
@@ -101,19 +101,24 @@ class ComparisonIn(Strict):
     timestamp: Timestamp | None = None
 
 
-class ImpressionIn(Strict):
-    """One item of a served list (dump and restore): where it was shown, with what probability."""
+class ServedIn(Strict):
+    """A list the service showed (dump and restore): its items top first, the probability each had
+    of being shown at its slot, and the list's own probability."""
 
-    event_id: Id
     list_id: Annotated[str, Field(min_length=1, max_length=64)]
     user_id: Id
-    item_id: Id
-    position: int = Field(ge=0, le=10_000)
-    propensity: float = Field(gt=0, le=1, allow_inf_nan=False)
+    items: list[Id] = Field(min_length=1, max_length=1000)
+    propensities: list[Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]] = Field(min_length=1, max_length=1000)
     slate_propensity: float = Field(gt=0, le=1, allow_inf_nan=False)
     version: int | None = None
     policy: Annotated[str, Field(min_length=1, max_length=64)]
     timestamp: Timestamp
+
+    @model_validator(mode="after")
+    def _one_propensity_per_item(self) -> ServedIn:
+        if len(self.propensities) != len(self.items):
+            raise ValueError(f"{len(self.items)} items but {len(self.propensities)} propensities")
+        return self
 
 
 class CompareIn(Strict):

@@ -68,17 +68,15 @@ comparisons = sa.Table("comparisons", metadata,
                        sa.Column("winner", sa.String(255), nullable=False),
                        sa.Column("loser", sa.String(255), nullable=False),
                        sa.Column("timestamp", sa.Float, nullable=False))
-impressions = sa.Table("impressions", metadata,
-                       sa.Column("event_id", sa.String(255), primary_key=True),  # "<list_id>:<position>"
-                       sa.Column("list_id", sa.String(64), nullable=False),
-                       sa.Column("user_id", sa.String(255), nullable=False, index=True),
-                       sa.Column("item_id", sa.String(255), nullable=False),
-                       sa.Column("position", sa.Integer, nullable=False),
-                       sa.Column("propensity", sa.Float, nullable=False),
-                       sa.Column("slate_propensity", sa.Float, nullable=False),
-                       sa.Column("version", sa.Integer, nullable=True),
-                       sa.Column("policy", sa.String(64), nullable=False),
-                       sa.Column("timestamp", sa.Float, nullable=False))
+served_lists = sa.Table("served_lists", metadata,
+                         sa.Column("list_id", sa.String(64), primary_key=True),
+                         sa.Column("user_id", sa.String(255), nullable=False, index=True),
+                         sa.Column("items", sa.JSON, nullable=False),          # item ids, top slot first
+                         sa.Column("propensities", sa.JSON, nullable=False),   # P(item at its slot), per slot
+                         sa.Column("slate_propensity", sa.Float, nullable=False),
+                         sa.Column("version", sa.Integer, nullable=True),
+                         sa.Column("policy", sa.String(64), nullable=False),
+                         sa.Column("timestamp", sa.Float, nullable=False))
 conversations = sa.Table("conversations", metadata,
                          sa.Column("id", sa.String(32), primary_key=True),
                          sa.Column("user_id", sa.String(255), nullable=True),
@@ -192,14 +190,14 @@ class Store:
 
     def delete_users(self, ids: Sequence[str]) -> dict:
         """Forget users in one transaction: their rows, and every event, comparison, conversation and
-        impression of theirs. Counts ``{"users", "events"}``."""
+        served list of theirs. Counts ``{"users", "events"}``."""
         wanted, found, events = sorted(set(ids)), 0, 0
         with self.engine.begin() as conn:
             for s in range(0, len(wanted), 500):
                 part = wanted[s:s + 500]
                 conn.execute(sa.delete(conversations).where(conversations.c.user_id.in_(part)))
                 conn.execute(sa.delete(comparisons).where(comparisons.c.user_id.in_(part)))
-                conn.execute(sa.delete(impressions).where(impressions.c.user_id.in_(part)))
+                conn.execute(sa.delete(served_lists).where(served_lists.c.user_id.in_(part)))
                 events += conn.execute(sa.delete(feedback).where(feedback.c.user_id.in_(part))).rowcount
                 found += conn.execute(sa.delete(users).where(users.c.id.in_(part))).rowcount
         return {"users": int(found), "events": int(events)}
@@ -279,17 +277,17 @@ class Store:
 
     # --- feedback --------------------------------------------------------------------------------
 
-    def _insert_new(self, conn, table: sa.Table, rows: Sequence[dict]) -> list[dict]:
-        """Insert the rows whose ``event_id`` is neither stored nor repeated earlier in the batch;
+    def _insert_new(self, conn, table: sa.Table, rows: Sequence[dict], key: str = "event_id") -> list[dict]:
+        """Insert the rows whose ``key`` is neither stored nor repeated earlier in the batch;
         returns those rows (a retried batch inserts nothing)."""
-        ids = [r["event_id"] for r in rows]
+        ids = [r[key] for r in rows]
         known: set[str] = set()
         for s in range(0, len(ids), 500):
-            known |= set(conn.execute(sa.select(table.c.event_id).where(table.c.event_id.in_(ids[s:s + 500]))).scalars())
+            known |= set(conn.execute(sa.select(table.c[key]).where(table.c[key].in_(ids[s:s + 500]))).scalars())
         fresh = []
         for r in rows:
-            if r["event_id"] not in known:
-                known.add(r["event_id"])
+            if r[key] not in known:
+                known.add(r[key])
                 fresh.append(r)
         if fresh:
             conn.execute(_insert_ignoring(self.engine, table), fresh)
@@ -315,11 +313,16 @@ class Store:
         return {"inserted": len(fresh), "duplicates": len(rows) - len(fresh), "new_users": len(new_users),
                 "new_items": len(new_items)}
 
-    def insert_impressions(self, rows: Sequence[dict], conn: Connection | None = None) -> dict:
-        """Record shown items (one row per item of a served list); a row already stored is counted."""
+    def insert_served_lists(self, rows: Sequence[dict], conn: Connection | None = None, *, fresh: bool = False) -> dict:
+        """Record served lists (one row per list); a list already stored is counted, not doubled.
+        ``fresh``: the ids are new for certain (the service's own, random), so nothing is looked up."""
         with self._writing(conn) as conn:
-            fresh = self._insert_new(conn, impressions, rows)
-        return {"inserted": len(fresh), "duplicates": len(rows) - len(fresh)}
+            if fresh:
+                if rows:
+                    conn.execute(served_lists.insert(), list(rows))
+                return {"inserted": len(rows), "duplicates": 0}
+            new = self._insert_new(conn, served_lists, rows, key="list_id")
+        return {"inserted": len(new), "duplicates": len(rows) - len(new)}
 
     def insert_comparisons(self, rows: Sequence[dict], conn: Connection | None = None) -> dict:
         """Like :meth:`insert_feedback`, for A-versus-B choices."""
@@ -374,12 +377,12 @@ class Store:
     # --- dump and restore ------------------------------------------------------------------------
 
     def dump(self):
-        """Every user, item, event, comparison and impression as JSON-ready dicts with a ``kind``, users
-        and items first (a generator: the store is read in pages, never all at once)."""
+        """Every user, item, event, comparison and served list as JSON-ready dicts with a ``kind``
+        (``served`` for a list), users and items first (a generator: the store is read in pages)."""
         for kind, table, key in (("user", users, users.c.id), ("item", items, items.c.id),
                                  ("event", feedback, feedback.c.event_id),
                                  ("comparison", comparisons, comparisons.c.event_id),
-                                 ("impression", impressions, impressions.c.event_id)):
+                                 ("served", served_lists, served_lists.c.list_id)):
             last = None
             while True:
                 q = sa.select(table).order_by(key).limit(5000)
@@ -392,17 +395,17 @@ class Store:
                 for row in page:
                     row.pop("created_at", None)
                     yield {"kind": kind, **row}
-                last = page[-1]["id" if kind in ("user", "item") else "event_id"]
+                last = page[-1][{"user": "id", "item": "id", "served": "list_id"}.get(kind, "event_id")]
 
     def restore(self, rows: Iterable[dict]) -> dict:
         """Load dumped rows (users and items upserted, events inserted once by id) in one
         transaction: all or nothing. A bad row anywhere, even after thousands of good ones, raises
         and stores nothing (the :class:`DataError` says so). Returns counts."""
         counts = {"users": 0, "items": 0, "events": 0, "duplicate_events": 0, "comparisons": 0,
-                  "duplicate_comparisons": 0, "impressions": 0, "duplicate_impressions": 0}
-        buffer: dict[str, list[dict]] = {"user": [], "item": [], "event": [], "comparison": [], "impression": []}
+                  "duplicate_comparisons": 0, "served_lists": 0, "duplicate_served_lists": 0}
+        buffer: dict[str, list[dict]] = {"user": [], "item": [], "event": [], "comparison": [], "served": []}
         inserters = {"event": self.insert_feedback, "comparison": self.insert_comparisons,
-                     "impression": self.insert_impressions}
+                     "served": self.insert_served_lists}
 
         def flush(conn: Connection, kind: str) -> None:
             part = buffer[kind]
@@ -414,7 +417,7 @@ class Store:
                 counts["items"] += self.upsert_items(part, conn)
             else:
                 done = inserters[kind](part, conn)
-                plural = f"{kind}s"
+                plural = "served_lists" if kind == "served" else f"{kind}s"
                 counts[plural] += done["inserted"]
                 counts[f"duplicate_{plural}"] += done["duplicates"]
             buffer[kind] = []
@@ -425,7 +428,7 @@ class Store:
                     kind = row.get("kind")
                     if kind not in buffer:
                         raise DataError(f"kind is {kind!r}", line=number, line_kind="row", column="kind",
-                                        expected="user, item, event, comparison or impression")
+                                        expected="user, item, event, comparison or served")
                     buffer[kind].append({k: v for k, v in row.items() if k != "kind"})
                     if len(buffer[kind]) >= 5000:
                         flush(conn, kind)

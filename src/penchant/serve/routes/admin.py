@@ -14,8 +14,8 @@ router = APIRouter()
 
 @router.get("/v1/admin/dump", tags=["admin"], dependencies=[admin], response_class=StreamingResponse)
 def dump(svc: Svc) -> StreamingResponse:
-    """Every user, item, event, comparison and impression as JSON lines (``kind`` says which);
-    this worker's impressions not yet written are written first."""
+    """Every user, item, event, comparison and served list as JSON lines (``kind`` says which);
+    this worker's served lists not yet written are written first."""
     svc.host.impressions.flush()
     return StreamingResponse(dump_lines(svc.store), media_type="application/x-ndjson")
 

@@ -1,5 +1,6 @@
-"""What the service showed: one row per item of each served list, with the version that chose it
-and the probability it had of being shown there (the propensity off-policy evaluation needs).
+"""What the service showed: one row per served list, with the items in order, the probability each
+had of being shown at its slot (the propensities off-policy evaluation needs), the list's own
+probability, and the version and policy that chose it.
 
 Revision ID: 0006
 """
@@ -14,19 +15,17 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table("impressions",
-                    sa.Column("event_id", sa.String(255), primary_key=True),
-                    sa.Column("list_id", sa.String(64), nullable=False),
+    op.create_table("served_lists",
+                    sa.Column("list_id", sa.String(64), primary_key=True),
                     sa.Column("user_id", sa.String(255), nullable=False),
-                    sa.Column("item_id", sa.String(255), nullable=False),
-                    sa.Column("position", sa.Integer, nullable=False),
-                    sa.Column("propensity", sa.Float, nullable=False),
+                    sa.Column("items", sa.JSON, nullable=False),
+                    sa.Column("propensities", sa.JSON, nullable=False),
                     sa.Column("slate_propensity", sa.Float, nullable=False),
                     sa.Column("version", sa.Integer, nullable=True),
                     sa.Column("policy", sa.String(64), nullable=False),
                     sa.Column("timestamp", sa.Float, nullable=False))
-    op.create_index("ix_impressions_user_id", "impressions", ["user_id"])
+    op.create_index("ix_served_lists_user_id", "served_lists", ["user_id"])
 
 
 def downgrade() -> None:
-    op.drop_table("impressions")
+    op.drop_table("served_lists")
