@@ -124,6 +124,15 @@ def test_slate_estimators_equal_open_bandit_pipeline():
     assert ours["dr"].value == pytest.approx(slots * DoublyRobust().estimate_policy_value(**kw), abs=1e-6)
 
 
+def test_a_target_that_never_agrees_with_the_logs():
+    log, _ = _tiny()
+    never = Target(np.arange(4), log.item_ids, 1 - log.items, np.ones(4))  # always the other of the two items
+    got = estimate(log, never, ("ips", "iips"), n_bootstrap=20)
+    assert got["ips"].value == 0.0 and got["ips"].ci == (0.0, 0.0) and got["ips"].effective_sample_size == 0.0
+    with pytest.raises(DataError, match="snips is undefined"):
+        estimate(log, never, "snips", n_bootstrap=20)
+
+
 def test_same_seed_same_interval_and_resamples_differ_by_seed():
     log, target, *_ = _bandit_data(2, n=500)
     a = estimate(log, target, "dr", n_bootstrap=200, seed=3)["dr"]

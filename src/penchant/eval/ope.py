@@ -33,6 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from penchant.data.bandit_logs import BanditLog, Target
+from penchant.errors import DataError
 from penchant.eval.reward_models import REWARD_MODELS, CellMeans
 
 ESTIMATORS = ("ips", "snips", "dm", "dr", "switch-dr", "iips", "pi")
@@ -83,6 +84,9 @@ def estimate(log: BanditLog, target: Target, estimators: tuple[str, ...] | str =
     if n_bootstrap < 1:
         raise ValueError(f"n_bootstrap must be at least 1, got {n_bootstrap}")
     parts = _Parts(log, target, tau, reward_model if set(names) & set(MODEL_BASED) else None)
+    if "snips" in names and not (parts.W > 0).any():
+        raise DataError("snips is undefined: the target gives probability 0 to every logged list (all weights are 0)",
+                        file=log.source, expected="logs where the target would show some logged list; or use dm")
     rng = np.random.default_rng(seed)
     n_rounds, cost = log.n_rounds, 3 * max(len(log), log.n_rounds)
     chunk = max(1, CHUNK_ENTRIES // cost)
