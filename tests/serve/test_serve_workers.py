@@ -147,3 +147,23 @@ def test_two_workers_share_versions_and_survive_a_killed_worker(tmp_path):
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=60) == 0
+
+
+def test_served_lists_still_buffered_are_written_when_the_service_stops(tmp_path):
+    """Each worker writes its served lists at least once a second; a SIGTERM right after a burst of
+    requests still leaves every list served in the store (each worker writes what it holds as it stops)."""
+    port = free_port()
+    server = start_server(tmp_path / "data", None, port, "--workers", "2")
+    try:
+        call(port, "POST", "/v1/feedback", clustered_events(n_users=10))
+        version = call(port, "POST", "/v1/models/train", {"model": "pop", "activate": True})["id"]
+        _ready(port, version)
+        ids = {call(port, "GET", f"/v1/users/u{k % 10}/recommendations?k=3")["list_id"] for k in range(40)}
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+    store = Store(make_engine(database_url(tmp_path / "data", None)))
+    stored = {row["list_id"] for row in store.dump() if row["kind"] == "served"}
+    assert len(ids) == 40 and stored == ids
