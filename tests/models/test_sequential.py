@@ -104,9 +104,9 @@ def test_session_items_outside_the_catalogue_are_an_error():
 
 @pytest.mark.slow
 def test_gru4rec_beats_markov_and_ease_on_movielens_leave_last_out(ml100k):
-    """ML-100K, leave-last-one-out by time, full ranking: a 25-epoch GRU4Rec clears the
-    Markov chain and EASE (the best non-sequential model here) by 10% (NDCG@10 0.0946 against
-    0.0769 and 0.0714; 0.1069 at 40 epochs)."""
+    """ML-100K, leave-last-one-out by time, full ranking: a 20-epoch GRU4Rec clears the
+    Markov chain and EASE (the best non-sequential model here) by 10% (NDCG@10 0.0935 against
+    0.0769 and 0.0714; 0.0946 at 25 epochs, 0.1069 at 40)."""
     from penchant.data.split import leave_last_out
     from penchant.eval.evaluate import build_target
     from penchant.experiment.run import run
@@ -114,7 +114,7 @@ def test_gru4rec_beats_markov_and_ease_on_movielens_leave_last_out(ml100k):
     split = leave_last_out(ml100k, n_test=1, n_valid=1)
     target = build_target(split.train, split.test, (split.valid,))
     ndcg = {name: run(name, params, split.train, split.valid, split.test, ks=[10], target=target).metrics()["ndcg@10"]
-            for name, params in (("markov", {}), ("ease", {"lam": 400.0}), ("gru4rec", {"epochs": 25}))}
+            for name, params in (("markov", {}), ("ease", {"lam": 400.0}), ("gru4rec", {"epochs": 20}))}
     assert ndcg["gru4rec"] > 1.1 * max(ndcg["markov"], ndcg["ease"]), ndcg
 
 
