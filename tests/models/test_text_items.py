@@ -102,10 +102,11 @@ def test_zero_shot_ranks_cold_items_by_text(cold_split):
 
 @pytest.mark.slow
 def test_text_aware_sasrec_ranks_items_held_out_of_training(cold_split, tmp_path):
-    """Items never seen in training get scores from their text: a 10-epoch SASRec with fused
-    text ranks the held-out target far above chance among the cold items; without text it cannot
-    (its cold items keep their initial embeddings however long it trains, so 2 epochs show it)."""
-    fused = create("sasrec", item_text="fuse", epochs=10).fit(cold_split.warm.train)
+    """Items never seen in training get scores from their text: a 6-epoch SASRec with fused
+    text ranks the held-out target far above chance among the cold items (0.0796, 5.9× chance
+    0.0135); without text it cannot (0.0023: its cold items keep their initial embeddings however
+    long it trains, so 2 epochs show it)."""
+    fused = create("sasrec", item_text="fuse", epochs=6).fit(cold_split.warm.train)
     plain = create("sasrec", epochs=2).fit(cold_split.warm.train)
     text = cold_item_ndcg(fused, cold_split)
     ids = cold_item_ndcg(plain, cold_split)
