@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from penchant.cli.render import out, progress, write_json
+
+if TYPE_CHECKING:
+    from penchant.data.bandit_logs import BanditLog, Target
 
 
 def ope(
@@ -59,14 +63,13 @@ def _is_artefact(path: Path) -> bool:
     return path.suffix.lower() == ".npz" or (path / "model.npz").is_file()
 
 
-def _artefact_target(log: object, path: Path) -> object:
+def _artefact_target(log: BanditLog, path: Path) -> Target:
     """The deterministic target a model artefact stands for: its top-k list for each user of the log
     (k = the longest logged list), unknown users answered as `penchant recommend` answers them."""
-    from penchant.data.bandit_logs import BanditLog, target_from_lists
+    from penchant.data.bandit_logs import target_from_lists
     from penchant.experiment.answers import recommend_for
     from penchant.models.artefact import load
 
-    assert isinstance(log, BanditLog)
     model = load(path / "model.npz" if path.is_dir() else path)
     k = int(log.position.max()) + 1
     answers = recommend_for(model, [str(u) for u in log.user_ids], k)

@@ -74,7 +74,7 @@ class BanditLog:
 def bandit_log(round: object, user: object, item: object, position: object, reward: object, propensity: object, *,
                slate_propensity: object = None, source: str = "<arrays>") -> BanditLog:
     """A validated :class:`BanditLog` from equal-length sequences (one entry per shown item)."""
-    frame = pl.DataFrame({"round": _strings(round), "user": _strings(user), "item": _strings(item),
+    frame = pl.DataFrame({"round": np.asarray(round), "user": np.asarray(user), "item": np.asarray(item),
                           "position": np.asarray(position), "reward": np.asarray(reward, dtype=np.float64),
                           "propensity": np.asarray(propensity, dtype=np.float64)}
                          | ({} if slate_propensity is None else
@@ -85,10 +85,6 @@ def bandit_log(round: object, user: object, item: object, position: object, rewa
 def read_bandit_log(path: str | Path) -> BanditLog:
     """Read a log file (CSV/TSV/JSON lines/Parquet) with the columns of :data:`LOG_COLUMNS`."""
     return _build(read_table(path, required=LOG_COLUMNS))
-
-
-def _strings(values: object) -> list[str]:
-    return [str(v) for v in np.asarray(values).tolist()]
 
 
 def _build(table: Table) -> BanditLog:
@@ -116,7 +112,9 @@ def _build(table: Table) -> BanditLog:
         raise table.error(f"slate_propensity {slate[row]!r} is outside (0, 1]", row=row, column="slate_propensity",
                           expected="the probability of the whole list, in (0, 1]")
 
-    round_codes = _codes(rounds)
+    if len(rounds) == 0:
+        raise DataError("the log has no rows", file=table.path, expected="one row per shown item")
+    round_codes, round_vocab = _codes(rounds)
     order = np.lexsort((position, round_codes))
     r_sorted, p_sorted = round_codes[order], position[order]
     dup = np.flatnonzero((np.diff(r_sorted) == 0) & (np.diff(p_sorted) == 0))
@@ -124,8 +122,8 @@ def _build(table: Table) -> BanditLog:
         row = int(order[dup[0] + 1])
         raise table.error(f"round {rounds[row]!r} has two rows at position {int(position[row])}", row=row,
                           column="position", expected="one shown item per (round, position)")
-    user_codes = _codes(users)
-    changed = np.flatnonzero((np.diff(r_sorted) == 0) & (np.diff(user_codes[order]) != 0))
+    user_vocab, user_idx = np.unique(users.to_numpy().astype(str), return_inverse=True)
+    changed = np.flatnonzero((np.diff(r_sorted) == 0) & (np.diff(user_idx[order]) != 0))
     if len(changed):
         row = int(order[changed[0] + 1])
         raise table.error(f"round {rounds[row]!r} names two users ({users[int(order[changed[0]])]!r} and "
@@ -138,28 +136,21 @@ def _build(table: Table) -> BanditLog:
             row = int(order[differs[0] + 1])
             raise table.error(f"slate_propensity differs within round {rounds[row]!r}", row=row,
                               column="slate_propensity", expected="one value per round")
-        slate_r = np.empty(int(round_codes.max()) + 1 if len(round_codes) else 0)
+        slate_r = np.empty(len(round_vocab))
         slate_r[round_codes] = slate
-    if len(round_codes) == 0:
-        raise DataError("the log has no rows", file=table.path, expected="one row per shown item")
-    user_vocab, user_idx = np.unique(users.to_numpy().astype(str), return_inverse=True)
     item_vocab, item_idx = np.unique(items.to_numpy().astype(str), return_inverse=True)
-    round_vocab = _first_seen(rounds)
     return BanditLog(round_vocab, round_codes[order], user_vocab.astype(object), user_idx[order].astype(np.int64),
                      item_vocab.astype(object), item_idx[order].astype(np.int64), p_sorted.astype(np.int64),
                      reward[order], propensity[order], slate_r, str(table.path))
 
 
-def _codes(ids: pl.Series) -> np.ndarray:
-    """int64 (n,): each id's index in order of first appearance."""
+def _codes(ids: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """int64 (n,): each id's index in order of first appearance; and those ids, (distinct,) strings."""
     frame = pl.DataFrame({"id": ids.cast(pl.String)})
-    firsts = frame.with_row_index("row").group_by("id", maintain_order=True).agg(pl.col("row").first())
-    lookup = firsts.with_row_index("code").select("id", "code")
-    return frame.join(lookup, on="id", how="left", maintain_order="left")["code"].to_numpy().astype(np.int64)
-
-
-def _first_seen(ids: pl.Series) -> np.ndarray:
-    return ids.cast(pl.String).unique(maintain_order=True).to_numpy().astype(object)
+    vocab = frame["id"].unique(maintain_order=True)
+    lookup = pl.DataFrame({"id": vocab, "code": np.arange(len(vocab), dtype=np.int64)})
+    codes = frame.join(lookup, on="id", how="left", maintain_order="left")["code"].to_numpy()
+    return codes, vocab.to_numpy().astype(object)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from penchant.errors import ConflictError, DataError, NotFoundError
 from penchant.models.protocols import FoldIn, ItemVectors, SessionScorer
 from penchant.models.ranking import top_k
 from penchant.serve.config import Settings
+from penchant.serve.impressions import ImpressionLog, explore
 from penchant.serve.store import Store
 
 
@@ -71,11 +72,17 @@ def _best(d: Deployed, scores: np.ndarray, banned: np.ndarray, k: int) -> list[d
     """The ``k`` best of one row of scores with ``banned`` (bool (n_items,)) left out, through the
     one top-k that evaluation and ``recommend()`` use (banned items masked to -inf first, as its
     exclusion does, without building a sparse matrix per request); ids and scores."""
+    items, values = _top(scores, banned, k)
+    return [{"id": str(d.item_ids[i]), "score": float(v)} for i, v in zip(items, values)]
+
+
+def _top(scores: np.ndarray, banned: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (≤ k,) and scores of the best items of one row, ``banned`` left out."""
     row = np.asarray(scores, dtype=np.float64)[None, :].copy()
     row[0, banned] = -np.inf
     items, values = top_k(row, k)
     keep = np.isfinite(values[0])
-    return [{"id": str(d.item_ids[i]), "score": float(v)} for i, v in zip(items[0][keep], values[0][keep])]
+    return items[0][keep].astype(np.int64), values[0][keep]
 
 
 class ModelHost:
@@ -93,8 +100,6 @@ class ModelHost:
         from penchant.serve.answers import AnswerCache, counters
 
         self.store, self.settings = store, settings
-        from penchant.serve.impressions import ImpressionLog
-
         self.answers = AnswerCache(settings.answer_cache_entries, counters(user_events))
         self.impressions = ImpressionLog(store, settings.log_impressions)
         self._explore_rng = np.random.default_rng()
@@ -424,12 +429,10 @@ class ModelHost:
     def _explore(self, d: Deployed, user_id: str, k: int, category: str | None, exclude: list[str] | None,
                  exclude_seen: bool, epsilon: float) -> dict:
         """An ε-greedy list (never cached: each request draws afresh)."""
-        from penchant.serve.impressions import explore
-
         events = self.store.user_items(user_id)
         scores, source = self.user_scores(d, user_id, events)
         mask = self._mask(d, user_id, events, category, exclude, exclude_seen)
-        greedy = np.array([d.item_index[i["id"]] for i in _best(d, scores, mask, k)], dtype=np.int64)
+        greedy, _ = _top(scores, mask, k)
         mask[greedy] = True
         shown, propensity, slate = explore(np.flatnonzero(~mask), greedy, epsilon, self._explore_rng)
         answer = {"user": user_id, "model": source,

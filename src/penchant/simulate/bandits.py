@@ -18,6 +18,8 @@ Thompson samplers (the probability that the item wins its slot).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from penchant.models.protocols import Ranker
@@ -38,7 +40,7 @@ class Greedy:
     @classmethod
     def from_model(cls, model: Ranker, users: np.ndarray | None = None) -> Greedy:
         """The greedy use of a fitted recommender: its scores for ``users`` (model indices; default all)."""
-        users = np.arange(model.train_.shape[0]) if users is None else np.asarray(users)  # type: ignore[attr-defined]
+        users = np.arange(model.n_users_) if users is None else np.asarray(users)  # type: ignore[attr-defined]
         return cls(model.score(users))
 
     def act(self, users: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -92,8 +94,8 @@ class Softmax:
         return np.repeat(self.probs[users][:, None, :], k, axis=1)
 
 
-def _winning_share(sample: callable, users: np.ndarray, slates: np.ndarray, k: int, draws: int,  # type: ignore[valid-type]
-                   rng: np.random.Generator) -> np.ndarray:
+def _winning_share(sample: Callable[[np.ndarray, np.random.Generator], np.ndarray], users: np.ndarray,
+                   slates: np.ndarray, k: int, draws: int, rng: np.random.Generator) -> np.ndarray:
     """Monte-Carlo probability (n, k) that each shown item lands at its slot under fresh draws."""
     hits = np.zeros(slates.shape)
     for _ in range(draws):

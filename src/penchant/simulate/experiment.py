@@ -89,7 +89,7 @@ def make_policy(name: str, worlds: Worlds, *, floor: tuple[str, float] | None = 
     if name == "greedy":
         return HistoryGreedy(worlds.scores), {}
     if name == "oracle":
-        return "oracle", {}  # bound to its world in run_policies: it reads that world's hidden state
+        return Oracle(None), {}  # bound to the test world in run_policies: it reads that world's hidden state
     if name not in ("trained", "constrained"):
         raise ValueError(f"unknown policy {name!r}; choose from {', '.join(POLICIES)}")
     if name == "constrained" and floor is None:
@@ -103,11 +103,11 @@ def make_policy(name: str, worlds: Worlds, *, floor: tuple[str, float] | None = 
 
 
 def run_policies(worlds: Worlds, policies: dict[str, Any], steps: int, seed: int) -> dict[str, Episode]:
-    """Each policy on the test world from the same seed."""
+    """Each policy on the test world from the same seed (an :class:`Oracle` reads that world)."""
     episodes = {}
     for name, policy in policies.items():
         world = worlds("test", seed)
-        episodes[name] = run_episode(world, Oracle(world) if policy == "oracle" else policy, steps, seed=seed)
+        episodes[name] = run_episode(world, Oracle(world) if isinstance(policy, Oracle) else policy, steps, seed=seed)
     return episodes
 
 

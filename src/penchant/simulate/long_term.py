@@ -40,12 +40,12 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from scipy.special import expit
+
+from penchant.models.protocols import ItemVectors
+from penchant.simulate.choice import draw_choice, logit_probabilities
 
 SIGNALS = ("click", "watch", "like", "share")
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ class LongTermWorld(gym.Env):
         else:
             mean = np.zeros(len(items))
         quality = (mean - mean.mean()) / (mean.std() + 1e-12)
-        vectors = model.item_vectors()[items] if hasattr(model, "item_vectors") else genres
+        vectors = model.item_vectors()[items] if isinstance(model, ItemVectors) else genres
         creators = np.random.default_rng(seed).integers(0, n_creators, size=len(items))
         return cls(affinity, genres, quality, creators, vectors, seed=seed, **kwargs), items
 
@@ -225,23 +225,17 @@ class LongTermWorld(gym.Env):
             shown = slates[active]
             if shown.min() < 0 or shown.max() >= self.n_items or not self.available()[shown].all():
                 raise ValueError("a list shows an item that does not exist or is not available now")
-            utility = self.utility(active, shown) + np.log(self.examination)
-            top = np.maximum(utility.max(axis=1, keepdims=True), p.no_click)
-            e = np.exp(utility - top)
-            probs = e / (np.exp(p.no_click - top) + e.sum(axis=1, keepdims=True))
-            draw = rng.random((len(active), 1))
-            cumulative = np.cumsum(probs, axis=1)
-            clicked = draw[:, 0] < cumulative[:, -1]
-            slot = (draw < cumulative).argmax(axis=1)
+            probs = logit_probabilities(self.utility(active, shown) + np.log(self.examination), p.no_click)
+            clicked, slot = draw_choice(probs, rng)
             users, item = active[clicked], shown[clicked, slot[clicked]]
             aff = s.affinity[users, item]
             bore = (s.boredom[users] * self.genres[item]).sum(axis=1) / self.genre_counts[item]
             q = self.quality[item]
-            watch = _sigmoid(1.5 * q + 0.5 * aff - bore + 0.3 * rng.standard_normal(len(users)))
+            watch = expit(1.5 * q + 0.5 * aff - bore + 0.3 * rng.standard_normal(len(users)))
             signals["click"][users] = 1.0
             signals["watch"][users] = watch
-            signals["like"][users] = rng.random(len(users)) < _sigmoid(2 * q + aff - 2.5)
-            signals["share"][users] = rng.random(len(users)) < _sigmoid(2 * q + aff - 4.0)
+            signals["like"][users] = rng.random(len(users)) < expit(2 * q + aff - 2.5)
+            signals["share"][users] = rng.random(len(users)) < expit(2 * q + aff - 4.0)
             s.consumed[users, item] = True
             s.history[users] = np.c_[item, s.history[users, :-1]]
             s.boredom[active] *= p.boredom_decay
@@ -251,13 +245,13 @@ class LongTermWorld(gym.Env):
             s.satisfaction[active] = 0.7 * s.satisfaction[active] + 0.3 * experience
             exposure = np.bincount(self.creators[shown.ravel()], minlength=self.n_creators) / shown.size
             # sessions end; some users leave for good
-            ends = active[rng.random(len(active)) < 0.05 + 0.45 * _sigmoid(-6 * (s.satisfaction[active] - 0.35))]
-            leaving = ends[rng.random(len(ends)) < 0.3 * _sigmoid(-10 * (s.satisfaction[ends] - 0.1))]
+            ends = active[rng.random(len(active)) < 0.05 + 0.45 * expit(-6 * (s.satisfaction[active] - 0.35))]
+            leaving = ends[rng.random(len(ends)) < 0.3 * expit(-10 * (s.satisfaction[ends] - 0.1))]
             s.in_session[ends] = False
             s.left[leaving] = True
         away = np.flatnonzero(~s.in_session & ~s.left)
         away = away[~np.isin(away, active)]  # who ended a session this step stays away at least a step
-        back = away[rng.random(len(away)) < 0.1 + 0.5 * _sigmoid(6 * (s.satisfaction[away] - 0.4))]
+        back = away[rng.random(len(away)) < 0.1 + 0.5 * expit(6 * (s.satisfaction[away] - 0.4))]
         s.in_session[back] = True
         s.boredom[back] *= 0.3
         s.mode[back] = rng.random(len(back)) < s.novelty_propensity[back]

@@ -57,9 +57,10 @@ class HistoryGreedy:
 
 
 class Oracle:
-    """The myopic best: the top-k of the world's true current utility."""
+    """The myopic best: the top-k of the world's true current utility (``world`` None: unbound,
+    to be given the world it will act in)."""
 
-    def __init__(self, world: LongTermWorld) -> None:
+    def __init__(self, world: LongTermWorld | None) -> None:
         self.world = world
         self.obs: dict | None = None
 
@@ -67,7 +68,7 @@ class Oracle:
         self.obs = obs
 
     def act(self, users: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        assert self.obs is not None, "observe() first"
+        assert self.obs is not None and self.world is not None, "bind a world and observe() first"
         return _masked_top_k(self.world.utility(users), self.obs, users, k), np.ones((len(users), k))
 
 

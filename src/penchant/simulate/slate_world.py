@@ -23,15 +23,13 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from scipy.special import expit
 
 from penchant.models.protocols import Ranker
 from penchant.models.ranking import top_k
+from penchant.simulate.choice import draw_choice, logit_probabilities
 
 CHOICE_MODELS = ("independent", "logit")
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
 
 
 class SlateWorld(gym.Env):
@@ -89,7 +87,7 @@ class SlateWorld(gym.Env):
                    item_features: np.ndarray | None = None, seed: int = 0, **kwargs: Any) -> SlateWorld:
         """Tastes from a fitted model's scores: each user's scores standardised, then
         utility = offset + scale · z. ``users``: the model's user indices (default all)."""
-        users = np.arange(model.train_.shape[0]) if users is None else np.asarray(users)  # type: ignore[attr-defined]
+        users = np.arange(model.n_users_) if users is None else np.asarray(users)  # type: ignore[attr-defined]
         scores = np.asarray(model.score(users), dtype=np.float64)
         z = (scores - scores.mean(axis=1, keepdims=True)) / (scores.std(axis=1, keepdims=True) + 1e-12)
         return cls(offset + scale * z, item_features=item_features, seed=seed, **kwargs)
@@ -101,11 +99,8 @@ class SlateWorld(gym.Env):
         u = self.utility[np.asarray(users)[:, None], slates]
         kappa = self.examination[: slates.shape[1]]
         if self.choice == "independent":
-            return kappa * _sigmoid(u)
-        logits = u + np.log(kappa)
-        top = np.maximum(logits.max(axis=1, keepdims=True), self.no_click)
-        e = np.exp(logits - top)
-        return e / (np.exp(self.no_click - top) + e.sum(axis=1, keepdims=True))
+            return kappa * expit(u)
+        return logit_probabilities(u + np.log(kappa), self.no_click)
 
     def best_slates(self, users: np.ndarray) -> np.ndarray:
         """int64 (n, k): the best list of distinct items for each user (highest utility on top)."""
@@ -121,7 +116,7 @@ class SlateWorld(gym.Env):
         click model only: under the logit model a slot's click depends on the whole list."""
         if self.choice != "independent":
             raise ValueError("policy_value is exact for the independent click model only")
-        attraction = _sigmoid(self.utility)  # (U, N)
+        attraction = expit(self.utility)  # (U, N)
         per_slot = np.einsum("ukn,un->uk", slot_probabilities, attraction)
         return float((per_slot * self.examination[: slot_probabilities.shape[1]]).sum(axis=1).mean())
 
@@ -135,10 +130,7 @@ class SlateWorld(gym.Env):
         p = self.click_probabilities(users, slates)
         if self.choice == "independent":
             return (self._rng.random(p.shape) < p).astype(np.float64)
-        cumulative = np.cumsum(p, axis=1)
-        draw = self._rng.random((len(p), 1))
-        chosen = (draw < cumulative).argmax(axis=1)
-        clicked = draw[:, 0] < cumulative[:, -1]
+        clicked, chosen = draw_choice(p, self._rng)
         out = np.zeros_like(p)
         out[np.flatnonzero(clicked), chosen[clicked]] = 1.0
         return out
