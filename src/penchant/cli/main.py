@@ -11,6 +11,7 @@ from penchant.cli import (
     converse_cmds,
     data_cmds,
     eval_cmds,
+    llm_cmds,
     model_cmds,
     ope_cmds,
     prefs_cmds,
@@ -66,6 +67,11 @@ simulate_app = typer.Typer(help="Policies in a simulated world where what you sh
 simulate_app.command("run")(simulate_cmds.run)
 simulate_app.command("compare")(simulate_cmds.compare)
 app.add_typer(simulate_app, name="simulate")
+llm_app = typer.Typer(help="Language models: the endpoint (PENCHANT_LLM_URL, else the embedded SmolLM2) and what penchant does with it.",
+                      no_args_is_help=True)
+llm_app.command("serve")(llm_cmds.serve)
+llm_app.command("check")(llm_cmds.check)
+app.add_typer(llm_app, name="llm")
 app.command("serve")(serve_cmds.serve)
 keys_app = typer.Typer(help="API keys of the service.", no_args_is_help=True)
 keys_app.command("create")(serve_cmds.keys_create)

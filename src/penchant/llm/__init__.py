@@ -1,0 +1,7 @@
+"""Language models: one client for OpenAI-compatible endpoints, the embedded SmolLM2 behind a local
+server, and the preference capabilities built on them (rating prediction, user summaries, learning
+from edits, text conversations, preference following and judging)."""
+
+from penchant.llm.client import Endpoint, LLMAnswerError, LLMClient, LLMError, Usage
+
+__all__ = ["Endpoint", "LLMAnswerError", "LLMClient", "LLMError", "Usage"]
