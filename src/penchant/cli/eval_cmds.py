@@ -167,12 +167,16 @@ def ratings_cv(
     model: str = typer.Option(..., "--model", help="Rating model: biasedmf or fm."),
     param: list[str] = typer.Option([], "--param", help="Model parameter key=value (repeatable)."),
     folds: int = typer.Option(5, "--folds", help="Number of folds."),
-    seed: int = Seed("Fold assignment seed."),
-    json_out: Path = typer.Option(None, "--json", help="Write per-fold and mean RMSE/MAE here."),
+    seed: int = Seed("Fold assignment seed (also of --users and --test-per-user: the same seed, the same sample)."),
+    users: int = typer.Option(None, "--users", help="Evaluate a seeded sample of this many users (models that cost a request per rating)."),
+    test_per_user: int = typer.Option(None, "--test-per-user", help="At most this many of a user's test ratings per fold (seeded)."),
+    k: int = typer.Option(10, "--k", help="Cut-off of the NDCG of each user's test items ranked by predicted rating."),
+    json_out: Path = typer.Option(None, "--json", help="Write per-fold and mean RMSE/MAE/NDCG here."),
     user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,
     encoding: str = Encoding,
 ) -> None:
-    """K-fold RMSE and MAE of a rating-prediction model (each fold early-stops on 5% of its training part)."""
+    """K-fold RMSE, MAE and NDCG@k (each user's test items ranked by predicted rating) of a rating model
+    (each fold early-stops on 5% of its training part)."""
     from penchant.cli.specs import model_spec
     from penchant.data import load
     from penchant.experiment.rating_cv import cross_validate
@@ -180,10 +184,15 @@ def ratings_cv(
     model, params = model_spec(model, param, "rating")  # a ranking model's name lists the rating models
     ds = load(data, **columns(user_col, item_col, rating_col, time_col, sep, encoding))
     with progress() as bar:
-        bar.add_task(f"{folds}-fold cross-validation of {model}", total=None)
-        result = cross_validate(model, params, ds, k=folds, seed=seed)
+        task = bar.add_task(f"{folds}-fold cross-validation of {model}", total=folds)
+        result = cross_validate(model, params, ds, k=folds, seed=seed, users=users, test_per_user=test_per_user,
+                                ndcg_k=k, progress=lambda n: bar.update(task, completed=n))
+    ndcg = f"ndcg@{k}"
     out.print(f"[bold]{model}[/bold] {folds}-fold: RMSE {result['rmse']:.4f} ± {result['rmse_std']:.4f}   "
-              f"MAE {result['mae']:.4f} ± {result['mae_std']:.4f}")
+              f"MAE {result['mae']:.4f} ± {result['mae_std']:.4f}   NDCG@{k} {result[ndcg]:.4f} ± {result[ndcg + '_std']:.4f}")
+    sampled = f"a sample of {result['users_sampled']:,} of {result['users_total']:,} users" if users else "all users"
+    capped = f", at most {test_per_user} test ratings per user per fold" if test_per_user else ""
+    out.print(f"evaluated on {sampled}{capped}: {result['ratings_evaluated']:,} ratings")
     if json_out:
         write_json(json_out, result)
 

@@ -2,6 +2,6 @@
 server, and the preference capabilities built on them (rating prediction, user summaries, learning
 from edits, text conversations, preference following and judging)."""
 
-from penchant.llm.client import Endpoint, LLMAnswerError, LLMClient, LLMError, Usage
+from penchant.llm.client import Completion, Endpoint, LLMAnswerError, LLMClient, LLMError, Usage
 
-__all__ = ["Endpoint", "LLMAnswerError", "LLMClient", "LLMError", "Usage"]
+__all__ = ["Completion", "Endpoint", "LLMAnswerError", "LLMClient", "LLMError", "Usage"]

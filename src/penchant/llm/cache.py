@@ -45,7 +45,7 @@ class AnswerCache:
         return con
 
     def get(self, key: str) -> str | None:
-        """The stored answer text for ``key``, or None."""
+        """The stored answer (a JSON document of the answer's text and log-probabilities) for ``key``, or None."""
         row = self._con().execute("SELECT answer FROM answers WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
 

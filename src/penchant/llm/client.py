@@ -14,6 +14,7 @@ temperature 0 and a fixed seed.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -66,6 +67,15 @@ class Endpoint:
         if not url:
             return None
         return cls(url.rstrip("/"), os.environ.get("PENCHANT_LLM_MODEL") or None, os.environ.get("PENCHANT_LLM_KEY") or None)
+
+
+@dataclass
+class Completion:
+    """An answer's text and, when asked for, its tokens' log-probabilities
+    (``[{"token", "logprob", "top_logprobs": [{"token", "logprob"}]}]``)."""
+
+    text: str
+    logprobs: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -186,32 +196,45 @@ class LLMClient:
         ``json_schema``, which vLLM, llama.cpp's server and the embedded server constrain decoding to);
         ``settings`` override the client's generation settings for this request.
         """
+        return self.complete(messages, schema=schema, **settings).text
+
+    def complete(self, messages: Messages | str, *, schema: dict[str, Any] | None = None,
+                 top_logprobs: int | None = None, **settings: Any) -> Completion:
+        """:meth:`chat`'s answer with, when ``top_logprobs`` is given, each answer token's
+        log-probability and the most likely alternatives (OpenAI's ``logprobs`` / ``top_logprobs``)."""
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]
         chosen = {**self.settings, **settings}
         if schema is not None:
             chosen["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
+        if top_logprobs is not None:
+            chosen.update(logprobs=True, top_logprobs=top_logprobs)
         key = request_key(self.model, messages, chosen)
         if self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None:
                 with self._lock:
                     self.usage.cached += 1
-                return hit
+                return Completion(**json.loads(hit))
         body = self._send("POST", "/chat/completions", {"model": self.model, "messages": messages, **chosen})
         try:
-            text = body["choices"][0]["message"]["content"] or ""
+            choice = body["choices"][0]
+            answer = Completion(choice["message"]["content"] or "",
+                                ((choice.get("logprobs") or {}).get("content")) if top_logprobs is not None else None)
         except (KeyError, IndexError, TypeError) as exc:
             raise LLMError(f"{self.endpoint.url}/chat/completions answered without choices[0].message.content: "
                            f"{str(body)[:200]}") from exc
+        if top_logprobs is not None and answer.logprobs is None:
+            raise LLMError(f"{self.model} at {self.endpoint.url} returned no logprobs; this endpoint does not "
+                           "offer them (use an answer-based mode)")
         usage = body.get("usage") or {}
         with self._lock:
             self.usage.requests += 1
             self.usage.prompt_tokens += int(usage.get("prompt_tokens", 0) or 0)
             self.usage.completion_tokens += int(usage.get("completion_tokens", 0) or 0)
         if self.cache is not None:
-            self.cache.put(key, self.model, text, usage)
-        return text
+            self.cache.put(key, self.model, json.dumps({"text": answer.text, "logprobs": answer.logprobs}), usage)
+        return answer
 
     def chat_json(self, messages: Messages | str, schema: dict[str, Any], *, corrections: int = 1,
                   **settings: Any) -> Any:

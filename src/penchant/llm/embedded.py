@@ -72,6 +72,18 @@ def _converted_dir(gguf: Path) -> Path:
     return cache_dir() / "llm" / f"{gguf.stem}-{stat.st_size}-{int(stat.st_mtime)}"
 
 
+@dataclass
+class Generation:
+    """One answer: its text, token counts, why it stopped (``stop`` or ``length``) and, when asked,
+    per-token log-probabilities in the OpenAI shape (``[{"token", "logprob", "top_logprobs"}]``)."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+    logprobs: list[dict[str, Any]] | None = None
+
+
 class EmbeddedModel:
     """A causal language model with a chat template, generating on the CPU one request at a time.
 
@@ -110,14 +122,18 @@ class EmbeddedModel:
         self.name = MODEL_ID if path.name == GGUF_NAME else path.stem
         self._lock = threading.Lock()
         self._lltokenizer = None
+        self._prefixes: list[tuple[Any, Any]] = []  # (token ids, their KV cache), most recent last
+        self.reused_tokens = 0
 
     def generate(self, messages: list[dict[str, str]], *, max_tokens: int = 256, temperature: float = 0.0,
-                 seed: int | None = None, schema: dict[str, Any] | None = None, stop: list[str] | None = None
-                 ) -> tuple[str, int, int, str]:
-        """(answer text, prompt tokens, completion tokens, finish reason) for a chat ``messages``.
+                 seed: int | None = None, schema: dict[str, Any] | None = None, stop: list[str] | None = None,
+                 top_logprobs: int | None = None) -> Generation:
+        """The answer to a chat ``messages``.
 
         Greedy at temperature 0, else sampled with ``seed``; with ``schema`` every token is one a
-        JSON value of that schema allows.
+        JSON value of that schema allows. ``top_logprobs`` (0-20) also returns, for each answer token,
+        its log-probability and the ``top_logprobs`` most likely tokens at that step, after the
+        schema's constraint (the distribution the token was chosen from).
         """
         import torch
 
@@ -129,20 +145,69 @@ class EmbeddedModel:
             kwargs.update(do_sample=True, temperature=temperature)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if top_logprobs is not None:
+            kwargs.update(output_scores=True, return_dict_in_generate=True)
         with self._lock:
             if schema is not None:
                 kwargs["logits_processor"] = [self._json_constraint(schema)]
             if seed is not None:
                 torch.manual_seed(seed)
+            cache, reused = self._prefix_cache(ids[0])
+            kwargs.update(cache=cache, return_dict_in_generate=True)
             with torch.no_grad():
                 out = self.model.generate(ids, attention_mask=encoded["attention_mask"], **kwargs)
-        new = out[0, ids.shape[1]:]
-        text = self.tokenizer.decode(new, skip_special_tokens=True)
+            self._remember(out.sequences[0], out.cache)
+            self.reused_tokens += reused
+        sequences = out.sequences
+        new = sequences[0, ids.shape[1]:]
+        if len(new) and int(new[-1]) == self.tokenizer.eos_token_id:
+            shown = new[:-1]
+        else:
+            shown = new
+        text = self.tokenizer.decode(shown, skip_special_tokens=True)
         finish = "length" if len(new) >= max_tokens and int(new[-1]) != self.tokenizer.eos_token_id else "stop"
         for s in stop or ():
             if s and s in text:
                 text, finish = text[:text.index(s)], "stop"
-        return text, int(ids.shape[1]), int(len(new)), finish
+        logprobs = None
+        if top_logprobs is not None:
+            logprobs = []
+            for step, token in enumerate(shown.tolist()):
+                dist = torch.log_softmax(out.scores[step][0].float(), -1)
+                best = torch.topk(dist, top_logprobs) if top_logprobs else None
+                logprobs.append({"token": self.tokenizer.decode([token]), "logprob": float(dist[token]),
+                                 "top_logprobs": [] if best is None else [
+                                     {"token": self.tokenizer.decode([int(t)]), "logprob": float(v)}
+                                     for v, t in zip(best.values, best.indices) if v > float("-inf")]})
+        return Generation(text, int(ids.shape[1]), int(len(new)), finish, logprobs)
+
+    PREFIXES = 8
+
+    def _prefix_cache(self, ids) -> tuple[Any, int]:
+        """The KV cache of the remembered sequence sharing the longest prefix with ``ids``, cut to that
+        prefix (at least one prompt token is left to compute), and the prefix length; a new empty
+        cache and 0 when none shares one. As llama.cpp's server does: a user's history is read once
+        for all the questions that follow it."""
+        from transformers import DynamicCache
+
+        best, length = None, 0
+        for n, (seen, _) in enumerate(self._prefixes):
+            m = min(len(seen), len(ids) - 1)
+            same = int((seen[:m] != ids[:m]).nonzero()[0, 0]) if bool((seen[:m] != ids[:m]).any()) else m
+            if same > length:
+                best, length = n, same
+        if best is None or length < 16:
+            return DynamicCache(config=self.model.config), 0
+        seen, cache = self._prefixes.pop(best)
+        extra = cache.get_seq_length() - length
+        if extra > 0:
+            cache.crop(-extra)  # a negative count removes that many tokens from the end
+        return cache, length
+
+    def _remember(self, sequence, cache) -> None:
+        # the cache holds every token but the last generated one
+        self._prefixes.append((sequence[:cache.get_seq_length()].clone(), cache))
+        del self._prefixes[:-self.PREFIXES]
 
     def _json_constraint(self, schema: dict[str, Any]):
         """A logits processor for one generation that allows only tokens keeping the answer a prefix

@@ -2,7 +2,8 @@
 
 It answers the subset of the OpenAI API that chat clients use: ``GET /v1/models``,
 ``POST /v1/chat/completions`` (``messages``, ``max_tokens``, ``temperature``, ``seed``, ``stop``,
-``response_format`` of type ``json_schema`` or ``json_object``) and ``GET /healthz``. Requests are
+``response_format`` of type ``json_schema`` or ``json_object``, ``logprobs`` / ``top_logprobs``) and
+``GET /healthz``. Requests are
 generated one at a time (the model holds a lock; a 135M model on a CPU gains nothing from
 interleaving). Streaming is not offered: ``stream: true`` is refused with a 400 naming the field.
 """
@@ -39,6 +40,8 @@ def create_app(model=None):
         seed: int | None = None
         stop: str | list[str] | None = None
         response_format: dict[str, Any] | None = None
+        logprobs: bool = False
+        top_logprobs: int | None = Field(default=None, ge=0, le=20)
         stream: bool = False
 
     state: dict[str, Any] = {"model": model}
@@ -84,13 +87,18 @@ def create_app(model=None):
                 return refuse("response_format.type", f"unknown response format {kind!r}; expected text, json_object or json_schema")
         stop = [request.stop] if isinstance(request.stop, str) else request.stop
         messages = [m.model_dump() for m in request.messages]
-        text, prompt_tokens, completion_tokens, finish = await run_in_threadpool(
+        if request.top_logprobs is not None and not request.logprobs:
+            return refuse("top_logprobs", "top_logprobs needs logprobs: true")
+        answer = await run_in_threadpool(
             llm.generate, messages, max_tokens=request.max_completion_tokens or request.max_tokens or 256,
-            temperature=request.temperature, seed=request.seed, schema=schema, stop=stop)
+            temperature=request.temperature, seed=request.seed, schema=schema, stop=stop,
+            top_logprobs=(request.top_logprobs or 0) if request.logprobs else None)
+        choice = {"index": 0, "message": {"role": "assistant", "content": answer.text},
+                  "finish_reason": answer.finish_reason,
+                  "logprobs": None if answer.logprobs is None else {"content": answer.logprobs}}
         return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-                "model": llm.name,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                          "total_tokens": prompt_tokens + completion_tokens}}
+                "model": llm.name, "choices": [choice],
+                "usage": {"prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens,
+                          "total_tokens": answer.prompt_tokens + answer.completion_tokens}}
 
     return app

@@ -15,6 +15,8 @@ validation RMSE when a validator is given.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -51,6 +53,10 @@ class RatingModel(Recommender):
 
     def selected(self) -> dict[str, int]:
         return {"epochs": self.best_epoch_} if getattr(self, "best_epoch_", None) else {}
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Figures about how the predictions were made (e.g. a language model's requests), for reports."""
+        return {}
 
     def _predict_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         s = self.state_

@@ -25,7 +25,7 @@ from penchant.errors import ConfigError
 FAMILIES = ("ranking", "rating", "sequential", "preference", "conversation")
 #: modules whose import registers a family's models; imported on first look-up. The conversation
 #: policies live above ``penchant.models`` and are found here as plug-ins, not imported by it.
-_PROVIDERS = ("penchant.models", "penchant.models.preference", "penchant.converse.policies")
+_PROVIDERS = ("penchant.models", "penchant.models.preference", "penchant.converse.policies", "penchant.llm.rating")
 
 
 @dataclass(frozen=True)
