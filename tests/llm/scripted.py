@@ -32,6 +32,8 @@ class ScriptedServer:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as real servers answer
+
             def log_message(self, *args) -> None:
                 pass
 

@@ -54,3 +54,66 @@ def _env_url() -> bool:
     import os
 
     return bool(os.environ.get("PENCHANT_LLM_URL"))
+
+
+def judge(
+    pairs: Path = typer.Argument(..., help="Comparisons with people's choices: TRL JSONL (prompt?/chosen/rejected), HH-RLHF dialogues, or the relabeled layout."),
+    json_out: Path = typer.Option(..., "--json", help="Write agreement, position consistency and the routing table here."),
+    limit: int = typer.Option(None, "--limit", help="Judge a seeded sample of this many pairs."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sample."),
+    budget: list[float] = typer.Option([0.0, 0.1, 0.25, 0.5], "--budget", help="Share of pairs sent to people (repeatable)."),
+    one_order: bool = typer.Option(False, "--one-order", help="Judge each pair once, chosen reply shown first half the time (seeded), instead of in both orders."),
+    no_logprobs: bool = typer.Option(False, "--no-logprobs", help="Use the written verdict only (for endpoints without logprobs)."),
+    max_chars: int = typer.Option(700, "--max-chars", help="Cut the conversation and each reply to their last this many characters."),
+    pairs_out: Path = typer.Option(None, "--pairs-out", help="Write each pair's judgement and whether it goes to people (JSONL), at the first --budget above 0."),
+    concurrency: int = typer.Option(4, "--concurrency", help="Requests in flight at once."),
+) -> None:
+    """An LLM judges A-versus-B pairs; agreement with people's labels, and which pairs to send to people."""
+    import json
+
+    import numpy as np
+
+    from penchant.cli.render import progress
+    from penchant.data.comparisons import read_text_comparisons
+    from penchant.llm.client import LLMClient
+    from penchant.llm.judge import Judgements, PairJudge, agreement, route, routing_report
+
+    data = read_text_comparisons(pairs)
+    index = np.arange(len(data))
+    if limit is not None and limit < len(data):
+        index = np.sort(np.random.default_rng(seed).choice(len(data), limit, replace=False))
+    assert data.option_text is not None and data.option_context is not None
+    prompt = data.option_context[data.winner[index]].astype(str)
+    chosen, rejected = data.option_text[data.winner[index]].astype(str), data.option_text[data.loser[index]].astype(str)
+    swap = np.random.default_rng(seed + 1).random(len(index)) < 0.5 if one_order else np.zeros(len(index), bool)
+    first, second = np.where(swap, rejected, chosen), np.where(swap, chosen, rejected)
+    client = LLMClient(max_tokens=12, concurrency=concurrency)
+    judge_ = PairJudge(client, both_orders=not one_order, max_chars=max_chars, logprobs=not no_logprobs)
+    calls = len(index) * (1 if one_order else 2)
+    with progress() as bar:
+        task = bar.add_task(f"judging {len(index):,} pairs", total=calls)
+        judged = judge_.judge(list(prompt), list(first), list(second), progress=lambda n: bar.update(task, completed=n))
+    if one_order:  # back to P(people's choice better)
+        p = np.where(swap, 1 - judged.forward, judged.forward)
+        judged = Judgements(p, p)
+    agree = agreement(judged.p)
+    table = routing_report(judged, budget)
+    result = {"model": client.model, "pairs": int(len(index)), "pairs_in_file": int(len(data)),
+              "sampled": bool(len(index) < len(data)), "both_orders": not one_order,
+              "agreement": float(agree.mean()),
+              "agreement_stderr": float(agree.std(ddof=1) / np.sqrt(len(agree))) if len(agree) > 1 else None,
+              "position_consistency": judged.position_consistency() if not one_order else None,
+              "mean_confidence": float(judged.confidence.mean()), "routing": table, "usage": client.usage.to_json()}
+    out.print(f"[bold]{client.model}[/bold] agrees with people on {result['agreement']:.1%} of {len(index):,} pairs"
+              + (f" (both orders agree on {result['position_consistency']:.1%})" if not one_order else ""))
+    for row in table:
+        out.print(f"  {row['human_share']:.0%} to people ({row['routed']:,} pairs): hybrid agreement "
+                  f"{row['hybrid_agreement']:.1%} (random routing {row['random_routing_agreement']:.1%})")
+    write_json(json_out, result)
+    if pairs_out is not None:
+        share = next((b for b in budget if b > 0), 0.0)
+        routed = route(judged.confidence, share)
+        with open(pairs_out, "w") as f:
+            for j, row in enumerate(index):
+                f.write(json.dumps({"pair": int(row), "p_chosen_better": float(judged.p[j]),
+                                    "confidence": float(judged.confidence[j]), "to_people": bool(routed[j])}) + "\n")
