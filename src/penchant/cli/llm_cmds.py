@@ -117,3 +117,38 @@ def judge(
             for j, row in enumerate(index):
                 f.write(json.dumps({"pair": int(row), "p_chosen_better": float(judged.p[j]),
                                     "confidence": float(judged.confidence[j]), "to_people": bool(routed[j])}) + "\n")
+
+
+def edits(
+    data: str = typer.Option("ml-100k", "--data", help="Films to write notes about (titles and genres): ml-100k or a data folder."),
+    rounds: int = typer.Option(40, "--rounds", help="Drafts per learner (the same contexts, in the same order, for each)."),
+    learner: list[str] = typer.Option(["none", "oracle", "cipher"], "--learner", help="none, oracle or cipher (repeatable)."),
+    k: int = typer.Option(3, "--k", help="Contexts CIPHER retrieves."),
+    window: int = typer.Option(10, "--window", help="Rounds averaged for the first and last cost."),
+    seed: int = typer.Option(0, "--seed", help="Order of the contexts."),
+    json_out: Path = typer.Option(..., "--json", help="Write each learner's curve and rounds here."),
+) -> None:
+    """Learn a simulated writer's preference from their edits (CIPHER) against no learning and an oracle."""
+    from penchant.cli.render import progress
+    from penchant.data import load, load_movielens
+    from penchant.llm.client import LLMClient
+    from penchant.llm.edits import EditLearner, curve, film_contexts, run_edits
+
+    for name in learner:
+        if name not in ("none", "oracle", "cipher"):
+            raise typer.BadParameter(f"{name!r} is not one of none, oracle, cipher", param_hint="--learner")
+    ds = load_movielens(data) if data.startswith("ml-") and not Path(data).exists() else load(data)
+    contexts = film_contexts(ds, rounds, seed)
+    client = LLMClient()
+    result: dict = {"model": None, "rounds": len(contexts), "learners": {}}
+    with progress() as bar:
+        for name in dict.fromkeys(learner):
+            task = bar.add_task(f"{name}: drafting", total=len(contexts))
+            runs = run_edits(contexts, EditLearner(name, client, k=k), progress=lambda n: bar.update(task, completed=n))
+            result["learners"][name] = {**curve(runs, window), "per_round": runs}
+    result["model"] = client.model
+    result["usage"] = client.usage.to_json()
+    for name, r in result["learners"].items():
+        out.print(f"[bold]{name}[/bold]: mean edit cost {r['mean_cost']:.1f} (first {window}: {r['first_cost']:.1f}, "
+                  f"last {window}: {r['last_cost']:.1f}); drafted with the true preference in {r['true_preference_used']:.0%}")
+    write_json(json_out, result)

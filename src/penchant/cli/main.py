@@ -72,6 +72,7 @@ llm_app = typer.Typer(help="Language models: the endpoint (PENCHANT_LLM_URL, els
 llm_app.command("serve")(llm_cmds.serve)
 llm_app.command("check")(llm_cmds.check)
 llm_app.command("judge")(llm_cmds.judge)
+llm_app.command("edits")(llm_cmds.edits)
 app.add_typer(llm_app, name="llm")
 app.command("serve")(serve_cmds.serve)
 keys_app = typer.Typer(help="API keys of the service.", no_args_is_help=True)
