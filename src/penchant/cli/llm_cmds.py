@@ -152,3 +152,34 @@ def edits(
         out.print(f"[bold]{name}[/bold]: mean edit cost {r['mean_cost']:.1f} (first {window}: {r['first_cost']:.1f}, "
                   f"last {window}: {r['last_cost']:.1f}); drafted with the true preference in {r['true_preference_used']:.0%}")
     write_json(json_out, result)
+
+
+def summarize(
+    data: str = typer.Option("ml-100k", "--data", help="Events in time order with item titles: ml-100k or a data folder."),
+    users: int = typer.Option(50, "--users", help="A seeded sample of this many users (with at least --block training events)."),
+    block: int = typer.Option(10, "--block", help="Items per block; each block updates the summary."),
+    max_blocks: int = typer.Option(2, "--max-blocks", help="The last this many blocks of a history are read."),
+    weight: float = typer.Option(0.5, "--weight", help="The summary's share of the zero-shot ranker's user profile."),
+    k: int = typer.Option(10, "--k", help="Cut-off of NDCG and recall."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the user sample."),
+    summaries_out: Path = typer.Option(..., "--summaries-out", help="Write the summaries here (zeroshot:summaries=FILE reads them)."),
+    json_out: Path = typer.Option(..., "--json", help="Write leave-last-out NDCG/recall with and without summaries here."),
+    max_tokens: int = typer.Option(80, "--max-tokens", help="Longest summary, in tokens."),
+) -> None:
+    """Summarise users' histories block by block with the LLM; leave-last-out NDCG of the zero-shot ranker with and without them."""
+    from penchant.cli.render import progress
+    from penchant.data import load, load_movielens
+    from penchant.llm.client import LLMClient
+    from penchant.llm.summaries import summary_effect
+
+    ds = load_movielens(data) if data.startswith("ml-") and not Path(data).exists() else load(data)
+    client = LLMClient()
+    with progress() as bar:
+        task = bar.add_task(f"summarising {users} users", total=users)
+        result = summary_effect(ds, client, users=users, block=block, max_blocks=max_blocks, weight=weight, k=k,
+                                seed=seed, summaries_out=summaries_out, max_tokens=max_tokens,
+                                progress=lambda n: bar.update(task, completed=n))
+    ndcg = f"ndcg@{k}"
+    out.print(f"zero-shot ranker on {result['users']} users (leave-last-out): NDCG@{k} without summaries "
+              f"{result['without'][ndcg]:.4f}, with {result['with'][ndcg]:.4f} (difference {result['ndcg_difference']:+.4f})")
+    write_json(json_out, result)

@@ -1,0 +1,64 @@
+"""Recurrent user summaries: the chain's structure over real HTTP, the zero-shot ranker reading a
+summary (planted: a summary naming a film raises that film), artefacts keeping the summaries, and
+`penchant llm summarize` end to end with the embedded model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from penchant.errors import DataError
+from penchant.llm import Endpoint, LLMClient
+from penchant.llm.summaries import read_summaries, summarize
+from penchant.models.registry import create
+from tests.conftest import cli, tiny_log, write
+from tests.llm.scripted import ScriptedServer, completion
+
+
+def test_each_block_updates_the_previous_summary_and_only_the_last_blocks_are_read():
+    with ScriptedServer(lambda n, body: (200, completion(f"summary {n}"), 0)) as server:
+        client = LLMClient(Endpoint(server.url, "scripted"), cache=False)
+        chain = summarize([f"film {i}" for i in range(23)], client, block=5, max_blocks=3)
+        asked = [b["messages"][-1]["content"] for b in server.bodies]
+    assert chain == ["summary 0", "summary 1", "summary 2"]
+    # 23 items in blocks of 5 from the end: [18, 23), [13, 18), [8, 13); the oldest of those first
+    assert "- film 8\n" in asked[0] and "- film 12\n" in asked[0] and "film 7" not in asked[0]
+    assert asked[1].startswith("What we know of a viewer's taste:\nsummary 0") and "- film 13\n" in asked[1]
+    assert "summary 1" in asked[2] and "- film 22\n" in asked[2]
+    assert summarize([], client) == []
+
+
+def test_a_summary_naming_a_film_raises_it_in_the_zero_shot_ranker(tmp_path):
+    ds = tiny_log()
+    user, film = 5, 17
+    path = write(tmp_path / "s.json", json.dumps({"users": {str(ds.user_ids[user]): str(ds.item_text[film])}}))
+    plain = create("zeroshot").fit(ds)
+    summarised = create("zeroshot", summaries=str(path), summary_weight=0.7).fit(ds)
+    before, after = plain.score(np.array([user, 6]))[0], summarised.score(np.array([user, 6]))
+    assert np.argsort(-after[0]).tolist().index(film) < np.argsort(-before).tolist().index(film)
+    np.testing.assert_allclose(after[1], plain.score(np.array([6]))[0], rtol=1e-6)  # no summary: unchanged
+    np.testing.assert_allclose(create("zeroshot", summaries=str(path), summary_weight=0.0).fit(ds).score(np.array([user])),
+                               plain.score(np.array([user])), rtol=1e-6)
+    summarised.save(tmp_path / "m.npz")
+    np.testing.assert_allclose(type(summarised).load(tmp_path / "m.npz").score(np.array([user])), after[:1], rtol=1e-6)
+
+
+def test_a_file_that_is_not_summaries_is_named(tmp_path):
+    with pytest.raises(DataError, match="x.json.*not a summaries file"):
+        read_summaries(write(tmp_path / "x.json", '{"users": [1]}'))
+
+
+@pytest.mark.xdist_group("llm")
+def test_llm_summarize_end_to_end(llm, shared_data, monkeypatch, tmp_path):
+    monkeypatch.setenv("PENCHANT_DATA", str(shared_data))
+    code, out, err = cli("llm", "summarize", "--users", "2", "--block", "5", "--max-blocks", "2", "--max-tokens", "40",
+                         "--summaries-out", tmp_path / "s.json", "--json", tmp_path / "r.json")
+    assert code == 0, err
+    result = json.loads((tmp_path / "r.json").read_text())
+    chains = json.loads((tmp_path / "s.json").read_text())["chains"]
+    assert result["users"] == 2 and len(chains) == 2 and all(len(c) == 2 and all(c) for c in chains.values())
+    assert result["usage"]["requests"] + result["usage"]["cached"] == 4
+    for part in ("with", "without"):
+        assert 0 <= result[part]["ndcg@10"] <= 1
