@@ -28,9 +28,11 @@ def evaluate(
     model: str = typer.Option("ease", "--model", help="The recommender whose scores give each user's preference."),
     multi_choice: int = typer.Option(0, "--multi-choice", help="Offer this many values of one attribute type per question (0: yes/no questions)."),
     epochs: int = typer.Option(12, "--epochs", help="Policy-gradient epochs of the learned policies (ear, cpr)."),
+    text: bool = typer.Option(False, "--text", help="Questions and answers in words: the LLM phrases each question, an LLM user who knows its film replies, the LLM reads the reply (PENCHANT_LLM_URL, else the embedded model)."),
 ) -> None:
     """Play a policy against the standard simulated user on held-out (user, item) episodes and
-    report SR@5/10/15, average turns and hDCG@(15,10) with 95% intervals."""
+    report SR@5/10/15, average turns and hDCG@(15,10) with 95% intervals; with --text, the same
+    episodes in words, and the share of answers read right."""
     from penchant.cli.specs import data_path
     from penchant.converse.experiment import evaluate_policy, prepare
     from penchant.data import load
@@ -49,7 +51,18 @@ def evaluate(
         def step(done: int, total: int) -> None:
             bar.update(task, description=f"{policy}: episodes", completed=done, total=total)
 
-        result = evaluate_policy(setup, policy, multi_choice=multi_choice, epochs=epochs, progress=step)
+        simulated_user = None
+        if text:
+            from functools import partial
+
+            from penchant.llm.client import LLMClient
+            from penchant.llm.conversation import TextUser
+
+            client = LLMClient()
+            titles = setup.dataset.item_text.astype(str) if setup.dataset.item_text is not None else setup.dataset.item_ids
+            simulated_user = lambda graph, target, rng: partial(TextUser, client=client, title=str(titles[target]))(graph, target, rng)  # noqa: E731
+        result = evaluate_policy(setup, policy, multi_choice=multi_choice, epochs=epochs, progress=step,
+                                 simulated_user=simulated_user)
     from rich.table import Table
 
     table = Table(title=f"{policy} on {result['episodes']:,} episodes ({level} attributes: {setup.graph.n_values:,} "
@@ -65,8 +78,11 @@ def evaluate(
                   f"{result['questions_per_episode']:.2f} ({result['values_offered_per_episode']:.2f})",
                   f"{result['lists_per_episode']:.2f}")
     out.print(table)
+    if text:
+        out.print(f"answers read as the attribute user would have given them: {result['understood']:.1%} "
+                  f"of {result['answers_read']:,}" if result.get("understood") is not None else "no question was asked")
     if json_out:
-        write_json(json_out, result | {"level": level, "seed": seed})
+        write_json(json_out, result | {"level": level, "seed": seed, "text": text})
 
 
 def converse(

@@ -73,9 +73,11 @@ def prepare(ds: Dataset, level: str = "coarse", *, episodes: int = 2000, valid_e
 
 
 def evaluate_policy(setup: ConversationSetup, name: str, *, multi_choice: int = 0, epochs: int = 12,
-                    seed: int | None = None, progress=None) -> dict:
+                    seed: int | None = None, progress=None, simulated_user=None) -> dict:
     """Train ``name`` on the validation episodes (if it learns) and play the test episodes; the
-    metrics of :func:`penchant.eval.conversation.conversation_metrics` plus timing and settings."""
+    metrics of :func:`penchant.eval.conversation.conversation_metrics` plus timing and settings.
+    ``simulated_user`` makes the test episodes' user (see :func:`penchant.simulate.mcr.run_episode`);
+    training always uses the attribute user."""
     seed = setup.seed if seed is None else seed
     policy = create_policy(name, setup.graph, multi_choice=multi_choice)
     start = time.perf_counter()
@@ -91,10 +93,16 @@ def evaluate_policy(setup: ConversationSetup, name: str, *, multi_choice: int = 
     start = time.perf_counter()
     for k, (u, t) in enumerate(zip(users, targets)):
         results.append(run_episode(policy, scorer, setup.graph, int(u), int(t),
-                                   exclude=ex.indices[ex.indptr[u]:ex.indptr[u + 1]], rng=rng))
+                                   exclude=ex.indices[ex.indptr[u]:ex.indptr[u + 1]], rng=rng,
+                                   simulated_user=simulated_user))
         if progress is not None:
             progress(k + 1, len(users))
     metrics = conversation_metrics(results, setup.graph, seed=seed)
+    if results and results[0].user_model.transcript is not None:  # a user that answered in words
+        understood = [ok for r in results for ok in r.user_model.understood]
+        metrics |= {"answers_read": len(understood),
+                    "understood": float(np.mean(understood)) if understood else None,
+                    "transcripts": [r.user_model.transcript for r in results]}
     return {"policy": name} | metrics | {
         "params": policy.params(), "train_seconds": round(train_seconds, 2),
         "ms_per_episode": round(1000 * (time.perf_counter() - start) / max(1, len(users)), 2),

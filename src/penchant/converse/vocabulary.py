@@ -35,6 +35,8 @@ class EpisodeResult:
     rank: int | None
     asked: list[tuple[int, bool]] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
+    #: the simulated user the episode was played against (its transcript, for text conversations)
+    user_model: object = field(default=None, repr=False)
 
 
 def apply_answer(state: ConversationState, graph: AttributeGraph, values: tuple[int, ...], answers: list[bool]) -> None:

@@ -31,6 +31,10 @@ from penchant.data.dataset import Dataset
 class SimulatedUser:
     """Answers as a user who wants ``target`` and knows its attributes."""
 
+    #: what was said, turn by turn, and whether each answer was read right (users who talk in words)
+    transcript: list[dict[str, str]] | None = None
+    understood: list[bool] | None = None
+
     def __init__(self, graph: AttributeGraph, target: int, rng: np.random.Generator) -> None:
         self.graph, self.target, self.rng = graph, int(target), rng
         self.values = set(graph.item_values(target).tolist())
@@ -51,15 +55,18 @@ class SimulatedUser:
 
 def run_episode(policy, scorer, graph: AttributeGraph, user: int, target: int, *, exclude: np.ndarray | None,
                 rng: np.random.Generator, max_turns: int = MAX_TURNS, list_size: int = LIST_SIZE,
-                record=None) -> EpisodeResult:
+                record=None, simulated_user=None) -> EpisodeResult:
     """Play one episode of ``policy`` (``act(state, scorer) -> Action``) against the simulated user.
 
     ``exclude``: items never to show (the user's training, and for test episodes validation,
-    items). ``record(state, action, reward_info)``, if given, sees every step (policy training)."""
-    sim = SimulatedUser(graph, target, rng)
+    items). ``record(state, action, reward_info)``, if given, sees every step (policy training).
+    ``simulated_user(graph, target, rng)`` makes the user (default :class:`SimulatedUser`; the
+    text user of :mod:`penchant.llm.conversation` answers in words)."""
+    sim = (simulated_user or SimulatedUser)(graph, target, rng)
     state = ConversationState.start(user, graph.n_items, exclude)
     state.accept(graph, sim.opening())
     result = EpisodeResult(user, target, None, None)
+    result.user_model = sim
     for turn in range(1, max_turns + 1):
         state.turn = turn
         action = policy.act(state, scorer)
