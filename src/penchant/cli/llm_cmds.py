@@ -183,3 +183,29 @@ def summarize(
     out.print(f"zero-shot ranker on {result['users']} users (leave-last-out): NDCG@{k} without summaries "
               f"{result['without'][ndcg]:.4f}, with {result['with'][ndcg]:.4f} (difference {result['ndcg_difference']:+.4f})")
     write_json(json_out, result)
+
+
+def prefeval(
+    json_out: Path = typer.Option(..., "--json", help="Write follow rates by distance and every answer here."),
+    distance: list[int] = typer.Option([0, 4], "--distance", help="Unrelated exchanges between the preference and the request (repeatable)."),
+    case: list[str] = typer.Option([], "--case", help="Only these cases (repeatable; default all)."),
+    max_tokens: int = typer.Option(120, "--max-tokens", help="Longest answer, in tokens."),
+) -> None:
+    """Does the endpoint keep to a preference stated earlier in the conversation? Judged by rules, against the same requests without it."""
+    from penchant.cli.render import progress
+    from penchant.errors import ConfigError
+    from penchant.llm.client import LLMClient
+    from penchant.llm.prefeval import CASES, evaluate
+
+    chosen = [c for c in CASES if not case or c.name in case]
+    unknown = set(case) - {c.name for c in CASES}
+    if unknown:
+        raise ConfigError(f"unknown case {sorted(unknown)[0]!r}; cases: {', '.join(c.name for c in CASES)}")
+    client = LLMClient()
+    with progress() as bar:
+        task = bar.add_task(f"{len(chosen)} cases", total=len(chosen) * len(distance) * 2)
+        result = evaluate(client, chosen, distance, max_tokens=max_tokens, progress=lambda n: bar.update(task, completed=n))
+    for row in result["by_distance"]:
+        out.print(f"distance {row['distance']}: follows {row['follow_rate']:.0%} of {row['cases']} stated preferences "
+                  f"({row['follow_rate_unstated']:.0%} when not stated)")
+    write_json(json_out, result)
