@@ -62,3 +62,26 @@ def test_llm_summarize_end_to_end(llm, shared_data, monkeypatch, tmp_path):
     assert result["usage"]["requests"] + result["usage"]["cached"] == 4
     for part in ("with", "without"):
         assert 0 <= result[part]["ndcg@10"] <= 1
+
+
+def test_the_service_serves_a_ranker_that_reads_summaries(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from penchant.serve.app import create_app
+    from penchant.serve.config import load_settings
+    from tests.serve.server import ADMIN
+
+    ds = tiny_log()
+    user = str(ds.user_ids[5])
+    path = write(tmp_path / "s.json", json.dumps({"users": {user: str(ds.item_text[17]) + ", " + str(ds.item_text[21])}}))
+    summarised = create("zeroshot", summaries=str(path), summary_weight=0.8).fit(ds)
+    summarised.save(tmp_path / "zs.npz")
+    code, out, err = cli("versions", "import", tmp_path / "zs.npz", "--data-dir", tmp_path / "data", "--activate")
+    assert code == 0, err
+    with TestClient(create_app(load_settings(tmp_path / "data", env={}), admin_key=ADMIN)) as c:
+        got = c.get(f"/v1/users/{user}/recommendations", params={"k": 5},
+                    headers={"Authorization": f"Bearer {ADMIN}"}).json()
+    items, _ = summarised.recommend(np.array([5]), k=5)
+    plain, _ = create("zeroshot").fit(ds).recommend(np.array([5]), k=5)
+    assert [x["id"] for x in got["items"]] == [str(ds.item_ids[i]) for i in items[0]]
+    assert items[0].tolist() != plain[0].tolist()
