@@ -134,3 +134,19 @@ def test_check_names_the_first_mismatch(value, message):
     assert check({"rating": 4.0}, RATING) == {"rating": 4.0}
     with pytest.raises(AnswerFormatError, match=r"\$\.tags\[1\]: expected one of"):
         check({"tags": ["a", "z"]}, {"type": "object", "properties": {"tags": {"type": "array", "items": {"enum": ["a", "b"]}}}})
+
+
+def test_structured_output_is_sent_in_the_endpoint_s_dialect(tmp_path, monkeypatch):
+    def strict(n, body):  # refuses OpenAI's json_schema, as llama-cpp-python's server does
+        if body.get("response_format", {}).get("type") == "json_schema":
+            return 422, {"detail": [{"loc": ["body", "response_format", "type"], "msg": "unexpected value"}]}, 0
+        return 200, completion('{"rating": 3}'), 0
+
+    with ScriptedServer(strict) as server:
+        with pytest.raises(LLMError, match="set PENCHANT_LLM_STRUCTURED=json_object or none"):
+            client(server, tmp_path, cache=False).chat_json("rate", RATING)
+        monkeypatch.setenv("PENCHANT_LLM_STRUCTURED", "json_object")
+        assert client(server, tmp_path, cache=False).chat_json("rate", RATING) == {"rating": 3}
+        assert server.bodies[-1]["response_format"] == {"type": "json_object", "schema": RATING}
+        assert client(server, tmp_path, cache=False, structured="none").chat_json("rate", RATING) == {"rating": 3}
+        assert "response_format" not in server.bodies[-1]

@@ -104,13 +104,22 @@ class LLMClient:
         concurrency: requests in flight at once (:meth:`map`).
         cache: a folder for the answer cache, None for the default, False for none.
         temperature, seed, max_tokens: default generation settings (deterministic by default).
+        structured: how a JSON Schema is sent: ``json_schema`` (OpenAI's ``response_format``; vLLM,
+            OpenAI, the embedded server), ``json_object`` (``{"type": "json_object", "schema": ...}``:
+            llama-cpp-python's server) or ``none`` (the prompt asks, the answer is checked); default
+            ``PENCHANT_LLM_STRUCTURED``, else ``json_schema``.
     """
 
     def __init__(self, endpoint: Endpoint | None = None, *, timeout: float = 120.0, retries: int = 3,
                  backoff: float = 0.5, concurrency: int = 4, cache: str | Path | None | bool = None,
-                 temperature: float = 0.0, seed: int = DEFAULT_SEED, max_tokens: int = 256) -> None:
+                 temperature: float = 0.0, seed: int = DEFAULT_SEED, max_tokens: int = 256,
+                 structured: str | None = None) -> None:
         if concurrency < 1:
             raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
+        structured = structured or os.environ.get("PENCHANT_LLM_STRUCTURED") or "json_schema"
+        if structured not in ("json_schema", "json_object", "none"):
+            raise ConfigError(f"structured output must be json_schema, json_object or none, not {structured!r}")
+        self.structured = structured
         self._endpoint = endpoint
         self.timeout = timeout
         self.retries = retries
@@ -181,7 +190,11 @@ class LLMClient:
                     return response.json()
                 problem = f"HTTP {response.status_code}: {response.text[:300]}"
                 if response.status_code != 429 and response.status_code < 500:
-                    raise LLMError(f"{method} {self.endpoint.url}{path} was refused: {problem}")
+                    hint = ""
+                    if body and "response_format" in body and "response_format" in response.text:
+                        hint = (f"; this endpoint does not take response_format {body['response_format']['type']}: "
+                                "set PENCHANT_LLM_STRUCTURED=json_object or none")
+                    raise LLMError(f"{method} {self.endpoint.url}{path} was refused: {problem}{hint}")
             if attempt < self.retries:
                 with self._lock:
                     self.usage.retries += 1
@@ -205,8 +218,10 @@ class LLMClient:
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]
         chosen = {**self.settings, **settings}
-        if schema is not None:
+        if schema is not None and self.structured == "json_schema":
             chosen["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
+        elif schema is not None and self.structured == "json_object":
+            chosen["response_format"] = {"type": "json_object", "schema": schema}
         if top_logprobs is not None:
             chosen.update(logprobs=True, top_logprobs=top_logprobs)
         key = request_key(self.model, messages, chosen)
