@@ -84,7 +84,7 @@ def test_every_kind_of_context_has_a_preference_the_writer_can_tell_apart():
 def test_llm_edits_end_to_end_with_the_embedded_model(llm, shared_data, monkeypatch, tmp_path):
     monkeypatch.setenv("PENCHANT_DATA", str(shared_data))
     code, out, err = cli("llm", "edits", "--rounds", "2", "--window", "1", "--learner", "none", "--learner", "cipher",
-                         "--json", tmp_path / "e.json")
+                         "--max-tokens", "40", "--json", tmp_path / "e.json")
     assert code == 0, err
     result = json.loads((tmp_path / "e.json").read_text())
     assert set(result["learners"]) == {"none", "cipher"} and result["rounds"] == 2

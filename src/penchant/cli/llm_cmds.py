@@ -126,6 +126,7 @@ def edits(
     k: int = typer.Option(3, "--k", help="Contexts CIPHER retrieves."),
     window: int = typer.Option(10, "--window", help="Rounds averaged for the first and last cost."),
     seed: int = typer.Option(0, "--seed", help="Order of the contexts."),
+    max_tokens: int = typer.Option(100, "--max-tokens", help="Longest draft, in tokens."),
     json_out: Path = typer.Option(..., "--json", help="Write each learner's curve and rounds here."),
 ) -> None:
     """Learn a simulated writer's preference from their edits (CIPHER) against no learning and an oracle."""
@@ -144,7 +145,8 @@ def edits(
     with progress() as bar:
         for name in dict.fromkeys(learner):
             task = bar.add_task(f"{name}: drafting", total=len(contexts))
-            runs = run_edits(contexts, EditLearner(name, client, k=k), progress=lambda n: bar.update(task, completed=n))
+            runs = run_edits(contexts, EditLearner(name, client, k=k, max_tokens=max_tokens),
+                             progress=lambda n: bar.update(task, completed=n))
             result["learners"][name] = {**curve(runs, window), "per_round": runs}
     result["model"] = client.model
     result["usage"] = client.usage.to_json()
