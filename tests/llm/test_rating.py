@@ -101,3 +101,24 @@ def test_ndcg_of_rated_is_one_for_the_true_order_and_within_zero_one(rows, k):
         assert 0 < value <= 1 + 1e-12
         assert ndcg_of_rated(users, truth, truth + 0.0, k)[0] == pytest.approx(1.0) or len(np.unique(truth)) < len(truth)
         assert ndcg_of_rated(users, truth, truth * 10, k)[0] >= value - 1e-12
+
+
+def test_llm_rating_keeps_the_model_contract(llm, tmp_path):
+    from penchant.experiment import recommend_for
+    from penchant.models.artefact import load
+    from penchant.models.protocols import Persistent, Ranker
+
+    full = lover_and_hater()
+    rated = full.items < 4  # two users who rated four of six films: 12 requests score everything
+    ds = Dataset(full.user_ids, full.item_ids[:6], full.users[rated], full.items[rated], ratings=full.ratings[rated],
+                 timestamps=full.timestamps[rated], item_text=full.item_text[:6])
+    model = LLMRating().fit(ds)
+    assert isinstance(model, Ranker) and isinstance(model, Persistent)
+    scores = model.score(np.arange(2))
+    assert scores.shape == (2, 6) and scores.dtype == np.float32 and np.isfinite(scores).all()
+    items, _ = model.recommend(np.arange(2), k=2)
+    assert items.min() >= 4  # the rated films never come back
+    back = load(model.save(tmp_path / "llm.npz"))
+    assert back.params() == model.params() and np.array_equal(back.score(np.arange(2)), scores)  # the same prompts
+    assert back.messages(0, 9) == model.messages(0, 9)
+    assert recommend_for(back, ["lover"], 2).lists == recommend_for(model, ["lover"], 2).lists
