@@ -33,7 +33,7 @@ QUICK = {
     "vpl": {"epochs": 3},
 }
 #: models that cost a language-model request per (user, item) score: their contract test is
-#: tests/llm/test_rating.py::test_llm_rating_keeps_the_model_contract, on a catalogue small enough for that
+#: tests/llm/test_llm_rating.py::test_llm_rating_keeps_the_model_contract, on a catalogue small enough for that
 LLM_MODELS = {"llmrating"}
 LOG_MODELS = [n for f in ("ranking", "rating", "sequential") for n in model_names(f) if n not in LLM_MODELS]
 PAIR_MODELS = model_names("preference")
