@@ -13,7 +13,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from conftest import cli
+from tests.conftest import cli
 
 from penchant.data import fetch, load
 from penchant.data.public import RELEASES, unpack

@@ -33,7 +33,7 @@ def check(
     timeout: float = typer.Option(120.0, "--timeout", help="Seconds per request."),
 ) -> None:
     """Is the endpoint reachable, which model answers, and one round trip (PENCHANT_LLM_URL; the embedded model when unset)."""
-    from penchant.llm.client import LLMClient
+    from penchant.llm.client import Endpoint, LLMClient
 
     with LLMClient(timeout=timeout, cache=False, retries=1) as client:
         endpoint = client.endpoint
@@ -41,19 +41,13 @@ def check(
         started = time.perf_counter()
         answer = client.chat("Reply with the single word: ready", max_tokens=8)
         seconds = time.perf_counter() - started
-        result = {"url": endpoint.url, "embedded": endpoint.url.startswith("http://127.0.0.1") and not _env_url(),
+        result = {"url": endpoint.url, "embedded": Endpoint.from_env() is None,
                   "models": models, "model": client.model, "answer": answer, "seconds": round(seconds, 3),
                   "usage": client.usage.to_json()}
     out.print(f"[bold]{result['model']}[/bold] at {result['url']} answered {answer!r} in {seconds:.2f} s "
               f"(models listed: {', '.join(models)})")
     if json_out:
         write_json(json_out, result)
-
-
-def _env_url() -> bool:
-    import os
-
-    return bool(os.environ.get("PENCHANT_LLM_URL"))
 
 
 def judge(
@@ -131,14 +125,14 @@ def edits(
 ) -> None:
     """Learn a simulated writer's preference from their edits (CIPHER) against no learning and an oracle."""
     from penchant.cli.render import progress
-    from penchant.data import load, load_movielens
+    from penchant.cli.specs import read_named
     from penchant.llm.client import LLMClient
     from penchant.llm.edits import EditLearner, curve, film_contexts, run_edits
 
     for name in learner:
         if name not in ("none", "oracle", "cipher"):
             raise typer.BadParameter(f"{name!r} is not one of none, oracle, cipher", param_hint="--learner")
-    ds = load_movielens(data) if data.startswith("ml-") and not Path(data).exists() else load(data)
+    ds = read_named(data)
     contexts = film_contexts(ds, rounds, seed)
     client = LLMClient()
     result: dict = {"model": None, "rounds": len(contexts), "learners": {}}
@@ -170,11 +164,11 @@ def summarize(
 ) -> None:
     """Summarise users' histories block by block with the LLM; leave-last-out NDCG of the zero-shot ranker with and without them."""
     from penchant.cli.render import progress
-    from penchant.data import load, load_movielens
+    from penchant.cli.specs import read_named
     from penchant.llm.client import LLMClient
     from penchant.llm.summaries import summary_effect
 
-    ds = load_movielens(data) if data.startswith("ml-") and not Path(data).exists() else load(data)
+    ds = read_named(data)
     client = LLMClient()
     with progress() as bar:
         task = bar.add_task(f"summarising {users} users", total=users)

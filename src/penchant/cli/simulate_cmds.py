@@ -60,8 +60,7 @@ def _simulate(names: list[str], world: str, param: list[str], users: int, steps:
               model: str, iterations: int, train_users: int) -> dict:
     import numpy as np
 
-    from penchant.cli.specs import model_spec
-    from penchant.data import load, load_movielens
+    from penchant.cli.specs import model_spec, read_named
     from penchant.errors import ConfigError
     from penchant.experiment.fitting import fit_model
     from penchant.experiment.run import parse_params
@@ -86,7 +85,7 @@ def _simulate(names: list[str], world: str, param: list[str], users: int, steps:
         raise ConfigError(str(e)) from None
     with progress() as bar:
         task = bar.add_task(f"reading {world}", total=None)
-        data = load_movielens(world) if world.startswith("ml-") and not Path(world).exists() else load(world)
+        data = read_named(world)
         name, model_params = model_spec(model, [], "ranking")
         bar.update(task, description=f"fitting {name} for the world's tastes")
         fitted = fit_model(name, model_params, data, None)

@@ -50,3 +50,11 @@ def backend_of(backend: str | None, address: str | None):
     if chosen.name != "local":
         err.print(f"backend: {chosen.describe()}")
     return chosen
+
+
+def read_named(data: str):
+    """A data set by MovieLens name (``ml-100k``: $PENCHANT_DATA, the cache, else downloaded) or any
+    path penchant reads."""
+    from penchant.data import load, load_movielens
+
+    return load_movielens(data) if data.startswith("ml-") and not Path(data).exists() else load(data)

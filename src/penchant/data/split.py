@@ -57,7 +57,7 @@ def _check_pairs(ds: Dataset) -> None:
                         "pair could land in both train and test", expected="data read with dedupe='last' or 'first'")
 
 
-def _rank_within_user(users: np.ndarray, order: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray]:
+def rank_within_user(users: np.ndarray, order: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray]:
     """For interactions visited in ``order`` (grouped by user): each one's rank and its user's count."""
     counts = np.bincount(users, minlength=n_users)
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
@@ -85,7 +85,7 @@ def random_holdout(ds: Dataset, ratios: Sequence[float] = (0.8, 0.1, 0.1), seed:
     r = _ratios(ratios)
     rng = np.random.default_rng(seed)
     order = np.lexsort((rng.random(ds.n_interactions), ds.users))
-    rank, count = _rank_within_user(ds.users, order, ds.n_users)
+    rank, count = rank_within_user(ds.users, order, ds.n_users)
     cut1 = np.round(count * r[0])
     cut2 = np.round(count * (r[0] + r[1]))
     part = np.where(rank < cut1, 0, np.where(rank < cut2, 1, 2))
@@ -103,7 +103,7 @@ def leave_last_out(ds: Dataset, n_test: int = 1, n_valid: int = 1) -> Split:
     if ds.timestamps is None:
         raise DataError(f"{ds.name} has no timestamps, so 'last' is undefined", expected="a timestamp column")
     order = ds.time_order()
-    rank, count = _rank_within_user(ds.users, order, ds.n_users)
+    rank, count = rank_within_user(ds.users, order, ds.n_users)
     from_end = count - 1 - rank
     short = count <= n_test + n_valid
     part = np.where(short, 0, np.where(from_end < n_test, 2, np.where(from_end < n_test + n_valid, 1, 0)))

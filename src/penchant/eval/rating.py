@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from penchant.data import Dataset
+from penchant.data.split import rank_within_user
 from penchant.errors import DataError
 from penchant.models.rating import RatingModel
 
@@ -38,11 +39,8 @@ def ndcg_of_rated(users: np.ndarray, truth: np.ndarray, pred: np.ndarray, k: int
     if len(users) == 0:
         return float("nan"), 0
 
-    def positions(order: np.ndarray) -> np.ndarray:
-        u = users[order]
-        first = np.r_[0, np.flatnonzero(np.diff(u)) + 1]
-        starts = np.repeat(first, np.diff(np.r_[first, len(u)]))
-        return np.arange(len(u)) - starts
+    def positions(order: np.ndarray) -> np.ndarray:  # 0-based place in its user's list, in ``order``
+        return rank_within_user(users, order, int(users.max()) + 1)[0][order]
 
     discount = lambda pos: np.where(pos < k, 1.0 / np.log2(pos + 2.0), 0.0)  # noqa: E731
     by_pred = np.lexsort((-pred, users))

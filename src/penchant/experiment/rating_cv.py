@@ -11,7 +11,7 @@ import numpy as np
 
 from penchant import DEFAULT_SEED
 from penchant.data import Dataset
-from penchant.data.split import kfold
+from penchant.data.split import kfold, rank_within_user
 from penchant.errors import DataError
 from penchant.eval.rating import evaluate_ratings, rating_validator
 from penchant.models.registry import create
@@ -67,10 +67,5 @@ def _evaluated(test: Dataset, sample: np.ndarray | None, per_user: int | None, s
     keep = np.ones(test.n_interactions, bool) if sample is None else np.isin(test.users, sample)
     if per_user is not None:
         order = np.lexsort((np.random.default_rng(seed).random(test.n_interactions), test.users))
-        u = test.users[order]
-        first = np.r_[0, np.flatnonzero(np.diff(u)) + 1]
-        rank = np.arange(len(u)) - np.repeat(first, np.diff(np.r_[first, len(u)]))
-        within = np.empty(test.n_interactions, bool)
-        within[order] = rank < per_user
-        keep &= within
+        keep &= rank_within_user(test.users, order, test.n_users)[0] < per_user
     return keep
