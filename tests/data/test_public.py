@@ -13,11 +13,11 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from tests.conftest import cli
 
 from penchant.data import fetch, load
 from penchant.data.public import RELEASES, unpack
 from penchant.errors import DataError
+from tests.conftest import cli
 
 # (archive member path, text) per release: the publisher's folder names and file layouts, tiny
 LAYOUTS = {
