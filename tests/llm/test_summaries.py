@@ -85,3 +85,77 @@ def test_the_service_serves_a_ranker_that_reads_summaries(tmp_path):
     plain, _ = create("zeroshot").fit(ds).recommend(np.array([5]), k=5)
     assert [x["id"] for x in got["items"]] == [str(ds.item_ids[i]) for i in items[0]]
     assert items[0].tolist() != plain[0].tolist()
+
+
+def _planted_summaries(tmp_path, n_train: int = 300, n_probe: int = 40, seed: int = 0):
+    """Two genres of 10 films. A training user watches two films at random, then one of their genre;
+    a probe user has watched only the two random films. Only the summary tells a user's genre."""
+    from penchant.data import Dataset
+
+    rng = np.random.default_rng(seed)
+    titles = [f"a western about cowboys and outlaws on the frontier, part {i}" for i in range(10)]
+    titles += [f"a romantic comedy about two people falling in love, part {i}" for i in range(10)]
+    genre = np.arange(n_train + n_probe) % 2
+    users, items = [], []
+    for u, g in enumerate(genre):
+        seen = list(rng.choice(20, size=2, replace=False))
+        if u < n_train:
+            seen.append(int(rng.choice([i for i in range(10 * g, 10 * g + 10) if i not in seen])))
+        users += [u] * len(seen)
+        items += seen
+    ds = Dataset(np.array([f"u{u}" for u in range(len(genre))], dtype=object), np.array([f"f{i}" for i in range(20)], dtype=object),
+                 np.array(users, np.int32), np.array(items, np.int32), timestamps=np.arange(len(users), dtype=np.float64),
+                 item_text=np.array(titles, dtype=object), name="planted")
+    says = ["This viewer loves westerns: cowboys, outlaws and the frontier.",
+            "This viewer loves romantic comedies and love stories."]
+    path = write(tmp_path / "planted.json", json.dumps({"users": {f"u{u}": says[g] for u, g in enumerate(genre)}}))
+    return ds, path, genre, np.arange(n_train, n_train + n_probe)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec"])
+def test_sequence_models_read_the_genre_only_a_summary_tells(tmp_path, name):
+    ds, path, genre, probes = _planted_summaries(tmp_path)
+    params = {"factors": 32, "max_len": 5, "epochs": 40, "dropout": 0.0, "lr": 3e-3, "item_text": "fuse", "seed": 0}
+
+    def genre_share(model) -> float:  # share of the probe users' top 5 in their own genre
+        top, _ = model.recommend(probes, k=5)
+        return float(np.mean(top // 10 == genre[probes][:, None]))
+
+    plain = create(name, **params).fit(ds)
+    summarised = create(name, **params, summaries=str(path)).fit(ds)
+    assert genre_share(summarised) > 0.9 and genre_share(plain) < 0.75
+    summarised.save(tmp_path / "m.npz")
+    again = type(summarised).load(tmp_path / "m.npz")
+    np.testing.assert_allclose(again.score(probes), summarised.score(probes), rtol=1e-5, atol=1e-5)
+    # an anonymous session or a user without a summary gets padding in the summary slot
+    session = ds.sequences()[1][ds.sequences()[0][probes[0]]:ds.sequences()[0][probes[0] + 1]]
+    assert summarised.score_sessions([session]).shape == (1, 20)
+
+
+def test_summaries_need_the_item_text_projection(tmp_path):
+    with pytest.raises(ValueError, match="item_text='fuse' or 'text'"):
+        create("sasrec", summaries=str(tmp_path / "s.json"))
+
+
+def test_llm_summarize_measures_a_sequence_network_with_and_without_summaries(ml100k_dir, monkeypatch, tmp_path):
+    # a scripted model that names the genres of the films it is shown: the summaries are faithful
+    def describe(n, body):
+        asked = body["messages"][-1]["content"]
+        words = [g for g in ("Drama", "Comedy", "Action", "Thriller", "Romance") if g in asked]
+        return 200, completion("Likes " + (", ".join(words) or "films") + "."), 0
+
+    with ScriptedServer(describe) as server:
+        monkeypatch.setenv("PENCHANT_LLM_URL", server.url)
+        monkeypatch.setenv("PENCHANT_LLM_MODEL", "scripted")
+        code, out, err = cli("llm", "summarize", "--data", ml100k_dir, "--users", "30", "--model", "gru4rec",
+                             "--param", "epochs=2", "--param", "factors=16", "--summaries-out", tmp_path / "s.json",
+                             "--json", tmp_path / "r.json")
+    assert code == 0, err
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["recommender"] == "gru4rec" and result["params"]["item_text"] == "fuse" and result["users"] == 30
+    assert result["usage"]["requests"] + result["usage"]["cached"] == 60  # two blocks per user
+    assert len(read_summaries(tmp_path / "s.json")) == 30 and "gru4rec on 30 users" in out
+    assert result["ndcg_difference"] == pytest.approx(result["with"]["ndcg@10"] - result["without"]["ndcg@10"], abs=1e-9)
+    code, _, err = cli("llm", "summarize", "--data", ml100k_dir, "--model", "ease", "--summaries-out", tmp_path / "x.json",
+                       "--json", tmp_path / "x.json")
+    assert code != 0 and "ease" in err

@@ -155,6 +155,9 @@ def summarize(
     users: int = typer.Option(50, "--users", help="A seeded sample of this many users (with at least --block training events)."),
     block: int = typer.Option(10, "--block", help="Items per block; each block updates the summary."),
     max_blocks: int = typer.Option(2, "--max-blocks", help="The last this many blocks of a history are read."),
+    model: str = typer.Option("zeroshot", "--model", help="The recommender fitted with and without the summaries: zeroshot, "
+                              "sasrec or gru4rec (NAME or NAME:key=value,...; the networks read them through item_text=fuse unless given)."),
+    param: list[str] = typer.Option([], "--param", help="A model parameter key=value (repeatable)."),
     weight: float = typer.Option(0.5, "--weight", help="The summary's share of the zero-shot ranker's user profile."),
     k: int = typer.Option(10, "--k", help="Cut-off of NDCG and recall."),
     seed: int = typer.Option(0, "--seed", help="Seed of the user sample."),
@@ -162,21 +165,22 @@ def summarize(
     json_out: Path = typer.Option(..., "--json", help="Write leave-last-out NDCG/recall with and without summaries here."),
     max_tokens: int = typer.Option(80, "--max-tokens", help="Longest summary, in tokens."),
 ) -> None:
-    """Summarise users' histories block by block with the LLM; leave-last-out NDCG of the zero-shot ranker with and without them."""
+    """Summarise users' histories block by block with the LLM; leave-last-out NDCG of a recommender with and without them."""
     from penchant.cli.render import progress
-    from penchant.cli.specs import read_named
+    from penchant.cli.specs import model_spec, read_named
     from penchant.llm.client import LLMClient
     from penchant.llm.summaries import summary_effect
 
+    name, params = model_spec(model, param, "sequential")
     ds = read_named(data)
     client = LLMClient()
     with progress() as bar:
         task = bar.add_task(f"summarising {users} users", total=users)
-        result = summary_effect(ds, client, users=users, block=block, max_blocks=max_blocks, weight=weight, k=k,
-                                seed=seed, summaries_out=summaries_out, max_tokens=max_tokens,
+        result = summary_effect(ds, client, users=users, block=block, max_blocks=max_blocks, model=name, params=params,
+                                weight=weight, k=k, seed=seed, summaries_out=summaries_out, max_tokens=max_tokens,
                                 progress=lambda n: bar.update(task, completed=n))
     ndcg = f"ndcg@{k}"
-    out.print(f"zero-shot ranker on {result['users']} users (leave-last-out): NDCG@{k} without summaries "
+    out.print(f"{name} on {result['users']} users (leave-last-out): NDCG@{k} without summaries "
               f"{result['without'][ndcg]:.4f}, with {result['with'][ndcg]:.4f} (difference {result['ndcg_difference']:+.4f})")
     write_json(json_out, result)
 

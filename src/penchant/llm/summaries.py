@@ -7,8 +7,10 @@ are read (the older ones would cost a request each and move the summary least). 
 through the client's answer cache, so a rerun costs nothing and gives the same text.
 
 The summaries feed the zero-shot ranker (``zeroshot:summaries=FILE``), which mixes the summary's
-sentence embedding into the user's profile; :func:`summary_effect` measures the change in
-leave-last-out NDCG against the same ranker without them, on the same users.
+sentence embedding into the user's profile, and the text-aware sequence networks
+(``sasrec:item_text=fuse,summaries=FILE``, likewise ``gru4rec``), which read it as a virtual item
+before the history; :func:`summary_effect` measures the change in leave-last-out NDCG against the
+same model without them, on the same users.
 """
 
 from __future__ import annotations
@@ -89,16 +91,55 @@ def read_summaries(path: str | Path) -> dict[str, str]:
     return {str(k): v for k, v in users.items()}
 
 
-def summary_effect(ds: Dataset, client: LLMClient, *, users: int = 50, block: int = 10, max_blocks: int = 2,
-                   weight: float = 0.5, k: int = 10, seed: int = DEFAULT_SEED, summaries_out: str | Path,
-                   max_tokens: int = 80, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Leave-last-out NDCG@k and recall@k of the zero-shot ranker with and without summaries of the
-    users' training histories, on a seeded sample of ``users`` users (those with at least ``block``
-    training events), with the per-user paired difference."""
-    from penchant.data.split import leave_last_out
-    from penchant.eval.evaluate import evaluate
-    from penchant.models.registry import create
+def embed_summaries(path: str | Path, ds: Dataset, text_model: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Sentence embeddings of the summaries in ``path`` for users of ``ds``.
 
+    Returns float32 (m, t) embeddings, the int64 (m,) user indices they belong to (ascending), and
+    how many users of the file ``ds`` does not have (they are counted, not used).
+    """
+    from penchant.embed.encoder import SentenceEncoder
+
+    texts = read_summaries(path)
+    rows = ds.user_index(list(texts)) if texts else np.zeros(0, np.int64)
+    known = np.flatnonzero(rows >= 0)
+    known = known[np.argsort(rows[known], kind="stable")]
+    listed = list(texts.values())
+    vectors = SentenceEncoder(text_model).encode([listed[i] for i in known]).astype(np.float32)
+    return vectors, rows[known].astype(np.int64), int(len(rows) - len(known))
+
+
+def summary_readers() -> list[str]:
+    """Registered models that read summaries (a ``summaries`` parameter)."""
+    from penchant.models.registry import entry, model_names
+
+    return [n for n in model_names() if any(p.name == "summaries" for p in entry(n).params())]
+
+
+def summary_effect(ds: Dataset, client: LLMClient, *, users: int = 50, block: int = 10, max_blocks: int = 2,
+                   model: str = "zeroshot", params: dict[str, Any] | None = None, weight: float = 0.5, k: int = 10,
+                   seed: int = DEFAULT_SEED, summaries_out: str | Path, max_tokens: int = 80,
+                   progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Leave-last-out NDCG@k and recall@k of ``model`` fitted with and without summaries of the
+    users' training histories, on a seeded sample of ``users`` users (those with at least ``block``
+    training events), with the per-user paired difference.
+
+    Both fits see the same training data and select on the same validation events; only the
+    sampled users have summaries, and only they are evaluated. ``weight`` is the zero-shot ranker's
+    ``summary_weight``; a sequence network reads the summaries through its item-text projection
+    (``item_text=fuse`` unless ``params`` say otherwise).
+    """
+    from penchant.data.split import leave_last_out
+    from penchant.errors import ConfigError
+    from penchant.eval.evaluate import evaluate
+    from penchant.experiment.fitting import fit_model
+    from penchant.models.registry import entry
+
+    readers = summary_readers()
+    if model not in readers:
+        raise ConfigError(f"{model} does not read user summaries; one of {', '.join(readers)} does")
+    params = dict(params or {})
+    if any(p.name == "item_text" for p in entry(model).params()):
+        params.setdefault("item_text", "fuse")
     split = leave_last_out(ds)
     counts = np.bincount(split.train.users, minlength=ds.n_users)
     tested = np.unique(split.test.users)
@@ -111,13 +152,17 @@ def summary_effect(ds: Dataset, client: LLMClient, *, users: int = 50, block: in
     test = split.test.subset(np.isin(split.test.users, chosen))
     valid = split.valid
     out: dict[str, Any] = {"users": int(len(chosen)), "users_eligible": int(len(eligible)), "block": block,
-                           "max_blocks": max_blocks, "summary_weight": weight, "model": client.model}
+                           "max_blocks": max_blocks, "recommender": model, "params": params, "model": client.model}
+    reads = {"summaries": str(summaries_out)}
+    if model == "zeroshot":
+        reads["summary_weight"] = weight
+        out["summary_weight"] = weight
     per_user = {}
-    for label, params in (("without", {}), ("with", {"summaries": str(summaries_out), "summary_weight": weight})):
-        model = create("zeroshot", **params).fit(split.train)
+    for label, extra in (("without", {}), ("with", reads)):
+        fitted = fit_model(model, {**params, **extra}, split.train, valid)
         if valid is not None:
-            model.partial_fit(valid)
-        result = evaluate(model, split.train, test, ks=(k,), also_exclude=(valid,) if valid is not None else (),
+            fitted.partial_fit(valid)
+        result = evaluate(fitted, split.train, test, ks=(k,), also_exclude=(valid,) if valid is not None else (),
                           beyond_accuracy=False)
         metrics = result.metrics()
         out[label] = {f"ndcg@{k}": metrics[f"ndcg@{k}"], f"recall@{k}": metrics[f"recall@{k}"]}

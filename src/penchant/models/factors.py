@@ -44,6 +44,22 @@ class FactorModel(Recommender):
         assert self.item_factors_ is not None
         return self.item_factors_
 
+    def key_vectors(self) -> np.ndarray:
+        """Item keys ``[q_i, b_i]``, float32 (n_items, factors [+ 1]): with :meth:`query_vectors`, the
+        inner product is the score."""
+        self._check_fitted()
+        assert self.item_factors_ is not None
+        if self.item_bias_ is None:
+            return self.item_factors_
+        return np.hstack([self.item_factors_, self.item_bias_.reshape(-1, 1)]).astype(np.float32)
+
+    def query_vectors(self, users: np.ndarray) -> np.ndarray:
+        """User queries ``[p_u, 1]``, float32 (len(users), factors [+ 1])."""
+        self._check_fitted()
+        assert self.user_factors_ is not None
+        p = self.user_factors_[np.asarray(users, dtype=np.int64)]
+        return p if self.item_bias_ is None else np.hstack([p, np.ones((len(p), 1), np.float32)])
+
     def _score(self, users: np.ndarray) -> np.ndarray:
         assert self.user_factors_ is not None and self.item_factors_ is not None
         scores = self.user_factors_[users] @ self.item_factors_.T

@@ -19,6 +19,8 @@ Capabilities (what some models of a family also do):
 * :class:`FoldIn` — ``score_history(items)``: scores for a user known only by their items, the
   model unchanged (an unseen user answered by fold-in).
 * :class:`ItemVectors` — one vector per item (latent factors), for similar items and nearest-neighbour indexes.
+* :class:`DotProduct` — scores that are inner products of a user query and an item key, so an
+  approximate inner-product index (:mod:`penchant.models.ann`) finds a user's best items.
 * :class:`TextScorer` — P(first ≻ second) for options given as text it has never seen, through its
   fitted text pipeline (every preference model has it; one fitted on option ids says so when asked).
 * :class:`Persistent` — one self-describing artefact (:mod:`penchant.models.artefact`).
@@ -88,6 +90,15 @@ class FoldIn(Protocol):
 @runtime_checkable
 class ItemVectors(Protocol):
     def item_vectors(self) -> np.ndarray: ...
+
+
+@runtime_checkable
+class DotProduct(Protocol):
+    """``score(u)[i] == query_vectors([u])[0] @ key_vectors()[i]`` (float32 (n, d) and (n_items, d))."""
+
+    def query_vectors(self, users: np.ndarray) -> np.ndarray: ...
+
+    def key_vectors(self) -> np.ndarray: ...
 
 
 @runtime_checkable

@@ -14,6 +14,7 @@ unknown_users = "create"                     # feedback naming a user not stored
 unknown_items = "create"                     # the same for items ("reject": the catalogue is managed with PUT /v1/items)
 exploration_epsilon = 0.0                    # each slot of a served list shows a random eligible item with this chance
 log_impressions = true                       # record every served list (items, positions, propensities, version)
+ann_min_items = 100000                       # catalogues this large are served through an approximate index (0: never)
 
 [model]
 name = "als"
@@ -64,6 +65,7 @@ class Settings:
     unknown_items: str = "create"
     exploration_epsilon: float = 0.0
     log_impressions: bool = True
+    ann_min_items: int = 100_000
     model: str = "als"
     model_params: dict = field(default_factory=dict)
     feedback_types: dict = field(default_factory=lambda: dict(DEFAULT_TYPES))
@@ -79,7 +81,8 @@ class Settings:
 _SERVICE = {"database_url": str, "rate_limit_per_minute": int, "max_request_bytes": int, "max_model_bytes": int,
             "max_batch": int,
             "retrain_every_s": float, "unknown_users": str, "unknown_items": str,
-            "answer_cache_entries": int, "exploration_epsilon": float, "log_impressions": bool}
+            "answer_cache_entries": int, "exploration_epsilon": float, "log_impressions": bool,
+            "ann_min_items": int}
 _ENV = {"PENCHANT_DATABASE_URL": "database_url", "PENCHANT_RATE_LIMIT_PER_MINUTE": "rate_limit_per_minute",
         "PENCHANT_RETRAIN_EVERY_S": "retrain_every_s", "PENCHANT_MODEL": "model"}
 
@@ -154,6 +157,8 @@ def load_settings(data_dir: Path, *, database_url: str | None = None, config_fil
             raise ConfigError(f"service.{name} must be \"create\" or \"reject\", not {getattr(settings, name)!r}")
     if settings.answer_cache_entries < 0:
         raise ConfigError("answer_cache_entries must be 0 or more")
+    if settings.ann_min_items < 0:
+        raise ConfigError("ann_min_items must be 0 (never) or a number of items")
     if not 0.0 <= settings.exploration_epsilon <= 1.0:
         raise ConfigError(f"exploration_epsilon must be in [0, 1], not {settings.exploration_epsilon}")
     for f in fields(settings):

@@ -24,7 +24,8 @@ import numpy as np
 
 from penchant.data.events import interactions_from_events, pairs_from_rows
 from penchant.errors import ConflictError, DataError, NotFoundError
-from penchant.models.protocols import FoldIn, ItemVectors, SessionScorer
+from penchant.models.ann import ItemIndex
+from penchant.models.protocols import DotProduct, FoldIn, ItemVectors, SessionScorer
 from penchant.models.ranking import top_k
 from penchant.serve.config import Settings
 from penchant.serve.impressions import ImpressionLog, explore
@@ -52,6 +53,7 @@ class Deployed(Loaded):
     item_ids: np.ndarray
     item_index: dict[str, int]
     popularity: np.ndarray
+    index: ItemIndex | None = None  # the approximate inner-product index, for large catalogues
 
 
 def events_dataset(events: list[tuple], settings: Settings):
@@ -114,6 +116,7 @@ class ModelHost:
         self._seen_generation = generation.value if generation is not None else 0
         self._sync_lock = threading.Lock()
         self.on_items_changed: list = []  # callbacks of other per-process caches (conversations)
+        self.ann_counts = {"approximate": 0, "exact": 0}  # answers of the index, and of exact scoring in its place
 
     # --- sharing between worker processes --------------------------------------------------------
 
@@ -200,7 +203,20 @@ class ModelHost:
             return DeployedPreference(v["id"], v["model"], model, users, options, {o: k for k, o in enumerate(options)})
         items = np.asarray(model.item_ids_, dtype=object)
         popularity = np.bincount(model.train_.indices, minlength=model.n_items_).astype(np.float64)
-        return Deployed(v["id"], v["model"], model, users, items, {i: k for k, i in enumerate(items)}, popularity)
+        index = self._index(Path(v["path"]), model)
+        return Deployed(v["id"], v["model"], model, users, items, {i: k for k, i in enumerate(items)}, popularity, index)
+
+    def _index(self, folder: Path, model) -> ItemIndex | None:
+        """The version's approximate index (``items.usearch`` beside its artefact, memory-mapped),
+        built and saved first if missing, when its catalogue reaches ``ann_min_items`` and its
+        scores are inner products; else None (exact scoring)."""
+        wanted = self.settings.ann_min_items
+        if not wanted or not isinstance(model, DotProduct) or model.n_items_ < wanted:
+            return None
+        path = folder / "items.usearch"
+        if not path.exists():
+            ItemIndex.build(model.key_vectors()).save(path)
+        return ItemIndex.load(path)
 
     def import_model(self, source: Path, activate: bool = False) -> int:
         """A model fitted elsewhere (an artefact file) as a new ready version, served without
@@ -218,6 +234,10 @@ class ModelHost:
         folder = self.models_dir / f"v{version}"
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, folder / "model.npz")
+        if kind == "recommender":
+            from penchant.models.artefact import load
+
+            self._index(folder, load(folder / "model.npz"))  # a large catalogue's index, before it can go live
         self.store.update_version(version, path=str(folder), metrics={"imported": True, "penchant_version":
                                                                       art.penchant_version})
         if activate or (self.preference if kind == "preference" else self.deployed) is None:
@@ -257,6 +277,7 @@ class ModelHost:
         folder = self.models_dir / f"v{version}"
         folder.mkdir(parents=True, exist_ok=True)
         model.save(folder / "model.npz")
+        self._index(folder, model)  # a large catalogue's index, built before the version can go live
         self.store.update_version(version, path=str(folder), metrics=metrics)
         if activate or live is None:
             self._deploy(self.store.version(version))
@@ -422,8 +443,14 @@ class ModelHost:
 
     def _recommend(self, d: Deployed, user_id: str, events: list[tuple[str, str]], k: int, category: str | None,
                    exclude: list[str] | None, exclude_seen: bool) -> dict:
-        scores, source = self.user_scores(d, user_id, events)
         mask = self._mask(d, user_id, events, category, exclude, exclude_seen)
+        if d.index is not None and user_id in d.user_index:
+            found = d.index.top(d.model.query_vectors(np.array([d.user_index[user_id]]))[0], k, mask)
+            self.ann_counts["exact" if found is None else "approximate"] += 1
+            if found is not None:
+                return {"user": user_id, "model": d.label + "+ann",
+                        "items": [{"id": str(d.item_ids[i]), "score": float(v)} for i, v in zip(*found)]}
+        scores, source = self.user_scores(d, user_id, events)
         return {"user": user_id, "model": source, "items": _best(d, scores, mask, k)}
 
     def _explore(self, d: Deployed, user_id: str, k: int, category: str | None, exclude: list[str] | None,

@@ -14,7 +14,10 @@ of frozen text embeddings, or both (the text-aware variant, after EasyRec / ULMR
 With item text, items absent from training are left out of the training softmax and never drawn as
 negatives: they are new, not disliked, and would otherwise be pushed below every warm item.
 
-The table is (n_items + 1, d); its last row is the all-zero padding vector.
+The table is (n_items + 1, d); its last row is the all-zero padding vector. With user summaries
+(texts describing a user's taste, e.g. written by ``penchant llm summarize``), their sentence
+embeddings go through the same projection ``W s + b`` and follow as rows ``n_items + 1 + r``: a
+summary is a virtual item the network reads before the user's oldest item.
 """
 
 from __future__ import annotations
@@ -25,17 +28,21 @@ ITEM_TEXT_MODES = ("off", "fuse", "text")
 
 
 def item_table(n_items: int, d: int, mode: str, text: np.ndarray | None, warm: np.ndarray | None,
-               id_dropout: float):
-    """A torch module whose ``forward()`` returns the float32 (n_items + 1, d) item table.
+               id_dropout: float, summaries: np.ndarray | None = None):
+    """A torch module whose ``forward()`` returns the float32 (n_items + 1 [+ n_summaries], d) item table.
 
     Args:
         text: float32 (n_items, t) sentence embeddings (modes ``fuse`` and ``text``).
         warm: bool (n_items,), items with training interactions (mode ``fuse``).
+        summaries: float32 (n_summaries, t) sentence embeddings of user summaries (modes ``fuse``
+            and ``text``), appended after the padding row.
     """
     import torch
 
     if mode not in ITEM_TEXT_MODES:
         raise ValueError(f"item_text must be one of {', '.join(ITEM_TEXT_MODES)}, not {mode!r}")
+    if summaries is not None and mode == "off":
+        raise ValueError("user summaries are read through the item text projection: they need item_text 'fuse' or 'text'")
 
     class ItemTable(torch.nn.Module):
         def __init__(self) -> None:
@@ -47,6 +54,8 @@ def item_table(n_items: int, d: int, mode: str, text: np.ndarray | None, warm: n
                 self.proj = torch.nn.Linear(self.text.shape[1], d)
             if mode == "fuse":
                 self.register_buffer("warm", torch.as_tensor(np.asarray(warm, dtype=np.float32)))
+            if summaries is not None:
+                self.register_buffer("summaries", torch.as_tensor(np.asarray(summaries, dtype=np.float32)))
 
         def forward(self):
             if mode == "off":
@@ -58,6 +67,9 @@ def item_table(n_items: int, d: int, mode: str, text: np.ndarray | None, warm: n
                     if self.training and id_dropout > 0:
                         keep = keep * (torch.rand(n_items, device=keep.device) >= id_dropout)
                     table = table + self.ids * keep[:, None]
-            return torch.cat([table, table.new_zeros(1, d)])
+            parts = [table, table.new_zeros(1, d)]
+            if summaries is not None:
+                parts.append(self.proj(self.summaries))
+            return torch.cat(parts)
 
     return ItemTable()

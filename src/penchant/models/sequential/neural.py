@@ -8,6 +8,14 @@ item j after position t is ``h_t · e_j`` with the input item embeddings ``e`` (
 item table ``e`` comes from :func:`item_table`: id vectors, a projection of frozen sentence
 embeddings of the items' descriptions (``item_text``), or both.
 
+With ``summaries`` (a file of user id -> a text describing the user's taste, as written by
+``penchant llm summarize``), each summarised user's windows start with one more position: the
+summary's sentence embedding through the item table's text projection, as a virtual item just
+before the oldest one (:mod:`penchant.models.sequential.items`). It is the same for all of a user's training
+windows, like a learned user vector, and reads nothing of validation or test events when the
+summaries are written from the training history. Users without a summary (and anonymous sessions)
+get padding there.
+
 Losses (``loss=``):
 
 * ``ce``: softmax cross-entropy over the full catalogue;
@@ -27,7 +35,7 @@ import numpy as np
 
 from penchant.data import Dataset
 from penchant.models.base import Validator
-from penchant.models.sequential.base import SequentialRecommender, right_aligned, window_bounds
+from penchant.models.sequential.base import SequentialRecommender, pad_left, right_aligned, window_bounds
 from penchant.models.sequential.hashed import hashed_interest
 from penchant.models.sequential.items import ITEM_TEXT_MODES, item_table
 from penchant.models.training import EarlyStopping, net_device, seed_torch, torch_device, validate_net
@@ -42,6 +50,7 @@ TRAINING_ARGS = """
             and item-file attributes (:func:`penchant.embed.item_descriptions`).
         id_dropout: with ``fuse``, the chance per step that a warm item's id vector is dropped.
         text_model: the sentence encoder for ``item_text`` (all-MiniLM-L6-v2, packaged).
+        summaries: a JSON file of user summaries ("" for none; needs ``item_text`` ``fuse`` or ``text``).
         long_len: with > 0, the ``long_len`` items before the ``max_len`` recent ones add a
             long-term score by hash-based sampling (SDIM; :mod:`penchant.models.sequential.hashed`),
             at cost linear in ``long_len``; needs ``loss="ce"``.
@@ -70,6 +79,9 @@ class NeuralSequential(SequentialRecommender):
     long_len: int = 0
     hashes: int = 4
     hash_bits: int = 3
+    summaries: str = ""
+    summary_text_: np.ndarray | None = None  # float32 (m, t) embeddings of the summaries used
+    summary_row_: np.ndarray | None = None  # int64 (n_users at fit,) row in summary_text_, -1 for none
 
     @property
     def context_len(self) -> int:
@@ -82,6 +94,8 @@ class NeuralSequential(SequentialRecommender):
             raise ValueError("long_len > 0 (hashed long-term interest) is trained with loss='ce' only")
         if self.item_text not in ITEM_TEXT_MODES:
             raise ValueError(f"item_text must be one of {', '.join(ITEM_TEXT_MODES)}, not {self.item_text!r}")
+        if self.summaries and self.item_text == "off":
+            raise ValueError("summaries are read through the item text projection: they need item_text='fuse' or 'text'")
         if not 0 <= self.id_dropout < 1:
             raise ValueError("id_dropout must be in [0, 1)")
         if self.loss not in LOSSES:
@@ -101,10 +115,36 @@ class NeuralSequential(SequentialRecommender):
 
             self.item_vectors_ = embed_items(train, self.text_model)
             self.warm_ = train.item_counts > 0
+        self.summary_text_ = self.summary_row_ = None
+        if self.summaries:
+            from penchant.llm.summaries import embed_summaries
+
+            self.summary_text_, rows, self.summaries_unknown_ = embed_summaries(self.summaries, train, self.text_model)
+            self.summary_row_ = np.full(train.n_users, -1, np.int64)
+            self.summary_row_[rows] = np.arange(len(rows))
         super()._fit(train, valid)
 
+    @property
+    def _prefix(self) -> int:
+        """Positions before the history items: 1 for the summary slot when the model reads summaries."""
+        return int(self.summary_row_ is not None)
+
+    def _summary_slot(self, users: np.ndarray | None, n: int) -> np.ndarray | None:
+        """int64 (n,) table rows of the users' summaries (padding for none), or None without summaries."""
+        if self.summary_row_ is None:
+            return None
+        slot = np.full(n, self.n_items_, np.int64)
+        if users is not None:
+            users = np.asarray(users, np.int64)
+            inside = users < len(self.summary_row_)  # users added after fit have no summary
+            row = np.full(n, -1, np.int64)
+            row[inside] = self.summary_row_[users[inside]]
+            slot[row >= 0] = self.n_items_ + 1 + row[row >= 0]
+        return slot
+
     def _item_table(self):
-        return item_table(self.n_items_, self.factors, self.item_text, self.item_vectors_, self.warm_, self.id_dropout)
+        return item_table(self.n_items_, self.factors, self.item_text, self.item_vectors_, self.warm_, self.id_dropout,
+                          self.summary_text_)
 
     def _build_net(self):
         net = self._network()
@@ -112,13 +152,23 @@ class NeuralSequential(SequentialRecommender):
             net.long = hashed_interest(self.n_items_, self.factors, self.hashes, self.hash_bits, self.seed)
         return net
 
-    def _forward(self, seqs: np.ndarray, long: np.ndarray | None):
-        """Hidden states (B, L, d), the item table, and long-term scores (B, n_items) or None."""
+    def _forward(self, seqs: np.ndarray, long: np.ndarray | None, slot: np.ndarray | None = None):
+        """Hidden states (B, L, d) of the L item positions, the item table, and long-term scores
+        (B, n_items) or None; ``slot`` (B,) is read just before the oldest item (see :meth:`_summary_slot`)."""
         import torch
 
         dev = net_device(self.net_)
         table = self.net_.items()
+        if slot is not None:
+            # the slot goes just before the oldest item (windows are right-aligned), so it sits where
+            # an older item would, with the padding left of it
+            n, length = seqs.shape
+            before = length - (seqs != self.n_items_).sum(axis=1)
+            seqs = np.concatenate([np.full((n, 1), self.n_items_, np.int64), seqs], axis=1)
+            seqs[np.arange(n), before] = slot
         hidden = self.net_(torch.from_numpy(seqs).to(dev), table)
+        if slot is not None:
+            hidden = hidden[:, 1:]
         extra = self.net_.long(torch.from_numpy(long).to(dev), table) if self.long_len else None
         return hidden, table, extra
 
@@ -130,7 +180,8 @@ class NeuralSequential(SequentialRecommender):
         w_start, w_end = window_bounds(indptr, self.max_len)
         keep = np.flatnonzero(w_end - w_start >= 2)  # a window needs one transition
         # the long-term context of a window: the long_len items of its sequence before it
-        w_long = np.maximum(indptr[np.searchsorted(indptr, w_start, side="right") - 1], w_start - self.long_len)
+        owner = np.searchsorted(indptr, w_start, side="right") - 1  # the user of each window
+        w_long = np.maximum(indptr[owner], w_start - self.long_len)
         dev = torch_device(self.device)
         self.net_ = self._build_net().to(dev)
         opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
@@ -146,7 +197,7 @@ class NeuralSequential(SequentialRecommender):
                 long = right_aligned(items, w_long[sel], w_start[sel], self.long_len, self.n_items_) if self.long_len else None
                 targets = torch.from_numpy(block[:, 1:]).to(dev)
                 mask = (targets != self.n_items_) & torch.from_numpy(block[:, :-1] != self.n_items_).to(dev)
-                hidden, table, extra = self._forward(block[:, :-1], long)
+                hidden, table, extra = self._forward(block[:, :-1], long, self._summary_slot(owner[sel], len(sel)))
                 if extra is not None:
                     extra = extra[mask.nonzero()[:, 0]]  # each position's window's long-term scores
                 loss = self._loss(hidden[mask], table[: self.n_items_], targets[mask], rng, extra)
@@ -199,17 +250,26 @@ class NeuralSequential(SequentialRecommender):
     def selected(self) -> dict[str, int]:
         return {"epochs": self.best_epoch_} if getattr(self, "best_epoch_", None) else {}
 
-    def _score_padded(self, seqs: np.ndarray) -> np.ndarray:
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        seqs = pad_left(self.hist_ptr_, self.hist_items_, users, self.context_len, self.n_items_)
+        return self._score_padded(seqs, users)
+
+    def _score_padded(self, seqs: np.ndarray, users: np.ndarray | None = None) -> np.ndarray:
+        """Scores (n, n_items) after right-aligned windows ``seqs``; ``users`` (n,) pick the summaries
+        (None: an anonymous session, no summary)."""
         import torch
 
         with torch.no_grad():
             long = seqs[:, : self.long_len] if self.long_len else None
-            hidden, table, extra = self._forward(seqs[:, self.long_len:], long)
+            hidden, table, extra = self._forward(seqs[:, self.long_len:], long, self._summary_slot(users, len(seqs)))
             scores = hidden[:, -1] @ table[: self.n_items_].T
             return (scores if extra is None else scores + extra).cpu().numpy()
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {**self._history_state(), **{f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}}
+        state = {**self._history_state(), **{f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}}
+        if self.summary_row_ is not None:
+            state["summary_row"] = self.summary_row_
+        return state
 
     def _load_state(self, arrays: dict[str, np.ndarray]) -> None:
         import torch
@@ -219,6 +279,8 @@ class NeuralSequential(SequentialRecommender):
         self.warm_ = arrays.get("net.items.warm")
         if self.warm_ is not None:
             self.warm_ = self.warm_.astype(bool)
+        self.summary_text_ = arrays.get("net.items.summaries")
+        self.summary_row_ = arrays["summary_row"].astype(np.int64) if "summary_row" in arrays else None
         self.net_ = self._build_net()
         self.net_.load_state_dict({k[4:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("net.")})
         self.net_.eval()

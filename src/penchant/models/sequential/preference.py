@@ -73,6 +73,8 @@ def dpo_finetune(model: NeuralSequential, pairs: PreferencePairs, *, beta: float
 
     if model.long_len:
         raise ValueError("DPO fine-tuning reads the recent max_len items only; the model has a long-term part (long_len > 0)")
+    if model.summary_row_ is not None:
+        raise ValueError("DPO fine-tuning reads item histories only; the model also reads user summaries (summaries=...)")
     if pairs.history is None:
         raise ValueError(f"{pairs.name} has no histories; DPO of a next-item model needs the items before each choice")
     if pairs.history.shape[1] != model.max_len:

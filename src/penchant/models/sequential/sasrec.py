@@ -80,10 +80,10 @@ class SASRec(NeuralSequential):
     def __init__(self, *, factors: int = 64, max_len: int = 50, blocks: int = 2, heads: int = 1, dropout: float = 0.2,
                  loss: str = "ce", negatives: int = 256, bpreg: float = 1.0, lr: float = 1e-3, weight_decay: float = 0.0,
                  epochs: int = 200, batch_size: int = 128, patience: int = 5, eval_every: int = 2, seed: int = DEFAULT_SEED,
-                 item_text: str = "off", id_dropout: float = 0.1, text_model: str = "all-MiniLM-L6-v2",
+                 item_text: str = "off", id_dropout: float = 0.1, text_model: str = "all-MiniLM-L6-v2", summaries: str = "",
                  long_len: int = 0, hashes: int = 4, hash_bits: int = 3, device: str = "auto") -> None:
         self.device = check_device(device)
-        self.item_text, self.id_dropout, self.text_model = item_text, id_dropout, text_model
+        self.item_text, self.id_dropout, self.text_model, self.summaries = item_text, id_dropout, text_model, summaries
         self.long_len, self.hashes, self.hash_bits = long_len, hashes, hash_bits
         self.factors, self.max_len, self.blocks, self.heads, self.dropout = factors, max_len, blocks, heads, dropout
         self.loss, self.negatives, self.bpreg, self.lr, self.weight_decay = loss, negatives, bpreg, lr, weight_decay
@@ -93,4 +93,4 @@ class SASRec(NeuralSequential):
             raise ValueError("blocks ≥ 1 and heads ≥ 1 dividing factors are required")
 
     def _network(self):
-        return _network(self.n_items_, self.factors, self.max_len, self.blocks, self.heads, self.dropout, self._item_table())
+        return _network(self.n_items_, self.factors, self.max_len + self._prefix, self.blocks, self.heads, self.dropout, self._item_table())

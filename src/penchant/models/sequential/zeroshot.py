@@ -51,17 +51,11 @@ class TextZeroShot(SequentialRecommender):
         self.item_vectors_ = embed_items(train, self.text_model)
         self.summary_vectors_ = None
         if self.summaries:
-            from penchant.embed.encoder import SentenceEncoder
-            from penchant.llm.summaries import read_summaries
+            from penchant.llm.summaries import embed_summaries
 
-            texts = read_summaries(self.summaries)
-            rows = train.user_index(list(texts)) if texts else np.zeros(0, np.int64)
-            known = rows >= 0
-            self.summaries_unknown_ = int((~known).sum())  # users of the file the data does not have
+            vectors, rows, self.summaries_unknown_ = embed_summaries(self.summaries, train, self.text_model)
             self.summary_vectors_ = np.zeros((train.n_users, self.item_vectors_.shape[1]), np.float32)
-            if known.any():
-                self.summary_vectors_[rows[known]] = SentenceEncoder(self.text_model).encode(
-                    [t for t, ok in zip(texts.values(), known) if ok])
+            self.summary_vectors_[rows] = vectors
         super()._fit(train, valid)
 
     def _train(self, indptr: np.ndarray, items: np.ndarray, valid: Validator | None) -> None:

@@ -34,6 +34,7 @@ def prometheus(svc: Svc) -> str:
     cache = svc.host.answers
     return svc.metrics.render({"penchant_active_model_version": d.version if d else 0,
                                "penchant_answer_cache_hits": cache.hits, "penchant_answer_cache_misses": cache.misses,
+                               **{f"penchant_ann_{k}_answers": v for k, v in svc.host.ann_counts.items()},
                                **{f"penchant_stored_{k}": v for k, v in svc.store.counts().items()}})
 
 
