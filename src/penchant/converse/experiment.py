@@ -73,13 +73,14 @@ def prepare(ds: Dataset, level: str = "coarse", *, episodes: int = 2000, valid_e
 
 
 def evaluate_policy(setup: ConversationSetup, name: str, *, multi_choice: int = 0, epochs: int = 12,
-                    seed: int | None = None, progress=None, simulated_user=None) -> dict:
+                    seed: int | None = None, progress=None, simulated_user=None, policy=None) -> dict:
     """Train ``name`` on the validation episodes (if it learns) and play the test episodes; the
     metrics of :func:`penchant.eval.conversation.conversation_metrics` plus timing and settings.
     ``simulated_user`` makes the test episodes' user (see :func:`penchant.simulate.mcr.run_episode`);
-    training always uses the attribute user."""
+    training always uses the attribute user. ``policy``: the (untrained) policy object to train and
+    play, for a caller that keeps it (the service saves its decision); by default a new one."""
     seed = setup.seed if seed is None else seed
-    policy = create_policy(name, setup.graph, multi_choice=multi_choice)
+    policy = create_policy(name, setup.graph, multi_choice=multi_choice) if policy is None else policy
     start = time.perf_counter()
     if policy.learned:
         policy.fit(setup.trainer(epochs=epochs))

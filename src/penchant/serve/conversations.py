@@ -50,7 +50,10 @@ def graph_from_items(rows: list[dict], item_ids: np.ndarray, min_items: int = 2)
 
 class ConversationHost:
     def __init__(self, store: Store, host: ModelHost) -> None:
+        from penchant.serve.learned_policies import LearnedPolicies
+
         self.store, self.host = store, host
+        self.learned = LearnedPolicies(store, host, host.models_dir.parent / "policies")
         self._graph: tuple[int, int, AttributeGraph, np.ndarray] | None = None
         self.items_generation = 0
 
@@ -70,11 +73,17 @@ class ConversationHost:
     def graph(self, d: Deployed) -> AttributeGraph:
         return self._cached(d)[2]
 
+    def train_policy(self, name: str, *, epochs: int, episodes: int) -> dict:
+        """Start training a learned policy for the deployed version (see :mod:`penchant.serve.learned_policies`)."""
+        self._deployed()
+        return self.learned.start(name, lambda item_ids: graph_from_items(self.store.get_items(), item_ids),
+                                  epochs=epochs, episodes=episodes)
+
     def _session(self, d: Deployed, user_id: str | None, policy: str, state: dict | None) -> Conversation:
         graph = self.graph(d)
         events = self.store.user_items(user_id) if user_id else []
         scores, _ = self.host.user_scores(d, user_id or "", events)
-        pol = create_policy(policy, graph)
+        pol = self.learned.policy(policy, graph, d.version) if policy not in ready_policies() else create_policy(policy, graph)
         pol.use_popularity(d.popularity)
         scorer = Scorer(graph, lambda _user: scores)
         titles = self._cached(d)[3]
@@ -84,15 +93,12 @@ class ConversationHost:
         return Conversation(graph, scorer, pol, 0, exclude=np.array(seen, dtype=np.int64), titles=titles)
 
     def start(self, user_id: str | None, policy: str, opening: str | None) -> dict:
-        d = self._deployed()
-        servable = ready_policies()
-        if policy not in servable:
-            from penchant.models.registry import model_names
+        from penchant.serve.learned_policies import learned_names
 
-            trained = [n for n in model_names("conversation") if n not in servable]
-            raise DataError(f"policy must be one of {', '.join(servable)}, not {policy!r} ({', '.join(trained)} learn "
-                            "when to recommend on the simulator first: `penchant converse evaluate` trains them)")
-        conv = self._session(d, user_id, policy, None)
+        d = self._deployed()
+        if policy not in ready_policies() + learned_names():
+            raise DataError(f"policy must be one of {', '.join(ready_policies() + learned_names())}, not {policy!r}")
+        conv = self._session(d, user_id, policy, None)  # a learned policy not trained for this version: 409
         if opening is not None:
             graph = self.graph(d)
             labels = {graph.source[v].lower(): v for v in range(graph.n_values)}

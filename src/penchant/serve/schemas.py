@@ -8,10 +8,10 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from penchant.converse.policies import ready_policies
+from penchant.converse.policies import policy_names
 
 Id = Annotated[str, Field(min_length=1, max_length=255)]
-PolicyName = Literal[ready_policies()]  # type: ignore[valid-type]  # the registry's policies that need no training
+PolicyName = Literal[tuple(policy_names())]  # type: ignore[valid-type]  # the registry's conversation policies
 
 
 def _seconds(value: float | datetime) -> float:
@@ -208,3 +208,11 @@ class AnswerIn(Strict):
     yes: bool | None = None
     values: list[Annotated[int, Field(ge=0, le=2**31 - 1)]] | None = Field(default=None, max_length=100)
     item: Id | None = None
+
+
+class PolicyTrainIn(Strict):
+    """Training of a learned conversation policy from the store: policy-gradient epochs, and how many
+    episodes (stored users and held-out items) to train and to test on."""
+
+    epochs: Annotated[int, Field(ge=1, le=200)] = 12
+    episodes: Annotated[int, Field(ge=10, le=100_000)] = 2000

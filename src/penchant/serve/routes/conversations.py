@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from penchant.serve.deps import IdPath, Svc, read, write
-from penchant.serve.schemas import AnswerIn, ConversationIn
+from penchant.serve.deps import IdPath, Svc, admin, read, write
+from penchant.serve.schemas import AnswerIn, ConversationIn, PolicyName, PolicyTrainIn
 
 router = APIRouter()
 
@@ -25,3 +25,19 @@ def answer_conversation(svc: Svc, conversation_id: IdPath, body: AnswerIn) -> di
 @router.get("/v1/conversations/{conversation_id}", tags=["conversations"], dependencies=[read])
 def get_conversation(svc: Svc, conversation_id: IdPath) -> dict:
     return svc.talks.get(conversation_id)
+
+
+@router.get("/v1/conversation-policies", tags=["conversations"], dependencies=[read])
+def list_policies(svc: Svc) -> list[dict]:
+    """Every conversation policy and whether it can be used with the deployed version: the ones
+    that need no training always; a learned one (cpr, ear) once trained for that version, with
+    its metrics on episodes from the store."""
+    return svc.talks.learned.statuses()
+
+
+@router.post("/v1/conversation-policies/{name}/train", tags=["conversations"], dependencies=[admin], status_code=202)
+def train_policy(svc: Svc, name: PolicyName, body: PolicyTrainIn | None = None) -> dict:
+    """Train a learned policy for the deployed version from the stored feedback (a background job;
+    poll ``GET /v1/conversation-policies``)."""
+    body = body or PolicyTrainIn()
+    return svc.talks.train_policy(name, epochs=body.epochs, episodes=body.episodes)
