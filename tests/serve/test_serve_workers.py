@@ -3,7 +3,7 @@ worker before its next answer (no answer mixes versions, none after the activati
 event through one worker invalidates the user's cached answers in both, a worker killed with
 SIGKILL is started again and serves the active version, workers killed during a restore or
 an activation leave all of the restore or none, and one whole active version, and lists served
-just before a SIGTERM are stored."""
+just before a SIGTERM are stored; one process lets a slow request in flight at SIGTERM finish."""
 
 from __future__ import annotations
 
@@ -154,3 +154,36 @@ def test_two_workers_share_versions_and_survive_a_killed_worker(tmp_path):
         assert server.wait(timeout=60) == 0
     assert len(served) == 40 and served <= {row["list_id"] for row in store.dump() if row["kind"] == "served"}
 
+
+
+def test_sigterm_lets_a_slow_request_in_flight_finish(tmp_path):
+    """A batch of 10,000 events (about a second to store) is in flight when SIGTERM arrives: it is
+    answered in full after the signal, the server then exits cleanly, and every event is stored."""
+    from tests.serve.server import post
+
+    port = free_port()
+    server = start_server(tmp_path / "data", None, port)
+    rows = [{"event_id": f"e{k}", "user_id": f"u{k % 500}", "item_id": f"i{k % 997}", "type": "click",
+             "timestamp": float(k)} for k in range(10_000)]
+    outcome: list = []
+
+    def send() -> None:
+        try:
+            outcome.append(post(port, rows))
+        except OSError as e:
+            outcome.append(e)
+        outcome.append(time.time())
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    time.sleep(0.3)  # the body is sent and being stored
+    signalled = time.time()
+    server.send_signal(signal.SIGTERM)
+    sender.join(60)
+    code = server.wait(timeout=60)
+    assert code == 0, server.stderr.read().decode()[-2000:]
+    answer, answered_at = outcome
+    assert answered_at > signalled, "the request finished before the signal: it was not in flight"
+    assert answer["inserted"] == 10_000 and answer["duplicates"] == 0
+    store = Store(make_engine(database_url(tmp_path / "data", None)))
+    assert len(store.event_ids()) == 10_000

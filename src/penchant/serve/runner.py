@@ -208,10 +208,18 @@ def _announce(store, sock: socket.socket, active: dict) -> list[str]:
 def serve_forever(app, host: str, port: int, *, access_log: bool = False, graceful_s: float = 30.0) -> None:
     """Bind, announce, serve until SIGINT/SIGTERM (then requests in flight get ``graceful_s``
     seconds to finish). The caller holds the data folder (:func:`hold_data_dir`)."""
+    import signal
+
     sock = bind(host, port)
     for line in startup_lines(app, sock):
         print(line, file=sys.stderr, flush=True)
+    # uvicorn re-raises the signal that stopped it once its graceful shutdown is done, under the
+    # handlers it found: these make that a clean exit (status 0, as with --workers) rather than death
+    # by SIGTERM (-15), which supervisors would read as a crash
+    previous = {s: signal.signal(s, lambda *_: None) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         _uvicorn(app, sock, access_log, graceful_s)
     finally:
         sock.close()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
