@@ -158,7 +158,8 @@ def store_restore(
     config: Path = typer.Option(None, "--config", help="TOML settings (the feedback types)."),
 ) -> None:
     """Load a dump, or a dataset's interactions (event ids ``<dataset>:<row>``, so loading twice
-    stores nothing twice; items get their titles, genres as categories and release decade)."""
+    stores nothing twice; items get their titles, genres as categories and release decade; users
+    their attributes, e.g. MovieLens's age group, gender and occupation)."""
     from penchant.errors import ConfigError
     from penchant.serve.config import load_settings
     from penchant.serve.dump import parse_dump
@@ -192,6 +193,10 @@ def _dataset_rows(path: Path, event_type: str):
         if decades:
             row["attributes"] = {"decade": decades[0]}
         yield row
+    for u, user in enumerate(ds.user_ids):  # user records, with their attributes where the data has them
+        attrs = {name: values[0] if len(values) == 1 else values
+                 for name, a in ds.user_attributes.items() if (values := [str(v) for v in a.of(u)])}
+        yield {"kind": "user", "id": str(user), **({"attributes": attrs} if attrs else {})}
     ts = ds.timestamps
     for k, (u, i) in enumerate(zip(ds.users, ds.items)):
         yield {"kind": "event", "event_id": f"{ds.name}:{k}", "user_id": str(ds.user_ids[u]), "item_id": str(ds.item_ids[i]),

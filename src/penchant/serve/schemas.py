@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from penchant.converse.policies import policy_names
+from penchant.serve.keys import SCOPES
 
 Id = Annotated[str, Field(min_length=1, max_length=255)]
 PolicyName = Literal[tuple(policy_names())]  # type: ignore[valid-type]  # the registry's conversation policies
@@ -216,3 +217,10 @@ class PolicyTrainIn(Strict):
 
     epochs: Annotated[int, Field(ge=1, le=200)] = 12
     episodes: Annotated[int, Field(ge=10, le=100_000)] = 2000
+
+
+class KeyIn(Strict):
+    """A new API key: a name for people, and its scope."""
+
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+    scope: Literal[SCOPES]  # type: ignore[valid-type]

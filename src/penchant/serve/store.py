@@ -358,6 +358,19 @@ class Store:
         with self.engine.connect() as conn:
             return {i: int(n) for i, n in conn.execute(q)}
 
+    def event_histogram(self, width_s: float, item_id: str | None = None) -> list[dict]:
+        """Events (and distinct users) per bucket of ``width_s`` seconds, oldest first, only buckets
+        that have events: ``[{"start": unix seconds, "events": n, "users": m}]``; of one item if given."""
+        ratio = feedback.c.timestamp / width_s
+        # SQLite may lack floor(); its integer cast truncates, which is floor for times ≥ 0
+        bucket = sa.cast(ratio, sa.BigInteger) if self.engine.dialect.name == "sqlite" else sa.func.floor(ratio)
+        q = sa.select(bucket.label("b"), sa.func.count(), sa.func.count(sa.distinct(feedback.c.user_id)))
+        if item_id is not None:
+            q = q.where(feedback.c.item_id == item_id)
+        q = q.group_by(bucket).order_by(bucket)
+        with self.engine.connect() as conn:
+            return [{"start": float(b) * width_s, "events": int(n), "users": int(m)} for b, n, m in conn.execute(q)]
+
     def all_feedback(self) -> list[tuple[str, str, str, float, float]]:
         """Every event as (user, item, type, value, timestamp), in timestamp order."""
         q = sa.select(feedback.c.user_id, feedback.c.item_id, feedback.c.type, feedback.c.value,

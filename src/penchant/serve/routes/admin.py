@@ -1,13 +1,14 @@
-"""Dump and restore the store as JSON lines."""
+"""Dump and restore the store as JSON lines; API keys: list, create, revoke."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from penchant.serve.deps import Svc, admin
+from penchant.serve.deps import IdPath, Svc, admin
 from penchant.serve.dump import dump_lines, parse_dump
+from penchant.serve.schemas import KeyIn
 
 router = APIRouter()
 
@@ -28,3 +29,27 @@ async def restore(request: Request, svc: Svc) -> dict:
     out = await run_in_threadpool(svc.store.restore, parse_dump(body, "body", svc.settings.feedback_types))
     svc.host.items_changed()
     return out
+
+
+@router.get("/v1/admin/keys", tags=["admin"], dependencies=[admin])
+def list_keys(svc: Svc) -> list[dict]:
+    """Every key's id, name, scope and times (never the key or its hash)."""
+    return [{k: r[k] for k in ("id", "name", "scopes", "created_at", "revoked_at")} for r in svc.store.keys()]
+
+
+@router.post("/v1/admin/keys", tags=["admin"], dependencies=[admin], status_code=201)
+def create_key(svc: Svc, body: KeyIn) -> dict:
+    """A new key with one scope; the answer is the only time the key is shown."""
+    from penchant.serve.keys import create_key as make
+    from penchant.serve.keys import key_id_of
+
+    key = make(svc.store, body.name, body.scope)
+    return {"id": key_id_of(key), "name": body.name, "scopes": body.scope, "key": key}
+
+
+@router.post("/v1/admin/keys/{key_id}/revoke", tags=["admin"], dependencies=[admin])
+def revoke_key(svc: Svc, key_id: IdPath) -> dict:
+    """Revoke a key: refused from the next request on (in other workers within a second)."""
+    if svc.store.key(key_id) is None:
+        raise HTTPException(404, f"no key {key_id!r}")
+    return {"id": key_id, "revoked": svc.store.revoke_key(key_id)}
