@@ -137,25 +137,32 @@ def test_summaries_need_the_item_text_projection(tmp_path):
         create("sasrec", summaries=str(tmp_path / "s.json"))
 
 
-def test_llm_summarize_measures_a_sequence_network_with_and_without_summaries(ml100k_dir, monkeypatch, tmp_path):
-    # a scripted model that names the genres of the films it is shown: the summaries are faithful
+def test_llm_summarize_measures_a_sequence_network_with_and_without_summaries(monkeypatch, tmp_path):
+    from penchant.data.write import write_log
+
+    # a scripted model that names the subjects of the films it is shown: the summaries are faithful
     def describe(n, body):
         asked = body["messages"][-1]["content"]
-        words = [g for g in ("Drama", "Comedy", "Action", "Thriller", "Romance") if g in asked]
-        return 200, completion("Likes " + (", ".join(words) or "films") + "."), 0
+        return 200, completion("Likes films about " + ", ".join(w for w in ("cats", "space", "love", "war") if w in asked) + "."), 0
 
+    ds = tiny_log()
+    log = write_log(ds, tmp_path / "tiny" / "tiny.inter")
+    write(tmp_path / "tiny" / "tiny.item", "item_id:token\ttitle:token_seq\n" +
+          "".join(f"{i}\t{t}\n" for i, t in zip(ds.item_ids, ds.item_text)))
     with ScriptedServer(describe) as server:
         monkeypatch.setenv("PENCHANT_LLM_URL", server.url)
         monkeypatch.setenv("PENCHANT_LLM_MODEL", "scripted")
-        code, out, err = cli("llm", "summarize", "--data", ml100k_dir, "--users", "30", "--model", "gru4rec",
+        code, out, err = cli("llm", "summarize", "--data", log, "--users", "30", "--block", "5", "--model", "gru4rec",
                              "--param", "epochs=2", "--param", "factors=16", "--summaries-out", tmp_path / "s.json",
                              "--json", tmp_path / "r.json")
     assert code == 0, err
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["recommender"] == "gru4rec" and result["params"]["item_text"] == "fuse" and result["users"] == 30
-    assert result["usage"]["requests"] + result["usage"]["cached"] == 60  # two blocks per user
+    chains = json.loads((tmp_path / "s.json").read_text())["chains"]
+    assert len(chains) == 30 and all(1 <= len(c) <= 2 for c in chains.values())
+    assert result["usage"]["requests"] + result["usage"]["cached"] == sum(len(c) for c in chains.values())
     assert len(read_summaries(tmp_path / "s.json")) == 30 and "gru4rec on 30 users" in out
     assert result["ndcg_difference"] == pytest.approx(result["with"]["ndcg@10"] - result["without"]["ndcg@10"], abs=1e-9)
-    code, _, err = cli("llm", "summarize", "--data", ml100k_dir, "--model", "ease", "--summaries-out", tmp_path / "x.json",
+    code, _, err = cli("llm", "summarize", "--data", log, "--model", "ease", "--summaries-out", tmp_path / "x.json",
                        "--json", tmp_path / "x.json")
     assert code != 0 and "ease" in err
