@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 #: the HNSW settings: M (links per node), ef at construction, ef at search
-CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = 16, 64, 128
+CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = 16, 64, 256
 #: the most results one search asks for, as a share of the catalogue and in items
 MAX_SHARE, MAX_FETCH = 0.25, 5000
 
