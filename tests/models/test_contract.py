@@ -17,6 +17,7 @@ from penchant.data import Dataset
 from penchant.data.preference_worlds import plural_world
 from penchant.errors import ConfigError
 from penchant.experiment import recommend_for
+from penchant.models import artefact
 from penchant.models.artefact import ArtefactError, load
 from penchant.models.preference import PreferenceModel
 from penchant.models.protocols import FoldIn, Incremental, ItemVectors, PairwiseModel, Persistent, Ranker, SessionScorer
@@ -51,7 +52,7 @@ def test_every_family_is_registered_and_named_once():
 
 
 @pytest.mark.parametrize("name", LOG_MODELS)
-def test_log_model_contract(name, tmp_path):
+def test_log_model_contract(name, tmp_path, monkeypatch):
     ds = tiny_log()
     model = fitted(name)
     assert isinstance(model, Ranker) and isinstance(model, Persistent)
@@ -68,6 +69,14 @@ def test_log_model_contract(name, tmp_path):
     ids = ["u007", "u042", "stranger"]
     assert recommend_for(back, ids, 5).lists == recommend_for(model, ids, 5).lists
     assert recommend_for(back, ids, 5).fallback == {"stranger": "popular"}
+    # memory-mapped (as the service's workers load it; every numeric array mapped here): read-only
+    # state answers the same, the first load writing the arrays out, the second mapping them
+    monkeypatch.setattr(artefact, "MAP_MIN_BYTES", 0)
+    for _ in range(2):
+        mapped = load(tmp_path / f"{name}.npz", mapped=tmp_path / "arrays")
+        assert np.array_equal(mapped.score(users), scores)
+        assert recommend_for(mapped, ids, 5).lists == recommend_for(model, ids, 5).lists
+    assert (tmp_path / "arrays" / "complete").exists() and any((tmp_path / "arrays").glob("*.npy"))
     with pytest.raises(ConfigError, match="no parameter 'bogus'"):
         create(name, bogus=1)
 

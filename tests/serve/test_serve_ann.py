@@ -1,5 +1,6 @@
 """The approximate inner-product index: its scores are the model's, it finds the exact top 10 of
-real users, it never shows a banned item, and the service answers through it for large catalogues."""
+real users, it never shows a banned item, and the service answers through it for large catalogues,
+from a model whose arrays it memory-maps."""
 
 from __future__ import annotations
 
@@ -68,19 +69,22 @@ def test_most_of_the_catalogue_banned_is_left_to_exact_scoring(als, index):
     assert index.handles(10, 410) and not index.handles(10, 411)  # a quarter of 1,682 items
 
 
-def test_the_service_answers_large_catalogues_through_the_index(als, ml100k, tmp_path):
+def test_the_service_answers_large_catalogues_through_the_index(als, ml100k, tmp_path, monkeypatch):
     from fastapi.testclient import TestClient
 
+    from penchant.models import artefact
     from penchant.serve.app import create_app
     from penchant.serve.config import load_settings
     from tests.serve.server import ADMIN
 
+    monkeypatch.setattr(artefact, "MAP_MIN_BYTES", 0)  # ML-100K's factors are under the 1 MiB that is mapped
     als.save(tmp_path / "als.npz")
     config = write(tmp_path / "penchant.toml", "[service]\nann_min_items = 1000\n")
     code, _, err = cli("versions", "import", tmp_path / "als.npz", "--data-dir", tmp_path / "data", "--activate",
                        "--config", config)
     assert code == 0, err
     assert next((tmp_path / "data" / "models").glob("v*/items.usearch"), None) is not None  # built at import
+    assert next((tmp_path / "data" / "models").glob("v*/arrays/complete"), None) is not None  # arrays written to map
     users = np.arange(0, ml100k.n_users, 19)
     exact, _ = als.recommend(users, k=10)  # seen (training) items left out, as the service does
     with TestClient(create_app(load_settings(tmp_path / "data", config_file=config, env={}), admin_key=ADMIN)) as c:
@@ -88,6 +92,9 @@ def test_the_service_answers_large_catalogues_through_the_index(als, ml100k, tmp
         got = [c.get(f"/v1/users/{ml100k.user_ids[u]}/recommendations", params={"k": 10}, headers=auth).json()
                for u in users]
         metrics = c.get("/metrics", headers=auth).text
+        deployed = c.app.state.service.host.deployed.model
+    # the worker's model reads its factors from the memory-mapped copy (shared with other workers)
+    assert isinstance(deployed.item_factors_, np.memmap) and isinstance(deployed.user_factors_, np.memmap)
     seen = np.diff(als.train_.indptr)[users]
     through_index = np.array([g["model"] == "als:v1+ann" for g in got])
     # the index answers unless a user's seen items would make it fetch over a quarter of the catalogue

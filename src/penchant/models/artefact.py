@@ -9,11 +9,18 @@ model answers for external ids without the data it was fitted on.
 
 Zip members carry CRC-32 checksums; a truncated or altered file fails the check and is reported as
 an :class:`ArtefactError` naming the file, never as a traceback.
+
+``load(path, mapped=FOLDER)`` memory-maps the large numeric arrays instead of reading them: the
+first time, each is written to ``FOLDER/<name>.npy`` uncompressed (checked, then renamed into
+place, a ``complete`` marker last); after that they are opened read-only with ``mmap_mode="r"``, so
+the processes that load the same model share one copy in the page cache (the service's workers).
+Arrays under 1 MiB and the vocabularies are read as usual.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -28,6 +35,8 @@ FORMAT = "penchant-model"
 #: bumped whenever a reader of this version could not rebuild an artefact written by the next
 FORMAT_VERSION = 2
 VOCAB_PREFIX = "vocab_"
+#: arrays at least this large are memory-mapped by ``load(..., mapped=...)``
+MAP_MIN_BYTES = 1 << 20
 
 
 class ArtefactError(DataError):
@@ -73,8 +82,9 @@ class Artefact:
         return path
 
     @classmethod
-    def read(cls, path: str | Path) -> Artefact:
-        """Read and check an artefact; every problem is an :class:`ArtefactError` naming ``path``."""
+    def read(cls, path: str | Path, *, skip: tuple[str, ...] | list[str] = ()) -> Artefact:
+        """Read and check an artefact; every problem is an :class:`ArtefactError` naming ``path``.
+        Arrays named in ``skip`` are left unread (the caller has them elsewhere)."""
         path = Path(path)
         if not path.is_file():
             raise ArtefactError("no such model file", file=path, expected="a model written by `penchant fit` or save()")
@@ -83,7 +93,7 @@ class Artefact:
                                 file=path, expected="a model written by `penchant fit` or save()")
         try:
             with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
+                arrays = {k: z[k] for k in z.files if k not in skip}
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
             raise ArtefactError(f"not a readable model artefact ({_reason(exc)}); the file is corrupted or of another kind",
                                 file=path) from None
@@ -110,9 +120,31 @@ def _reason(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def load(path: str | Path) -> Any:
-    """Any model from its artefact, whatever its family: the registry finds the class that wrote it."""
-    return build(Artefact.read(path), path)
+def load(path: str | Path, *, mapped: str | Path | None = None) -> Any:
+    """Any model from its artefact, whatever its family: the registry finds the class that wrote it.
+    With ``mapped`` (a folder), its large arrays are memory-mapped from there (see the module's notes)."""
+    if mapped is None:
+        return build(Artefact.read(path), path)
+    folder = Path(mapped)
+    done = folder / "complete"
+    if not done.exists():  # first load: read everything, write the large arrays out
+        art = Artefact.read(path)
+        large = [k for k, a in art.arrays.items() if a.dtype.kind in "biuf" and a.nbytes >= MAP_MIN_BYTES]
+        folder.mkdir(parents=True, exist_ok=True)
+        for k in large:
+            tmp = folder / f".{k}.{os.getpid()}.npy"
+            np.save(tmp, art.arrays[k])
+            os.replace(tmp, folder / f"{k}.npy")
+        done.write_text("\n".join(large))
+    large = [k for k in done.read_text().split("\n") if k]
+    art = Artefact.read(path, skip=large)  # the large arrays are not decompressed again
+    for k in large:
+        try:
+            art.arrays[k] = np.load(folder / f"{k}.npy", mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise ArtefactError(f"the mapped copy of {k!r} is unreadable ({_reason(exc)}); delete {folder} to "
+                                "rebuild it", file=folder / f"{k}.npy") from None
+    return build(art, path)
 
 
 def build(art: Artefact, path: str | Path) -> Any:

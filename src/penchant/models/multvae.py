@@ -152,5 +152,5 @@ class MultVAE(HistoryScored):
         import torch
 
         self.net_ = _network(self.n_items_, self.hidden, self.latent, self.dropout, self.noise)
-        self.net_.load_state_dict({k[4:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("net.")})
+        self.net_.load_state_dict({k[4:]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith("net.")})  # copied: the arrays may be read-only maps
         self.net_.eval()

@@ -196,7 +196,7 @@ class ModelHost:
         """A stored version in memory: the model and its vocabularies, all read from its artefact."""
         from penchant.models.artefact import load
 
-        model = load(Path(v["path"]) / "model.npz")
+        model = load(Path(v["path"]) / "model.npz", mapped=Path(v["path"]) / "arrays")  # workers share its pages
         users = {str(u): k for k, u in enumerate(model.user_ids_)}
         if v["kind"] == "preference":
             options = np.asarray(model.option_ids_, dtype=object)

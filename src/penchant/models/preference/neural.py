@@ -185,7 +185,7 @@ class NeuralPreference(PreferenceModel):
         import torch
 
         self.net_ = self._network(arrays.get("net.options.x"))
-        self.net_.load_state_dict({k[4:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("net.")})
+        self.net_.load_state_dict({k[4:]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith("net.")})  # copied: the arrays may be read-only maps
         self.net_ = self.net_.to(torch_device(self.device)).eval()
 
 

@@ -282,5 +282,5 @@ class NeuralSequential(SequentialRecommender):
         self.summary_text_ = arrays.get("net.items.summaries")
         self.summary_row_ = arrays["summary_row"].astype(np.int64) if "summary_row" in arrays else None
         self.net_ = self._build_net()
-        self.net_.load_state_dict({k[4:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("net.")})
+        self.net_.load_state_dict({k[4:]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith("net.")})  # copied: the arrays may be read-only maps
         self.net_.eval()
