@@ -45,7 +45,6 @@ def test_faithful_text_conversations_match_attribute_conversations(ml100k):
     assert len(worded["transcripts"]) == 6 and "transcripts" not in plain
 
 
-@pytest.mark.slow  # sorts the whole "llm" group (one worker, one embedded server, ~3 min) to the front
 @pytest.mark.xdist_group("llm")
 def test_converse_evaluate_in_words_with_the_embedded_model(llm, ml100k_dir, tmp_path):
     code, out, err = cli("converse", "evaluate", ml100k_dir, "--policy", "maxent", "--episodes", "1", "--text",

@@ -68,7 +68,7 @@ def test_scripted_judges_get_the_agreement_they_must(tmp_path, monkeypatch, rule
         assert code == 0, err
         assert len(server.bodies) == 12  # 6 pairs in both orders
     result = json.loads((tmp_path / "j.json").read_text())
-    assert result["pairs"] == 4 and result["agreement"] == agreement and result["position_consistency"] == consistency
+    assert result["pairs"] == 6 and result["agreement"] == agreement and result["position_consistency"] == consistency
     assert [r["human_share"] for r in result["routing"]] == pytest.approx([0.0, 1 / 6, 2 / 6, 0.5])
     lines = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert len(lines) == 6 and sum(x["to_people"] for x in lines) == 1
