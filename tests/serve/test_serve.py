@@ -235,12 +235,17 @@ def test_scheduled_retraining_deploys_a_new_version(tmp_path):
         assert c.get("/v1/users/u0/recommendations").json()["model"] == f"pop:v{app.state.service.host.deployed.version}"
 
 
+def _films() -> list[dict]:
+    """40 items with a genre (drama, comedy, horror, scifi in turn) and a decade (1960s–2000s in turn)."""
+    genres = ["drama", "comedy", "horror", "scifi"]
+    return [{"id": f"i{i}", "title": f"Film {i}", "categories": [genres[i % 4]],
+             "attributes": {"decade": f"{1960 + 10 * (i % 5)}s"}} for i in range(40)]
+
+
 def test_conversation_over_http_finds_the_wanted_item(client):
     """Start a conversation, answer as someone who wants one item, and reach it; the state lives in
     the store between requests."""
-    genres = ["drama", "comedy", "horror", "scifi"]
-    items = [{"id": f"i{i}", "title": f"Film {i}", "categories": [genres[i % 4]],
-              "attributes": {"decade": f"{1960 + 10 * (i % 5)}s"}} for i in range(40)]
+    items = _films()
     client.put("/v1/items", json=items)
     client.post("/v1/feedback", json=clustered_events())
     version = client.app.state.service.host.wait(client.post("/v1/models/train", json={"model": "pop", "activate": True}).json()["id"])
@@ -274,10 +279,7 @@ def test_learned_policies_are_trained_from_the_store_and_served(client):
     """cpr is refused until trained for the deployed version; trained from the store in the
     background, it reports its metrics, its saved decision is the one served, and an activation
     asks for training again."""
-    genres = ["drama", "comedy", "horror", "scifi"]
-    items = [{"id": f"i{i}", "title": f"Film {i}", "categories": [genres[i % 4]],
-              "attributes": {"decade": f"{1960 + 10 * (i % 5)}s"}} for i in range(40)]
-    client.put("/v1/items", json=items)
+    client.put("/v1/items", json=_films())
     client.post("/v1/feedback", json=clustered_events())
     host = client.app.state.service.host
     version = host.wait(client.post("/v1/models/train", json={"model": "itemknn", "activate": True}).json()["id"])["id"]

@@ -15,7 +15,7 @@ import time
 import urllib.request
 
 from penchant.serve.store import Store, database_url, make_engine
-from tests.serve.server import ADMIN, call, clustered_events, free_port, start_server
+from tests.serve.server import ADMIN, call, clustered_events, free_port, post, start_server
 
 
 def _ready(port: int, version: int) -> None:
@@ -155,12 +155,9 @@ def test_two_workers_share_versions_and_survive_a_killed_worker(tmp_path):
     assert len(served) == 40 and served <= {row["list_id"] for row in store.dump() if row["kind"] == "served"}
 
 
-
 def test_sigterm_lets_a_slow_request_in_flight_finish(tmp_path):
     """A batch of 10,000 events (about a second to store) is in flight when SIGTERM arrives: it is
     answered in full after the signal, the server then exits cleanly, and every event is stored."""
-    from tests.serve.server import post
-
     port = free_port()
     server = start_server(tmp_path / "data", None, port)
     rows = [{"event_id": f"e{k}", "user_id": f"u{k % 500}", "item_id": f"i{k % 997}", "type": "click",

@@ -41,10 +41,6 @@ class ItemIndex:
     def __init__(self, index, n_items: int) -> None:
         self.index, self.n_items = index, n_items
 
-    @property
-    def ndim(self) -> int:
-        return int(self.index.ndim)
-
     @classmethod
     def build(cls, keys: np.ndarray, *, connectivity: int = CONNECTIVITY, expansion_add: int = EXPANSION_ADD,
               expansion_search: int = EXPANSION_SEARCH, threads: int = 0) -> ItemIndex:

@@ -14,7 +14,7 @@ import secrets
 import numpy as np
 import scipy.sparse as sp
 
-from penchant.converse.policies import create_policy, ready_policies
+from penchant.converse.policies import create_policy, policy_names, ready_policies
 from penchant.converse.session import Conversation
 from penchant.converse.state import Scorer
 from penchant.data.attribute_graph import AttributeGraph
@@ -93,11 +93,9 @@ class ConversationHost:
         return Conversation(graph, scorer, pol, 0, exclude=np.array(seen, dtype=np.int64), titles=titles)
 
     def start(self, user_id: str | None, policy: str, opening: str | None) -> dict:
-        from penchant.serve.learned_policies import learned_names
-
         d = self._deployed()
-        if policy not in ready_policies() + learned_names():
-            raise DataError(f"policy must be one of {', '.join(ready_policies() + learned_names())}, not {policy!r}")
+        if policy not in policy_names():
+            raise DataError(f"policy must be one of {', '.join(policy_names())}, not {policy!r}")
         conv = self._session(d, user_id, policy, None)  # a learned policy not trained for this version: 409
         if opening is not None:
             graph = self.graph(d)

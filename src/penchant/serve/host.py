@@ -229,15 +229,13 @@ class ModelHost:
         if art.family == "conversation":
             raise ArtefactError("a conversation policy is not a servable model version", file=source)
         kind = "preference" if art.family == "preference" else "recommender"
-        build(art, source)  # the whole model rebuilds before anything is recorded
+        model = build(art, source)  # the whole model rebuilds before anything is recorded
         version = self.store.new_version(art.model, art.params, kind=kind)
         folder = self.models_dir / f"v{version}"
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, folder / "model.npz")
         if kind == "recommender":
-            from penchant.models.artefact import load
-
-            self._index(folder, load(folder / "model.npz"))  # a large catalogue's index, before it can go live
+            self._index(folder, model)  # a large catalogue's index, before it can go live
         self.store.update_version(version, path=str(folder), metrics={"imported": True, "penchant_version":
                                                                       art.penchant_version})
         if activate or (self.preference if kind == "preference" else self.deployed) is None:

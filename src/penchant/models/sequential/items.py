@@ -35,14 +35,12 @@ def item_table(n_items: int, d: int, mode: str, text: np.ndarray | None, warm: n
         text: float32 (n_items, t) sentence embeddings (modes ``fuse`` and ``text``).
         warm: bool (n_items,), items with training interactions (mode ``fuse``).
         summaries: float32 (n_summaries, t) sentence embeddings of user summaries (modes ``fuse``
-            and ``text``), appended after the padding row.
+            and ``text``: they go through the text projection), appended after the padding row.
     """
     import torch
 
     if mode not in ITEM_TEXT_MODES:
         raise ValueError(f"item_text must be one of {', '.join(ITEM_TEXT_MODES)}, not {mode!r}")
-    if summaries is not None and mode == "off":
-        raise ValueError("user summaries are read through the item text projection: they need item_text 'fuse' or 'text'")
 
     class ItemTable(torch.nn.Module):
         def __init__(self) -> None:

@@ -133,14 +133,13 @@ class NeuralSequential(SequentialRecommender):
         """int64 (n,) table rows of the users' summaries (padding for none), or None without summaries."""
         if self.summary_row_ is None:
             return None
-        slot = np.full(n, self.n_items_, np.int64)
-        if users is not None:
-            users = np.asarray(users, np.int64)
-            inside = users < len(self.summary_row_)  # users added after fit have no summary
-            row = np.full(n, -1, np.int64)
-            row[inside] = self.summary_row_[users[inside]]
-            slot[row >= 0] = self.n_items_ + 1 + row[row >= 0]
-        return slot
+        if users is None:
+            return np.full(n, self.n_items_, np.int64)
+        users = np.asarray(users, np.int64)
+        rows = np.full(n, -1, np.int64)
+        inside = users < len(self.summary_row_)  # users added after fit have no summary
+        rows[inside] = self.summary_row_[users[inside]]
+        return np.where(rows >= 0, self.n_items_ + 1 + rows, self.n_items_)
 
     def _item_table(self):
         return item_table(self.n_items_, self.factors, self.item_text, self.item_vectors_, self.warm_, self.id_dropout,
