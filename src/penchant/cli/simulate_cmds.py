@@ -13,35 +13,42 @@ Params = typer.Option([], "--param", help="World constant name=value (repeatable
 Users = typer.Option(600, "--users", min=2, help="Held-out (test) simulated users.")
 Steps = typer.Option(200, "--steps", min=1, help="Steps of the run.")
 Seed = typer.Option(0, "--seed", help="Seeds the world, the user pools and training.")
-Floor = typer.Option(None, "--floor", help="For `constrained`: SIGNAL:VALUE kept per user (click, watch, like, share per click, or novelty).")
+Floor = typer.Option(None, "--floor", help="For `constrained` and `tscac`: SIGNAL:VALUE kept per user (click, watch, like, share per click, or novelty).")
 Model = typer.Option("als:factors=32", "--model", help="The fitted recommender the world's tastes and the greedy policy come from.")
 Iterations = typer.Option(5, "--iterations", min=1, help="Cross-entropy rounds when training (early-stopped on validation users).")
 TrainUsers = typer.Option(100, "--train-users", min=2, help="Simulated training users per round.")
+AcIterations = typer.Option(30, "--ac-iterations", min=1, help="Actor-critic iterations (`actor-critic`, `tscac`; early-stopped on validation users).")
+KlWeight = typer.Option(0.3, "--kl-weight", min=0.0, help="`tscac`: stage two's KL weight λ towards the floor signal's stage-one actor.")
+NAMES = "greedy, trained, constrained, actor-critic, tscac or oracle"
 
 
 def run(
-    policy: str = typer.Option(..., "--policy", help="greedy, trained, constrained or oracle."),
+    policy: str = typer.Option(..., "--policy", help=NAMES + "."),
     world: str = World, param: list[str] = Params, users: int = Users, steps: int = Steps, seed: int = Seed,
     floor: str = Floor, model: str = Model, iterations: int = Iterations, train_users: int = TrainUsers,
+    ac_iterations: int = AcIterations, kl_weight: float = KlWeight,
     json_out: Path = typer.Option(None, "--json", help="Write the results here."),
 ) -> None:
     """Run one policy on held-out simulated users: return per signal, retention, novelty, creator
     survival and the fraction of the oracle's return, with 95% intervals."""
-    results = _simulate([policy], world, param, users, steps, seed, floor, model, iterations, train_users)
+    results = _simulate([policy], world, param, users, steps, seed, floor, model, iterations, train_users,
+                        ac_iterations, kl_weight)
     _print(results)
     if json_out is not None:
         write_json(json_out, results["policies"][policy] | {k: v for k, v in results.items() if k != "policies"})
 
 
 def compare(
-    policy: list[str] = typer.Option(..., "--policy", help="Repeat for each: greedy, trained, constrained, oracle."),
+    policy: list[str] = typer.Option(..., "--policy", help="Repeat for each: " + NAMES + "."),
     world: str = World, param: list[str] = Params, users: int = Users, steps: int = Steps, seed: int = Seed,
     floor: str = Floor, model: str = Model, iterations: int = Iterations, train_users: int = TrainUsers,
+    ac_iterations: int = AcIterations, kl_weight: float = KlWeight,
     json_out: Path = typer.Option(None, "--json", help="Write every policy's results here."),
     plot_dir: Path = typer.Option(None, "--plot-dir", help="Write return_over_time.png and retention.png here."),
 ) -> None:
     """Several policies on the same held-out users (same seed), with plots of return over time and retention."""
-    results = _simulate(policy, world, param, users, steps, seed, floor, model, iterations, train_users)
+    results = _simulate(policy, world, param, users, steps, seed, floor, model, iterations, train_users,
+                        ac_iterations, kl_weight)
     _print(results)
     if json_out is not None:
         write_json(json_out, {k: v for k, v in results.items() if k != "curves"})
@@ -57,7 +64,7 @@ def compare(
 
 
 def _simulate(names: list[str], world: str, param: list[str], users: int, steps: int, seed: int, floor: str | None,
-              model: str, iterations: int, train_users: int) -> dict:
+              model: str, iterations: int, train_users: int, ac_iterations: int = 30, kl_weight: float = 0.3) -> dict:
     import numpy as np
 
     from penchant.cli.specs import model_spec, read_named
@@ -77,8 +84,9 @@ def _simulate(names: list[str], world: str, param: list[str], users: int, steps:
         if name not in POLICIES:
             raise typer.BadParameter(f"{name!r} is not one of {', '.join(POLICIES)}", param_hint="--policy")
     floor_spec = _floor(floor) if floor else None
-    if "constrained" in names and floor_spec is None:
-        raise typer.BadParameter("the constrained policy needs --floor SIGNAL:VALUE", param_hint="--floor")
+    for needs_floor in ("constrained", "tscac"):
+        if needs_floor in names and floor_spec is None:
+            raise typer.BadParameter(f"the {needs_floor} policy needs --floor SIGNAL:VALUE", param_hint="--floor")
     try:
         params = world_params({k: str(v) for k, v in parse_params(param).items()})
     except ValueError as e:
@@ -96,7 +104,8 @@ def _simulate(names: list[str], world: str, param: list[str], users: int, steps:
             bar.update(task, description=f"{policy_name}")
             policies[policy_name], training[policy_name] = make_policy(
                 policy_name, worlds, floor=floor_spec, train_steps=steps, iterations=iterations, seed=seed,
-                trained=getattr(policies.get("trained"), "theta", None),
+                trained=getattr(policies.get("trained"), "theta", None), ac_iterations=ac_iterations,
+                kl_weight=kl_weight,
                 progress=lambda s, p=policy_name: bar.update(task, description=f"training {p}: {s}"))
         bar.update(task, description=f"running {len(policies)} policies on {users:,} test users × {steps} steps")
         episodes = run_policies(worlds, policies, steps, seed + 10_000)
@@ -109,7 +118,11 @@ def _simulate(names: list[str], world: str, param: list[str], users: int, steps:
 
 
 def _floor(text: str) -> tuple[str, float]:
+    from penchant.simulate.actor_critic import REWARDS
+
     signal, _, value = text.partition(":")
+    if signal not in REWARDS:
+        raise typer.BadParameter(f"{text!r}: the signal must be one of {', '.join(REWARDS)}", param_hint="--floor")
     try:
         return signal, float(value)
     except ValueError:

@@ -218,3 +218,18 @@ def blas_single_threaded(fit):
             return fit(*args, **kwargs)
 
     return wrapper
+
+
+@contextmanager
+def torch_single_threaded() -> Iterator[None]:
+    """Hold torch to one thread meanwhile. For small networks that learn from their own choices
+    (the simulator's policies): a multi-threaded sum's order varies run to run, and a policy that
+    feeds on its own actions turns that into different runs from one seed."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

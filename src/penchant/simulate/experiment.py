@@ -26,7 +26,7 @@ from penchant.simulate.long_term_policies import (
     train_rerank,
 )
 
-POLICIES = ("greedy", "trained", "constrained", "oracle")
+POLICIES = ("greedy", "trained", "constrained", "actor-critic", "tscac", "oracle")
 SPLITS = ("train", "valid", "test")
 
 
@@ -78,22 +78,38 @@ def world_params(pairs: dict[str, str]) -> WorldParams:
 
 def make_policy(name: str, worlds: Worlds, *, floor: tuple[str, float] | None = None, train_steps: int = 200,
                 iterations: int = 5, population: int = 8, seed: int = 0,
-                progress: Callable[[str], None] | None = None, trained: np.ndarray | None = None) -> tuple[Any, dict]:
+                progress: Callable[[str], None] | None = None, trained: np.ndarray | None = None,
+                ac_iterations: int = 30, kl_weight: float = 0.3) -> tuple[Any, dict]:
     """A named policy for the test world and what its training recorded (empty for untrained ones).
 
     ``trained`` policies are fitted by :func:`~penchant.simulate.long_term_policies.train_rerank` on the
     training users (selected on validation users); ``constrained`` needs ``floor`` and starts from
-    ``trained`` θ when given.
+    ``trained`` θ when given. ``actor-critic`` is :func:`~penchant.simulate.actor_critic.train_actor_critic`
+    for the click return (``ac_iterations``); ``tscac`` the two-stage constrained actor-critic with the
+    floor's signal as its auxiliary signal (KL weight ``kl_weight``), selected among validation
+    iterations that keep the floor.
     """
     template = worlds.template
     if name == "greedy":
         return HistoryGreedy(worlds.scores), {}
     if name == "oracle":
         return Oracle(None), {}  # bound to the test world in run_policies: it reads that world's hidden state
-    if name not in ("trained", "constrained"):
+    if name not in POLICIES:
         raise ValueError(f"unknown policy {name!r}; choose from {', '.join(POLICIES)}")
-    if name == "constrained" and floor is None:
-        raise ValueError("the constrained policy needs a floor (signal and value)")
+    if name in ("constrained", "tscac") and floor is None:
+        raise ValueError(f"the {name} policy needs a floor (signal and value)")
+    if name in ("actor-critic", "tscac"):
+        from penchant.simulate.actor_critic import ActorRerank, train_actor_critic, train_two_stage
+
+        options = {"iterations": ac_iterations, "steps": train_steps, "seed": seed, "progress": progress}
+        if name == "actor-critic":
+            actor, history = train_actor_critic(worlds, worlds.scores, **options)
+            records = {"iterations": history}
+        else:
+            assert floor is not None
+            actor, records = train_two_stage(worlds, worlds.scores, auxiliary={floor[0]: kl_weight}, floor=floor,
+                                             **options)
+        return ActorRerank(worlds.scores, template, actor), {"actor": actor.weight.detach().tolist(), "records": records}
     theta, history = train_rerank(worlds, worlds.scores, floor=floor if name == "constrained" else None,
                                   steps=train_steps, iterations=iterations, population=population,
                                   elite=max(2, population // 4), init=trained if name == "constrained" else None,

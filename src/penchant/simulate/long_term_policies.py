@@ -156,8 +156,11 @@ class Episode:
     per_step: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def run_episode(world: LongTermWorld, policy, steps: int = 200, *, seed: int = 0) -> Episode:
-    """Run ``policy`` in ``world`` from ``reset(seed=seed)`` for ``steps`` steps."""
+def run_episode(world: LongTermWorld, policy, steps: int = 200, *, seed: int = 0,
+                on_step: Callable[[dict[str, np.ndarray], np.ndarray], None] | None = None) -> Episode:
+    """Run ``policy`` in ``world`` from ``reset(seed=seed)`` for ``steps`` steps. ``on_step`` is
+    called after each step with the signals (name -> float (n,)) and each user's click novelty
+    (float (n,), 0 without a click): what a learner records as its rewards."""
     obs, _ = world.reset(seed=seed)
     rng = np.random.default_rng(seed + 1)
     n, k = world.n_users, world.params.slate_size
@@ -174,10 +177,14 @@ def run_episode(world: LongTermWorld, policy, steps: int = 200, *, seed: int = 0
         obs, signals, done, _, _ = world.step(slates)
         in_session += active
         hit = signals["click"] > 0
+        click_novelty = np.zeros(n)
         if hit.any():  # the novelty of each click against the clicks before it
             users = np.flatnonzero(hit)
-            nov_sum[users] += novelty(world.similarity, obs["history"][users, 1:], obs["history"][users, :1])[:, 0]
+            click_novelty[users] = novelty(world.similarity, obs["history"][users, 1:], obs["history"][users, :1])[:, 0]
+            nov_sum[users] += click_novelty[users]
             clicks[users] += 1
+        if on_step is not None:
+            on_step(signals, click_novelty)
         for name in SIGNALS:
             totals[name] += signals[name]
             per_step[name][t] = signals[name].mean()
