@@ -8,15 +8,8 @@ import pytest
 import torch
 
 from penchant.simulate.actor_critic import ActorRerank, GaussianActor, Rollout, advantages, train_two_stage
-from penchant.simulate.experiment import make_policy, movielens_worlds, run_policies, summary
+from penchant.simulate.experiment import make_policy, run_policies, summary
 from penchant.simulate.long_term_policies import HistoryGreedy, Oracle, floor_kept
-
-
-@pytest.fixture(scope="module")
-def worlds(ml100k):
-    from penchant.models import create
-
-    return movielens_worlds(ml100k, create("als", factors=32).fit(ml100k))
 
 
 def test_advantages_follow_each_users_own_sequence():

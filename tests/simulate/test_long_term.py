@@ -7,16 +7,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from penchant.simulate.experiment import make_policy, movielens_worlds, run_policies, summary
+from penchant.simulate.experiment import make_policy, run_policies, summary
 from penchant.simulate.long_term import SIGNALS, LongTermWorld
 from penchant.simulate.long_term_policies import HistoryGreedy, Oracle, floor_kept, run_episode
-
-
-@pytest.fixture(scope="module")
-def worlds(ml100k):
-    from penchant.models import create
-
-    return movielens_worlds(ml100k, create("als", factors=32).fit(ml100k))
 
 
 def test_world_is_seeded_and_built_from_the_data(worlds, ml100k):

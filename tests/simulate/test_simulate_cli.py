@@ -40,9 +40,11 @@ def test_simulate_compare_plots_and_refuses_what_it_cannot_do(tmp_path, shared_d
 
 def test_simulate_runs_the_actor_critics_from_the_command_line(tmp_path, shared_data):
     out = tmp_path / "ac.json"
-    code, text, err = cli("simulate", "compare", "--policy", "actor-critic", "--policy", "tscac", "--floor", "novelty:0.3",
+    code, text, err = cli("simulate", "compare", "--policy", "actor-critic", "--policy", "tscac", "--policy", "hierarchical",
+                          "--policy", "decision-transformer",
+                          "--floor", "novelty:0.3",
                           "--users", "30", "--steps", "15", "--ac-iterations", "2", "--train-users", "10",
-                          "--kl-weight", "0.5", "--json", str(out))
+                          "--kl-weight", "0.5", "--dt-steps", "100", "--json", str(out))
     assert code == 0, err
     got = json.loads(out.read_text())["policies"]
     assert set(got["tscac"]["training"]["records"]) == {"stage one: novelty", "stage two"}
@@ -51,6 +53,8 @@ def test_simulate_runs_the_actor_critics_from_the_command_line(tmp_path, shared_
     assert len(got["actor-critic"]["training"]["actor"]) == 6   # θ's weights: 6 features × 8 state inputs
     assert len(got["actor-critic"]["training"]["actor"][0]) == 8
     assert "floor" in got["tscac"] and "tscac" in text
+    assert len(got["hierarchical"]["training"]["iterations"]) == 2
+    assert len(got["decision-transformer"]["training"]["target"]) == 2
     code, _, err = cli("simulate", "run", "--policy", "tscac", "--users", "10", "--steps", "2")
     assert code != 0 and "--floor" in err
     code, _, err = cli("simulate", "run", "--policy", "tscac", "--floor", "joy:0.3", "--users", "10", "--steps", "2")

@@ -17,22 +17,23 @@ Floor = typer.Option(None, "--floor", help="For `constrained` and `tscac`: SIGNA
 Model = typer.Option("als:factors=32", "--model", help="The fitted recommender the world's tastes and the greedy policy come from.")
 Iterations = typer.Option(5, "--iterations", min=1, help="Cross-entropy rounds when training (early-stopped on validation users).")
 TrainUsers = typer.Option(100, "--train-users", min=2, help="Simulated training users per round.")
-AcIterations = typer.Option(30, "--ac-iterations", min=1, help="Actor-critic iterations (`actor-critic`, `tscac`; early-stopped on validation users).")
+AcIterations = typer.Option(30, "--ac-iterations", min=1, help="Actor-critic iterations (`actor-critic`, `tscac`, `hierarchical`; early-stopped on validation users).")
 KlWeight = typer.Option(0.3, "--kl-weight", min=0.0, help="`tscac`: stage two's KL weight λ towards the floor signal's stage-one actor.")
-NAMES = "greedy, trained, constrained, actor-critic, tscac or oracle"
+DtSteps = typer.Option(600, "--dt-steps", min=100, help="`decision-transformer`: training steps (batches of 256 windows).")
+NAMES = "greedy, trained, constrained, actor-critic, tscac, hierarchical, decision-transformer or oracle"
 
 
 def run(
     policy: str = typer.Option(..., "--policy", help=NAMES + "."),
     world: str = World, param: list[str] = Params, users: int = Users, steps: int = Steps, seed: int = Seed,
     floor: str = Floor, model: str = Model, iterations: int = Iterations, train_users: int = TrainUsers,
-    ac_iterations: int = AcIterations, kl_weight: float = KlWeight,
+    ac_iterations: int = AcIterations, kl_weight: float = KlWeight, dt_steps: int = DtSteps,
     json_out: Path = typer.Option(None, "--json", help="Write the results here."),
 ) -> None:
     """Run one policy on held-out simulated users: return per signal, retention, novelty, creator
     survival and the fraction of the oracle's return, with 95% intervals."""
     results = _simulate([policy], world, param, users, steps, seed, floor, model, iterations, train_users,
-                        ac_iterations, kl_weight)
+                        ac_iterations, kl_weight, dt_steps)
     _print(results)
     if json_out is not None:
         write_json(json_out, results["policies"][policy] | {k: v for k, v in results.items() if k != "policies"})
@@ -42,13 +43,13 @@ def compare(
     policy: list[str] = typer.Option(..., "--policy", help="Repeat for each: " + NAMES + "."),
     world: str = World, param: list[str] = Params, users: int = Users, steps: int = Steps, seed: int = Seed,
     floor: str = Floor, model: str = Model, iterations: int = Iterations, train_users: int = TrainUsers,
-    ac_iterations: int = AcIterations, kl_weight: float = KlWeight,
+    ac_iterations: int = AcIterations, kl_weight: float = KlWeight, dt_steps: int = DtSteps,
     json_out: Path = typer.Option(None, "--json", help="Write every policy's results here."),
     plot_dir: Path = typer.Option(None, "--plot-dir", help="Write return_over_time.png and retention.png here."),
 ) -> None:
     """Several policies on the same held-out users (same seed), with plots of return over time and retention."""
     results = _simulate(policy, world, param, users, steps, seed, floor, model, iterations, train_users,
-                        ac_iterations, kl_weight)
+                        ac_iterations, kl_weight, dt_steps)
     _print(results)
     if json_out is not None:
         write_json(json_out, {k: v for k, v in results.items() if k != "curves"})
@@ -64,7 +65,7 @@ def compare(
 
 
 def _simulate(names: list[str], world: str, param: list[str], users: int, steps: int, seed: int, floor: str | None,
-              model: str, iterations: int, train_users: int, ac_iterations: int = 30, kl_weight: float = 0.3) -> dict:
+              model: str, iterations: int, train_users: int, ac_iterations: int = 30, kl_weight: float = 0.3, dt_steps: int = 600) -> dict:
     import numpy as np
 
     from penchant.cli.specs import model_spec, read_named
@@ -105,7 +106,7 @@ def _simulate(names: list[str], world: str, param: list[str], users: int, steps:
             policies[policy_name], training[policy_name] = make_policy(
                 policy_name, worlds, floor=floor_spec, train_steps=steps, iterations=iterations, seed=seed,
                 trained=getattr(policies.get("trained"), "theta", None), ac_iterations=ac_iterations,
-                kl_weight=kl_weight,
+                kl_weight=kl_weight, dt_steps=dt_steps,
                 progress=lambda s, p=policy_name: bar.update(task, description=f"training {p}: {s}"))
         bar.update(task, description=f"running {len(policies)} policies on {users:,} test users × {steps} steps")
         episodes = run_policies(worlds, policies, steps, seed + 10_000)

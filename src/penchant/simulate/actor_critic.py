@@ -45,11 +45,12 @@ REWARDS = ("click", "watch", "like", "share", "novelty")
 
 
 class GaussianActor(nn.Module):
-    """π(θ | s) = N(W s, diag σ²) over the ranking weights; W starts at ``init`` on the bias input."""
+    """π(θ | s) = N(W s, diag σ²) over the ranking weights; W starts at ``init`` on the last input
+    (the bias of :data:`STATE`); ``n_state`` inputs (default those of :data:`STATE`)."""
 
-    def __init__(self, init: np.ndarray | None = None, log_std: float = np.log(0.5)) -> None:
+    def __init__(self, init: np.ndarray | None = None, log_std: float = np.log(0.5), n_state: int = len(STATE)) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.zeros(len(FEATURES), len(STATE), dtype=torch.float64))
+        self.weight = nn.Parameter(torch.zeros(len(FEATURES), n_state, dtype=torch.float64))
         if init is not None:
             with torch.no_grad():
                 self.weight[:, -1] = torch.as_tensor(np.asarray(init, dtype=np.float64))
@@ -118,6 +119,11 @@ class ActorRerank(Rerank):
                 theta = theta + self.actor.log_std.exp().numpy() * self._noise.standard_normal(theta.shape)
         if self.explore:
             self.record.append((self.obs["step"], users.copy(), states, theta))
+        return self._rank(users, theta, k)
+
+    def _rank(self, users: np.ndarray, theta: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The top-k of z + θ_u · features for each user's own θ (n, 6); propensity 1."""
+        assert self.obs is not None
         rep, nov, ua, sa, under = self._parts(users)
         t = theta.T[:, :, None]  # (6, n, 1)
         scores = (self.z[self.obs["base_user"][users]] + t[0] * rep + nov * (t[1] + t[2] * ua[:, None] + t[3] * sa[:, None])
@@ -171,6 +177,39 @@ def advantages(values: np.ndarray, rollout: Rollout, gamma: float, lam: float) -
     return adv, (adv + values) * rollout.acted
 
 
+def make_critic(n_state: int) -> nn.Module:
+    """V(s): one hidden layer of 32 tanh units."""
+    return nn.Sequential(nn.Linear(n_state, 32), nn.Tanh(), nn.Linear(32, 1)).double()
+
+
+def update(actor: nn.Module, actor_opt: torch.optim.Optimizer, critic: nn.Module, critic_opt: torch.optim.Optimizer,
+           data: Rollout, gamma: float, lam: float, actor_steps: int,
+           references: list[tuple[GaussianActor, float]] = ()) -> None:
+    """One actor-critic update on a rollout: GAE advantages from the critic (normalised), ``actor_steps``
+    Adam steps on −A · log π(a | s) (+ Σ λ KL(π ‖ reference)), then 20 critic steps towards the returns.
+    ``actor`` is anything with ``log_prob(states, actions)`` (and ``kl`` when given references)."""
+    s = torch.from_numpy(data.states)
+    with torch.no_grad():
+        values = critic(s)[..., 0].numpy()
+    adv, returns = advantages(values, data, gamma, lam)
+    mask = torch.from_numpy(data.acted)
+    s_act, a_act = s[mask], torch.from_numpy(data.actions)[mask]
+    adv_t = torch.from_numpy(adv)[mask]
+    adv_t = (adv_t - adv_t.mean()) / (adv_t.std() + 1e-8)
+    for _ in range(actor_steps):
+        actor_opt.zero_grad()
+        loss = -(adv_t * actor.log_prob(s_act, a_act)).mean()
+        for reference, weight in references:
+            loss = loss + weight * actor.kl(s_act, reference).mean()
+        loss.backward()
+        actor_opt.step()
+    ret_t = torch.from_numpy(returns)[mask]
+    for _ in range(20):
+        critic_opt.zero_grad()
+        nn.functional.mse_loss(critic(s_act)[:, 0], ret_t).backward()
+        critic_opt.step()
+
+
 def train_actor_critic(make_world: Callable[[str, int], LongTermWorld], scores: np.ndarray, *, signal: str = "click",
                        references: list[tuple[GaussianActor, float]] = (), floor: tuple[str, float] | None = None,
                        floor_share: float = 0.97, init: np.ndarray | None = None, iterations: int = 30,
@@ -198,51 +237,49 @@ def _train_actor_critic(make_world, scores, signal, references, floor, floor_sha
     if signal not in REWARDS:
         raise ValueError(f"unknown signal {signal!r}; choose from {', '.join(REWARDS)}")
     torch.manual_seed(seed)
-    actor, critic = GaussianActor(init), nn.Sequential(nn.Linear(len(STATE), 32), nn.Tanh(), nn.Linear(32, 1)).double()
+    actor, critic = GaussianActor(init), make_critic(len(STATE))
     actor_opt = torch.optim.Adam(actor.parameters(), lr=lr)
     critic_opt = torch.optim.Adam(critic.parameters(), lr=0.01)
-    best, best_actor, best_it, since, history = -np.inf, None, 0, 0, []
-    closest, closest_actor, closest_it = -1.0, None, 0
+    selection, history = Selection(patience, floor_share), []
     for it in range(iterations):
         data = rollout(make_world("train", 1000 + it), scores, actor, signal, steps, seed + it)
-        s = torch.from_numpy(data.states)
-        with torch.no_grad():
-            values = critic(s)[..., 0].numpy()
-        adv, returns = advantages(values, data, gamma, lam)
-        mask = torch.from_numpy(data.acted)
-        s_act, a_act = s[mask], torch.from_numpy(data.actions)[mask]
-        adv_t = torch.from_numpy(adv)[mask]
-        adv_t = (adv_t - adv_t.mean()) / (adv_t.std() + 1e-8)
-        for _ in range(actor_steps):
-            actor_opt.zero_grad()
-            loss = -(adv_t * actor.log_prob(s_act, a_act)).mean()
-            for reference, weight in references:
-                loss = loss + weight * actor.kl(s_act, reference).mean()
-            loss.backward()
-            actor_opt.step()
-        ret_t = torch.from_numpy(returns)[mask]
-        for _ in range(20):
-            critic_opt.zero_grad()
-            nn.functional.mse_loss(critic(s_act)[:, 0], ret_t).backward()
-            critic_opt.step()
+        update(actor, actor_opt, critic, critic_opt, data, gamma, lam, actor_steps, references)
         valid, kept = evaluate_actor(make_world("valid", 7), scores, actor, signal, steps, floor)
         history.append({"iteration": it, "train": float(data.rewards.sum(axis=0).mean()), "valid": valid,
                         "valid_floor_share": kept, "std": actor.log_std.exp().tolist()})
         if progress is not None:
             progress(f"iteration {it + 1}: validation {signal} {valid:.3f}")
-        if kept >= floor_share and valid > best:
-            best, best_actor, best_it, since = valid, copy.deepcopy(actor), it, 0
-        elif best_actor is not None:
-            since += 1
-            if since >= patience:
-                break
-        elif kept > closest:
-            closest, closest_actor, closest_it = kept, copy.deepcopy(actor), it
-    if best_actor is None:  # no iteration kept the floor: the one that came closest, marked so
-        best_actor, best_it = closest_actor, closest_it
-    history[best_it]["selected"] = True
-    history[best_it]["floor_met"] = best_actor is not closest_actor
-    return best_actor, history
+        if selection.offer(it, valid, kept, actor):
+            break
+    return selection.result(history), history
+
+
+class Selection:
+    """Model selection on validation users: the best iteration among those keeping the floor
+    (``kept`` ≥ ``floor_share``; 1 without a floor), stopping ``patience`` iterations after it; when
+    none keeps it, the one that came closest. :meth:`result` marks the chosen record."""
+
+    def __init__(self, patience: int, floor_share: float = 0.97) -> None:
+        self.patience, self.floor_share = patience, floor_share
+        self.best, self.best_model, self.best_it, self.since = -np.inf, None, 0, 0
+        self.closest, self.closest_model, self.closest_it = -1.0, None, 0
+
+    def offer(self, it: int, valid: float, kept: float, model: object) -> bool:
+        """Consider iteration ``it``'s model (copied if kept); True when training should stop."""
+        if kept >= self.floor_share and valid > self.best:
+            self.best, self.best_model, self.best_it, self.since = valid, copy.deepcopy(model), it, 0
+        elif self.best_model is not None:
+            self.since += 1
+            return self.since >= self.patience
+        elif kept > self.closest:
+            self.closest, self.closest_model, self.closest_it = kept, copy.deepcopy(model), it
+        return False
+
+    def result(self, history: list[dict]) -> object:
+        met = self.best_model is not None
+        it = self.best_it if met else self.closest_it
+        history[it]["selected"], history[it]["floor_met"] = True, met
+        return self.best_model if met else self.closest_model
 
 
 def evaluate_actor(world: LongTermWorld, scores: np.ndarray, actor: GaussianActor, signal: str, steps: int,

@@ -26,7 +26,8 @@ from penchant.simulate.long_term_policies import (
     train_rerank,
 )
 
-POLICIES = ("greedy", "trained", "constrained", "actor-critic", "tscac", "oracle")
+POLICIES = ("greedy", "trained", "constrained", "actor-critic", "tscac", "hierarchical", "decision-transformer",
+            "oracle")
 SPLITS = ("train", "valid", "test")
 
 
@@ -79,7 +80,7 @@ def world_params(pairs: dict[str, str]) -> WorldParams:
 def make_policy(name: str, worlds: Worlds, *, floor: tuple[str, float] | None = None, train_steps: int = 200,
                 iterations: int = 5, population: int = 8, seed: int = 0,
                 progress: Callable[[str], None] | None = None, trained: np.ndarray | None = None,
-                ac_iterations: int = 30, kl_weight: float = 0.3) -> tuple[Any, dict]:
+                ac_iterations: int = 30, kl_weight: float = 0.3, dt_steps: int = 600) -> tuple[Any, dict]:
     """A named policy for the test world and what its training recorded (empty for untrained ones).
 
     ``trained`` policies are fitted by :func:`~penchant.simulate.long_term_policies.train_rerank` on the
@@ -87,7 +88,10 @@ def make_policy(name: str, worlds: Worlds, *, floor: tuple[str, float] | None = 
     ``trained`` θ when given. ``actor-critic`` is :func:`~penchant.simulate.actor_critic.train_actor_critic`
     for the click return (``ac_iterations``); ``tscac`` the two-stage constrained actor-critic with the
     floor's signal as its auxiliary signal (KL weight ``kl_weight``), selected among validation
-    iterations that keep the floor.
+    iterations that keep the floor; ``hierarchical`` the novelty-intent policy of
+    :func:`~penchant.simulate.hierarchical.train_hierarchical`; ``decision-transformer`` is trained
+    offline (``dt_steps`` Adam steps) on behaviour runs over the training users and asks for their
+    90th-percentile return.
     """
     template = worlds.template
     if name == "greedy":
@@ -98,6 +102,20 @@ def make_policy(name: str, worlds: Worlds, *, floor: tuple[str, float] | None = 
         raise ValueError(f"unknown policy {name!r}; choose from {', '.join(POLICIES)}")
     if name in ("constrained", "tscac") and floor is None:
         raise ValueError(f"the {name} policy needs a floor (signal and value)")
+    if name == "decision-transformer":
+        from penchant.simulate.decision_transformer import DTRerank, collect, train_decision_transformer
+
+        data = collect(worlds, worlds.scores, steps=train_steps, seed=seed)
+        model, history = train_decision_transformer(data, steps=dt_steps, seed=seed, progress=progress)
+        target = np.percentile(data.initial_returns(), 90, axis=0)
+        return DTRerank(worlds.scores, template, model, target), {"target": target.tolist(), "steps": history,
+                                                                  "sequences": int(len(data.lengths))}
+    if name == "hierarchical":
+        from penchant.simulate.hierarchical import train_hierarchical
+
+        policy, history = train_hierarchical(worlds, worlds.scores, iterations=ac_iterations, steps=train_steps,
+                                             seed=seed, progress=progress)
+        return policy, {"iterations": history}
     if name in ("actor-critic", "tscac"):
         from penchant.simulate.actor_critic import ActorRerank, train_actor_critic, train_two_stage
 
