@@ -59,3 +59,23 @@ def test_simulate_runs_the_actor_critics_from_the_command_line(tmp_path, shared_
     assert code != 0 and "--floor" in err
     code, _, err = cli("simulate", "run", "--policy", "tscac", "--floor", "joy:0.3", "--users", "10", "--steps", "2")
     assert code != 0 and "joy:0.3" in err and "signal" in err
+
+
+def test_simulate_slate_runs_the_bandit_policies(tmp_path):
+    out, plot = tmp_path / "slate.json", tmp_path / "regret.png"
+    code, text, err = cli("simulate", "slate", "--policy", "uniform", "--policy", "best", "--policy", "beta-thompson",
+                          "--policy", "gru-thompson", "--policy", "linucb", "--users", "20", "--items", "10",
+                          "--rounds", "600", "--batch", "50", "--json", str(out), "--plot", str(plot))
+    assert code == 0, err
+    got = json.loads(out.read_text())
+    assert got["world"] == {"users": 20, "items": 10, "slate_size": 3, "dim": 4, "choice": "logit", "rounds": 600,
+                            "batch": 50, "seed": 0}
+    policies = got["policies"]
+    assert policies["best"]["regret"] == 0.0 and policies["best"]["late_share_of_best"] == 1.0
+    assert policies["uniform"]["regret_slope"] > 0.9 and policies["uniform"]["late_share_of_best"] < 1.0
+    assert 0 < policies["gru-thompson"]["clicks_per_list"] <= 1   # a logit world: at most one click per list
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "gru-thompson" in text
+    code, _, err = cli("simulate", "slate", "--policy", "oracle")
+    assert code != 0 and "oracle" in err
+    code, _, err = cli("simulate", "slate", "--policy", "uniform", "--items", "2", "--slate-size", "3")
+    assert code != 0 and "--slate-size 3" in err
