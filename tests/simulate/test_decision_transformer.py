@@ -19,12 +19,11 @@ from penchant.simulate.long_term_policies import HistoryGreedy, Oracle
 
 def test_sequences_hold_each_users_lists_in_order_with_both_returns_to_go():
     """User 0 is shown lists at steps 0, 1 and 3 (clicks at 0 and 3); user 1 only at step 2 (no click)."""
-    record = [(0, np.array([0]), np.full((1, 8), 0.0), np.full((1, 6), 0.0)),
-              (1, np.array([0]), np.full((1, 8), 1.0), np.full((1, 6), 1.0)),
-              (2, np.array([1]), np.full((1, 8), 2.0), np.full((1, 6), 2.0)),
-              (3, np.array([0]), np.full((1, 8), 3.0), np.full((1, 6), 3.0))]
+    acted = np.array([[True, False], [True, False], [False, True], [True, False]])
+    states = np.broadcast_to(np.arange(4.0)[:, None, None], (4, 2, 8)) * acted[..., None]
+    actions = np.broadcast_to(np.arange(4.0)[:, None, None], (4, 2, 6)) * acted[..., None]
     clicks = np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0], [1.0, 0.0]])
-    got = _sequences(record, clicks, 2, 4)
+    got = _sequences(states, actions, acted, clicks)
     assert got.lengths.tolist() == [3, 1]
     assert got.states[0, :, 0].tolist() == [0.0, 1.0, 3.0] and got.actions[1, 0, 0] == 2.0
     assert got.rtg[0].tolist() == [[2.0, 3.0], [1.0, 2.0], [1.0, 1.0]]   # clicks still to come, lists still to come

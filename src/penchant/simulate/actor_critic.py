@@ -142,25 +142,43 @@ class Rollout:
     acted: np.ndarray
 
 
-def rollout(world: LongTermWorld, scores: np.ndarray, actor: GaussianActor, signal: str, steps: int,
-            seed: int) -> Rollout:
-    """Run ``actor`` exploring in ``world`` for ``steps`` steps and collect its transitions."""
-    policy = ActorRerank(scores, world, actor, explore=True, seed=seed)
+@dataclass
+class Recorded:
+    """An exploring policy's episode: signals (name -> float (T, n), :data:`REWARDS`, ``novelty`` being
+    the click's novelty), and its states (T, n, S), actions (T, n, 6) and ``acted`` (T, n) bool."""
+
+    signals: dict[str, np.ndarray]
+    states: np.ndarray
+    actions: np.ndarray
+    acted: np.ndarray
+
+
+def record_episode(world: LongTermWorld, policy: ActorRerank, steps: int, seed: int) -> Recorded:
+    """Run an exploring ``policy`` for ``steps`` steps and gather what it did and earned."""
     policy.steps = steps
     n = world.n_users
-    rewards = np.zeros((steps, n))
+    signals = {name: np.zeros((steps, n)) for name in REWARDS}
     t = [0]
 
-    def on_step(signals: dict[str, np.ndarray], click_novelty: np.ndarray) -> None:
-        rewards[t[0]] = click_novelty if signal == "novelty" else signals[signal]
+    def on_step(earned: dict[str, np.ndarray], click_novelty: np.ndarray) -> None:
+        for name in REWARDS:
+            signals[name][t[0]] = click_novelty if name == "novelty" else earned[name]
         t[0] += 1
 
     run_episode(world, policy, steps, seed=seed, on_step=on_step)
-    states, actions = np.zeros((steps, n, len(STATE))), np.zeros((steps, n, len(FEATURES)))
+    n_state = policy.record[0][2].shape[1] if policy.record else len(STATE)
+    states, actions = np.zeros((steps, n, n_state)), np.zeros((steps, n, len(FEATURES)))
     acted = np.zeros((steps, n), dtype=bool)
     for step, users, s, a in policy.record:
         states[step, users], actions[step, users], acted[step, users] = s, a, True
-    return Rollout(states, actions, rewards * acted, acted)
+    return Recorded(signals, states, actions, acted)
+
+
+def rollout(world: LongTermWorld, scores: np.ndarray, actor: GaussianActor, signal: str, steps: int,
+            seed: int) -> Rollout:
+    """Run ``actor`` exploring in ``world`` for ``steps`` steps and collect its transitions, rewarded by ``signal``."""
+    rec = record_episode(world, ActorRerank(scores, world, actor, explore=True, seed=seed), steps, seed)
+    return Rollout(rec.states, rec.actions, rec.signals[signal] * rec.acted, rec.acted)
 
 
 def advantages(values: np.ndarray, rollout: Rollout, gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:

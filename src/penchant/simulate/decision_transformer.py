@@ -37,9 +37,9 @@ import torch
 from torch import nn
 
 from penchant.models.training import torch_single_threaded
-from penchant.simulate.actor_critic import STATE, ActorRerank, GaussianActor
+from penchant.simulate.actor_critic import STATE, ActorRerank, GaussianActor, record_episode
 from penchant.simulate.long_term import LongTermWorld
-from penchant.simulate.long_term_policies import FEATURES, run_episode
+from penchant.simulate.long_term_policies import FEATURES
 
 RETURNS = ("click", "lists")
 
@@ -68,26 +68,14 @@ def collect(make_world: Callable[[str, int], LongTermWorld], scores: np.ndarray,
     for e in range(episodes):
         world = make_world("train", 5000 + e)
         actor = GaussianActor(spread * rng.standard_normal(len(FEATURES)), log_std=float(np.log(noise)))
-        policy = ActorRerank(scores, world, actor, explore=True, seed=seed + e)
-        policy.steps = steps
-        clicks = np.zeros((steps, world.n_users))
-        t = [0]
-
-        def on_step(signals: dict[str, np.ndarray], click_novelty: np.ndarray) -> None:
-            clicks[t[0]] = signals["click"]
-            t[0] += 1
-
-        run_episode(world, policy, steps, seed=seed + e, on_step=on_step)
-        parts.append(_sequences(policy.record, clicks, world.n_users, steps))
+        rec = record_episode(world, ActorRerank(scores, world, actor, explore=True, seed=seed + e), steps, seed + e)
+        parts.append(_sequences(rec.states, rec.actions, rec.acted, rec.signals["click"]))
     return _concatenate(parts)
 
 
-def _sequences(record: list, clicks: np.ndarray, n: int, steps: int) -> Trajectories:
-    """Per-user sequences of the lists a user was shown (in order), with both returns-to-go."""
-    states, actions = np.zeros((steps, n, len(STATE))), np.zeros((steps, n, len(FEATURES)))
-    acted = np.zeros((steps, n), dtype=bool)
-    for step, users, s, a in record:
-        states[step, users], actions[step, users], acted[step, users] = s, a, True
+def _sequences(states: np.ndarray, actions: np.ndarray, acted: np.ndarray, clicks: np.ndarray) -> Trajectories:
+    """Per-user sequences of the lists a user was shown (in order), with both returns-to-go, from an
+    episode's states (T, n, S), actions (T, n, 6), ``acted`` (T, n) and clicks (T, n)."""
     lengths = acted.sum(axis=0)
     keep = np.flatnonzero(lengths > 0)
     L = int(lengths.max()) if len(keep) else 1

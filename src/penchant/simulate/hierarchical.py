@@ -36,6 +36,7 @@ from penchant.simulate.actor_critic import (
     Rollout,
     Selection,
     make_critic,
+    record_episode,
     update,
 )
 from penchant.simulate.long_term import LongTermWorld
@@ -144,19 +145,9 @@ def train_hierarchical(make_world: Callable[[str, int], LongTermWorld], scores: 
         for it in range(iterations):
             world = make_world("train", 1000 + it)
             policy = HierarchicalRerank(scores, world, low, high, option_steps=option_steps, explore=True, seed=seed + it)
-            policy.steps = steps
-            clicks, novelty = np.zeros((steps, world.n_users)), np.zeros((steps, world.n_users))
-            t = [0]
-
-            def on_step(signals: dict[str, np.ndarray], click_novelty: np.ndarray) -> None:
-                clicks[t[0]], novelty[t[0]] = signals["click"], click_novelty
-                t[0] += 1
-
-            run_episode(world, policy, steps, seed=seed + it, on_step=on_step)
-            s, a = np.zeros((steps, world.n_users, len(INTENTS) + len(STATE))), np.zeros((steps, world.n_users, 6))
-            acted = np.zeros((steps, world.n_users), dtype=bool)
-            for step, users, states, actions in policy.record:
-                s[step, users], a[step, users], acted[step, users] = states, actions, True
+            rec = record_episode(world, policy, steps, seed + it)
+            s, a, acted = rec.states, rec.actions, rec.acted
+            clicks, novelty = rec.signals["click"], rec.signals["novelty"]
             novel = s[..., 1]  # the intent each list was ranked for
             intrinsic = clicks * np.where(novel > 0.5, novelty, 1.0 - novelty)
             update(low, opts[0], low_critic, opts[1], Rollout(s, a, (clicks + eta * intrinsic) * acted, acted),
