@@ -17,8 +17,9 @@ still to come; then ask for a high return.
   percentile return then earned the same, 69.8 and 69.4 clicks per user). Without them the model is
   return-conditioned sequence imitation in the manner of RvS (Emmons et al., 2022).
 * **Model**: a causal transformer over the last ``context`` lists (2 tokens each); θ is predicted
-  from each state token's output; trained by mean squared error on the logged θ, early-stopped on
-  held-out trajectories.
+  from each state token's output; trained by mean squared error on the logged θ; the checkpoint
+  (every 100 steps) chosen by validation users' clicks (:func:`validation_clicks`), or by the action
+  error on held-out trajectories.
 * **Acting** (:class:`DTRerank`): the return-to-go starts at ``target`` (default: the 90th percentile
   of the logs' returns per channel) and falls by each list's click and by one list as the user goes on.
 
@@ -39,7 +40,7 @@ from torch import nn
 from penchant.models.training import torch_single_threaded
 from penchant.simulate.actor_critic import STATE, ActorRerank, GaussianActor, record_episode
 from penchant.simulate.long_term import LongTermWorld
-from penchant.simulate.long_term_policies import FEATURES
+from penchant.simulate.long_term_policies import FEATURES, run_episode
 
 RETURNS = ("click", "lists")
 
@@ -151,8 +152,11 @@ def windows(data: Trajectories, context: int) -> tuple[torch.Tensor, ...]:
 
 def train_decision_transformer(data: Trajectories, *, context: int = 8, dim: int = 32, steps: int = 600,
                                batch: int = 256, lr: float = 1e-3, valid_share: float = 0.1, seed: int = 0,
+                               select: Callable[[DecisionTransformer], float] | None = None,
                                progress: Callable[[str], None] | None = None) -> tuple[DecisionTransformer, list[dict]]:
-    """Fit on ``data`` (a held-out ``valid_share`` of sequences for early stopping, checked every 100 steps)."""
+    """Fit on ``data``, checking every 100 steps the action error on a held-out ``valid_share`` of the
+    sequences and, with ``select`` (a model's score on validation users, e.g. :func:`validation_clicks`),
+    that score: the checkpoint kept is the best by ``select`` when given, else by the held-out error."""
     with torch_single_threaded():
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
@@ -162,7 +166,7 @@ def train_decision_transformer(data: Trajectories, *, context: int = 8, dim: int
         split = [Trajectories(data.states[m], data.actions[m], data.rtg[m], data.lengths[m]) for m in (~held, held)]
         train, valid = (windows(part, context) for part in split)
         optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-        best, best_state, history = np.inf, None, []
+        best, best_state, history = -np.inf, None, []
         for step in range(steps):
             pick = torch.from_numpy(rng.integers(0, len(train[0]), size=batch))
             rtg, s, a, m = (x[pick] for x in train)
@@ -174,15 +178,29 @@ def train_decision_transformer(data: Trajectories, *, context: int = 8, dim: int
                 with torch.no_grad():
                     rtg, s, a, m = valid
                     held_loss = float(((model(rtg, s) - a) ** 2).mean(-1)[m].mean())
-                history.append({"step": step + 1, "train": float(loss.detach()), "valid": held_loss})
+                    record = {"step": step + 1, "train": float(loss.detach()), "valid": held_loss}
+                    if select is not None:
+                        record["valid_clicks"] = select(model)
+                history.append(record)
                 if progress is not None:
                     progress(f"step {step + 1}: held-out action error {held_loss:.4f}")
-                if held_loss < best:
-                    best, best_state = held_loss, copy.deepcopy(model.state_dict())
+                score = record["valid_clicks"] if select is not None else -held_loss
+                if score > best:
+                    best, best_state = score, copy.deepcopy(model.state_dict())
         if best_state is not None:
             model.load_state_dict(best_state)
         model.eval()
     return model, history
+
+
+def validation_clicks(world: LongTermWorld, scores: np.ndarray, target: np.ndarray,
+                      steps: int = 200) -> Callable[[DecisionTransformer], float]:
+    """A ``select`` for :func:`train_decision_transformer`: a model's mean clicks per user in ``world``
+    (validation users, seed 7), asking for ``target``."""
+    def clicks(model: DecisionTransformer) -> float:
+        return float(run_episode(world, DTRerank(scores, world, model, target), steps, seed=7).returns["click"].mean())
+
+    return clicks
 
 
 class DTRerank(ActorRerank):

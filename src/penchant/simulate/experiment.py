@@ -90,8 +90,8 @@ def make_policy(name: str, worlds: Worlds, *, floor: tuple[str, float] | None = 
     floor's signal as its auxiliary signal (KL weight ``kl_weight``), selected among validation
     iterations that keep the floor; ``hierarchical`` the novelty-intent policy of
     :func:`~penchant.simulate.hierarchical.train_hierarchical`; ``decision-transformer`` is trained
-    offline (``dt_steps`` Adam steps) on behaviour runs over the training users and asks for their
-    90th-percentile return.
+    offline (``dt_steps`` Adam steps) on behaviour runs over the training users, the checkpoint chosen
+    by validation users' clicks, and asks for the runs' 90th-percentile return.
     """
     template = worlds.template
     if name == "greedy":
@@ -103,11 +103,17 @@ def make_policy(name: str, worlds: Worlds, *, floor: tuple[str, float] | None = 
     if name in ("constrained", "tscac") and floor is None:
         raise ValueError(f"the {name} policy needs a floor (signal and value)")
     if name == "decision-transformer":
-        from penchant.simulate.decision_transformer import DTRerank, collect, train_decision_transformer
+        from penchant.simulate.decision_transformer import (
+            DTRerank,
+            collect,
+            train_decision_transformer,
+            validation_clicks,
+        )
 
         data = collect(worlds, worlds.scores, steps=train_steps, seed=seed)
-        model, history = train_decision_transformer(data, steps=dt_steps, seed=seed, progress=progress)
         target = np.percentile(data.initial_returns(), 90, axis=0)
+        select = validation_clicks(worlds("valid", 7), worlds.scores, target, train_steps)
+        model, history = train_decision_transformer(data, steps=dt_steps, seed=seed, select=select, progress=progress)
         return DTRerank(worlds.scores, template, model, target), {"target": target.tolist(), "steps": history,
                                                                   "sequences": int(len(data.lengths))}
     if name == "hierarchical":

@@ -14,7 +14,7 @@ vectors from their approximate posterior.
 * **Posterior**: item vectors v_i and biases b_i have a N(0, ``prior_scale``²) prior and a mean-field
   Gaussian variational posterior q; the GRU, ρ, w and c are point estimates. Fitting maximises the
   ELBO, E_q[log likelihood of every logged choice] − KL(q ‖ prior), by Adam with one reparameterised
-  draw per step, over all steps so far (refit warm every ``refit_every`` served lists).
+  draw per step, over all steps so far (warm refits as the log grows; see :class:`SlateGRU`).
 * **Thompson sampling**: for each arriving user draw (v, b) ~ q, show the top-k of h·v + b among
   items (the slots in order of their learned position effect, i.e. best on top). ``thompson=False``
   is the same model's greedy use (the posterior mean), the paper's baseline.
