@@ -59,16 +59,19 @@ def test_actor_critics_beat_greedy_and_the_two_stage_one_keeps_its_floor(worlds)
 def test_stage_two_stays_closer_to_the_auxiliary_actor_the_higher_its_weight(worlds):
     """Stage two with a large KL weight ends nearer (in mean θ) to its stage-one actor than with none."""
     short = {"iterations": 3, "patience": 3, "steps": 60}
+    aux, _ = train_two_stage(worlds, worlds.scores, auxiliary={}, main="novelty", seed=101, **short)  # stage one's actor
     gaps = []
     for weight in (0.0, 20.0):
         main, records = train_two_stage(worlds, worlds.scores, auxiliary={"novelty": weight}, seed=1, **short)
-        aux, _ = train_two_stage(worlds, worlds.scores, auxiliary={}, main="novelty", seed=101, **short)
         gaps.append(float((main.weight - aux.weight).abs().sum().detach()))
     assert gaps[1] < gaps[0]
     world = worlds("test", 0)
-    policy = ActorRerank(worlds.scores, world, main)
+    policy = ActorRerank(worlds.scores, world, main, steps=60)
     obs, _ = world.reset(seed=0)
     policy.observe(obs)
     slates, propensity = policy.act(np.flatnonzero(obs["in_session"]), 5, np.random.default_rng(0))
     assert slates.shape[1] == 5 and (propensity == 1).all()
     assert all(len(set(row)) == 5 for row in slates)
+    # a trained policy keeps the horizon it was trained for: its state's time is a share of it
+    quick, _ = make_policy("actor-critic", worlds, train_steps=20, ac_iterations=1, seed=0)
+    assert quick.steps == 20

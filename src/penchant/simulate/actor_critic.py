@@ -37,11 +37,12 @@ from torch import nn
 
 from penchant.models.training import torch_single_threaded
 from penchant.simulate.long_term import LongTermWorld
-from penchant.simulate.long_term_policies import FEATURES, Rerank, _masked_top_k, floor_kept, run_episode
+from penchant.simulate.long_term_policies import FEATURES, Rerank, floor_kept, run_episode
 
 STATE = ("user_appetite", "session_appetite", "session_steps", "session_click_rate", "misses_in_a_row",
          "click_rate", "time", "bias")
 REWARDS = ("click", "watch", "like", "share", "novelty")
+VALID_SEED = 7  # the validation world's seed, and its run's: every iteration is judged on the same users and draws
 
 
 class GaussianActor(nn.Module):
@@ -72,15 +73,15 @@ class GaussianActor(nn.Module):
 
 class ActorRerank(Rerank):
     """A :class:`Rerank` whose θ comes from ``actor`` for each user's state (see the module);
-    ``explore``: sample θ (training) rather than take the mean, recording states and actions."""
+    ``explore``: sample θ (training) rather than take the mean, recording states and actions.
+    ``steps``: the horizon the state's time is a share of (the one it was trained for)."""
 
-    def __init__(self, scores: np.ndarray, world: LongTermWorld, actor: GaussianActor, *, explore: bool = False,
-                 seed: int = 0) -> None:
+    def __init__(self, scores: np.ndarray, world: LongTermWorld, actor: GaussianActor, *, steps: int = 200,
+                 explore: bool = False, seed: int = 0) -> None:
         super().__init__(scores, np.zeros(len(FEATURES)), world.similarity, world.genres, world.creators, world.quality)
-        self.actor, self.explore = actor, explore
+        self.actor, self.explore, self.steps = actor, explore, int(steps)
         self._noise = np.random.default_rng(seed)
         self._counts: np.ndarray | None = None  # (n, 5): session steps, session clicks, misses, steps, clicks
-        self.steps = 200
         self.record: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # (step, users, states, actions)
 
     def observe(self, obs: dict) -> None:
@@ -121,15 +122,6 @@ class ActorRerank(Rerank):
             self.record.append((self.obs["step"], users.copy(), states, theta))
         return self._rank(users, theta, k)
 
-    def _rank(self, users: np.ndarray, theta: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The top-k of z + θ_u · features for each user's own θ (n, 6); propensity 1."""
-        assert self.obs is not None
-        rep, nov, ua, sa, under = self._parts(users)
-        t = theta.T[:, :, None]  # (6, n, 1)
-        scores = (self.z[self.obs["base_user"][users]] + t[0] * rep + nov * (t[1] + t[2] * ua[:, None] + t[3] * sa[:, None])
-                  + t[4] * under + t[5] * self.quality)
-        return _masked_top_k(scores, self.obs, users, k), np.ones((len(users), k))
-
 
 @dataclass
 class Rollout:
@@ -153,10 +145,9 @@ class Recorded:
     acted: np.ndarray
 
 
-def record_episode(world: LongTermWorld, policy: ActorRerank, steps: int, seed: int) -> Recorded:
-    """Run an exploring ``policy`` for ``steps`` steps and gather what it did and earned."""
-    policy.steps = steps
-    n = world.n_users
+def record_episode(world: LongTermWorld, policy: ActorRerank, seed: int) -> Recorded:
+    """Run an exploring ``policy`` for its ``steps`` and gather what it did and earned."""
+    steps, n = policy.steps, world.n_users
     signals = {name: np.zeros((steps, n)) for name in REWARDS}
     t = [0]
 
@@ -166,8 +157,8 @@ def record_episode(world: LongTermWorld, policy: ActorRerank, steps: int, seed: 
         t[0] += 1
 
     run_episode(world, policy, steps, seed=seed, on_step=on_step)
-    n_state = policy.record[0][2].shape[1] if policy.record else len(STATE)
-    states, actions = np.zeros((steps, n, n_state)), np.zeros((steps, n, len(FEATURES)))
+    states = np.zeros((steps, n, policy.actor.weight.shape[1]))
+    actions = np.zeros((steps, n, len(FEATURES)))
     acted = np.zeros((steps, n), dtype=bool)
     for step, users, s, a in policy.record:
         states[step, users], actions[step, users], acted[step, users] = s, a, True
@@ -177,7 +168,7 @@ def record_episode(world: LongTermWorld, policy: ActorRerank, steps: int, seed: 
 def rollout(world: LongTermWorld, scores: np.ndarray, actor: GaussianActor, signal: str, steps: int,
             seed: int) -> Rollout:
     """Run ``actor`` exploring in ``world`` for ``steps`` steps and collect its transitions, rewarded by ``signal``."""
-    rec = record_episode(world, ActorRerank(scores, world, actor, explore=True, seed=seed), steps, seed)
+    rec = record_episode(world, ActorRerank(scores, world, actor, steps=steps, explore=True, seed=seed), seed)
     return Rollout(rec.states, rec.actions, rec.signals[signal] * rec.acted, rec.acted)
 
 
@@ -228,6 +219,7 @@ def update(actor: nn.Module, actor_opt: torch.optim.Optimizer, critic: nn.Module
         critic_opt.step()
 
 
+@torch_single_threaded()
 def train_actor_critic(make_world: Callable[[str, int], LongTermWorld], scores: np.ndarray, *, signal: str = "click",
                        references: list[tuple[GaussianActor, float]] = (), floor: tuple[str, float] | None = None,
                        floor_share: float = 0.97, init: np.ndarray | None = None, iterations: int = 30,
@@ -243,15 +235,8 @@ def train_actor_critic(make_world: Callable[[str, int], LongTermWorld], scores: 
             iterations whose validation users keep it (share ≥ ``floor_share``) can be selected.
         init: the actor's starting θ (its bias column); default zeros, the greedy recommender.
     Returns:
-        the selected actor and one record per iteration.
+        the selected actor and one record per iteration (trained on one thread: reproducible from the seed).
     """
-    with torch_single_threaded():  # reproducible from the seed (see the helper)
-        return _train_actor_critic(make_world, scores, signal, references, floor, floor_share, init, iterations,
-                                   patience, steps, gamma, lam, actor_steps, lr, seed, progress)
-
-
-def _train_actor_critic(make_world, scores, signal, references, floor, floor_share, init, iterations, patience, steps,
-                        gamma, lam, actor_steps, lr, seed, progress) -> tuple[GaussianActor, list[dict]]:
     if signal not in REWARDS:
         raise ValueError(f"unknown signal {signal!r}; choose from {', '.join(REWARDS)}")
     torch.manual_seed(seed)
@@ -262,7 +247,8 @@ def _train_actor_critic(make_world, scores, signal, references, floor, floor_sha
     for it in range(iterations):
         data = rollout(make_world("train", 1000 + it), scores, actor, signal, steps, seed + it)
         update(actor, actor_opt, critic, critic_opt, data, gamma, lam, actor_steps, references)
-        valid, kept = evaluate_actor(make_world("valid", 7), scores, actor, signal, steps, floor)
+        world = make_world("valid", VALID_SEED)
+        valid, kept = evaluate_policy(world, ActorRerank(scores, world, actor, steps=steps), signal, floor)
         history.append({"iteration": it, "train": float(data.rewards.sum(axis=0).mean()), "valid": valid,
                         "valid_floor_share": kept, "std": actor.log_std.exp().tolist()})
         if progress is not None:
@@ -300,15 +286,16 @@ class Selection:
         return self.best_model if met else self.closest_model
 
 
-def evaluate_actor(world: LongTermWorld, scores: np.ndarray, actor: GaussianActor, signal: str, steps: int,
-                   floor: tuple[str, float] | None = None) -> tuple[float, float]:
-    """The deterministic policy's mean return of ``signal`` per user, and the share keeping ``floor`` (1 without)."""
+def evaluate_policy(world: LongTermWorld, policy: ActorRerank, signal: str = "click",
+                    floor: tuple[str, float] | None = None) -> tuple[float, float]:
+    """A deterministic ``policy``'s mean return of ``signal`` per user over its ``steps`` in ``world``
+    (validation users, seed :data:`VALID_SEED`), and the share keeping ``floor`` (1 without)."""
     totals = np.zeros(world.n_users)
 
     def on_step(signals: dict[str, np.ndarray], click_novelty: np.ndarray) -> None:
         totals[:] += click_novelty if signal == "novelty" else signals[signal]
 
-    episode = run_episode(world, ActorRerank(scores, world, actor), steps, seed=7, on_step=on_step)
+    episode = run_episode(world, policy, policy.steps, seed=VALID_SEED, on_step=on_step)
     return float(totals.mean()), (1.0 if floor is None else floor_kept(episode, *floor))
 
 

@@ -38,9 +38,9 @@ import torch
 from torch import nn
 
 from penchant.models.training import torch_single_threaded
-from penchant.simulate.actor_critic import STATE, ActorRerank, GaussianActor, record_episode
+from penchant.simulate.actor_critic import STATE, ActorRerank, GaussianActor, evaluate_policy, record_episode
 from penchant.simulate.long_term import LongTermWorld
-from penchant.simulate.long_term_policies import FEATURES, run_episode
+from penchant.simulate.long_term_policies import FEATURES
 
 RETURNS = ("click", "lists")
 
@@ -69,7 +69,7 @@ def collect(make_world: Callable[[str, int], LongTermWorld], scores: np.ndarray,
     for e in range(episodes):
         world = make_world("train", 5000 + e)
         actor = GaussianActor(spread * rng.standard_normal(len(FEATURES)), log_std=float(np.log(noise)))
-        rec = record_episode(world, ActorRerank(scores, world, actor, explore=True, seed=seed + e), steps, seed + e)
+        rec = record_episode(world, ActorRerank(scores, world, actor, steps=steps, explore=True, seed=seed + e), seed + e)
         parts.append(_sequences(rec.states, rec.actions, rec.acted, rec.signals["click"]))
     return _concatenate(parts)
 
@@ -150,55 +150,56 @@ def windows(data: Trajectories, context: int) -> tuple[torch.Tensor, ...]:
     return take(data.rtg), take(data.states), take(data.actions), torch.from_numpy(mask)
 
 
+@torch_single_threaded()
 def train_decision_transformer(data: Trajectories, *, context: int = 8, dim: int = 32, steps: int = 600,
                                batch: int = 256, lr: float = 1e-3, valid_share: float = 0.1, seed: int = 0,
                                select: Callable[[DecisionTransformer], float] | None = None,
                                progress: Callable[[str], None] | None = None) -> tuple[DecisionTransformer, list[dict]]:
     """Fit on ``data``, checking every 100 steps the action error on a held-out ``valid_share`` of the
     sequences and, with ``select`` (a model's score on validation users, e.g. :func:`validation_clicks`),
-    that score: the checkpoint kept is the best by ``select`` when given, else by the held-out error."""
-    with torch_single_threaded():
-        torch.manual_seed(seed)
-        rng = np.random.default_rng(seed)
-        scale = np.maximum(data.initial_returns().mean(axis=0), 1.0)
-        model = DecisionTransformer(dim, context, return_scale=scale)
-        held = rng.random(len(data.lengths)) < valid_share
-        split = [Trajectories(data.states[m], data.actions[m], data.rtg[m], data.lengths[m]) for m in (~held, held)]
-        train, valid = (windows(part, context) for part in split)
-        optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-        best, best_state, history = -np.inf, None, []
-        for step in range(steps):
-            pick = torch.from_numpy(rng.integers(0, len(train[0]), size=batch))
-            rtg, s, a, m = (x[pick] for x in train)
-            loss = ((model(rtg, s) - a) ** 2).mean(-1)[m].mean()
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            if (step + 1) % 100 == 0:
-                with torch.no_grad():
-                    rtg, s, a, m = valid
-                    held_loss = float(((model(rtg, s) - a) ** 2).mean(-1)[m].mean())
-                    record = {"step": step + 1, "train": float(loss.detach()), "valid": held_loss}
-                    if select is not None:
-                        record["valid_clicks"] = select(model)
-                history.append(record)
-                if progress is not None:
-                    progress(f"step {step + 1}: held-out action error {held_loss:.4f}")
-                score = record["valid_clicks"] if select is not None else -held_loss
-                if score > best:
-                    best, best_state = score, copy.deepcopy(model.state_dict())
-        if best_state is not None:
-            model.load_state_dict(best_state)
-        model.eval()
+    that score: the checkpoint kept is the best by ``select`` when given, else by the held-out error
+    (on one thread: reproducible from the seed)."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    scale = np.maximum(data.initial_returns().mean(axis=0), 1.0)
+    model = DecisionTransformer(dim, context, return_scale=scale)
+    held = rng.random(len(data.lengths)) < valid_share
+    split = [Trajectories(data.states[m], data.actions[m], data.rtg[m], data.lengths[m]) for m in (~held, held)]
+    train, valid = (windows(part, context) for part in split)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    best, best_state, history = -np.inf, None, []
+    for step in range(steps):
+        pick = torch.from_numpy(rng.integers(0, len(train[0]), size=batch))
+        rtg, s, a, m = (x[pick] for x in train)
+        loss = ((model(rtg, s) - a) ** 2).mean(-1)[m].mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        if (step + 1) % 100 == 0:
+            with torch.no_grad():
+                rtg, s, a, m = valid
+                held_loss = float(((model(rtg, s) - a) ** 2).mean(-1)[m].mean())
+                record = {"step": step + 1, "train": float(loss.detach()), "valid": held_loss}
+                if select is not None:
+                    record["valid_clicks"] = select(model)
+            history.append(record)
+            if progress is not None:
+                progress(f"step {step + 1}: held-out action error {held_loss:.4f}")
+            score = record["valid_clicks"] if select is not None else -held_loss
+            if score > best:
+                best, best_state = score, copy.deepcopy(model.state_dict())
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
     return model, history
 
 
 def validation_clicks(world: LongTermWorld, scores: np.ndarray, target: np.ndarray,
                       steps: int = 200) -> Callable[[DecisionTransformer], float]:
     """A ``select`` for :func:`train_decision_transformer`: a model's mean clicks per user in ``world``
-    (validation users, seed 7), asking for ``target``."""
+    (validation users), asking for ``target``."""
     def clicks(model: DecisionTransformer) -> float:
-        return float(run_episode(world, DTRerank(scores, world, model, target), steps, seed=7).returns["click"].mean())
+        return evaluate_policy(world, DTRerank(scores, world, model, target, steps=steps))[0]
 
     return clicks
 
@@ -207,38 +208,27 @@ class DTRerank(ActorRerank):
     """The decision transformer acting in the world (see the module): θ per user and step from the
     user's last ``context`` lists and the return still asked for, ``target`` (2,) at the start."""
 
-    def __init__(self, scores: np.ndarray, world: LongTermWorld, model: DecisionTransformer, target: np.ndarray) -> None:
-        super().__init__(scores, world, GaussianActor())
+    def __init__(self, scores: np.ndarray, world: LongTermWorld, model: DecisionTransformer, target: np.ndarray, *,
+                 steps: int = 200) -> None:
+        super().__init__(scores, world, GaussianActor(), steps=steps)
         self.model, self.target = model, np.asarray(target, dtype=np.float64)
         self._buffer: np.ndarray | None = None   # (n, K, 2 + S): return-to-go and state of the last K lists
-        self._rtg: np.ndarray | None = None      # (n, 2) the return still asked for
-        self._shown: np.ndarray | None = None    # (n,) bool: shown a list at the last step
 
     def observe(self, obs: dict) -> None:
-        history, n = obs["history"], len(obs["history"])
-        if self._rtg is None or obs["step"] == 0:
-            K = self.model.context
-            self._buffer = np.zeros((n, K, len(RETURNS) + len(STATE)))
-            self._rtg = np.tile(self.target, (n, 1))
-            self._shown = np.zeros(n, dtype=bool)
-        else:
-            assert self._shown is not None and self._previous is not None
-            clicked = (history != self._previous).any(axis=1) & self._shown
-            self._rtg[self._shown, 1] -= 1.0
-            self._rtg[clicked, 0] -= 1.0
+        if self._buffer is None or obs["step"] == 0:
+            self._buffer = np.zeros((len(obs["history"]), self.model.context, len(RETURNS) + len(STATE)))
         super().observe(obs)
 
     def act(self, users: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        assert self._buffer is not None and self._rtg is not None
-        assert self._shown is not None
+        assert self._buffer is not None and self._counts is not None
         states = self.state(users)
         r, s = len(RETURNS), len(STATE)
-        step = np.concatenate([self._rtg[users], states], axis=1)
+        # the return still asked for: the target less the clicks and the lists the user has had
+        rtg = self.target - self._counts[users][:, [4, 3]]
+        step = np.concatenate([rtg, states], axis=1)
         buf = np.concatenate([self._buffer[users, 1:], step[:, None]], axis=1)   # the new list last
         with torch.no_grad():
             x = torch.from_numpy(buf.astype(np.float32))
             theta = self.model(x[..., :r], x[..., r:r + s])[:, -1].numpy()
         self._buffer[users] = buf
-        self._shown[:] = False
-        self._shown[users] = True
         return self._rank(users, theta.astype(np.float64), k)

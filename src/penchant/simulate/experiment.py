@@ -103,6 +103,7 @@ def make_policy(name: str, worlds: Worlds, *, floor: tuple[str, float] | None = 
     if name in ("constrained", "tscac") and floor is None:
         raise ValueError(f"the {name} policy needs a floor (signal and value)")
     if name == "decision-transformer":
+        from penchant.simulate.actor_critic import VALID_SEED
         from penchant.simulate.decision_transformer import (
             DTRerank,
             collect,
@@ -112,10 +113,10 @@ def make_policy(name: str, worlds: Worlds, *, floor: tuple[str, float] | None = 
 
         data = collect(worlds, worlds.scores, steps=train_steps, seed=seed)
         target = np.percentile(data.initial_returns(), 90, axis=0)
-        select = validation_clicks(worlds("valid", 7), worlds.scores, target, train_steps)
+        select = validation_clicks(worlds("valid", VALID_SEED), worlds.scores, target, train_steps)
         model, history = train_decision_transformer(data, steps=dt_steps, seed=seed, select=select, progress=progress)
-        return DTRerank(worlds.scores, template, model, target), {"target": target.tolist(), "steps": history,
-                                                                  "sequences": int(len(data.lengths))}
+        return DTRerank(worlds.scores, template, model, target, steps=train_steps), {
+            "target": target.tolist(), "steps": history, "sequences": int(len(data.lengths))}
     if name == "hierarchical":
         from penchant.simulate.hierarchical import train_hierarchical
 
@@ -133,7 +134,7 @@ def make_policy(name: str, worlds: Worlds, *, floor: tuple[str, float] | None = 
             assert floor is not None
             actor, records = train_two_stage(worlds, worlds.scores, auxiliary={floor[0]: kl_weight}, floor=floor,
                                              **options)
-        return ActorRerank(worlds.scores, template, actor), {"actor": actor.weight.detach().tolist(), "records": records}
+        return ActorRerank(worlds.scores, template, actor, steps=train_steps), {"actor": actor.weight.detach().tolist(), "records": records}
     theta, history = train_rerank(worlds, worlds.scores, floor=floor if name == "constrained" else None,
                                   steps=train_steps, iterations=iterations, population=population,
                                   elite=max(2, population // 4), init=trained if name == "constrained" else None,

@@ -31,10 +31,12 @@ from torch import nn
 from penchant.models.training import torch_single_threaded
 from penchant.simulate.actor_critic import (
     STATE,
+    VALID_SEED,
     ActorRerank,
     GaussianActor,
     Rollout,
     Selection,
+    evaluate_policy,
     make_critic,
     record_episode,
     update,
@@ -80,8 +82,8 @@ class HierarchicalRerank(ActorRerank):
     """See the module; ``explore`` samples both levels and records their decisions."""
 
     def __init__(self, scores: np.ndarray, world: LongTermWorld, low: GaussianActor, high: IntentActor, *,
-                 option_steps: int = 3, explore: bool = False, seed: int = 0) -> None:
-        super().__init__(scores, world, low, explore=explore, seed=seed)
+                 option_steps: int = 3, steps: int = 200, explore: bool = False, seed: int = 0) -> None:
+        super().__init__(scores, world, low, steps=steps, explore=explore, seed=seed)
         self.high, self.option_steps = high, int(option_steps)
         self.intent: np.ndarray | None = None   # (n,) index into INTENTS
         self.decisions: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # (step, users, states, intents)
@@ -129,74 +131,60 @@ def _decision_rollout(policy: HierarchicalRerank, clicks: np.ndarray) -> Rollout
     return Rollout(states, actions, rewards, decided)
 
 
+@torch_single_threaded()
 def train_hierarchical(make_world: Callable[[str, int], LongTermWorld], scores: np.ndarray, *, eta: float = 0.5,
                        option_steps: int = 3, iterations: int = 30, patience: int = 8, steps: int = 200,
                        gamma: float = 0.95, lam: float = 0.9, actor_steps: int = 5, lr: float = 0.01, seed: int = 0,
                        progress: Callable[[str], None] | None = None) -> tuple[HierarchicalRerank, list[dict]]:
-    """Train both levels (see the module) on ``make_world("train", ·)``, select on ``make_world("valid", 7)``.
-    Returns the deterministic policy (bound to the training template's catalogue) and one record per iteration."""
-    with torch_single_threaded():
-        torch.manual_seed(seed)
-        low, high = GaussianActor(n_state=len(INTENTS) + len(STATE)), IntentActor()
-        low_critic, high_critic = make_critic(len(INTENTS) + len(STATE)), make_critic(len(STATE))
-        opts = [torch.optim.Adam(m.parameters(), lr=rate) for m, rate in
-                ((low, lr), (low_critic, 0.01), (high, lr), (high_critic, 0.01))]
-        selection, history = Selection(patience), []
-        for it in range(iterations):
-            world = make_world("train", 1000 + it)
-            policy = HierarchicalRerank(scores, world, low, high, option_steps=option_steps, explore=True, seed=seed + it)
-            rec = record_episode(world, policy, steps, seed + it)
-            s, a, acted = rec.states, rec.actions, rec.acted
-            clicks, novelty = rec.signals["click"], rec.signals["novelty"]
-            novel = s[..., 1]  # the intent each list was ranked for
-            intrinsic = clicks * np.where(novel > 0.5, novelty, 1.0 - novelty)
-            update(low, opts[0], low_critic, opts[1], Rollout(s, a, (clicks + eta * intrinsic) * acted, acted),
-                   gamma, lam, actor_steps)
-            decisions = _decision_rollout(policy, clicks * acted)
-            high.standardise(decisions.states[decisions.acted])
-            update(high, opts[2], high_critic, opts[3], decisions, gamma, lam, actor_steps)
-            valid = evaluate_hierarchical(make_world("valid", 7), scores, low, high, option_steps, steps)
-            history.append({"iteration": it, "train": float((clicks * acted).sum(axis=0).mean()), "valid": valid,
-                            "novel_share": float(novel[acted].mean())})
-            if progress is not None:
-                progress(f"iteration {it + 1}: validation click {valid:.3f}")
-            if selection.offer(it, valid, 1.0, (low, high)):
-                break
-        low, high = selection.result(history)
-    template = make_world("valid", 7)
-    return HierarchicalRerank(scores, template, low, high, option_steps=option_steps), history
-
-
-def evaluate_hierarchical(world: LongTermWorld, scores: np.ndarray, low: GaussianActor, high: IntentActor,
-                          option_steps: int, steps: int) -> float:
-    """The deterministic pair's mean clicks per user over ``steps`` steps of ``world`` (seed 7)."""
-    episode = run_episode(world, HierarchicalRerank(scores, world, low, high, option_steps=option_steps), steps, seed=7)
-    return float(episode.returns["click"].mean())
+    """Train both levels (see the module) on ``make_world("train", ·)``, select on validation users
+    (on one thread: reproducible from the seed). Returns the deterministic policy and one record per iteration."""
+    torch.manual_seed(seed)
+    low, high = GaussianActor(n_state=len(INTENTS) + len(STATE)), IntentActor()
+    low_critic, high_critic = make_critic(len(INTENTS) + len(STATE)), make_critic(len(STATE))
+    opts = [torch.optim.Adam(m.parameters(), lr=rate) for m, rate in
+            ((low, lr), (low_critic, 0.01), (high, lr), (high_critic, 0.01))]
+    selection, history = Selection(patience), []
+    for it in range(iterations):
+        world = make_world("train", 1000 + it)
+        policy = HierarchicalRerank(scores, world, low, high, option_steps=option_steps, steps=steps, explore=True,
+                                    seed=seed + it)
+        rec = record_episode(world, policy, seed + it)
+        s, a, acted = rec.states, rec.actions, rec.acted
+        clicks, novelty = rec.signals["click"], rec.signals["novelty"]
+        novel = s[..., 1]  # the intent each list was ranked for
+        intrinsic = clicks * np.where(novel > 0.5, novelty, 1.0 - novelty)
+        update(low, opts[0], low_critic, opts[1], Rollout(s, a, (clicks + eta * intrinsic) * acted, acted),
+               gamma, lam, actor_steps)
+        decisions = _decision_rollout(policy, clicks * acted)
+        high.standardise(decisions.states[decisions.acted])
+        update(high, opts[2], high_critic, opts[3], decisions, gamma, lam, actor_steps)
+        valid_world = make_world("valid", VALID_SEED)
+        valid, _ = evaluate_policy(valid_world, HierarchicalRerank(scores, valid_world, low, high,
+                                                                   option_steps=option_steps, steps=steps))
+        history.append({"iteration": it, "train": float((clicks * acted).sum(axis=0).mean()), "valid": valid,
+                        "novel_share": float(novel[acted].mean())})
+        if progress is not None:
+            progress(f"iteration {it + 1}: validation click {valid:.3f}")
+        if selection.offer(it, valid, 1.0, (low, high)):
+            break
+    low, high = selection.result(history)
+    return HierarchicalRerank(scores, world, low, high, option_steps=option_steps, steps=steps), history
 
 
 def intent_agreement(world: LongTermWorld, policy: HierarchicalRerank, steps: int = 200, *, seed: int = 0) -> dict:
     """Run ``policy`` and compare, for every list shown, its intent with the session's hidden mode:
     the share of lists ranked for ``novel`` in novelty-seeking sessions and in the others."""
     novel_in, lists_in, novel_out, lists_out = 0.0, 0.0, 0.0, 0.0
-    acting = {}
-
-    class Watch:  # reads who acts with which intent, then lets the policy act
-        def observe(self, obs: dict) -> None:
-            policy.observe(obs)
-            acting["users"] = np.flatnonzero(obs["in_session"])
-
-        def act(self, users: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-            return policy.act(users, k, rng)
 
     def on_step(signals: dict[str, np.ndarray], click_novelty: np.ndarray) -> None:
         nonlocal novel_in, lists_in, novel_out, lists_out
-        users = acting["users"]
-        assert policy.intent is not None
+        assert policy.intent is not None and policy._in_session is not None
+        users = np.flatnonzero(policy._in_session)  # who was shown a list this step, and for which intent
         mode, intent = world.truth()["mode"][users] > 0.5, policy.intent[users] == 1
         novel_in, lists_in = novel_in + intent[mode].sum(), lists_in + mode.sum()
         novel_out, lists_out = novel_out + intent[~mode].sum(), lists_out + (~mode).sum()
 
-    run_episode(world, Watch(), steps, seed=seed, on_step=on_step)
+    run_episode(world, policy, steps, seed=seed, on_step=on_step)
     return {"novel_share_in_novelty_sessions": float(novel_in / max(lists_in, 1)),
             "novel_share_in_other_sessions": float(novel_out / max(lists_out, 1)),
             "lists": int(lists_in + lists_out)}

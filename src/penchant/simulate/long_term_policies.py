@@ -127,8 +127,13 @@ class Rerank(HistoryGreedy):
 
     def act(self, users: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         assert self.obs is not None, "observe() first"
+        return self._rank(users, self.theta[None, :], k)
+
+    def _rank(self, users: np.ndarray, theta: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The top-k of z + θ · features, θ one row (1, 6) for everyone or one per user (n, 6); propensity 1."""
+        assert self.obs is not None
         rep, nov, ua, sa, under = self._parts(users)
-        t = self.theta  # θ · features, without building them
+        t = theta.T[:, :, None]  # (6, n or 1, 1): θ · features, without building them
         scores = (self.z[self.obs["base_user"][users]] + t[0] * rep + nov * (t[1] + t[2] * ua[:, None] + t[3] * sa[:, None])
                   + t[4] * under + t[5] * self.quality)
         return _masked_top_k(scores, self.obs, users, k), np.ones((len(users), k))

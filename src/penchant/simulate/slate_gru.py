@@ -205,13 +205,10 @@ class SlateGRU:
         return (torch.from_numpy(seq_clicked), torch.from_numpy(seq_slates), torch.from_numpy(seq_choice),
                 mask, present)
 
+    @torch_single_threaded()
     def fit(self) -> None:
         """Refit on every logged step (warm start), then recompute every user's state (on one
         thread: see :func:`~penchant.models.training.torch_single_threaded`)."""
-        with torch_single_threaded():
-            self._fit()
-
-    def _fit(self) -> None:
         clicked, slates, choice, mask, present = self._sequences()
         n_steps = int(mask.sum())
         keep = torch.from_numpy(mask.ravel())
