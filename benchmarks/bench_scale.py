@@ -218,7 +218,7 @@ def child(step: str, side: str, path: Path) -> dict:
         user_factors, item_factors = implicit_als(train)
         out["metrics"] = reference_evaluate(user_factors, item_factors, train, valid, test)
     elif step == "model":  # ``side`` is a registry name (with key=value params after ':')
-        from penchant.errors import MemoryNeedError
+        from penchant.errors import DataError, MemoryNeedError
         from penchant.experiment.run import parse_model_spec
         from penchant.models import create
 
@@ -228,7 +228,7 @@ def child(step: str, side: str, path: Path) -> dict:
         base, start = rss_mib(), time.perf_counter()
         try:
             model.fit(train)
-        except MemoryNeedError as refused:
+        except (MemoryNeedError, DataError) as refused:  # too big for memory, or data it cannot use
             out["refused"] = str(refused)
         else:
             out["fit_seconds"] = time.perf_counter() - start

@@ -79,3 +79,29 @@ def test_save_load_and_rank(name, ml100k_split, tmp_path):
     assert np.array_equal(back.score(users), model.score(users))
     u, i = ml100k_split.test.users[:50], ml100k_split.test.items[:50]
     assert np.allclose(back.predict(u, i), model.score(u)[np.arange(50), i], atol=1e-5)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 12), st.integers(1, 9))
+def test_fm_batch_side_equals_the_whole_table_side(seed, n, n_features):
+    """FM trains on the batch's rows of the feature matrix only; they must give what the whole-table
+    computation gives for those rows (rows repeat within a batch; some rows have no features)."""
+    import scipy.sparse as sp
+    import torch
+
+    from penchant.models.rating import FM
+
+    rng = np.random.default_rng(seed)
+    x = sp.random(n, n_features, density=0.4, format="csr", dtype=np.float32, random_state=seed)
+    w, v = torch.randn(n_features, 1, dtype=torch.float32), torch.randn(n_features, 3, dtype=torch.float32)
+    rows = rng.integers(0, n, 2 * n)
+
+    def torch_sparse(m):
+        c = m.tocoo()
+        return torch.sparse_coo_tensor(torch.from_numpy(np.vstack([c.row, c.col]).astype(np.int64)), torch.from_numpy(c.data), c.shape,
+                                       check_invariants=True)
+
+    whole = FM._side(torch_sparse(x), torch_sparse(x.multiply(x).tocsr()), w, v)
+    batch = FM._batch_side(x, rows, w, v, "cpu")
+    for got, want in zip(batch, whole):
+        np.testing.assert_allclose(got.numpy(), want.numpy()[rows], rtol=1e-5, atol=1e-5)

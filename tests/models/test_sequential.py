@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -86,6 +88,9 @@ def test_learns_a_planted_successor(name, params):
                                         ("sasrec", {"long_len": 6})])
 def test_training_is_deterministic_and_saves_exactly(name, extra, tmp_path):
     data = planted_cycles(n_users=80, seed=1)
+    if "item_text" in extra:  # a text model needs item text to read
+        titles = np.array([f"film {i} about {('cats', 'space', 'love', 'war')[i % 4]}" for i in range(data.n_items)], dtype=object)
+        data = dataclasses.replace(data, item_text=titles)
     params = {"epochs": 3, "max_len": 8, "factors": 16, "seed": 7} | extra
     a = create(name, **params).fit(data)
     b = create(name, **params).fit(data)

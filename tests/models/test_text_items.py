@@ -56,6 +56,20 @@ def test_item_descriptions_read_text_and_item_file_attributes():
         item_descriptions(ds, ["year"])
 
 
+@pytest.mark.parametrize("name, params", [("zeroshot", {}), ("sasrec", {"item_text": "fuse", "epochs": 1})])
+def test_text_models_refuse_a_log_without_item_text(name, params, monkeypatch):
+    from penchant.embed import encoder
+    from penchant.errors import DataError
+
+    rng = np.random.default_rng(0)
+    ds = Dataset(np.array([f"u{u}" for u in range(50)], dtype=object), np.array([f"i{i}" for i in range(30)], dtype=object),
+                 rng.integers(0, 50, 400).astype(np.int32), rng.integers(0, 30, 400).astype(np.int32),
+                 timestamps=np.arange(400, dtype=np.float64), name="ids-only")
+    monkeypatch.setattr(encoder.SentenceEncoder, "__init__", lambda *a, **k: pytest.fail("the encoder was loaded"))
+    with pytest.raises(DataError, match="ids-only has no item text and no item attributes"):
+        create(name, **params).fit(ds)  # refused before the encoder loads or anything trains
+
+
 def test_chance_ndcg_by_hand():
     assert chance_ndcg(3, 10) == pytest.approx((1 + 1 / np.log2(3) + 0.5) / 3)
     assert chance_ndcg(100, 1) == pytest.approx(0.01)

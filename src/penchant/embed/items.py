@@ -9,6 +9,7 @@ import numpy as np
 
 from penchant.data import Dataset
 from penchant.embed.encoder import DEFAULT_MODEL, SentenceEncoder
+from penchant.errors import DataError
 
 
 def item_descriptions(ds: Dataset, attributes: Sequence[str] | None = None, *, max_values: int = 8) -> list[str]:
@@ -36,5 +37,13 @@ def item_descriptions(ds: Dataset, attributes: Sequence[str] | None = None, *, m
 
 
 def embed_items(ds: Dataset, model: str = DEFAULT_MODEL, attributes: Sequence[str] | None = None) -> np.ndarray:
-    """Sentence embeddings of :func:`item_descriptions`; float32 (n_items, dim), unit norm, cached."""
+    """Sentence embeddings of :func:`item_descriptions`; float32 (n_items, dim), unit norm, cached.
+
+    Refuses a dataset with neither item text nor item attributes: every description would be
+    ``"item <id>"``, and embedding ids as words would pass for a text model while reading nothing.
+    """
+    described = [a for a in ds.item_attributes if not a.startswith("kg:")] if attributes is None else list(attributes)
+    if ds.item_text is None and not described:
+        raise DataError(f"{ds.name} has no item text and no item attributes, so there is nothing to embed",
+                        expected="item titles or descriptions (an item file with a title or text column) or item attributes")
     return SentenceEncoder(model).encode(item_descriptions(ds, attributes))

@@ -29,7 +29,7 @@ from penchant.models.training import (
 
 
 def normalized_adjacency(x: sp.csr_matrix):
-    """torch sparse ``D^{-1/2} A D^{-1/2}`` of the bipartite graph, shape (U+I, U+I)."""
+    """torch sparse (COO) ``D^{-1/2} A D^{-1/2}`` of the bipartite graph, shape (U+I, U+I); symmetric."""
     import torch
 
     n_users, n_items = x.shape
@@ -41,6 +41,34 @@ def normalized_adjacency(x: sp.csr_matrix):
     coo = torch.sparse_coo_tensor(idx, torch.from_numpy(values.astype(np.float32)), (n_users + n_items,) * 2,
                                   check_invariants=True)
     return coo.coalesce()
+
+
+def symmetric_propagator(adj):
+    """``e ↦ Â e`` for a symmetric sparse ``Â``, differentiable in ``e``, through torch's CSR product.
+
+    The gradient of ``Â e`` is ``Âᵀ g = Â g``, so the backward pass is one more CSR product; torch's
+    own backward of a CSR product transposes the matrix on every call (at 20M interactions, 27M
+    non-zeros and 64 columns: COO 3.7 s forward + 4.9 s backward, CSR 0.9 s + 8.4 s, this 0.9 s +
+    0.9 s per three-layer propagation on this 2-core machine).
+    """
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():  # "CSR support is in beta": the product and its use here are tested
+        warnings.filterwarnings("ignore", "Sparse CSR tensor support", UserWarning)
+        csr = adj.to_sparse_csr()
+
+    class Propagate(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, e):
+            return csr @ e
+
+        @staticmethod
+        def backward(ctx, grad):
+            return csr @ grad
+
+    return Propagate.apply
 
 
 @register
@@ -82,7 +110,7 @@ class LightGCN(FactorModel):
         rng = np.random.default_rng(self.seed)
         x = train.csr
         n_users, n_items = x.shape
-        adj = normalized_adjacency(x).to(dev)
+        step = symmetric_propagator(normalized_adjacency(x).to(dev))
         e0 = torch.nn.Parameter(torch.nn.init.normal_(torch.empty(n_users + n_items, self.factors), std=0.1).to(dev))
         opt = torch.optim.Adam([e0], lr=self.lr)
         sampler = NegativeSampler(x, None, rng)
@@ -92,7 +120,7 @@ class LightGCN(FactorModel):
         def propagate():
             out, e = e0, e0
             for _ in range(self.layers):
-                e = torch.sparse.mm(adj, e)
+                e = step(e)
                 out = out + e
             return out / (self.layers + 1)
 

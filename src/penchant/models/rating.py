@@ -1,8 +1,9 @@
 """Rating prediction for explicit feedback: biased MF and a factorisation machine with side features.
 
 Both predict ``r̂_ui`` for any (user, item) pair and rank items by it. They are trained on the
-ratings by minimising squared error (Adam, mini-batches), with early stopping on the
-validation RMSE when a validator is given.
+ratings by minimising squared error over mini-batches (lazy Adam: a step updates the rows of the
+users, items and features in its batch only), with early stopping on the validation RMSE when a
+validator is given.
 
 * ``biasedmf``: ``r̂ = μ + b_u + b_i + p_u · q_i`` (Koren, Bell & Volinsky 2009).
 * ``fm``: a second-order factorisation machine (Rendle 2010) over one-hot user and item ids plus
@@ -83,26 +84,41 @@ def _ratings(train: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return train.users.astype(np.int64), train.items.astype(np.int64), train.ratings.astype(np.float32)
 
 
+def _rows(table, index):
+    """Rows ``table[index]`` whose gradient is sparse: only the rows a batch touches get updated."""
+    import torch
+
+    return torch.nn.functional.embedding(index, table, sparse=True)
+
+
 @blas_single_threaded
-def _train_squared_error(model, params, forward, train: Dataset, valid: Validator | None, dev) -> None:
+def _train_squared_error(model, tables, scalars, forward, train: Dataset, valid: Validator | None, dev) -> None:
     """Adam on mean squared error over shuffled mini-batches of ratings (each moved to ``dev`` as it
-    is used), early-stopped on valid."""
+    is used), early-stopped on valid.
+
+    ``tables`` are per-user, per-item or per-feature parameters read through :func:`_rows`: they
+    step by lazy Adam (``torch.optim.SparseAdam``: the moments and values of the rows in the batch
+    only), so a step costs the batch's rows, not the whole table — at 138k users and 27k items a
+    dense Adam step over every row took ≈ 60 ms for 1,024 ratings. ``scalars`` (the global bias)
+    step by Adam.
+    """
     import torch
 
     users, items, ratings = _ratings(train)
     rng = np.random.default_rng(model.seed)
-    opt = torch.optim.Adam(params, lr=model.lr)
+    opts = [torch.optim.SparseAdam(tables, lr=model.lr), torch.optim.Adam(scalars, lr=model.lr)]
     stopper = EarlyStopping(model.patience, epochs=model.epochs)
     for epoch in range(1, model.epochs + 1):
         order = rng.permutation(len(ratings))
         for s in range(0, len(order), model.batch_size):
             sel = order[s:s + model.batch_size]
-            u, i = torch.from_numpy(users[sel]).to(dev), torch.from_numpy(items[sel]).to(dev)
-            pred, penalty = forward(u, i)
+            pred, penalty = forward(users[sel], items[sel])
             loss = (pred - torch.from_numpy(ratings[sel]).to(dev)).pow(2).mean() + model.reg * penalty / len(sel)
-            opt.zero_grad()
+            for opt in opts:
+                opt.zero_grad()
             loss.backward()
-            opt.step()
+            for opt in opts:
+                opt.step()
         if valid is not None and epoch % model.eval_every == 0:
             model._export()
             if stopper.update(epoch, valid(model), model._snapshot):
@@ -148,24 +164,25 @@ class BiasedMF(RatingModel):
         _, _, ratings = _ratings(train)
         self._t = {k: torch.nn.Parameter(v.to(dev)) for k, v in {
             "mu": torch.tensor(float(ratings.mean())),
-            "bu": torch.zeros(train.n_users),
-            "bi": torch.zeros(train.n_items),
+            "bu": torch.zeros(train.n_users, 1),
+            "bi": torch.zeros(train.n_items, 1),
             "p": torch.randn(train.n_users, self.factors) * 0.01,
             "q": torch.randn(train.n_items, self.factors) * 0.01,
         }.items()}
         t = self._t
 
-        def forward(u, i):
-            pu, qi = t["p"][u], t["q"][i]
-            pred = t["mu"] + t["bu"][u] + t["bi"][i] + (pu * qi).sum(1)
-            return pred, pu.pow(2).sum() + qi.pow(2).sum() + t["bu"][u].pow(2).sum() + t["bi"][i].pow(2).sum()
+        def forward(users, items):
+            u, i = torch.from_numpy(users).to(dev), torch.from_numpy(items).to(dev)
+            pu, qi, bu, bi = _rows(t["p"], u), _rows(t["q"], i), _rows(t["bu"], u)[:, 0], _rows(t["bi"], i)[:, 0]
+            pred = t["mu"] + bu + bi + (pu * qi).sum(1)
+            return pred, pu.pow(2).sum() + qi.pow(2).sum() + bu.pow(2).sum() + bi.pow(2).sum()
 
-        _train_squared_error(self, list(t.values()), forward, train, valid, dev)
+        _train_squared_error(self, [t[k] for k in ("bu", "bi", "p", "q")], [t["mu"]], forward, train, valid, dev)
         del self._t
 
     def _export(self) -> None:
         t = {k: v.detach().cpu().numpy().copy() for k, v in self._t.items()}
-        self.state_ = {"w0": t["mu"], "lu": t["bu"], "li": t["bi"], "su": t["p"], "si": t["q"]}
+        self.state_ = {"w0": t["mu"], "lu": t["bu"][:, 0], "li": t["bi"][:, 0], "su": t["p"], "si": t["q"]}
 
 
 def feature_matrix(attrs: dict, names: list[str], n: int, with_id: bool) -> sp.csr_matrix:
@@ -255,13 +272,30 @@ class FM(RatingModel):
         }.items()}
         self._sides = lambda: (self._side(xu, xu2, t["wu"], t["vu"]), self._side(xi, xi2, t["wi"], t["vi"]))
 
-        def forward(u, i):
-            (lu, su, selfu), (li, si, selfi) = self._sides()
-            pred = t["w0"] + lu[u] + li[i] + (su[u] * si[i]).sum(1) + selfu[u] + selfi[i]
-            return pred, su[u].pow(2).sum() + si[i].pow(2).sum() + lu[u].pow(2).sum() + li[i].pow(2).sum()
+        def forward(users, items):
+            lu, su, selfu = self._batch_side(ufeat, users, t["wu"], t["vu"], dev)
+            li, si, selfi = self._batch_side(ifeat, items, t["wi"], t["vi"], dev)
+            pred = t["w0"] + lu + li + (su * si).sum(1) + selfu + selfi
+            return pred, su.pow(2).sum() + si.pow(2).sum() + lu.pow(2).sum() + li.pow(2).sum()
 
-        _train_squared_error(self, list(t.values()), forward, train, valid, dev)
+        _train_squared_error(self, [t[k] for k in ("wu", "wi", "vu", "vi")], [t["w0"]], forward, train, valid, dev)
         del self._t, self._sides
+
+    @staticmethod
+    def _batch_side(x: sp.csr_matrix, rows: np.ndarray, w, v, dev):
+        """:meth:`_side` for the batch's rows (B,) of ``x`` only, with sparse gradients on w and v."""
+        import torch
+
+        start, lengths = x.indptr[rows], np.diff(x.indptr)[rows]
+        seg = np.repeat(np.arange(len(rows)), lengths)
+        at = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths - start, lengths)
+        idx, val = (torch.from_numpy(a).to(dev) for a in (x.indices[at].astype(np.int64), x.data[at]))
+        seg_t = torch.from_numpy(seg).to(dev)
+        xv = _rows(v, idx) * val[:, None]  # (nnz, d): x_j v_j
+        s = torch.zeros(len(rows), v.shape[1], device=dev).index_add(0, seg_t, xv)
+        squares = torch.zeros(len(rows), device=dev).index_add(0, seg_t, xv.pow(2).sum(1))
+        linear = torch.zeros(len(rows), device=dev).index_add(0, seg_t, _rows(w, idx)[:, 0] * val)
+        return linear, s, 0.5 * (s.pow(2).sum(1) - squares)
 
     @staticmethod
     def _side(x, x2, w, v):
