@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from penchant.eval import build_target, evaluate
 from penchant.models import Recommender, create
@@ -31,3 +33,26 @@ def test_deterministic_and_persistent(name, ml100k_split, tmp_path):
     assert np.array_equal(a.score(users), b.score(users))
     back = Recommender.load(a.save(tmp_path / f"{name}.npz"))
     assert np.allclose(back.score(users), a.score(users), atol=1e-6)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 9), st.integers(1, 7))
+def test_lightgcn_propagation_and_its_gradient_match_the_plain_sparse_product(seed, n_users, n_items):
+    """The symmetric CSR propagator gives torch's COO product and its autograd gradient."""
+    import scipy.sparse as sps
+    import torch
+
+    from penchant.models.lightgcn import normalized_adjacency, symmetric_propagator
+
+    x = sps.random(n_users, n_items, density=0.5, format="csr", dtype=np.float32, random_state=seed)
+    x.data[:] = 1
+    adj = normalized_adjacency(x)
+    weights = torch.randn(n_users + n_items, 4, generator=torch.Generator().manual_seed(seed))
+    grads = []
+    for product in (lambda e: torch.sparse.mm(adj, e), symmetric_propagator(adj)):
+        e0 = torch.randn(n_users + n_items, 4, generator=torch.Generator().manual_seed(seed + 1)).requires_grad_()
+        e = product(product(e0))  # two layers
+        (e * weights).sum().backward()
+        grads.append((e.detach(), e0.grad))
+    for plain, ours in zip(*grads):
+        torch.testing.assert_close(ours, plain, rtol=1e-5, atol=1e-6)

@@ -56,7 +56,7 @@ def test_item_descriptions_read_text_and_item_file_attributes():
         item_descriptions(ds, ["year"])
 
 
-@pytest.mark.parametrize("name, params", [("zeroshot", {}), ("sasrec", {"item_text": "fuse", "epochs": 1})])
+@pytest.mark.parametrize("name, params", [("zeroshot", {}), ("sasrec", {"item_text": "fuse", "epochs": 1}), ("llmrating", {})])
 def test_text_models_refuse_a_log_without_item_text(name, params, monkeypatch):
     from penchant.embed import encoder
     from penchant.errors import DataError
@@ -64,9 +64,9 @@ def test_text_models_refuse_a_log_without_item_text(name, params, monkeypatch):
     rng = np.random.default_rng(0)
     ds = Dataset(np.array([f"u{u}" for u in range(50)], dtype=object), np.array([f"i{i}" for i in range(30)], dtype=object),
                  rng.integers(0, 50, 400).astype(np.int32), rng.integers(0, 30, 400).astype(np.int32),
-                 timestamps=np.arange(400, dtype=np.float64), name="ids-only")
+                 ratings=rng.integers(1, 6, 400).astype(np.float32), timestamps=np.arange(400, dtype=np.float64), name="ids-only")
     monkeypatch.setattr(encoder.SentenceEncoder, "__init__", lambda *a, **k: pytest.fail("the encoder was loaded"))
-    with pytest.raises(DataError, match="ids-only has no item text and no item attributes"):
+    with pytest.raises(DataError, match="ids-only has no item text and no item attributes, so there is nothing to read"):
         create(name, **params).fit(ds)  # refused before the encoder loads or anything trains
 
 

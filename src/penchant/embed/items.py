@@ -36,14 +36,20 @@ def item_descriptions(ds: Dataset, attributes: Sequence[str] | None = None, *, m
     return out
 
 
-def embed_items(ds: Dataset, model: str = DEFAULT_MODEL, attributes: Sequence[str] | None = None) -> np.ndarray:
-    """Sentence embeddings of :func:`item_descriptions`; float32 (n_items, dim), unit norm, cached.
+def require_item_words(ds: Dataset, attributes: Sequence[str] | None = None) -> None:
+    """Refuse (:class:`DataError`) a dataset with neither item text nor (named) item attributes.
 
-    Refuses a dataset with neither item text nor item attributes: every description would be
-    ``"item <id>"``, and embedding ids as words would pass for a text model while reading nothing.
+    Every description would be ``"item <id>"``: a model that reads items as words would pass for
+    one while reading nothing but ids.
     """
     described = [a for a in ds.item_attributes if not a.startswith("kg:")] if attributes is None else list(attributes)
     if ds.item_text is None and not described:
-        raise DataError(f"{ds.name} has no item text and no item attributes, so there is nothing to embed",
+        raise DataError(f"{ds.name} has no item text and no item attributes, so there is nothing to read about the items",
                         expected="item titles or descriptions (an item file with a title or text column) or item attributes")
+
+
+def embed_items(ds: Dataset, model: str = DEFAULT_MODEL, attributes: Sequence[str] | None = None) -> np.ndarray:
+    """Sentence embeddings of :func:`item_descriptions`; float32 (n_items, dim), unit norm, cached.
+    A dataset with nothing to describe is refused (:func:`require_item_words`)."""
+    require_item_words(ds, attributes)
     return SentenceEncoder(model).encode(item_descriptions(ds, attributes))

@@ -88,6 +88,12 @@ class LLMRating(RatingModel):
         return self.client
 
     # -- fit: keep the histories -----------------------------------------------------------------
+    def check_data(self, train: Dataset) -> None:
+        from penchant.embed.items import require_item_words
+
+        super().check_data(train)
+        require_item_words(train)
+
     def _fit(self, train: Dataset, valid: Validator | None) -> None:
         users, items, ratings = _ratings(train)
         order = train.time_order() if train.timestamps is not None else np.arange(len(users))

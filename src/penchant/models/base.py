@@ -69,6 +69,7 @@ class Recommender:
         """Learn from ``train``; ``valid``, when given, scores candidates for selection/early stopping."""
         if train.n_interactions == 0:
             raise DataError("the training data has no interactions", expected="at least one interaction")
+        self.check_data(train)
         need = self.memory_need(train, valid)  # before anything is built: a refusal comes at once
         if need is not None:
             memory.check(self.name, *need)
@@ -77,6 +78,11 @@ class Recommender:
         self.user_ids_, self.item_ids_ = train.user_ids.astype(str), train.item_ids.astype(str)
         self._fit(train, valid)
         return self
+
+    def check_data(self, train: Dataset) -> None:
+        """Refuse (:class:`DataError`) training data this model cannot learn from — e.g. a text model
+        given a log without item text — checked by :meth:`fit` before anything is built, so the
+        refusal comes at once whatever the log's size."""
 
     def memory_need(self, train: Dataset, valid: Validator | None) -> tuple[int, str, tuple[str, ...]] | None:
         """For models whose memory grows faster than the data: the bytes fitting ``train`` would

@@ -59,6 +59,9 @@ class RatingModel(Recommender):
         """Figures about how the predictions were made (e.g. a language model's requests), for reports."""
         return {}
 
+    def check_data(self, train: Dataset) -> None:
+        _ratings_present(train)
+
     def _predict_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         s = self.state_
         assert s is not None
@@ -77,10 +80,14 @@ class RatingModel(Recommender):
         self.state_ = {k: arrays[k] for k in self.STATE_KEYS}
 
 
-def _ratings(train: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _ratings_present(train: Dataset) -> None:
     if train.ratings is None:
         raise DataError(f"{train.name} has no ratings; rating models need explicit feedback",
                         expected="a rating column (and no --min-rating)")
+
+
+def _ratings(train: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    _ratings_present(train)
     return train.users.astype(np.int64), train.items.astype(np.int64), train.ratings.astype(np.float32)
 
 
@@ -133,7 +140,7 @@ class BiasedMF(RatingModel):
 
     Args:
         factors: latent dimensions.
-        lr: Adam learning rate.
+        lr: learning rate of lazy Adam (a step moves the rows of its batch only).
         reg: L2 weight on the factors and biases of each batch.
         epochs: maximum epochs.
         batch_size: ratings per step.
@@ -220,7 +227,7 @@ class FM(RatingModel):
         user_features: comma-separated user attributes, "auto" (age, gender, occupation when
             present) or "none".
         item_features: comma-separated item attributes, "auto" (genre/class, release_year) or "none".
-        lr: Adam learning rate.
+        lr: learning rate of lazy Adam (a step moves the rows of its batch only).
         reg: L2 weight on the latent vectors and weights used by each batch.
         epochs: maximum epochs.
         batch_size: ratings per step.

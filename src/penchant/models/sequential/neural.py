@@ -108,6 +108,12 @@ class NeuralSequential(SequentialRecommender):
     def _network(self):
         raise NotImplementedError
 
+    def check_data(self, train: Dataset) -> None:
+        if self.item_text != "off":
+            from penchant.embed.items import require_item_words
+
+            require_item_words(train)
+
     def _fit(self, train: Dataset, valid: Validator | None) -> None:
         self.item_vectors_ = self.warm_ = None  # warm_: items the softmax and negatives range over
         if self.item_text != "off":

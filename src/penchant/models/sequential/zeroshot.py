@@ -45,6 +45,11 @@ class TextZeroShot(SequentialRecommender):
         self.summaries, self.summary_weight = summaries, summary_weight
         self.summary_vectors_: np.ndarray | None = None
 
+    def check_data(self, train: Dataset) -> None:
+        from penchant.embed.items import require_item_words
+
+        require_item_words(train)
+
     def _fit(self, train: Dataset, valid: Validator | None) -> None:
         from penchant.embed import embed_items
 
