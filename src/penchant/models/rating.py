@@ -293,10 +293,9 @@ class FM(RatingModel):
         """:meth:`_side` for the batch's rows (B,) of ``x`` only, with sparse gradients on w and v."""
         import torch
 
-        start, lengths = x.indptr[rows], np.diff(x.indptr)[rows]
-        seg = np.repeat(np.arange(len(rows)), lengths)
-        at = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths - start, lengths)
-        idx, val = (torch.from_numpy(a).to(dev) for a in (x.indices[at].astype(np.int64), x.data[at]))
+        sub = x[rows]  # the batch's rows, repeats kept, in order
+        seg = np.repeat(np.arange(len(rows)), np.diff(sub.indptr))
+        idx, val = (torch.from_numpy(a).to(dev) for a in (sub.indices.astype(np.int64), sub.data))
         seg_t = torch.from_numpy(seg).to(dev)
         xv = _rows(v, idx) * val[:, None]  # (nnz, d): x_j v_j
         s = torch.zeros(len(rows), v.shape[1], device=dev).index_add(0, seg_t, xv)
