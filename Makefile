@@ -24,6 +24,8 @@ quickstart: $(VENV)/.stamp
 
 test: $(VENV)/.stamp
 	bash scripts/system-packages.sh
+	# the layer table of DESIGN.md ([tool.importlinter] in pyproject.toml)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 bench: $(VENV)/.stamp

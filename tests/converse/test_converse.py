@@ -20,10 +20,11 @@ import scipy.sparse as sp
 
 from penchant.converse.policies import MaxEntropy, create_policy
 from penchant.converse.session import Conversation
+from penchant.converse.simulator import run_episode
 from penchant.converse.state import ConversationState, Scorer
+from penchant.converse.vocabulary import Action
 from penchant.data.attribute_graph import AttributeGraph
-from penchant.eval.conversation import conversation_metrics, hdcg
-from penchant.simulate.mcr import Action, EpisodeResult, run_episode
+from penchant.eval.conversation import EpisodeResult, conversation_metrics, hdcg
 from tests.conftest import ROOT, penchant
 
 # six items; values: 0 genre A (items 0-2), 1 genre B (3-5), 2 decade X (0, 3), 3 decade Y (1, 2, 4, 5)

@@ -9,9 +9,10 @@ import json
 import numpy as np
 import pytest
 
+from penchant.data.summaries import read_summaries
 from penchant.errors import DataError
 from penchant.llm import Endpoint, LLMClient
-from penchant.llm.summaries import read_summaries, summarize
+from penchant.llm.summaries import summarize
 from penchant.models.registry import create
 from tests.conftest import cli, tiny_log, write
 from tests.llm.scripted import ScriptedServer, completion

@@ -18,13 +18,13 @@ import scipy.sparse as sp
 
 from penchant import DEFAULT_SEED
 from penchant.converse.policies import create_policy
+from penchant.converse.simulator import episodes_from, run_episode, seen_items
 from penchant.converse.state import Scorer
 from penchant.converse.training import PolicyTrainer
 from penchant.data.attribute_graph import AttributeGraph, attribute_graph
 from penchant.data.dataset import Dataset
 from penchant.data.split import Split, random_holdout
 from penchant.eval.conversation import conversation_metrics
-from penchant.simulate.mcr import episodes_from, run_episode, seen_items
 
 
 @dataclass
@@ -76,7 +76,7 @@ def evaluate_policy(setup: ConversationSetup, name: str, *, multi_choice: int = 
                     seed: int | None = None, progress=None, simulated_user=None, policy=None) -> dict:
     """Train ``name`` on the validation episodes (if it learns) and play the test episodes; the
     metrics of :func:`penchant.eval.conversation.conversation_metrics` plus timing and settings.
-    ``simulated_user`` makes the test episodes' user (see :func:`penchant.simulate.mcr.run_episode`);
+    ``simulated_user`` makes the test episodes' user (see :func:`penchant.converse.simulator.run_episode`);
     training always uses the attribute user. ``policy``: the (untrained) policy object to train and
     play, for a caller that keeps it (the service saves its decision); by default a new one."""
     seed = setup.seed if seed is None else seed

@@ -2,7 +2,7 @@
 
 All share :class:`~penchant.converse.state.ConversationState` and a
 :class:`~penchant.converse.state.Scorer`; ``act(state, scorer)`` returns one
-:class:`~penchant.simulate.mcr.Action`.
+:class:`~penchant.converse.simulator.Action`.
 
 * ``maxent``: ask the value that splits the candidates most evenly (maximum binary entropy of
   the share of candidates that have it); recommend the scorer's top 10 once at most 10 candidates

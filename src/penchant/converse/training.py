@@ -16,9 +16,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from penchant import DEFAULT_SEED
+from penchant.converse.simulator import run_episode
 from penchant.converse.vocabulary import MAX_TURNS
 from penchant.data.attribute_graph import AttributeGraph
-from penchant.simulate.mcr import run_episode
 
 REWARDS = {"rec_hit": 1.0, "rec_miss": -0.1, "ask_yes": 0.01, "ask_no": -0.1}
 QUIT = -0.3

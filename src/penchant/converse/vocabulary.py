@@ -1,11 +1,11 @@
 """The vocabulary of a conversation: what a system can do in a turn (:class:`Action`), how an
-answer changes the state (:func:`apply_answer`), what an episode produced (:class:`EpisodeResult`),
-and the protocol's sizes. Policies, sessions and the simulator all speak it; it lives here, in
-``converse``, and the simulator imports it."""
+answer changes the state (:func:`apply_answer`), and the protocol's sizes. Policies, sessions and
+the simulated user all speak it. What an episode produced (:class:`EpisodeResult`) is the record
+the metrics read, so it is defined with them in :mod:`penchant.eval.conversation`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from penchant.converse.state import ConversationState
 from penchant.data.attribute_graph import AttributeGraph
@@ -22,21 +22,6 @@ class Action:
     kind: str
     values: tuple[int, ...] = ()
     items: tuple[int, ...] = ()
-
-
-@dataclass
-class EpisodeResult:
-    """What happened in one episode. ``turn``: the success turn (1-based) or None; ``rank``: the
-    target's 1-based position in the accepted list; ``asked``: (value, accepted) per value asked."""
-
-    user: int
-    target: int
-    turn: int | None
-    rank: int | None
-    asked: list[tuple[int, bool]] = field(default_factory=list)
-    actions: list[str] = field(default_factory=list)
-    #: the simulated user the episode was played against (its transcript, for text conversations)
-    user_model: object = field(default=None, repr=False)
 
 
 def apply_answer(state: ConversationState, graph: AttributeGraph, values: tuple[int, ...], answers: list[bool]) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -24,11 +24,23 @@ from penchant import DEFAULT_SEED
 from penchant.data.attribute_graph import AttributeGraph
 from penchant.eval.significance import bootstrap_ci
 
-if TYPE_CHECKING:
-    from penchant.converse.vocabulary import EpisodeResult
-
 #: the turn budget T of the standard protocol (hDCG@(T, K) and success rates at T)
 MAX_TURNS = 15
+
+
+@dataclass
+class EpisodeResult:
+    """What happened in one episode. ``turn``: the success turn (1-based) or None; ``rank``: the
+    target's 1-based position in the accepted list; ``asked``: (value, accepted) per value asked."""
+
+    user: int
+    target: int
+    turn: int | None
+    rank: int | None
+    asked: list[tuple[int, bool]] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+    #: the simulated user the episode was played against (its transcript, for text conversations)
+    user_model: object = field(default=None, repr=False)
 
 
 def hdcg(turn: int | None, rank: int | None, max_turns: int = MAX_TURNS) -> float:

@@ -15,7 +15,7 @@ import numpy as np
 
 from penchant.data.attribute_graph import AttributeGraph
 from penchant.llm.client import LLMClient
-from penchant.simulate.mcr import SimulatedUser
+from penchant.converse.simulator import SimulatedUser
 
 
 def _key(text: str) -> str:
@@ -23,10 +23,10 @@ def _key(text: str) -> str:
 
 
 class TextUser(SimulatedUser):
-    """The simulated user of :mod:`penchant.simulate.mcr`, reached through text.
+    """The simulated user of :mod:`penchant.converse.simulator`, reached through text.
 
     Args:
-        graph, target, rng: as :class:`~penchant.simulate.mcr.SimulatedUser`.
+        graph, target, rng: as :class:`~penchant.converse.simulator.SimulatedUser`.
         client: the language model for the recommender's phrasing, the user and the reading.
         title: the wanted film's title (the LLM user knows it; it is told not to say it).
     """

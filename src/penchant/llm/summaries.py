@@ -15,7 +15,6 @@ same model without them, on the same users.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import numpy as np
 
 from penchant import DEFAULT_SEED
 from penchant.data import Dataset
+from penchant.data.summaries import write_summaries
 from penchant.errors import DataError
 from penchant.llm.client import LLMClient
 
@@ -68,44 +68,6 @@ def summarize_users(ds: Dataset, users: Sequence[int], client: LLMClient, *, blo
     chains = client.map(lambda h: summarize(h, client, block=block, max_blocks=max_blocks, max_tokens=max_tokens),
                         histories, progress=progress)
     return {str(ds.user_ids[u]): chain for u, chain in zip(users, chains)}
-
-
-def write_summaries(chains: dict[str, list[str]], path: str | Path, meta: dict[str, Any]) -> Path:
-    """``{"meta": ..., "users": {id: current summary}, "chains": {id: [...]}}`` as JSON."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"meta": meta, "users": {u: c[-1] for u, c in chains.items() if c}, "chains": chains},
-                               indent=1, ensure_ascii=False))
-    return path
-
-
-def read_summaries(path: str | Path) -> dict[str, str]:
-    """User id -> current summary from a file of :func:`write_summaries` (or a plain ``{id: text}`` object)."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read summaries: {exc}", file=path, expected='JSON {"users": {id: summary}}') from exc
-    users = data.get("users", data) if isinstance(data, dict) else None
-    if not isinstance(users, dict) or not all(isinstance(v, str) for v in users.values()):
-        raise DataError("not a summaries file", file=path, column="users", expected="an object of user id -> summary text")
-    return {str(k): v for k, v in users.items()}
-
-
-def embed_summaries(path: str | Path, ds: Dataset, text_model: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """Sentence embeddings of the summaries in ``path`` for users of ``ds``.
-
-    Returns float32 (m, t) embeddings, the int64 (m,) user indices they belong to (ascending), and
-    how many users of the file ``ds`` does not have (they are counted, not used).
-    """
-    from penchant.embed.encoder import SentenceEncoder
-
-    texts = read_summaries(path)
-    rows = ds.user_index(list(texts)) if texts else np.zeros(0, np.int64)
-    known = np.flatnonzero(rows >= 0)
-    known = known[np.argsort(rows[known], kind="stable")]
-    listed = list(texts.values())
-    vectors = SentenceEncoder(text_model).encode([listed[i] for i in known]).astype(np.float32)
-    return vectors, rows[known].astype(np.int64), int(len(rows) - len(known))
 
 
 def summary_readers() -> list[str]:

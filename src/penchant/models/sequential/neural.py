@@ -123,7 +123,7 @@ class NeuralSequential(SequentialRecommender):
             self.warm_ = train.item_counts > 0
         self.summary_text_ = self.summary_row_ = None
         if self.summaries:
-            from penchant.llm.summaries import embed_summaries
+            from penchant.embed.summaries import embed_summaries
 
             self.summary_text_, rows, self.summaries_unknown_ = embed_summaries(self.summaries, train, self.text_model)
             self.summary_row_ = np.full(train.n_users, -1, np.int64)

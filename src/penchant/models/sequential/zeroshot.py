@@ -56,7 +56,7 @@ class TextZeroShot(SequentialRecommender):
         self.item_vectors_ = embed_items(train, self.text_model)
         self.summary_vectors_ = None
         if self.summaries:
-            from penchant.llm.summaries import embed_summaries
+            from penchant.embed.summaries import embed_summaries
 
             vectors, rows, self.summaries_unknown_ = embed_summaries(self.summaries, train, self.text_model)
             self.summary_vectors_ = np.zeros((train.n_users, self.item_vectors_.shape[1]), np.float32)

@@ -23,9 +23,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from penchant.converse.state import ConversationState
-from penchant.converse.vocabulary import LIST_SIZE, MAX_TURNS, Action, EpisodeResult, apply_answer  # noqa: F401  (re-exported)
+from penchant.converse.vocabulary import LIST_SIZE, MAX_TURNS, apply_answer
 from penchant.data.attribute_graph import AttributeGraph
 from penchant.data.dataset import Dataset
+from penchant.eval.conversation import EpisodeResult
 
 
 class SimulatedUser:
