@@ -18,14 +18,18 @@ from sqlalchemy.engine import Connection, Engine
 
 from penchant.errors import ConfigError, DataError
 
+#: the longest user, item or event id kept (the id columns' VARCHAR length): one rule, checked by the
+#: request schemas (:data:`penchant.serve.schemas.Id`), which every path that stores an id goes through
+MAX_ID_LENGTH = 255
+
 metadata = sa.MetaData()
 
 users = sa.Table("users", metadata,
-                 sa.Column("id", sa.String(255), primary_key=True),
+                 sa.Column("id", sa.String(MAX_ID_LENGTH), primary_key=True),
                  sa.Column("attributes", sa.JSON, nullable=False, default=dict),
                  sa.Column("created_at", sa.Float, nullable=False))
 items = sa.Table("items", metadata,
-                 sa.Column("id", sa.String(255), primary_key=True),
+                 sa.Column("id", sa.String(MAX_ID_LENGTH), primary_key=True),
                  sa.Column("title", sa.Text, nullable=True),
                  sa.Column("text", sa.Text, nullable=True),
                  sa.Column("categories", sa.JSON, nullable=False, default=list),
@@ -33,9 +37,9 @@ items = sa.Table("items", metadata,
                  sa.Column("created_at", sa.Float, nullable=False),
                  sa.Column("timestamp", sa.Float, nullable=True))
 feedback = sa.Table("feedback", metadata,
-                    sa.Column("event_id", sa.String(255), primary_key=True),
-                    sa.Column("user_id", sa.String(255), nullable=False),
-                    sa.Column("item_id", sa.String(255), nullable=False, index=True),
+                    sa.Column("event_id", sa.String(MAX_ID_LENGTH), primary_key=True),
+                    sa.Column("user_id", sa.String(MAX_ID_LENGTH), nullable=False),
+                    sa.Column("item_id", sa.String(MAX_ID_LENGTH), nullable=False, index=True),
                     sa.Column("type", sa.String(64), nullable=False),
                     sa.Column("value", sa.Float, nullable=False, default=1.0),
                     sa.Column("timestamp", sa.Float, nullable=False),
@@ -63,14 +67,14 @@ model_versions = sa.Table("model_versions", metadata,
                           sa.Column("finished_at", sa.Float, nullable=True))
 
 comparisons = sa.Table("comparisons", metadata,
-                       sa.Column("event_id", sa.String(255), primary_key=True),
-                       sa.Column("user_id", sa.String(255), nullable=True, index=True),
-                       sa.Column("winner", sa.String(255), nullable=False),
-                       sa.Column("loser", sa.String(255), nullable=False),
+                       sa.Column("event_id", sa.String(MAX_ID_LENGTH), primary_key=True),
+                       sa.Column("user_id", sa.String(MAX_ID_LENGTH), nullable=True, index=True),
+                       sa.Column("winner", sa.String(MAX_ID_LENGTH), nullable=False),
+                       sa.Column("loser", sa.String(MAX_ID_LENGTH), nullable=False),
                        sa.Column("timestamp", sa.Float, nullable=False))
 served_lists = sa.Table("served_lists", metadata,
                          sa.Column("list_id", sa.String(64), primary_key=True),
-                         sa.Column("user_id", sa.String(255), nullable=False, index=True),
+                         sa.Column("user_id", sa.String(MAX_ID_LENGTH), nullable=False, index=True),
                          sa.Column("items", sa.JSON, nullable=False),          # item ids, top slot first
                          sa.Column("propensities", sa.JSON, nullable=False),   # P(item at its slot), per slot
                          sa.Column("slate_propensity", sa.Float, nullable=False),
@@ -79,7 +83,7 @@ served_lists = sa.Table("served_lists", metadata,
                          sa.Column("timestamp", sa.Float, nullable=False))
 conversations = sa.Table("conversations", metadata,
                          sa.Column("id", sa.String(32), primary_key=True),
-                         sa.Column("user_id", sa.String(255), nullable=True),
+                         sa.Column("user_id", sa.String(MAX_ID_LENGTH), nullable=True),
                          sa.Column("state", sa.JSON, nullable=False),
                          sa.Column("created_at", sa.Float, nullable=False),
                          sa.Column("updated_at", sa.Float, nullable=False))
@@ -278,40 +282,47 @@ class Store:
     # --- feedback --------------------------------------------------------------------------------
 
     def _insert_new(self, conn, table: sa.Table, rows: Sequence[dict], key: str = "event_id") -> list[dict]:
-        """Insert the rows whose ``key`` is neither stored nor repeated earlier in the batch;
-        returns those rows (a retried batch inserts nothing)."""
-        ids = [r[key] for r in rows]
-        known: set[str] = set()
-        for s in range(0, len(ids), 500):
-            known |= set(conn.execute(sa.select(table.c[key]).where(table.c[key].in_(ids[s:s + 500]))).scalars())
-        fresh = []
+        """Insert the rows whose ``key`` is neither stored nor repeated earlier in the batch (the
+        first of a repeated key wins); returns the rows this transaction inserted.
+
+        The database's uniqueness decides, not a look-up before the insert: ``INSERT … ON CONFLICT
+        DO NOTHING RETURNING key`` answers only the rows it stored, so batches carrying the same ids
+        at the same time (threads, worker processes) count each id once between them; rows go in
+        key order, so such batches take their row locks in one order (PostgreSQL: no deadlock)."""
+        first: dict[str, dict] = {}
         for r in rows:
-            if r[key] not in known:
-                known.add(r[key])
-                fresh.append(r)
-        if fresh:
-            conn.execute(_insert_ignoring(self.engine, table), fresh)
-        return fresh
+            first.setdefault(r[key], r)
+        if not first:
+            return []
+        ordered = [first[k] for k in sorted(first)]
+        stored = set(conn.execute(_insert_ignoring(self.engine, table).returning(table.c[key]), ordered).scalars())
+        return [r for r in ordered if r[key] in stored]
+
+    def _create_named(self, conn: Connection, table: sa.Table, ids: Iterable[str], blank: dict) -> int:
+        """Create the ``users`` or ``items`` rows of ``ids`` not stored yet (records with nothing but
+        the id); how many this transaction created (so concurrent batches count each once)."""
+        missing = sorted(self.missing("users" if table is users else "items", ids, conn))
+        if not missing:
+            return 0
+        now = time.time()
+        made = conn.execute(_insert_ignoring(self.engine, table).returning(table.c.id),
+                            [{"id": i, **blank, "created_at": now} for i in missing])
+        return len(made.scalars().all())
 
     def insert_feedback(self, rows: Sequence[dict], conn: Connection | None = None) -> dict:
-        """Insert a batch in one transaction; events whose id is already stored are skipped and
-        counted (a retry). Returns ``{"inserted", "duplicates"}`` after the commit."""
+        """Insert a batch in one transaction; an event whose id is already stored, or repeated
+        in the batch, is skipped and counted (a retry). Returns ``{"inserted", "duplicates",
+        "new_users", "new_items"}`` after the commit: ``inserted`` counts the rows this batch
+        stored, so over batches sent at the same time the counts add up to what is stored."""
         with self._writing(conn) as conn:
             fresh = self._insert_new(conn, feedback, rows)
-            new_users, new_items = set(), set()
+            new_users = new_items = 0
             if fresh:  # users and items named by events exist from then on, and are counted
-                now = time.time()
-                new_users = self.missing("users", (r["user_id"] for r in fresh), conn)
-                new_items = self.missing("items", (r["item_id"] for r in fresh), conn)
-                if new_users:
-                    conn.execute(_insert_ignoring(self.engine, users),
-                                 [{"id": u, "attributes": {}, "created_at": now} for u in sorted(new_users)])
-                if new_items:
-                    conn.execute(_insert_ignoring(self.engine, items),
-                                 [{"id": i, "title": None, "text": None, "categories": [], "attributes": {},
-                                   "created_at": now} for i in sorted(new_items)])
-        return {"inserted": len(fresh), "duplicates": len(rows) - len(fresh), "new_users": len(new_users),
-                "new_items": len(new_items)}
+                new_users = self._create_named(conn, users, (r["user_id"] for r in fresh), {"attributes": {}})
+                new_items = self._create_named(conn, items, (r["item_id"] for r in fresh),
+                                               {"title": None, "text": None, "categories": [], "attributes": {}})
+        return {"inserted": len(fresh), "duplicates": len(rows) - len(fresh), "new_users": new_users,
+                "new_items": new_items}
 
     def insert_served_lists(self, rows: Sequence[dict], conn: Connection | None = None, *, fresh: bool = False) -> dict:
         """Record served lists (one row per list); a list already stored is counted, not doubled.
