@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from tests.serve.server import ADMIN
 
 
@@ -78,3 +80,81 @@ def test_concurrent_identical_batches_insert_each_event_once(tmp_path, database_
     assert sum(a["inserted"] + a["duplicates"] for a in answers) == 320 * threads_per_round * rounds
     assert sum(a["new_users"] for a in answers) == stored["users"] == 7 * rounds
     assert sum(a["new_items"] for a in answers) == stored["items"] == 11
+
+
+# --- no 5xx for what a database cannot store ----------------------------------------------------------------------
+
+NUL = "a\x00b"
+
+#: (method, path, JSON body or None, query parameters or None, the field the 422 must name)
+REFUSED = [
+    ("post", "/v1/feedback", [dict(_event("e"), event_id=NUL)], None, "event_id"),
+    ("post", "/v1/feedback", [dict(_event("e"), user_id=NUL)], None, "user_id"),
+    ("post", "/v1/feedback", [dict(_event("e"), item_id=NUL)], None, "item_id"),
+    ("post", "/v1/feedback", [dict(_event("e"), type="cl\x00ick")], None, "type"),
+    ("post", "/v1/comparisons", [{"event_id": "c", "winner": NUL, "loser": "b"}], None, "winner"),
+    ("put", "/v1/items", [{"id": NUL}], None, "id"),
+    ("put", "/v1/items", [{"id": "a", "title": NUL}], None, "title"),
+    ("put", "/v1/items", [{"id": "a", "text": NUL}], None, "text"),
+    ("put", "/v1/items", [{"id": "a", "categories": ["x", NUL]}], None, "categories"),
+    ("put", "/v1/items", [{"id": "a", "attributes": {"k": NUL}}], None, "attributes"),
+    ("put", "/v1/items", [{"id": "a", "attributes": {NUL: "v"}}], None, "attributes"),
+    ("put", "/v1/items", [{"id": "a", "attributes": {"k": ["x", NUL]}}], None, "attributes"),
+    ("put", "/v1/users", [{"id": NUL}], None, "id"),
+    ("put", "/v1/users", [{"id": "u", "attributes": {"k": NUL}}], None, "attributes"),
+    ("post", "/v1/users/delete", {"ids": [NUL]}, None, "ids"),
+    ("post", "/v1/compare", {"options": ["a", NUL]}, None, "options"),
+    ("post", "/v1/conversations", {"user_id": NUL}, None, "user_id"),
+    ("post", "/v1/conversations", {"opening": NUL}, None, "opening"),
+    ("post", "/v1/admin/keys", {"name": NUL, "scope": "read"}, None, "name"),
+    ("post", "/v1/recommendations", {"items": [NUL]}, None, "items"),
+    ("get", "/v1/users/a%00b/neighbours", None, None, "user_id"),
+    ("post", "/v1/conversations/a%00b/answer", {}, None, "conversation_id"),
+    ("get", "/v1/users/a%00b", None, None, "user_id"),
+    ("get", "/v1/users/a%00b/feedback", None, None, "user_id"),
+    ("get", "/v1/users/a%00b/recommendations", None, None, "user_id"),
+    ("get", "/v1/users/u/recommendations", None, {"category": NUL}, "category"),
+    ("get", "/v1/users/u/recommendations", None, {"exclude": NUL}, "exclude"),
+    ("get", "/v1/items/a%00b", None, None, "item_id"),
+    ("get", "/v1/items/a%00b/similar", None, None, "item_id"),
+    ("delete", "/v1/items/a%00b", None, None, "item_id"),
+    ("delete", "/v1/users/a%00b", None, None, "user_id"),
+    ("get", "/v1/items", None, {"after": NUL}, "after"),
+    ("get", "/v1/items", None, {"ids": NUL}, "ids"),
+    ("get", "/v1/users", None, {"after": NUL}, "after"),
+    ("get", "/v1/conversations/a%00b", None, None, "conversation_id"),
+    ("get", "/v1/stats/events", None, {"item_id": NUL}, "item_id"),
+    # numbers that are not finite: NaN and 1e309 (parsed as infinity) in every numeric field
+    ("post", "/v1/feedback", '[{"event_id":"e","user_id":"u","item_id":"i","type":"click","value":NaN}]', None, "value"),
+    ("post", "/v1/feedback", '[{"event_id":"e","user_id":"u","item_id":"i","type":"click","value":1e309}]', None, "value"),
+    ("post", "/v1/feedback", '[{"event_id":"e","user_id":"u","item_id":"i","type":"click","value":-Infinity}]', None,
+     "value"),
+    ("post", "/v1/feedback", '[{"event_id":"e","user_id":"u","item_id":"i","type":"click","timestamp":NaN}]', None,
+     "timestamp"),
+    ("post", "/v1/feedback", '[{"event_id":"e","user_id":"u","item_id":"i","type":"click","timestamp":1e309}]', None,
+     "timestamp"),
+    ("post", "/v1/comparisons", '[{"event_id":"c","winner":"a","loser":"b","timestamp":NaN}]', None, "timestamp"),
+    ("put", "/v1/items", '[{"id":"a","timestamp":1e309}]', None, "timestamp"),
+    ("put", "/v1/items", '[{"id":"a","attributes":{"x":NaN}}]', None, "attributes"),
+    ("put", "/v1/users", '[{"id":"u","attributes":{"x":1e309}}]', None, "attributes"),
+    ("post", "/v1/models/train", '{"model":"pop","params":{"x":NaN}}', None, "params"),
+    ("get", "/v1/users/u/recommendations", None, {"epsilon": "nan"}, "epsilon"),
+    ("get", "/v1/items/popular", None, {"days": "inf"}, "days"),
+    ("get", "/v1/items/latest", None, {"category": NUL}, "category"),
+    ("get", "/v1/items/popular", None, {"days": "nan"}, "days"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "params", "field"), REFUSED,
+                         ids=[f"{m} {p} {f}{'' if isinstance(b, str) or b is None else ' NUL'}" for m, p, b, _, f in REFUSED])
+def test_a_nul_character_or_a_non_finite_number_is_a_422_naming_the_field(client, method, path, body, params, field):
+    client.post("/v1/feedback", json=[_event("seed")])
+    kwargs: dict = {"params": params}
+    if isinstance(body, str):
+        kwargs |= {"content": body, "headers": {"Content-Type": "application/json"}}
+    elif body is not None:
+        kwargs["json"] = body
+    r = client.request(method.upper(), path, **kwargs)
+    assert r.status_code == 422, (r.status_code, r.text[:500])
+    assert field in r.text, r.text[:500]
+    assert client.app.state.service.store.counts()["events"] == 1  # nothing was stored

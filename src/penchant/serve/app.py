@@ -11,6 +11,7 @@ handler per error type.
 from __future__ import annotations
 
 import json
+import math
 import time
 from contextlib import asynccontextmanager
 
@@ -121,5 +122,17 @@ def _answer(status: int):
 
 
 async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """FastAPI's 422 (the list of invalid fields with their inputs), rendered so any input can be echoed."""
-    return ErrorJSON({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+    """FastAPI's 422 (the list of invalid fields with their inputs), rendered so any input can be
+    echoed: a number JSON cannot carry (NaN, infinity: the reason for many a 422) as its name."""
+    return ErrorJSON({"detail": _finite(jsonable_encoder(exc.errors()))}, status_code=422)
+
+
+def _finite(value):
+    """``value`` with every float that is not finite replaced by its name ("NaN", "Infinity", "-Infinity")."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value

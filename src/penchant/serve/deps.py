@@ -10,17 +10,20 @@ from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Path, Request
+from fastapi import Depends, Header, HTTPException, Path, Query, Request
 
 from penchant.serve.config import Settings
 from penchant.serve.conversations import ConversationHost
 from penchant.serve.host import ModelHost
 from penchant.serve.keys import bearer, check_key
 from penchant.serve.metrics import Metrics
-from penchant.serve.store import Store
+from penchant.serve.schemas import Text
+from penchant.serve.store import MAX_ID_LENGTH, Store
 
 VersionId = Annotated[int, Path(ge=1, le=2**31 - 1)]
-IdPath = Annotated[str, Path(min_length=1, max_length=255)]
+IdPath = Annotated[Text, Path(min_length=1, max_length=MAX_ID_LENGTH)]  # no NUL: a 422, not a database error
+#: an optional id in the query string (``after``, ``item_id``)
+IdQuery = Annotated[Text | None, Query(min_length=1, max_length=MAX_ID_LENGTH)]
 
 
 class KeyCache:

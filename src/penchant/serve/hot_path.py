@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 
 from penchant.serve.keys import bearer
 
-PATH = re.compile(r"^/v1/users/([^/]{1,255})/recommendations$")
+PATH = re.compile(r"^/v1/users/([^/\x00]{1,255})/recommendations$")  # a NUL: the route's 422
 ROUTE_PATH = "/v1/users/{user_id}/recommendations"
 BOOLS = {"true": True, "1": True, "false": False, "0": False}
 EPSILON = re.compile(r"^(0|1)?(\.[0-9]{1,6})?$")  # plain decimals in [0, 1]; anything else: the route decides
@@ -67,6 +67,8 @@ def _params(query: bytes) -> dict | None:
     out: dict = {"k": 10, "category": None, "exclude": None, "exclude_seen": True, "epsilon": None}
     seen: set[str] = set()
     for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if "\x00" in value:
+            return None
         if name == "exclude":
             out["exclude"] = (out["exclude"] or []) + [value]
             continue

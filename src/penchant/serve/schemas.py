@@ -1,17 +1,40 @@
 """Request and response bodies of the HTTP API (pydantic): unknown fields are rejected, every
-field is bounded, so a bad request is a 422 that names the field."""
+field is bounded, so a bad request is a 422 that names the field. What a database cannot keep is
+refused here too, the same on SQLite and PostgreSQL: a NUL character in any string (PostgreSQL's
+text cannot hold one) and a number that is not finite (NaN, ±infinity, or ``1e309``, which JSON
+parsers read as infinity)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from penchant.converse.policies import policy_names
 from penchant.serve.keys import SCOPES
+from penchant.serve.store import MAX_ID_LENGTH
 
-Id = Annotated[str, Field(min_length=1, max_length=255)]
+
+def refuse_nul(value):
+    """``value`` unchanged, unless a string in it (list items, dict keys and values included)
+    holds a NUL character: then a ValueError (a 422 naming the field)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("a NUL character (\\u0000) is not allowed")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            refuse_nul(k)
+            refuse_nul(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            refuse_nul(v)
+    return value
+
+
+#: a string without NUL characters: path and query parameters (request bodies are checked by :class:`Strict`)
+Text = Annotated[str, AfterValidator(refuse_nul)]
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
 PolicyName = Literal[tuple(policy_names())]  # type: ignore[valid-type]  # the registry's conversation policies
 
 
@@ -29,7 +52,14 @@ Timestamp = Annotated[Annotated[float, Field(ge=0, allow_inf_nan=False)] | datet
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body: unknown fields, NUL characters and numbers that are not finite are refused."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value):
+        return refuse_nul(value)
 
 
 class UserIn(Strict):

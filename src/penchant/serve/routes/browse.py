@@ -8,12 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 
 from penchant.serve.deps import IdPath, Svc, read
-from penchant.serve.schemas import ItemOut, Neighbours, Recommendations
+from penchant.serve.schemas import ItemOut, Neighbours, Recommendations, Text
 
 router = APIRouter()
 
 K = Annotated[int, Query(ge=1, le=1000)]
-Category = Annotated[str | None, Query(min_length=1, max_length=255)]
+Category = Annotated[Text | None, Query(min_length=1, max_length=255)]
 
 
 @router.get("/v1/items/popular", tags=["items"], dependencies=[read])

@@ -8,12 +8,13 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import Field
 
 from penchant.serve.deps import IdPath, Svc, admin, read, write
-from penchant.serve.schemas import IdsIn, ItemIn, ItemOut, Upserted, UserIn, UserOut
+from penchant.serve.schemas import IdsIn, ItemIn, ItemOut, Text, Upserted, UserIn, UserOut
+from penchant.serve.store import MAX_ID_LENGTH
 
 router = APIRouter()
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
-After = Annotated[str | None, Query(min_length=1, max_length=255, description="the last id of the previous page")]
+After = Annotated[Text | None, Query(min_length=1, max_length=MAX_ID_LENGTH, description="the last id of the previous page")]
 
 
 def _next_link(request: Request, response: Response, rows: list[dict], limit: int) -> None:
@@ -43,7 +44,7 @@ def get_user(svc: Svc, user_id: IdPath) -> UserOut:
 
 @router.get("/v1/items", tags=["items"], dependencies=[read])
 def get_items(request: Request, response: Response, svc: Svc,
-              ids: Annotated[list[Annotated[str, Field(min_length=1, max_length=255)]] | None, Query(max_length=1000)] = None,
+              ids: Annotated[list[Annotated[Text, Field(min_length=1, max_length=MAX_ID_LENGTH)]] | None, Query(max_length=1000)] = None,
               limit: Limit = 100, after: After = None) -> list[ItemOut]:
     """The stored records of the given ``ids`` (unknown ids are left out); without ``ids``, every
     item in id order a page at a time (``Link`` header, as ``GET /v1/users``)."""

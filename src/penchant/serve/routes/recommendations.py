@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from penchant.serve.deps import IdPath, read
-from penchant.serve.schemas import CompareIn, Recommendations, ServedList, SessionIn
+from penchant.serve.schemas import CompareIn, Recommendations, ServedList, SessionIn, Text
 
 router = APIRouter()
 
@@ -17,8 +17,8 @@ router = APIRouter()
 @router.get("/v1/users/{user_id}/recommendations", tags=["recommendations"], dependencies=[read],
             response_model=ServedList)
 async def recommendations(request: Request, user_id: IdPath, k: Annotated[int, Query(ge=1, le=1000)] = 10,
-                          category: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
-                          exclude: Annotated[list[str] | None, Query()] = None,
+                          category: Annotated[Text | None, Query(min_length=1, max_length=255)] = None,
+                          exclude: Annotated[list[Text] | None, Query()] = None,
                           exclude_seen: bool = True,
                           epsilon: Annotated[float | None, Query(ge=0, le=1, allow_inf_nan=False)] = None) -> JSONResponse:
     """Top k for a user: seen items left out unless ``exclude_seen=false``; ``category``

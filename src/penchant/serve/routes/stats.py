@@ -3,11 +3,11 @@ non-secret settings (feedback types with their meanings and weights)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
-from penchant.serve.deps import Svc, read
+from penchant.serve.deps import IdQuery, Svc, read
 
 router = APIRouter()
 
@@ -16,7 +16,7 @@ BUCKETS = {"hour": 3600.0, "day": 86400.0, "week": 7 * 86400.0}
 
 @router.get("/v1/stats/events", tags=["stats"], dependencies=[read])
 def events_over_time(svc: Svc, bucket: Literal["hour", "day", "week"] = "day",
-                     item_id: Annotated[str | None, Query(min_length=1, max_length=255)] = None) -> dict:
+                     item_id: IdQuery = None) -> dict:
     """Events and distinct users per hour, day or week (UTC, by the events' timestamps), oldest
     first, buckets without events left out; one item's when ``item_id`` is given."""
     rows = svc.store.event_histogram(BUCKETS[bucket], item_id)
