@@ -408,29 +408,44 @@ def test_store_restore_from_a_dataset_is_idempotent(tmp_path, shared_data):
 
 @pytest.fixture(scope="module")
 def offline_als(ml100k_dir, tmp_path_factory):
-    """An ALS artefact fitted offline with `penchant fit`, and `penchant recommend`'s answers from it."""
+    """An ALS artefact fitted offline with `penchant fit`, and `penchant recommend`'s answers from it:
+    two known users, a walk-in known only by the clicks in a history file (fold-in) and a stranger
+    (popular)."""
     folder = tmp_path_factory.mktemp("offline")
     code, _, err = cli("fit", "--train", ml100k_dir / "ml-100k.inter", "--model", "als", "--param", "factors=16",
                        "--out", folder / "als.npz")
     assert code == 0, err
-    code, _, err = cli("recommend", "--model-path", folder / "als.npz", "--user", "1", "--user", "500", "--k", "10",
+    (folder / "history.csv").write_text("user,item\n" + "".join(f"walk-in,{i}\n" for i in WALK_IN))
+    code, _, err = cli("recommend", "--model-path", folder / "als.npz", "--user", "1", "--user", "500",
+                       "--user", "walk-in", "--user", "stranger", "--history", folder / "history.csv", "--k", "10",
                        "--json", folder / "recs.json")
     assert code == 0, err
     return folder / "als.npz", json.loads((folder / "recs.json").read_text())
 
 
+#: the walk-in user's clicks: Star Wars, Return of the Jedi, Raiders, Empire Strikes Back
+WALK_IN = ("50", "181", "174", "172")
+
+
 def test_an_artefact_fitted_offline_is_served_as_penchant_recommend_answers(client, offline_als):
+    """The service and `penchant recommend` answer through the one answer core: the same lists and
+    scores for known users, for a user known only by their clicks (fold-in) and for a stranger."""
     path, expected = offline_als
     r = client.post("/v1/models/import", params={"activate": True}, content=path.read_bytes(),
                     headers={"Content-Type": "application/octet-stream"})
     assert r.status_code == 201, r.text
     v = r.json()
     assert v["model"] == "als" and v["status"] == "ready" and v["active"] and v["kind"] == "recommender"
-    for user in ("1", "500"):
+    events = [{"event_id": f"w{i}", "user_id": "walk-in", "item_id": i, "type": "click"} for i in WALK_IN]
+    assert client.post("/v1/feedback", json=events).status_code == 200
+    assert expected["fallback"] == {"walk-in": "fold-in", "stranger": "popular"}
+    models = {"1": f"als:v{v['id']}", "500": f"als:v{v['id']}", "walk-in": f"als:v{v['id']}+fold-in", "stranger": "popular"}
+    for user, model in models.items():
         got = client.get(f"/v1/users/{user}/recommendations", params={"k": 10}).json()
-        assert got["model"] == f"als:v{v['id']}"
+        assert got["model"] == model
         assert [x["id"] for x in got["items"]] == [x["item"] for x in expected["users"][user]]
         assert np.allclose([x["score"] for x in got["items"]], [x["score"] for x in expected["users"][user]], atol=1e-6)
+    assert not {x["item"] for x in expected["users"]["walk-in"]} & set(WALK_IN)
     bad = client.post("/v1/models/import", content=b"not a model", headers={"Content-Type": "application/octet-stream"})
     assert bad.status_code == 422 and bad.json()["detail"].startswith("body: not a model artefact")
     assert [m["id"] for m in client.get("/v1/models").json()] == [v["id"]]  # nothing recorded for the bad upload

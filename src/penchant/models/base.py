@@ -126,6 +126,17 @@ class Recommender:
             items[start:stop], scores[start:stop] = top_k(self._score(users[start:stop]), k, ex)
         return items, scores
 
+    def seen_items(self) -> sp.csr_matrix:
+        """CSR (n_users, n_items): the items each user had when fitted (and added by ``partial_fit``);
+        what a list for that user leaves out. Read-only: the model's own matrix."""
+        self._check_fitted()
+        return self.train_  # type: ignore[return-value]
+
+    def item_popularity(self) -> np.ndarray:
+        """float64 (n_items,): how many training users have each item (the stated fallback's order)."""
+        self._check_fitted()
+        return np.bincount(self.train_.indices, minlength=self.n_items_).astype(np.float64)  # type: ignore[union-attr]
+
     def iter_score_chunks(self, users: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
         """``(start, stop, scores)`` over chunks of ``users``; scores are (stop-start, n_items) float."""
         self._check_fitted()

@@ -42,7 +42,12 @@ class Persistent(Protocol):
 
 @runtime_checkable
 class Ranker(Protocol):
-    """Scores and top-K over a fixed item vocabulary (``item_ids_``), users by index (``user_ids_``)."""
+    """Scores and top-K over a fixed item vocabulary (``item_ids_``), users by index (``user_ids_``).
+
+    What the answer core (:mod:`penchant.experiment.answers`) needs besides scores: ``seen_items()``,
+    CSR (n_users, n_items) of what each user already has (never recommended to them), and
+    ``item_popularity()``, float64 (n_items,) training users per item (the fallback's order).
+    """
 
     user_ids_: np.ndarray
     item_ids_: np.ndarray
@@ -50,6 +55,10 @@ class Ranker(Protocol):
     def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray: ...
 
     def recommend(self, users: np.ndarray, k: int = 10, exclude: Any = "train") -> tuple[np.ndarray, np.ndarray]: ...
+
+    def seen_items(self) -> Any: ...
+
+    def item_popularity(self) -> np.ndarray: ...
 
 
 @runtime_checkable

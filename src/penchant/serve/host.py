@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from penchant.data.events import interactions_from_events, pairs_from_rows
-from penchant.errors import ConflictError, DataError, NotFoundError
+from penchant.errors import ConflictError, NotFoundError
+from penchant.experiment.answers import APPROXIMATE, FOLD_IN, MODEL, AnswerCore, rank_options
 from penchant.models.ann import ItemIndex
-from penchant.models.protocols import DotProduct, FoldIn, ItemVectors, SessionScorer
-from penchant.models.ranking import top_k
+from penchant.models.protocols import DotProduct
 from penchant.serve.config import Settings
 from penchant.serve.impressions import ImpressionLog, explore
 from penchant.serve.store import Store
@@ -48,12 +48,26 @@ class Loaded:
 
 @dataclass
 class Deployed(Loaded):
-    """A recommender version and its item vocabulary."""
+    """A recommender version and the answer core over it (:class:`~penchant.experiment.answers.AnswerCore`:
+    its vocabularies, seen items, popularity and, for large catalogues, the approximate index)."""
 
-    item_ids: np.ndarray
-    item_index: dict[str, int]
-    popularity: np.ndarray
-    index: ItemIndex | None = None  # the approximate inner-product index, for large catalogues
+    core: AnswerCore
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        return self.core.item_ids
+
+    @property
+    def item_index(self) -> dict[str, int]:
+        return self.core.items
+
+    @property
+    def popularity(self) -> np.ndarray:
+        return self.core.popularity
+
+    def source(self, source: str) -> str:
+        """How an answer names its source: ``als:v3``, ``als:v3+fold-in``, ``als:v3+ann`` or ``popular``."""
+        return {MODEL: self.label, FOLD_IN: self.label + "+fold-in", APPROXIMATE: self.label + "+ann"}.get(source, source)
 
 
 def events_dataset(events: list[tuple], settings: Settings):
@@ -70,21 +84,9 @@ class DeployedPreference(Loaded):
     option_index: dict[str, int]
 
 
-def _best(d: Deployed, scores: np.ndarray, banned: np.ndarray, k: int) -> list[dict]:
-    """The ``k`` best of one row of scores with ``banned`` (bool (n_items,)) left out, through the
-    one top-k that evaluation and ``recommend()`` use (banned items masked to -inf first, as its
-    exclusion does, without building a sparse matrix per request); ids and scores."""
-    items, values = _top(scores, banned, k)
-    return [{"id": str(d.item_ids[i]), "score": float(v)} for i, v in zip(items, values)]
-
-
-def _top(scores: np.ndarray, banned: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (≤ k,) and scores of the best items of one row, ``banned`` left out."""
-    row = np.asarray(scores, dtype=np.float64)[None, :].copy()
-    row[0, banned] = -np.inf
-    items, values = top_k(row, k)
-    keep = np.isfinite(values[0])
-    return items[0][keep].astype(np.int64), values[0][keep]
+def _listed(ids: np.ndarray, ranked) -> list[dict]:
+    """A :class:`~penchant.experiment.answers.Ranked` as ``[{"id", "score"}, ...]``."""
+    return [{"id": str(ids[i]), "score": float(v)} for i, v in zip(ranked.items, ranked.scores)]
 
 
 class ModelHost:
@@ -201,10 +203,8 @@ class ModelHost:
         if v["kind"] == "preference":
             options = np.asarray(model.option_ids_, dtype=object)
             return DeployedPreference(v["id"], v["model"], model, users, options, {o: k for k, o in enumerate(options)})
-        items = np.asarray(model.item_ids_, dtype=object)
-        popularity = np.bincount(model.train_.indices, minlength=model.n_items_).astype(np.float64)
-        index = self._index(Path(v["path"]), model)
-        return Deployed(v["id"], v["model"], model, users, items, {i: k for k, i in enumerate(items)}, popularity, index)
+        core = AnswerCore(model, self._index(Path(v["path"]), model))
+        return Deployed(v["id"], v["model"], model, core.users, core)
 
     def _index(self, folder: Path, model) -> ItemIndex | None:
         """The version's approximate index (``items.usearch`` beside its artefact, memory-mapped),
@@ -392,18 +392,21 @@ class ModelHost:
             cache = self._categories = {r["id"]: set(r["categories"] or []) for r in self.store.get_items()}
         return cache
 
-    def user_scores(self, d: Deployed, user_id: str, events: list[tuple[str, str]]) -> tuple[np.ndarray, str]:
-        """float64 (n_items,) scores of ``d``'s items for a user and which source gave them: the
-        model for a user it knows, an ALS fold-in from their positive events, else popularity."""
-        if user_id in d.user_index:
-            return d.model.score(np.array([d.user_index[user_id]]))[0].astype(np.float64), d.label
+    def history(self, d: Deployed, events: list[tuple[str, str]]):
+        """A user's stored positive events on ``d``'s items as a CSR row (1, n_items) of summed
+        feedback weights: the fold-in history of a user the model does not rank."""
         kinds = {k for k, m in self.settings.feedback_types.items() if m == "positive"}
         positive = [(d.item_index[i], self.settings.weight(kind)) for i, kind in events
                     if kind in kinds and i in d.item_index]
-        if positive and isinstance(d.model, FoldIn):
-            idx, w = np.array([p[0] for p in positive]), np.array([p[1] for p in positive])
-            return d.model.score_history(idx, w).astype(np.float64), d.label + "+fold-in"
-        return np.log1p(d.popularity), "popular"
+        return d.core.history(np.array([p[0] for p in positive], dtype=np.int64),
+                              np.array([p[1] for p in positive], dtype=np.float32))
+
+    def user_scores(self, d: Deployed, user_id: str, events: list[tuple[str, str]]) -> tuple[np.ndarray, str]:
+        """float64 (n_items,) scores of ``d``'s items for a user and which source gave them (the
+        answer core's rule: the model for a user it ranks, a fold-in from their positive events,
+        else popularity)."""
+        scores, source = d.core.scores(user_id, self.history(d, events))
+        return scores.astype(np.float64), d.source(source)
 
     def recommend(self, user_id: str, k: int, *, category: str | None = None, exclude: list[str] | None = None,
                   exclude_seen: bool = True, epsilon: float | None = None) -> dict:
@@ -426,41 +429,40 @@ class ModelHost:
         answer = self._popular_from_store(k, self.store.user_items(user_id), category, exclude, exclude_seen)
         return self.impressions.served(answer, user_id, None, "popular")
 
-    def _mask(self, d: Deployed, user_id: str, events: list[tuple[str, str]], category: str | None,
-              exclude: list[str] | None, exclude_seen: bool) -> np.ndarray:
-        """bool (n_items,): the deployed items a list for this user may not show."""
-        mask = np.zeros(len(d.item_ids), dtype=bool)
+    def _banned(self, d: Deployed, events: list[tuple[str, str]], category: str | None, exclude: list[str] | None,
+                exclude_seen: bool) -> np.ndarray | None:
+        """bool (n_items,) of what the request bans beyond the answer core's own rule: the ids in
+        ``exclude``, every stored event's item (any meaning) while ``exclude_seen``, items outside
+        ``category``; None when nothing."""
         banned = set(exclude or []) | ({i for i, _ in events} if exclude_seen else set())
+        if not banned and category is None:
+            return None
+        mask = np.zeros(len(d.item_ids), dtype=bool)
         mask[[d.item_index[i] for i in banned if i in d.item_index]] = True
-        if exclude_seen and user_id in d.user_index:  # what the model was fitted on counts as seen too
-            train, u = d.model.train_, d.user_index[user_id]
-            mask[train.indices[train.indptr[u]:train.indptr[u + 1]]] = True
         if category is not None:
             mask |= self._outside(d, category)
         return mask
 
     def _recommend(self, d: Deployed, user_id: str, events: list[tuple[str, str]], k: int, category: str | None,
                    exclude: list[str] | None, exclude_seen: bool) -> dict:
-        mask = self._mask(d, user_id, events, category, exclude, exclude_seen)
-        if d.index is not None and user_id in d.user_index:
-            found = d.index.top(d.model.query_vectors(np.array([d.user_index[user_id]]))[0], k, mask)
-            self.ann_counts["exact" if found is None else "approximate"] += 1
-            if found is not None:
-                return {"user": user_id, "model": d.label + "+ann",
-                        "items": [{"id": str(d.item_ids[i]), "score": float(v)} for i, v in zip(*found)]}
-        scores, source = self.user_scores(d, user_id, events)
-        return {"user": user_id, "model": source, "items": _best(d, scores, mask, k)}
+        ranked = d.core.rank([user_id], k, history=self.history(d, events),
+                             banned=self._banned(d, events, category, exclude, exclude_seen), exclude_seen=exclude_seen)[0]
+        if d.core.index is not None and ranked.source in (MODEL, APPROXIMATE):
+            self.ann_counts["approximate" if ranked.source == APPROXIMATE else "exact"] += 1
+        return {"user": user_id, "model": d.source(ranked.source), "items": _listed(d.item_ids, ranked)}
 
     def _explore(self, d: Deployed, user_id: str, k: int, category: str | None, exclude: list[str] | None,
                  exclude_seen: bool, epsilon: float) -> dict:
         """An ε-greedy list (never cached: each request draws afresh)."""
         events = self.store.user_items(user_id)
-        scores, source = self.user_scores(d, user_id, events)
-        mask = self._mask(d, user_id, events, category, exclude, exclude_seen)
-        greedy, _ = _top(scores, mask, k)
+        history = self.history(d, events)
+        scores, source = d.core.scores(user_id, history)
+        banned = self._banned(d, events, category, exclude, exclude_seen)
+        mask = d.core.mask(np.array([d.core.known(user_id)]), history, banned, exclude_seen)[0]
+        greedy = d.core.rank([user_id], k, history=history, banned=banned, exclude_seen=exclude_seen)[0].items
         mask[greedy] = True
         shown, propensity, slate = explore(np.flatnonzero(~mask), greedy, epsilon, self._explore_rng)
-        answer = {"user": user_id, "model": source,
+        answer = {"user": user_id, "model": d.source(source),
                   "items": [{"id": str(d.item_ids[i]), "score": float(scores[i])} for i in shown]}
         return self.impressions.served(answer, user_id, d.version, f"epsilon-greedy:{epsilon:g}", propensity, slate)
 
@@ -484,32 +486,15 @@ class ModelHost:
                 "items": [{"id": i, "score": float(c)} for c, i in top]}
 
     def neighbours(self, user_id: str, k: int) -> dict:
-        """The ``k`` users most like ``user_id``: cosine similarity of binary interaction rows of
-        the deployed model's training matrix (a user it has not seen: their stored events)."""
+        """The ``k`` users most like ``user_id`` (the answer core's cosine of item sets over the
+        deployed model's training users; a user it does not rank: by their stored events)."""
         d = self.deployed
         if d is None:
             raise ConflictError("no model is deployed yet; neighbours are computed over a deployed model's data")
-        x = d.model.train_
-        if user_id in d.user_index:
-            u = d.user_index[user_id]
-            items = x.indices[x.indptr[u]:x.indptr[u + 1]]
-        else:
-            items = [d.item_index[i] for i, _ in self.store.user_items(user_id) if i in d.item_index]
-            if not items:
-                raise NotFoundError(f"user {user_id!r} has no events on the deployed model's items")
-        row = np.zeros(x.shape[1])
-        row[items] = 1.0
-        # shared items per user from the CSR structure (no copy of the matrix): cumulative sums over each row's span
-        shared = np.concatenate(([0.0], np.cumsum(row[x.indices])))
-        overlap = shared[x.indptr[1:]] - shared[x.indptr[:-1]]
-        sims = overlap / np.maximum(np.sqrt(np.diff(x.indptr) * row.sum()), 1e-12)
-        if user_id in d.user_index:
-            sims[d.user_index[user_id]] = -np.inf
-        users, values = top_k(sims[None, :], k)
-        keep = np.isfinite(values[0]) & (values[0] > 0)
-        ids = d.model.user_ids_
-        return {"user": user_id, "model": d.label,
-                "users": [{"id": str(ids[u]), "score": float(v)} for u, v in zip(users[0][keep], values[0][keep])]}
+        history = d.core.history(np.array([d.item_index[i] for i, _ in self.store.user_items(user_id)
+                                           if i in d.item_index], dtype=np.int64))
+        near = d.core.neighbours(user_id, k, history)
+        return {"user": user_id, "model": d.label, "users": _listed(d.core.user_ids, near)}
 
     def _popular_from_store(self, k, events, category, exclude, exclude_seen) -> dict:
         positive = [t for t, m in self.settings.feedback_types.items() if m == "positive"]
@@ -521,54 +506,26 @@ class ModelHost:
         return {"items": [{"id": i, "score": float(np.log1p(c))} for c, i in top], "model": "popular (no model yet)"}
 
     def recommend_session(self, items: list[str], k: int, *, exclude_seen: bool = True) -> dict:
-        """Top ``k`` for an anonymous session (recent item ids, oldest first): a deployed sequential
-        model reads the session in order; otherwise an ALS fold-in from the items; else popularity.
-        Unknown item ids are skipped and counted."""
+        """Top ``k`` for an anonymous session (recent item ids, oldest first), by the answer core:
+        a deployed sequential model reads the session in order; otherwise a fold-in from the items;
+        else popularity. Unknown item ids are skipped and counted."""
         d = self.deployed
         if d is None:
             raise ConflictError("no model is deployed yet")
-        known = [d.item_index[i] for i in items if i in d.item_index]
-        if isinstance(d.model, SessionScorer):
-            scores, source = d.model.score_sessions([known])[0].astype(np.float64), d.label
-        elif known and isinstance(d.model, FoldIn):
-            scores, source = d.model.score_history(np.array(known)).astype(np.float64), d.label + "+fold-in"
-        else:
-            scores, source = np.log1p(d.popularity), "popular"
-        mask = np.zeros(len(scores), dtype=bool)
-        if exclude_seen:
-            mask[known] = True
-        return {"model": source, "unknown_items": len(items) - len(known), "items": _best(d, scores, mask, k)}
+        ranked, unknown = d.core.session(items, k, exclude_seen=exclude_seen)
+        return {"model": d.source(ranked.source), "unknown_items": unknown, "items": _listed(d.item_ids, ranked)}
 
     def compare(self, user_id: str | None, options: list[str]) -> dict:
-        """Score ``options`` for a user with the deployed preference model: each option's mean
-        probability of beating the others (any model) and its utility (models with a scalar)."""
+        """Score ``options`` for a user with the deployed preference model (the answer core's
+        :func:`~penchant.experiment.answers.rank_options`)."""
         p = self.preference
         if p is None:
             raise ConflictError("no preference model is deployed; train one (e.g. pbt) on stored comparisons")
-        unknown = [k for k, o in enumerate(options) if o not in p.option_index]
-        if unknown:
-            raise DataError(f"options[{unknown[0]}]: {options[unknown[0]]!r} is not an option the model knows")
-        idx = np.array([p.option_index[o] for o in options], dtype=np.int64)
         user = p.user_index.get(user_id, -1) if user_id is not None else -1
-        k = len(idx)
-        a, b = np.repeat(idx, k), np.tile(idx, k)
-        prob = p.model.prob(np.full(k * k, user), a, b).reshape(k, k)
-        wins = (prob.sum(1) - np.diag(prob)) / (k - 1)
-        scores = p.model.score(np.full(k, user), idx) if p.model.has_score else None
-        order = np.argsort(-wins, kind="stable")
-        return {"model": p.label, "user_known": user >= 0,
-                "options": [{"id": options[j], "win_probability": float(wins[j]),
-                             "score": None if scores is None else float(scores[j])} for j in order]}
+        return {"model": p.label, **rank_options(p.model, p.option_ids, user, options)}
 
     def similar(self, item_id: str, k: int) -> dict:
         d = self.deployed
         if d is None or item_id not in d.item_index:
             raise NotFoundError(f"item {item_id!r} is not in the deployed model")
-        if not isinstance(d.model, ItemVectors):
-            raise NotFoundError(f"{d.model_name} has no item vectors to compare")
-        factors = d.model.item_vectors()
-        f = factors / np.maximum(np.linalg.norm(factors, axis=1, keepdims=True), 1e-9)
-        sims = f @ f[d.item_index[item_id]]
-        mask = np.zeros(len(sims), dtype=bool)
-        mask[d.item_index[item_id]] = True
-        return {"item": item_id, "model": d.label, "items": _best(d, sims, mask, k)}
+        return {"item": item_id, "model": d.label, "items": _listed(d.item_ids, d.core.similar_items(item_id, k))}
