@@ -158,3 +158,42 @@ def test_a_nul_character_or_a_non_finite_number_is_a_422_naming_the_field(client
     assert r.status_code == 422, (r.status_code, r.text[:500])
     assert field in r.text, r.text[:500]
     assert client.app.state.service.store.counts()["events"] == 1  # nothing was stored
+
+
+# --- a restore adds what its data carries and overwrites nothing with nothing -------------------------------------
+
+
+def test_restoring_a_log_keeps_the_stored_titles_categories_and_attributes(client, tmp_path, database_url):
+    """`penchant store restore --dataset log.csv` (users and items, nothing else) into a store whose
+    items have titles and categories and whose users have attributes: the events are added, the
+    records are kept as they were, and the counts say what was added and what was updated."""
+    from tests.conftest import cli, write
+
+    client.put("/v1/items", json=[{"id": "i1", "title": "Alien", "categories": ["sf"], "attributes": {"year": 1979}}])
+    client.put("/v1/users", json=[{"id": "u1", "attributes": {"tier": "gold"}}])
+    log = write(tmp_path / "log.csv", "user,item\nu1,i1\nu2,i2\n")
+    url = ("--database-url", database_url) if database_url else ()
+    code, out, err = cli("store", "restore", "--dataset", log, "--data-dir", tmp_path / "data", *url)
+    assert code == 0, err
+    assert client.get("/v1/items/i1").json() == {"id": "i1", "title": "Alien", "text": None, "categories": ["sf"],
+                                                 "attributes": {"year": 1979}, "timestamp": None}
+    assert client.get("/v1/users/u1").json()["attributes"] == {"tier": "gold"}
+    assert client.get("/v1/items/i2").json()["title"] is None  # new: created with what the log says (nothing)
+    assert "users_added 1, users_updated 0, items_added 1, items_updated 0" in out, out
+    assert "events 2" in out, out
+    # a dataset that does carry titles updates them, and says so; what it lacks stays
+    write(tmp_path / "rich" / "rich.item", "item_id:token\ttitle:token_seq\ni1\tAlien (director's cut)\n")
+    write(tmp_path / "rich" / "rich.inter", "user_id:token\titem_id:token\nu1\ti1\n")
+    code, out, err = cli("store", "restore", "--dataset", tmp_path / "rich", "--data-dir", tmp_path / "data", *url)
+    assert code == 0, err
+    assert "items_added 0, items_updated 1" in out, out
+    assert client.get("/v1/items/i1").json() == {"id": "i1", "title": "Alien (director's cut)", "text": None,
+                                                 "categories": ["sf"], "attributes": {"year": 1979}, "timestamp": None}
+
+
+def test_an_id_repeated_in_one_put_keeps_its_last_row(client):
+    rows = [{"id": "i1", "title": "first"}, {"id": "i2"}, {"id": "i1", "title": "last", "categories": ["x"]}]
+    assert client.put("/v1/items", json=rows).json() == {"upserted": 3}
+    assert client.get("/v1/items/i1").json()["title"] == "last"
+    assert client.put("/v1/users", json=[{"id": "u", "attributes": {"a": 1}}, {"id": "u"}]).status_code == 200
+    assert client.get("/v1/users/u").json()["attributes"] == {}  # a PUT replaces the whole record

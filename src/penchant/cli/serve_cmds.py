@@ -162,7 +162,7 @@ def store_restore(
     their attributes, e.g. MovieLens's age group, gender and occupation)."""
     from penchant.errors import ConfigError
     from penchant.serve.config import load_settings
-    from penchant.serve.dump import parse_dump
+    from penchant.serve.dump import dataset_rows, parse_dump
 
     if (in_path is None) == (dataset is None):
         raise ConfigError("give exactly one of --in and --dataset")
@@ -174,30 +174,6 @@ def store_restore(
     else:
         if settings.meaning(event_type) is None:
             raise ConfigError(f"--type {event_type!r} is not a configured feedback type")
-        counts = store.restore(_dataset_rows(dataset, event_type))
+        counts = store.restore(dataset_rows(dataset, event_type))
     out.print(", ".join(f"{k} {v:,}" for k, v in counts.items()))
 
-
-def _dataset_rows(path: Path, event_type: str):
-    from penchant.data import load
-
-    ds = load(path)
-    titles = ds.item_text if ds.item_text is not None else [None] * ds.n_items
-    genres = next((ds.item_attributes[a] for a in ("genre", "class") if a in ds.item_attributes), None)
-    years = ds.item_attributes.get("release_year")
-    for i, item in enumerate(ds.item_ids):
-        row = {"kind": "item", "id": str(item), "title": None if titles[i] is None else str(titles[i])}
-        if genres is not None:
-            row["categories"] = genres.of(i)
-        decades = [f"{int(y) // 10 * 10}s" for y in (years.of(i) if years is not None else []) if y.isdigit()]
-        if decades:
-            row["attributes"] = {"decade": decades[0]}
-        yield row
-    for u, user in enumerate(ds.user_ids):  # user records, with their attributes where the data has them
-        attrs = {name: values[0] if len(values) == 1 else values
-                 for name, a in ds.user_attributes.items() if (values := [str(v) for v in a.of(u)])}
-        yield {"kind": "user", "id": str(user), **({"attributes": attrs} if attrs else {})}
-    ts = ds.timestamps
-    for k, (u, i) in enumerate(zip(ds.users, ds.items)):
-        yield {"kind": "event", "event_id": f"{ds.name}:{k}", "user_id": str(ds.user_ids[u]), "item_id": str(ds.item_ids[i]),
-               "type": event_type, "value": 1.0, "timestamp": float(ts[k]) if ts is not None else float(k)}

@@ -146,14 +146,21 @@ def _insert_ignoring(engine: Engine, table: sa.Table):
     return insert(table).on_conflict_do_nothing()
 
 
-def _upsert(engine: Engine, table: sa.Table, keys: Sequence[str]):
+#: what a user's or an item's record holds besides its id, and what a record that never had it holds
+RECORD_FIELDS = {"users": {"attributes": {}},
+                 "items": {"title": None, "text": None, "categories": [], "attributes": {}, "timestamp": None}}
+
+
+def _upsert(engine: Engine, table: sa.Table, fields: Sequence[str]):
+    """INSERT … ON CONFLICT (id) DO UPDATE of ``fields`` only (DO NOTHING when there are none)."""
     if engine.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
     stmt = insert(table)
-    return stmt.on_conflict_do_update(index_elements=[table.c.id],
-                                      set_={k: getattr(stmt.excluded, k) for k in keys})
+    if not fields:
+        return stmt.on_conflict_do_nothing()
+    return stmt.on_conflict_do_update(index_elements=[table.c.id], set_={f: stmt.excluded[f] for f in fields})
 
 
 class Store:
@@ -175,22 +182,39 @@ class Store:
     # --- users and items -------------------------------------------------------------------------
 
     def upsert_users(self, rows: Sequence[dict], conn: Connection | None = None) -> int:
-        now = time.time()
+        """Store user records (see :meth:`upsert_records`); how many rows were given."""
         with self._writing(conn) as conn:
-            if rows:
-                conn.execute(_upsert(self.engine, users, ["attributes"]),
-                             [{"id": r["id"], "attributes": r.get("attributes") or {}, "created_at": now} for r in rows])
+            self.upsert_records("users", rows, conn)
         return len(rows)
 
     def upsert_items(self, rows: Sequence[dict], conn: Connection | None = None) -> int:
-        now = time.time()
+        """Store item records (see :meth:`upsert_records`); how many rows were given."""
         with self._writing(conn) as conn:
-            if rows:
-                conn.execute(_upsert(self.engine, items, ["title", "text", "categories", "attributes", "timestamp"]),
-                             [{"id": r["id"], "title": r.get("title"), "text": r.get("text"),
-                               "categories": r.get("categories") or [], "attributes": r.get("attributes") or {},
-                               "timestamp": r.get("timestamp"), "created_at": now} for r in rows])
+            self.upsert_records("items", rows, conn)
         return len(rows)
+
+    def upsert_records(self, kind: str, rows: Sequence[dict], conn: Connection) -> dict:
+        """Store ``users`` or ``items`` (``kind``) records: a new id is added with the fields its row
+        carries (the others blank); a stored one gets the fields its row carries and keeps the
+        others, so data that lacks a field (a log with no titles) never overwrites it with nothing.
+        A repeated id: its last row wins. Counts ``{"added", "updated"}`` (updated: stored records
+        whose row carried at least one field)."""
+        table, blank = (users if kind == "users" else items), RECORD_FIELDS[kind]
+        last = {r["id"]: r for r in rows}
+        if not last:
+            return {"added": 0, "updated": 0}
+        new = self.missing(kind, last, conn)
+        by_fields: dict[tuple[str, ...], list[dict]] = {}
+        for i in sorted(last):  # id order: concurrent writers lock rows in one order
+            row = last[i]
+            by_fields.setdefault(tuple(f for f in blank if f in row), []).append(row)
+        now = time.time()
+        for fields, part in by_fields.items():
+            conn.execute(_upsert(self.engine, table, fields),
+                         [{**blank, **{f: blank[f] if r[f] is None else r[f] for f in fields}, "id": r["id"],
+                           "created_at": now} for r in part])
+        updated = sum(1 for fields, part in by_fields.items() if fields for r in part if r["id"] not in new)
+        return {"added": len(new), "updated": updated}
 
     def delete_users(self, ids: Sequence[str]) -> dict:
         """Forget users in one transaction: their rows, and every event, comparison, conversation and
@@ -422,11 +446,14 @@ class Store:
                 last = page[-1][{"user": "id", "item": "id", "served": "list_id"}.get(kind, "event_id")]
 
     def restore(self, rows: Iterable[dict]) -> dict:
-        """Load dumped rows (users and items upserted, events inserted once by id) in one
-        transaction: all or nothing. A bad row anywhere, even after thousands of good ones, raises
-        and stores nothing (the :class:`DataError` says so). Returns counts."""
-        counts = {"users": 0, "items": 0, "events": 0, "duplicate_events": 0, "comparisons": 0,
-                  "duplicate_comparisons": 0, "served_lists": 0, "duplicate_served_lists": 0}
+        """Load dumped rows (users and items: the fields each row carries, see
+        :meth:`upsert_records`; events inserted once by id) in one transaction: all or nothing. A
+        bad row anywhere, even after thousands of good ones, raises and stores nothing (the
+        :class:`DataError` says so). Returns counts: users and items added and updated, events,
+        comparisons and served lists inserted and already stored."""
+        counts = {"users_added": 0, "users_updated": 0, "items_added": 0, "items_updated": 0, "events": 0,
+                  "duplicate_events": 0, "comparisons": 0, "duplicate_comparisons": 0, "served_lists": 0,
+                  "duplicate_served_lists": 0}
         buffer: dict[str, list[dict]] = {"user": [], "item": [], "event": [], "comparison": [], "served": []}
         inserters = {"event": self.insert_feedback, "comparison": self.insert_comparisons,
                      "served": self.insert_served_lists}
@@ -435,10 +462,10 @@ class Store:
             part = buffer[kind]
             if not part:
                 return
-            if kind == "user":
-                counts["users"] += self.upsert_users(part, conn)
-            elif kind == "item":
-                counts["items"] += self.upsert_items(part, conn)
+            if kind in ("user", "item"):
+                done = self.upsert_records(f"{kind}s", part, conn)
+                counts[f"{kind}s_added"] += done["added"]
+                counts[f"{kind}s_updated"] += done["updated"]
             else:
                 done = inserters[kind](part, conn)
                 plural = "served_lists" if kind == "served" else f"{kind}s"
