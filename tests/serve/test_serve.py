@@ -122,7 +122,7 @@ def test_settings_reject_unknown_keys_and_bad_types(tmp_path):
 
     with pytest.raises(ConfigError, match="unknown key service.rate_limit"):
         load_settings(tmp_path, config_file=write(tmp_path / "a.toml", "[service]\nrate_limit = 3\n"), env={})
-    with pytest.raises(ConfigError, match="max_batch must be a int"):
+    with pytest.raises(ConfigError, match="max_batch must be an integer"):
         load_settings(tmp_path, config_file=write(tmp_path / "b.toml", "[service]\nmax_batch = 'many'\n"), env={})
     with pytest.raises(ConfigError, match="feedback_types.star must be one of"):
         load_settings(tmp_path, config_file=write(tmp_path / "c.toml", "[feedback_types]\nstar = 'good'\n"), env={})

@@ -4,7 +4,6 @@ and `penchant ope` estimates a candidate version's value from its dump."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -47,7 +46,7 @@ def test_served_lists_carry_propensities_and_exploration_changes_them(client):
 
     # the service's own setting explores every request that does not say otherwise
     host = client.app.state.service.host
-    host.settings = replace(host.settings, exploration_epsilon=1.0)
+    host.settings = host.settings.model_copy(update={"exploration_epsilon": 1.0})
     answer = client.get("/v1/users/u0/recommendations", params={"k": 5}).json()
     assert all(i["id"] not in top and i["propensity"] == pytest.approx(1 / pool) for i in answer["items"])
     assert client.get("/v1/users/u0/recommendations", params={"k": 5, "epsilon": 0}).json()["items"][0]["id"] == top[0]
@@ -115,7 +114,7 @@ def test_a_service_without_impression_logging_stores_none(tmp_path, database_url
     from penchant.serve.config import load_settings
     from tests.serve.server import ADMIN
 
-    settings = replace(load_settings(tmp_path / "data", database_url=database_url, env={}), log_impressions=False)
+    settings = load_settings(tmp_path / "data", database_url=database_url, env={}).model_copy(update={"log_impressions": False})
     with TestClient(create_app(settings, admin_key=ADMIN)) as c:
         c.headers["Authorization"] = f"Bearer {ADMIN}"
         c.post("/v1/feedback", json=clustered_events(n_users=6))

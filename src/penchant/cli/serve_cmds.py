@@ -11,14 +11,19 @@ from penchant.cli.render import out
 
 DATA_DIR_HELP = "Folder for the SQLite database (when no --database-url) and model versions."
 URL_HELP = "SQLAlchemy URL of the store, e.g. postgresql://user@host/db (default: SQLite under --data-dir)."
+SETTINGS_DATA_DIR_HELP = DATA_DIR_HELP + " Default: PENCHANT_DATA_DIR."
+SET_HELP = ("Set a service setting, KEY=VALUE (repeatable), checked like PENCHANT_<KEY>: --set max_batch=500 "
+            "--set log_impressions=false --set model=bpr --set model_params='{\"factors\": 32}'. Flags > environment "
+            "> --config file > defaults; every setting: docs/service.md.")
 
 
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
-    data_dir: Path = typer.Option(..., "--data-dir", help=DATA_DIR_HELP),
+    data_dir: Path = typer.Option(None, "--data-dir", help=SETTINGS_DATA_DIR_HELP),
     database_url: str = typer.Option(None, "--database-url", help=URL_HELP),
     config: Path = typer.Option(None, "--config", help="TOML settings file (unknown keys are an error)."),
+    assignments: list[str] = typer.Option(None, "--set", metavar="KEY=VALUE", help=SET_HELP),
     access_log: bool = typer.Option(False, "--access-log", help="One JSON line per request on stderr (never the key)."),
     workers: int = typer.Option(1, "--workers", min=1, max=64,
                                 help="Worker processes sharing the port and the store (activations reach all of them)."),
@@ -28,7 +33,7 @@ def serve(
     versions it serves; SIGINT/SIGTERM let requests in flight finish. One server per --data-dir."""
     from penchant.errors import ConfigError
     from penchant.serve.app import create_app  # first: without the serve extra, one line naming it
-    from penchant.serve.config import load_settings
+    from penchant.serve.config import load_settings, parse_assignments
     from penchant.serve.keys import KEY_SHAPE, key_id_of
 
     admin_key = os.environ.get("PENCHANT_ADMIN_KEY")
@@ -36,7 +41,9 @@ def serve(
         raise ConfigError(f"PENCHANT_ADMIN_KEY is not a valid key; {KEY_SHAPE}")
     from penchant.serve.runner import hold_data_dir, serve_forever
 
-    settings = load_settings(data_dir, database_url=database_url, config_file=config)
+    settings = load_settings(data_dir, database_url=database_url, config_file=config,
+                             overrides=parse_assignments(assignments))
+    data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     with hold_data_dir(data_dir):  # refused before migrating or loading anything when another server has it
         if workers == 1:
@@ -50,18 +57,20 @@ def serve(
 
 def models_import(
     model_path: Path = typer.Argument(..., help="A model artefact written by `penchant fit` or `penchant prefs fit`."),
-    data_dir: Path = typer.Option(..., "--data-dir", help=DATA_DIR_HELP),
+    data_dir: Path = typer.Option(None, "--data-dir", help=SETTINGS_DATA_DIR_HELP),
     database_url: str = typer.Option(None, "--database-url", help=URL_HELP),
     config: Path = typer.Option(None, "--config", help="TOML settings file."),
+    assignments: list[str] = typer.Option(None, "--set", metavar="KEY=VALUE", help=SET_HELP),
     activate: bool = typer.Option(False, "--activate", help="Make it the live version of its kind."),
 ) -> None:
     """Add a model fitted offline to the service's versions, served without retraining (a running
     service picks it up at its next start or activation; POST /v1/models/import is the live way)."""
-    from penchant.serve.config import load_settings
+    from penchant.serve.config import load_settings, parse_assignments
     from penchant.serve.host import ModelHost
 
-    settings = load_settings(data_dir, database_url=database_url, config_file=config)
-    store = _store(data_dir, settings.database_url)
+    settings = load_settings(data_dir, database_url=database_url, config_file=config,
+                             overrides=parse_assignments(assignments))
+    store = _store(settings.data_dir, settings.database_url)
     host = ModelHost(store, settings)
     host.load_active()
     version = host.import_model(model_path, activate)
@@ -153,21 +162,23 @@ def store_restore(
     in_path: Path = typer.Option(None, "--in", help="A dump (JSON lines) to load."),
     dataset: Path = typer.Option(None, "--dataset", help="Or: a dataset penchant reads; its interactions become events."),
     event_type: str = typer.Option("click", "--type", help="With --dataset: the feedback type of the events."),
-    data_dir: Path = typer.Option(..., "--data-dir", help=DATA_DIR_HELP),
+    data_dir: Path = typer.Option(None, "--data-dir", help=SETTINGS_DATA_DIR_HELP),
     database_url: str = typer.Option(None, "--database-url", help=URL_HELP),
     config: Path = typer.Option(None, "--config", help="TOML settings (the feedback types)."),
+    assignments: list[str] = typer.Option(None, "--set", metavar="KEY=VALUE", help=SET_HELP),
 ) -> None:
     """Load a dump, or a dataset's interactions (event ids ``<dataset>:<row>``, so loading twice
     stores nothing twice; items get their titles, genres as categories and release decade; users
     their attributes, e.g. MovieLens's age group, gender and occupation)."""
     from penchant.errors import ConfigError
-    from penchant.serve.config import load_settings
+    from penchant.serve.config import load_settings, parse_assignments
     from penchant.serve.dump import dataset_rows, parse_dump
 
     if (in_path is None) == (dataset is None):
         raise ConfigError("give exactly one of --in and --dataset")
-    settings = load_settings(data_dir, database_url=database_url, config_file=config)
-    store = _store(data_dir, settings.database_url)
+    settings = load_settings(data_dir, database_url=database_url, config_file=config,
+                             overrides=parse_assignments(assignments))
+    store = _store(settings.data_dir, settings.database_url)
     if in_path is not None:
         with open(in_path, "rb") as f:  # decoded line by line, so a bad byte is reported with its line
             counts = store.restore(parse_dump(f, str(in_path), settings.feedback_types))
