@@ -43,7 +43,7 @@ def evaluate(
         task = bar.add_task("reading data", total=None)
         tr, va, te = load_triple(train, valid, test, min_rating=min_rating,
                                  **columns(user_col, item_col, rating_col, time_col, sep, encoding))
-        with training_status(bar, task, model):
+        with training_status(bar, task):
             result = run(model, params, tr, va, te, ks=k, metric=metric, sampled=sampled, seed=seed,
                          status=lambda s: bar.update(task, description=s), backend=where)
     payload = result.to_json()
@@ -102,8 +102,7 @@ def compare(
     where = backend_of(backend, ray_address)
     target = build_target(tr, te, tuple(p for p in (va,) if p is not None))
     results = []
-    with progress() as bar:
-        task = bar.add_task("models", total=len(specs))
+    with progress() as bar, training_status(bar, task := bar.add_task("models", total=len(specs))):
         for spec, (name, params) in zip(model, specs):
             results.append(run(name, params, tr, va, te, ks=k, metric=metric, target=target, sampled=sampled,
                                label=spec, status=lambda s: bar.update(task, description=s), backend=where))
@@ -183,10 +182,10 @@ def ratings_cv(
 
     model, params = model_spec(model, param, "rating")  # a ranking model's name lists the rating models
     ds = load(data, **columns(user_col, item_col, rating_col, time_col, sep, encoding))
-    with progress() as bar:
-        task = bar.add_task(f"{folds}-fold cross-validation of {model}", total=folds)
+    fold = lambda n: f"fitting {model} fold {min(n + 1, folds)}/{folds}"  # noqa: E731
+    with progress() as bar, training_status(bar, task := bar.add_task(fold(0), total=folds)):
         result = cross_validate(model, params, ds, k=folds, seed=seed, users=users, test_per_user=test_per_user,
-                                ndcg_k=k, progress=lambda n: bar.update(task, completed=n))
+                                ndcg_k=k, progress=lambda n: bar.update(task, completed=n, description=fold(n)))
     ndcg = f"ndcg@{k}"
     out.print(f"[bold]{model}[/bold] {folds}-fold: RMSE {result['rmse']:.4f} ± {result['rmse_std']:.4f}   "
               f"MAE {result['mae']:.4f} ± {result['mae_std']:.4f}   NDCG@{k} {result[ndcg]:.4f} ± {result[ndcg + '_std']:.4f}")
@@ -216,39 +215,25 @@ def tune_cmd(
 ) -> None:
     """Search a model's hyper-parameters on the validation split (Optuna TPE, median pruning), then refit the best."""
     from penchant.cli.specs import model_spec
-    from penchant.data import load_triple
-    from penchant.eval.evaluate import evaluate as run_eval
+    from penchant.experiment.tasks import FILE_FAMILIES, task_for
     from penchant.experiment.tune import tune
-    from penchant.models.registry import entry
 
-    model, fixed = model_spec(model, param, ("ranking", "rating", "sequential", "preference"))
-    pairwise = entry(model).family == "preference"
-    if pairwise:  # comparison files (TRL text or winner/loser ids) over one vocabulary
-        from penchant.data.pair_files import read_pair_files
-
-        _, parts = read_pair_files([train, valid] + ([test] if test is not None else []))
-        tr, va, te = parts[0], parts[1], parts[2] if test is not None else None
-    else:
-        tr, va, te = load_triple(train, valid, test if test is not None else valid, min_rating=min_rating,
-                                 **columns(user_col, item_col, rating_col, time_col, sep, encoding))
+    model, fixed = model_spec(model, param, FILE_FAMILIES)
+    job = task_for(model)
+    parts = job.read(train, valid, test, seed=seed, min_rating=min_rating,
+                     **columns(user_col, item_col, rating_col, time_col, sep, encoding))
+    tr, va, te = parts.train, parts.valid, parts.test
     assert va is not None
     where = backend_of(backend, ray_address)
-    with progress() as bar:
-        task = bar.add_task(f"tuning {model}", total=trials)
+    with progress() as bar, training_status(bar, task := bar.add_task(f"tuning {model}", total=trials)):
         result = tune(model, tr, va, trials=trials, seed=seed, metric=metric, fixed=fixed, timeout=timeout, backend=where,
                       progress=lambda n, best: bar.update(task, completed=n, description=f"tuning {model}: best {best:.4f}"))
     pruned = sum(t["state"] == "pruned" for t in result.trials)
     out.print(f"[bold]{model}[/bold]: best {result.metric} on valid {result.best_value:.4f} with {result.best_params} "
               f"({len(result.trials)} trials, {pruned} pruned)")
     payload = result.to_json()
-    if pairwise and te is not None and result.best_model is not None:
-        from penchant.experiment.tune import pair_accuracy
-
-        payload["test"] = {"accuracy": pair_accuracy(result.best_model, te), "pairs": len(te)}
-        out.print(f"test: accuracy {payload['test']['accuracy']:.4f} on {len(te):,} pairs")
-    elif test is not None and result.best_model is not None:
-        test_result = run_eval(result.best_model, tr, te, ks=k, also_exclude=(va,), backend=where)
-        payload["test"] = test_result.to_json()
-        out.print("test: " + "  ".join(f"{m} {v:.4f}" for m, v in test_result.metrics().items() if m.split("@")[0] in ("ndcg", "recall")))
+    if te is not None and result.best_model is not None:
+        payload["test"], line = job.test(result.best_model, parts, ks=k, backend=where)
+        out.print(f"test: {line}")
     if json_out:
         write_json(json_out, payload)

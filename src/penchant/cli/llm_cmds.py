@@ -33,11 +33,16 @@ def check(
     timeout: float = typer.Option(120.0, "--timeout", help="Seconds per request."),
 ) -> None:
     """Is the endpoint reachable, which model answers, and one round trip (PENCHANT_LLM_URL; the embedded model when unset)."""
+    from penchant.cli.render import progress
     from penchant.llm.client import Endpoint, LLMClient
 
-    with LLMClient(timeout=timeout, cache=False, retries=1) as client:
+    with LLMClient(timeout=timeout, cache=False, retries=1) as client, progress() as bar:
+        named = Endpoint.from_env()
+        task = bar.add_task(f"reaching {named.url}" if named is not None else "starting the embedded model")
         endpoint = client.endpoint
+        bar.update(task, description=f"listing the models at {endpoint.url}")
         models = client.models()
+        bar.update(task, description="one round trip")
         started = time.perf_counter()
         answer = client.chat("Reply with the single word: ready", max_tokens=8)
         seconds = time.perf_counter() - started

@@ -35,8 +35,16 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.", callback=_version,
-                                       is_eager=True)) -> None:
+                                       is_eager=True),
+          threads: int = typer.Option(None, "--threads", min=1, help="Threads for torch, BLAS and OpenMP (also "
+                                      "PENCHANT_THREADS; default: the usable cores less those other work keeps busy)."),
+          quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr (neither the bar nor plain lines).")) -> None:
     """Learn what each person prefers, and act on it."""
+    from penchant.cli.render import set_quiet
+    from penchant.threads import configure
+
+    set_quiet(quiet)
+    configure(threads)  # before torch or a BLAS is loaded: their pools start at this size
 data_app = typer.Typer(help="Inspect feedback data, download a public data set, or make a synthetic log.", no_args_is_help=True)
 data_app.command("inspect")(data_cmds.inspect)
 data_app.command("synth")(data_cmds.synth)

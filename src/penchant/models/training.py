@@ -25,12 +25,15 @@ def check_device(name: str) -> str:
 
 def torch_device(name: str):
     """The ``torch.device`` for a ``device`` parameter: ``auto`` is CUDA when torch sees a GPU, else
-    the CPU; asking for CUDA where there is none is an error, never a silent CPU run."""
+    the CPU; asking for CUDA where there is none is an error, never a silent CPU run. Every torch model
+    asks for its device before it trains, so torch's pools are sized here too (once per process)."""
     import torch
 
     from penchant.errors import ConfigError
+    from penchant.threads import apply_to_torch
 
     check_device(name)
+    apply_to_torch()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -44,9 +47,14 @@ def net_device(net: Any):
 
 
 def seed_torch(seed: int) -> None:
-    """Seed torch's global generator (used by parameter initialisation) and pin threads for determinism."""
+    """The prologue of every torch training loop: size torch's thread pools to penchant's count
+    (once per process; :mod:`penchant.threads`), seed torch's global generator (used by parameter
+    initialisation) and ask for deterministic algorithms."""
     import torch
 
+    from penchant.threads import apply_to_torch
+
+    apply_to_torch()
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
 
@@ -132,11 +140,15 @@ class TrainingStatus:
             return None
         return self.seconds / self.epoch * max(0, self.epochs - self.epoch)
 
+    @property
+    def progress_text(self) -> str:
+        """Where training is, without the time: ``epoch 12/200 · valid 0.9100 (best 0.9000)``."""
+        return (f"epoch {self.epoch}" + (f"/{self.epochs}" if self.epochs else "") +
+                f" · valid {self.value:.4f} (best {self.best:.4f})")
+
     def __str__(self) -> str:
         eta = self.eta_seconds
-        return (f"epoch {self.epoch}" + (f"/{self.epochs}" if self.epochs else "") +
-                f" · valid {self.value:.4f} (best {self.best:.4f})" +
-                ("" if eta is None else f" · ETA ≤ {int(eta // 60)}m{int(eta % 60):02d}s"))
+        return self.progress_text + ("" if eta is None else f" · ETA ≤ {int(eta // 60)}m{int(eta % 60):02d}s")
 
 
 _REPORTER: ContextVar[Callable[[TrainingStatus], None] | None] = ContextVar("penchant_training_progress", default=None)
@@ -227,6 +239,9 @@ def torch_single_threaded() -> Iterator[None]:
     feeds on its own actions turns that into different runs from one seed."""
     import torch
 
+    from penchant.threads import apply_to_torch
+
+    apply_to_torch()  # first, so that the once-per-process sizing never lands inside this block
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
