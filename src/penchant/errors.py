@@ -75,6 +75,11 @@ class ConflictError(PenchantError, RuntimeError):
     changed under a conversation, no earlier version to roll back to)."""
 
 
+class StoreUnavailableError(PenchantError, RuntimeError):
+    """The store cannot keep a write now (its file was deleted or replaced, its disk is read-only or
+    full, its server is unreachable): nothing was stored. The service answers 503."""
+
+
 class MemoryNeedError(PenchantError, MemoryError):
     """A model would need more memory to fit this data than the machine has available; raised
     before any large allocation, with how much it would need and which models fit instead."""

@@ -197,3 +197,74 @@ def test_an_id_repeated_in_one_put_keeps_its_last_row(client):
     assert client.get("/v1/items/i1").json()["title"] == "last"
     assert client.put("/v1/users", json=[{"id": "u", "attributes": {"a": 1}}, {"id": "u"}]).status_code == 200
     assert client.get("/v1/users/u").json()["attributes"] == {}  # a PUT replaces the whole record
+
+
+# --- a write that did not reach the store is an error -------------------------------------------------------------
+
+
+def test_feedback_after_the_data_folder_is_deleted_is_a_503_not_a_200(tmp_path):
+    """SQLite keeps writing to the open files of a deleted folder (the inodes live on until the
+    process closes them), so every write "succeeds" into nothing: the store checks at each commit
+    that its file is still the one it opened, and a write that cannot be kept is a 503 saying so."""
+    import shutil
+
+    c = _app_client(tmp_path / "data", None)
+    with c:
+        assert c.post("/v1/feedback", json=[_event("before")]).json()["inserted"] == 1
+        assert c.get("/readyz").status_code == 200
+        shutil.rmtree(tmp_path / "data")
+        r = c.post("/v1/feedback", json=[_event("after")])
+        assert r.status_code == 503, r.text
+        detail = r.json()["detail"]
+        assert str(tmp_path / "data" / "penchant.db") in detail and "deleted or replaced" in detail, detail
+        assert "nothing was stored" in detail
+        assert c.put("/v1/items", json=[{"id": "x"}]).status_code == 503
+        assert c.get("/readyz").status_code == 503
+        # a store made again in its place is not this one either: still refused, not written into
+        (tmp_path / "data").mkdir()
+        (tmp_path / "data" / "penchant.db").write_bytes(b"")
+        assert c.post("/v1/feedback", json=[_event("later")]).status_code == 503
+
+
+_FULL_DISK = """
+import json, subprocess, sys
+from fastapi.testclient import TestClient
+from penchant.serve.app import create_app
+from penchant.serve.config import load_settings
+folder = sys.argv[1]
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", folder], check=True)
+app = create_app(load_settings(folder + "/data", env={}), admin_key=sys.argv[2])
+out = {}
+with TestClient(app) as c:
+    c.headers["Authorization"] = "Bearer " + sys.argv[2]
+    out["small"] = c.post("/v1/feedback", json=[{"event_id": "e", "user_id": "u", "item_id": "i", "type": "click"}]).status_code
+    big = c.put("/v1/items", json=[{"id": f"x{k}", "text": "w" * 19000} for k in range(60)])
+    out["big"], out["detail"] = big.status_code, big.text
+    out["counts"] = app.state.service.store.counts()
+print(json.dumps(out))
+"""
+
+
+def test_a_write_to_a_full_disk_is_a_503_naming_it(tmp_path):
+    """The database refusing a write (here SQLite on a full disk: a 1 MB tmpfs, mounted in a mount
+    namespace of its own) is a 503 with the database's words, and nothing of the request is stored.
+    (A disk made read-only under a running service cannot be made: Linux refuses to remount a
+    file system read-only while a file on it is open for writing; chmod does not reach open files.)"""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"], capture_output=True, check=False).returncode:
+        pytest.skip("needs unshare -m and mount (root, or CAP_SYS_ADMIN) to make a small disk")
+    ran = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable, "-c", _FULL_DISK, str(tmp_path), ADMIN],
+                         capture_output=True, text=True, timeout=120, check=False,
+                         env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    out = json.loads(ran.stdout.splitlines()[-1])
+    assert out["small"] == 200
+    assert out["big"] == 503 and "database or disk is full" in out["detail"] and "nothing" in out["detail"], out
+    assert out["counts"] == {"users": 1, "items": 1, "events": 1}

@@ -1,7 +1,8 @@
 """The HTTP API (FastAPI): users, items, feedback, recommendations, similar items, model versions,
 health and metrics. Keys travel as ``Authorization: Bearer <key>``; scopes read < write < admin.
 Every invalid field is a 422 naming it; unknown ids are 404; a state that does not allow a request
-is 409; a body over the size limit is 413; a key over its per-minute budget gets 429.
+is 409; a body over the size limit is 413; a key over its per-minute budget gets 429; a store that
+cannot keep a write (its file deleted under it, a full disk, its server gone) is 503, never a 200.
 
 The routes live in :mod:`penchant.serve.routes` (one router per concern) and depend on the parts of
 the service through :mod:`penchant.serve.deps`; penchant's own errors become answers here, one
@@ -11,16 +12,18 @@ handler per error type.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from contextlib import asynccontextmanager
 
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from penchant.errors import ConfigError, ConflictError, DataError, NotFoundError
+from penchant.errors import ConfigError, ConflictError, DataError, NotFoundError, StoreUnavailableError
 from penchant.serve.config import Settings
 from penchant.serve.conversations import ConversationHost
 from penchant.serve.deps import KeyCache, RateLimiter, Service
@@ -32,7 +35,7 @@ from penchant.serve.routes import ROUTERS
 from penchant.serve.store import Store, database_url, make_engine, migrate
 
 #: HTTP status of each of penchant's error types, when a route lets one through
-STATUS = {DataError: 422, ConfigError: 422, NotFoundError: 404, ConflictError: 409}
+STATUS = {DataError: 422, ConfigError: 422, NotFoundError: 404, ConflictError: 409, StoreUnavailableError: 503}
 
 
 class ErrorJSON(JSONResponse):
@@ -110,6 +113,7 @@ def create_app(settings: Settings, *, admin_key: str | None = None, generation=N
     for error, status in STATUS.items():
         app.add_exception_handler(error, _answer(status))
     app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(sa.exc.OperationalError, _store_unavailable)
     for router in ROUTERS:
         app.include_router(router)
     return app
@@ -119,6 +123,18 @@ def _answer(status: int):
     async def handler(request: Request, exc: Exception) -> JSONResponse:
         return ErrorJSON({"detail": str(exc)}, status_code=status)
     return handler
+
+
+async def _store_unavailable(request: Request, exc: sa.exc.OperationalError) -> JSONResponse:
+    """The database refused or could not be reached (SQLite: a full or read-only disk, a lock held
+    too long; PostgreSQL: the server gone): 503, and nothing of the request was stored (its
+    transaction rolled back). SQLite's words are given; a server's (which may name its host) are logged."""
+    if request.app.state.service.store.engine.dialect.name == "sqlite":
+        why = str(exc.orig)
+    else:
+        logging.getLogger("penchant.serve").error("the database refused a request: %s", exc.orig)
+        why = "the database server refused or could not be reached; the service's log has its words"
+    return ErrorJSON({"detail": f"the store is unavailable ({why}); nothing of this request was stored"}, status_code=503)
 
 
 async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

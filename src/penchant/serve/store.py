@@ -8,6 +8,7 @@ client-supplied ``event_id`` is the primary key, so a retried batch inserts noth
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from penchant.errors import ConfigError, DataError
+from penchant.errors import ConfigError, DataError, StoreUnavailableError
 
 #: the longest user, item or event id kept (the id columns' VARCHAR length): one rule, checked by the
 #: request schemas (:data:`penchant.serve.schemas.Id`), which every path that stores an id goes through
@@ -94,9 +95,49 @@ def database_url(data_dir: Path, url: str | None) -> str:
     return url or f"sqlite:///{Path(data_dir).resolve() / 'penchant.db'}"
 
 
+class SQLiteFile:
+    """The identity (device, inode) of an SQLite store's file, taken when it is first opened, and
+    the check that it is still the file at its path.
+
+    SQLite writes through the file descriptors it opened: when the data folder is deleted (or the
+    file replaced), those descriptors still reach the unlinked inodes, so every commit, fsync
+    included, succeeds into files nobody can open again, and the data is gone when the process
+    ends. One ``stat`` of the path at each commit (about a microsecond) notices; the commit is then
+    refused, so nothing is acknowledged that was not kept."""
+
+    def __init__(self, path: str) -> None:
+        self.path, self.identity = path, None
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def opened(self) -> None:
+        """A connection opened the file: the first one fixes the identity; a later one that found
+        another file (made again in the place of a deleted one) is refused."""
+        now = self._stat()
+        if self.identity is None:
+            self.identity = now
+        else:
+            self.check()
+
+    def check(self) -> None:
+        """:class:`StoreUnavailableError` if the file at the path is not the one opened."""
+        if self.identity is not None and self._stat() != self.identity:
+            raise StoreUnavailableError(
+                f"the store's file {self.path} was deleted or replaced while the service ran, so nothing written now "
+                "could be kept; nothing was stored. Stop the service, and start it on the data folder that holds the "
+                "store (or restore a dump into a new one)")
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        path = engine.url.database
+        file = SQLiteFile(str(Path(path).resolve())) if path and path != ":memory:" and not path.startswith("file:") else None
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(conn, _record) -> None:
@@ -105,7 +146,13 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA synchronous=FULL")  # an acknowledged batch survives a crash
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
+            if file is not None:
+                file.opened()
 
+        if file is not None:
+            engine.sqlite_file = file  # type: ignore[attr-defined]  # Store.check reads it
+            # before each commit: a write that cannot be kept raises instead (the transaction rolls back)
+            sa.event.listen(engine, "commit", lambda _conn: file.check())
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
@@ -169,6 +216,13 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.key_generation = 0  # bumped when a key is revoked here, so caches drop it at once
+
+    def check(self) -> None:
+        """:class:`StoreUnavailableError` when the store cannot keep writes (an SQLite file deleted
+        or replaced under it; see :class:`SQLiteFile`)."""
+        file = getattr(self.engine, "sqlite_file", None)
+        if file is not None:
+            file.check()
 
     @contextmanager
     def _writing(self, conn: Connection | None) -> Iterator[Connection]:

@@ -7,6 +7,7 @@ import os
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
+from penchant.errors import StoreUnavailableError
 from penchant.serve.deps import Svc
 
 router = APIRouter()
@@ -21,7 +22,10 @@ async def healthz() -> dict:
 @router.get("/readyz", tags=["health"])
 def readyz(svc: Svc) -> JSONResponse:
     try:
+        svc.store.check()
         counts = svc.store.counts()
+    except StoreUnavailableError as e:  # its file deleted under it
+        return JSONResponse({"status": "unavailable", "detail": str(e)}, status_code=503)
     except Exception as e:  # the database is unreachable
         return JSONResponse({"status": "unavailable", "detail": type(e).__name__}, status_code=503)
     d = svc.host.deployed
