@@ -215,21 +215,14 @@ def tune_cmd(
 ) -> None:
     """Search a model's hyper-parameters on the validation split (Optuna TPE, median pruning), then refit the best."""
     from penchant.cli.specs import model_spec
-    from penchant.data import load_triple
-    from penchant.eval.evaluate import evaluate as run_eval
+    from penchant.experiment.tasks import FILE_FAMILIES, task_for
     from penchant.experiment.tune import tune
-    from penchant.models.registry import entry
 
-    model, fixed = model_spec(model, param, ("ranking", "rating", "sequential", "preference"))
-    pairwise = entry(model).family == "preference"
-    if pairwise:  # comparison files (TRL text or winner/loser ids) over one vocabulary
-        from penchant.data.pair_files import read_pair_files
-
-        _, parts = read_pair_files([train, valid] + ([test] if test is not None else []))
-        tr, va, te = parts[0], parts[1], parts[2] if test is not None else None
-    else:
-        tr, va, te = load_triple(train, valid, test if test is not None else valid, min_rating=min_rating,
-                                 **columns(user_col, item_col, rating_col, time_col, sep, encoding))
+    model, fixed = model_spec(model, param, FILE_FAMILIES)
+    job = task_for(model)
+    parts = job.read(train, valid, test, seed=seed, min_rating=min_rating,
+                     **columns(user_col, item_col, rating_col, time_col, sep, encoding))
+    tr, va, te = parts.train, parts.valid, parts.test
     assert va is not None
     where = backend_of(backend, ray_address)
     with progress() as bar, training_status(bar, task := bar.add_task(f"tuning {model}", total=trials)):
@@ -239,14 +232,8 @@ def tune_cmd(
     out.print(f"[bold]{model}[/bold]: best {result.metric} on valid {result.best_value:.4f} with {result.best_params} "
               f"({len(result.trials)} trials, {pruned} pruned)")
     payload = result.to_json()
-    if pairwise and te is not None and result.best_model is not None:
-        from penchant.experiment.tune import pair_accuracy
-
-        payload["test"] = {"accuracy": pair_accuracy(result.best_model, te), "pairs": len(te)}
-        out.print(f"test: accuracy {payload['test']['accuracy']:.4f} on {len(te):,} pairs")
-    elif test is not None and result.best_model is not None:
-        test_result = run_eval(result.best_model, tr, te, ks=k, also_exclude=(va,), backend=where)
-        payload["test"] = test_result.to_json()
-        out.print("test: " + "  ".join(f"{m} {v:.4f}" for m, v in test_result.metrics().items() if m.split("@")[0] in ("ndcg", "recall")))
+    if te is not None and result.best_model is not None:
+        payload["test"], line = job.test(result.best_model, parts, ks=k, backend=where)
+        out.print(f"test: {line}")
     if json_out:
         write_json(json_out, payload)

@@ -25,32 +25,29 @@ def fit(
     user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,
     encoding: str = Encoding,
 ) -> None:
-    """Fit a model on a log and write one artefact that carries its parameters and id vocabularies."""
+    """Fit a model on a log (or on comparisons, for a preference model) and write one artefact that
+    carries its parameters and id vocabularies."""
     from penchant.cli.specs import model_spec
-    from penchant.data import load, load_triple
-    from penchant.experiment.fitting import LOG_FAMILIES, fit_model
-    from penchant.models.registry import entry
+    from penchant.experiment.tasks import FILE_FAMILIES, task_for
 
-    name, params = model_spec(model, param, (*LOG_FAMILIES, "preference"))
-    if entry(name).family == "preference":  # comparisons, not a log: the same path as `prefs fit`
-        from penchant.cli.prefs_cmds import fit as fit_pairs
+    name, params = model_spec(model, param, FILE_FAMILIES)
+    job = task_for(name)
+    fit_and_save(job, name, params, out_path, job.read(train, valid, seed=0, min_rating=min_rating,
+                                                      **columns(user_col, item_col, rating_col, time_col, sep, encoding)),
+                 metric=metric)
 
-        fit_pairs(train=train, model=model, param=param, valid=valid, out_path=out_path, seed=0)
-        return
-    cols = columns(user_col, item_col, rating_col, time_col, sep, encoding)
+
+def fit_and_save(job, name: str, params: dict, out_path: Path, parts, *, metric: str | None = None) -> None:
+    """Fit ``name`` through its task with progress, save the artefact and say what was fitted."""
+    import time
+
     with progress() as bar:
-        task = bar.add_task("reading data", total=None)
-        if valid is not None:
-            tr, _, va = load_triple(train, None, valid, min_rating=min_rating, **cols)  # one vocabulary
-        else:
-            tr, va = load(train, min_rating=min_rating, **cols), None
-        bar.update(task, description=f"fitting {name}")
-        with training_status(bar, task, name):
-            fitted = fit_model(name, params, tr, va, metric=metric)
+        task = bar.add_task(f"fitting {name}", total=None)
+        start = time.perf_counter()
+        with training_status(bar, task):
+            fitted = job.fit(name, params, parts.train, parts.valid, metric=metric)
     fitted.save(out_path)
-    chosen = fitted.selected()
-    out.print(f"{name} fitted on {tr.n_interactions:,} interactions ({tr.n_users:,} users, {tr.n_items:,} items)"
-              + (f"; selected on validation: {chosen}" if chosen else "") + f"; saved to {out_path}")
+    out.print(f"{job.fitted_line(name, fitted, parts, time.perf_counter() - start)}; saved to {out_path}")
 
 
 def recommend(

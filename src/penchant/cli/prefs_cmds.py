@@ -7,15 +7,13 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import typer
 
 from penchant.cli.data_cmds import Seed
 from penchant.cli.render import err, out, progress, training_status, write_json
-
-SOURCES = ("text", "ids", "ratings")
+from penchant.experiment.tasks import PAIR_SOURCES as SOURCES
 
 TRAIN_HELP = "Training comparisons: id pairs (user?,winner,loser) or the TRL layout (prompt?,chosen,rejected,user?)."
 VALID_HELP = "Validation comparisons (early stopping, temperature); default: 10% of --train's prompts/pairs."
@@ -33,45 +31,11 @@ def _params(model: str, raw: list[str]) -> tuple[str, dict]:
     return name, params
 
 
-def _read(train: Path, test: Path | None, valid: Path | None, seed: int):
-    """(train, valid, test or None) over one vocabulary; valid carved from train when not given."""
-    from penchant.data.pair_files import read_pair_files
-    from penchant.data.preferences import split_pairs
-
-    files = [train] + ([valid] if valid else []) + ([test] if test else [])
-    _, parts = read_pair_files(files)
-    tr = parts[0]
-    if valid is None:
-        by = "group" if tr.option_context is not None else "pair"
-        inner = split_pairs(tr, (0.9, 0.1, 0.0), by=by, seed=seed)
-        tr, va = inner.train, inner.valid
-    else:
-        va = parts[1]
-    return tr, va, (parts[-1] if test else None)
-
-
-def _read_and_fit(bar, model: str, params: dict, train: Path, test: Path | None, valid: Path | None, seed: int):
-    """Read the files (one vocabulary) and fit ``model`` on the training part, with progress:
-    (task, train, valid, test, fitted model, fit seconds)."""
-    task = bar.add_task("reading comparisons", total=None)
-    tr, va, te = _read(train, test, valid, seed)
-    bar.update(task, description=f"fitting {model}")
-    with training_status(bar, task, model):
-        fitted, seconds = _fit(model, params, tr, va)
-    return task, tr, va, te, fitted, seconds
-
-
-def _baselines(text: bool) -> list[tuple[str, dict]]:
-    """Always shown: the majority (win rate), global Bradley–Terry and, on text, reply length."""
-    return [("winrate", {}), ("bt", {})] + ([("bt", {"features": "length"})] if text else [])
-
-
-def _fit(name: str, params: dict, train, valid):
-    from penchant.models.preference.base import create_preference
-
-    start = time.perf_counter()
-    model = create_preference(name, **params).fit(train, valid)
-    return model, time.perf_counter() - start
+def _experiment(job, runs: list[tuple[str, dict]], parts, seed: int) -> list[dict]:
+    """The task's pair experiment over ``runs`` with progress: a row per run, in order."""
+    with progress() as bar, training_status(bar, task := bar.add_task("fitting", total=len(runs))):
+        return job.compare(runs, parts, seed=seed,
+                           progress=lambda done, label: bar.update(task, completed=done, description=label))
 
 
 def evaluate(
@@ -86,16 +50,14 @@ def evaluate(
     """Fit one model on --train and report held-out accuracy (ties count ½, and are counted),
     per-user macro accuracy, log-loss, Brier and calibration on --test, beside the baselines
     (majority win rate, global Bradley–Terry and, on text, reply length)."""
+    from penchant.experiment.tasks import baselines, task_for
+
     model, params = _params(model, param)
-    with progress() as bar:
-        task, tr, va, te, fitted, seconds = _read_and_fit(bar, model, params, train, test, valid, seed)
-        baselines = []
-        for name, p in _baselines(tr.option_context is not None):
-            bar.update(task, description=f"fitting baseline {name}")
-            base, t = _fit(name, p, tr, va)
-            baselines.append(_report(base, _label(name, p), te, va, seed, t))
-    main = _report(fitted, _label(model, params), te, va, seed, seconds)
-    _table([main] + baselines, f"{len(te):,} test pairs; trained on {len(tr):,} (+{len(va):,} valid)")
+    job = task_for(model, ("preference",))
+    parts = job.read(train, valid, test, seed=seed)
+    tr, va, te = parts.train, parts.valid, parts.test
+    main, *others = _experiment(job, [(model, params)] + baselines(tr.option_context is not None), parts, seed)
+    _table([main] + others, f"{len(te):,} test pairs; trained on {len(tr):,} (+{len(va):,} valid)")
     if json_out:
         write_json(json_out, {"model": model, "params": params, "accuracy": main["accuracy"],
                               "user_macro_accuracy": main["user_macro"], "log_loss": main["log_loss"],
@@ -103,20 +65,7 @@ def evaluate(
                               "ties": main["ties"], "accuracy_ci": [main["ci_low"], main["ci_high"]],
                               "brier": main["brier"], "ece": main["ece"], "ece_after_temperature": main["ece_scaled"],
                               "worst_decile_user_accuracy": main["worst_decile"],
-                              "train_pairs": len(tr), "valid_pairs": len(va), "baselines": baselines})
-
-
-def _label(name: str, params: dict) -> str:
-    """A table row's name: the model and its settings, e.g. ``bt features=length``."""
-    return name + "".join(f" {k}={v}" for k, v in params.items())
-
-
-def _report(model, label: str, test, valid, seed: int, seconds: float) -> dict:
-    from penchant.eval.prefs import evaluate_pairs
-
-    resample = "users" if (test.user >= 0).any() and len(set(test.user[test.user >= 0])) > 10 else "pairs"
-    row = evaluate_pairs(model, test, valid, label=label, seed=seed, resample=resample).row()
-    return row | {"fit_seconds": round(seconds, 3)}
+                              "train_pairs": len(tr), "valid_pairs": len(va), "baselines": others})
 
 
 def _table(rows: list[dict], title: str) -> None:
@@ -146,14 +95,12 @@ def fit(
     seed: int = Seed("Seed of the validation carve-out."),
 ) -> None:
     """Fit a model and save it (parameters and state in one .npz, no pickle)."""
+    from penchant.cli.model_cmds import fit_and_save
+    from penchant.experiment.tasks import task_for
+
     model, params = _params(model, param)
-    with progress() as bar:
-        _, tr, va, _, fitted, seconds = _read_and_fit(bar, model, params, train, None, valid, seed)
-    fitted.save(out_path)
-    accuracy = _report(fitted, model, va, None, seed, seconds)["accuracy"] if len(va) else None
-    judged = (f"validation accuracy {accuracy:.4f} on {len(va):,} pairs" if accuracy is not None
-              else "no validation pairs (too few to set any apart)")
-    out.print(f"{model} fitted on {len(tr):,} pairs in {seconds:.1f} s; {judged}; saved to {out_path}")
+    job = task_for(model, ("preference",))
+    fit_and_save(job, model, params, out_path, job.read(train, valid, seed=seed))
 
 
 def score(
@@ -185,24 +132,16 @@ def compare(
     """Split one comparison source 80/10/10, fit several models on the first part (early stopping
     and temperature on the second) and compare them on the last, baselines included."""
     from penchant.cli.specs import data_path
-    from penchant.errors import ConfigError
     from penchant.experiment.run import parse_model_spec
+    from penchant.experiment.tasks import PreferenceTask, baselines
     from penchant.models.registry import convert_params
 
     data = data_path(path, data)
-    if source not in SOURCES:
-        raise ConfigError(f"--source must be one of {', '.join(SOURCES)}, not {source!r}")
+    job = PreferenceTask()
     specs = [parse_model_spec(m) for m in model]
-    runs = _baselines(source == "text") + [(name, convert_params(name, raw)) for name, raw in specs]
-    with progress() as bar:
-        task = bar.add_task("reading comparisons", total=None)
-        parts = _split(data, source, split, seed)
-        rows = []
-        for name, params in runs:
-            label = _label(name, params)
-            bar.update(task, description=f"fitting {label}")
-            fitted, seconds = _fit(name, params, parts.train, parts.valid)
-            rows.append(_report(fitted, label, parts.test, parts.valid, seed, seconds))
+    runs = baselines(source == "text") + [(name, convert_params(name, raw)) for name, raw in specs]
+    parts = job.split_source(data, source, split=split, seed=seed)
+    rows = _experiment(job, runs, parts, seed)
     _table(sorted(rows, key=lambda r: -r["accuracy"]), f"{len(parts.test):,} test pairs ({parts.protocol})")
     if json_out:
         write_json(json_out, {"data": str(data), "split": parts.protocol, "train": len(parts.train),
@@ -239,13 +178,3 @@ def export(
     for step in pairs.steps:
         out.print(f"  {step}")
     out.print(f"wrote {len(pairs):,} comparisons to {out_path}")
-
-
-def _split(data: Path, source: str, split: str, seed: int):
-    from penchant.data import load, read_id_comparisons, read_text_comparisons
-    from penchant.data.preferences import rating_pair_split, split_pairs
-
-    if source == "ratings":
-        return rating_pair_split(load(data), seed=seed)
-    pairs = read_text_comparisons(data) if source == "text" else read_id_comparisons(data)
-    return split_pairs(pairs, (0.8, 0.1, 0.1), by=split, seed=seed)

@@ -1,5 +1,5 @@
-"""Fit-then-evaluate, the one protocol behind ``penchant evaluate``, ``compare`` and ``quickstart``;
-fitting goes through :func:`~penchant.experiment.fitting.fit_model`.
+"""Fit-then-evaluate, the one protocol behind ``penchant evaluate``, ``compare``, ``quickstart`` and
+``llm summarize``; fitting goes through the model's task (:mod:`penchant.experiment.tasks`).
 
 The model is fitted on train; validation data serves only its selection (through a validator)
 and is masked, together with train, when ranking for the test users.
@@ -15,7 +15,7 @@ from penchant import DEFAULT_SEED
 from penchant.backends import Backend
 from penchant.data import Dataset
 from penchant.eval.evaluate import EvalResult, Target, build_target, evaluate
-from penchant.experiment.fitting import fit_model
+from penchant.experiment.tasks import task_for
 from penchant.models.protocols import SessionScorer
 
 
@@ -47,7 +47,7 @@ def run(name: str, params: dict[str, Any], train: Dataset, valid: Dataset | None
     if status:
         status(f"fitting {label or name}")
     start = time.perf_counter()
-    model = fit_model(name, params, train, valid, metric=metric)
+    model = task_for(name, ("ranking", "rating", "sequential")).fit(name, params, train, valid, metric=metric)
     fit_seconds = time.perf_counter() - start
     if status:
         status(f"evaluating {label or name}")

@@ -18,10 +18,9 @@ from penchant import DEFAULT_SEED
 from penchant.backends import Backend, resolve
 from penchant.data import Dataset
 from penchant.errors import ConfigError
-from penchant.eval.evaluate import validator as ranking_validator
+from penchant.experiment.tasks import Task, task_for
 from penchant.models import Recommender
-from penchant.models.rating import RatingModel
-from penchant.models.registry import create, entry
+from penchant.models.registry import entry
 from penchant.models.search import Choice, Float, Int
 
 
@@ -51,55 +50,37 @@ def _suggest(trial, name: str, dim) -> Any:
     raise TypeError(f"unknown search dimension {dim!r}")
 
 
-def pair_accuracy(model: Any, pairs: Any) -> float:
-    """Share of ``pairs`` whose winner gets P > ½ from ``model``, ties counted ½."""
-    from penchant.eval.prefs import pair_accuracy as credit
-
-    return float(credit(model.prob(pairs.user, pairs.winner, pairs.loser)).mean())
-
-
 @dataclass
 class Search:
     """One search: the model, the fixed parameters and the searched space, and how a fitted model
-    is judged on the validation part. Built where the trials run (it holds the data)."""
+    is judged on the validation part (its family's task). Built where the trials run (it holds the data)."""
 
     name: str
     train: Any
     valid: Any
     fixed: dict[str, Any]
     space: dict[str, Any]
-    pairwise: bool
+    task: Task
     metric: str
     judge: Callable[[Any], float]
 
     def fit(self, params: dict[str, Any], report: Callable[[Recommender], float] | None = None) -> Any:
-        """The model with ``params`` fitted on train; ``report`` sees each intermediate validation
-        (a pairwise model early-stops on the validation pairs themselves)."""
-        return create(self.name, **params).fit(self.train, self.valid if self.pairwise else (report or self.judge))
+        """The model with ``params`` fitted on train through its task; ``report`` sees each
+        intermediate validation (a pairwise model early-stops on the validation pairs themselves)."""
+        return self.task.fit(self.name, params, self.train, self.valid, report=report or self.judge)
 
 
 def search(name: str, train: Dataset, valid: Dataset, *, metric: str = "ndcg@10",
            fixed: dict[str, Any] | None = None) -> Search:
-    """The :class:`Search` of model ``name``: its space less ``fixed``, and its judge (see :func:`tune`)."""
+    """The :class:`Search` of model ``name``: its space less ``fixed``, and its task's judge (see :func:`tune`)."""
+    job = task_for(name)
     found = entry(name)
-    name, klass = found.name, found.cls
     fixed = dict(fixed or {})
-    space = {k: v for k, v in klass.search_space.items() if k not in fixed}
+    space = {k: v for k, v in found.search_space.items() if k not in fixed}
     if not space:
-        raise ConfigError(f"model {name!r} has nothing to tune" + (" beyond the fixed parameters" if fixed else ""))
-    pairwise = found.family == "preference"
-    if pairwise:
-        judge, metric = (lambda model: pair_accuracy(model, valid)), "accuracy"  # noqa: E731
-    elif found.family not in ("ranking", "rating", "sequential"):
-        raise ConfigError(f"{name} is a {found.family} model; tune ranking, rating, sequential or preference models")
-    elif issubclass(klass, RatingModel):
-        from penchant.eval.rating import rating_validator
-
-        lo, hi = float(valid.ratings.min()), float(valid.ratings.max())  # type: ignore[union-attr]
-        judge, metric = rating_validator(valid, (lo, hi)), "-rmse"
-    else:
-        judge = ranking_validator(train, valid, metric)
-    return Search(name, train, valid, fixed, space, pairwise, metric, judge)
+        raise ConfigError(f"model {found.name!r} has nothing to tune" + (" beyond the fixed parameters" if fixed else ""))
+    judge, metric = job.judge(train, valid, metric)
+    return Search(found.name, train, valid, fixed, space, job, metric, judge)
 
 
 def sampler(seed: int):

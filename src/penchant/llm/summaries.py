@@ -92,8 +92,7 @@ def summary_effect(ds: Dataset, client: LLMClient, *, users: int = 50, block: in
     """
     from penchant.data.split import leave_last_out
     from penchant.errors import ConfigError
-    from penchant.eval.evaluate import evaluate
-    from penchant.experiment.fitting import fit_model
+    from penchant.experiment.run import run
     from penchant.models.registry import entry
 
     readers = summary_readers()
@@ -121,11 +120,7 @@ def summary_effect(ds: Dataset, client: LLMClient, *, users: int = 50, block: in
         out["summary_weight"] = weight
     per_user = {}
     for label, extra in (("without", {}), ("with", reads)):
-        fitted = fit_model(model, {**params, **extra}, split.train, valid)
-        if valid is not None:
-            fitted.partial_fit(valid)
-        result = evaluate(fitted, split.train, test, ks=(k,), also_exclude=(valid,) if valid is not None else (),
-                          beyond_accuracy=False)
+        result = run(model, {**params, **extra}, split.train, valid, test, ks=[k])
         metrics = result.metrics()
         out[label] = {f"ndcg@{k}": metrics[f"ndcg@{k}"], f"recall@{k}": metrics[f"recall@{k}"]}
         per_user[label] = result.per_user[f"ndcg@{k}"]

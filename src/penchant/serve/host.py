@@ -225,10 +225,12 @@ class ModelHost:
 
         from penchant.models.artefact import Artefact, ArtefactError, build
 
+        from penchant.experiment.tasks import TASKS
+
         art = Artefact.read(source)
-        if art.family == "conversation":
-            raise ArtefactError("a conversation policy is not a servable model version", file=source)
-        kind = "preference" if art.family == "preference" else "recommender"
+        if art.family not in TASKS:
+            raise ArtefactError(f"a {art.family} model is not a servable model version", file=source)
+        kind = TASKS[art.family].service_kind
         model = build(art, source)  # the whole model rebuilds before anything is recorded
         version = self.store.new_version(art.model, art.params, kind=kind)
         folder = self.models_dir / f"v{version}"
@@ -244,17 +246,18 @@ class ModelHost:
         return version
 
     def start_training(self, model: str | None = None, params: dict | None = None, activate: bool = False) -> int:
-        """Queue a training run in a background thread; returns the new version's id."""
-        from penchant.models.registry import convert_params, create, entry
+        """Queue a training run in a background thread through the model's task; returns the new version's id."""
+        from penchant.experiment.tasks import task_for
+        from penchant.models.registry import convert_params, entry
 
         name, params = model or self.settings.model, dict(params if params is not None else self.settings.model_params)
-        found = entry(name, ("ranking", "rating", "sequential", "preference"))  # any servable registered name
-        name, params = found.name, convert_params(found.name, params)
-        create(name, **params)  # bad parameters fail here, in the request
-        pairwise = found.family == "preference"
-        version = self.store.new_version(name, params, kind="preference" if pairwise else "recommender")
-        job = self._train_preference if pairwise else self._train
-        threading.Thread(target=self._job, args=(version, lambda: job(version, name, params, activate)), daemon=True).start()
+        task = task_for(name)  # any servable registered name
+        name = entry(name).name
+        params = convert_params(name, params)
+        task.create(name, params)  # bad parameters fail here, in the request
+        version = self.store.new_version(name, params, kind=task.service_kind)
+        threading.Thread(target=self._job, args=(version, lambda: self._train(version, task, name, params, activate)),
+                         daemon=True).start()
         return version
 
     def _job(self, version: int, work) -> None:
@@ -281,46 +284,27 @@ class ModelHost:
             self._deploy(self.store.version(version))
         self.store.update_version(version, status="ready", progress=1.0, finished_at=time.time())
 
-    def _train_preference(self, version: int, name: str, params: dict, activate: bool) -> None:
-        """Fit a pairwise model on 90% of the stored comparisons (early stopping on the rest), record
-        its held-out accuracy and log-loss, and keep that model."""
-        from penchant.data.preferences import split_pairs
-        from penchant.eval.prefs import evaluate_pairs
-        from penchant.models.preference.base import create_preference
-
-        rows = self.store.all_comparisons()
-        if len(rows) < 10:
-            raise ValueError(f"{len(rows)} comparisons stored; at least 10 are needed")
-        self.store.update_version(version, progress=0.1, events=len(rows))
-        pairs = pairs_from_rows(rows)
-        split = split_pairs(pairs, (0.9, 0.1, 0.0), seed=0)
-        model = create_preference(name, **params).fit(split.train, split.valid)
-        report = evaluate_pairs(model, split.valid, resample="pairs")
-        metrics = {k: round(float(v), 5) if np.isfinite(v) else None
-                   for k, v in (("accuracy", report.accuracy), ("log_loss", report.log_loss))}
-        metrics |= {"comparisons": len(pairs), "users": pairs.n_users, "options": pairs.n_options}
-        self._publish(version, model, metrics, activate, self.preference)
-
-    def _train(self, version: int, name: str, params: dict, activate: bool) -> None:
-        from penchant.data.split import random_holdout
-        from penchant.eval.evaluate import evaluate
-        from penchant.experiment.fitting import fit_model
-
-        events = self.store.all_feedback()
-        ds = events_dataset(events, self.settings)
-        if ds.n_interactions == 0:
-            raise ValueError("no positive feedback to learn from")
-        self.store.update_version(version, progress=0.1, events=len(events))
-        split = random_holdout(ds, (0.9, 0.0, 0.1), seed=0)
-        held = fit_model(name, params, split.train)
-        self.store.update_version(version, progress=0.5)
-        result = evaluate(held, split.train, split.test, ks=(min(10, ds.n_items),), beyond_accuracy=False)
-        # too little data to hold any out gives NaN; stored as null (JSON has no NaN, PostgreSQL refuses it)
-        metrics = {k: round(float(v), 5) if np.isfinite(v) else None for k, v in result.metrics().items()}
-        metrics |= {"users": ds.n_users, "items": ds.n_items, "interactions": ds.n_interactions}
+    def _train(self, version: int, task, name: str, params: dict, activate: bool) -> None:
+        """The task's holdout run on what the store holds for the version's kind (events for a
+        recommender, comparisons for a preference model), then publish the kept model."""
+        data, count = self._training_data[task.service_kind]()
+        self.store.update_version(version, progress=0.1, events=count)
+        model, metrics = task.holdout(name, params, data)
         self.store.update_version(version, progress=0.7)
-        model = fit_model(name, params, ds)
-        self._publish(version, model, metrics, activate, self.deployed)
+        self._publish(version, model, metrics, activate, self.preference if task.service_kind == "preference" else self.deployed)
+
+    @property
+    def _training_data(self) -> dict:
+        """What a version of each kind is trained on, read from the store: (data, rows read)."""
+        def events():
+            rows = self.store.all_feedback()
+            return events_dataset(rows, self.settings), len(rows)
+
+        def comparisons():
+            rows = self.store.all_comparisons()
+            return pairs_from_rows(rows), len(rows)
+
+        return {"recommender": events, "preference": comparisons}
 
     def schedule(self, every_s: float) -> threading.Thread:
         """Retrain (and activate) every ``every_s`` seconds when events arrived since the last run."""
