@@ -5,6 +5,7 @@ PostgreSQL alike."""
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -250,7 +251,6 @@ def test_a_write_to_a_full_disk_is_a_503_naming_it(tmp_path):
     namespace of its own) is a 503 with the database's words, and nothing of the request is stored.
     (A disk made read-only under a running service cannot be made: Linux refuses to remount a
     file system read-only while a file on it is open for writing; chmod does not reach open files.)"""
-    import json
     import os
     import shutil
     import subprocess
@@ -268,3 +268,75 @@ def test_a_write_to_a_full_disk_is_a_503_naming_it(tmp_path):
     assert out["small"] == 200
     assert out["big"] == 503 and "database or disk is full" in out["detail"] and "nothing" in out["detail"], out
     assert out["counts"] == {"users": 1, "items": 1, "events": 1}
+
+
+# --- one id rule on every path; the service restores its own dump over HTTP ---------------------------------------
+
+
+def test_an_id_too_long_for_the_store_is_refused_on_every_path(client, tmp_path, database_url):
+    """One maximum id length (the id columns' 255) on every path that stores an id: a log restored
+    with `--dataset`, a dump restored with `--in` or over HTTP, and the API."""
+    from penchant.serve.store import MAX_ID_LENGTH
+    from tests.conftest import cli, write
+
+    long_id = "u" * (MAX_ID_LENGTH + 45)
+    url = ("--database-url", database_url) if database_url else ()
+    log = write(tmp_path / "log.csv", f"user,item\nok,i1\n{long_id},i2\n")
+    code, _, err = cli("store", "restore", "--dataset", log, "--data-dir", tmp_path / "data", *url)
+    assert code == 2 and "user 2" in err and "'id'" in err and f"at most {MAX_ID_LENGTH} characters" in err, err
+    assert "the restore stored nothing" in err
+    line = json.dumps({"kind": "event", "event_id": "e", "user_id": long_id, "item_id": "i", "type": "click",
+                       "timestamp": 1})
+    code, _, err = cli("store", "restore", "--in", write(tmp_path / "d.jsonl", line + "\n"), "--data-dir", tmp_path / "data",
+                       *url)
+    assert code == 2 and "line 1" in err and "user_id" in err and f"at most {MAX_ID_LENGTH} characters" in err, err
+    r = client.post("/v1/admin/restore", content=line.encode())
+    assert r.status_code == 422 and "line 1" in r.json()["detail"] and "user_id" in r.json()["detail"]
+    assert client.post("/v1/feedback", json=[_event("e", user=long_id)]).status_code == 422
+    assert client.get(f"/v1/users/{long_id}").status_code == 422
+    assert client.app.state.service.store.counts() == {"users": 0, "items": 0, "events": 0}
+    # the longest id the rule allows goes through every path and comes back in the dump
+    longest = "u" * MAX_ID_LENGTH
+    write(tmp_path / "max.csv", f"user,item\n{longest},i1\n")
+    code, _, err = cli("store", "restore", "--dataset", tmp_path / "max.csv", "--data-dir", tmp_path / "data", *url)
+    assert code == 0, err
+    dump = client.get("/v1/admin/dump").content
+    assert longest.encode() in dump
+    assert client.post("/v1/admin/restore", content=dump).json()["duplicate_events"] == 1
+
+
+def test_the_service_restores_its_own_dump_over_http_beyond_the_request_limit(request, tmp_path, database_url):
+    """A dump is larger than any request (here 2.3 MB over a max_request_bytes of 2 MB): restore takes
+    bodies up to max_restore_bytes, read in pieces to a temporary file (sent with a length or chunked);
+    beyond that it is a 413 naming the setting, and nothing is stored."""
+    from fastapi.testclient import TestClient
+
+    from penchant.serve.app import create_app
+    from penchant.serve.config import load_settings
+
+    def app_client(folder, **env):
+        """A service over a store of its own (on PostgreSQL: a fresh database)."""
+        url = None if database_url is None else request.getfixturevalue("postgres_server").database()
+        c = TestClient(create_app(load_settings(folder, database_url=url, env=env), admin_key=ADMIN))
+        c.headers["Authorization"] = f"Bearer {ADMIN}"
+        return c
+
+    with app_client(tmp_path / "a") as a:
+        for b in range(3):
+            rows = [dict(_event(f"e{b}-{k}", user=f"user-{k % 50}", item=f"item-{k % 400}"), timestamp=float(k))
+                    for k in range(5000)]
+            assert a.post("/v1/feedback", json=rows).status_code == 200
+        dump = a.get("/v1/admin/dump").content
+        assert len(dump) > a.app.state.service.settings.max_request_bytes
+    with app_client(tmp_path / "b") as b:
+        r = b.post("/v1/admin/restore", content=dump)
+        assert r.status_code == 200, r.text[:300]
+        assert r.json()["events"] == 15000
+        assert b.get("/v1/admin/dump").content == dump
+        chunked = b.post("/v1/admin/restore", content=iter([dump[:1_000_000], dump[1_000_000:]]))  # no Content-Length
+        assert chunked.status_code == 200 and chunked.json()["duplicate_events"] == 15000
+    with app_client(tmp_path / "c", PENCHANT_MAX_RESTORE_BYTES=str(len(dump) - 1)) as c:
+        for body in (dump, iter([dump[:1_000_000], dump[1_000_000:]])):
+            r = c.post("/v1/admin/restore", content=body)
+            assert r.status_code == 413 and "max_restore_bytes" in r.json()["detail"], r.text[:300]
+        assert c.app.state.service.store.counts()["events"] == 0

@@ -22,6 +22,7 @@ NON_DEFAULT = {
     "rate_limit_per_minute": ("7", 7),
     "max_request_bytes": ("1000", 1000),
     "max_model_bytes": ("5000", 5000),
+    "max_restore_bytes": ("9000", 9000),
     "max_batch": ("500", 500),
     "retrain_every_s": ("3600", 3600.0),
     "answer_cache_entries": ("0", 0),
@@ -37,8 +38,9 @@ NON_DEFAULT = {
 }
 
 #: the [service] keys of the file, in the class's order
-SERVICE_KEYS = ("database_url, rate_limit_per_minute, max_request_bytes, max_model_bytes, max_batch, retrain_every_s, "
-                "answer_cache_entries, unknown_users, unknown_items, exploration_epsilon, log_impressions, ann_min_items")
+SERVICE_KEYS = ("database_url, rate_limit_per_minute, max_request_bytes, max_model_bytes, max_restore_bytes, max_batch, "
+                "retrain_every_s, answer_cache_entries, unknown_users, unknown_items, exploration_epsilon, log_impressions, "
+                "ann_min_items")
 
 #: variables other parts of penchant read; the settings must neither take nor refuse them
 OTHER_VARIABLES = {"PENCHANT_DATA": "/data", "PENCHANT_CACHE": "/cache", "PENCHANT_ADMIN_KEY": "pk_x_y",

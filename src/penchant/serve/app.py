@@ -47,10 +47,13 @@ class ErrorJSON(JSONResponse):
 
 
 class LimitsAndMetrics:
-    """ASGI middleware: 413 for a declared body over ``max_bytes``; request counts and latency."""
+    """ASGI middleware: 413 for a declared body over ``max_bytes`` (a model import's and a restore's
+    over their own limits); request counts and latency."""
 
-    def __init__(self, app, metrics: Metrics, max_bytes: int, max_model_bytes: int) -> None:
-        self.app, self.metrics, self.max_bytes, self.max_model_bytes = app, metrics, max_bytes, max_model_bytes
+    def __init__(self, app, metrics: Metrics, max_bytes: int, max_model_bytes: int, max_restore_bytes: int) -> None:
+        self.app, self.metrics, self.max_bytes = app, metrics, max_bytes
+        self.limits = {"/v1/models/import": (max_model_bytes, "max_model_bytes"),
+                       "/v1/admin/restore": (max_restore_bytes, "max_restore_bytes")}  # bodies larger than requests
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -59,9 +62,9 @@ class LimitsAndMetrics:
         start = time.perf_counter()
         status = [500]
         length = dict(scope["headers"]).get(b"content-length")
-        limit = self.max_model_bytes if scope["path"] == "/v1/models/import" else self.max_bytes
+        limit, setting = self.limits.get(scope["path"], (self.max_bytes, "max_request_bytes"))
         if length is not None and (not length.isdigit() or int(length) > limit):
-            response = JSONResponse({"detail": f"request body over {limit} bytes"}, status_code=413)
+            response = JSONResponse({"detail": f"request body over {limit} bytes ({setting})"}, status_code=413)
             status[0] = 413
             await response(scope, receive, send)
         else:
@@ -109,7 +112,7 @@ def create_app(settings: Settings, *, admin_key: str | None = None, generation=N
                                 RateLimiter(settings.rate_limit_per_minute))
     app.add_middleware(FastRecommendations, service=app.state.service)  # inside the limits and metrics (middleware added later wraps it)
     app.add_middleware(LimitsAndMetrics, metrics=metrics, max_bytes=settings.max_request_bytes,
-                       max_model_bytes=settings.max_model_bytes)
+                       max_model_bytes=settings.max_model_bytes, max_restore_bytes=settings.max_restore_bytes)
     for error, status in STATUS.items():
         app.add_exception_handler(error, _answer(status))
     app.add_exception_handler(RequestValidationError, _invalid)

@@ -31,6 +31,7 @@ database_url = "postgresql://user@host/db"   # default: SQLite in the data folde
 rate_limit_per_minute = 1200                 # per API key; 429 beyond it
 max_request_bytes = 2000000                  # 413 beyond it
 max_model_bytes = 1000000000                 # 413 beyond it, for POST /v1/models/import
+max_restore_bytes = 20000000000              # 413 beyond it, for POST /v1/admin/restore (a dump; spooled to disk)
 max_batch = 10000                            # rows per batch request
 retrain_every_s = 0                          # 0: retrain only on demand
 answer_cache_entries = 10000                 # recent recommendation answers kept (0: none); a user's event invalidates theirs
@@ -101,6 +102,9 @@ class SettingFields(BaseModel):
     max_request_bytes: int = Field(2_000_000, ge=1, description="Largest request body; 413 beyond it.")
     max_model_bytes: int = Field(1_000_000_000, ge=1,
                                  description="Largest artefact for POST /v1/models/import; 413 beyond it.")
+    max_restore_bytes: int = Field(20_000_000_000, ge=1,
+                                   description="Largest dump for POST /v1/admin/restore (read in pieces to a "
+                                               "temporary file in data_dir, never whole into memory); 413 beyond it.")
     max_batch: int = Field(10_000, ge=1, description="Rows per batch request; 422 beyond it.")
     retrain_every_s: float = Field(0.0, ge=0, description="Seconds between scheduled retrains (0: only on demand).")
     answer_cache_entries: int = Field(10_000, ge=0, description="Recent recommendation answers kept (0: none); "

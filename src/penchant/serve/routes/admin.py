@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
@@ -24,9 +26,22 @@ def dump(svc: Svc) -> StreamingResponse:
 @router.post("/v1/admin/restore", tags=["admin"], dependencies=[admin])
 async def restore(request: Request, svc: Svc) -> dict:
     """Load a dump (JSON lines) in one transaction: all or nothing. Events already stored are
-    counted, not doubled. A bad line is a 422 naming it (``body, line N``), and nothing is stored."""
-    body = (await request.body()).splitlines()  # bytes: parse_dump names the line of a bad byte
-    out = await run_in_threadpool(svc.store.restore, parse_dump(body, "body", svc.settings.feedback_types))
+    counted, not doubled; users and items get the fields their lines carry. A bad line is a 422
+    naming it (``body, line N``), and nothing is stored. The body may be as large as
+    ``max_restore_bytes`` (a dump outgrows ``max_request_bytes``): it is read in pieces to a
+    temporary file in the data folder, so memory stays small, and the store's transaction starts
+    only once the whole dump is in (a slow upload holds no lock)."""
+    limit = svc.settings.max_restore_bytes
+    with tempfile.TemporaryFile(dir=svc.settings.data_dir) as f:  # unlinked at once: nothing left behind
+        size = 0
+        async for piece in request.stream():  # a body sent chunked has no length the middleware could check
+            size += len(piece)
+            if size > limit:
+                raise HTTPException(413, f"request body over {limit} bytes (max_restore_bytes); nothing was stored")
+            f.write(piece)
+        f.seek(0)
+        # bytes lines: parse_dump names the line of a bad byte
+        out = await run_in_threadpool(svc.store.restore, parse_dump(f, "body", svc.settings.feedback_types))
     svc.host.items_changed()
     return out
 
