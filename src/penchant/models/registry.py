@@ -1,9 +1,11 @@
 """Every model of every family by name: its class, family, typed parameters, search space and aliases.
 
 One registry serves the CLI, tuning, evaluation, ``prefs`` and the service. A model's parameters are
-its constructor's keyword-only arguments; :func:`create` converts strings by one set of rules and an
-unknown key or a bad value is a :class:`~penchant.errors.ConfigError` naming the parameter and what
-it accepts.
+its constructor's keyword-only arguments, typed by their annotations; :func:`params_class` makes them
+one pydantic class per model (unknown keys forbidden), from which the registry reads names, types,
+defaults, help (the class docstring's ``Args:``) and checks the search space. :func:`create`
+validates every value through it (strings converted by one set of rules) and an unknown key or a
+bad value is a one-line :class:`~penchant.errors.ConfigError` naming the parameter and what it accepts.
 
 Families (``FAMILIES``): ``ranking`` (top-K over a catalogue from implicit feedback), ``rating``
 (explicit ratings), ``sequential`` (next item from the order of a history), ``preference`` (A-versus-B
@@ -15,10 +17,13 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
+import typing
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+from pydantic.fields import FieldInfo
 
 from penchant.errors import ConfigError
 
@@ -126,7 +131,7 @@ def param_specs(name: str) -> list[dict[str, Any]]:
 
 
 def create(name: str, *args: Any, family: str | tuple[str, ...] | None = None, **params: Any) -> Any:
-    """Build model ``name`` with ``params``: strings are converted to each parameter's type.
+    """Build model ``name`` with ``params`` validated by its typed parameter class (strings converted).
 
     ``args`` go to the constructor as they are (a conversation policy's attribute graph). An unknown
     parameter lists the known ones; a bad value names the parameter and the values it accepts.
@@ -140,56 +145,84 @@ def create(name: str, *args: Any, family: str | tuple[str, ...] | None = None, *
 
 
 def convert_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
-    """``params`` with strings converted to model ``name``'s parameter types (see :func:`create`)."""
+    """``params`` validated by model ``name``'s parameter class (:func:`params_class`): strings
+    converted to each parameter's type, an unknown key or a bad value a one-line ConfigError.
+    Returns only the keys given (the model's defaults stay its own)."""
     found = entry(name)
-    known = {p.name: p for p in found.params()}
-    out = {}
-    for key, value in params.items():
+    known = params_class(found.cls).model_fields
+    for key in params:
         if key not in known:
             raise ConfigError(f"model {found.name!r} has no parameter {key!r}; its parameters: "
                               f"{', '.join(known) or 'none'}")
-        out[key] = convert(value, known[key], found.name)
-    return out
+    values = {k: _none_word(v, known[k]) for k, v in params.items()}
+    try:
+        checked = params_class(found.cls).model_validate(values)
+    except ValidationError as exc:
+        key = str(exc.errors()[0]["loc"][0])
+        raise ConfigError(_bad_value(found.name, key, params[key], known[key])) from None
+    return {k: getattr(checked, k) for k in params}
 
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
-def convert(value: Any, param: Param, model: str) -> Any:
-    """One value for ``param``: strings by the parameter's type; other values checked for booleans."""
-    kinds, default = param.type, param.default
-    is_bool = isinstance(default, bool) or kinds in ("bool", "bool | None")
+def params_class(cls: type) -> type[BaseModel]:
+    """The typed parameter class of a model class: one field per keyword-only constructor argument,
+    typed by its annotation, defaulting to its default, described by the class docstring's ``Args:``
+    section; unknown keys forbidden. Derived once per class and kept; the registry reads names,
+    types, defaults and help from it, and a ``search_space`` naming anything else is refused."""
+    config = _CLASSES.get(cls)
+    if config is None:
+        hints = typing.get_type_hints(cls.__init__)
+        docs = _param_docs(cls)
+        fields: dict[str, Any] = {}
+        for p in inspect.signature(cls.__init__).parameters.values():
+            if p.kind == p.KEYWORD_ONLY:
+                fields[p.name] = (_word_typed(hints.get(p.name, Any)),
+                                  Field(default=p.default, description=_plain(docs.get(p.name, ""))))
+        unknown = set(getattr(cls, "search_space", {}) or {}) - set(fields)
+        if unknown:
+            raise TypeError(f"{cls.__name__}.search_space names {sorted(unknown)}, which are not its parameters")
+        config = _CLASSES[cls] = create_model(f"{cls.__name__}Params", __config__=_FORBID_UNKNOWN, **fields)
+    return config
+
+
+_CLASSES: dict[type, type[BaseModel]] = {}
+_FORBID_UNKNOWN = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+
+def _word_typed(kind: Any) -> Any:
+    """A boolean reads only the words of one rule (true/false, yes/no, on/off, 1/0) or a bool."""
+    return Annotated[bool, BeforeValidator(_boolean)] if kind is bool else kind
+
+
+def _boolean(value: Any) -> Any:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError("not a boolean")
+
+
+def _none_word(value: Any, field: FieldInfo) -> Any:
+    """A string stripped; ``none``/``null`` (any case) as None where the parameter takes None."""
     if not isinstance(value, str):
-        if is_bool and not isinstance(value, (bool, np.bool_)) and value is not None:
-            raise ConfigError(f"model {model!r}: parameter {param.name}={value!r} is not a boolean "
-                              f"(accepted: true/false, yes/no, on/off, 1/0)")
         return value
-    text = value.strip()
-    if text.lower() in ("none", "null") and ("None" in kinds or default is None):
+    if value.strip().lower() in ("none", "null") and (field.default is None or type(None) in typing.get_args(field.annotation)):
         return None
-    bad_bool = ConfigError(f"model {model!r}: parameter {param.name}={value!r} is not a boolean "
-                           f"(accepted: true/false, yes/no, on/off, 1/0)")
-    if is_bool:
-        if text.lower() in _TRUE:
-            return True
-        if text.lower() in _FALSE:
-            return False
-        raise bad_bool
-    try:
-        if (isinstance(default, int) and not isinstance(default, bool)) or kinds.startswith("int"):
-            return int(text)
-        if isinstance(default, float) or kinds.startswith("float") or kinds.startswith("int | float"):
-            return float(text)
-    except ValueError:
-        raise ConfigError(f"model {model!r}: parameter {param.name}={value!r} is not a valid {kinds}") from None
-    return text
+    return value.strip()
+
+
+def _bad_value(model: str, key: str, value: Any, field: FieldInfo) -> str:
+    kind = _type_text(field.annotation)
+    if kind == "bool":
+        return f"model {model!r}: parameter {key}={value!r} is not a boolean (accepted: true/false, yes/no, on/off, 1/0)"
+    return f"model {model!r}: parameter {key}={value!r} is not a valid {kind}"
 
 
 def _params(cls: type) -> list[Param]:
-    sig = inspect.signature(cls.__init__)
-    docs = _param_docs(cls)
-    return [Param(p.name, _type_text(p.annotation), p.default, _plain(docs.get(p.name, "")))
-            for p in sig.parameters.values() if p.kind == p.KEYWORD_ONLY]
+    return [Param(name, _type_text(f.annotation), f.default, f.description or "")
+            for name, f in params_class(cls).model_fields.items()]
 
 
 def _plain(text: str) -> str:
@@ -198,8 +231,8 @@ def _plain(text: str) -> str:
 
 
 def _type_text(annotation: Any) -> str:
-    if isinstance(annotation, str):
-        return annotation
+    if typing.get_origin(annotation) is Annotated:
+        annotation = typing.get_args(annotation)[0]
     if isinstance(annotation, type):
         return annotation.__name__
     return str(annotation).replace("typing.", "")
