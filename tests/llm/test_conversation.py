@@ -46,7 +46,9 @@ def test_faithful_text_conversations_match_attribute_conversations(ml100k):
 
 
 @pytest.mark.xdist_group("llm")
-def test_converse_evaluate_in_words_with_the_embedded_model(llm, ml100k_dir, tmp_path):
+def test_mechanics_of_converse_evaluate_in_words_with_the_embedded_model(llm, ml100k_dir, tmp_path):
+    """Mechanics only: the embedded SmolLM2-135M answers mean little, so the figures are checked for
+    shape and bookkeeping, not for quality (the scripted-server tests pin the computation)."""
     code, out, err = cli("converse", "evaluate", ml100k_dir, "--policy", "maxent", "--episodes", "1", "--text",
                          "--json", tmp_path / "c.json")
     assert code == 0, err

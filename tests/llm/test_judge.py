@@ -82,7 +82,9 @@ def test_a_judge_without_logprobs_is_told_to_use_the_written_verdict(tmp_path):
 
 
 @pytest.mark.xdist_group("llm")
-def test_the_embedded_judge_on_real_hh_rlhf_pairs(llm, shared_data, tmp_path):
+def test_mechanics_of_the_embedded_judge_on_real_hh_rlhf_pairs(llm, shared_data, tmp_path):
+    """Mechanics only: the embedded SmolLM2-135M answers mean little, so the figures are checked for
+    shape and bookkeeping, not for quality (the scripted-server tests pin the computation)."""
     code, out, err = cli("llm", "judge", shared_data / "hh-rlhf" / "harmless-base-test.jsonl.gz", "--limit", "4",
                          "--max-chars", "300", "--json", tmp_path / "j.json", "--pairs-out", tmp_path / "p.jsonl")
     assert code == 0, err

@@ -52,7 +52,9 @@ def test_a_file_that_is_not_summaries_is_named(tmp_path):
 
 
 @pytest.mark.xdist_group("llm")
-def test_llm_summarize_end_to_end(llm, shared_data, monkeypatch, tmp_path):
+def test_mechanics_of_llm_summarize_end_to_end(llm, shared_data, monkeypatch, tmp_path):
+    """Mechanics only: the embedded SmolLM2-135M answers mean little, so the figures are checked for
+    shape and bookkeeping, not for quality (the scripted-server tests pin the computation)."""
     monkeypatch.setenv("PENCHANT_DATA", str(shared_data))
     code, out, err = cli("llm", "summarize", "--users", "2", "--block", "5", "--max-blocks", "2", "--max-tokens", "40",
                          "--summaries-out", tmp_path / "s.json", "--json", tmp_path / "r.json")
