@@ -8,7 +8,7 @@ import tempfile
 from fastapi import APIRouter, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
-from penchant.errors import DataError
+from penchant.errors import ConfigError, DataError
 from penchant.serve.deps import Svc, VersionId, admin, read
 from penchant.serve.schemas import TrainIn, Version
 
@@ -24,7 +24,7 @@ def train(svc: Svc, body: TrainIn) -> Version:
     """Start training on everything stored (a background job); poll the version for progress."""
     try:
         version = svc.host.start_training(body.model, body.params, body.activate)
-    except (KeyError, ValueError, TypeError) as e:
+    except (ConfigError, DataError) as e:  # an unknown model or parameter, a bad value: penchant's own errors only
         raise HTTPException(422, f"body: {e}") from None
     return public(svc.store.version(version))
 
