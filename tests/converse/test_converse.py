@@ -183,8 +183,8 @@ def test_converse_evaluate_json_contract(tmp_path, shared_data):
     out = json.loads((tmp_path / "out.json").read_text())
     assert {"policy", "episodes", "sr@5", "sr@10", "sr@15", "avg_turns", "hdcg"} <= set(out)
     assert out["policy"] == "greedy" and out["episodes"] == 60 and 0 <= out["sr@5"] <= out["sr@10"] <= out["sr@15"] <= 1
-    bad = penchant("converse", "evaluate", "--data", shared_data / "ml-100k", "--policy", "oracle")
-    assert bad.returncode == 2 and "unknown model 'oracle'; known models: cpr, ear, greedy, maxent, tree" in bad.stderr
+    bad = penchant("converse", "evaluate", "--data", shared_data / "ml-100k", "--policy", "nonesuch")
+    assert bad.returncode == 2 and "unknown model 'nonesuch'; known models: cpr, ear, greedy, maxent, tree" in bad.stderr
 
 
 def test_conversation_in_a_pseudo_terminal_finds_the_planted_target(tmp_path, shared_data):

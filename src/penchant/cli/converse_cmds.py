@@ -13,7 +13,12 @@ from penchant.cli.data_cmds import Seed
 from penchant.cli.render import out, progress, write_json
 
 POLICY_HELP = "maxent, greedy, ear, cpr or tree."
-LEVEL_HELP = "Attributes: coarse (genres, decades, countries, languages) or fine (+ KG actors, directors, writers, producers)."
+LEVEL_HELP = ("MovieLens's attributes: coarse (genres, decades, countries, languages; the default) or fine (+ KG actors, "
+              "directors, writers, producers). Not with --attributes.")
+ATTRIBUTES_HELP = ("Item columns to ask about, comma-separated (e.g. brand,category,price): categorical or multi-valued "
+                   "columns of the .item file, number columns cut into quartile bands, kg:RELATION for knowledge-graph "
+                   "relations. Default: MovieLens's (--level).")
+NOUN_HELP = "What the catalogue holds (film, product, book): genre, country and language questions name it. Default: film on MovieLens, else item."
 
 
 def evaluate(
@@ -24,11 +29,13 @@ def evaluate(
     episodes: int = typer.Option(2000, "--episodes", help="Test episodes (a seeded sample of held-out interactions)."),
     seed: int = Seed("Seed of the split, the episodes and the simulator."),
     json_out: Path = typer.Option(None, "--json", help="Write the results as JSON here."),
-    level: str = typer.Option("coarse", "--level", help=LEVEL_HELP),
+    level: str = typer.Option(None, "--level", help=LEVEL_HELP, show_default=False),
+    attributes: str = typer.Option(None, "--attributes", help=ATTRIBUTES_HELP, show_default=False),
+    noun: str = typer.Option(None, "--noun", help=NOUN_HELP, show_default=False),
     model: str = typer.Option("ease", "--model", help="The recommender whose scores give each user's preference."),
     multi_choice: int = typer.Option(0, "--multi-choice", help="Offer this many values of one attribute type per question (0: yes/no questions)."),
     epochs: int = typer.Option(12, "--epochs", help="Policy-gradient epochs of the learned policies (ear, cpr)."),
-    text: bool = typer.Option(False, "--text", help="Questions and answers in words: the LLM phrases each question, an LLM user who knows its film replies, the LLM reads the reply (PENCHANT_LLM_URL, else the embedded model)."),
+    text: bool = typer.Option(False, "--text", help="Questions and answers in words: the LLM phrases each question, an LLM user who knows the item it wants replies, the LLM reads the reply (PENCHANT_LLM_URL, else the embedded model)."),
 ) -> None:
     """Play a policy against the standard simulated user on held-out (user, item) episodes and
     report SR@5/10/15, average turns and hDCG@(15,10) with 95% intervals; with --text, the same
@@ -45,7 +52,9 @@ def evaluate(
         raise ConfigError("--episodes must be at least 1")
     with progress() as bar:
         task = bar.add_task("reading data, fitting the scorer", total=None)
-        setup = prepare(load(data), level, episodes=episodes, model=model, seed=seed)
+        ds = load(data)
+        graph = _graph(ds, data, level, attributes, noun)
+        setup = prepare(ds, graph=graph, episodes=episodes, model=model, seed=seed)
         bar.update(task, description=f"{policy}: training" if policy_class.learned else f"{policy}: episodes")
 
         def step(done: int, total: int) -> None:
@@ -65,7 +74,8 @@ def evaluate(
                                  simulated_user=simulated_user)
     from rich.table import Table
 
-    table = Table(title=f"{policy} on {result['episodes']:,} episodes ({level} attributes: {setup.graph.n_values:,} "
+    kinds = ", ".join(graph.type_names) if attributes else (level or "coarse")
+    table = Table(title=f"{policy} on {result['episodes']:,} episodes ({kinds} attributes: {graph.n_values:,} "
                         f"values; scorer {model})", title_justify="left")
     for col in ("SR@5", "SR@10", "SR@15", "avg turns", "hDCG", "questions (values)", "lists"):
         table.add_column(col)
@@ -82,27 +92,47 @@ def evaluate(
         out.print(f"answers read as the attribute user would have given them: {result['understood']:.1%} "
                   f"of {result['answers_read']:,}" if result.get("understood") is not None else "no question was asked")
     if json_out:
-        write_json(json_out, result | {"level": level, "seed": seed, "text": text})
+        write_json(json_out, result | {"level": None if attributes else (level or "coarse"),
+                                       "attribute_types": list(graph.type_names), "noun": graph.noun, "seed": seed,
+                                       "text": text})
+
+
+def _graph(ds, data: Path, level: str | None, attributes: str | None, noun: str | None):
+    """The attribute graph the options ask for (the library's rules: penchant.data.attribute_graph)."""
+    from penchant.data.attribute_graph import attribute_graph, item_numbers
+    from penchant.errors import ConfigError
+
+    if attributes is not None and level is not None:
+        raise ConfigError("--level chooses among MovieLens's attributes; with --attributes leave it out")
+    if noun is not None and not noun.strip():
+        raise ConfigError("--noun must not be empty")
+    names = None if attributes is None else attributes.split(",")
+    return attribute_graph(ds, level or "coarse", attributes=names, numbers=item_numbers(data, ds),
+                           noun=None if noun is None else noun.strip())
 
 
 def converse(
     ctx: typer.Context,
     data: Path = typer.Option(None, "--data", help="A dataset folder or file with item attributes (or give it as the first argument)."),
     user: str = typer.Option(None, "--user", help="Your user id in the data (its history is excluded and shapes the ranking)."),
-    level: str = typer.Option("coarse", "--level", help=LEVEL_HELP),
+    level: str = typer.Option(None, "--level", help=LEVEL_HELP, show_default=False),
+    attributes: str = typer.Option(None, "--attributes", help=ATTRIBUTES_HELP, show_default=False),
+    noun: str = typer.Option(None, "--noun", help=NOUN_HELP, show_default=False),
     policy: str = typer.Option("tree", "--policy", help=POLICY_HELP + " Learned ones are trained first on validation episodes."),
     model: str = typer.Option("ease", "--model", help="The recommender whose scores give your preference."),
 ) -> None:
-    """Find a film by answering questions: yes/no to each, and the number of the film you want
-    when a list is shown (or n for none of them)."""
+    """Find an item (a film on MovieLens; --attributes for your own catalogue's columns) by answering
+    questions: yes/no to each, and the number of the one you want when a list is shown (or n for none
+    of them)."""
     if ctx.invoked_subcommand is not None:
         return
     if data is None:
         raise typer.BadParameter("give the data set: a path (or --data PATH)", param_hint="PATH")
-    _interactive(data, user, level, policy, model)
+    _interactive(data, user, level, attributes, noun, policy, model)
 
 
-def _interactive(data: Path, user: str | None, level: str, policy_name: str, model: str) -> None:
+def _interactive(data: Path, user: str | None, level: str | None, attributes: str | None, noun: str | None,
+                 policy_name: str, model: str) -> None:
     import numpy as np
 
     from penchant.converse.experiment import prepare
@@ -124,8 +154,8 @@ def _interactive(data: Path, user: str | None, level: str, policy_name: str, mod
                 raise ConfigError(f"user {user!r} is not in {data}")
             index, exclude = int(hits[0]), ds.csr[int(hits[0])].indices
         # the scorer's model sees 80% of each user's history; policies learn on validation episodes
-        setup = prepare(ds, level, episodes=1, valid_episodes=400, model=model)
-        graph = setup.graph
+        graph = _graph(ds, data, level, attributes, noun)
+        setup = prepare(ds, graph=graph, episodes=1, valid_episodes=400, model=model)
         policy = create_policy(policy_name, graph)
         if policy.learned:
             bar.update(task, description=f"training the {policy_name} policy")
@@ -135,10 +165,12 @@ def _interactive(data: Path, user: str | None, level: str, policy_name: str, mod
     scorer = Scorer(graph, base, reflect=policy.reflect)
     titles = ds.item_text if ds.item_text is not None else ds.item_ids
     conv = Conversation(graph, scorer, policy, index, exclude=exclude, titles=titles)
-    names = {str(n).lower(): v for v, n in enumerate(graph.names)}
-    opening = input("What are you in the mood for? Name a genre, decade, country or language (Enter to skip): ").strip()
+    kinds = [graph.type_label(k) for k in graph.nameable_types() or graph.type_names]
+    listed = ", ".join(kinds[:-1]) + " or " + kinds[-1] if len(kinds) > 1 else kinds[0]
+    article = "an" if listed[:1].lower() in "aeiou" else "a"
+    opening = input(f"What are you in the mood for? Name {article} {listed} (Enter to skip): ").strip()
     if opening:
-        value = names.get(opening.lower())
+        value = graph.find(opening)
         if value is None:
             out.print(f"I do not know {opening!r}; let me ask instead.")
         else:
@@ -155,8 +187,10 @@ def _interactive(data: Path, user: str | None, level: str, policy_name: str, mod
             conv.answer(None if choice is None else move.items[choice - 1])
     if conv.found is not None:
         print(f"Enjoy {titles[conv.found]}!")
-    else:
+    elif conv.state.turn >= conv.max_turns:
         print(f"I could not find it in {conv.max_turns} turns.")
+    else:
+        print("I could not find it: nothing left has everything you said yes to.")
 
 
 def _ask_yes_no(prompt: str) -> bool:

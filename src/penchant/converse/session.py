@@ -72,8 +72,7 @@ class Conversation:
         action = self.policy.act(self.state, self.scorer)
         if action.kind == "ask":
             text = (self.graph.question(action.values[0]) if len(action.values) == 1 else
-                    f"Which {self.graph.type_names[self.graph.types[action.values[0]]]} would you like? "
-                    + ", ".join(str(self.graph.names[v]) for v in action.values))
+                    self.graph.choices(action.values))
             move = Move("question", action.values, text=text)
         else:
             items = tuple(int(i) for i in action.items[: self.list_size])

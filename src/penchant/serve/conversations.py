@@ -3,12 +3,17 @@ the store between requests (its state is JSON), over an attribute graph built fr
 items' categories and attributes, scored for the person by the deployed model.
 
 The graph: every category, and every ``attribute: value`` of the items (list values give one
-value each), held by at least 2 of the deployed model's items. A conversation is pinned to the
+value each; an attribute whose values are all numbers is cut into quartile bands, as in
+:func:`penchant.data.attribute_graph.number_bands`), held by at least 2 of the deployed model's
+items. Each attribute is a type named as the items name it (``brand``), and questions say so
+(``Do you want brand: Nike?``). A conversation may ask about some types only (``attributes``) and
+name what the catalogue holds (``noun``); both are kept with it. A conversation is pinned to the
 model version it started with; after an activation it must be started again (409).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 
 import numpy as np
@@ -17,7 +22,7 @@ import scipy.sparse as sp
 from penchant.converse.policies import create_policy, policy_names, ready_policies
 from penchant.converse.session import Conversation
 from penchant.converse.state import Scorer
-from penchant.data.attribute_graph import AttributeGraph
+from penchant.data.attribute_graph import AttributeGraph, number_bands
 from penchant.errors import ConflictError, DataError, NotFoundError
 from penchant.serve.host import Deployed, ModelHost
 from penchant.serve.store import Store
@@ -27,6 +32,8 @@ def graph_from_items(rows: list[dict], item_ids: np.ndarray, min_items: int = 2)
     """Items × (category and attribute) values over ``item_ids`` (the deployed model's order)."""
     index = {str(i): k for k, i in enumerate(item_ids)}
     pairs: dict[tuple[str, str], list[int]] = {}
+    numbers: dict[str, dict[int, float]] = {}
+    worded: set[str] = set()  # attributes with a value that is not a number
     for r in rows:
         k = index.get(r["id"])
         if k is None:
@@ -34,8 +41,22 @@ def graph_from_items(rows: list[dict], item_ids: np.ndarray, min_items: int = 2)
         for c in r.get("categories") or []:
             pairs.setdefault(("category", str(c)), []).append(k)
         for name, value in (r.get("attributes") or {}).items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                numbers.setdefault(str(name), {})[k] = float(value)
+            else:
+                worded.add(str(name))
             for v in value if isinstance(value, list) else [value]:
                 pairs.setdefault((str(name), str(v)), []).append(k)
+    for name, held in numbers.items():
+        if name in worded:  # numbers mixed with words: each value as it is
+            continue
+        for key in [key for key in pairs if key[0] == name]:
+            del pairs[key]
+        x = np.full(len(item_ids), np.nan)
+        x[list(held)] = list(held.values())
+        labels, band = number_bands(x)
+        for b, label in enumerate(labels):
+            pairs[(name, str(label))] = np.flatnonzero(band == b).tolist()
     kept = sorted((key, rows_) for key, rows_ in pairs.items() if len(set(rows_)) >= min_items)
     if not kept:
         raise ConflictError("the stored items have no categories or attributes shared by two items to ask about")
@@ -79,8 +100,20 @@ class ConversationHost:
         return self.learned.start(name, lambda item_ids: graph_from_items(self.store.get_items(), item_ids),
                                   epochs=epochs, episodes=episodes)
 
-    def _session(self, d: Deployed, user_id: str | None, policy: str, state: dict | None) -> Conversation:
+    def _graph_for(self, d: Deployed, attributes: list[str] | None, noun: str | None) -> AttributeGraph:
+        """The deployed graph over the types ``attributes`` (all when None), worded with ``noun``."""
         graph = self.graph(d)
+        if attributes is not None:
+            try:
+                graph = graph.subset(attributes)
+            except DataError as e:
+                raise DataError(f"attributes: {e.message}; the stored items' attributes shared by two items are "
+                                f"{', '.join(graph.type_names)}") from None
+        return graph if noun is None else dataclasses.replace(graph, noun=noun)
+
+    def _session(self, d: Deployed, user_id: str | None, policy: str, state: dict | None,
+                 attributes: list[str] | None = None, noun: str | None = None) -> Conversation:
+        graph = self._graph_for(d, attributes, noun)
         events = self.store.user_items(user_id) if user_id else []
         scores, _ = self.host.user_scores(d, user_id or "", events)
         pol = self.learned.policy(policy, graph, d.version) if policy not in ready_policies() else create_policy(policy, graph)
@@ -92,26 +125,27 @@ class ConversationHost:
         seen = [d.item_index[i] for i, _ in events if i in d.item_index]
         return Conversation(graph, scorer, pol, 0, exclude=np.array(seen, dtype=np.int64), titles=titles)
 
-    def start(self, user_id: str | None, policy: str, opening: str | None) -> dict:
+    def start(self, user_id: str | None, policy: str, opening: str | None, attributes: list[str] | None = None,
+              noun: str | None = None) -> dict:
+        """A new conversation; ``opening``: a value (``brand=Nike``, ``brand: Nike`` or ``Nike``);
+        ``attributes``: the types to ask about (all by default); ``noun``: what the items are."""
         d = self._deployed()
         if policy not in policy_names():
             raise DataError(f"policy must be one of {', '.join(policy_names())}, not {policy!r}")
-        conv = self._session(d, user_id, policy, None)  # a learned policy not trained for this version: 409
+        # a learned policy not trained for this version: 409
+        conv = self._session(d, user_id, policy, None, attributes, noun)
         if opening is not None:
-            graph = self.graph(d)
-            labels = {graph.source[v].lower(): v for v in range(graph.n_values)}
-            names = {str(graph.names[v]).lower(): v for v in range(graph.n_values)}
-            value = labels.get(opening.lower(), names.get(opening.lower()))
+            value = conv.graph.find(opening)
             if value is None:
                 raise DataError(f"opening: no value {opening!r} to start from")
             conv.open(value)
         conv_id = secrets.token_hex(8)
         conv.ask()
-        self.store.save_conversation(conv_id, user_id, self._state(conv, d, user_id, policy), new=True)
+        self.store.save_conversation(conv_id, user_id, self._state(conv, d, user_id, policy, attributes, noun), new=True)
         return self._view(conv_id, conv, d, user_id, policy)
 
     def answer(self, conv_id: str, reply: dict) -> dict:
-        d, conv, user_id, policy = self._restore(conv_id)
+        d, conv, user_id, policy, state = self._restore(conv_id)
         move = conv.pending
         if move is None:
             raise DataError("the conversation is over")
@@ -128,11 +162,12 @@ class ConversationHost:
                 raise DataError(f"item: {item!r} is not an item")
             conv.answer(None if item is None else d.item_index[item])
         conv.ask()
-        self.store.save_conversation(conv_id, user_id, self._state(conv, d, user_id, policy), new=False)
+        self.store.save_conversation(conv_id, user_id, self._state(conv, d, user_id, policy, state.get("attributes"),
+                                                                   state.get("noun")), new=False)
         return self._view(conv_id, conv, d, user_id, policy)
 
     def get(self, conv_id: str) -> dict:
-        d, conv, user_id, policy = self._restore(conv_id)
+        d, conv, user_id, policy, _ = self._restore(conv_id)
         return self._view(conv_id, conv, d, user_id, policy)
 
     def _deployed(self) -> Deployed:
@@ -149,22 +184,26 @@ class ConversationHost:
         d = self._deployed()
         if state["version"] != d.version:
             raise ConflictError(f"the model changed (v{state['version']} → v{d.version}); start a new conversation")
-        conv = self._session(d, state["user_id"], state["policy"], state["session"])
-        return d, conv, state["user_id"], state["policy"]
+        conv = self._session(d, state["user_id"], state["policy"], state["session"], state.get("attributes"),
+                             state.get("noun"))
+        return d, conv, state["user_id"], state["policy"], state
 
     @staticmethod
-    def _state(conv: Conversation, d: Deployed, user_id: str | None, policy: str) -> dict:
-        return {"session": conv.to_dict(), "version": d.version, "user_id": user_id, "policy": policy}
+    def _state(conv: Conversation, d: Deployed, user_id: str | None, policy: str, attributes: list[str] | None,
+               noun: str | None) -> dict:
+        return {"session": conv.to_dict(), "version": d.version, "user_id": user_id, "policy": policy,
+                "attributes": attributes, "noun": noun}
 
     def _view(self, conv_id: str, conv: Conversation, d: Deployed, user_id: str | None, policy: str) -> dict:
-        graph = self.graph(d)
+        graph = conv.graph
         move = conv.pending
         shown = None
         if move is not None:
             shown = {"kind": move.kind, "text": move.text,
                      "values": [{"value": int(v), "label": graph.label(v)} for v in move.values],
                      "items": [{"id": str(d.item_ids[i]), "title": t} for i, t in zip(move.items, move.titles)]}
-        return {"id": conv_id, "user_id": user_id, "policy": policy, "model": d.label, "turn": conv.state.turn,
+        return {"id": conv_id, "user_id": user_id, "policy": policy, "model": d.label,
+                "attributes": list(graph.type_names), "noun": graph.noun, "turn": conv.state.turn,
                 "done": conv.done and move is None,
                 "found": None if conv.found is None else str(d.item_ids[conv.found]),
                 "accepted": [graph.label(v) for v in conv.state.accepted],

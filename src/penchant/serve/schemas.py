@@ -227,9 +227,16 @@ class Version(BaseModel):
 
 
 class ConversationIn(Strict):
+    """``opening``: a value the person wants (``brand=Nike``, ``brand: Nike`` or ``Nike``);
+    ``attributes``: the item attributes to ask about (``category`` for the categories; all by
+    default); ``noun``: what the items are (``product``, ``film``), for questions that name it."""
+
     user_id: Id | None = None
     policy: PolicyName = "maxent"
     opening: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    attributes: list[Annotated[str, Field(min_length=1, max_length=255)]] | None = Field(default=None, min_length=1,
+                                                                                        max_length=100)
+    noun: Annotated[str, Field(min_length=1, max_length=64)] | None = None
 
 
 class AnswerIn(Strict):

@@ -13,8 +13,9 @@ router = APIRouter()
 @router.post("/v1/conversations", tags=["conversations"], dependencies=[write], status_code=201)
 def start_conversation(svc: Svc, body: ConversationIn) -> dict:
     """Start a conversation (for a known user, their learned taste shapes it); the answer holds
-    the first move: a question about item categories/attributes, or a list of items."""
-    return svc.talks.start(body.user_id, body.policy, body.opening)
+    the first move: a question about item categories/attributes (all, or the ``attributes`` named),
+    or a list of items."""
+    return svc.talks.start(body.user_id, body.policy, body.opening, body.attributes, body.noun)
 
 
 @router.post("/v1/conversations/{conversation_id}/answer", tags=["conversations"], dependencies=[write])
