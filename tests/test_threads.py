@@ -126,3 +126,14 @@ def test_usable_cores_are_the_affinity(monkeypatch):
 def test_busy_now_reads_the_machine():
     busy = threads._busy_now(0.05)
     assert busy is None or 0.0 <= busy <= (os.cpu_count() or 1)
+
+
+def test_openmp_threads_sleep_while_they_wait_unless_told_how_long_to_spin(fresh, monkeypatch):
+    monkeypatch.setenv(threads.ENV, "1")
+    threads.configure()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    threads.reset()
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    monkeypatch.setenv("GOMP_SPINCOUNT", "300000")
+    threads.configure()
+    assert "OMP_WAIT_POLICY" not in os.environ

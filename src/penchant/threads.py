@@ -177,7 +177,8 @@ def configure(threads: int | None = None) -> Decision:
     n = str(_decision.threads)
     for name in POOL_VARIABLES:
         os.environ[name] = n
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if "GOMP_SPINCOUNT" not in os.environ:  # unless the user chose how long OpenMP threads spin
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if "torch" in sys.modules:
         apply_to_torch()
     if any(lib in sys.modules for lib in ("numpy", "torch", "scipy")):

@@ -88,3 +88,15 @@ def test_quiet_and_the_bar_write_no_lines(capsys):
                                                   (3723, "1:02:03", "1h02m")])
 def test_time_is_written_for_people(seconds, clock, span):
     assert (render.clock(seconds), render.duration(seconds)) == (clock, span)
+
+
+def test_llm_check_says_what_it_waits_for(monkeypatch):
+    from tests.llm.scripted import ScriptedServer, completion
+
+    with ScriptedServer(lambda n, body: (200, completion("ready"), 0.0)) as server:
+        monkeypatch.setenv("PENCHANT_LLM_URL", server.url)
+        code, out, err = cli("llm", "check")
+        assert code == 0, err
+        assert re.fullmatch(r"one round trip · done in \d+:\d\d\n", err) and "ready" in out
+        code, out, err = cli("--quiet", "llm", "check")
+        assert code == 0 and err == ""
