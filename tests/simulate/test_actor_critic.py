@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from penchant.models.registry import create
 from penchant.simulate.actor_critic import ActorRerank, GaussianActor, Rollout, advantages, train_two_stage
-from penchant.simulate.experiment import make_policy, run_policies, summary
+from penchant.simulate.experiment import run_policies, summary
 from penchant.simulate.long_term_policies import HistoryGreedy, Oracle, floor_kept
 
 
@@ -40,8 +41,9 @@ def test_actor_critics_beat_greedy_and_the_two_stage_one_keeps_its_floor(worlds)
     users (seed 99). Measured: greedy 68.5 clicks [66.0, 71.0], retention 0.28; actor-critic 88.9
     [86.8, 90.9], 0.458; two-stage (novelty floor 0.30, λ = 0.3) 95.0 [92.8, 97.1], 0.55, floor kept
     for 98.0% of test users (greedy 55.5%)."""
-    ac, _ = make_policy("actor-critic", worlds, seed=0)
-    tscac, records = make_policy("tscac", worlds, floor=("novelty", 0.30), kl_weight=0.3, seed=0)
+    ac = create("actor-critic", worlds, seed=0).fit()
+    tscac = create("tscac", worlds, floor=("novelty", 0.30), kl_weight=0.3, seed=0).fit()
+    records = tscac.training
     assert set(records["records"]) == {"stage one: novelty", "stage two"}
     episodes = run_policies(worlds, {"greedy": HistoryGreedy(worlds.scores), "actor-critic": ac, "tscac": tscac,
                                      "oracle": Oracle(None)}, 200, seed=99)
@@ -73,5 +75,5 @@ def test_stage_two_stays_closer_to_the_auxiliary_actor_the_higher_its_weight(wor
     assert slates.shape[1] == 5 and (propensity == 1).all()
     assert all(len(set(row)) == 5 for row in slates)
     # a trained policy keeps the horizon it was trained for: its state's time is a share of it
-    quick, _ = make_policy("actor-critic", worlds, train_steps=20, ac_iterations=1, seed=0)
+    quick = create("actor-critic", worlds, train_steps=20, ac_iterations=1, seed=0).fit().policy
     assert quick.steps == 20

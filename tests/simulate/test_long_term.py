@@ -7,7 +7,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from penchant.simulate.experiment import make_policy, run_policies, summary
+from penchant.models.registry import create
+from penchant.simulate.experiment import run_policies, summary
 from penchant.simulate.long_term import SIGNALS, LongTermWorld
 from penchant.simulate.long_term_policies import HistoryGreedy, Oracle, floor_kept, run_episode
 
@@ -58,9 +59,9 @@ def test_a_policy_trained_for_the_long_run_beats_greedy_on_held_out_users(worlds
     """Trained on 100 training users for the 200-step return, selected on 200 validation users,
     judged on 600 test users; the constrained one keeps the novelty of each user's clicks at 0.30
     or more for at least 95% of them and gives up at most 10% of the unconstrained clicks."""
-    trained, _ = make_policy("trained", worlds, population=6, seed=0)
-    constrained, _ = make_policy("constrained", worlds, floor=("novelty", 0.30), trained=trained.theta, population=6,
-                                 seed=0)
+    trained = create("trained", worlds, population=6, seed=0).fit()
+    constrained = create("constrained", worlds, floor=("novelty", 0.30), init=tuple(trained.policy.theta), population=6,
+                         seed=0).fit()
     episodes = run_policies(worlds, {"greedy": HistoryGreedy(worlds.scores), "trained": trained,
                                      "constrained": constrained, "oracle": Oracle(None)}, 200, seed=99)
     report = {name: summary(ep, episodes["oracle"], ("novelty", 0.30)) for name, ep in episodes.items()}

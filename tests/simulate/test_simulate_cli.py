@@ -24,17 +24,18 @@ def test_simulate_run_writes_every_result_with_intervals(tmp_path, shared_data):
 
 
 def test_simulate_compare_plots_and_refuses_what_it_cannot_do(tmp_path, shared_data):
-    code, text, err = cli("simulate", "compare", "--policy", "greedy", "--policy", "oracle", "--users", "40",
+    code, text, err = cli("simulate", "compare", "--policy", "greedy-recommender", "--policy", "oracle", "--users", "40",
                           "--steps", "12", "--json", str(tmp_path / "c.json"), "--plot-dir", str(tmp_path / "plots"))
     assert code == 0, err
-    assert set(json.loads((tmp_path / "c.json").read_text())["policies"]) == {"greedy", "oracle"}
+    assert set(json.loads((tmp_path / "c.json").read_text())["policies"]) == {"greedy-recommender", "oracle"}
     for name in ("return_over_time.png", "retention.png"):
         assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     code, _, err = cli("simulate", "run", "--policy", "magic")
     assert code != 0 and "magic" in err
     code, _, err = cli("simulate", "run", "--policy", "constrained", "--users", "10", "--steps", "2")
     assert code != 0 and "--floor" in err
-    code, _, err = cli("simulate", "run", "--policy", "greedy", "--param", "boredom=2", "--users", "10", "--steps", "2")
+    code, _, err = cli("simulate", "run", "--policy", "greedy-recommender", "--param", "boredom=2", "--users", "10",
+                       "--steps", "2")
     assert code != 0 and "unknown world parameter 'boredom'" in err
 
 

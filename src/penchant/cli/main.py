@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import typing
 
@@ -102,10 +103,12 @@ app.add_typer(versions_app, name="versions")
 
 @app.command("models")
 def models(
-    family: str = typer.Option(None, "--family", help="Only this family: ranking, rating, sequential, preference or conversation."),
+    family: str = typer.Option(None, "--family", help="Only this family: ranking, rating, sequential, preference, "
+                               "conversation, slate (bandit and slate policies) or long-term (long-term world policies)."),
     json_out: str = typer.Option(None, "--json", help="Also write the list as JSON to this file."),
 ) -> None:
-    """List every registered model of every family, with its parameters and defaults."""
+    """List every registered model of every family, with its parameters and defaults; an oracle (a
+    simulator's reference that reads the world's hidden state) is marked as one."""
     from rich.table import Table
 
     from penchant.models.registry import entry, model_names
@@ -117,11 +120,13 @@ def models(
     for name in model_names(family):
         found = entry(name)
         params = [p.as_json() for p in found.params()]
-        table.add_row(name + "".join(f"\n(alias {a})" for a in found.aliases), found.family, found.summary,
+        oracle = bool(getattr(found.cls, "oracle", False))
+        table.add_row(name + "".join(f"\n(alias {a})" for a in found.aliases) + ("\n(oracle)" if oracle else ""),
+                      found.family, found.summary,
                       "\n".join(f"{p['name']}={p['default']!r}  {p['help']}" for p in params) or "-")
         listing.append({"name": name, "family": found.family, "aliases": list(found.aliases),
                         "summary": found.summary, "params": params,
-                        "search_space": sorted(found.search_space)})
+                        "search_space": sorted(found.search_space), "oracle": oracle})
     out.print(table)
     if json_out:
         write_json(json_out, listing)
@@ -141,10 +146,28 @@ def _type_label(param) -> str | None:
     return {int: "INTEGER", float: "NUMBER"}.get(annotation, "TEXT")
 
 
+def _registry_names(command) -> None:
+    """Fill ``{models:FAMILY}`` in ``command``'s parameter help with the registry's names of that
+    family, when the help is shown: listing the registry imports every model, too slow for each start."""
+    shown = command.format_help
+
+    def format_help(ctx, formatter, shown=shown):
+        from penchant.models.registry import model_names
+
+        for param in command.params:
+            if getattr(param, "help", None) and "{models:" in param.help:
+                param.help = re.sub(r"\{models:([\w-]+)\}", lambda m: ", ".join(model_names(m.group(1))), param.help)
+        return shown(ctx, formatter)
+
+    command.format_help = format_help
+
+
 def _plain_help(command) -> None:
     """Give every parameter of ``command`` and its subcommands the plain type label."""
     for param in command.params:
         param.display_type_rich = lambda ctx, param=param: _type_label(param)
+    if any("{models:" in (getattr(param, "help", None) or "") for param in command.params):
+        _registry_names(command)
     made = command.get_help_option  # --help is made afresh for each context
 
     def help_option(ctx, made=made):

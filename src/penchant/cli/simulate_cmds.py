@@ -13,18 +13,20 @@ Params = typer.Option([], "--param", help="World constant name=value (repeatable
 Users = typer.Option(600, "--users", min=2, help="Held-out (test) simulated users.")
 Steps = typer.Option(200, "--steps", min=1, help="Steps of the run.")
 Seed = typer.Option(0, "--seed", help="Seeds the world, the user pools and training.")
-Floor = typer.Option(None, "--floor", help="For `constrained` and `tscac`: SIGNAL:VALUE kept per user (click, watch, like, share per click, or novelty).")
-Model = typer.Option("als:factors=32", "--model", help="The fitted recommender the world's tastes and the greedy policy come from.")
-Iterations = typer.Option(5, "--iterations", min=1, help="Cross-entropy rounds when training (early-stopped on validation users).")
+Floor = typer.Option(None, "--floor", help="For the policies that keep a floor (`constrained`, `tscac`): SIGNAL:VALUE kept per user (click, watch, like, share per click, or novelty).")
+Model = typer.Option("als:factors=32", "--model", help="The fitted recommender the world's tastes and the greedy-recommender policy come from.")
+Iterations = typer.Option(5, "--iterations", min=1, help="Cross-entropy rounds when training (`iterations`; early-stopped on validation users).")
 TrainUsers = typer.Option(100, "--train-users", min=2, help="Simulated training users per round.")
-AcIterations = typer.Option(30, "--ac-iterations", min=1, help="Actor-critic iterations (`actor-critic`, `tscac`, `hierarchical`; early-stopped on validation users).")
+AcIterations = typer.Option(30, "--ac-iterations", min=1, help="Actor-critic iterations (`ac_iterations`: actor-critic, tscac, hierarchical; early-stopped on validation users).")
 KlWeight = typer.Option(0.3, "--kl-weight", min=0.0, help="`tscac`: stage two's KL weight λ towards the floor signal's stage-one actor.")
 DtSteps = typer.Option(600, "--dt-steps", min=100, help="`decision-transformer`: training steps (batches of 256 windows).")
-NAMES = "greedy, trained, constrained, actor-critic, tscac, hierarchical, decision-transformer or oracle"
+#: the policies' names come from the registry when help is shown (penchant.cli.main fills {models:FAMILY} in)
+NAMES = ("a long-term policy, NAME or NAME:key=value,... (settings of its own; `penchant models --family long-term`): "
+         "{models:long-term}")
 
 
 def run(
-    policy: str = typer.Option(..., "--policy", help=NAMES + "."),
+    policy: str = typer.Option(..., "--policy", help=NAMES[0].upper() + NAMES[1:] + "."),
     world: str = World, param: list[str] = Params, users: int = Users, steps: int = Steps, seed: int = Seed,
     floor: str = Floor, model: str = Model, iterations: int = Iterations, train_users: int = TrainUsers,
     ac_iterations: int = AcIterations, kl_weight: float = KlWeight, dt_steps: int = DtSteps,
@@ -36,7 +38,8 @@ def run(
                         ac_iterations, kl_weight, dt_steps)
     _print(results)
     if json_out is not None:
-        write_json(json_out, results["policies"][policy] | {k: v for k, v in results.items() if k != "policies"})
+        (label,) = results["policies"]
+        write_json(json_out, results["policies"][label] | {k: v for k, v in results.items() if k != "policies"})
 
 
 def compare(
@@ -65,7 +68,7 @@ def compare(
 
 
 def slate(
-    policy: list[str] = typer.Option(..., "--policy", help="Repeat for each: uniform, beta-thompson, linear-thompson, linucb, gru-thompson, gru-greedy, best."),
+    policy: list[str] = typer.Option(..., "--policy", help="Repeat for each: a slate policy, NAME or NAME:key=value,... (settings of its own; `penchant models --family slate`): {models:slate}."),
     users: int = typer.Option(200, "--users", min=1, help="Simulated users (random latent tastes)."),
     items: int = typer.Option(50, "--items", min=2, help="Items in the catalogue."),
     slate_size: int = typer.Option(3, "--slate-size", min=1, help="Items per list."),
@@ -83,13 +86,14 @@ def slate(
 
     import numpy as np
 
+    from penchant.cli.specs import model_spec
     from penchant.errors import ConfigError
-    from penchant.simulate.loop import SLATE_POLICIES, make_slate_policy, run_policy
+    from penchant.models.registry import create
+    from penchant.simulate.loop import run_policy
+    from penchant.simulate.policies import policy_params
     from penchant.simulate.slate_world import CHOICE_MODELS, SlateWorld
 
-    for name in policy:
-        if name not in SLATE_POLICIES:
-            raise typer.BadParameter(f"{name!r} is not one of {', '.join(SLATE_POLICIES)}", param_hint="--policy")
+    specs = {label: model_spec(label, [], "slate") for label in dict.fromkeys(policy)}
     if choice not in CHOICE_MODELS:
         raise typer.BadParameter(f"{choice!r} is not one of {', '.join(CHOICE_MODELS)}", param_hint="--choice")
     if slate_size > items:
@@ -98,11 +102,12 @@ def slate(
                                  no_click=0.0, scale=2.0, offset=-1.0, seed=seed)
     results, curves = {}, {}
     with progress() as bar:
-        task = bar.add_task("", total=len(policy))
-        for name in dict.fromkeys(policy):
+        task = bar.add_task("", total=len(specs))
+        for name, (registered, given) in specs.items():
             bar.update(task, description=f"{name}: {rounds:,} lists")
             start = time.perf_counter()
-            run = run_policy(world, make_slate_policy(name, world, seed), rounds, batch=batch, seed=seed)
+            built = create(registered, world, family="slate", **policy_params(registered, {"seed": seed}, given))
+            run = run_policy(world, built, rounds, batch=batch, seed=seed)
             late = slice(rounds - max(1, rounds // 4), rounds)
             results[name] = {"regret": float(run.regret[-1]),
                              "regret_slope": run.regret_slope() if run.regret[-1] > 0 else 0.0,
@@ -140,22 +145,19 @@ def _simulate(names: list[str], world: str, param: list[str], users: int, steps:
     from penchant.errors import ConfigError
     from penchant.experiment.fitting import fit_model
     from penchant.experiment.run import parse_params
-    from penchant.simulate.experiment import (
-        POLICIES,
-        make_policy,
-        movielens_worlds,
-        run_policies,
-        summary,
-        world_params,
-    )
+    from penchant.simulate.experiment import BEST, fit_policies, movielens_worlds, run_policies, summary, world_params
+    from penchant.simulate.policies import missing_params, policy_params
 
-    for name in names:
-        if name not in POLICIES:
-            raise typer.BadParameter(f"{name!r} is not one of {', '.join(POLICIES)}", param_hint="--policy")
     floor_spec = _floor(floor) if floor else None
-    for needs_floor in ("constrained", "tscac"):
-        if needs_floor in names and floor_spec is None:
-            raise typer.BadParameter(f"the {needs_floor} policy needs --floor SIGNAL:VALUE", param_hint="--floor")
+    shared = {"train_steps": steps, "iterations": iterations, "ac_iterations": ac_iterations, "kl_weight": kl_weight,
+              "dt_steps": dt_steps, "seed": seed, "floor": floor_spec}
+    specs = {}
+    for label in dict.fromkeys([*names, BEST]):
+        name, given = model_spec(label, [], "long-term")
+        specs[label] = (name, policy_params(name, shared, given))
+        for missing in missing_params(name, specs[label][1]):
+            flag = {"floor": "--floor SIGNAL:VALUE"}.get(missing, f"{name}:{missing}=VALUE")
+            raise typer.BadParameter(f"the {name} policy needs {flag}", param_hint=flag.split()[0])
     try:
         params = world_params({k: str(v) for k, v in parse_params(param).items()})
     except ValueError as e:
@@ -168,34 +170,27 @@ def _simulate(names: list[str], world: str, param: list[str], users: int, steps:
         fitted = fit_model(name, model_params, data, None)
         worlds = movielens_worlds(data, fitted, params=params, seed=seed,
                                   sizes={"test": users, "train": train_users})
-        policies, training = {}, {}
-        for policy_name in dict.fromkeys([*names, "oracle"]):
-            bar.update(task, description=f"{policy_name}")
-            policies[policy_name], training[policy_name] = make_policy(
-                policy_name, worlds, floor=floor_spec, train_steps=steps, iterations=iterations, seed=seed,
-                trained=getattr(policies.get("trained"), "theta", None), ac_iterations=ac_iterations,
-                kl_weight=kl_weight, dt_steps=dt_steps,
-                progress=lambda s, p=policy_name: bar.update(task, description=f"training {p}: {s}"))
+        policies = fit_policies(worlds, specs, progress=lambda label, message: bar.update(
+            task, description=f"{label}: {message}"))
         bar.update(task, description=f"running {len(policies)} policies on {users:,} test users × {steps} steps")
         episodes = run_policies(worlds, policies, steps, seed + 10_000)
-    report = {p: summary(episodes[p], episodes["oracle"], floor_spec) | ({"training": training[p]} if training[p] else {})
-              for p in names}
+    report = {p: summary(episodes[p], episodes[BEST], floor_spec)
+              | ({"training": policies[p].training} if policies[p].training else {}) for p in dict.fromkeys(names)}
     curves = {p: {"cumulative_click": np.cumsum(episodes[p].per_step["click"]), "retained": episodes[p].per_step["retained"]}
-              for p in names}
+              for p in dict.fromkeys(names)}
     return {"world": world, "world_params": params.__dict__, "model": model, "steps": steps, "seed": seed,
             "policies": report, "curves": curves}
 
 
 def _floor(text: str) -> tuple[str, float]:
-    from penchant.simulate.actor_critic import REWARDS
+    from penchant.simulate.policies import parse_floor
 
-    signal, _, value = text.partition(":")
-    if signal not in REWARDS:
-        raise typer.BadParameter(f"{text!r}: the signal must be one of {', '.join(REWARDS)}", param_hint="--floor")
     try:
-        return signal, float(value)
-    except ValueError:
-        raise typer.BadParameter(f"{text!r} is not SIGNAL:VALUE (e.g. novelty:0.3)", param_hint="--floor") from None
+        floor = parse_floor(text)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--floor") from None
+    assert floor is not None
+    return floor
 
 
 def _print(results: dict) -> None:

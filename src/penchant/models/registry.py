@@ -9,7 +9,9 @@ bad value is a one-line :class:`~penchant.errors.ConfigError` naming the paramet
 
 Families (``FAMILIES``): ``ranking`` (top-K over a catalogue from implicit feedback), ``rating``
 (explicit ratings), ``sequential`` (next item from the order of a history), ``preference`` (A-versus-B
-choices) and ``conversation`` (elicitation policies, built over an attribute graph).
+choices), ``conversation`` (elicitation policies, built over an attribute graph), ``slate`` (bandit and
+slate policies, built for a slate world) and ``long-term`` (policies for the long-term world, built for
+its worlds). The policies live above ``penchant.models`` and are found as plug-ins (``_PROVIDERS``).
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ from pydantic.fields import FieldInfo
 
 from penchant.errors import ConfigError
 
-FAMILIES = ("ranking", "rating", "sequential", "preference", "conversation")
-#: modules whose import registers a family's models; imported on first look-up. The conversation
-#: policies live above ``penchant.models`` and are found here as plug-ins, not imported by it.
-_PROVIDERS = ("penchant.models", "penchant.models.preference", "penchant.converse.policies", "penchant.llm.rating")
+FAMILIES = ("ranking", "rating", "sequential", "preference", "conversation", "slate", "long-term")
+#: modules whose import registers a family's models; imported on first look-up. The conversation and
+#: simulation policies live above ``penchant.models`` and are found here as plug-ins, not imported by it.
+_PROVIDERS = ("penchant.models", "penchant.models.preference", "penchant.converse.policies", "penchant.llm.rating",
+              "penchant.simulate.policies")
 
 
 @dataclass(frozen=True)

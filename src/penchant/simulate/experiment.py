@@ -1,10 +1,11 @@
-"""Long-term experiments: worlds over disjoint user pools, named policies, and results with intervals.
+"""Long-term experiments: worlds over disjoint user pools, registered policies, and results with intervals.
 
 :func:`movielens_worlds` builds the documented world from a fitted model on real data; training
 users, validation users and test users are drawn from disjoint thirds of the real users (60/20/20),
-so a trained policy is judged on people it never met. :func:`run_policies` runs named policies on
-the same test world (same seed: common random numbers) and :func:`summary` states each result with
-95% intervals.
+so a trained policy is judged on people it never met. :func:`fit_policies` makes and trains
+policies of the registry's ``long-term`` family (:mod:`penchant.simulate.policies`),
+:func:`run_policies` runs them on the same test world (same seed: common random numbers) and
+:func:`summary` states each result with 95% intervals.
 """
 
 from __future__ import annotations
@@ -16,19 +17,11 @@ from typing import Any
 import numpy as np
 
 from penchant.simulate.long_term import SIGNALS, LongTermWorld, WorldParams
-from penchant.simulate.long_term_policies import (
-    Episode,
-    HistoryGreedy,
-    Oracle,
-    Rerank,
-    floor_kept,
-    run_episode,
-    train_rerank,
-)
+from penchant.simulate.long_term_policies import Episode, floor_kept, run_episode
 
-POLICIES = ("greedy", "trained", "constrained", "actor-critic", "tscac", "hierarchical", "decision-transformer",
-            "oracle")
 SPLITS = ("train", "valid", "test")
+#: the registered policy every report's "fraction of the best" is against (an oracle: the myopic best)
+BEST = "oracle"
 
 
 @dataclass(frozen=True)
@@ -77,78 +70,40 @@ def world_params(pairs: dict[str, str]) -> WorldParams:
     return replace(WorldParams(), **values)
 
 
-def make_policy(name: str, worlds: Worlds, *, floor: tuple[str, float] | None = None, train_steps: int = 200,
-                iterations: int = 5, population: int = 8, seed: int = 0,
-                progress: Callable[[str], None] | None = None, trained: np.ndarray | None = None,
-                ac_iterations: int = 30, kl_weight: float = 0.3, dt_steps: int = 600) -> tuple[Any, dict]:
-    """A named policy for the test world and what its training recorded (empty for untrained ones).
+def fit_policies(worlds: Worlds, specs: dict[str, tuple[str, dict[str, Any]]], *,
+                 progress: Callable[[str, str], None] | None = None) -> dict[str, Any]:
+    """Registered long-term policies by label, from ``label -> (name, params)``: each created for
+    ``worlds`` (:func:`~penchant.models.registry.create`, family ``long-term``) and fitted, the
+    learned ones on the training users' worlds, selected on validation users.
 
-    ``trained`` policies are fitted by :func:`~penchant.simulate.long_term_policies.train_rerank` on the
-    training users (selected on validation users); ``constrained`` needs ``floor`` and starts from
-    ``trained`` θ when given. ``actor-critic`` is :func:`~penchant.simulate.actor_critic.train_actor_critic`
-    for the click return (``ac_iterations``); ``tscac`` the two-stage constrained actor-critic with the
-    floor's signal as its auxiliary signal (KL weight ``kl_weight``), selected among validation
-    iterations that keep the floor; ``hierarchical`` the novelty-intent policy of
-    :func:`~penchant.simulate.hierarchical.train_hierarchical`; ``decision-transformer`` is trained
-    offline (``dt_steps`` Adam steps) on behaviour runs over the training users, the checkpoint chosen
-    by validation users' clicks, and asks for the runs' 90th-percentile return.
+    A policy whose class ``starts_from`` another (``constrained`` from ``trained``) starts from that
+    one's θ when it is among them (fitted first) and no ``init`` is given. ``progress(label,
+    message)`` hears of each policy and its training rounds. An unknown name or parameter is a ConfigError.
     """
-    template = worlds.template
-    if name == "greedy":
-        return HistoryGreedy(worlds.scores), {}
-    if name == "oracle":
-        return Oracle(None), {}  # bound to the test world in run_policies: it reads that world's hidden state
-    if name not in POLICIES:
-        raise ValueError(f"unknown policy {name!r}; choose from {', '.join(POLICIES)}")
-    if name in ("constrained", "tscac") and floor is None:
-        raise ValueError(f"the {name} policy needs a floor (signal and value)")
-    if name == "decision-transformer":
-        from penchant.simulate.actor_critic import VALID_SEED
-        from penchant.simulate.decision_transformer import (
-            DTRerank,
-            collect,
-            train_decision_transformer,
-            validation_clicks,
-        )
+    from penchant.models.registry import create, entry
 
-        data = collect(worlds, worlds.scores, steps=train_steps, seed=seed)
-        target = np.percentile(data.initial_returns(), 90, axis=0)
-        select = validation_clicks(worlds("valid", VALID_SEED), worlds.scores, target, train_steps)
-        model, history = train_decision_transformer(data, steps=dt_steps, seed=seed, select=select, progress=progress)
-        return DTRerank(worlds.scores, template, model, target, steps=train_steps), {
-            "target": target.tolist(), "steps": history, "sequences": int(len(data.lengths))}
-    if name == "hierarchical":
-        from penchant.simulate.hierarchical import train_hierarchical
-
-        policy, history = train_hierarchical(worlds, worlds.scores, iterations=ac_iterations, steps=train_steps,
-                                             seed=seed, progress=progress)
-        return policy, {"iterations": history}
-    if name in ("actor-critic", "tscac"):
-        from penchant.simulate.actor_critic import ActorRerank, train_actor_critic, train_two_stage
-
-        options = {"iterations": ac_iterations, "steps": train_steps, "seed": seed, "progress": progress}
-        if name == "actor-critic":
-            actor, history = train_actor_critic(worlds, worlds.scores, **options)
-            records = {"iterations": history}
-        else:
-            assert floor is not None
-            actor, records = train_two_stage(worlds, worlds.scores, auxiliary={floor[0]: kl_weight}, floor=floor,
-                                             **options)
-        return ActorRerank(worlds.scores, template, actor, steps=train_steps), {"actor": actor.weight.detach().tolist(), "records": records}
-    theta, history = train_rerank(worlds, worlds.scores, floor=floor if name == "constrained" else None,
-                                  steps=train_steps, iterations=iterations, population=population,
-                                  elite=max(2, population // 4), init=trained if name == "constrained" else None,
-                                  seed=seed, progress=progress)
-    policy = Rerank(worlds.scores, theta, template.similarity, template.genres, template.creators, template.quality)
-    return policy, {"theta": theta.tolist(), "rounds": history}
+    classes = {label: entry(name, "long-term").cls for label, (name, _) in specs.items()}
+    fitted: dict[str, Any] = {}
+    for label in sorted(specs, key=lambda label: classes[label].starts_from is not None):  # starts first
+        name, params = specs[label]
+        start = next((fitted[other] for other in fitted if specs[other][0] == classes[label].starts_from), None)
+        if start is not None and "init" not in params:
+            params = {**params, "init": tuple(start.policy.theta.tolist())}
+        if progress is not None:
+            progress(label, "building")
+        policy = create(name, worlds, family="long-term", **params)
+        fitted[label] = policy.fit(None if progress is None else lambda message, label=label: progress(label, message))
+    return {label: fitted[label] for label in specs}
 
 
 def run_policies(worlds: Worlds, policies: dict[str, Any], steps: int, seed: int) -> dict[str, Episode]:
-    """Each policy on the test world from the same seed (an :class:`Oracle` reads that world)."""
+    """Each policy on the test world from the same seed; an oracle (``oracle`` true: it reads the
+    world's hidden state) is bound to that world first."""
     episodes = {}
     for name, policy in policies.items():
         world = worlds("test", seed)
-        episodes[name] = run_episode(world, Oracle(world) if isinstance(policy, Oracle) else policy, steps, seed=seed)
+        acting = policy.bind(world) if getattr(policy, "oracle", False) else policy
+        episodes[name] = run_episode(world, acting, steps, seed=seed)
     return episodes
 
 

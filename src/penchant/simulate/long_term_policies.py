@@ -58,11 +58,18 @@ class HistoryGreedy:
 
 class Oracle:
     """The myopic best: the top-k of the world's true current utility (``world`` None: unbound,
-    to be given the world it will act in)."""
+    to be given the world it will act in by :meth:`bind`)."""
+
+    #: reads the world's hidden state: a reference for reports, not a policy a platform could run
+    oracle = True
 
     def __init__(self, world: LongTermWorld | None) -> None:
         self.world = world
         self.obs: dict | None = None
+
+    def bind(self, world: LongTermWorld) -> Oracle:
+        """The oracle acting in ``world``."""
+        return Oracle(world)
 
     def observe(self, obs: dict) -> None:
         self.obs = obs

@@ -1,7 +1,9 @@
 """Running a slate policy in a :class:`~penchant.simulate.slate_world.SlateWorld`: regret curves and logs.
 
 Both functions serve ``batch`` arriving users per step with the policy as it stands, then let a
-learning policy update on what that batch earned (batch = 1 is the fully sequential bandit).
+learning policy update on what that batch earned (batch = 1 is the fully sequential bandit). Any
+:class:`~penchant.models.protocols.SlatePolicy` runs; the registry's ``slate`` family names the
+built ones (``create("linucb", world)``: :mod:`penchant.simulate.policies`).
 """
 
 from __future__ import annotations
@@ -13,31 +15,6 @@ import numpy as np
 from penchant.data.bandit_logs import BanditLog, Target, bandit_log
 from penchant.models.protocols import LearningPolicy, SlatePolicy, StochasticPolicy
 from penchant.simulate.slate_world import SlateWorld
-
-SLATE_POLICIES = ("uniform", "beta-thompson", "linear-thompson", "linucb", "gru-thompson", "gru-greedy", "best")
-
-
-def make_slate_policy(name: str, world: SlateWorld, seed: int = 0) -> SlatePolicy:
-    """A named policy of :data:`SLATE_POLICIES` for ``world``: ``uniform`` play, the bandits of
-    :mod:`penchant.simulate.bandits` (the linear ones over the world's item vectors), the slate GRU
-    with Thompson sampling or used greedily (:mod:`penchant.simulate.slate_gru`, learning from clicks
-    alone), and ``best``, the greedy use of the true utilities (zero regret)."""
-    from penchant.simulate.bandits import BetaThompson, EpsilonGreedy, Greedy, LinearThompson, LinUCB
-    from penchant.simulate.slate_gru import SlateGRU
-
-    u, m, k = world.n_users, world.n_items, world.slate_size
-    if name in ("linear-thompson", "linucb") and world.item_features is None:
-        raise ValueError(f"{name} needs the world's item vectors (item_features)")
-    makers = {"uniform": lambda: EpsilonGreedy(np.zeros((u, m)), 1.0),
-              "beta-thompson": lambda: BetaThompson(u, m),
-              "linear-thompson": lambda: LinearThompson(world.item_features, u),
-              "linucb": lambda: LinUCB(world.item_features, u),
-              "gru-thompson": lambda: SlateGRU(u, m, k, seed=seed),
-              "gru-greedy": lambda: SlateGRU(u, m, k, thompson=False, seed=seed),
-              "best": lambda: Greedy(world.utility)}
-    if name not in makers:
-        raise ValueError(f"unknown slate policy {name!r}; choose from {', '.join(SLATE_POLICIES)}")
-    return makers[name]()
 
 
 @dataclass(frozen=True)
