@@ -55,4 +55,8 @@ def test_the_hierarchical_policy_beats_greedy_on_held_out_users(worlds):
     assert report["hierarchical"]["retention"]["ci"][0] > report["greedy"]["retention"]["ci"][1]
     agreement = intent_agreement(worlds("test", 99), policy, 200, seed=99)
     assert agreement["lists"] > 10_000
-    assert 0 <= agreement["novel_share_in_novelty_sessions"] <= 1 and 0 <= agreement["novel_share_in_other_sessions"] <= 1
+    # The paper's claim that the high level infers the intent is not reproduced here: compared with
+    # chance (the same share of `novel` lists whatever the hidden mode), it is within 0.1 of it
+    # (measured 0.25 vs 0.28). Pinned so that a change either way is seen, not to bless it.
+    gap = agreement["novel_share_in_novelty_sessions"] - agreement["novel_share_in_other_sessions"]
+    assert abs(gap) < 0.1, f"the high level's intent now depends on the hidden mode (gap {gap:.3f}): update docs/loop.md"
