@@ -3,6 +3,7 @@ BiasedMF on ML-100K, once as the machine is, once while CPU-bound processes run 
 
     .venv/bin/python benchmarks/bench_busy_machine.py [--data ../shared/data/ml-100k] [--folds 5] \\
         [--hogs 2] [--old-timeout 0] [--json busy.json]
+    .venv/bin/python benchmarks/bench_busy_machine.py --matrix 3 [--epochs 4] [--json matrix.json]
 
 Each run is the real command in a fresh process with penchant's automatic thread count (the pool
 variables and PENCHANT_THREADS are removed from its environment). The busy run starts ``--hogs``
@@ -14,6 +15,9 @@ RMSEs are equal (they must be: the thread count must not change the result). Wit
 ``--old-timeout S`` the busy run is repeated as torch sized itself before penchant did (a spinning
 thread per core: PENCHANT_THREADS = the cores, and libgomp's own spin before a wait,
 GOMP_SPINCOUNT=300000), stopped after S seconds.
+
+``--matrix R`` measures why: one fold's few epochs with 1 thread and with a thread per core whose
+waits sleep or spin, as the machine is and beside the hogs, R runs of each (wall and CPU seconds).
 
 "As the machine is" is not a quiet machine where others work on it too: their tasks count in both
 runs, which is why the runnable tasks are printed.
@@ -132,6 +136,50 @@ def fair_ratio(quiet: dict, busy: dict, cores: int) -> float:
     return share(quiet) / share(busy)
 
 
+def fit_once(data: Path, epochs: int) -> None:
+    """(A child of ``--matrix``.) BiasedMF on the first of 5 folds for ``epochs`` epochs, validating every
+    second one: prints its wall and CPU seconds as JSON."""
+    import numpy as np
+
+    from penchant.data import load
+    from penchant.data.split import kfold
+    from penchant.eval.rating import rating_validator
+    from penchant.models import create
+
+    split = next(iter(kfold(load(data), 5, 0)))
+    inner = np.random.default_rng(0).random(split.train.n_interactions) < 0.05
+    model = create("biasedmf", epochs=epochs, eval_every=2, patience=epochs)
+    wall, cpu = time.perf_counter(), time.process_time()
+    model.fit(split.train.subset(~inner), rating_validator(split.train.subset(inner), (1.0, 5.0)))
+    print(json.dumps({"seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu}))
+
+
+def matrix(data: Path, cores: int, hogs: int, repeats: int, epochs: int) -> list[dict]:
+    """Why a pool as wide as the machine stalls: the same few epochs with 1 thread, and with one thread
+    per core whose waits sleep (penchant's default) or spin first (libgomp's own default), as the
+    machine is and beside ``hogs`` CPU-bound processes; ``repeats`` runs each, interleaved."""
+    setups = [(1, "sleep")] + ([(cores, "sleep"), (cores, "spin")] if cores > 1 else [])
+    runs: dict[tuple, list[dict]] = {}
+    for beside in (0, hogs):
+        for _ in range(repeats):
+            for threads, wait in setups:
+                env = clean_env({"PENCHANT_THREADS": str(threads)} | ({"GOMP_SPINCOUNT": "300000"} if wait == "spin" else {}))
+                cmd = [sys.executable, __file__, "--data", str(data), "--fit-once", str(epochs)]
+                once = lambda: json.loads(subprocess.run(cmd, env=env, capture_output=True, text=True,  # noqa: E731
+                                                         check=True).stdout)
+                runs.setdefault((beside, threads, wait), []).append(busy(beside, once) if beside else once())
+    rows = []
+    print(f"BiasedMF, fold 1 of 5 of ML-100K, {epochs} epochs (validated every 2nd); median (min–max) of {repeats}")
+    print("| beside | threads | waits | wall s | CPU s |\n| --- | --- | --- | --- | --- |")
+    for (beside, threads, wait), got in runs.items():
+        wall, cpu = sorted(r["seconds"] for r in got), sorted(r["cpu_seconds"] for r in got)
+        mid = len(got) // 2
+        rows.append({"beside": beside, "threads": threads, "waits": wait, "seconds": wall, "cpu_seconds": cpu})
+        print(f"| {beside} CPU-bound | {threads} | {wait} | {wall[mid]:.1f} ({wall[0]:.1f}–{wall[-1]:.1f}) | "
+              f"{cpu[mid]:.1f} ({cpu[0]:.1f}–{cpu[-1]:.1f}) |", flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=default_data())
@@ -140,13 +188,26 @@ def main() -> None:
     parser.add_argument("--hogs", type=int, default=2, help="CPU-bound processes started beside the busy run")
     parser.add_argument("--old-timeout", type=float, default=0.0,
                         help="also the busy run with torch's own sizing, stopped after this many seconds (0: not run)")
+    parser.add_argument("--matrix", type=int, default=0, metavar="REPEATS",
+                        help="instead: a few epochs of one fold with 1 thread and a thread per core, waits that sleep or "
+                             "spin, as the machine is and beside --hogs, REPEATS times each")
+    parser.add_argument("--epochs", type=int, default=4, help="with --matrix: epochs of each fit")
+    parser.add_argument("--fit-once", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    if args.fit_once:
+        return fit_once(args.data, args.fit_once)
 
     from penchant.threads import usable_cores
 
     env = clean_env()
     cores = usable_cores()
+    if args.matrix:
+        rows = matrix(args.data, cores, args.hogs, args.matrix, args.epochs)
+        if args.json:
+            args.json.write_text(json.dumps({"cores": cores, "hogs": args.hogs, "epochs": args.epochs, "rows": rows},
+                                            indent=2) + "\n")
+        return
     print(f"{args.model} {args.folds}-fold cross-validation of {args.data}; {cores} usable cores, "
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
     rule = decision(env)
