@@ -518,16 +518,18 @@ class DecisionTransformerPolicy(_ActorPolicy):
     """A return-conditioned decision transformer trained offline on behaviour runs, asking for their 90th-percentile return.
 
     Args:
-        dt_steps: training steps (batches of 256 windows); the checkpoint (every 100 steps) is
+        dt_steps: training steps (batches of ``batch`` windows); the checkpoint (every 100 steps) is
             chosen by validation users' clicks.
+        batch: windows of a user's lists per training step.
         train_steps: the horizon of the behaviour runs and of acting.
         seed: seeds the behaviour runs and the training.
     """
 
     name = "decision-transformer"
 
-    def __init__(self, worlds: Worlds, *, dt_steps: int = 600, train_steps: int = 200, seed: int = DEFAULT_SEED) -> None:
-        self.dt_steps, self.train_steps, self.seed = dt_steps, train_steps, seed
+    def __init__(self, worlds: Worlds, *, dt_steps: int = 600, batch: int = 256, train_steps: int = 200,
+                 seed: int = DEFAULT_SEED) -> None:
+        self.dt_steps, self.batch, self.train_steps, self.seed = dt_steps, batch, train_steps, seed
         super().__init__(worlds)
 
     def _fit(self, progress: Callable[[str], None] | None) -> tuple[Any, dict]:
@@ -543,7 +545,7 @@ class DecisionTransformerPolicy(_ActorPolicy):
         data = collect(worlds, worlds.scores, steps=steps, seed=self.seed)
         target = np.percentile(data.initial_returns(), 90, axis=0)
         select = validation_clicks(worlds("valid", VALID_SEED), worlds.scores, target, steps)
-        model, history = train_decision_transformer(data, steps=self.dt_steps, seed=self.seed, select=select,
-                                                    progress=progress)
+        model, history = train_decision_transformer(data, steps=self.dt_steps, batch=self.batch, seed=self.seed,
+                                                    select=select, progress=progress)
         policy = DTRerank(worlds.scores, worlds.template, model, target, steps=steps)
         return policy, {"target": target.tolist(), "steps": history, "sequences": int(len(data.lengths))}
