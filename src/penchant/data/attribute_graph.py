@@ -259,8 +259,8 @@ def attribute_graph(ds: Dataset, level: str = "coarse", *, min_items: int = 5,
             listing the columns it has.
         numbers: number columns, float (n_items,) each (see :func:`item_numbers`).
         min_items: values held by fewer items are pruned.
-        noun: what the catalogue holds; default ``film`` for MovieLens levels on film data
-            (:func:`looks_like_films`), else ``item``.
+        noun: what the catalogue holds; default ``film`` on film data (:func:`looks_like_films`),
+            else ``item``.
     """
     numbers = dict(numbers or {})
     if attributes is not None:
@@ -279,8 +279,8 @@ def attribute_graph(ds: Dataset, level: str = "coarse", *, min_items: int = 5,
             raise DataError(f"{ds.name} has none of MovieLens's item attributes ({', '.join(types)}); name the item "
                             f"columns to ask about with --attributes NAME[,NAME...] (its item columns: "
                             f"{usable_columns(ds, numbers)})")
-        if noun is None and looks_like_films(ds):
-            noun = "film"
+    if noun is None and looks_like_films(ds):
+        noun = "film"
     present = {k: v for k, v in types.items() if k in ds.item_attributes or k in numbers}
     if not present:
         raise DataError(f"{ds.name} has none of the item attributes {', '.join(types)}",
