@@ -267,8 +267,8 @@ def attribute_graph(ds: Dataset, level: str = "coarse", *, min_items: int = 5,
         names = list(dict.fromkeys(a.strip() for a in attributes if a.strip()))
         unknown = [a for a in names if a not in ds.item_attributes and a not in numbers]
         if unknown or not names:
-            what = f"no item column {', '.join(map(repr, unknown))}" if unknown else "no item column named"
-            raise DataError(f"{ds.name} has {what} to ask about; its item columns: {usable_columns(ds, numbers)}",
+            what = f"has no item column {', '.join(map(repr, unknown))}" if unknown else "was given no item column"
+            raise DataError(f"{ds.name} {what} to ask about; its item columns: {usable_columns(ds, numbers)}",
                             expected="--attributes NAME[,NAME...] naming categorical, multi-valued or number columns")
         types = {a: a for a in names}
     elif types is None:
