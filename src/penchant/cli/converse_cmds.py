@@ -41,21 +41,22 @@ def evaluate(
     report SR@5/10/15, average turns and hDCG@(15,10) with 95% intervals; with --text, the same
     episodes in words, and the share of answers read right."""
     from penchant.cli.specs import data_path
-    from penchant.converse.experiment import evaluate_policy, prepare
-    from penchant.data import load
     from penchant.errors import ConfigError
-    from penchant.models.registry import entry
+    from penchant.experiment.tasks import task_for
 
     data = data_path(path, data)
-    policy_class = entry(policy, "conversation").cls
+    job = task_for(policy, ("conversation",))
+    params = {"multi_choice": multi_choice} if multi_choice else {}
     if episodes < 1:
         raise ConfigError("--episodes must be at least 1")
     with progress() as bar:
         task = bar.add_task("reading data, fitting the scorer", total=None)
-        ds = load(data)
-        graph = _graph(ds, data, level, attributes, noun)
-        setup = prepare(ds, graph=graph, episodes=episodes, model=model, seed=seed)
-        bar.update(task, description=f"{policy}: training" if policy_class.learned else f"{policy}: episodes")
+        setup = job.read(data, level=level, attributes=None if attributes is None else attributes.split(","), noun=noun,
+                         episodes=episodes, model=model, seed=seed)
+        graph = setup.graph
+        fresh = job.create(policy, params, graph)
+        bar.update(task, description=f"{policy}: training" if fresh.learned else f"{policy}: episodes")
+        fitted = job.fit(policy, params, setup, epochs=epochs, policy=fresh)
 
         def step(done: int, total: int) -> None:
             bar.update(task, description=f"{policy}: episodes", completed=done, total=total)
@@ -70,8 +71,7 @@ def evaluate(
             client = LLMClient()
             titles = setup.dataset.item_text.astype(str) if setup.dataset.item_text is not None else setup.dataset.item_ids
             simulated_user = lambda graph, target, rng: partial(TextUser, client=client, title=str(titles[target]))(graph, target, rng)  # noqa: E731
-        result = evaluate_policy(setup, policy, multi_choice=multi_choice, epochs=epochs, progress=step,
-                                 simulated_user=simulated_user)
+        result, _ = job.test(fitted, setup, progress=step, simulated_user=simulated_user)
     from rich.table import Table
 
     kinds = ", ".join(graph.type_names) if attributes else (level or "coarse")
@@ -95,20 +95,6 @@ def evaluate(
         write_json(json_out, result | {"level": None if attributes else (level or "coarse"),
                                        "attribute_types": list(graph.type_names), "noun": graph.noun, "seed": seed,
                                        "text": text})
-
-
-def _graph(ds, data: Path, level: str | None, attributes: str | None, noun: str | None):
-    """The attribute graph the options ask for (the library's rules: penchant.data.attribute_graph)."""
-    from penchant.data.attribute_graph import attribute_graph, item_numbers
-    from penchant.errors import ConfigError
-
-    if attributes is not None and level is not None:
-        raise ConfigError("--level chooses among MovieLens's attributes; with --attributes leave it out")
-    if noun is not None and not noun.strip():
-        raise ConfigError("--noun must not be empty")
-    names = None if attributes is None else attributes.split(",")
-    return attribute_graph(ds, level or "coarse", attributes=names, numbers=item_numbers(data, ds),
-                           noun=None if noun is None else noun.strip())
 
 
 def converse(
@@ -135,15 +121,13 @@ def _interactive(data: Path, user: str | None, level: str | None, attributes: st
                  policy_name: str, model: str) -> None:
     import numpy as np
 
-    from penchant.converse.experiment import prepare
-    from penchant.converse.policies import create_policy
     from penchant.converse.session import Conversation
     from penchant.converse.state import Scorer
     from penchant.data import load
     from penchant.errors import ConfigError
-    from penchant.models.registry import entry
+    from penchant.experiment.tasks import task_for
 
-    entry(policy_name, "conversation")  # an unknown policy fails before the data is read
+    job = task_for(policy_name, ("conversation",))  # an unknown policy fails before the data is read
     with progress() as bar:
         task = bar.add_task("reading data, fitting the scorer", total=None)
         ds = load(data)
@@ -154,12 +138,13 @@ def _interactive(data: Path, user: str | None, level: str | None, attributes: st
                 raise ConfigError(f"user {user!r} is not in {data}")
             index, exclude = int(hits[0]), ds.csr[int(hits[0])].indices
         # the scorer's model sees 80% of each user's history; policies learn on validation episodes
-        graph = _graph(ds, data, level, attributes, noun)
-        setup = prepare(ds, graph=graph, episodes=1, valid_episodes=400, model=model)
-        policy = create_policy(policy_name, graph)
+        setup = job.read(data, dataset=ds, level=level, attributes=None if attributes is None else attributes.split(","),
+                         noun=noun, episodes=1, valid_episodes=400, model=model)
+        graph = setup.graph
+        policy = job.create(policy_name, {}, graph)
         if policy.learned:
             bar.update(task, description=f"training the {policy_name} policy")
-            policy.fit(setup.trainer(epochs=5))
+        policy = job.fit(policy_name, {}, setup, epochs=5, policy=policy)
     popularity = np.log1p(setup.popularity)
     base = setup.base if index >= 0 else (lambda u: popularity)
     scorer = Scorer(graph, base, reflect=policy.reflect)

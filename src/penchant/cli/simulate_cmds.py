@@ -82,38 +82,23 @@ def slate(
 ) -> None:
     """Bandit and slate policies learning online in a slate world with known best lists: cumulative
     regret, its log–log slope (1 = linear, no learning) and the last quarter's share of the best lists' clicks."""
-    import time
-
     import numpy as np
 
     from penchant.cli.specs import model_spec
-    from penchant.errors import ConfigError
-    from penchant.models.registry import create
-    from penchant.simulate.loop import run_policy
+    from penchant.experiment.tasks import task_for
     from penchant.simulate.policies import policy_params
-    from penchant.simulate.slate_world import CHOICE_MODELS, SlateWorld
 
     specs = {label: model_spec(label, [], "slate") for label in dict.fromkeys(policy)}
-    if choice not in CHOICE_MODELS:
-        raise typer.BadParameter(f"{choice!r} is not one of {', '.join(CHOICE_MODELS)}", param_hint="--choice")
-    if slate_size > items:
-        raise ConfigError(f"--slate-size {slate_size} is more than the {items} items")
-    world = SlateWorld.synthetic(n_users=users, n_items=items, dim=dim, slate_size=slate_size, choice=choice,
-                                 no_click=0.0, scale=2.0, offset=-1.0, seed=seed)
+    job = task_for(next(iter(specs.values()))[0], ("slate",))
+    world = job.read(users=users, items=items, slate_size=slate_size, dim=dim, choice=choice, seed=seed)
     results, curves = {}, {}
     with progress() as bar:
         task = bar.add_task("", total=len(specs))
         for name, (registered, given) in specs.items():
             bar.update(task, description=f"{name}: {rounds:,} lists")
-            start = time.perf_counter()
-            built = create(registered, world, family="slate", **policy_params(registered, {"seed": seed}, given))
-            run = run_policy(world, built, rounds, batch=batch, seed=seed)
-            late = slice(rounds - max(1, rounds // 4), rounds)
-            results[name] = {"regret": float(run.regret[-1]),
-                             "regret_slope": run.regret_slope() if run.regret[-1] > 0 else 0.0,
-                             "late_share_of_best": float(run.expected[late].mean() / run.best[late].mean()),
-                             "clicks_per_list": float(run.reward.mean()), "seconds": time.perf_counter() - start}
-            curves[name] = run.regret
+            built = job.fit(registered, policy_params(registered, {"seed": seed}, given), world)
+            results[name], _ = job.test(built, world, rounds=rounds, batch=batch, seed=seed)
+            curves[name] = results[name].pop("curve")
             bar.advance(task)
     from rich.table import Table
 
@@ -143,9 +128,9 @@ def _simulate(names: list[str], world: str, param: list[str], users: int, steps:
 
     from penchant.cli.specs import model_spec, read_named
     from penchant.errors import ConfigError
-    from penchant.experiment.fitting import fit_model
     from penchant.experiment.run import parse_params
-    from penchant.simulate.experiment import BEST, fit_policies, movielens_worlds, run_policies, summary, world_params
+    from penchant.experiment.tasks import task_for
+    from penchant.simulate.experiment import BEST, fit_policies, run_policies, summary, world_params
     from penchant.simulate.policies import missing_params, policy_params
 
     floor_spec = _floor(floor) if floor else None
@@ -167,9 +152,8 @@ def _simulate(names: list[str], world: str, param: list[str], users: int, steps:
         data = read_named(world)
         name, model_params = model_spec(model, [], "ranking")
         bar.update(task, description=f"fitting {name} for the world's tastes")
-        fitted = fit_model(name, model_params, data, None)
-        worlds = movielens_worlds(data, fitted, params=params, seed=seed,
-                                  sizes={"test": users, "train": train_users})
+        worlds = task_for(BEST, ("long-term",)).read(data, model=name, model_params=model_params, params=params,
+                                                     seed=seed, users=users, train_users=train_users)
         policies = fit_policies(worlds, specs, progress=lambda label, message: bar.update(
             task, description=f"{label}: {message}"))
         bar.update(task, description=f"running {len(policies)} policies on {users:,} test users × {steps} steps")

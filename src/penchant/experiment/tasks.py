@@ -14,9 +14,11 @@ task           data                                         judged by
 ``preference`` comparison files (TRL text or id pairs)      pair accuracy, ties counted ½
 =============  ===========================================  ==========================================
 
-Conversation policies and the simulators' policies have tasks of their own where they are run
-(:mod:`penchant.converse.experiment`, :mod:`penchant.simulate.experiment`): they learn from sessions
-or from a world, not from files, so they have no :meth:`Task.read`.
+Conversation policies (``conversation``: :mod:`penchant.converse.experiment`) and the simulators'
+policies (``slate``, ``long-term``: :mod:`penchant.simulate.tasks`) have their tasks where they are
+run, above this layer; :func:`task_for` finds them by module name. Their ``read`` builds what they
+learn in (an attribute graph with simulated episodes, simulated worlds), their ``fit`` trains a
+policy there and their ``test`` plays held-out episodes.
 """
 
 from __future__ import annotations
@@ -58,8 +60,8 @@ class Task:
 
     #: the families whose models this task fits
     families: ClassVar[tuple[str, ...]] = ()
-    #: what the service keeps a fitted model as (``recommender`` or ``preference``)
-    service_kind: ClassVar[str] = "recommender"
+    #: what the service keeps a fitted model as (``recommender`` or ``preference``; None: not served as a version)
+    service_kind: ClassVar[str | None] = None
     #: the name of the value :meth:`judge` returns (higher is better)
     default_metric: ClassVar[str] = "ndcg@10"
 
@@ -101,6 +103,7 @@ class LogTask(Task):
     """Ranking and sequential models on interaction logs."""
 
     families = ("ranking", "sequential")
+    service_kind = "recommender"
 
     def read(self, train, valid=None, test=None, *, seed=DEFAULT_SEED, min_rating: float | None = None,
              **columns: Any) -> Parts:
@@ -307,13 +310,30 @@ def _finite(metrics: dict[str, float]) -> dict[str, float | None]:
 
 
 _LOG, _RATING, _PREFERENCE = LogTask(), RatingTask(), PreferenceTask()
-#: every family that learns from files, and its task
+#: every family and its task (the families that live above this layer add theirs, see _PLUG_INS)
 TASKS: dict[str, Task] = {"ranking": _LOG, "sequential": _LOG, "rating": _RATING, "preference": _PREFERENCE}
 #: the families a task can fit from files (what `penchant fit`, `tune` and the service take)
 FILE_FAMILIES = tuple(TASKS)
+#: modules whose import adds the tasks of the families that live above this layer (conversation
+#: policies in penchant.converse, the simulators' policies in penchant.simulate); found by name, as
+#: the registry finds their policies, so this layer never imports them
+_PLUG_INS = ("penchant.converse.experiment", "penchant.simulate.tasks")
+
+
+def register_task(task: Task) -> Task:
+    """Make ``task`` the task of each of its families (the plug-in modules call this on import)."""
+    for family in task.families:
+        TASKS[family] = task
+    return task
 
 
 def task_for(name: str, families: Sequence[str] = FILE_FAMILIES) -> Task:
-    """The task of registered model ``name`` (an alias too); a model of another family is a
-    ConfigError listing the models the caller takes."""
-    return TASKS[entry(name, tuple(families)).family]
+    """The task of registered model or policy ``name`` (an alias too); a model of another family
+    than ``families`` is a ConfigError listing the names the caller takes."""
+    family = entry(name, tuple(families)).family
+    if family not in TASKS:
+        import importlib
+
+        for module in _PLUG_INS:
+            importlib.import_module(module)
+    return TASKS[family]

@@ -80,7 +80,8 @@ def fit_policies(worlds: Worlds, specs: dict[str, tuple[str, dict[str, Any]]], *
     one's θ when it is among them (fitted first) and no ``init`` is given. ``progress(label,
     message)`` hears of each policy and its training rounds. An unknown name or parameter is a ConfigError.
     """
-    from penchant.models.registry import create, entry
+    from penchant.models.registry import entry
+    from penchant.simulate.tasks import LONG_TERM as task
 
     classes = {label: entry(name, "long-term").cls for label, (name, _) in specs.items()}
     fitted: dict[str, Any] = {}
@@ -91,8 +92,8 @@ def fit_policies(worlds: Worlds, specs: dict[str, tuple[str, dict[str, Any]]], *
             params = {**params, "init": tuple(start.policy.theta.tolist())}
         if progress is not None:
             progress(label, "building")
-        policy = create(name, worlds, family="long-term", **params)
-        fitted[label] = policy.fit(None if progress is None else lambda message, label=label: progress(label, message))
+        fitted[label] = task.fit(name, params, worlds,
+                                 progress=None if progress is None else lambda message, label=label: progress(label, message))
     return {label: fitted[label] for label in specs}
 
 
