@@ -10,7 +10,7 @@ import pytest
 
 from penchant.errors import ConfigError
 from penchant.experiment.tasks import FILE_FAMILIES, TASKS, PreferenceTask, task_for
-from penchant.models.registry import entry, model_names
+from penchant.models.registry import FAMILIES, entry, model_names
 from tests.conftest import cli, write
 
 
@@ -20,6 +20,25 @@ def test_every_model_that_learns_from_files_has_its_family_s_task():
             assert family in task_for(name).families and task_for(name) is TASKS[entry(name).family]
     with pytest.raises(ConfigError, match="is a conversation model"):
         task_for("maxent")
+
+
+def test_every_family_has_its_task_found_by_name():
+    """Conversation and simulator policies too: their tasks are plug-ins from the layers above."""
+    for family in FAMILIES:
+        for name in model_names(family):
+            assert family in task_for(name, (family,)).families
+    assert TASKS["conversation"].service_kind is None and TASKS["slate"].service_kind is None
+
+
+def test_a_slate_task_reads_a_world_fits_and_tests_a_policy():
+    task = task_for("best", ("slate",))
+    world = task.read(users=20, items=10, slate_size=2, seed=1)
+    best, _ = task.test(task.fit("best", {}, world), world, rounds=300, batch=10, seed=1)
+    uniform, line = task.test(task.fit("uniform", {}, world), world, rounds=300, batch=10, seed=1)
+    assert best["regret"] == 0 and best["late_share_of_best"] == pytest.approx(1.0)
+    assert uniform["regret"] > 0 and uniform["late_share_of_best"] < 1 and "regret" in line
+    with pytest.raises(ConfigError, match="reads no file"):
+        task.read("log.csv")
 
 
 def _trl(path, prompts: range, seed: int):
