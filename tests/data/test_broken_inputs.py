@@ -88,3 +88,37 @@ def test_unknown_model_in_prefs_lists_the_preference_models(tmp_path):
     pairs = write(tmp_path / "pairs.csv", "winner,loser\nx,y\n")
     message = one_line_error("prefs", "fit", "--train", pairs, "--model", "nosuch", "--out", tmp_path / "m.npz")
     assert "unknown model 'nosuch'" in message and "pbt" in message and "als" not in message
+
+
+def test_out_of_range_timestamp_is_one_line_not_a_traceback(tmp_path):
+    log = write(tmp_path / "log.csv", "user,item,timestamp\n1,10,100\n1,11,1e300\n")
+    message = one_line_error("data", "inspect", log)
+    assert "log.csv, line 3, column 'timestamp': timestamp 1e+300 is outside the range penchant reads" in message
+    assert "-62135596800 to 253402300799" in message
+
+
+def test_blank_ratings_name_the_option_and_are_counted_with_it(tmp_path):
+    log = write(tmp_path / "mixed.csv", "user,item,rating\n1,10,4\n1,11,\n2,12,5\n")
+    message = one_line_error("data", "inspect", log)
+    assert "mixed.csv, line 3, column 'rating': empty value" in message and "--blank-rating skip" in message
+    code, out, err = cli("data", "inspect", log, "--blank-rating", "skip", "--json", tmp_path / "s.json")
+    assert code == 0, err
+    assert "blank ratings" in out and "interactions" in out
+    import json
+
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["interactions"] == 2
+    assert [(s["name"], s["count"]) for s in summary["steps"] if s["name"] == "blank ratings"] == [("blank ratings", 1)]
+    code, out, err = cli("data", "inspect", log, "--blank-rating", "implicit", "--json", tmp_path / "i.json")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "i.json").read_text())
+    assert summary["interactions"] == 3 and "ratings" not in summary
+    code, out, err = cli("data", "inspect", log, "--blank-rating", "maybe")
+    assert code == 2 and "maybe" in err
+
+
+def test_whitespace_around_ids_is_reported_by_inspect(tmp_path):
+    log = write(tmp_path / "log.csv", "user,item\n1,10\n 1,11\n1 ,12\n2, 13\n")
+    code, out, err = cli("data", "inspect", log, "--json", tmp_path / "s.json")
+    assert code == 0, err
+    assert "ids with surrounding whitespace" in out and "stripped, merging 2 users" in out

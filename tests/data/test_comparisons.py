@@ -72,3 +72,39 @@ def test_id_pairs_reject_self_comparison(tmp_path):
     with pytest.raises(DataError) as info:
         read_id_comparisons(write(tmp_path / "p.csv", "user,winner,loser\nu1,a,b\nu1,c,c\n"))
     assert (info.value.line, info.value.column) == (3, "loser")
+
+
+@pytest.mark.parametrize("name, body, line, column", [
+    # a missing field on the first record (the layout is told from it): its physical line and the field
+    ("a.jsonl", '{"prompt": "p", "chosen": "a"}\n{"prompt": "p", "chosen": "a", "rejected": "b"}\n', 1, "rejected"),
+    ("b.jsonl", '\n\n{"winner": "a"}\n', 3, "loser"),
+    ("c.csv", "prompt,chosen\np,a\n", 1, "rejected"),
+    ("d.csv", "winner,lose\na,b\n", 1, "loser"),
+    # empty objects: first (no layout to tell) and later (a field missing on that line)
+    ("e.jsonl", '{}\n{"chosen": "a", "rejected": "b"}\n', 1, None),
+    ("f.jsonl", '{"chosen": "a", "rejected": "b"}\n\n{}\n', 3, "chosen"),
+    ("g.jsonl", '{"winner": "a", "loser": "b"}\n\n{}\n', 3, "winner"),
+    # bad UTF-8 on the first line, plain and gzipped
+    ("h.jsonl", b'{"chosen": "\xff", "rejected": "b"}\n', 1, None),
+    ("i.jsonl.gz", b'\n{"chosen": "\xff", "rejected": "b"}\n', 2, None),
+])
+def test_comparison_file_errors_name_the_physical_line_and_field(tmp_path, name, body, line, column):
+    import gzip
+
+    from penchant.data.pair_files import read_pairs
+
+    if name.endswith(".gz"):
+        body = gzip.compress(body)
+    with pytest.raises(DataError) as info:
+        read_pairs(write(tmp_path / name, body))
+    e = info.value
+    assert (e.line, e.line_kind) == (line, "line") and (column is None or e.column == column), str(e)
+    if b"\xff" in (body if isinstance(body, bytes) else b"") or name.endswith(".gz"):
+        assert "byte 0xff" in str(e)
+
+
+def test_id_pairs_count_the_ids_whose_whitespace_was_stripped(tmp_path):
+    c = read_id_comparisons(write(tmp_path / "p.csv", "user,winner,loser\nu1,a,b\nu1 ,b, a\n u2,c,a\n"))
+    assert list(c.user_ids) == ["u1", "u2"] and list(c.option_ids) == ["a", "b", "c"]
+    assert [(s.name, s.count, s.detail) for s in c.steps[1:]] == [
+        ("ids with surrounding whitespace", 3, "stripped, merging 1 user and 1 item")]

@@ -90,3 +90,31 @@ def test_version_one_saves_still_load(ml100k, tmp_path):
     (folder / "meta.json").write_text(json.dumps({**meta, "version": 1}))
     back = load(folder)
     assert np.array_equal(back.items, ml100k.items) and back.summary() == ml100k.summary()
+
+
+def test_repeated_clicks_are_counted_in_inspect_and_its_json(tmp_path):
+    """A click log with repeats: `data inspect` says how many rows it read and how many repeats it merged
+    (or kept, with --dedupe none), in the table and in the JSON; nothing leaves uncounted."""
+    import json
+
+    from tests.conftest import cli
+
+    log = write(tmp_path / "clicks.csv", "user,item\n1,10\n1,10\n1,10\n2,11\n2,12\n")
+    code, out, err = cli("data", "inspect", log, "--json", tmp_path / "merged.json")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "merged.json").read_text())
+    assert summary["rows_read"] == 5 and summary["interactions"] == 3
+    assert summary["repeated_rows"] == {"merged": 2, "kept": 0}
+    assert "5 rows read, 3 interactions: 2 repeated (user, item) rows merged" in out
+    assert [s["detail"] for s in summary["steps"] if s["name"] == "repeated pairs"] == [
+        "repeated (user, item) rows merged; kept the last of each pair in file order"]  # no time column: not "by time"
+    code, out, err = cli("data", "inspect", log, "--dedupe", "none", "--json", tmp_path / "kept.json")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "kept.json").read_text())
+    assert summary["rows_read"] == 5 and summary["interactions"] == 5
+    assert summary["repeated_rows"] == {"merged": 0, "kept": 2}
+    assert "5 rows read, 5 interactions: 2 repeated (user, item) rows kept" in out
+    assert [(s["name"], s["count"]) for s in summary["steps"]] == [("rows read", 5), ("repeated pairs kept", 2)]
+    timed = load(write(tmp_path / "timed.csv", "user,item,timestamp\n1,10,5\n1,10,3\n"))
+    assert [s.detail for s in timed.steps if s.name == "repeated pairs"] == [
+        "repeated (user, item) rows merged; kept the last of each pair by time (file order breaks ties)"]

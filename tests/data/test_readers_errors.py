@@ -7,7 +7,7 @@ import pytest
 
 from penchant.data import load
 from penchant.data.readers import read_atomic, read_log
-from penchant.errors import DataError
+from penchant.errors import ConfigError, DataError
 from tests.conftest import write
 
 
@@ -168,3 +168,83 @@ def test_from_frame_polars_and_errors():
     e = err(from_frame, pl.DataFrame({"user_id": [1], "item_id": ["a"], "rating": ["bad"]}))
     assert (e.line, e.column, e.line_kind) == (1, "rating", "row") and "row 1" in str(e)
     assert "DataFrame" in str(err(from_frame, [1, 2, 3]))
+
+
+def test_ids_with_surrounding_whitespace_are_stripped_and_counted(tmp_path):
+    """The rule: surrounding whitespace is not part of an id; it is stripped, and the ids that had it and
+    the users/items it merged are counted in ``steps`` (read typed from CSV and as strings from JSON lines)."""
+    import json
+
+    rows = [("1", "10"), (" 1", "11"), ("1 ", "12"), ("2", " 13"), ("3", "14")]
+    csv_log = write(tmp_path / "log.csv", "user,item\n" + "".join(f"{u},{i}\n" for u, i in rows))
+    jsonl_log = write(tmp_path / "log.jsonl", "".join(json.dumps({"user": u, "item": i}) + "\n" for u, i in rows))
+    for path in (csv_log, jsonl_log):
+        ds = load(path)
+        assert list(ds.user_ids) == ["1", "2", "3"] and list(ds.item_ids) == ["10", "11", "12", "13", "14"]
+        steps = [(s.name, s.count, s.detail) for s in ds.steps if "whitespace" in s.name]
+        assert steps == [("ids with surrounding whitespace", 3, "stripped, merging 2 users")], path
+    clean = load(write(tmp_path / "clean.csv", "user,item\n1,10\n2,11\n"))
+    assert not [s for s in clean.steps if "whitespace" in s.name]
+
+
+def test_blank_ratings_are_refused_unless_told_what_they_mean(tmp_path):
+    p = write(tmp_path / "mixed.csv", "user,item,rating\n1,10,4\n1,11,\n2,12,5\n2,13,\n")
+    e = err(load, p)
+    assert (e.line, e.column) == (3, "rating") and "empty value" in e.message
+    assert "blank_rating='skip'" in str(e) and "--blank-rating skip" in str(e)
+    skipped = load(p, blank_rating="skip")
+    assert skipped.n_interactions == 2 and skipped.ratings.tolist() == [4.0, 5.0]
+    assert [(s.name, s.count) for s in skipped.steps if s.name == "blank ratings"] == [("blank ratings", 2)]
+    unary = load(p, blank_rating="implicit")
+    assert unary.n_interactions == 4 and unary.ratings is None
+    assert [(s.name, s.count) for s in unary.steps if s.name == "blank ratings"] == [("blank ratings", 2)]
+    as_strings = write(tmp_path / "mixed.jsonl", '{"user": 1, "item": 10, "rating": 4}\n{"user": 1, "item": 11, "rating": null}\n'
+                                                  '{"user": 2, "item": 12, "rating": ""}\n')
+    assert (err(load, as_strings).line, load(as_strings, blank_rating="skip").n_interactions) == (2, 1)
+    e = err(load, write(tmp_path / "nan.csv", "user,item,rating\n1,10,4\n1,11,nan\n"))
+    assert (e.line, e.column) == (3, "rating") and "finite" in e.message
+    with pytest.raises(ConfigError, match="blank_rating must be one of error, skip, implicit"):
+        load(p, blank_rating="maybe")
+
+
+@pytest.mark.parametrize("value", ["1e300", "-1e300", "inf", "nan", "1700000000000"])
+def test_out_of_range_timestamps_name_line_column_and_range(tmp_path, value):
+    for name, text in (("log.csv", f"user,item,timestamp\n1,10,100\n1,11,{value}\n2,10,5\n"),
+                       ("log.jsonl", f'{{"user": 1, "item": 10, "timestamp": 100}}\n{{"user": 1, "item": 11, "timestamp": "{value}"}}\n')):
+        e = err(load, write(tmp_path / name, text))
+        assert (e.line, e.column) == (3 if name == "log.csv" else 2, "timestamp"), (name, str(e))
+        assert "253402300799" in str(e) and "years 1 to 9999" in str(e)
+    if value == "1700000000000":
+        assert "milliseconds" in str(e)
+
+
+def test_mixed_iso_timestamps_are_read_and_only_a_bad_one_is_named(tmp_path):
+    """Date-times with and without a UTC offset, dates alone and unix seconds in one column: each read as
+    what it says (no offset: UTC); a value that is none of them is named on its own line."""
+    body = ("user,item,timestamp\n1,2,2020-01-01T00:00:00\n1,3,2020-01-02T00:00:00+02:00\n2,3,2020-01-03\n"
+            "2,4,2020-01-03 10:00:00Z\n3,4,1577836800\n")
+    log = read_log(write(tmp_path / "log.csv", body))
+    assert log.timestamp.tolist() == [1577836800.0, 1577916000.0, 1578009600.0, 1578045600.0, 1577836800.0]
+    e = err(read_log, write(tmp_path / "bad.csv", body + "3,5,yesterday\n"))
+    assert (e.line, e.column) == (7, "timestamp") and "'yesterday'" in e.message
+
+
+@pytest.mark.parametrize("body, line, column", [
+    # header on 1; the first record holds a newline (lines 2-3); 'x' is on line 4
+    ('user,item,rating,title\n1,2,3,"a\nb"\n2,3,x,"c"\n', 4, "rating"),
+    # records on lines 2-4 and 5; the bad timestamp starts line 6 (its own field spans 6-7)
+    ('user,item,timestamp,note\n1,2,5,"x\ny\nz"\n1,3,6,"ok"\n2,3,1e300,"p\nq"\n', 6, "timestamp"),
+    # a doubled quote inside a quoted field does not close it: lines 2-3, then the bad rating on 4
+    ('user,item,rating,note\n1,2,3,"say ""hi""\nthere"\n1,3,bad,""\n', 4, "rating"),
+    # an empty id after a quoted newline (CRLF line ends): lines 2-3, then line 4
+    ('user,item,rating,note\r\n1,2,3,"a\r\nb"\r\n,3,4,c\r\n', 4, "user"),
+])
+def test_quoted_newlines_do_not_shift_the_line_named(tmp_path, body, line, column):
+    e = err(load, write(tmp_path / "log.csv", body))
+    assert (e.line, e.column, e.line_kind) == (line, column, "line"), str(e)
+
+
+def test_blank_lines_in_json_lines_do_not_shift_the_line_named(tmp_path):
+    p = write(tmp_path / "log.jsonl", '{"user": "a", "item": "b", "rating": 1}\n\n\n{"user": "a", "item": "c", "rating": "x"}\n')
+    e = err(load, p)
+    assert (e.line, e.column, e.line_kind) == (4, "rating", "line"), str(e)

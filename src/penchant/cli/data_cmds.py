@@ -21,15 +21,49 @@ KCore = typer.Option(None, "--kcore", help="Keep the k-core: repeatedly drop use
 MinRating = typer.Option(None, "--min-rating", help="Keep only interactions rated at least this (positive feedback).")
 
 
+class BlankRating(str, Enum):
+    error = "error"
+    skip = "skip"
+    implicit = "implicit"
+
+
+class Dedupe(str, Enum):
+    last = "last"
+    first = "first"
+    none = "none"
+
+
+BlankRatingOpt = typer.Option(
+    BlankRating.error, "--blank-rating",
+    help="What a blank rating means: error (refuse the log), skip (leave those rows out) or implicit "
+         "(keep every row, without ratings: a log mixing clicks and ratings); counted either way.")
+DedupeOpt = typer.Option(
+    Dedupe.last, "--dedupe",
+    help="Repeated (user, item) rows: keep the last (by time, else file order), the first, or none merged "
+         "(every row an interaction); counted either way.")
+
+
 def Seed(help: str):  # noqa: N802 — read like the other shared options
     """``--seed`` with the one default seed (:data:`penchant.DEFAULT_SEED`)."""
     return typer.Option(DEFAULT_SEED, "--seed", help=help)
 
 
 def columns(user_col: str | None, item_col: str | None, rating_col: str | None, time_col: str | None,
-            sep: str | None, encoding: str = "utf-8") -> dict[str, str | None]:
+            sep: str | None, encoding: str = "utf-8", blank_rating: BlankRating | str = "error") -> dict[str, str | None]:
     return {"user_col": user_col, "item_col": item_col, "rating_col": rating_col, "time_col": time_col,
-            "sep": None if sep is None else sep.replace("\\t", "\t"), "encoding": encoding}
+            "sep": None if sep is None else sep.replace("\\t", "\t"), "encoding": encoding,
+            # only when asked: readers that take no ratings (comparison files) refuse any option given
+            **({"blank_rating": BlankRating(blank_rating).value} if blank_rating != BlankRating.error else {})}
+
+
+def rows_line(summary: dict) -> str | None:
+    """'5 rows read, 3 interactions: 2 repeated (user, item) rows merged', for data read from a file."""
+    if "rows_read" not in summary:
+        return None
+    text = f"{summary['rows_read']:,} rows read, {summary['interactions']:,} interactions"
+    repeated = summary["repeated_rows"]
+    notes = [f"{repeated[k]:,} repeated (user, item) rows {k}" for k in ("merged", "kept") if repeated[k]]
+    return text + (": " + "; ".join(notes) if notes else "")
 
 
 def inspect(
@@ -39,16 +73,20 @@ def inspect(
     min_rating: float = MinRating,
     kcore: int = KCore,
     user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,
-    encoding: str = Encoding,
+    encoding: str = Encoding, blank_rating: BlankRating = BlankRatingOpt, dedupe: Dedupe = DedupeOpt,
 ) -> None:
-    """Statistics of a log or data folder: sizes, density, distributions, side information."""
+    """Statistics of a log or data folder: sizes, density, distributions, side information, and every
+    row the reading merged or left out, counted."""
     from penchant.data import load
 
-    ds = load(path, min_rating=min_rating, **columns(user_col, item_col, rating_col, time_col, sep, encoding))
+    ds = load(path, min_rating=min_rating, dedupe=dedupe.value,
+              **columns(user_col, item_col, rating_col, time_col, sep, encoding, blank_rating))
     if kcore:
         ds = ds.kcore(kcore, kcore)
     summary = ds.summary()
     out.print(summary_table(summary))
+    if (line := rows_line(summary)) is not None:
+        out.print(line, markup=False)
     if json_out:
         write_json(json_out, summary)
     if save:
@@ -75,7 +113,7 @@ def split(
     min_rating: float = MinRating,
     kcore: int = KCore,
     user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,
-    encoding: str = Encoding,
+    encoding: str = Encoding, blank_rating: BlankRating = BlankRatingOpt,
 ) -> None:
     """Split data into train/valid/test files, seeded and leak-free, and report what train lacks."""
     from penchant.data import load
@@ -92,9 +130,12 @@ def split(
         fractions = [float(x) for x in ratios.split(",")]
     except ValueError:
         raise DataError(f"--ratios {ratios!r} is not a comma-separated list of numbers", expected="e.g. 0.8,0.1,0.1") from None
-    ds = load(path, min_rating=min_rating, **columns(user_col, item_col, rating_col, time_col, sep, encoding))
+    ds = load(path, min_rating=min_rating, **columns(user_col, item_col, rating_col, time_col, sep, encoding, blank_rating))
     if kcore:
         ds = ds.kcore(kcore, kcore)
+    for step in ds.steps:  # what reading merged or left out, before the parts are written
+        if step.name != "rows read":
+            out.print(f"  {step}", markup=False)
     if protocol is Protocol.random:
         result = S.random_holdout(ds, fractions, seed=seed)
     elif protocol is Protocol.leave_last:

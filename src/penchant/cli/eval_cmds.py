@@ -7,7 +7,19 @@ from pathlib import Path
 
 import typer
 
-from penchant.cli.data_cmds import Encoding, ItemCol, MinRating, RatingCol, Seed, Sep, TimeCol, UserCol, columns
+from penchant.cli.data_cmds import (
+    BlankRating,
+    BlankRatingOpt,
+    Encoding,
+    ItemCol,
+    MinRating,
+    RatingCol,
+    Seed,
+    Sep,
+    TimeCol,
+    UserCol,
+    columns,
+)
 from penchant.cli.render import leaderboard_table, out, progress, training_status, write_json
 from penchant.cli.specs import backend_of, backend_options
 
@@ -29,7 +41,7 @@ def evaluate(
     seed: int = Seed("Seed (negative sampling)."),
     min_rating: float = MinRating,
     user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,
-    encoding: str = Encoding,
+    encoding: str = Encoding, blank_rating: BlankRating = BlankRatingOpt,
     backend: str = BackendOpt, ray_address: str = RayAddress,
 ) -> None:
     """Fit one model on train (selecting on valid) and rank the full catalogue for every test user."""
@@ -42,7 +54,7 @@ def evaluate(
     with progress() as bar:
         task = bar.add_task("reading data", total=None)
         tr, va, te = load_triple(train, valid, test, min_rating=min_rating,
-                                 **columns(user_col, item_col, rating_col, time_col, sep, encoding))
+                                 **columns(user_col, item_col, rating_col, time_col, sep, encoding, blank_rating))
         with training_status(bar, task):
             result = run(model, params, tr, va, te, ks=k, metric=metric, sampled=sampled, seed=seed,
                          status=lambda s: bar.update(task, description=s), backend=where)
@@ -75,7 +87,7 @@ def compare(
     markdown: Path = typer.Option(None, "--markdown", help="Write the leaderboard as Markdown here."),
     min_rating: float = MinRating,
     user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,
-    encoding: str = Encoding,
+    encoding: str = Encoding, blank_rating: BlankRating = BlankRatingOpt,
     backend: str = BackendOpt, ray_address: str = RayAddress,
 ) -> None:
     """Several models on one split: a leaderboard with paired significance tests and CIs."""
@@ -87,7 +99,7 @@ def compare(
     from penchant.eval.report import leaderboard
     from penchant.experiment.run import parse_model_spec, run
 
-    cols = columns(user_col, item_col, rating_col, time_col, sep, encoding)
+    cols = columns(user_col, item_col, rating_col, time_col, sep, encoding, blank_rating)
     data = data_path(path, data, required=False)
     if data is not None:
         if train or test:
@@ -172,7 +184,7 @@ def ratings_cv(
     k: int = typer.Option(10, "--k", help="Cut-off of the NDCG of each user's test items ranked by predicted rating."),
     json_out: Path = typer.Option(None, "--json", help="Write per-fold and mean RMSE/MAE/NDCG here."),
     user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,
-    encoding: str = Encoding,
+    encoding: str = Encoding, blank_rating: BlankRating = BlankRatingOpt,
 ) -> None:
     """K-fold RMSE, MAE and NDCG@k (each user's test items ranked by predicted rating) of a rating model
     (each fold early-stops on 5% of its training part)."""
@@ -181,7 +193,7 @@ def ratings_cv(
     from penchant.experiment.rating_cv import cross_validate
 
     model, params = model_spec(model, param, "rating")  # a ranking model's name lists the rating models
-    ds = load(data, **columns(user_col, item_col, rating_col, time_col, sep, encoding))
+    ds = load(data, **columns(user_col, item_col, rating_col, time_col, sep, encoding, blank_rating))
     fold = lambda n: f"fitting {model} fold {min(n + 1, folds)}/{folds}"  # noqa: E731
     with progress() as bar, training_status(bar, task := bar.add_task(fold(0), total=folds)):
         result = cross_validate(model, params, ds, k=folds, seed=seed, users=users, test_per_user=test_per_user,
@@ -210,7 +222,7 @@ def tune_cmd(
     json_out: Path = typer.Option(None, "--json", help="Write every trial and the best parameters here."),
     min_rating: float = MinRating,
     user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,
-    encoding: str = Encoding,
+    encoding: str = Encoding, blank_rating: BlankRating = BlankRatingOpt,
     backend: str = BackendOpt, ray_address: str = RayAddress,
 ) -> None:
     """Search a model's hyper-parameters on the validation split (Optuna TPE, median pruning), then refit the best."""
@@ -221,7 +233,7 @@ def tune_cmd(
     model, fixed = model_spec(model, param, FILE_FAMILIES)
     job = task_for(model)
     parts = job.read(train, valid, test, seed=seed, min_rating=min_rating,
-                     **columns(user_col, item_col, rating_col, time_col, sep, encoding))
+                     **columns(user_col, item_col, rating_col, time_col, sep, encoding, blank_rating))
     tr, va, te = parts.train, parts.valid, parts.test
     assert va is not None
     where = backend_of(backend, ray_address)

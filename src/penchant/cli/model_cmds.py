@@ -6,7 +6,18 @@ from pathlib import Path
 
 import typer
 
-from penchant.cli.data_cmds import Encoding, ItemCol, MinRating, RatingCol, Sep, TimeCol, UserCol, columns
+from penchant.cli.data_cmds import (
+    BlankRating,
+    BlankRatingOpt,
+    Encoding,
+    ItemCol,
+    MinRating,
+    RatingCol,
+    Sep,
+    TimeCol,
+    UserCol,
+    columns,
+)
 from penchant.cli.render import err, out, progress, training_status, write_json
 from penchant.cli.specs import backend_of, backend_options
 
@@ -23,7 +34,7 @@ def fit(
     metric: str = typer.Option("ndcg@10", "--metric", help="Validation metric for selection."),
     min_rating: float = MinRating,
     user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,
-    encoding: str = Encoding,
+    encoding: str = Encoding, blank_rating: BlankRating = BlankRatingOpt,
 ) -> None:
     """Fit a model on a log (or on comparisons, for a preference model) and write one artefact that
     carries its parameters and id vocabularies."""
@@ -33,7 +44,7 @@ def fit(
     name, params = model_spec(model, param, FILE_FAMILIES)
     job = task_for(name)
     fit_and_save(job, name, params, out_path, job.read(train, valid, seed=0, min_rating=min_rating,
-                                                      **columns(user_col, item_col, rating_col, time_col, sep, encoding)),
+                                                      **columns(user_col, item_col, rating_col, time_col, sep, encoding, blank_rating)),
                  metric=metric)
 
 
@@ -58,7 +69,7 @@ def recommend(
     history: Path = typer.Option(None, "--history", help="Recent events of these users (any log format): left out of their lists, and used to fold in users the model does not know."),
     json_out: Path = typer.Option(..., "--json", help="Write the recommendations as JSON here."),
     user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,
-    encoding: str = Encoding,
+    encoding: str = Encoding, blank_rating: BlankRating = BlankRatingOpt,
     backend: str = BackendOpt, ray_address: str = RayAddress,
 ) -> None:
     """Top-k items for your users from a fitted model; unknown users by fold-in or popularity."""
@@ -73,7 +84,7 @@ def recommend(
     if not ids:
         raise ConfigError("give at least one --user ID or a --users-file")
     fitted = Recommender.load(model_path)
-    events = load(history, **columns(user_col, item_col, rating_col, time_col, sep, encoding)) if history else None
+    events = load(history, **columns(user_col, item_col, rating_col, time_col, sep, encoding, blank_rating)) if history else None
     answers = recommend_for(fitted, ids, k, events, backend=backend_of(backend, ray_address))
     write_json(json_out, answers.to_json(fitted.name, k))
     counts = {how: sum(1 for v in answers.fallback.values() if v == how) for how in ("fold-in", "popular")}

@@ -83,23 +83,38 @@ def _attribute(entity: np.ndarray, flat: np.ndarray, n: int) -> Attribute:
 def _dedupe(log_users: np.ndarray, log_items: np.ndarray, ts: np.ndarray | None, policy: Dedupe,
             n_items: int) -> tuple[np.ndarray | slice, int]:
     """Rows to keep (sorted indices, or ``slice(None)`` for all of them, so the caller's arrays are
-    kept without a copy) and how many repeated (user, item) rows were removed."""
+    kept without a copy) and how many rows repeat an earlier (user, item) pair: removed, or kept
+    as they are under ``policy="none"``."""
     n = len(log_users)
     if policy not in ("last", "first", "none"):
         raise ValueError(f"dedupe must be last, first or none, not {policy!r}")
-    if policy == "none" or pl.Series(log_users.astype(np.int64) * n_items + log_items).n_unique() == n:
-        return slice(None), 0  # one hash pass finds no repeat (the usual case): nothing to order
+    key = log_users.astype(np.int64) * n_items + log_items
+    distinct = pl.Series(key).n_unique()
+    if policy == "none" or distinct == n:
+        return slice(None), n - distinct  # one hash pass finds no repeat (the usual case): nothing to order
     order = np.lexsort([np.arange(n)] + ([ts] if ts is not None else []))  # time, then file order
-    key = log_users[order].astype(np.int64) * n_items + log_items[order]
+    key = key[order]
     if policy == "last":
         _, pos = np.unique(key[::-1], return_index=True)
         keep = order[n - 1 - pos]
-    elif policy == "first":
+    else:
         _, pos = np.unique(key, return_index=True)
         keep = order[pos]
-    else:
-        raise ValueError(f"dedupe must be last, first or none, not {policy!r}")
     return np.sort(keep), n - len(keep)
+
+
+def _kept(log: Log, ids: IdArray) -> IdArray:
+    """A log's ids on the rows it keeps (a row left out for a blank rating adds no id)."""
+    if log.keep is None:
+        return ids
+    return as_id_series(ids).filter(pl.Series(log.keep))
+
+
+def _repeat_step(count: int, policy: Dedupe, timed: bool) -> Step:
+    if policy == "none":
+        return Step("repeated pairs kept", count, "repeated (user, item) rows kept as interactions of their own (dedupe none)")
+    order = "by time (file order breaks ties)" if timed else "in file order"
+    return Step("repeated pairs", count, f"repeated (user, item) rows merged; kept the {policy} of each pair {order}")
 
 
 def build_datasets(
@@ -116,14 +131,18 @@ def build_datasets(
     The vocabularies are the ids of the side tables where given (then a log id missing from
     them is an error naming its line) or else the union of the logs' ids. Repeated
     (user, item) rows within a log are reduced by ``dedupe`` (keeping the latest by default)
-    and counted in the dataset's ``steps``.
+    and counted in the dataset's ``steps`` (and counted there when kept, with ``dedupe="none"``),
+    after the rows read and what reading counted (the log's own steps).
     """
     names = list(names) if names is not None else [log.table.path.stem for log in logs]
-    item_vocab = sorted_ids(items.ids) if items is not None else sorted_ids(concat_ids([log.item for log in logs]))
-    user_vocab = sorted_ids(users.ids) if users is not None else sorted_ids(concat_ids([log.user for log in logs]))
+    item_vocab = sorted_ids(items.ids) if items is not None else sorted_ids(concat_ids([_kept(log, log.item) for log in logs]))
+    user_vocab = sorted_ids(users.ids) if users is not None else sorted_ids(concat_ids([_kept(log, log.user) for log in logs]))
 
     def check(idx: np.ndarray, log: Log, what: str, side: SideTable) -> None:
-        bad = np.flatnonzero(idx < 0)
+        unknown = idx < 0
+        if log.keep is not None:  # rows read but left out (blank ratings) are not checked
+            unknown &= log.keep
+        bad = np.flatnonzero(unknown)
         if len(bad):
             row = int(bad[0])
             ids = log.user if what == "user" else log.item
@@ -157,10 +176,14 @@ def build_datasets(
             check(uidx, log, "user", users)
         if items is not None:
             check(iidx, log, "item", items)
-        keep, removed = _dedupe(uidx, iidx, log.timestamp, dedupe, len(item_vocab))
-        steps = [Step("rows read", len(log), f"from {log.table.path}")]
-        if removed:
-            steps.append(Step("repeated pairs", removed, f"repeated (user, item) rows; kept the {dedupe} by time"))
+        rows = slice(None) if log.keep is None else np.flatnonzero(log.keep)
+        ts = None if log.timestamp is None else log.timestamp[rows]
+        keep, repeats = _dedupe(uidx[rows], iidx[rows], ts, dedupe, len(item_vocab))
+        if log.keep is not None:
+            keep = rows[keep]
+        steps = [Step("rows read", len(log), f"from {log.table.path}"), *log.steps]
+        if repeats:
+            steps.append(_repeat_step(repeats, dedupe, log.timestamp is not None))
         out.append(Dataset(
             user_ids=user_vocab, item_ids=item_vocab,
             users=uidx[keep].astype(np.int32, copy=False), items=iidx[keep].astype(np.int32, copy=False),

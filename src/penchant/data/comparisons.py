@@ -12,7 +12,7 @@ import numpy as np
 from penchant.data.build import concat_ids, index_of, sorted_ids
 from penchant.data.dataset import Step
 from penchant.data.pairs import PreferencePairs
-from penchant.data.readers import _pick, read_table
+from penchant.data.readers import _pick, read_table, whitespace_steps
 from penchant.data.tables import json_line
 from penchant.errors import DataError
 
@@ -171,6 +171,8 @@ def read_id_comparisons(path: str | Path, *, user_col: str | None = None, winner
     else:
         user_vocab = np.array([], dtype=object)
         user = np.full(len(winners), -1, dtype=np.int64)
+    vocabularies = {"user": (ucol,)} if ucol is not None else {}
+    spaced = whitespace_steps(table, vocabularies | {"item": (winner_col, loser_col)})
     return PreferencePairs(user, index_of(item_vocab, winners).astype(np.int64), index_of(item_vocab, losers).astype(np.int64),
                            np.arange(len(winners), dtype=np.int64), user_vocab, item_vocab,
-                           steps=(Step("comparisons read", len(winners), f"from {table.path}"),), name=Path(path).stem)
+                           steps=(Step("comparisons read", len(winners), f"from {table.path}"), *spaced), name=Path(path).stem)

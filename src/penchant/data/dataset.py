@@ -271,6 +271,13 @@ class Dataset:
         out: dict[str, object] = {
             "name": self.name,
             "users": self.n_users, "items": self.n_items, "interactions": n,
+        }
+        read = [s.count for s in self.steps if s.name == "rows read"]
+        if read:  # built from a file: the rows it held, and what became of repeated (user, item) rows
+            out["rows_read"] = sum(read)
+            out["repeated_rows"] = {"merged": sum(s.count for s in self.steps if s.name == "repeated pairs"),
+                                    "kept": sum(s.count for s in self.steps if s.name == "repeated pairs kept")}
+        out |= {
             "users_with_interactions": active_users, "items_with_interactions": active_items,
             "distinct_pairs": int(self.csr.nnz),
             "density": float(self.csr.nnz / max(1, self.n_users * self.n_items)),

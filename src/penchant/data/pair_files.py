@@ -21,37 +21,68 @@ from penchant.data.dataset import Step
 from penchant.data.pairs import PreferencePairs
 from penchant.errors import DataError
 
+#: the fields of each layout: (required, the layout's name, optional fields)
+_LAYOUTS = ((("chosen", "rejected"), "text", "TRL layout, prompt and user optional"),
+            (("responses", "label"), "text", "relabeled layout, prompt and user or objective"),
+            (("winner", "loser"), "ids", "id pairs, user optional"))
+
 
 def comparison_layout(path: str | Path) -> str:
-    """``"text"`` (TRL layout) or ``"ids"`` (winner/loser columns), from the file's first record."""
+    """``"text"`` (TRL layout) or ``"ids"`` (winner/loser columns), from the file's first record; a
+    record that is neither names its line and, where one field of a pair is there, the one missing."""
     path = Path(path)
     if not path.exists():
         raise DataError("no such file", file=path, expected="a comparison file")
+    line: int | None = 1
     if ".jsonl" in path.suffixes or ".json" in path.suffixes:
-        from penchant.data.comparisons import json_line
-
-        opener = gzip.open if path.suffix == ".gz" else open
-        try:
-            with opener(path, "rb") as f:
-                first = next((line for line in f if line.strip()), b"")
-            text = first.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise DataError(f"not valid UTF-8 ({exc.reason})", file=path, expected="UTF-8 text") from None
-        except (OSError, EOFError) as exc:
-            raise DataError(f"cannot be read ({exc})", file=path,
-                            expected="a gzip file" if path.suffix == ".gz" else "JSON lines") from None
-        record = json_line(text, path, 1) if text.strip() else {}
-        fields = set(record) if isinstance(record, dict) else set()
+        line, record = _first_record(path)
+        if not isinstance(record, dict):
+            raise DataError("a JSON line is not an object", file=path, line=line, expected="a JSON object")
+        fields = set(record)
     else:
         from penchant.data.readers import read_table
 
-        fields = set(read_table(path).frame.columns)
-    if {"chosen", "rejected"} <= fields or {"responses", "label"} <= fields:
-        return "text"
-    if {"winner", "loser"} <= fields:
-        return "ids"
-    raise DataError(f"fields {sorted(fields)} are neither layout", file=path,
+        table = read_table(path)
+        fields = set(table.frame.columns)
+        line = 1 if table.line_kind == "line" else None  # the header; Parquet has none
+    for required, layout, _ in _LAYOUTS:
+        if set(required) <= fields:
+            return layout
+    for required, _, about in _LAYOUTS:
+        if set(required) & fields:
+            missing = next(f for f in required if f not in fields)
+            raise DataError(f"no field '{missing}' beside '{next(f for f in required if f in fields)}' "
+                            f"(fields: {', '.join(sorted(fields))})", file=path, line=line, column=missing,
+                            expected=f"{' and '.join(required)} ({about})")
+    raise DataError(f"fields {sorted(fields)} are neither layout" if fields else "an empty record: no fields",
+                    file=path, line=line,
                     expected="chosen/rejected (TRL layout, prompt and user optional) or winner/loser (user optional)")
+
+
+def _first_record(path: Path) -> tuple[int, object]:
+    """The first non-blank line of a JSON-lines file (optionally gzipped), parsed, with its line number."""
+    from penchant.data.comparisons import json_line
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    number, raw = 0, b""
+    try:
+        with opener(path, "rb") as f:
+            for number, raw in enumerate(f, start=1):
+                if raw.strip():
+                    break
+            else:
+                raw = b""
+    except (OSError, EOFError) as exc:
+        raise DataError(f"cannot be read ({exc})", file=path,
+                        expected="a gzip file" if path.suffix == ".gz" else "JSON lines") from None
+    if not raw:
+        raise DataError("the file is empty", file=path, line=1, expected="at least one comparison")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"byte 0x{raw[exc.start]:02x} at character {exc.start + 1} is not valid UTF-8",
+                        file=path, line=number, expected="UTF-8 text") from None
+    return number, json_line(text, path, number)
 
 
 def read_pairs(path: str | Path) -> PreferencePairs:

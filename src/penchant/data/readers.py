@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from penchant.data.dataset import Step
 from penchant.data.tables import Table, read_delimited, read_json_lines, read_parquet
-from penchant.errors import DataError
+from penchant.errors import ConfigError, DataError
 
 USER_ALIASES = ("user", "user_id", "userid", "userId", "uid", "customer_id", "visitorid")
 ITEM_ALIASES = ("item", "item_id", "itemid", "itemId", "iid", "movieId", "movie_id", "product_id")
@@ -23,6 +24,9 @@ RATING_ALIASES = ("rating", "ratings", "score", "weight", "value", "label")
 TIME_ALIASES = ("timestamp", "time", "ts", "datetime", "date", "event_time")
 
 ATOMIC_TYPES = ("token", "token_seq", "float", "float_seq")
+#: what a blank rating means: an error (the default), a row left out, or no ratings at all (every row
+#: an interaction: a log that mixes clicks with ratings read as implicit feedback)
+BLANK_RATINGS = ("error", "skip", "implicit")
 ATOMIC_EXTENSIONS = (".inter", ".item", ".user", ".kg", ".link", ".net")
 
 
@@ -36,6 +40,9 @@ class Log:
             string per row), or numpy arrays.
         rating: float64 (n,) or None.
         timestamp: float64 (n,) unix seconds, or None.
+        keep: bool (n,), the rows to build from (a row with a blank rating under ``blank_rating="skip"``
+            is read, so that its line is known, but left out), or None for every row.
+        steps: what reading counted on the way (ids whose whitespace was stripped, blank ratings).
     """
 
     table: Table
@@ -43,6 +50,8 @@ class Log:
     item: np.ndarray | pl.Series
     rating: np.ndarray | None = None
     timestamp: np.ndarray | None = None
+    keep: np.ndarray | None = None
+    steps: tuple[Step, ...] = ()
 
     def __len__(self) -> int:
         return len(self.user)
@@ -162,12 +171,18 @@ def read_log(
     time_col: str | None = None,
     sep: str | None = None,
     encoding: str = "utf-8",
+    blank_rating: str = "error",
 ) -> Log:
     """Read an interaction log.
 
     Formats: CSV, TSV (or any delimited text), Parquet, and RecBole ``.inter`` atomic files.
     Columns are found by name (``user``/``user_id``/``userId``, ``item``/``item_id``/``movieId``,
     ``rating``, ``timestamp`` …) unless named explicitly. Rating and time are optional.
+
+    Ids lose surrounding whitespace (``" 1"`` is user ``1``); the ids that had it, and the users and
+    items that merged because of it, are counted in the log's ``steps``. A blank rating is an error
+    unless ``blank_rating`` says what it means (:data:`BLANK_RATINGS`): ``"skip"`` leaves such rows
+    out, ``"implicit"`` keeps every row and drops the ratings; either is counted in ``steps``.
 
     Raises:
         DataError: naming file, line and column for anything malformed.
@@ -186,28 +201,63 @@ def read_log(
             return {name: dtype for name, dtype in found if name is not None}
 
         table = read_table(path, sep=sep, encoding=encoding, typed=typed)
-    return log_from_table(table, user_col=user_col, item_col=item_col, rating_col=rating_col, time_col=time_col)
+    return log_from_table(table, user_col=user_col, item_col=item_col, rating_col=rating_col, time_col=time_col,
+                          blank_rating=blank_rating)
 
 
 def log_from_table(table: Table, *, user_col: str | None = None, item_col: str | None = None,
-                   rating_col: str | None = None, time_col: str | None = None) -> Log:
-    """Pick and parse the user, item, rating and time columns of a table of strings."""
+                   rating_col: str | None = None, time_col: str | None = None, blank_rating: str = "error") -> Log:
+    """Pick and parse the user, item, rating and time columns of a table of strings (see :func:`read_log`)."""
+    if blank_rating not in BLANK_RATINGS:
+        raise ConfigError(f"blank_rating must be one of {', '.join(BLANK_RATINGS)}, not {blank_rating!r}")
     cols = table.frame.columns
     ucol = _pick(cols, user_col, USER_ALIASES, "user", table, True)
     icol = _pick(cols, item_col, ITEM_ALIASES, "item", table, True)
     rcol = _pick(cols, rating_col, RATING_ALIASES, "rating", table, False)
     tcol = _pick(cols, time_col, TIME_ALIASES, "time", table, False)
     assert ucol is not None and icol is not None
-    return Log(
-        table=table,
-        user=table.ids(ucol),
-        item=table.ids(icol),
-        rating=None if rcol is None else table.floats(rcol),
-        timestamp=None if tcol is None else table.timestamps(tcol),
-    )
+    user, item = table.ids(ucol), table.ids(icol)
+    steps = whitespace_steps(table, {"user": (ucol,), "item": (icol,)})
+    rating, keep = None, None
+    if rcol is not None:
+        rating, blank = table.numbers(rcol)
+        odd = ~np.isfinite(rating) & ~blank
+        if odd.any():
+            row = int(np.flatnonzero(odd)[0])
+            raise table.error(f"rating {rating[row]:g} is not a finite number", row=row, column=rcol, expected="a number")
+        n_blank = int(blank.sum())
+        if n_blank and blank_rating == "error":
+            raise table.error("empty value", row=int(np.flatnonzero(blank)[0]), column=rcol,
+                              expected="a number; a log that mixes unrated rows (clicks) with ratings is read with "
+                                       "--blank-rating skip (blank_rating='skip': those rows left out) or "
+                                       "--blank-rating implicit (every row kept, without ratings)")
+        if n_blank and blank_rating == "skip":
+            keep = ~blank
+            steps.append(Step("blank ratings", n_blank, "rows without a rating left out (blank rating: skip)"))
+        elif n_blank:
+            rating = None
+            steps.append(Step("blank ratings", n_blank, f"rows without a rating; all {len(blank):,} rows kept as "
+                                                        "interactions without ratings (blank rating: implicit)"))
+    return Log(table=table, user=user, item=item, rating=rating,
+               timestamp=None if tcol is None else table.timestamps(tcol), keep=keep, steps=tuple(steps))
 
 
-def log_from_frame(frame: object, name: str = "<frame>", **columns: str | None) -> Log:
+def whitespace_steps(table: Table, vocabularies: dict[str, tuple[str, ...]]) -> list[Step]:
+    """A step counting the ids whose surrounding whitespace :meth:`Table.ids` stripped, naming what that
+    merged; ``vocabularies`` maps a kind of id (``user``) to the columns holding it. None if no id had any."""
+    spaced, merged = 0, []
+    for what, cols in vocabularies.items():
+        n_spaced, n_merged = table.id_whitespace(*cols)
+        spaced += n_spaced
+        if n_merged:
+            merged.append(f"{n_merged:,} {what}{'s' if n_merged != 1 else ''}")
+    if not spaced:
+        return []
+    detail = f"stripped, merging {' and '.join(merged)}" if merged else "stripped; no two ids merged"
+    return [Step("ids with surrounding whitespace", spaced, detail)]
+
+
+def log_from_frame(frame: object, name: str = "<frame>", **columns: str) -> Log:
     """A :class:`Log` from an in-memory polars or pandas DataFrame (rows numbered from 1)."""
     if not isinstance(frame, pl.DataFrame):
         try:

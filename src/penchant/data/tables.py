@@ -8,12 +8,14 @@ Line numbers count from 1 with the header as line 1.
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import io
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -34,19 +36,34 @@ class Table:
     """A table read as strings.
 
     Attributes:
-        frame: every column as ``pl.String``; row ``r`` of the frame is on line ``r + first_line``.
+        frame: every column as ``pl.String``; row ``r`` of the frame is on line ``r + first_line``
+            unless ``row_line`` says otherwise.
         path: where it came from.
         first_line: the line number of the first data row (2 with a header, 1 without), or the
             1-based row number for Parquet.
-        line_kind: "line" for text files, "row" for Parquet.
+        line_kind: "line" for text files, "row" for Parquet and frames.
+        row_line: the physical line a row starts on, where rows and lines do not match one to one
+            (a quoted field holding a newline, blank lines skipped in JSON lines); asked only when
+            an error names a row, so a file read without error pays nothing for it.
     """
 
     frame: pl.DataFrame
     path: Path
     first_line: int
     line_kind: str = "line"
+    row_line: Callable[[int], int] | None = field(default=None, compare=False, repr=False)
+    #: distinct values of Categorical columns (String), computed once for the checks that read them
+    _distinct: dict[str, pl.Series] = field(default_factory=dict, compare=False, repr=False)
+
+    def distinct(self, column: str) -> pl.Series:
+        """The distinct values of a column read as Categorical, as a String series (cached)."""
+        if column not in self._distinct:
+            self._distinct[column] = self.frame[column].unique().cast(pl.String)
+        return self._distinct[column]
 
     def line_of(self, row: int) -> int:
+        if self.row_line is not None:
+            return self.row_line(int(row))
         return int(row) + self.first_line
 
     def error(self, message: str, *, row: int | None = None, column: str | None = None,
@@ -83,7 +100,7 @@ class Table:
         typed = self.frame[column] if column in self.frame.columns else None
         if typed is not None and typed.dtype == pl.Categorical:
             # read typed: check the distinct values only; anything odd takes the string path below
-            distinct = typed.unique().cast(pl.String)
+            distinct = self.distinct(column)
             if not (distinct.is_null().any() or (distinct.str.strip_chars() != distinct).any()
                     or (distinct == "").any() or distinct.str.contains(INVISIBLE).any()):
                 return typed
@@ -123,26 +140,96 @@ class Table:
                              expected="a number")
         return parsed.fill_null(float("nan")).to_numpy().astype(np.float64, copy=False)
 
+    def id_whitespace(self, *columns: str) -> tuple[int, int]:
+        """How many distinct ids of ``columns`` (one vocabulary, such as a winner and a loser column)
+        had surrounding whitespace, which :meth:`ids` strips, and how many distinct ids that stripping
+        merged into another (``" 1"`` and ``"1 "`` beside ``"1"``: 2 and 2). Counted over the distinct
+        values; columns without such ids cost one vectorised pass each."""
+        parts = []
+        for column in columns:
+            raw = self.frame[column]
+            parts.append((self.distinct(column) if raw.dtype == pl.Categorical else raw.cast(pl.String)).drop_nulls())
+        raw = pl.concat(parts)
+        spaced = raw.str.strip_chars() != raw
+        if not spaced.any():
+            return 0, 0
+        distinct = raw.unique()
+        return int(raw.filter(spaced).n_unique()), int(len(distinct) - distinct.str.strip_chars().n_unique())
+
+    def numbers(self, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """The column as float64 (rows,) with NaN where it is blank, and the blank rows (bool (rows,));
+        a value that is not a number raises naming its line."""
+        self.require(column)
+        values = self.frame[column]
+        if values.dtype.is_numeric():
+            blank = values.is_null().to_numpy()
+            return values.cast(pl.Float64).fill_null(float("nan")).to_numpy().astype(np.float64, copy=False), blank
+        values = self.strings(column, allow_empty=True)
+        blank = (values.is_null() | (values == "")).to_numpy()
+        return self.floats(column, allow_empty=True), blank
+
     def timestamps(self, column: str) -> np.ndarray:
-        """Unix seconds as float64, from numbers or ISO-8601 date-times; shape (rows,)."""
+        """Unix seconds as float64, from numbers or ISO-8601 date-times (a column may mix them, and
+        date-times with and without a UTC offset: one without is read as UTC); shape (rows,).
+        A time outside years 1 to 9999 (what a date can be shown as) is an error naming its line."""
         typed = self._numeric(column, False)
         if typed is not None:
+            self._check_time_range(typed, column)
             return typed
         values = self.strings(column)
         numeric = values.cast(pl.Float64, strict=False)
-        if numeric.null_count() == 0:
-            return numeric.to_numpy()
-        try:
-            parsed = values.str.to_datetime(strict=False, time_unit="us")
-        except pl.exceptions.PolarsError:
-            parsed = pl.Series(column, [None] * len(values), dtype=pl.Datetime("us"))
-        if parsed.is_null().any():
-            row = int(parsed.is_null().arg_true()[0])
-            raise self.error(f"cannot parse {values[row]!r} as a time", row=row, column=column,
-                             expected="unix seconds or an ISO-8601 date-time")
-        if parsed.dtype.time_zone is not None:  # type: ignore[union-attr]
-            parsed = parsed.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
-        return parsed.dt.epoch("us").to_numpy().astype(np.float64) / 1e6
+        seconds = numeric.to_numpy().astype(np.float64, copy=True)
+        missing = np.flatnonzero(numeric.is_null().to_numpy())
+        passes = 0
+        while len(missing):
+            # polars infers one format from the first value it is given, so each pass reads the values
+            # of the first format left; a value that does not parse even as the first of its pass is bad
+            passes += 1
+            part = values.gather(missing)
+            if passes > MAX_TIME_FORMATS:
+                parsed = pl.Series([_iso_or_none(v) for v in part.to_list()], dtype=pl.Datetime("us", "UTC"))
+            else:
+                try:
+                    parsed = part.str.to_datetime(strict=False, time_unit="us")
+                except pl.exceptions.PolarsError:
+                    parsed = pl.Series([None] * len(part), dtype=pl.Datetime("us"))
+            if parsed.dtype.time_zone is not None:  # type: ignore[union-attr]
+                parsed = parsed.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+            ok = parsed.is_not_null().to_numpy()
+            if not ok[0]:
+                row = int(missing[0])
+                raise self.error(f"cannot parse {values[row]!r} as a time", row=row, column=column,
+                                 expected="unix seconds or an ISO-8601 date-time")
+            seconds[missing[ok]] = parsed.filter(parsed.is_not_null()).dt.epoch("us").to_numpy().astype(np.float64) / 1e6
+            missing = missing[~ok]
+        self._check_time_range(seconds, column)
+        return seconds
+
+    def _check_time_range(self, seconds: np.ndarray, column: str) -> None:
+        bad = ~((seconds >= MIN_TIME) & (seconds <= MAX_TIME))  # NaN compares false: caught too
+        if not bad.any():
+            return
+        row = int(np.flatnonzero(bad)[0])
+        value = float(seconds[row])
+        hint = "; it looks like milliseconds: divide by 1000" if MIN_TIME * 1000 <= value <= MAX_TIME * 1000 else ""
+        raise self.error(f"timestamp {value:g} is outside the range penchant reads{hint}", row=row, column=column,
+                         expected=f"unix seconds from {MIN_TIME:.0f} to {MAX_TIME:.0f} (years 1 to 9999), "
+                                  "or an ISO-8601 date-time")
+
+
+#: unix seconds of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z: the times a date can be shown as
+MIN_TIME, MAX_TIME = -62135596800.0, 253402300799.0
+#: formats a time column is read in by polars's inference before the rest go value by value
+MAX_TIME_FORMATS = 16
+
+
+def _iso_or_none(text: str) -> datetime | None:
+    """One ISO-8601 date-time as an aware UTC datetime (no offset: UTC), or None."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 #: deeper than this, a JSON value is refused before Python's parser recurses through it
@@ -195,7 +282,9 @@ def read_json_lines(path: Path, encoding: str = "utf-8") -> Table:
     read as strings; a nested field is an error naming its line and field."""
     text = _decode(read_bytes(path), path, encoding).decode("utf-8")
     rows, lines = [], []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # physical lines end at "\n" only (str.splitlines would also split at U+2028 and others, which a
+    # JSON string may hold as they are)
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         obj = json_line(line, path, number)
@@ -210,11 +299,10 @@ def read_json_lines(path: Path, encoding: str = "utf-8") -> Table:
         raise DataError("the file is empty", file=path, line=1, expected="at least one JSON object")
     columns = list(dict.fromkeys(k for r in rows for k in r))
     frame = pl.DataFrame({c: [r.get(c) for r in rows] for c in columns}, schema={c: pl.String for c in columns})
-    if lines != list(range(1, len(lines) + 1)):  # blank lines: rows no longer match lines one to one
-        lines_kind = "row"
-    else:
-        lines_kind = "line"
-    return Table(frame=frame, path=path, first_line=1, line_kind=lines_kind)
+    if lines[-1] == len(lines):  # no blank line skipped: row r is on line r + 1
+        return Table(frame=frame, path=path, first_line=1)
+    line_numbers = np.asarray(lines, dtype=np.int64)
+    return Table(frame=frame, path=path, first_line=1, row_line=lambda row: int(line_numbers[row]))
 
 
 def delimiter_for(path: Path) -> str | None:
@@ -392,7 +480,34 @@ def read_delimited(
         check()
     if header:
         frame = frame.rename({c: c.strip() for c in frame.columns})
-    return Table(frame=frame, path=path, first_line=2 if header else 1)
+    row_line = None
+    if quoting and b'"' in original:  # a quoted field may hold newlines: rows and lines may differ
+        row_line = functools.partial(_quoted_row_line, path, encoding, original_sep, header)
+    return Table(frame=frame, path=path, first_line=2 if header else 1, row_line=row_line)
+
+
+def _quoted_row_line(path: Path, encoding: str, sep: str, header: bool, row: int) -> int:
+    """The physical line row ``row`` of a quoted file starts on (only asked when an error names it: the
+    file is read again). One vectorised pass tells whether any newline is inside quotes (an odd count of
+    quotes before it); only then are the records walked, up to that row, counting their newlines."""
+    data = _decode(read_bytes(path), path, encoding)
+    first = 2 if header else 1
+    buf = np.frombuffer(data, dtype=np.uint8)
+    quotes = np.flatnonzero(buf == ord('"'))
+    newlines = np.flatnonzero(buf == ord("\n"))
+    if not (np.searchsorted(quotes, newlines) % 2).any():
+        return row + first
+    reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""), delimiter=sep, quotechar='"')
+    start, record, target = 1, 0, row + (1 if header else 0)
+    try:
+        for _ in reader:
+            if record == target:
+                return start
+            record += 1
+            start = reader.line_num + 1
+    except csv.Error:  # a record Python's reader cannot walk (a field over its size limit)
+        return row + first
+    return start
 
 
 def _locate_quoted_error(data: bytes, sep: str, n_fields: int, path: Path) -> None:
