@@ -97,6 +97,19 @@ def test_out_of_range_timestamp_is_one_line_not_a_traceback(tmp_path):
     assert "-62135596800 to 253402300799" in message
 
 
+def test_unknown_feature_pipeline_is_one_line_naming_the_parameter(tmp_path):
+    pairs = write(tmp_path / "pairs.jsonl", "".join(
+        f'{{"prompt": "p{i % 3}", "chosen": "good {i}", "rejected": "bad {i}"}}\n' for i in range(12)))
+    for model in ("bt", "gpm", "pal-latent"):
+        message = one_line_error("prefs", "fit", "--train", pairs, "--model", model, "--param", "features=words",
+                                 "--out", tmp_path / "m.npz")
+        assert "features" in message and "'words'" in message and "id, text, layers, length, bow" in message, message
+    ids = write(tmp_path / "ids.csv", "winner,loser\na,b\nb,c\na,c\n")  # text features of pairs without text
+    message = one_line_error("prefs", "fit", "--train", ids, "--model", "bt", "--param", "features=text",
+                             "--out", tmp_path / "m.npz")
+    assert "features=text reads the options' text" in message and "use features=id" in message, message
+
+
 def test_blank_ratings_name_the_option_and_are_counted_with_it(tmp_path):
     log = write(tmp_path / "mixed.csv", "user,item,rating\n1,10,4\n1,11,\n2,12,5\n")
     message = one_line_error("data", "inspect", log)

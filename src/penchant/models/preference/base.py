@@ -20,7 +20,7 @@ import numpy as np
 from penchant.data.pairs import PreferencePairs
 from penchant.errors import ConfigError
 from penchant.models.artefact import Artefact
-from penchant.models.preference.features import TextFeatures
+from penchant.models.preference.features import FEATURES, TextFeatures
 
 
 def create_preference(name: str, **params: Any) -> PreferenceModel:
@@ -106,6 +106,15 @@ class PreferenceModel:
         """Fit the text pipeline of ``features`` on ``train``'s options and keep it (``features_``,
         saved with the model); float32 (n_options, f), or None for ``features="id"``."""
         kind = getattr(self, "features", "id")
+        # checked here, before any text is read, for every model that takes the parameter: a value
+        # no pipeline knows (features=words) or text features for pairs that have no text
+        if kind not in FEATURES:
+            raise ConfigError(f"model {self.name!r}: features={kind!r} is not a feature pipeline; "
+                              f"choose one of {', '.join(FEATURES)}")
+        if kind != "id" and train.option_text is None:
+            raise ConfigError(f"model {self.name!r}: features={kind} reads the options' text, but {train.name} "
+                              "compares option ids and has none; use features=id, or comparisons in the text "
+                              "layout (prompt, chosen, rejected)")
         self.features_ = None if kind == "id" else TextFeatures(kind, self.text_model)
         return None if self.features_ is None else self.features_.fit_transform(train)
 
