@@ -212,3 +212,27 @@ def test_intervals_cover_the_true_value_on_simulator_logs():
             width[name].append(r.ci[1] - r.ci[0])
     assert all(hits >= 90 for hits in covered.values()), covered
     assert np.mean(width["dr"]) < 0.6 * np.mean(width["ips"]), {k: np.mean(v) for k, v in width.items()}
+
+
+def test_ips_says_when_the_target_never_agrees_with_the_logger(tmp_path):
+    """`penchant ope` refuses a weight-based estimate with no support as it refuses snips: one line naming the
+    share of lists with any support, exit 2 (it printed "0 per list, 95% interval [0, 0]" and exit 0); the
+    library's estimate keeps the value and says what share of lists it stands on."""
+    log, target = _tiny()
+    logs = write(tmp_path / "logs.csv", "round,user,item,position,reward,propensity\n"
+                 "a,u,x,0,0,0.5\na,u,y,1,1,0.5\nb,v,y,0,1,0.25\nb,v,x,1,0,1\n")
+    never = write(tmp_path / "never.csv", "round,item,probability,position\na,y,1,0\na,x,1,1\nb,x,1,0\nb,y,1,1\n")
+    for name in ("ips", "snips", "iips", "pi"):
+        code, out, err = cli("ope", "--logs", logs, "--target", never, "--estimator", name, "--bootstrap", "20")
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("penchant: error: "), (name, code, out, err)
+        assert "0 of 2 lists (0%)" in lines[0] and "per list" not in out, (name, err)
+    code, out, err = cli("ope", "--logs", logs, "--target", never, "--estimator", "dm", "--bootstrap", "20")
+    assert code == 0 and "per list" in out, err  # the reward model answers without any overlap
+    never_target = Target(np.arange(4), log.item_ids, 1 - log.items, np.ones(4))
+    assert estimate(log, never_target, "ips", n_bootstrap=20)["ips"].support == 0.0
+    assert estimate(log, target, "ips", n_bootstrap=20)["ips"].support == 0.5  # round b's x has π 0
+    code, out, err = cli("ope", "--logs", logs, "--target", write(tmp_path / "half.csv",
+                         "round,item,probability,position\na,x,0.25,0\na,y,0.75,0\na,y,1,1\nb,y,0.5,0\nb,x,0.5,0\nb,y,1,1\n"),
+                         "--estimator", "ips", "--bootstrap", "20")
+    assert code == 0 and "the target supports 1 of 2 lists (50%)" in out, err

@@ -45,7 +45,8 @@ def ope(
         policy = _artefact_target(log, target) if _is_artefact(target) else target_from_file(log, target)
         bar.update(task, description=f"{estimator}: {n_bootstrap:,} bootstrap resamples")
         result = estimate(log, policy, estimator, reward_model=reward_model, n_bootstrap=n_bootstrap,
-                          confidence=confidence, tau=DEFAULT_TAU if tau is None else tau, seed=seed)[estimator]
+                          confidence=confidence, tau=DEFAULT_TAU if tau is None else tau, seed=seed,
+                          require_support=True)[estimator]
     if counts is not None:
         out.print(f"service dump: {counts['lists']:,} served lists, {counts['impressions']:,} shown items, "
                   f"{counts['rewarded']:,} rewarded; {counts['events']:,} events, "
@@ -53,6 +54,8 @@ def ope(
     out.print(f"{estimator}: {result.value:.6g} per list, {confidence:.0%} interval [{result.ci[0]:.6g}, {result.ci[1]:.6g}]"
               f" from {result.rounds:,} lists ({len(log):,} shown items); effective sample size "
               f"{result.effective_sample_size:,.1f}")
+    if result.supported_rounds < result.rounds:  # the share the estimate stands on, as snips's refusal names it
+        out.print(f"the target supports {result.supported_rounds:,} of {result.rounds:,} lists ({result.support:.0%})")
     if policy.unmatched_rounds:
         out.print(f"{policy.unmatched_rounds:,} round(s) of the target are not in the logs (not used)")
     if json_out is not None:

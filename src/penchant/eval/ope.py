@@ -19,6 +19,12 @@ is the textbook one (and equals Open Bandit Pipeline's, which a test checks). Pe
   unbiased when the slate reward is additive over slots and μ fills slots independently (the
   closed form of Γ† for such a μ); it needs only the slate's total reward.
 
+An estimate stands on the rounds where the target agrees with the logger at all (support: the whole
+logged list has π > 0 for ips/snips, some logged item has for the others); ``supported_rounds`` counts
+them. With none, ips, iips and pi still compute a number (0 for ips) that says nothing about the target
+and snips is 0/0: ``estimate(..., require_support=True)`` (what ``penchant ope`` asks) refuses all four
+alike, naming the share. dm, dr and switch-dr answer through the reward model whatever the overlap.
+
 Intervals are percentile bootstrap intervals over rounds; a resample refits the reward model, so
 the interval of dm/dr carries the model's own variance. ``effective_sample_size`` is Kish's
 (Σw)²/Σw² over the weights an estimator uses (round weights for ips/snips/pi, slot weights for
@@ -38,6 +44,8 @@ from penchant.eval.reward_models import REWARD_MODELS, CellMeans
 
 ESTIMATORS = ("ips", "snips", "dm", "dr", "switch-dr", "iips", "pi")
 MODEL_BASED = ("dm", "dr", "switch-dr")
+#: estimators that read the rewards only through importance weights: nothing to say without support
+WEIGHT_ONLY = ("ips", "snips", "iips", "pi")
 #: Open Bandit Pipeline defaults τ to 1, which for a deterministic target (w ≥ 1 wherever π and μ
 #: agree) drops every correction and leaves dm; 10 keeps the correction except on rare slots
 DEFAULT_TAU = 10.0
@@ -47,13 +55,20 @@ CHUNK_ENTRIES = 4_000_000
 
 @dataclass(frozen=True)
 class OPEResult:
-    """One estimate: ``value`` with its bootstrap interval ``ci`` = (low, high)."""
+    """One estimate: ``value`` with its bootstrap interval ``ci`` = (low, high), from ``rounds`` logged
+    lists of which ``supported_rounds`` have support under the target (see the module's notes)."""
 
     estimator: str
     value: float
     ci: tuple[float, float]
     rounds: int
     effective_sample_size: float
+    supported_rounds: int
+
+    @property
+    def support(self) -> float:
+        """The share of logged lists with support, in [0, 1]."""
+        return self.supported_rounds / self.rounds if self.rounds else 0.0
 
     def to_json(self) -> dict:
         """The ``penchant ope --json`` contract."""
@@ -63,7 +78,7 @@ class OPEResult:
 
 def estimate(log: BanditLog, target: Target, estimators: tuple[str, ...] | str = "dr", *, reward_model: str = "item",
              n_bootstrap: int = 1000, confidence: float = 0.95, tau: float = DEFAULT_TAU,
-             seed: int = 0) -> dict[str, OPEResult]:
+             seed: int = 0, require_support: bool = False) -> dict[str, OPEResult]:
     """Estimate the target's value with each of ``estimators`` (sharing one set of resamples).
 
     Args:
@@ -72,6 +87,8 @@ def estimate(log: BanditLog, target: Target, estimators: tuple[str, ...] | str =
         n_bootstrap: resamples of the rounds for the interval; confidence: its coverage, in (0, 1).
         tau: the switch-dr threshold on the slot weight.
         seed: seeds the resampling.
+        require_support: refuse (DataError) an estimator of :data:`WEIGHT_ONLY` when no logged list has
+            support; snips is refused so always (its estimate is 0/0).
     """
     names = (estimators,) if isinstance(estimators, str) else tuple(estimators)
     for name in names:
@@ -84,9 +101,14 @@ def estimate(log: BanditLog, target: Target, estimators: tuple[str, ...] | str =
     if n_bootstrap < 1:
         raise ValueError(f"n_bootstrap must be at least 1, got {n_bootstrap}")
     parts = _Parts(log, target, tau, reward_model if set(names) & set(MODEL_BASED) else None)
-    if "snips" in names and not (parts.W > 0).any():
-        raise DataError("snips is undefined: the target gives probability 0 to every logged list (all weights are 0)",
-                        file=log.source, expected="logs where the target would show some logged list; or use dm")
+    for name in names:
+        if name in WEIGHT_ONLY and parts.supported(name) == 0 and (require_support or name == "snips"):
+            what = ("is undefined" if name == "snips" else "is not informative")
+            unit = "list" if name in ("ips", "snips") else "item"
+            raise DataError(f"{name} {what}: the target gives probability 0 to every logged {unit} (0 of "
+                            f"{log.n_rounds:,} lists (0%) have support; all weights are 0), so the estimate says "
+                            "nothing about the target", file=log.source,
+                            expected="logs where the target would show some logged list; or use dm")
     rng = np.random.default_rng(seed)
     n_rounds, cost = log.n_rounds, 3 * max(len(log), log.n_rounds)
     chunk = max(1, CHUNK_ENTRIES // cost)
@@ -105,7 +127,8 @@ def estimate(log: BanditLog, target: Target, estimators: tuple[str, ...] | str =
     for name in names:
         v = np.concatenate(values[name])
         low, high = np.quantile(v[1:], [alpha, 1.0 - alpha])
-        results[name] = OPEResult(name, float(v[0]), (float(low), float(high)), n_rounds, parts.ess(name))
+        results[name] = OPEResult(name, float(v[0]), (float(low), float(high)), n_rounds, parts.ess(name),
+                                  parts.supported(name))
     return results
 
 
@@ -124,7 +147,7 @@ class _Parts:
         match = target.item == log.items[target.row]
         pi_logged = np.bincount(target.row[match], target.prob[match], minlength=n)
         self.w = pi_logged / log.propensity
-        starts = np.r_[0, np.flatnonzero(np.diff(log.rounds)) + 1]
+        self.starts = starts = np.r_[0, np.flatnonzero(np.diff(log.rounds)) + 1]
         slate_mu = (log.slate_propensity if log.slate_propensity is not None
                     else np.multiply.reduceat(log.propensity, starts))
         self.W = np.multiply.reduceat(pi_logged, starts) / slate_mu
@@ -163,6 +186,13 @@ class _Parts:
                 if name in names:
                     out[name] = (row_counts * slot).sum(axis=1) / n_rounds
         return out
+
+    def supported(self, name: str) -> int:
+        """Rounds with support for ``name``: the whole logged list has π > 0 (ips, snips), or some
+        logged item has (the others)."""
+        if name in ("ips", "snips"):
+            return int(np.count_nonzero(self.W > 0))
+        return int(np.count_nonzero(np.maximum.reduceat(self.w, self.starts) > 0))
 
     def ess(self, name: str) -> float:
         weights = {"ips": self.W, "snips": self.W, "pi": self.pi_weight, "iips": self.w, "dr": self.w,
