@@ -3,7 +3,9 @@
 In the spirit of implicit's ``RecommenderBaseTestMixin`` and LensKit's ``ScorerTests``: each model is
 fitted once on a tiny synthetic log (shared fits), then its answers are checked for shape, exclusion
 of seen items, identical answers for external ids after save → load, seed determinism, the one
-meaning of ``partial_fit`` and fold-in, and the registry's parameter errors.
+meaning of ``partial_fit`` and fold-in, and the registry's parameter errors. The simulators' policies
+(families ``slate`` and ``long-term``, built for a world rather than fitted on a log) keep theirs in
+tests/simulate/test_policy_contract.py.
 """
 
 from __future__ import annotations

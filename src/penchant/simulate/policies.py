@@ -31,7 +31,7 @@ from typing import Any, Self
 import numpy as np
 
 from penchant import DEFAULT_SEED
-from penchant.models.registry import register
+from penchant.models.registry import entry, register
 from penchant.simulate.experiment import Worlds
 from penchant.simulate.long_term import LongTermWorld
 from penchant.simulate.slate_world import SlateWorld
@@ -40,16 +40,12 @@ from penchant.simulate.slate_world import SlateWorld
 def policy_params(name: str, shared: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
     """The parameters for policy ``name``: ``given`` over those of ``shared`` (a run's common settings,
     e.g. its seed and horizon; None values left out) that the policy takes."""
-    from penchant.models.registry import entry
-
     takes = {p.name for p in entry(name).params()}
     return {k: v for k, v in shared.items() if k in takes and v is not None} | given
 
 
 def missing_params(name: str, params: dict[str, Any]) -> list[str]:
     """The parameters policy ``name`` requires (its class's ``requires``) that ``params`` lacks."""
-    from penchant.models.registry import entry
-
     return [p for p in getattr(entry(name).cls, "requires", ()) if params.get(p) is None]
 
 
@@ -548,4 +544,4 @@ class DecisionTransformerPolicy(_ActorPolicy):
         model, history = train_decision_transformer(data, steps=self.dt_steps, batch=self.batch, seed=self.seed,
                                                     select=select, progress=progress)
         policy = DTRerank(worlds.scores, worlds.template, model, target, steps=steps)
-        return policy, {"target": target.tolist(), "steps": history, "sequences": int(len(data.lengths))}
+        return policy, {"target": target.tolist(), "steps": history, "sequences": len(data.lengths)}
