@@ -28,7 +28,8 @@ class TextUser(SimulatedUser):
     Args:
         graph, target, rng: as :class:`~penchant.converse.simulator.SimulatedUser`.
         client: the language model for the recommender's phrasing, the user and the reading.
-        title: the wanted film's title (the LLM user knows it; it is told not to say it).
+        title: the wanted item's title (the LLM user knows it; it is told not to say it). The prompts
+            name what the catalogue holds by the graph's noun (``film`` for MovieLens).
     """
 
     def __init__(self, graph: AttributeGraph, target: int, rng: np.random.Generator, *, client: LLMClient,
@@ -40,17 +41,20 @@ class TextUser(SimulatedUser):
 
     def answer(self, values: tuple[int, ...]) -> list[bool]:
         g = self.graph
+        noun = g.noun  # what the catalogue holds, from the data: "film" for MovieLens, else its own word or "item"
+        article = "an" if noun[:1].lower() in "aeiou" else "a"
         offered = [g.label(v) for v in values]
         question = self.client.chat(
-            [{"role": "system", "content": "You are a film recommender talking with a person. Ask short, friendly questions."},
-             {"role": "user", "content": "Ask the person, in one sentence, whether they want a film with: "
+            [{"role": "system", "content": f"You are {article} {noun} recommender "
+                                           "talking with a person. Ask short, friendly questions."},
+             {"role": "user", "content": f"Ask the person, in one sentence, whether they want {article} {noun} with: "
                                          + "; ".join(offered) + "."}], max_tokens=40).strip()
         wanted = ", ".join(g.label(v) for v in sorted(self.values))
         reply = self.client.chat(
-            [{"role": "system", "content": f"You are a person looking for a film to watch. You want {self.title}, "
+            [{"role": "system", "content": f"You are a person looking for {article} {noun}. You want {self.title}, "
                                            f"whose attributes are: {wanted}. Answer the recommender truthfully in one "
                                            "short sentence, saying which of the things it asks about you want. Never "
-                                           "name the film."},
+                                           f"name the {noun}."},
              {"role": "user", "content": question}], max_tokens=40).strip()
         keys = {_key(label) + f"_{j}": v for j, (label, v) in enumerate(zip(offered, values))}
         schema = {"type": "object", "properties": {k: {"type": "boolean"} for k in keys}, "required": list(keys),
