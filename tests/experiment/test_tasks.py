@@ -72,3 +72,14 @@ def test_the_validation_carve_out_does_not_depend_on_a_test_file_read_beside(tmp
     scored = json.loads((tmp_path / "s.json").read_text())
     evaluated = json.loads((tmp_path / "e.json").read_text())
     assert scored["accuracy"] == pytest.approx(evaluated["accuracy"], abs=1e-9)
+
+
+def test_a_validation_set_with_nothing_new_is_refused_not_judged_as_nan():
+    """Validation interactions all inside the training data leave no user to judge: a search would
+    compare NaNs (it used to end in optuna's traceback); the task's judge says so, naming the set."""
+    from penchant.errors import DataError
+    from tests.conftest import tiny_log
+
+    train = tiny_log()
+    with pytest.raises(DataError, match="no user of .* can be judged"):
+        task_for("itemknn").judge(train, train)

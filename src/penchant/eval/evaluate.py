@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from penchant import DEFAULT_SEED
 from penchant.backends import Backend, resolve
 from penchant.data import Dataset
-from penchant.errors import ConfigError
+from penchant.errors import ConfigError, DataError
 from penchant.eval import metrics as M
 from penchant.models import Recommender
 from penchant.models.ranking import chunk_size, top_k
@@ -269,6 +269,10 @@ def validator(train: Dataset, valid: Dataset, metric: str = "ndcg@10"):  # -> Va
     if name not in M.ACCURACY or not k.isdigit():
         raise ConfigError(f"validation metric {metric!r} is not one of {', '.join(M.ACCURACY)} with @K")
     target = build_target(train, valid)
+    if not len(target.users):
+        left = ", ".join(f"{k} {v:,}" for k, v in target.left_out.items() if v) or "none given"
+        raise DataError(f"no user of {valid.name} can be judged: none has a validation item outside their training "
+                        f"items (left out: {left})", expected="validation interactions that are not in the training data")
 
     def score(model: Recommender) -> float:
         result = evaluate(model, train, valid, ks=[int(k)], target=target, beyond_accuracy=False)

@@ -112,8 +112,10 @@ class LogTask(Task):
         if valid is None and test is None:
             return Parts(load(train, min_rating=min_rating, **columns), None, None)
         if test is None:  # a train/valid pair: read as a triple with valid in the test slot
+            from dataclasses import replace
+
             tr, _, va = load_triple(train, None, valid, min_rating=min_rating, **columns)
-            return Parts(tr, va, None)
+            return Parts(tr, replace(va, name="valid"), None)
         tr, va, te = load_triple(train, valid, test, min_rating=min_rating, **columns)
         return Parts(tr, va, te)
 
