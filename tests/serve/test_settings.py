@@ -283,3 +283,12 @@ def test_the_documentation_lists_every_setting_with_its_variable_and_default():
         if name not in ("data_dir", "database_url", "feedback_types"):
             shown = json.dumps(default) if isinstance(default, bool | dict | str) else f"{default:_}".replace("_", ",")
             assert f"`{shown}`" in rows[name], (name, shown)
+
+
+def test_the_service_model_is_one_it_can_train_not_a_policy(tmp_path):
+    """Conversation and simulator policies are registered too, but the service trains and serves
+    models of the file-learning families only."""
+    for policy in ("maxent", "uniform", "greedy-recommender"):
+        with pytest.raises(ConfigError, match=f"PENCHANT_MODEL='{policy}': model must be a registered model \\(als,"):
+            load_settings(tmp_path, env={"PENCHANT_MODEL": policy})
+    assert load_settings(tmp_path, env={"PENCHANT_MODEL": "bt"}).model == "bt"

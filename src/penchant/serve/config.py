@@ -162,10 +162,12 @@ class SettingFields(BaseModel):
     @field_validator("model")
     @classmethod
     def _registered(cls, name: str) -> str:
+        from penchant.experiment.tasks import FILE_FAMILIES
         from penchant.models.registry import model_names
 
-        if name not in model_names():
-            raise _invalid("model", f"must be a registered model ({', '.join(model_names())})", value=name)
+        servable = sorted(n for family in FILE_FAMILIES for n in model_names(family))
+        if name not in servable:  # a model the service can train and serve, not a conversation or simulator policy
+            raise _invalid("model", f"must be a registered model ({', '.join(servable)})", value=name)
         return name
 
     @field_validator("feedback_weights")
