@@ -178,16 +178,25 @@ class AnswerCore:
         """bool (n, n_items): what the lists of user indices ``users`` (-1: not ranked by the model)
         may not show: ``banned``, and with ``exclude_seen`` their training and ``history`` items
         (CSR (n, n_items) or None)."""
-        shape = (len(users), self.n_items)
-        mask = np.zeros(shape, dtype=bool) if banned is None else np.array(np.broadcast_to(banned, shape))
-        if exclude_seen:
-            ip, known = self.seen.indptr, np.flatnonzero(users >= 0)
+        n, ip = len(users), self.seen.indptr
+        if banned is None:
+            mask = np.zeros((n, self.n_items), dtype=bool)
+        else:
+            mask = np.array(np.broadcast_to(banned, (n, self.n_items)))
+        if not exclude_seen:
+            return mask
+        if n == 1:  # one user (the service's request): a slice of the training rows, not a gather
+            u = int(users[0])
+            if u >= 0:
+                mask[0, self.seen.indices[ip[u]:ip[u + 1]]] = True
+        else:
+            known = np.flatnonzero(users >= 0)
             starts = ip[users[known]]
             lengths = ip[users[known] + 1] - starts
             offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
             mask[np.repeat(known, lengths), self.seen.indices[np.repeat(starts, lengths) + offsets]] = True
-            if history is not None and history.nnz:
-                mask[np.repeat(np.arange(len(users)), np.diff(history.indptr)), history.indices] = True
+        if history is not None and history.nnz:
+            mask[np.repeat(np.arange(n), np.diff(history.indptr)), history.indices] = True
         return mask
 
     def recommend_for(self, user_ids: Sequence[str], k: int, history: Dataset | None = None, *,
