@@ -420,7 +420,14 @@ def offline_als(ml100k_dir, tmp_path_factory):
                        "--user", "walk-in", "--user", "stranger", "--history", folder / "history.csv", "--k", "10",
                        "--json", folder / "recs.json")
     assert code == 0, err
-    return folder / "als.npz", json.loads((folder / "recs.json").read_text())
+    code, _, err = cli("similar", "--model-path", folder / "als.npz", "--item", "50", "--k", "5", "--json", folder / "similar.json")
+    assert code == 0, err
+    code, _, err = cli("neighbours", "--model-path", folder / "als.npz", "--user", "1", "--k", "5", "--json", folder / "near.json")
+    assert code == 0, err
+    recs = json.loads((folder / "recs.json").read_text())
+    recs["similar"] = json.loads((folder / "similar.json").read_text())["items"]["50"]
+    recs["neighbours"] = json.loads((folder / "near.json").read_text())["users"]["1"]
+    return folder / "als.npz", recs
 
 
 #: the walk-in user's clicks: Star Wars, Return of the Jedi, Raiders, Empire Strikes Back
@@ -446,6 +453,11 @@ def test_an_artefact_fitted_offline_is_served_as_penchant_recommend_answers(clie
         assert [x["id"] for x in got["items"]] == [x["item"] for x in expected["users"][user]]
         assert np.allclose([x["score"] for x in got["items"]], [x["score"] for x in expected["users"][user]], atol=1e-6)
     assert not {x["item"] for x in expected["users"]["walk-in"]} & set(WALK_IN)
+    similar = client.get("/v1/items/50/similar", params={"k": 5}).json()["items"]
+    assert [x["id"] for x in similar] == [x["item"] for x in expected["similar"]] and len(similar) == 5
+    assert np.allclose([x["score"] for x in similar], [x["score"] for x in expected["similar"]], atol=1e-6)
+    near = client.get("/v1/users/1/neighbours", params={"k": 5}).json()["users"]
+    assert [x["id"] for x in near] == [x["user"] for x in expected["neighbours"]] and len(near) == 5
     bad = client.post("/v1/models/import", content=b"not a model", headers={"Content-Type": "application/octet-stream"})
     assert bad.status_code == 422 and bad.json()["detail"].startswith("body: not a model artefact")
     assert [m["id"] for m in client.get("/v1/models").json()] == [v["id"]]  # nothing recorded for the bad upload

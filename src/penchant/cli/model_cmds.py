@@ -95,6 +95,52 @@ def recommend(
                   "was not fitted on; they were left out of fold-in")
 
 
+def similar(
+    model_path: Path = typer.Option(..., "--model-path", help="A model artefact with item vectors (als, bpr, lightgcn, …)."),
+    item: list[str] = typer.Option([], "--item", help="External item id (repeatable)."),
+    k: int = typer.Option(10, "--k", help="Similar items per item."),
+    json_out: Path = typer.Option(..., "--json", help="Write the similar items as JSON here."),
+) -> None:
+    """The items closest to each given item by the model's item vectors (cosine), as the service's
+    /v1/items/{id}/similar answers: {"model", "k", "items": {id: [{"item", "score"}, …]}}."""
+    from penchant.errors import ConfigError
+    from penchant.experiment.answers import AnswerCore
+    from penchant.models.base import Recommender
+
+    if k < 1:
+        raise ConfigError("--k must be at least 1")
+    if not item:
+        raise ConfigError("give at least one --item ID")
+    core = AnswerCore(Recommender.load(model_path))
+    found = {i: core.similar_items(i, k) for i in dict.fromkeys(item)}
+    write_json(json_out, {"model": core.model.name, "k": k, "items": {
+        i: [{"item": str(core.item_ids[j]), "score": float(v)} for j, v in zip(r.items, r.scores)] for i, r in found.items()}})
+    out.print(f"{core.model.name}: similar items of {len(found):,} items written to {json_out}")
+
+
+def neighbours(
+    model_path: Path = typer.Option(..., "--model-path", help="A model artefact written by `penchant fit`."),
+    user: list[str] = typer.Option([], "--user", help="External user id (repeatable)."),
+    k: int = typer.Option(10, "--k", help="Neighbours per user."),
+    json_out: Path = typer.Option(..., "--json", help="Write the neighbours as JSON here."),
+) -> None:
+    """The training users most like each given user (cosine of their item sets), as the service's
+    /v1/users/{id}/neighbours answers: {"model", "k", "users": {id: [{"user", "score"}, …]}}."""
+    from penchant.errors import ConfigError
+    from penchant.experiment.answers import AnswerCore
+    from penchant.models.base import Recommender
+
+    if k < 1:
+        raise ConfigError("--k must be at least 1")
+    if not user:
+        raise ConfigError("give at least one --user ID")
+    core = AnswerCore(Recommender.load(model_path))
+    found = {u: core.neighbours(u, k) for u in dict.fromkeys(user)}
+    write_json(json_out, {"model": core.model.name, "k": k, "users": {
+        u: [{"user": str(core.user_ids[j]), "score": float(v)} for j, v in zip(r.items, r.scores)] for u, r in found.items()}})
+    out.print(f"{core.model.name}: neighbours of {len(found):,} users written to {json_out}")
+
+
 def _read_ids(path: Path) -> list[str]:
     """One id per line (surrounding spaces and blank lines ignored)."""
     from penchant.errors import DataError
