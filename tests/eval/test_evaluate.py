@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from penchant.data import Dataset
+from penchant.errors import ConfigError, DataError
 from penchant.eval import build_target, evaluate
 from penchant.models.base import Recommender
 
@@ -63,6 +64,35 @@ def test_hand_computed_full_ranking():
     assert r.per_user["mrr@2"].tolist() == pytest.approx([1.0, 0.5])
     assert r.metrics()["ndcg@2"] == pytest.approx((1 + 1 / math.log2(3)) / 2)
     assert r.protocol == "full ranking"
+
+
+def test_a_users_mistake_in_evaluation_is_a_penchant_error():
+    """A cut-off, option or name out of range is a ConfigError; results that cannot be compared
+    or summarised are a DataError (both name what is wrong)."""
+    from penchant.eval.cold import cold_item_ndcg
+    from penchant.eval.conversation import conversation_metrics
+    from penchant.eval.prefs import evaluate_pairs
+    from penchant.eval.report import leaderboard
+    from penchant.eval.reward_models import CellMeans
+
+    model = FixedScores(SCORES).fit(TRAIN)
+    with pytest.raises(ConfigError, match="cut-offs"):
+        evaluate(model, TRAIN, TEST, ks=[0])
+    with pytest.raises(ConfigError, match="no results to rank"):
+        leaderboard([])
+    full = evaluate(model, TRAIN, TEST, ks=[2], beyond_accuracy=False)
+    other = evaluate(model, TRAIN, TEST, ks=[2], beyond_accuracy=False, sampled=2)
+    with pytest.raises(DataError, match="same users with the same protocol"):
+        leaderboard([full, other], "ndcg@2")
+    with pytest.raises(ConfigError, match="resample must be"):
+        evaluate_pairs(None, None, resample="options")
+    with pytest.raises(ConfigError, match="candidates must be"):
+        cold_item_ndcg(None, None, candidates="warm")
+    with pytest.raises(DataError, match="no episodes"):
+        conversation_metrics([])
+    none = np.zeros(0, np.int64)
+    with pytest.raises(ConfigError, match="unknown reward model 'everything'"):
+        CellMeans(none, none, none, np.zeros(0), none, none, none, name="everything")
 
 
 def test_cold_items_are_counted_and_not_relevant():

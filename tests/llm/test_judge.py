@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from penchant.llm import Completion, Endpoint, LLMClient
+from penchant.llm.client import LLMAnswerError
 from penchant.llm.judge import Judgements, PairJudge, first_better, route, routing_report
 from tests.conftest import cli, write
 from tests.llm.scripted import ScriptedServer, completion
@@ -79,6 +80,14 @@ def test_a_judge_without_logprobs_is_told_to_use_the_written_verdict(tmp_path):
         judge = PairJudge(LLMClient(Endpoint(server.url, "scripted"), cache=False))
         with pytest.raises(Exception, match="returned no logprobs"):
             judge.judge(["q"], ["x"], ["y"])
+
+
+def test_an_answer_without_a_verdict_is_an_llm_answer_error():
+    with ScriptedServer(lambda n, body: (200, completion("both replies are fine"), 0)) as server:
+        judge = PairJudge(LLMClient(Endpoint(server.url, "scripted"), cache=False), logprobs=False)
+        with pytest.raises(LLMAnswerError, match="gave no verdict") as caught:
+            judge.judge(["q"], ["x"], ["y"])
+    assert caught.value.answer == "both replies are fine" and '{"better": "A"}' in caught.value.expected
 
 
 @pytest.mark.xdist_group("llm")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from penchant.data.summaries import read_summaries
-from penchant.errors import DataError
+from penchant.errors import ConfigError, DataError
 from penchant.llm import Endpoint, LLMClient
 from penchant.llm.summaries import summarize
 from penchant.models.registry import create
@@ -136,7 +136,7 @@ def test_sequence_models_read_the_genre_only_a_summary_tells(tmp_path, name):
 
 
 def test_summaries_need_the_item_text_projection(tmp_path):
-    with pytest.raises(ValueError, match="item_text='fuse' or 'text'"):
+    with pytest.raises(ConfigError, match="item_text='fuse' or 'text'"):
         create("sasrec", summaries=str(tmp_path / "s.json"))
 
 

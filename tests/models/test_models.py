@@ -7,7 +7,7 @@ import pytest
 
 from penchant.errors import ConfigError, NotFittedError
 from penchant.eval import evaluate, validator
-from penchant.models import Recommender, create, model_names, param_specs
+from penchant.models import Recommender, create, model_class, model_names, param_specs
 
 
 def dense_ndcg_at_10(scores: np.ndarray, seen: np.ndarray, relevant: np.ndarray) -> float:
@@ -159,6 +159,18 @@ def test_registry_converts_and_rejects():
         create("ease", lam=-1)
     specs = {s["name"]: s for s in param_specs("itemknn")}
     assert specs["k"]["default"] is None and "neighbours" in specs["k"]["help"]
+
+
+@pytest.mark.parametrize(("name", "bad"), [
+    ("ease", {"lam": -1.0}), ("edlae", {"dropout": 1.0}), ("dlae", {"user_norm": 3.0}), ("itemknn", {"k": 0}),
+    ("rp3beta", {"alpha": 0.0}), ("fsslim", {"pool": 0}), ("als", {"factors": 0}), ("bpr", {"sampler": "fast"}),
+    ("bpr", {"device": "tpu"}), ("lightgcn", {"layers": -1}), ("multvae", {"latent": 0}), ("biasedmf", {"lr": 0.0}),
+    ("ubpr", {"clip": 0.0}),
+])
+def test_a_bad_parameter_given_to_the_class_itself_is_a_config_error_naming_it(name, bad):
+    """The library's own classes check what a user sets, as the registry does: a ConfigError, not a bare ValueError."""
+    with pytest.raises(ConfigError, match=next(iter(bad))):
+        model_class(name)(**bad)
 
 
 def test_unfitted_model_says_so():

@@ -9,7 +9,9 @@ import pytest
 
 from penchant.data.preference_worlds import directional_world, flip_labels, plural_world
 from penchant.data.preferences import split_pairs
+from penchant.errors import ConfigError, DataError
 from penchant.eval.prefs import pair_accuracy
+from penchant.models import model_class
 from penchant.models.preference import PreferenceModel, create_preference
 
 
@@ -93,7 +95,7 @@ def test_latent_classes_recover_the_planted_groups_and_survive_saving(tmp_path):
     with pytest.raises(NotImplementedError, match="no scalar score"):
         model.score(t.user[:3], t.winner[:3])
     for bad in ({"anneal": -1}, {"prototypes": 0}, {"loss": "huber"}, {"loss": "forward", "epsilon": 0.5}):
-        with pytest.raises(ValueError):
+        with pytest.raises(ConfigError):
             create_preference("pal-latent", **bad)
     greedy = create_preference("pal-latent", dims=16, seed=2, anneal=0).fit(sp.train, sp.valid)
     merged = np.zeros((3, 3), int)
@@ -126,7 +128,7 @@ def test_noise_aware_likelihood_keeps_latent_classes_on_the_planted_groups():
     assert placed["forward"] > 0.95 and placed["forward"] > placed["plain"], placed  # measured 0.970 vs 0.943
     plain, forward = accuracy(fitted["plain"], sp.test), accuracy(fitted["forward"], sp.test)
     assert clean - plain > 0.02 and clean - forward <= 0.5 * (clean - plain), (clean, plain, forward)
-    with pytest.raises(ValueError, match="restarts"):
+    with pytest.raises(ConfigError, match="restarts"):
         create_preference("pal-latent", restarts=0)
 
 
@@ -191,7 +193,7 @@ def test_dpa_recovers_planted_directions_and_steers_them():
     after = np.corrcoef(model.score_direction(steered, options), attribute)[0, 1]
     assert np.linalg.norm(steered) == pytest.approx(1.0, abs=1e-5)
     assert after > 0.9 and after > before + 0.3, (before, after)
-    with pytest.raises(KeyError, match="attribute 7"):
+    with pytest.raises(ConfigError, match="attribute 7"):
         model.steer([user], {"attribute 7": 1.0})
 
 
@@ -231,3 +233,23 @@ def test_forward_correction_recovers_part_of_pals_loss_under_flipped_labels():
     assert clean - forward <= 0.8 * (clean - plain), (clean, plain, forward)  # 0.64 of it on this setting
     known = create_preference("pbt", factors=4, reg=1e-3).fit(world.by_group(train), world.by_group(valid))
     assert accuracy(known, world.by_group(sp.test)) > plain + 0.025
+
+
+def test_a_users_mistake_with_a_preference_model_or_world_is_a_penchant_error():
+    """Through the classes and functions themselves, not only the registry: a bad setting is a
+    ConfigError naming it, data the model or world cannot serve a DataError."""
+    for name, bad in (("bt", {"alpha": -1.0}), ("bt", {"strength_heads": 1}), ("pbt", {"reg": -1.0}),
+                      ("vpl", {"latent": 0}), ("pal", {"user_lr": 0.0}), ("pal", {"loss": "huber"}),
+                      ("pal-latent", {"restarts": 0}), ("dpa", {"attributes": 0})):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            model_class(name)(**bad)
+    with pytest.raises(ConfigError, match="need ≥ 1 group"):
+        plural_world(groups=0)
+    world = plural_world(n_users=20, seed=0)
+    with pytest.raises(ConfigError, match="rate must be in"):
+        flip_labels(world.pairs, 0.5)
+    with pytest.raises(DataError, match="carries no option attributes"):
+        model_class("dpa")(given=True).fit(world.pairs)
+    directional = directional_world(n_users=20, seed=0)
+    with pytest.raises(DataError, match="plants no taste groups"):
+        directional.by_group(directional.pairs)

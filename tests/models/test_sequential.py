@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from penchant.data import Dataset
-from penchant.models import Recommender, create
+from penchant.data import Dataset, PreferencePairs
+from penchant.errors import ConfigError, DataError
+from penchant.models import Recommender, create, model_class
 from penchant.models.sequential.base import pad_left, windows
 
 
@@ -218,5 +219,31 @@ def test_hashed_long_term_scores_match_a_direct_computation():
 
 
 def test_long_term_part_needs_the_full_softmax():
-    with pytest.raises(ValueError, match="loss='ce'"):
+    with pytest.raises(ConfigError, match="loss='ce'"):
         create("sasrec", long_len=100, loss="bce")
+
+
+def test_a_users_mistake_with_a_sequential_model_is_a_penchant_error():
+    """Through the classes and functions themselves, not only the registry: a bad setting is a
+    ConfigError naming it, data the model cannot use a DataError."""
+    from penchant.models.sequential.preference import dpo_finetune, dpo_loss, next_item_pairs
+
+    for name, bad in (("sasrec", {"factors": 0}), ("sasrec", {"heads": 3}), ("gru4rec", {"layers": 0}),
+                      ("markov", {"smoothing": -1.0}), ("zeroshot", {"decay": 0.0}), ("lastitemknn", {"recent": 0})):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            model_class(name)(**bad)
+    with pytest.raises(DataError, match="needs ratings"):
+        next_item_pairs(sequences_dataset([[0, 1, 2]], 3), max_len=2)
+    import torch
+
+    with pytest.raises(ConfigError, match="flip_rate"):
+        dpo_loss(*torch.zeros(4, 1), beta=0.1, flip_rate=0.5)
+    n = 3
+    pairs = PreferencePairs(np.full(n, -1), np.array([0, 1, 2]), np.array([1, 2, 0]), np.arange(n),
+                            np.array([], dtype=object), np.array(["i0", "i1", "i2"], dtype=object))
+    with pytest.raises(DataError, match="has no histories"):
+        dpo_finetune(model_class("sasrec")(max_len=4), pairs)
+    with pytest.raises(DataError, match="histories of 2 items, the model reads 4"):
+        dpo_finetune(model_class("sasrec")(max_len=4), dataclasses.replace(pairs, history=np.zeros((n, 2), np.int64)))
+    with pytest.raises(ConfigError, match="long_len > 0"):
+        dpo_finetune(model_class("sasrec")(long_len=10), pairs)

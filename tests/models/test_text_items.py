@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from penchant.data import Attribute, Dataset
 from penchant.data.coldstart import cold_item_split
 from penchant.embed import SentenceEncoder, item_descriptions
+from penchant.errors import ConfigError
 from penchant.eval.cold import chance_ndcg, cold_item_ndcg
 from penchant.models import Recommender, create
 
@@ -52,7 +53,7 @@ def test_item_descriptions_read_text_and_item_file_attributes():
                  np.array([0], np.int32), item_attributes={"genre": genres, "kg:actor": genres},
                  item_text=np.array(["Heat", ""], dtype=object))
     assert item_descriptions(ds) == ["Heat. genre: Comedy, Drama", "item b"]
-    with pytest.raises(KeyError, match="no item attribute 'year'"):
+    with pytest.raises(ConfigError, match="no item attribute 'year'"):
         item_descriptions(ds, ["year"])
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from penchant.data.synthetic import exposure_biased_world
+from penchant.errors import DataError
 from penchant.eval import build_target, evaluate
 from penchant.models import create
 from penchant.models.unbiased import item_propensity
@@ -131,5 +132,5 @@ def test_ips_dcg_by_hand():
     expected = (1 / 0.25 + 1 / 0.5) / np.log2(3) / 2
     assert ips_dcg(model, train, valid, theta, k=2) == pytest.approx(expected)
     assert ips_dcg(model, train, valid, theta, k=1) == 0.0
-    with pytest.raises(ValueError):
+    with pytest.raises(DataError, match="propensity must be 5 values"):
         ips_dcg(model, train, valid, np.zeros(5), k=2)

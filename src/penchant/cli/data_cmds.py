@@ -181,10 +181,7 @@ def synth(
 
     if out_path.suffix.lower().lstrip(".") not in FORMATS + ("pq",):
         raise ConfigError(f"--out {out_path}: the format follows the extension, one of .{', .'.join(FORMATS)}")
-    try:
-        ds = power_law_log(users, items, interactions, skew=skew, user_skew=user_skew, seed=seed)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    ds = power_law_log(users, items, interactions, skew=skew, user_skew=user_skew, seed=seed)
     write_log(ds, out_path)
     for step in ds.steps:
         out.print(f"  {step}")

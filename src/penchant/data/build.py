@@ -11,6 +11,7 @@ import scipy.sparse as sp
 
 from penchant.data.dataset import Attribute, Dataset, Step
 from penchant.data.readers import KnowledgeGraph, Log, SideTable
+from penchant.errors import ConfigError
 
 Dedupe = Literal["last", "first", "none"]
 
@@ -87,7 +88,7 @@ def _dedupe(log_users: np.ndarray, log_items: np.ndarray, ts: np.ndarray | None,
     as they are under ``policy="none"``."""
     n = len(log_users)
     if policy not in ("last", "first", "none"):
-        raise ValueError(f"dedupe must be last, first or none, not {policy!r}")
+        raise ConfigError(f"dedupe must be last, first or none, not {policy!r}")
     key = log_users.astype(np.int64) * n_items + log_items
     distinct = pl.Series(key).n_unique()
     if policy == "none" or distinct == n:

@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
-from penchant.errors import DataError
+from penchant.errors import ConfigError, DataError
 
 FORMAT_VERSION = 2
 
@@ -156,7 +156,7 @@ class Dataset:
         if values == "binary":
             m.data[:] = 1.0
         elif values != "count":
-            raise ValueError(f"values must be binary, rating or count, not {values!r}")
+            raise ConfigError(f"values must be binary, rating or count, not {values!r}")
         m.sort_indices()
         return m
 

@@ -20,6 +20,7 @@ import numpy as np
 from penchant import DEFAULT_SEED
 from penchant.data.dataset import Step
 from penchant.data.pairs import PreferencePairs
+from penchant.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class PreferenceWorld:
         """``pairs`` (drawn from this world) with each user replaced by their planted taste group:
         the users of an oracle that knows the groups (plural world only)."""
         if not len(self.group):
-            raise ValueError("this world plants no taste groups")
+            raise DataError("this world plants no taste groups")
         names = np.array([f"g{g}" for g in range(int(self.group.max()) + 1)], dtype=object)
         return replace(pairs, user=self.group[pairs.user], user_ids=names)
 
@@ -80,7 +81,7 @@ def plural_world(n_users: int = 600, n_items: int = 60, groups: int = 3, *, dim:
     ``pairs_per_user`` random item pairs.
     """
     if groups < 1 or n_items < 2:
-        raise ValueError("need ≥ 1 group and ≥ 2 items")
+        raise ConfigError("need ≥ 1 group and ≥ 2 items")
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n_items, dim))
     ideal = rng.normal(size=(groups, dim))
@@ -144,7 +145,7 @@ def directional_world(n_users: int = 300, n_items: int = 80, attributes: int = 2
 def flip_labels(pairs: PreferencePairs, rate: float, seed: int = DEFAULT_SEED) -> PreferencePairs:
     """``pairs`` with winner and loser swapped on a seeded fraction ``rate`` of them (counted)."""
     if not 0 <= rate < 0.5:
-        raise ValueError("rate must be in [0, 0.5)")
+        raise ConfigError("rate must be in [0, 0.5)")
     flip = np.random.default_rng(seed).random(len(pairs)) < rate
     return replace(pairs, winner=np.where(flip, pairs.loser, pairs.winner), loser=np.where(flip, pairs.winner, pairs.loser),
                    steps=pairs.steps + (Step("labels flipped", int(flip.sum()), f"rate {rate:g}, seed {seed}"),))

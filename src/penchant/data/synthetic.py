@@ -16,6 +16,7 @@ import scipy.sparse as sp
 
 from penchant import DEFAULT_SEED
 from penchant.data.dataset import Dataset, Step
+from penchant.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -109,10 +110,12 @@ def power_law_log(n_users: int, n_items: int, n_interactions: int, *, skew: floa
     place in the vocabularies and are counted in ``steps``.
     """
     if min(n_users, n_items, n_interactions) < 1:
-        raise ValueError("n_users, n_items and n_interactions must be at least 1")
+        raise ConfigError("n_users, n_items and n_interactions must be at least 1")
+    if seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, not {seed}")
     if n_interactions > 0.5 * n_users * n_items:
-        raise ValueError(f"{n_interactions:,} distinct pairs is more than half of the {n_users * n_items:,} possible "
-                         "ones; a power-law draw would mostly repeat pairs (use more users or items)")
+        raise ConfigError(f"{n_interactions:,} distinct pairs is more than half of the {n_users * n_items:,} possible "
+                          "ones; a power-law draw would mostly repeat pairs (use more users or items)")
     rng = np.random.default_rng(seed)
 
     def ranks(n: int, exponent: float) -> np.ndarray:
@@ -134,7 +137,7 @@ def power_law_log(n_users: int, n_items: int, n_interactions: int, *, skew: floa
         fresh = (len(first) - len(keys)) / m
         keys = drawn[np.sort(first)]  # first occurrences, in draw order
     else:
-        raise ValueError(f"could not draw {n_interactions:,} distinct pairs; lower the skew")
+        raise ConfigError(f"could not draw {n_interactions:,} distinct pairs; lower the skew")
     keys = keys[:n_interactions]
     users, items = (keys // n_items).astype(np.int32), (keys % n_items).astype(np.int32)
     ratings = rng.integers(1, 6, n_interactions).astype(np.float32)

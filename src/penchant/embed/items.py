@@ -9,7 +9,7 @@ import numpy as np
 
 from penchant.data import Dataset
 from penchant.embed.encoder import DEFAULT_MODEL, SentenceEncoder
-from penchant.errors import DataError
+from penchant.errors import ConfigError, DataError
 
 
 def item_descriptions(ds: Dataset, attributes: Sequence[str] | None = None, *, max_values: int = 8) -> list[str]:
@@ -24,7 +24,7 @@ def item_descriptions(ds: Dataset, attributes: Sequence[str] | None = None, *, m
     names = [a for a in ds.item_attributes if not a.startswith("kg:")] if attributes is None else list(attributes)
     for a in names:
         if a not in ds.item_attributes:
-            raise KeyError(f"no item attribute {a!r}; the dataset has {', '.join(ds.item_attributes) or 'none'}")
+            raise ConfigError(f"no item attribute {a!r}; the dataset has {', '.join(ds.item_attributes) or 'none'}")
     out = []
     for i in range(ds.n_items):
         parts = [str(ds.item_text[i])] if ds.item_text is not None and str(ds.item_text[i]) else [f"item {ds.item_ids[i]}"]

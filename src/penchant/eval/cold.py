@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from penchant.data.coldstart import ColdItemSplit
+from penchant.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def cold_item_ndcg(model, split: ColdItemSplit, k: int = 10, candidates: str = "
             episode's history).
     """
     if candidates not in ("cold", "all"):
-        raise ValueError("candidates must be 'cold' or 'all'")
+        raise ConfigError("candidates must be 'cold' or 'all'")
     sessions = split.sessions()
     ndcg = np.empty(len(sessions), dtype=np.float64)
     for s in range(0, len(sessions), 256):

@@ -22,6 +22,7 @@ import numpy as np
 
 from penchant import DEFAULT_SEED
 from penchant.data.attribute_graph import AttributeGraph
+from penchant.errors import DataError
 from penchant.eval.significance import bootstrap_ci
 
 #: the turn budget T of the standard protocol (hDCG@(T, K) and success rates at T)
@@ -56,7 +57,7 @@ def conversation_metrics(results: Sequence[EpisodeResult], graph: AttributeGraph
     """SR@5/10/15, AT and hDCG with 95% intervals, questions and lists per episode, and (when
     ``graph`` is given) per attribute type how many values were offered and the share accepted."""
     if not results:
-        raise ValueError("no episodes")
+        raise DataError("no episodes")
     turn = np.array([r.turn if r.turn is not None else max_turns + 1 for r in results], dtype=np.float64)
     per = {"sr@5": (turn <= 5).astype(float), "sr@10": (turn <= 10).astype(float),
            "sr@15": (turn <= max_turns).astype(float), "avg_turns": np.minimum(turn, max_turns),

@@ -21,6 +21,7 @@ from scipy.optimize import minimize_scalar
 
 from penchant import DEFAULT_SEED
 from penchant.data.pairs import PreferencePairs
+from penchant.errors import ConfigError
 from penchant.eval.significance import bootstrap_ci
 
 
@@ -96,7 +97,7 @@ def evaluate_pairs(model, test: PreferencePairs, valid: PreferencePairs | None =
     resampled one by one) or ``pairs`` (when there are too few users for a user-level interval).
     """
     if resample not in ("users", "pairs"):
-        raise ValueError("resample must be 'users' or 'pairs'")
+        raise ConfigError("resample must be 'users' or 'pairs'")
     m = np.clip(model.margin(test.user, test.winner, test.loser), -50, 50)
     p = 1.0 / (1.0 + np.exp(-m))
     credit = pair_accuracy(p)

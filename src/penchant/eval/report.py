@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from penchant import DEFAULT_SEED
+from penchant.errors import ConfigError, DataError
 from penchant.eval.evaluate import EvalResult
 from penchant.eval.significance import bootstrap_ci, holm, wilcoxon_p
 
@@ -68,11 +69,11 @@ def leaderboard(results: list[EvalResult], metric: str = "ndcg@10", *, alpha: fl
                 notes: list[str] | None = None) -> Leaderboard:
     """Rank ``results`` (evaluated on the same users) by ``metric`` and test each against the leader."""
     if not results:
-        raise ValueError("no results to rank")
+        raise ConfigError("no results to rank")
     users = results[0].users
     for r in results[1:]:
         if not np.array_equal(r.users, users) or r.protocol != results[0].protocol:
-            raise ValueError("results must be evaluated on the same users with the same protocol to be compared")
+            raise DataError("results must be evaluated on the same users with the same protocol to be compared")
     ranked = sorted(results, key=lambda r: -r.metrics()[metric])
     best = ranked[0].per_user[metric]
     raw = [wilcoxon_p(best, r.per_user[metric]) for r in ranked[1:]]

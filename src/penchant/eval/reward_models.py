@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from penchant.errors import ConfigError
+
 REWARD_MODELS: dict[str, tuple[str, ...]] = {"item": ("position", "item"),
                                             "user-item": ("position", "item", "user")}
 
@@ -37,7 +39,7 @@ class CellMeans:
                  query_users: np.ndarray, query_items: np.ndarray, query_position: np.ndarray,
                  name: str = "item", strength: float = 1.0) -> None:
         if name not in REWARD_MODELS:
-            raise ValueError(f"unknown reward model {name!r}; choose one of {', '.join(REWARD_MODELS)}")
+            raise ConfigError(f"unknown reward model {name!r}; choose one of {', '.join(REWARD_MODELS)}")
         n_items = int(max(items.max(initial=0), query_items.max(initial=0))) + 1
         n_pos = int(max(position.max(initial=0), query_position.max(initial=0))) + 1
         full = (query_users * n_items + query_items) * n_pos + query_position

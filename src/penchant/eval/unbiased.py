@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from penchant.data import Dataset
+from penchant.errors import DataError
 from penchant.eval.evaluate import Target, build_target
 from penchant.models.base import Recommender, Validator
 from penchant.models.ranking import chunk_size, top_k
@@ -30,7 +31,7 @@ def ips_validator(train: Dataset, valid: Dataset, propensity: np.ndarray, k: int
     the target (who is scored, what is masked) is built once, not at every call."""
     propensity = np.asarray(propensity, dtype=np.float64)
     if propensity.shape != (train.n_items,) or not np.all((propensity > 0) & (propensity <= 1)):
-        raise ValueError(f"propensity must be {train.n_items} values in (0, 1]")
+        raise DataError(f"propensity must be {train.n_items} values in (0, 1]")
     target = build_target(train, valid)
     return lambda model: _ips_dcg(model, target, 1.0 / propensity, train.n_items, k)
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from penchant.llm.answers import AnswerFormatError
 from penchant.llm.client import Completion, LLMAnswerError, LLMClient
 
 SYSTEM = ("You are a careful judge of an AI assistant's replies. Given a conversation and two candidate replies, "
@@ -80,7 +81,7 @@ class PairJudge:
         answer = self.client.complete(chat, schema=SCHEMA, top_logprobs=5 if self.logprobs else None)
         try:
             return first_better(answer)
-        except ValueError as exc:  # the answer held no valid letter
+        except AnswerFormatError as exc:  # the answer held no valid letter
             raise LLMAnswerError(f"{self.client.model} gave no verdict ({exc})", answer=answer.text,
                                  expected='{"better": "A"} or {"better": "B"}') from exc
 

@@ -13,6 +13,7 @@ from threadpoolctl import threadpool_limits
 
 from penchant import DEFAULT_SEED
 from penchant.data import Dataset
+from penchant.errors import ConfigError
 from penchant.models.base import Validator
 from penchant.models.factors import FactorModel
 from penchant.models.registry import register
@@ -48,9 +49,9 @@ class ALS(FactorModel):
     def __init__(self, *, factors: int = 64, regularization: float = 20.0, alpha: float = 2.0,
                  iterations: int = 15, seed: int = DEFAULT_SEED, values: bool = False) -> None:
         if factors < 1 or iterations < 1:
-            raise ValueError("factors and iterations must be at least 1")
+            raise ConfigError("factors and iterations must be at least 1")
         if regularization < 0 or alpha < 0:
-            raise ValueError("regularization and alpha must be non-negative")
+            raise ConfigError("regularization and alpha must be non-negative")
         self.factors, self.regularization, self.alpha = factors, regularization, alpha
         self.iterations, self.seed, self.values = iterations, seed, values
 

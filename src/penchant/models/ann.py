@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from penchant.errors import DataError
+
 #: the HNSW settings: M (links per node), ef at construction, ef at search
 CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = 16, 64, 256
 #: the most results one search asks for, as a share of the catalogue and in items
@@ -66,7 +68,7 @@ class ItemIndex:
         """The index at ``path``; with ``view`` memory-mapped (workers share the pages), not copied."""
         index = _usearch().restore(str(path), view=view)
         if index is None:
-            raise ValueError(f"{path} is not a usearch index")
+            raise DataError("not a usearch index", file=path, expected="an index written by ItemIndex.save")
         index.expansion_search = expansion_search
         return cls(index, len(index))
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from penchant import DEFAULT_SEED
 from penchant.data import Dataset
+from penchant.errors import ConfigError
 from penchant.models.base import Validator
 from penchant.models.factors import FactorModel
 from penchant.models.registry import register
@@ -65,9 +66,9 @@ class BPR(FactorModel):
                  reg: float = 0.01, epochs: int = 200, batch_size: int = 4096, patience: int = 3, eval_every: int = 5,
                  noise_factors: int = 8, seed: int = DEFAULT_SEED, device: str = "auto") -> None:
         if sampler not in SAMPLERS:
-            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, not {sampler!r}")
+            raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)}, not {sampler!r}")
         if factors < 1 or epochs < 1 or batch_size < 1 or lr <= 0 or reg < 0:
-            raise ValueError("factors, epochs and batch_size must be ≥ 1, lr positive and reg non-negative")
+            raise ConfigError("factors, epochs and batch_size must be ≥ 1, lr positive and reg non-negative")
         self.factors, self.sampler, self.pop_exponent, self.lr, self.reg = factors, sampler, pop_exponent, lr, reg
         self.epochs, self.batch_size, self.patience, self.eval_every = epochs, batch_size, patience, eval_every
         self.noise_factors, self.seed, self.device = noise_factors, seed, check_device(device)

@@ -6,6 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from penchant.data import Dataset
+from penchant.errors import ConfigError
 from penchant.models.base import Validator
 from penchant.models.item_item import ItemItemModel
 from penchant.models.ranking import neighbours_blockwise
@@ -56,9 +57,9 @@ class ItemKNN(ItemItemModel):
 
     def __init__(self, *, k: int | None = None, shrink: float | None = None) -> None:
         if k is not None and k < 1:
-            raise ValueError("k must be at least 1")
+            raise ConfigError("k must be at least 1")
         if shrink is not None and shrink < 0:
-            raise ValueError("shrink must be non-negative")
+            raise ConfigError("shrink must be non-negative")
         self.k = k
         self.shrink = shrink
 

@@ -13,6 +13,7 @@ import scipy.sparse as sp
 
 from penchant import DEFAULT_SEED
 from penchant.data import Dataset
+from penchant.errors import ConfigError
 from penchant.models.base import Validator
 from penchant.models.factors import FactorModel
 from penchant.models.registry import register
@@ -96,7 +97,7 @@ class LightGCN(FactorModel):
                  batch_size: int = 4096, patience: int = 3, eval_every: int = 5, seed: int = DEFAULT_SEED,
                  device: str = "auto") -> None:
         if factors < 1 or layers < 0 or lr <= 0 or reg < 0:
-            raise ValueError("factors ≥ 1, layers ≥ 0, lr > 0 and reg ≥ 0 are required")
+            raise ConfigError("factors ≥ 1, layers ≥ 0, lr > 0 and reg ≥ 0 are required")
         self.factors, self.layers, self.lr, self.reg = factors, layers, lr, reg
         self.epochs, self.batch_size, self.patience, self.eval_every, self.seed = epochs, batch_size, patience, eval_every, seed
         self.device = check_device(device)

@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from penchant.data import Dataset
+from penchant.errors import ConfigError
 from penchant.models.base import HistoryScored, Validator
 from penchant.models.registry import register
 from penchant.models.search import Float, select_on_validation
@@ -149,7 +150,7 @@ class EASE(_LinearAutoencoder):
 
     def __init__(self, *, lam: float | None = None) -> None:
         if lam is not None and lam <= 0:
-            raise ValueError("lam must be positive")
+            raise ConfigError("lam must be positive")
         self.lam = lam
 
     def _candidates(self) -> list[dict[str, float]]:
@@ -178,9 +179,9 @@ class EDLAE(_LinearAutoencoder):
 
     def __init__(self, *, dropout: float | None = None, lam: float | None = None) -> None:
         if dropout is not None and not 0 <= dropout < 1:
-            raise ValueError("dropout must be in [0, 1)")
+            raise ConfigError("dropout must be in [0, 1)")
         if lam is not None and lam < 0:
-            raise ValueError("lam must be non-negative")
+            raise ConfigError("lam must be non-negative")
         self.dropout, self.lam = dropout, lam
 
     def _candidates(self) -> list[dict[str, float]]:
@@ -224,11 +225,11 @@ class DLAE(_LinearAutoencoder):
     def __init__(self, *, user_norm: float | None = None, dropout: float | None = None,
                  lam: float | None = None, item_norm: float = 0.0) -> None:
         if user_norm is not None and not 0 <= user_norm <= 2:
-            raise ValueError("user_norm must be in [0, 2]")
+            raise ConfigError("user_norm must be in [0, 2]")
         if dropout is not None and not 0 <= dropout < 1:
-            raise ValueError("dropout must be in [0, 1)")
+            raise ConfigError("dropout must be in [0, 1)")
         if lam is not None and lam <= 0:
-            raise ValueError("lam must be positive")
+            raise ConfigError("lam must be positive")
         self.user_norm, self.dropout, self.lam, self.item_norm = user_norm, dropout, lam, float(item_norm)
 
     def _candidates(self) -> list[dict[str, float]]:

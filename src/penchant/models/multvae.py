@@ -20,6 +20,7 @@ import scipy.sparse as sp
 
 from penchant import DEFAULT_SEED
 from penchant.data import Dataset
+from penchant.errors import ConfigError
 from penchant.models.base import HistoryScored, Validator
 from penchant.models.registry import register
 from penchant.models.search import Float
@@ -91,7 +92,7 @@ class MultVAE(HistoryScored):
                  patience: int = 10, eval_every: int = 2, noise: float = 0.01, seed: int = DEFAULT_SEED,
                  device: str = "auto") -> None:
         if not 0 <= dropout < 1 or beta_max < 0 or hidden < 1 or latent < 1 or noise < 0:
-            raise ValueError("dropout must be in [0, 1), beta_max ≥ 0, noise ≥ 0, hidden and latent ≥ 1")
+            raise ConfigError("dropout must be in [0, 1), beta_max ≥ 0, noise ≥ 0, hidden and latent ≥ 1")
         self.hidden, self.latent, self.dropout, self.beta_max = hidden, latent, dropout, beta_max
         self.anneal_steps, self.lr, self.epochs, self.batch_size = anneal_steps, lr, epochs, batch_size
         self.patience, self.eval_every, self.seed = patience, eval_every, seed

@@ -158,7 +158,7 @@ class BiasedMF(RatingModel):
                  batch_size: int = 1024, patience: int = 5, eval_every: int = 2, seed: int = DEFAULT_SEED,
                  device: str = "auto") -> None:
         if factors < 1 or lr <= 0 or reg < 0:
-            raise ValueError("factors ≥ 1, lr > 0 and reg ≥ 0 are required")
+            raise ConfigError("factors ≥ 1, lr > 0 and reg ≥ 0 are required")
         self.factors, self.lr, self.reg, self.epochs = factors, lr, reg, epochs
         self.batch_size, self.patience, self.eval_every, self.seed = batch_size, patience, eval_every, seed
         self.device = check_device(device)
@@ -245,7 +245,7 @@ class FM(RatingModel):
                  lr: float = 0.001, reg: float = 0.1, epochs: int = 200, batch_size: int = 1024, patience: int = 5,
                  eval_every: int = 2, seed: int = DEFAULT_SEED, device: str = "auto") -> None:
         if factors < 1 or lr <= 0 or reg < 0:
-            raise ValueError("factors ≥ 1, lr > 0 and reg ≥ 0 are required")
+            raise ConfigError("factors ≥ 1, lr > 0 and reg ≥ 0 are required")
         self.factors, self.user_features, self.item_features = factors, user_features, item_features
         self.lr, self.reg, self.epochs, self.batch_size = lr, reg, epochs, batch_size
         self.patience, self.eval_every, self.seed = patience, eval_every, seed

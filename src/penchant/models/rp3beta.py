@@ -13,6 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from penchant.data import Dataset
+from penchant.errors import ConfigError
 from penchant.models.item_item import ItemItemModel
 from penchant.models.ranking import neighbours_blockwise
 from penchant.models.registry import register
@@ -57,7 +58,7 @@ class RP3Beta(ItemItemModel):
 
     def __init__(self, *, alpha: float = 0.6, beta: float = 0.6, k: int = 200) -> None:
         if alpha <= 0 or beta < 0 or k < 1:
-            raise ValueError("alpha must be positive, beta non-negative and k at least 1")
+            raise ConfigError("alpha must be positive, beta non-negative and k at least 1")
         self.alpha, self.beta, self.k = alpha, beta, k
 
     def _weights(self, train: Dataset) -> sp.csr_matrix:

@@ -24,6 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from penchant.data import Dataset
+from penchant.errors import ConfigError
 from penchant.models.item_item import ItemItemModel
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
@@ -130,9 +131,9 @@ class FSSLIM(ItemItemModel):
 
     def __init__(self, *, neighbours: int = 128, lam: float = 400.0, pool: int = 4) -> None:
         if neighbours < 1 or pool < 1:
-            raise ValueError("neighbours and pool must be at least 1")
+            raise ConfigError("neighbours and pool must be at least 1")
         if lam <= 0:
-            raise ValueError("lam must be positive")
+            raise ConfigError("lam must be positive")
         self.neighbours, self.lam, self.pool = neighbours, lam, pool
 
     def _weights(self, train: Dataset) -> sp.csr_matrix:

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from penchant.errors import ConfigError
+
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -20,7 +22,7 @@ def check_device(name: str) -> str:
     """Validate a ``device`` parameter without importing torch: auto, cpu, cuda or cuda:N."""
     if name in DEVICES or (name.startswith("cuda:") and name[5:].isdigit()):
         return name
-    raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {name!r}")
+    raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, not {name!r}")
 
 
 def torch_device(name: str):
@@ -29,7 +31,6 @@ def torch_device(name: str):
     asks for its device before it trains, so torch's pools are sized here too (once per process)."""
     import torch
 
-    from penchant.errors import ConfigError
     from penchant.threads import apply_to_torch
 
     check_device(name)

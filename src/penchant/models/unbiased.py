@@ -19,6 +19,7 @@ import numpy as np
 
 from penchant import DEFAULT_SEED
 from penchant.data import Dataset
+from penchant.errors import ConfigError
 from penchant.models.base import Validator
 from penchant.models.factors import FactorModel
 from penchant.models.registry import register
@@ -42,7 +43,7 @@ class _PropensityMF(FactorModel):
                  reg: float = 1e-4, epochs: int = 200, batch_size: int = 256, patience: int = 3,
                  eval_every: int = 5, seed: int = DEFAULT_SEED, device: str = "auto") -> None:
         if factors < 1 or not 0 < clip <= 1 or power < 0 or lr <= 0 or reg < 0:
-            raise ValueError("factors ≥ 1, 0 < clip ≤ 1, power ≥ 0, lr > 0 and reg ≥ 0 are required")
+            raise ConfigError("factors ≥ 1, 0 < clip ≤ 1, power ≥ 0, lr > 0 and reg ≥ 0 are required")
         self.factors, self.power, self.clip, self.lr, self.reg = factors, power, clip, lr, reg
         self.epochs, self.batch_size, self.patience, self.eval_every, self.seed = epochs, batch_size, patience, eval_every, seed
         self.device = check_device(device)

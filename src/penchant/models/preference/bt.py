@@ -69,9 +69,9 @@ class BradleyTerry(Strengths):
     def __init__(self, *, alpha: float = 1e-2, features: str = "id", text_model: str = "all-MiniLM-L6-v2",
                  tol: float = 1e-8, loss: str = "plain", epsilon: float = 0.0, strength_heads: int = 0) -> None:
         if alpha < 0:
-            raise ValueError("alpha must be ≥ 0")
+            raise ConfigError("alpha must be ≥ 0")
         if strength_heads < 0 or strength_heads == 1:
-            raise ValueError("strength_heads must be 0 (off) or at least 2")
+            raise ConfigError("strength_heads must be 0 (off) or at least 2")
         check_loss(loss, epsilon)
         self.alpha, self.features, self.text_model, self.tol = alpha, features, text_model, tol
         self.loss, self.epsilon, self.strength_heads = loss, epsilon, strength_heads

@@ -24,7 +24,7 @@ import numpy as np
 
 from penchant import DEFAULT_SEED
 from penchant.data.pairs import PreferencePairs
-from penchant.errors import ConfigError
+from penchant.errors import ConfigError, DataError
 from penchant.models.preference.neural import TRAINING_ARGS, NeuralUtility, option_net
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
@@ -49,7 +49,7 @@ class DirectionalPreference(NeuralUtility):
                  strength_heads: int = 0, adapt_l2: float = 0.1,
                  seed: int = DEFAULT_SEED, device: str = "auto") -> None:
         if attributes < 0 or (attributes == 0 and not given):
-            raise ValueError("need learned attributes (attributes > 0) or given=True")
+            raise ConfigError("need learned attributes (attributes > 0) or given=True")
         self.attributes, self.given = attributes, given
         self._common(features, text_model, hidden, lr, weight_decay, epochs, batch_size, patience, loss, epsilon,
                      strength_heads, adapt_l2, seed, device)
@@ -59,7 +59,7 @@ class DirectionalPreference(NeuralUtility):
         self._given = None
         if self.given:
             if train.option_attributes is None:
-                raise ValueError(f"{train.name} carries no option attributes; given=True needs them")
+                raise DataError(f"{train.name} carries no option attributes; given=True needs them")
             a = np.asarray(train.option_attributes, np.float64)
             self._given = ((a - a.mean(0)) / np.where(a.std(0) > 0, a.std(0), 1.0)).astype(np.float32)
             names += [str(n) for n in (train.attribute_names if train.attribute_names is not None
@@ -123,7 +123,7 @@ class DirectionalPreference(NeuralUtility):
         less) and renormalised: float32 (n, m)."""
         unknown = set(change) - set(self.attribute_names_)
         if unknown:
-            raise KeyError(f"no attribute {sorted(unknown)}; known: {', '.join(self.attribute_names_)}")
+            raise ConfigError(f"no attribute {sorted(unknown)}; known: {', '.join(self.attribute_names_)}")
         delta = np.array([change.get(n, 0.0) for n in self.attribute_names_], np.float32)
         v = self.direction(users) + delta
         return v / np.linalg.norm(v, axis=1, keepdims=True)

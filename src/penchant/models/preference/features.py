@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from penchant.data.pairs import PreferencePairs
+from penchant.errors import ConfigError, DataError
 
 FEATURES = ("id", "text", "layers", "length", "bow")
 
@@ -35,14 +36,14 @@ class TextFeatures:
 
     def __init__(self, kind: str, text_model: str = "all-MiniLM-L6-v2") -> None:
         if kind not in FEATURES or kind == "id":
-            raise ValueError(f"features must be one of {', '.join(FEATURES[1:])} for a text pipeline, not {kind!r}")
+            raise ConfigError(f"features must be one of {', '.join(FEATURES[1:])} for a text pipeline, not {kind!r}")
         self.kind, self.text_model = kind, text_model
         self.with_context = False
         self.arrays: dict[str, np.ndarray] = {}
 
     def fit_transform(self, pairs: PreferencePairs) -> np.ndarray:
         if pairs.option_text is None:
-            raise ValueError(f"{pairs.name} has no option text; use features='id' or pairs with text")
+            raise ConfigError(f"{pairs.name} has no option text; use features='id' or pairs with text")
         self.with_context = pairs.option_context is not None
         texts = pairs.option_text.astype(str)
         if self.kind == "bow":
@@ -79,7 +80,7 @@ class TextFeatures:
         if not self.with_context:
             return reply
         if contexts is None:
-            raise ValueError("this model reads replies with their prompts: give the prompt of each reply")
+            raise DataError("this model reads replies with their prompts: give the prompt of each reply")
         context = enc.encode(np.asarray(contexts, dtype=object).astype(str))
         return np.hstack([reply, context * reply]).astype(np.float32)
 

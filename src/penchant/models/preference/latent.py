@@ -36,6 +36,7 @@ import numpy as np
 
 from penchant import DEFAULT_SEED
 from penchant.data.pairs import PreferencePairs
+from penchant.errors import ConfigError
 from penchant.models.preference.neural import NeuralPreference, option_net
 from penchant.models.preference.train import check_loss, judged_as_trained, judged_by, pair_loss, pair_loss_terms
 from penchant.models.registry import register
@@ -83,13 +84,13 @@ class LatentClassIdealPoints(NeuralPreference):
                  anneal: int = 100, loss: str = "plain", epsilon: float = 0.0, strength_heads: int = 0,
                  restarts: int = 1, seed: int = DEFAULT_SEED, device: str = "auto") -> None:
         if prototypes < 1 or dims < 1 or hidden < 0:
-            raise ValueError("prototypes and dims must be ≥ 1, hidden ≥ 0")
+            raise ConfigError("prototypes and dims must be ≥ 1, hidden ≥ 0")
         if lr <= 0 or epochs < 1 or patience < 1 or weight_decay < 0 or anneal < 0:
-            raise ValueError("lr, epochs, patience must be positive; weight_decay, anneal ≥ 0")
+            raise ConfigError("lr, epochs, patience must be positive; weight_decay, anneal ≥ 0")
         if strength_heads < 0 or strength_heads == 1:
-            raise ValueError("strength_heads must be 0 (off) or at least 2")
+            raise ConfigError("strength_heads must be 0 (off) or at least 2")
         if restarts < 1:
-            raise ValueError(f"restarts must be ≥ 1, not {restarts}")
+            raise ConfigError(f"restarts must be ≥ 1, not {restarts}")
         check_loss(loss, epsilon)
         self.restarts = restarts
         self.prototypes, self.dims, self.features, self.text_model, self.hidden = prototypes, dims, features, text_model, hidden

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from penchant.data.pairs import PreferencePairs
+from penchant.errors import ConfigError
 from penchant.models.preference.base import PreferenceModel
 from penchant.models.preference.train import check_loss, pair_loss, train_pairs
 from penchant.models.training import check_device, net_device, torch_device
@@ -70,9 +71,9 @@ class NeuralPreference(PreferenceModel):
         if adapt_l2 is not None:  # models that adapt users by gradient
             self.adapt_l2 = adapt_l2
         if lr <= 0 or epochs < 1 or batch_size < 1 or weight_decay < 0 or hidden < 0 or (adapt_l2 or 0) < 0:
-            raise ValueError("lr, epochs, batch_size must be positive; weight_decay, hidden, adapt_l2 ≥ 0")
+            raise ConfigError("lr, epochs, batch_size must be positive; weight_decay, hidden, adapt_l2 ≥ 0")
         if strength_heads < 0 or strength_heads == 1:
-            raise ValueError("strength_heads must be 0 (off) or at least 2")
+            raise ConfigError("strength_heads must be 0 (off) or at least 2")
         check_loss(loss, epsilon)
 
     def _network(self, x: np.ndarray | None):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from penchant import DEFAULT_SEED
+from penchant.errors import ConfigError
 from penchant.models.preference.neural import TRAINING_ARGS, NeuralUtility, option_net
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
@@ -44,7 +45,7 @@ class PluralIdealPoints(NeuralUtility):
                  patience: int = 5, loss: str = "plain", epsilon: float = 0.0, strength_heads: int = 0, adapt_l2: float = 0.1,
                  user_lr: float = 1.0, seed: int = DEFAULT_SEED, device: str = "auto") -> None:
         if user_lr <= 0:
-            raise ValueError("user_lr must be > 0")
+            raise ConfigError("user_lr must be > 0")
         self.prototypes, self.dims, self.user_lr = prototypes, dims, user_lr
         self._common(features, text_model, hidden, lr, weight_decay, epochs, batch_size, patience, loss, epsilon,
                      strength_heads, adapt_l2, seed, device)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from penchant import DEFAULT_SEED
+from penchant.errors import ConfigError
 from penchant.models.preference.neural import TRAINING_ARGS, NeuralUtility, option_net
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
@@ -34,7 +35,7 @@ class PersonalBT(NeuralUtility):
                  seed: int = DEFAULT_SEED, device: str = "auto") -> None:
         self.factors, self.reg = factors, reg
         if reg < 0:
-            raise ValueError("reg must be ≥ 0")
+            raise ConfigError("reg must be ≥ 0")
         self._common(features, text_model, hidden, lr, weight_decay, epochs, batch_size, patience, loss, epsilon,
                      strength_heads, adapt_l2, seed, device)
 

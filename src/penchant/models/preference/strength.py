@@ -19,6 +19,7 @@ import numpy as np
 
 from penchant import DEFAULT_SEED
 from penchant.data.pairs import PreferencePairs
+from penchant.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def preference_strength(make: Callable[[int], object], train: PreferencePairs, v
     """Fit ``heads`` models ``make(h)`` on random halves of ``train``'s groups and judge every pair
     by the heads that did not see it."""
     if heads < 2:
-        raise ValueError("an ensemble needs at least 2 heads")
+        raise ConfigError("an ensemble needs at least 2 heads")
     rng = np.random.default_rng(seed)
     groups = np.unique(train.group, return_inverse=True)[1]
     margins = np.empty((heads, len(train)))

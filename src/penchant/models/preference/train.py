@@ -25,6 +25,7 @@ from collections.abc import Callable
 import numpy as np
 
 from penchant.data.pairs import PreferencePairs
+from penchant.errors import ConfigError
 from penchant.models.training import EarlyStopping, net_device, seed_torch
 
 LOSSES = ("plain", "smooth", "robust", "forward")
@@ -32,9 +33,9 @@ LOSSES = ("plain", "smooth", "robust", "forward")
 
 def check_loss(loss: str, epsilon: float) -> None:
     if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {loss!r}")
+        raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, not {loss!r}")
     if not 0 <= epsilon < 0.5:
-        raise ValueError(f"epsilon must be in [0, 0.5), not {epsilon}")
+        raise ConfigError(f"epsilon must be in [0, 0.5), not {epsilon}")
 
 
 def judged_by(loss: str, epsilon: float) -> dict:

@@ -27,6 +27,7 @@ import numpy as np
 
 from penchant import DEFAULT_SEED
 from penchant.data.pairs import PreferencePairs
+from penchant.errors import ConfigError
 from penchant.models.preference.neural import TRAINING_ARGS, NeuralUtility, option_net
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
@@ -54,7 +55,7 @@ class VariationalPreference(NeuralUtility):
                  epochs: int = 100, batch_size: int = 256, patience: int = 5, loss: str = "plain", epsilon: float = 0.0,
                  strength_heads: int = 0, seed: int = DEFAULT_SEED, device: str = "auto") -> None:
         if latent < 1 or dims < 1 or context < 1 or beta < 0:
-            raise ValueError("latent, dims and context must be positive and beta ≥ 0")
+            raise ConfigError("latent, dims and context must be positive and beta ≥ 0")
         self.latent, self.dims, self.context, self.beta = latent, dims, context, beta
         self._common(features, text_model, hidden, lr, weight_decay, epochs, batch_size, patience, loss, epsilon,
                      strength_heads, None, seed, device)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from penchant import DEFAULT_SEED
+from penchant.errors import ConfigError
 from penchant.models.registry import register
 from penchant.models.search import Choice, Float
 from penchant.models.sequential.neural import TRAINING_ARGS, NeuralSequential
@@ -61,7 +62,7 @@ class GRU4Rec(NeuralSequential):
         self.epochs, self.batch_size, self.patience, self.eval_every, self.seed = epochs, batch_size, patience, eval_every, seed
         self._check_common()
         if layers < 1:
-            raise ValueError("layers must be ≥ 1")
+            raise ConfigError("layers must be ≥ 1")
 
     def _network(self):
         return _network(self.n_items_, self.factors, self.layers, self.dropout, self._item_table())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from penchant.errors import ConfigError
 from penchant.models.base import Validator
 from penchant.models.itemknn import cosine_neighbours
 from penchant.models.registry import register
@@ -30,7 +31,7 @@ class LastItemKNN(SequentialRecommender):
 
     def __init__(self, *, k: int = 100, shrink: float = 10.0, recent: int = 1) -> None:
         if k < 1 or shrink < 0 or recent < 1:
-            raise ValueError("k ≥ 1, shrink ≥ 0 and recent ≥ 1 are required")
+            raise ConfigError("k ≥ 1, shrink ≥ 0 and recent ≥ 1 are required")
         self.k, self.shrink, self.recent = k, shrink, recent
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from penchant.errors import ConfigError
 from penchant.models.base import Validator
 from penchant.models.registry import register
 from penchant.models.search import Float
@@ -36,7 +37,7 @@ class MarkovChain(SequentialRecommender):
 
     def __init__(self, *, smoothing: float = 1.0) -> None:
         if smoothing < 0:
-            raise ValueError("smoothing must be non-negative")
+            raise ConfigError("smoothing must be non-negative")
         self.smoothing = smoothing
 
     def _train(self, indptr: np.ndarray, items: np.ndarray, valid: Validator | None) -> None:

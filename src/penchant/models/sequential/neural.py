@@ -34,6 +34,7 @@ import time
 import numpy as np
 
 from penchant.data import Dataset
+from penchant.errors import ConfigError
 from penchant.models.base import Validator
 from penchant.models.sequential.base import SequentialRecommender, pad_left, right_aligned, window_bounds
 from penchant.models.sequential.hashed import hashed_interest
@@ -89,21 +90,22 @@ class NeuralSequential(SequentialRecommender):
 
     def _check_common(self) -> None:
         if self.long_len < 0 or self.hashes < 1 or not 1 <= self.hash_bits <= 8:
-            raise ValueError("long_len must be ≥ 0, hashes ≥ 1 and hash_bits in 1..8")
+            raise ConfigError("long_len must be ≥ 0, hashes ≥ 1 and hash_bits in 1..8")
         if self.long_len and self.loss != "ce":
-            raise ValueError("long_len > 0 (hashed long-term interest) is trained with loss='ce' only")
+            raise ConfigError("long_len > 0 (hashed long-term interest) is trained with loss='ce' only")
         if self.item_text not in ITEM_TEXT_MODES:
-            raise ValueError(f"item_text must be one of {', '.join(ITEM_TEXT_MODES)}, not {self.item_text!r}")
+            raise ConfigError(f"item_text must be one of {', '.join(ITEM_TEXT_MODES)}, not {self.item_text!r}")
         if self.summaries and self.item_text == "off":
-            raise ValueError("summaries are read through the item text projection: they need item_text='fuse' or 'text'")
+            raise ConfigError("summaries are read through the item text projection: "
+                              "they need item_text='fuse' or 'text'")
         if not 0 <= self.id_dropout < 1:
-            raise ValueError("id_dropout must be in [0, 1)")
+            raise ConfigError("id_dropout must be in [0, 1)")
         if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
+            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
         if self.factors < 1 or self.max_len < 1 or self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("factors, max_len, epochs and batch_size must be ≥ 1 and lr positive")
+            raise ConfigError("factors, max_len, epochs and batch_size must be ≥ 1 and lr positive")
         if not 0 <= self.dropout < 1 or self.negatives < 1:
-            raise ValueError("dropout must be in [0, 1) and negatives ≥ 1")
+            raise ConfigError("dropout must be in [0, 1) and negatives ≥ 1")
 
     def _network(self):
         raise NotImplementedError

@@ -16,6 +16,7 @@ import numpy as np
 
 from penchant import DEFAULT_SEED
 from penchant.data import Dataset, PreferencePairs, Step
+from penchant.errors import ConfigError, DataError
 from penchant.models.sequential.base import right_aligned
 from penchant.models.sequential.neural import NeuralSequential
 from penchant.models.training import net_device, seed_torch
@@ -29,7 +30,7 @@ def next_item_pairs(train: Dataset, max_len: int, *, liked: float = 4.0, dislike
     ``history`` is the ``max_len`` items before it, right-aligned, padded with ``n_items``.
     """
     if train.ratings is None:
-        raise ValueError("next_item_pairs needs ratings")
+        raise DataError("next_item_pairs needs ratings")
     rng = np.random.default_rng(seed)
     indptr, items = train.sequences()
     items = items.astype(np.int64)
@@ -59,7 +60,7 @@ def dpo_loss(policy_w, policy_l, ref_w, ref_l, beta: float, flip_rate: float = 0
     margin = beta * ((policy_w - ref_w) - (policy_l - ref_l))
     forward, backward = -F.logsigmoid(margin), -F.logsigmoid(-margin)
     if not 0 <= flip_rate < 0.5:
-        raise ValueError("flip_rate must be in [0, 0.5)")
+        raise ConfigError("flip_rate must be in [0, 0.5)")
     return (((1 - flip_rate) * forward - flip_rate * backward) / (1 - 2 * flip_rate)).mean()
 
 
@@ -72,13 +73,16 @@ def dpo_finetune(model: NeuralSequential, pairs: PreferencePairs, *, beta: float
     import torch
 
     if model.long_len:
-        raise ValueError("DPO fine-tuning reads the recent max_len items only; the model has a long-term part (long_len > 0)")
+        raise ConfigError("DPO fine-tuning reads the recent max_len items only; "
+                          "the model has a long-term part (long_len > 0)")
     if model.summary_row_ is not None:
-        raise ValueError("DPO fine-tuning reads item histories only; the model also reads user summaries (summaries=...)")
+        raise ConfigError("DPO fine-tuning reads item histories only; "
+                          "the model also reads user summaries (summaries=...)")
     if pairs.history is None:
-        raise ValueError(f"{pairs.name} has no histories; DPO of a next-item model needs the items before each choice")
+        raise DataError(f"{pairs.name} has no histories; DPO of a next-item model needs the items before each choice")
     if pairs.history.shape[1] != model.max_len:
-        raise ValueError(f"pairs were built for histories of {pairs.history.shape[1]} items, the model reads {model.max_len}")
+        raise DataError(f"pairs were built for histories of {pairs.history.shape[1]} items, "
+                        f"the model reads {model.max_len}")
     seed_torch(seed)
     rng = np.random.default_rng(seed)
     reference = copy.deepcopy(model.net_).eval()

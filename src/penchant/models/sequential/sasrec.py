@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from penchant import DEFAULT_SEED
+from penchant.errors import ConfigError
 from penchant.models.registry import register
 from penchant.models.search import Choice, Float, Int
 from penchant.models.sequential.neural import TRAINING_ARGS, NeuralSequential
@@ -90,7 +91,7 @@ class SASRec(NeuralSequential):
         self.epochs, self.batch_size, self.patience, self.eval_every, self.seed = epochs, batch_size, patience, eval_every, seed
         self._check_common()
         if heads < 1 or factors % heads or blocks < 1:
-            raise ValueError("blocks ≥ 1 and heads ≥ 1 dividing factors are required")
+            raise ConfigError("blocks ≥ 1 and heads ≥ 1 dividing factors are required")
 
     def _network(self):
         return _network(self.n_items_, self.factors, self.max_len + self._prefix, self.blocks, self.heads, self.dropout, self._item_table())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from penchant.data import Dataset
+from penchant.errors import ConfigError
 from penchant.models.base import Validator
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
@@ -38,9 +39,9 @@ class TextZeroShot(SequentialRecommender):
     def __init__(self, *, max_len: int = 5, decay: float = 0.7, text_model: str = "all-MiniLM-L6-v2",
                  summaries: str = "", summary_weight: float = 0.5) -> None:
         if max_len < 1 or not 0 < decay <= 1:
-            raise ValueError("max_len must be ≥ 1 and decay in (0, 1]")
+            raise ConfigError("max_len must be ≥ 1 and decay in (0, 1]")
         if not 0 <= summary_weight <= 1:
-            raise ValueError("summary_weight must be in [0, 1]")
+            raise ConfigError("summary_weight must be in [0, 1]")
         self.max_len, self.decay, self.text_model = max_len, decay, text_model
         self.summaries, self.summary_weight = summaries, summary_weight
         self.summary_vectors_: np.ndarray | None = None
