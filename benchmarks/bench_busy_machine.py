@@ -109,12 +109,17 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def busy(hogs: int, run):
-    """``run()`` while ``hogs`` CPU-bound processes spin; they are killed afterwards, whatever happens."""
+def busy(hogs: int, run) -> dict:
+    """``run()`` while ``hogs`` CPU-bound processes spin (they are killed afterwards, whatever happens),
+    with ``hog_share``: the share of a core each of them got meanwhile (their mean) — what a fair
+    scheduler gives one runnable thread, so what penchant's one thread should get too."""
     procs = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(hogs)]
     try:
         time.sleep(1.0)
-        return run()
+        before, start = [_cpu_of(p.pid) for p in procs], time.perf_counter()
+        result = run()
+        spent = [_cpu_of(p.pid) - b for p, b in zip(procs, before)]
+        return result | {"hog_share": sum(spent) / len(spent) / (time.perf_counter() - start)}
     finally:
         for p in procs:
             p.kill()
@@ -122,11 +127,20 @@ def busy(hogs: int, run):
             p.wait()
 
 
+def _cpu_of(pid: int) -> float:
+    """CPU seconds process ``pid`` has used (user + system, /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def said(run: dict) -> str:
     """How a run went, in a line: time, RMSE, CPU used, how many tasks shared the cores."""
     result = "stopped" if run["stopped"] else f"RMSE {run['rmse']:.4f}"
     return (f"{run['seconds']:.1f} s, {result}; penchant used {run['cpu_seconds']:.1f} CPU s "
-            f"({run['cpu_seconds'] / run['seconds']:.2f} of a core); {run['runnable']:.1f} tasks runnable on average")
+            f"({run['cpu_seconds'] / run['seconds']:.2f} of a core" +
+            (f", each CPU-bound process {run['hog_share']:.2f}" if "hog_share" in run else "") +
+            f"); {run['runnable']:.1f} tasks runnable on average")
 
 
 def fair_ratio(quiet: dict, busy: dict, cores: int) -> float:

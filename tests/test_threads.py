@@ -137,3 +137,13 @@ def test_openmp_threads_sleep_while_they_wait_unless_told_how_long_to_spin(fresh
     monkeypatch.setenv("GOMP_SPINCOUNT", "300000")
     threads.configure()
     assert "OMP_WAIT_POLICY" not in os.environ
+
+
+def test_importing_penchant_makes_openmp_sleep_before_torch_loads():
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    code = "import sys, os, penchant; print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)"
+    ran = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert ran.stdout.split() == ["PASSIVE", "False"]

@@ -177,8 +177,7 @@ def configure(threads: int | None = None) -> Decision:
     n = str(_decision.threads)
     for name in POOL_VARIABLES:
         os.environ[name] = n
-    if "GOMP_SPINCOUNT" not in os.environ:  # unless the user chose how long OpenMP threads spin
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    sleep_while_waiting()
     if "torch" in sys.modules:
         apply_to_torch()
     if any(lib in sys.modules for lib in ("numpy", "torch", "scipy")):
@@ -186,6 +185,15 @@ def configure(threads: int | None = None) -> Decision:
 
         threadpool_limits(_decision.threads)
     return _decision
+
+
+def sleep_while_waiting() -> None:
+    """OpenMP threads that wait for work sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE``, unless
+    ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` says otherwise). OpenMP reads it once, when the library
+    that carries it loads (torch, lazily): ``import penchant`` calls this, so it holds wherever torch is
+    imported after penchant."""
+    if "GOMP_SPINCOUNT" not in os.environ:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def threads() -> int:
