@@ -134,21 +134,18 @@ def split_pairs(pairs: PreferencePairs, fractions: Sequence[float] = (0.8, 0.1, 
     rng = np.random.default_rng(seed)
     if by == "pair":
         unit, n_units = np.arange(len(pairs)), len(pairs)
-    elif by in ("group", "user"):
-        # units are the ids these pairs hold, in id order (not the vocabulary's range): the same
-        # pairs split the same way whatever other files share their vocabulary. Pairs without a
-        # group or user (-1) stay in train.
-        ids = pairs.group if by == "group" else pairs.user
-        present = np.unique(ids[ids >= 0])
-        unit, n_units = np.searchsorted(present, ids), len(present)
+    elif by == "group":
+        unit, n_units = pairs.group, int(pairs.group.max()) + 1 if len(pairs) else 0
+    elif by == "user":
+        unit, n_units = pairs.user, pairs.n_users
     else:
         raise DataError(f"cannot split by {by!r}", expected="pair, group or user")
     rank = np.empty(n_units, dtype=np.int64)
     rank[rng.permutation(n_units)] = np.arange(n_units)
     cut1, cut2 = round(n_units * fractions[0]), round(n_units * (fractions[0] + fractions[1]))
-    part = np.where(rank < cut1, 0, np.where(rank < cut2, 1, 2))[unit] if n_units else np.zeros(len(pairs), np.int64)
-    if by != "pair":
-        part[ids < 0] = 0
+    part = np.where(rank < cut1, 0, np.where(rank < cut2, 1, 2))[np.maximum(unit, 0)]
+    if by == "user":
+        part = np.where(pairs.user < 0, 0, part)
     label = f"by {by} {'/'.join(f'{f:g}' for f in fractions)}, seed {seed}"
     names = ("train", "valid", "test")
     parts = [pairs.subset(part == p, Step("split", int((part == p).sum()), f"{names[p]} part, {label}"),

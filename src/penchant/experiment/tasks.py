@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -191,7 +191,7 @@ class PreferenceTask(Task):
         """Every file over one vocabulary; without ``valid``, 10% of the training prompts (or pairs,
         for files without prompts) are set apart for it, by ``seed``: the same carve-out whether or
         not a test file is read beside. Comparison files are UTF-8 with their own column names."""
-        from penchant.data.pair_files import read_pair_files
+        from penchant.data.pair_files import merge_pairs, read_pairs
         from penchant.data.preferences import split_pairs
 
         given = sorted(k for k, v in columns.items() if v is not None) + (["min_rating"] if min_rating is not None else [])
@@ -199,14 +199,17 @@ class PreferenceTask(Task):
             raise ConfigError(f"comparison files take no {', '.join(given) or 'encoding'} option: their columns are "
                               "prompt/chosen/rejected/user (TRL) or user/winner/loser, in UTF-8")
         files = [train] + ([valid] if valid else []) + ([test] if test else [])
-        _, parts = read_pair_files(files)
-        tr = parts[0]
-        if valid is None:
-            inner = split_pairs(tr, (0.9, 0.1, 0.0), by="group" if tr.option_context is not None else "pair", seed=seed)
-            tr, va = inner.train, inner.valid
+        alone = [read_pairs(f) for f in files]
+        merged, where = merge_pairs(alone)
+        parts = [merged.subset(idx) for idx in where]
+        tr = replace(parts[0], name=Path(train).name)
+        if valid is None:  # carved from the training file as read alone: the same pairs whatever is read beside it
+            by = "group" if tr.option_context is not None else "pair"
+            carve = split_pairs(alone[0], (0.9, 0.1, 0.0), by=by, seed=seed)
+            tr, va = (tr.subset(carve.part == p, part.steps[-1]) for p, part in enumerate((carve.train, carve.valid)))
         else:
-            va = parts[1]
-        return Parts(tr, va, parts[-1] if test else None)
+            va = replace(parts[1], name=Path(valid).name)
+        return Parts(tr, va, replace(parts[-1], name=Path(test).name) if test else None)
 
     def fit(self, name, params, train, valid=None, *, metric=None, report=None):
         return self.create(name, params).fit(train, valid)
