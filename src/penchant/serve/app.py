@@ -93,7 +93,7 @@ def create_app(settings: Settings, *, admin_key: str | None = None, generation=N
     if admin_key and not store.keys():
         create_key(store, "bootstrap admin", "admin", key=admin_key)
     host = ModelHost(store, settings, generation, generation_lock, user_events)
-    refused = host.load_active()
+    refused = host.recover() + host.load_active()  # versions whose training died with its process; damaged ones
     if settings.retrain_every_s > 0 and schedule:
         host.schedule(settings.retrain_every_s)
     metrics = Metrics()
@@ -105,7 +105,7 @@ def create_app(settings: Settings, *, admin_key: str | None = None, generation=N
 
     app = FastAPI(title="penchant", version="0.1.0", lifespan=lifespan,
                   description="Feedback in, recommendations out. Keys: `Authorization: Bearer <key>`.")
-    app.state.refused = refused  # versions not served, for the start-up lines
+    app.state.refused = refused  # versions not served or fallen back to, for the start-up lines
     talks = ConversationHost(store, host)
     host.on_items_changed.append(talks.items_changed)
     app.state.service = Service(store, host, talks, settings, metrics, KeyCache(store),

@@ -5,6 +5,13 @@ recommendations that reflect events at once.
 Activation swaps one reference (``self.deployed``); a request reads that reference once, so
 requests in flight finish on the version they started with.
 
+A crash at any step leaves a version that serves (the fault suite, tests/serve/test_serve_faults.py,
+kills the process at each): a version's artefact is written and synced to disk before anything says
+it exists; "ready" and "active" are one transaction (:meth:`Store.mark_ready`), so the previous
+version stays active until the new one is whole; a version left "training" by a process that died
+is marked failed at the next start, naming the process; and a start that cannot load the active
+version serves the newest ready one that loads, saying so in its start-up lines and in /readyz.
+
 Training data: for every (user, item) the latest event with a positive or negative meaning
 decides; pairs whose latest is positive are the interactions (exposure events are not used for
 training; they, like every event, make an item "seen"). The offline evaluation holds out 10% of
@@ -14,6 +21,8 @@ catalogue; the deployed model is then refitted on everything.
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 import traceback
@@ -28,6 +37,7 @@ from penchant.experiment.answers import APPROXIMATE, FOLD_IN, MODEL, AnswerCore,
 from penchant.models.ann import ItemIndex
 from penchant.models.protocols import DotProduct
 from penchant.serve.config import Settings
+from penchant.serve.failpoints import failpoint
 from penchant.serve.impressions import ImpressionLog, explore
 from penchant.serve.store import Store
 
@@ -84,6 +94,52 @@ class DeployedPreference(Loaded):
     option_index: dict[str, int]
 
 
+def _started(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), or None if it is not running
+    or there is no /proc. With the pid, it names one process: a pid used again is another process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def process_owner() -> str:
+    """This process, as a version's ``owner`` while it trains it: ``host:pid:start ticks``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_started(os.getpid()) or ''}"
+
+
+def owner_alive(owner: str | None, embedded: bool) -> bool:
+    """Whether the process that wrote ``owner`` may still be running. A process on another host
+    counts as alive (its own server answers for it); a version with no owner (written before owners
+    were kept) is dead only in an ``embedded`` store (SQLite, reached through this data folder alone)."""
+    if not owner:
+        return not embedded
+    host, pid, ticks = owner.rsplit(":", 2)
+    if host != socket.gethostname():
+        return True
+    if ticks or os.path.isdir("/proc"):
+        return _started(int(pid)) == ticks
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def _durable(folder: Path) -> None:
+    """fsync every file under ``folder``, the folders, and ``folder``'s entry in its parent: what the
+    store will say is there survives a power cut, not only a crash of the process."""
+    for path in [*sorted(folder.rglob("*"), key=lambda p: -len(p.parts)), folder, folder.parent]:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def _listed(ids: np.ndarray, ranked) -> list[dict]:
     """A :class:`~penchant.experiment.answers.Ranked` as ``[{"id", "score"}, ...]``."""
     return [{"id": str(ids[i]), "score": float(v)} for i, v in zip(ranked.items, ranked.scores)]
@@ -118,6 +174,9 @@ class ModelHost:
         self._seen_generation = generation.value if generation is not None else 0
         self._sync_lock = threading.Lock()
         self.on_items_changed: list = []  # callbacks of other per-process caches (conversations)
+        self.owner = process_owner()
+        self._deploy_lock = threading.Lock()  # one activation at a time: a swap undone is the one made
+        self.warnings: list[str] = []  # what the start refused or fell back from (start-up lines, /readyz)
         self.ann_counts = {"approximate": 0, "exact": 0}  # answers of the index, and of exact scoring in its place
 
     # --- sharing between worker processes --------------------------------------------------------
@@ -173,26 +232,60 @@ class ModelHost:
 
     # --- versions --------------------------------------------------------------------------------
 
+    def recover(self) -> list[str]:
+        """Mark failed every version left "training" by a process that is no longer running (its
+        job died with it: SIGKILL, power cut, a stop during training); its error names the process.
+        Versions another live process is training are left alone. One line per version marked."""
+        embedded = self.store.engine.dialect.name == "sqlite"
+        lines = []
+        for v in self.store.versions():
+            if v["status"] != "training" or owner_alive(v["owner"], embedded):
+                continue
+            who = "pid {1} on {0}".format(*v["owner"].rsplit(":", 2)) if v["owner"] else "of an earlier penchant"
+            error = (f"interrupted: the process training it ({who}) ended before the version was ready; "
+                     "nothing of it is served; train it again")
+            if self.store.fail_training(v["id"], error):
+                lines.append(f"model version {v['id']} ({v['model']}) {error}")
+        self.warnings += lines
+        return lines
+
     def load_active(self) -> list[str]:
         """Load the active version of each kind. A version whose artefact is missing or damaged is
-        never served: it is marked failed (its error says why) and nothing of its kind is
-        deployed. Returns one line per version refused."""
+        never served: it is marked failed (its error says why); the newest ready version of its kind
+        that loads becomes the active one and serves instead (the same when no version of a kind is
+        active though ready ones exist: an activation was interrupted), else nothing of its kind is
+        deployed. Returns one line per version refused or fallen back to (also kept in
+        :attr:`warnings`, which /readyz shows)."""
         from penchant.models.artefact import ArtefactError
 
-        refused = []
-        for v in self.store.versions():
-            if v["active"] and v["status"] == "ready":
+        lines = []
+        versions = self.store.versions()
+        for kind in ("recommender", "preference"):
+            ready = [v for v in versions if v["kind"] == kind and v["status"] == "ready"]
+            active = [v for v in ready if v["active"]]
+            candidates = active + [v for v in reversed(ready) if not v["active"]]  # the active first, then newest
+            refused: list[tuple[dict, str]] = []
+            for v in candidates:
                 try:
                     loaded = self._load(v)
                 except ArtefactError as e:
-                    self.store.update_version(v["id"], status="failed", active=False, error=f"refused at start: {e}")
-                    refused.append(f"model version {v['id']} ({v['model']}) refused, not served: {e}")
+                    refused.append((v, str(e)))
                     continue
-                if v["kind"] == "preference":
-                    self._preference = loaded
-                else:
-                    self._deployed = loaded
-        return refused
+                self._swap(kind, loaded)
+                break
+            else:
+                v = loaded = None
+            for bad, why in refused:
+                self.store.update_version(bad["id"], status="failed", active=False, error=f"refused at start: {why}")
+                lines.append(f"model version {bad['id']} ({bad['model']}) refused, not served: {why}")
+            if loaded is not None and not v["active"]:
+                self.store.set_active(v["id"])
+                was = (f"version {refused[0][0]['id']} could not be loaded" if refused and refused[0][0]["active"]
+                       else "no version of its kind was active")
+                lines.append(f"serving model version {v['id']} ({v['model']}), the newest ready {kind} version that "
+                             f"loads, because {was}; it is now the active one")
+        self.warnings += lines
+        return lines
 
     def _load(self, v: dict):
         """A stored version in memory: the model and its vocabularies, all read from its artefact."""
@@ -232,17 +325,19 @@ class ModelHost:
             raise ArtefactError(f"a {art.family} model is not a servable model version", file=source)
         kind = TASKS[art.family].service_kind
         model = build(art, source)  # the whole model rebuilds before anything is recorded
-        version = self.store.new_version(art.model, art.params, kind=kind)
-        folder = self.models_dir / f"v{version}"
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, folder / "model.npz")
-        if kind == "recommender":
-            self._index(folder, model)  # a large catalogue's index, before it can go live
-        self.store.update_version(version, path=str(folder), metrics={"imported": True, "penchant_version":
-                                                                      art.penchant_version})
-        if activate or (self.preference if kind == "preference" else self.deployed) is None:
-            self._deploy(self.store.version(version))
-        self.store.update_version(version, status="ready", progress=1.0, finished_at=time.time())
+        version = self.store.new_version(art.model, art.params, kind=kind, owner=self.owner)
+        try:
+            folder = self.models_dir / f"v{version}"
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, folder / "model.npz")
+            if kind == "recommender":
+                self._index(folder, model)  # a large catalogue's index, before it can go live
+            live = activate or (self.preference if kind == "preference" else self.deployed) is None
+            self._go_live(version, art.model, kind, folder, live,
+                          metrics={"imported": True, "penchant_version": art.penchant_version})
+        except Exception as e:
+            self.store.fail_training(version, f"{type(e).__name__}: {e}")
+            raise
         return version
 
     def start_training(self, model: str | None = None, params: dict | None = None, activate: bool = False) -> int:
@@ -255,7 +350,7 @@ class ModelHost:
         name = entry(name).name
         params = convert_params(name, params)
         task.create(name, params)  # bad parameters fail here, in the request
-        version = self.store.new_version(name, params, kind=task.service_kind)
+        version = self.store.new_version(name, params, kind=task.service_kind, owner=self.owner)
         threading.Thread(target=self._job, args=(version, lambda: self._train(version, task, name, params, activate)),
                          daemon=True).start()
         return version
@@ -267,22 +362,49 @@ class ModelHost:
             try:
                 work()
             except Exception as e:
-                self.store.update_version(version, status="failed", error=f"{type(e).__name__}: {e}",
-                                          finished_at=time.time())
+                self.store.fail_training(version, f"{type(e).__name__}: {e}")
                 traceback.print_exc()
 
-    def _publish(self, version: int, model, metrics: dict, activate: bool, live) -> None:
-        """Save the model's artefact (its vocabularies inside) under ``models/v<version>/``, record the metrics,
-        deploy it when asked (or when nothing of its kind is live), then mark it ready — deployed
-        before it reads "ready", so whoever waits for "ready" finds it live."""
+    def _publish(self, version: int, name: str, kind: str, model, metrics: dict, activate: bool) -> None:
+        """Save the model's artefact (its vocabularies inside) under ``models/v<version>/``, then
+        record it ready with its metrics, live when asked (or when nothing of its kind is live)."""
         folder = self.models_dir / f"v{version}"
         folder.mkdir(parents=True, exist_ok=True)
         model.save(folder / "model.npz")
         self._index(folder, model)  # a large catalogue's index, built before the version can go live
-        self.store.update_version(version, path=str(folder), metrics=metrics)
-        if activate or live is None:
-            self._deploy(self.store.version(version))
-        self.store.update_version(version, status="ready", progress=1.0, finished_at=time.time())
+        live = activate or (self.preference if kind == "preference" else self.deployed) is None
+        self._go_live(version, name, kind, folder, live, metrics=metrics)
+
+    def _go_live(self, version: int, name: str, kind: str, folder: Path, live: bool, **values) -> None:
+        """The last step of a new version, whose artefact is in ``folder``: sync it to disk, then
+        record the version ready (with ``values``) and, if ``live``, active, in one transaction.
+        A live version is loaded first (a damaged artefact fails here, recorded as nothing) and
+        swapped in just before that commit, so whoever waits for "ready" finds it live; if the
+        commit fails, the swap is undone."""
+        v = {"id": version, "model": name, "kind": kind, "path": str(folder)}
+        loaded = self._load(v) if live else None  # its mapped arrays are written here, before the sync
+        _durable(folder)
+        failpoint("train.after_save")
+        with self._deploy_lock:
+            previous = self._swap(kind, loaded) if live else None
+            failpoint("version.before_ready")
+            try:
+                self.store.mark_ready(version, activate=live, path=str(folder), **values)
+            except BaseException:
+                if live:
+                    self._swap(kind, previous)
+                raise
+        if live:
+            self._bump()
+
+    def _swap(self, kind: str, loaded):
+        """Make ``loaded`` this process's version of ``kind`` (one reference: requests in flight keep
+        the one they read); returns the one it replaced."""
+        if kind == "preference":
+            previous, self._preference = self._preference, loaded
+        else:
+            previous, self._deployed = self._deployed, loaded
+        return previous
 
     def _train(self, version: int, task, name: str, params: dict, activate: bool) -> None:
         """The task's holdout run on what the store holds for the version's kind (events for a
@@ -290,8 +412,9 @@ class ModelHost:
         data, count = self._training_data[task.service_kind]()
         self.store.update_version(version, progress=0.1, events=count)
         model, metrics = task.holdout(name, params, data)
+        failpoint("train.after_fit")
         self.store.update_version(version, progress=0.7)
-        self._publish(version, model, metrics, activate, self.preference if task.service_kind == "preference" else self.deployed)
+        self._publish(version, name, task.service_kind, model, metrics, activate)
 
     @property
     def _training_data(self) -> dict:
@@ -341,12 +464,16 @@ class ModelHost:
         return self._deploy(v)
 
     def _deploy(self, v: dict):
+        """Load the ready version ``v`` and make it the active one of its kind, here and in the store
+        (the swap undone if the store refuses); then tell the other workers."""
         deployed = self._load(v)
-        self.store.set_active(v["id"])
-        if v["kind"] == "preference":
-            self._preference = deployed
-        else:
-            self._deployed = deployed  # one reference swap: in-flight requests keep the old one
+        with self._deploy_lock:
+            previous = self._swap(v["kind"], deployed)
+            try:
+                self.store.set_active(v["id"])
+            except BaseException:
+                self._swap(v["kind"], previous)
+                raise
         self._bump()
         return deployed
 

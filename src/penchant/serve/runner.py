@@ -152,7 +152,8 @@ def serve_workers(settings, host: str, port: int, workers: int, *, access_log: b
     user_events = ctx.RawArray("q", SLOTS)
     sock = bind(host, port)
     store = Store(make_engine(database_url(settings.data_dir, settings.database_url)))
-    for line in _announce(store, sock, {v["kind"]: f"{v['model']}:v{v['id']}" for v in store.versions() if v["active"]}):
+    active = {v["kind"]: f"{v['model']}:v{v['id']}" for v in store.versions() if v["active"] and v["status"] == "ready"}
+    for line in _announce(store, sock, active):  # what the workers load (each says what it refuses)
         print(line, file=sys.stderr, flush=True)
     print(f"{workers} worker processes", file=sys.stderr, flush=True)
     store.engine.dispose()

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from penchant.errors import ConfigError, DataError, StoreUnavailableError
+from penchant.serve.failpoints import failpoint
 
 #: the longest user, item or event id kept (the id columns' VARCHAR length): one rule, checked by the
 #: request schemas (:data:`penchant.serve.schemas.Id`), which every path that stores an id goes through
@@ -65,7 +66,9 @@ model_versions = sa.Table("model_versions", metadata,
                           sa.Column("active", sa.Boolean, nullable=False, default=False),
                           sa.Column("kind", sa.String(16), nullable=False, default="recommender"),
                           sa.Column("created_at", sa.Float, nullable=False),
-                          sa.Column("finished_at", sa.Float, nullable=True))
+                          sa.Column("finished_at", sa.Float, nullable=True),
+                          # while training: the process doing it ("host:pid:start ticks"), so one that died is found
+                          sa.Column("owner", sa.String(255), nullable=True))
 
 comparisons = sa.Table("comparisons", metadata,
                        sa.Column("event_id", sa.String(MAX_ID_LENGTH), primary_key=True),
@@ -392,6 +395,7 @@ class Store:
         in the batch, is skipped and counted (a retry). Returns ``{"inserted", "duplicates",
         "new_users", "new_items"}`` after the commit: ``inserted`` counts the rows this batch
         stored, so over batches sent at the same time the counts add up to what is stored."""
+        own = conn is None  # a transaction of its own (a request's batch), not a restore's
         with self._writing(conn) as conn:
             fresh = self._insert_new(conn, feedback, rows)
             new_users = new_items = 0
@@ -399,6 +403,10 @@ class Store:
                 new_users = self._create_named(conn, users, (r["user_id"] for r in fresh), {"attributes": {}})
                 new_items = self._create_named(conn, items, (r["item_id"] for r in fresh),
                                                {"title": None, "text": None, "categories": [], "attributes": {}})
+            if own:
+                failpoint("feedback.before_commit")
+        if own:
+            failpoint("feedback.after_commit")
         return {"inserted": len(fresh), "duplicates": len(rows) - len(fresh), "new_users": new_users,
                 "new_items": new_items}
 
@@ -537,6 +545,7 @@ class Store:
                     buffer[kind].append({k: v for k, v in row.items() if k != "kind"})
                     if len(buffer[kind]) >= 5000:
                         flush(conn, kind)
+                        failpoint("restore.midway")
                 for kind in buffer:
                     flush(conn, kind)
         except DataError as e:
@@ -546,11 +555,12 @@ class Store:
 
     # --- model versions --------------------------------------------------------------------------
 
-    def new_version(self, model: str, params: dict, kind: str = "recommender") -> int:
+    def new_version(self, model: str, params: dict, kind: str = "recommender", owner: str | None = None) -> int:
+        """A version in training (``owner``: the process training it); its id."""
         with self.engine.begin() as conn:
             return int(conn.execute(sa.insert(model_versions).values(model=model, params=params, status="training",
                                                                      progress=0.0, active=False, kind=kind,
-                                                                     created_at=time.time())
+                                                                     created_at=time.time(), owner=owner)
                                     .returning(model_versions.c.id)).scalar_one())
 
     def update_version(self, version: int, **values) -> None:
@@ -566,12 +576,31 @@ class Store:
             row = conn.execute(sa.select(model_versions).where(model_versions.c.id == version)).mappings().first()
         return dict(row) if row else None
 
-    def set_active(self, version: int) -> None:
-        """Make ``version`` the active one of its kind (recommender or preference)."""
-        with self.engine.begin() as conn:
+    def set_active(self, version: int, conn: Connection | None = None) -> None:
+        """Make ``version`` the active one of its kind (recommender or preference), in one transaction."""
+        with self._writing(conn) as conn:
             kind = conn.execute(sa.select(model_versions.c.kind).where(model_versions.c.id == version)).scalar_one()
-            conn.execute(sa.update(model_versions).where(model_versions.c.kind == kind).values(active=False))
+            conn.execute(sa.update(model_versions).where(model_versions.c.kind == kind, model_versions.c.active)
+                         .values(active=False))
             conn.execute(sa.update(model_versions).where(model_versions.c.id == version).values(active=True))
+
+    def mark_ready(self, version: int, *, activate: bool, **values) -> None:
+        """A trained version is ready (with ``values``: its path, metrics), and with ``activate`` the
+        active one of its kind, in one transaction: a crash leaves it training (the previous version
+        active) or ready and active, never active and not ready. The caller has its artefact on disk."""
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(model_versions).where(model_versions.c.id == version)
+                         .values(status="ready", progress=1.0, finished_at=time.time(), owner=None, **values))
+            if activate:
+                self.set_active(version, conn)
+
+    def fail_training(self, version: int, error: str) -> bool:
+        """Mark ``version`` failed (and inactive) with ``error`` if it is still training; whether it was."""
+        with self.engine.begin() as conn:
+            return conn.execute(sa.update(model_versions)
+                                .where(model_versions.c.id == version, model_versions.c.status == "training")
+                                .values(status="failed", active=False, error=error, finished_at=time.time(),
+                                        owner=None)).rowcount > 0
 
     # --- conversations ---------------------------------------------------------------------------
 

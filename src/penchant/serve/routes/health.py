@@ -29,7 +29,8 @@ def readyz(svc: Svc) -> JSONResponse:
     except Exception as e:  # the database is unreachable
         return JSONResponse({"status": "unavailable", "detail": type(e).__name__}, status_code=503)
     d = svc.host.deployed
-    return JSONResponse({"status": "ready", "model": d.label if d else None, **counts})
+    # warnings: versions the start refused (a damaged artefact) or fell back to, and interrupted trainings
+    return JSONResponse({"status": "ready", "model": d.label if d else None, **counts, "warnings": svc.host.warnings})
 
 
 @router.get("/metrics", tags=["health"], response_class=PlainTextResponse)
