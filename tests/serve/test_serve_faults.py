@@ -15,7 +15,10 @@ the same moment on a fresh store; request bodies sent chunked are refused before
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +27,7 @@ import pytest
 
 from penchant.serve.store import Store, make_engine
 from penchant.serve.store import database_url as url_of
+from tests.conftest import ROOT
 from tests.serve.server import ADMIN, call, free_port, post, start_server
 
 MODEL = "pop"  # the quickest to train: the chain is about what a crash leaves, not about the model
@@ -225,3 +229,41 @@ def test_a_crash_at_any_step_loses_nothing_acknowledged_and_keeps_the_last_good_
         assert _restore(chain.port, body)["events"] == 12_000
     finally:
         chain.stop()
+
+
+def _serve(data_dir, url) -> subprocess.Popen:
+    args = [sys.executable, "-m", "penchant", "serve", "--port", "0", "--data-dir", str(data_dir)]
+    return subprocess.Popen(args + (["--database-url", url] if url else []), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PENCHANT_ADMIN_KEY=ADMIN, PYTHONPATH=str(ROOT / "src")))
+
+
+def test_two_servers_started_at_once_on_a_fresh_store(tmp_path, database_url):
+    """Started at the same moment on a fresh folder (SQLite): one serves, the other exits 2 with one
+    line naming the one that serves. Each with a folder of its own on a fresh PostgreSQL database:
+    both serve (before, both created the tables at once and one stopped, calling the store damaged)."""
+    folders = [tmp_path / "data"] * 2 if database_url is None else [tmp_path / "a", tmp_path / "b"]
+    procs = [_serve(folder, database_url) for folder in folders]
+    try:
+        first = [p.stderr.readline() for p in procs]  # the start-up line, or the one line of a refusal
+        serving = [p for p, line in zip(procs, first) if line.startswith("penchant serving on http://")]
+        if database_url is None:
+            assert len(serving) == 1, first
+            (winner,), (loser,) = serving, [p for p in procs if p not in serving]
+            assert loser.wait(timeout=60) == 2
+            refusal = first[procs.index(loser)] + loser.stderr.read()
+            assert refusal == (f"penchant: error: {tmp_path / 'data'} is already served by penchant serve "
+                               f"(pid {winner.pid}, started ") + refusal.split("started ", 1)[1], refusal
+            assert refusal.count("\n") == 1 and refusal.endswith("(servers may share a PostgreSQL store, each with "
+                                                                   "its own --data-dir)\n"), refusal
+        else:
+            assert len(serving) == 2, first
+        for p in serving:  # each answers, and takes the admin key (registered once, by whichever came first)
+            port = int(first[procs.index(p)].split(":")[2].split(" ")[0])
+            assert call(port, "GET", "/readyz")["status"] == "ready" and call(port, "GET", "/v1/models") == []
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+            p.wait(timeout=60)
+            p.stderr.close()

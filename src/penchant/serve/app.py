@@ -91,7 +91,10 @@ def create_app(settings: Settings, *, admin_key: str | None = None, generation=N
     migrate(engine)
     store = Store(engine)
     if admin_key and not store.keys():
-        create_key(store, "bootstrap admin", "admin", key=admin_key)
+        try:
+            create_key(store, "bootstrap admin", "admin", key=admin_key)
+        except sa.exc.IntegrityError:
+            pass  # another server starting on this store registered it a moment before
     host = ModelHost(store, settings, generation, generation_lock, user_events)
     refused = host.recover() + host.load_active()  # versions whose training died with its process; damaged ones
     if settings.retrain_every_s > 0 and schedule:

@@ -36,16 +36,41 @@ def hold_data_dir(data_dir: Path) -> IO:
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        f.seek(0)
-        holder = f.read().strip() or "another process"
+        holder = _holder(f)
         f.close()
         raise ConfigError(f"{data_dir} is already served by {holder}; stop that server or give another --data-dir "
                           "(servers may share a PostgreSQL store, each with its own --data-dir)") from None
-    f.seek(0)
-    f.truncate()
-    f.write(f"penchant serve (pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
-    f.flush()
+    line = f"penchant serve (pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')})\n"
+    os.ftruncate(f.fileno(), 0)
+    os.write(f.fileno(), line.encode())  # one write: a reader sees no line or all of it
     return f
+
+
+def _holder(f: IO) -> str:
+    """The line the server holding the lock wrote, once it is there. Two servers started together
+    on a fresh folder: the refused one can get here before the holder has written its line (the
+    file is empty), or, in a folder served before, while it still holds the last server's line (a
+    pid no longer running); it waits for the holder's own line, a second at most."""
+    import re
+
+    for _ in range(50):
+        f.seek(0)
+        text = f.read()
+        pid = re.search(r"\(pid (\d+),", text)
+        if text.endswith("\n") and pid and _running(int(pid.group(1))):
+            return text.strip()
+        time.sleep(0.02)
+    return "another process"
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -162,9 +162,19 @@ def make_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
+#: the PostgreSQL advisory lock that migrations hold (any number: penchant's own)
+MIGRATION_LOCK = 0x70656E63
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest Alembic revision. A store that cannot be opened or (SQLite)
-    fails its integrity check is a :class:`ConfigError` naming it: a damaged store is never served."""
+    fails its integrity check is a :class:`ConfigError` naming it: a damaged store is never served.
+
+    One process migrates at a time: the transaction first takes the store's write lock (SQLite:
+    ``BEGIN IMMEDIATE``; PostgreSQL: an advisory lock), so processes started together on a fresh
+    store (two servers sharing a PostgreSQL database, a server and ``penchant keys create``) wait
+    for the first and then find its tables, instead of creating them twice (one failed, reported as
+    a damaged store)."""
     from alembic import command
     from alembic.config import Config
 
@@ -173,7 +183,10 @@ def migrate(engine: Engine) -> None:
     where = engine.url.render_as_string(hide_password=True)
     try:
         with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
             if engine.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")  # waits (the busy timeout) for another migration
                 problems = [p for r in conn.exec_driver_sql("PRAGMA quick_check") for p in r[0].splitlines()
                             if not p.startswith("***")]
                 if problems != ["ok"]:
