@@ -231,6 +231,96 @@ def test_a_crash_at_any_step_loses_nothing_acknowledged_and_keeps_the_last_good_
         chain.stop()
 
 
+def _chunked(port: int, path: str, pieces, key: str | None) -> tuple[int, dict, int, int]:
+    """POST ``pieces`` (bytes) as a chunked body over a raw socket, and stop sending as soon as the
+    server answers: (status, JSON answer, bytes of body sent by then, bytes of the whole body)."""
+    import select
+    import socket
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+    head = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Content-Type: application/json",
+            "Transfer-Encoding: chunked"] + ([f"Authorization: Bearer {key}"] if key else [])
+    sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+    sent = total = 0
+    answered = False
+    for piece in pieces:
+        total += len(piece)
+        if answered or select.select([sock], [], [], 0)[0]:
+            answered = True  # the server has answered: the rest is never sent
+            continue
+        try:
+            sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+        except OSError:
+            answered = True
+            continue
+        sent += len(piece)
+    if not answered:
+        sock.sendall(b"0\r\n\r\n")
+    reply = b""
+    while b"\r\n\r\n" not in reply:
+        reply += sock.recv(65536)
+    head, _, body = reply.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    while len(body) < length:
+        body += sock.recv(65536)
+    sock.close()
+    return int(head.split(b" ")[1]), json.loads(body), sent, total
+
+
+def _events_json(megabytes: float, prefix: str, rows: int | None = None):
+    """A JSON array of events, ``megabytes`` long, in pieces of about 256 kB: as many events as fill
+    it, or ``rows`` events padded with blanks (a batch within max_batch, as large as wanted)."""
+    pad = b"" if rows is None else b" " * int(megabytes * 1_000_000 / rows)
+    piece, k, size = [], 0, 0
+    yield b"["
+    while k < rows - 1 if rows is not None else size < megabytes * 1_000_000:
+        row = json.dumps({"event_id": f"{prefix}{k}", "user_id": f"u{k % 50}", "item_id": f"i{k % 70}",
+                          "type": "click"}).encode() + b"," + pad
+        piece.append(row)
+        size += len(row)
+        k += 1
+        if size // 250_000 != (size - len(row)) // 250_000:
+            yield b"".join(piece)
+            piece = []
+    yield b"".join(piece) + b'{"event_id": "%slast", "user_id": "u", "item_id": "i", "type": "click"}]' % prefix.encode()
+
+
+def _rss(pid: int) -> int:
+    """The process's resident memory, bytes (/proc/PID/status VmRSS)."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def test_a_chunked_body_is_refused_before_it_is_read(tmp_path):
+    """A body sent chunked has no length to check: the key is checked before any of it is read
+    (401 while it is still being sent), and its bytes are counted as they arrive (413 as soon as they
+    pass max_request_bytes, 2 MB); nothing of either is stored, and two 40 MB bodies without a key
+    leave the server's memory where it was (before: all 40 MB were read, and the server grew by 277 MB)."""
+    port = free_port()
+    server = start_server(tmp_path / "data", None, port)
+    try:
+        assert post(port, _batch(0))["inserted"] == 40  # the request paths warmed up
+        limit = 2_000_000
+        before = _rss(server.pid)
+        for attempt in range(2):
+            status, answer, sent, total = _chunked(port, "/v1/feedback", _events_json(40, f"n{attempt}-"), None)
+            assert status == 401 and "API key" in answer["detail"], answer
+            assert sent < total // 4, (sent, total)  # answered long before the body was all sent
+        grown = _rss(server.pid) - before
+        assert grown < limit, f"RSS grew by {grown / 1e6:.1f} MB"
+        # 2,000 events (within max_batch) in 7.2 MB: stored before, though over the 2 MB limit
+        status, answer, sent, total = _chunked(port, "/v1/feedback", _events_json(7.2, "big-", rows=2000), ADMIN)
+        assert status == 413 and "max_request_bytes" in answer["detail"], answer
+        assert sent < total, (sent, total)
+        assert call(port, "GET", "/readyz")["events"] == 40  # nothing of the refused bodies stored
+        status, answer, _, _ = _chunked(port, "/v1/feedback", _events_json(1.8, "ok-", rows=2000), ADMIN)
+        assert status == 200 and answer["inserted"] == 2000  # a chunked body under the limit is stored
+    finally:
+        server.kill()
+        server.wait(timeout=30)
+        server.stderr.close()
+
+
 def _serve(data_dir, url) -> subprocess.Popen:
     args = [sys.executable, "-m", "penchant", "serve", "--port", "0", "--data-dir", str(data_dir)]
     return subprocess.Popen(args + (["--database-url", url] if url else []), stdout=subprocess.DEVNULL,

@@ -1,8 +1,10 @@
 """The HTTP API (FastAPI): users, items, feedback, recommendations, similar items, model versions,
 health and metrics. Keys travel as ``Authorization: Bearer <key>``; scopes read < write < admin.
 Every invalid field is a 422 naming it; unknown ids are 404; a state that does not allow a request
-is 409; a body over the size limit is 413; a key over its per-minute budget gets 429; a store that
-cannot keep a write (its file deleted under it, a full disk, its server gone) is 503, never a 200.
+is 409; a body over the size limit is 413 as soon as it passes it, and a key that cannot make a
+request is 401/403 before its body is read (:mod:`penchant.serve.limits`); a key over its
+per-minute budget gets 429; a store that cannot keep a write (its file deleted under it, a full
+disk, its server gone) is 503, never a 200.
 
 The routes live in :mod:`penchant.serve.routes` (one router per concern) and depend on the parts of
 the service through :mod:`penchant.serve.deps`; penchant's own errors become answers here, one
@@ -30,6 +32,7 @@ from penchant.serve.deps import KeyCache, RateLimiter, Service
 from penchant.serve.host import ModelHost
 from penchant.serve.hot_path import FastRecommendations
 from penchant.serve.keys import create_key
+from penchant.serve.limits import BodyGate
 from penchant.serve.metrics import Metrics
 from penchant.serve.routes import ROUTERS
 from penchant.serve.store import Store, database_url, make_engine, migrate
@@ -46,14 +49,12 @@ class ErrorJSON(JSONResponse):
         return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
-class LimitsAndMetrics:
-    """ASGI middleware: 413 for a declared body over ``max_bytes`` (a model import's and a restore's
-    over their own limits); request counts and latency."""
+class RequestMetrics:
+    """ASGI middleware, outermost: request counts and latency by route and status (the answers of
+    the body gate and the hot path included)."""
 
-    def __init__(self, app, metrics: Metrics, max_bytes: int, max_model_bytes: int, max_restore_bytes: int) -> None:
-        self.app, self.metrics, self.max_bytes = app, metrics, max_bytes
-        self.limits = {"/v1/models/import": (max_model_bytes, "max_model_bytes"),
-                       "/v1/admin/restore": (max_restore_bytes, "max_restore_bytes")}  # bodies larger than requests
+    def __init__(self, app, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -61,21 +62,18 @@ class LimitsAndMetrics:
             return
         start = time.perf_counter()
         status = [500]
-        length = dict(scope["headers"]).get(b"content-length")
-        limit, setting = self.limits.get(scope["path"], (self.max_bytes, "max_request_bytes"))
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            response = JSONResponse({"detail": f"request body over {limit} bytes ({setting})"}, status_code=413)
-            status[0] = 413
-            await response(scope, receive, send)
-        else:
-            async def capture(message) -> None:
-                if message["type"] == "http.response.start":
-                    status[0] = message["status"]
-                await send(message)
 
+        async def capture(message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
             await self.app(scope, receive, capture)
-        route = scope.get("route")
-        self.metrics.observe(scope["method"], getattr(route, "path", "unmatched"), status[0], time.perf_counter() - start)
+        finally:
+            route = scope.get("route")
+            self.metrics.observe(scope["method"], getattr(route, "path", "unmatched"), status[0],
+                                 time.perf_counter() - start)
 
 
 def create_app(settings: Settings, *, admin_key: str | None = None, generation=None, generation_lock=None,
@@ -113,9 +111,11 @@ def create_app(settings: Settings, *, admin_key: str | None = None, generation=N
     host.on_items_changed.append(talks.items_changed)
     app.state.service = Service(store, host, talks, settings, metrics, KeyCache(store),
                                 RateLimiter(settings.rate_limit_per_minute))
-    app.add_middleware(FastRecommendations, service=app.state.service)  # inside the limits and metrics (middleware added later wraps it)
-    app.add_middleware(LimitsAndMetrics, metrics=metrics, max_bytes=settings.max_request_bytes,
-                       max_model_bytes=settings.max_model_bytes, max_restore_bytes=settings.max_restore_bytes)
+    # middleware added later wraps what was added before: metrics ( body gate ( hot path ( routes ) ) )
+    app.add_middleware(FastRecommendations, service=app.state.service)
+    app.add_middleware(BodyGate, service=app.state.service,  # keys before bodies; bodies counted as they arrive
+                       routes=[route for router in ROUTERS for route in router.routes])
+    app.add_middleware(RequestMetrics, metrics=metrics)
     for error, status in STATUS.items():
         app.add_exception_handler(error, _answer(status))
     app.add_exception_handler(RequestValidationError, _invalid)

@@ -83,20 +83,32 @@ async def service(request: Request) -> Service:
 Svc = Annotated[Service, Depends(service)]
 
 
+def key_refusal(svc: Service, authorization: str | None, needed: str) -> tuple[HTTPException | None, str | None]:
+    """(401 for a missing, unknown or revoked key, 403 for one without the ``needed`` scope, or None
+    when the key may make the request, the rate limit aside; the key's id)."""
+    known, allowed, key_id = svc.keys.check(bearer(authorization), needed)
+    if not known:
+        return HTTPException(401, "a valid API key is needed (Authorization: Bearer <key>)",
+                             headers={"WWW-Authenticate": "Bearer"}), key_id
+    if not allowed:
+        return HTTPException(403, f"this key lacks the {needed!r} scope"), key_id
+    return None, key_id
+
+
 def scope(needed: str):
-    """A dependency admitting keys with scope needed (or above) within their rate limit."""
+    """A dependency admitting keys with scope needed (or above) within their rate limit. Its
+    ``scope`` attribute names the scope, so the body gate (:mod:`penchant.serve.limits`) checks the
+    key before the request's body is read."""
 
     async def check(svc: Svc, authorization: Annotated[str | None, Header()] = None) -> str:
-        known, allowed, key_id = svc.keys.check(bearer(authorization), needed)
-        if not known:
-            raise HTTPException(401, "a valid API key is needed (Authorization: Bearer <key>)",
-                                headers={"WWW-Authenticate": "Bearer"})
-        if not allowed:
-            raise HTTPException(403, f"this key lacks the {needed!r} scope")
+        refusal, key_id = key_refusal(svc, authorization, needed)
+        if refusal is not None:
+            raise refusal
         if not svc.limiter.allow(key_id):
             raise HTTPException(429, f"over {svc.settings.rate_limit_per_minute} requests per minute for this key")
         return key_id
 
+    check.scope = needed  # type: ignore[attr-defined]
     return Depends(check)
 
 
