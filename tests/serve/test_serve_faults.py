@@ -355,5 +355,9 @@ def test_two_servers_started_at_once_on_a_fresh_store(tmp_path, database_url):
         for p in procs:
             if p.poll() is None:
                 p.terminate()
-            p.wait(timeout=60)
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # never leave a server behind, whatever failed
+                p.kill()
+                p.wait(timeout=30)
             p.stderr.close()
