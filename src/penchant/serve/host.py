@@ -321,9 +321,9 @@ class ModelHost:
         from penchant.experiment.tasks import TASKS
 
         art = Artefact.read(source)
-        if art.family not in TASKS:
+        kind = TASKS[art.family].service_kind if art.family in TASKS else None
+        if kind is None:
             raise ArtefactError(f"a {art.family} model is not a servable model version", file=source)
-        kind = TASKS[art.family].service_kind
         model = build(art, source)  # the whole model rebuilds before anything is recorded
         version = self.store.new_version(art.model, art.params, kind=kind, owner=self.owner)
         try:
@@ -556,7 +556,9 @@ class ModelHost:
 
     def _recommend(self, d: Deployed, user_id: str, events: list[tuple[str, str]], k: int, category: str | None,
                    exclude: list[str] | None, exclude_seen: bool) -> dict:
-        ranked = d.core.rank([user_id], k, history=self.history(d, events),
+        # a user the model ranks needs no history row: their stored events are banned below, and fold-in is not used
+        history = None if d.core.known(user_id) >= 0 else self.history(d, events)
+        ranked = d.core.rank([user_id], k, history=history,
                              banned=self._banned(d, events, category, exclude, exclude_seen), exclude_seen=exclude_seen)[0]
         if d.core.index is not None and ranked.source in (MODEL, APPROXIMATE):
             self.ann_counts["approximate" if ranked.source == APPROXIMATE else "exact"] += 1
