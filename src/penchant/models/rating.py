@@ -27,7 +27,14 @@ from penchant.errors import ConfigError, DataError
 from penchant.models.base import Recommender, Validator
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
-from penchant.models.training import EarlyStopping, blas_single_threaded, check_device, seed_torch, torch_device
+from penchant.models.training import (
+    EarlyStopping,
+    blas_single_threaded,
+    check_device,
+    seed_torch,
+    torch_device,
+    torch_single_threaded,
+)
 
 
 class RatingModel(Recommender):
@@ -99,6 +106,7 @@ def _rows(table, index):
 
 
 @blas_single_threaded
+@torch_single_threaded()  # a step of 1,024 ratings is too small to split: one thread is the faster (docs/benchmarks.md)
 def _train_squared_error(model, tables, scalars, forward, train: Dataset, valid: Validator | None, dev) -> None:
     """Adam on mean squared error over shuffled mini-batches of ratings (each moved to ``dev`` as it
     is used), early-stopped on valid.
