@@ -103,19 +103,7 @@ def similar(
 ) -> None:
     """The items closest to each given item by the model's item vectors (cosine), as the service's
     /v1/items/{id}/similar answers: {"model", "k", "items": {id: [{"item", "score"}, …]}}."""
-    from penchant.errors import ConfigError
-    from penchant.experiment.answers import AnswerCore
-    from penchant.models.base import Recommender
-
-    if k < 1:
-        raise ConfigError("--k must be at least 1")
-    if not item:
-        raise ConfigError("give at least one --item ID")
-    core = AnswerCore(Recommender.load(model_path))
-    found = {i: core.similar_items(i, k) for i in dict.fromkeys(item)}
-    write_json(json_out, {"model": core.model.name, "k": k, "items": {
-        i: [{"item": str(core.item_ids[j]), "score": float(v)} for j, v in zip(r.items, r.scores)] for i, r in found.items()}})
-    out.print(f"{core.model.name}: similar items of {len(found):,} items written to {json_out}")
+    _lookup(model_path, item, k, json_out, "item")
 
 
 def neighbours(
@@ -126,19 +114,27 @@ def neighbours(
 ) -> None:
     """The training users most like each given user (cosine of their item sets), as the service's
     /v1/users/{id}/neighbours answers: {"model", "k", "users": {id: [{"user", "score"}, …]}}."""
+    _lookup(model_path, user, k, json_out, "user")
+
+
+def _lookup(model_path: Path, ids: list[str], k: int, json_out: Path, kind: str) -> None:
+    """``similar`` (kind ``item``) and ``neighbours`` (kind ``user``) through the answer core:
+    ``{"model", "k", "<kind>s": {id: [{"<kind>": id, "score"}, …]}}``."""
     from penchant.errors import ConfigError
     from penchant.experiment.answers import AnswerCore
     from penchant.models.base import Recommender
 
     if k < 1:
         raise ConfigError("--k must be at least 1")
-    if not user:
-        raise ConfigError("give at least one --user ID")
+    if not ids:
+        raise ConfigError(f"give at least one --{kind} ID")
     core = AnswerCore(Recommender.load(model_path))
-    found = {u: core.neighbours(u, k) for u in dict.fromkeys(user)}
-    write_json(json_out, {"model": core.model.name, "k": k, "users": {
-        u: [{"user": str(core.user_ids[j]), "score": float(v)} for j, v in zip(r.items, r.scores)] for u, r in found.items()}})
-    out.print(f"{core.model.name}: neighbours of {len(found):,} users written to {json_out}")
+    answer, vocabulary = (core.similar_items, core.item_ids) if kind == "item" else (core.neighbours, core.user_ids)
+    found = {i: answer(i, k) for i in dict.fromkeys(ids)}
+    write_json(json_out, {"model": core.model.name, "k": k, f"{kind}s": {
+        i: [{kind: str(vocabulary[j]), "score": float(v)} for j, v in zip(r.items, r.scores)] for i, r in found.items()}})
+    what = "similar items of" if kind == "item" else "neighbours of"
+    out.print(f"{core.model.name}: {what} {len(found):,} {kind}s written to {json_out}")
 
 
 def _read_ids(path: Path) -> list[str]:

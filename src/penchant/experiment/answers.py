@@ -96,10 +96,6 @@ class AnswerCore:
         u = self.users.get(str(user_id), -1)
         return u if u >= 0 and self._trained[u] else -1
 
-    def item_positions(self, ids: Sequence[str]) -> np.ndarray:
-        """int64 (n,) indices of item ids; -1 for an item the model does not know."""
-        return np.array([self.items.get(str(i), -1) for i in ids], dtype=np.int64)
-
     def history(self, items: np.ndarray, values: np.ndarray | None = None) -> sp.csr_matrix:
         """One user's history as a CSR row (1, n_items): values summed per item (1 each by default)."""
         items = np.asarray(items, dtype=np.int64)
@@ -259,8 +255,8 @@ class AnswerCore:
         """The ``k`` users most like ``user_id``: cosine of binary item sets over the training
         users (a user the model does not rank: by ``history``); only positive similarities."""
         x = self.seen
-        u = self.users.get(str(user_id), -1)
-        if u >= 0 and self._trained[u]:
+        u = self.known(user_id)
+        if u >= 0:
             items = x.indices[x.indptr[u]:x.indptr[u + 1]]
         else:
             items = np.zeros(0, np.int64) if history is None else history.indices

@@ -36,6 +36,7 @@ from penchant.errors import ConflictError, NotFoundError
 from penchant.experiment.answers import APPROXIMATE, FOLD_IN, MODEL, AnswerCore, rank_options
 from penchant.models.ann import ItemIndex
 from penchant.models.protocols import DotProduct
+from penchant.models.ranking import top_k
 from penchant.serve.config import Settings
 from penchant.serve.failpoints import failpoint
 from penchant.serve.impressions import ImpressionLog, explore
@@ -572,7 +573,8 @@ class ModelHost:
         scores, source = d.core.scores(user_id, history)
         banned = self._banned(d, events, category, exclude, exclude_seen)
         mask = d.core.mask(np.array([d.core.known(user_id)]), history, banned, exclude_seen)[0]
-        greedy = d.core.rank([user_id], k, history=history, banned=banned, exclude_seen=exclude_seen)[0].items
+        items, values = top_k(np.where(mask, -np.inf, scores)[None, :], k)  # the scores above, not a second scoring
+        greedy = items[0][np.isfinite(values[0])].astype(np.int64)
         mask[greedy] = True
         shown, propensity, slate = explore(np.flatnonzero(~mask), greedy, epsilon, self._explore_rng)
         answer = {"user": user_id, "model": d.source(source),
