@@ -113,6 +113,15 @@ class Policy:
     def params(self) -> dict:
         return {"multi_choice": self.multi_choice}
 
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """What training learned, as named arrays (an artefact keeps them); {} when nothing was."""
+        return {}
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore what :meth:`state_arrays` returned, over the same graph."""
+        if arrays:
+            raise ValueError(f"{self.name} learns nothing, yet was given {sorted(arrays)}")
+
 
 @register
 class MaxEntropy(Policy):
