@@ -166,7 +166,7 @@ class LearnedDecision(Policy):
 
     def fit(self, trainer) -> LearnedDecision:
         """Policy gradient on the validation episodes; ``history_`` = selection hDCG per epoch."""
-        self.history_ = trainer.train(self)
+        self.history_ = trainer.reinforce(self)
         return self
 
     def act(self, state: ConversationState, scorer: Scorer) -> Action:
@@ -251,7 +251,8 @@ class DecisionTree(Policy):
 
 def ready_policies() -> tuple[str, ...]:
     """The registered conversation policies that need no training of their own (what the service
-    runs), in the registry's order."""
+    runs), in the registry's order; never an oracle (it needs the target, which a person keeps)."""
     from penchant.models.registry import entry, model_names
 
-    return tuple(n for n in model_names("conversation") if entry(n, "conversation").cls.ready_untrained)
+    return tuple(n for n in model_names("conversation")
+                 if (c := entry(n, "conversation").cls).ready_untrained and not getattr(c, "oracle", False))

@@ -62,7 +62,11 @@ def run_episode(policy, scorer, graph: AttributeGraph, user: int, target: int, *
     ``exclude``: items never to show (the user's training, and for test episodes validation,
     items). ``record(state, action, reward_info)``, if given, sees every step (policy training).
     ``simulated_user(graph, target, rng)`` makes the user (default :class:`SimulatedUser`; the
-    text user of :mod:`penchant.llm.conversation` answers in words)."""
+    text user of :mod:`penchant.llm.conversation` answers in words). An oracle (a policy whose
+    ``oracle`` attribute is true, an upper bound such as :mod:`penchant.converse.oracle`) is told
+    the target by ``policy.reveal(target, graph)`` before the opening; no other policy ever sees it."""
+    if getattr(policy, "oracle", False):
+        policy.reveal(int(target), graph)
     sim = (simulated_user or SimulatedUser)(graph, target, rng)
     state = ConversationState.start(user, graph.n_items, exclude)
     state.accept(graph, sim.opening())

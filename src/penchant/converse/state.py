@@ -1,8 +1,9 @@
 """What a conversation knows so far, and the scorer that turns it into item scores.
 
 The state every policy shares: the accepted and rejected attribute values, the rejected items, the
-candidate set (items that have every accepted value and were neither rejected nor excluded) and
-the turn. Accepting a value filters the candidates (the target has it); rejecting one only lowers
+candidate set (items that have every accepted value and were neither rejected nor excluded), the
+turn, and the user's history (the items the platform knows the user already has: what was excluded
+at the start; empty for a user it has never seen). Accepting a value filters the candidates (the target has it); rejecting one only lowers
 the scores of items that have it (the user may not know or care; the protocol does not let it
 filter); a rejected recommendation removes its items.
 """
@@ -18,7 +19,9 @@ from penchant.data.attribute_graph import AttributeGraph
 
 @dataclass
 class ConversationState:
-    """Mutable state of one conversation; ``candidates`` is bool (n_items,)."""
+    """Mutable state of one conversation; ``candidates`` is bool (n_items,); ``history`` is int64
+    (h,) the sorted item indices the platform knows the user has (a policy with its own user model
+    builds the user from these, never from the user index; (0,) for a cold user)."""
 
     user: int
     candidates: np.ndarray
@@ -26,14 +29,16 @@ class ConversationState:
     rejected: list[int] = field(default_factory=list)
     rejected_items: list[int] = field(default_factory=list)
     turn: int = 0
+    history: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @classmethod
     def start(cls, user: int, n_items: int, exclude: np.ndarray | None = None) -> ConversationState:
-        """A fresh state; ``exclude`` (item indices, e.g. what the user already has) never shown."""
+        """A fresh state; ``exclude`` (item indices: what the user already has) is never shown and
+        is the state's ``history``."""
         cand = np.ones(n_items, dtype=bool)
-        if exclude is not None:
-            cand[np.asarray(exclude, dtype=np.int64)] = False
-        return cls(user, cand)
+        history = np.unique(np.asarray(exclude if exclude is not None else [], dtype=np.int64))
+        cand[history] = False
+        return cls(user, cand, history=history)
 
     @property
     def asked(self) -> set[int]:
@@ -56,13 +61,15 @@ class ConversationState:
         """JSON-ready (candidates as the indices still in play)."""
         return {"user": self.user, "n_items": len(self.candidates), "candidates": np.flatnonzero(self.candidates).tolist(),
                 "accepted": self.accepted, "rejected": self.rejected, "rejected_items": self.rejected_items,
-                "turn": self.turn}
+                "turn": self.turn, "history": self.history.tolist()}
 
     @classmethod
     def from_dict(cls, d: dict) -> ConversationState:
+        """The state :meth:`to_dict` wrote; a dict from before ``history`` existed gives an empty one."""
         cand = np.zeros(d["n_items"], dtype=bool)
         cand[np.asarray(d["candidates"], dtype=np.int64)] = True
-        return cls(d["user"], cand, list(d["accepted"]), list(d["rejected"]), list(d["rejected_items"]), d["turn"])
+        return cls(d["user"], cand, list(d["accepted"]), list(d["rejected"]), list(d["rejected_items"]), d["turn"],
+                   np.asarray(d.get("history", []), dtype=np.int64))
 
 
 class Scorer:

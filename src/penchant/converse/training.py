@@ -80,14 +80,21 @@ class PolicyTrainer:
         graph: the attribute graph.
         base: float32 (n_users, n_items) the fitted model's scores (training interactions only).
         users, targets: int64 (n,) validation episodes.
-        exclude: CSR (n_users, n_items) items never shown in these episodes (the training items).
+        exclude: CSR (n_users, n_items) items never shown in these episodes (the training items;
+            each episode's state knows them as the user's ``history``).
         popularity: float64 (n_items,) training interactions per item.
+        train: CSR (n_users, n_items) the scorer's training interactions, binary: what a policy with
+            its own user or item model (an FM, embeddings) may be trained on; a cold user's row is
+            empty. None only where the caller has none (a policy that needs it then says so).
+        setting: ``warm``, ``cold`` or ``drift`` (:mod:`penchant.converse.experiment`): who the
+            episodes' users are.
     """
 
     def __init__(self, graph: AttributeGraph, base: np.ndarray, users: np.ndarray, targets: np.ndarray,
                  exclude: sp.csr_matrix, popularity: np.ndarray, *, seed: int = DEFAULT_SEED, epochs: int = 12,
-                 batch: int = 50, lr: float = 1e-2) -> None:
+                 batch: int = 50, lr: float = 1e-2, train: sp.csr_matrix | None = None, setting: str = "warm") -> None:
         self.graph, self.base, self.exclude, self.popularity = graph, base, exclude, popularity
+        self.train, self.setting = train, setting
         self.seed, self.epochs, self.batch, self.lr = seed, epochs, batch, lr
         half = len(users) // 2
         self.fit_episodes = (users[:half], targets[:half])
@@ -115,9 +122,10 @@ class PolicyTrainer:
         results = self.play(policy, *self.select_episodes, seed=self.seed + 1)
         return float(np.mean([hdcg(r.turn, r.rank) for r in results]))
 
-    def train(self, policy) -> list[float]:
+    def reinforce(self, policy) -> list[float]:
         """REINFORCE on the decision of ``policy`` (a :class:`LearnedDecision`); keeps the epoch with
-        the best selection hDCG. Returns that value per epoch."""
+        the best selection hDCG. Returns that value per epoch. (``train`` is the scorer's training
+        matrix, not a verb.)"""
         import torch
 
         decision = policy.decision
