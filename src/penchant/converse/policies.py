@@ -189,6 +189,15 @@ class LearnedDecision(Policy):
     def params(self) -> dict:
         return super().params() | {"temperature": self.temperature}
 
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The decision network's weights, ``decision.<parameter>``."""
+        return {f"decision.{k}": v.numpy() for k, v in self.decision.state_dict().items()}
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        import torch
+
+        self.decision.load_state_dict({k[len("decision."):]: torch.from_numpy(np.array(a)) for k, a in arrays.items()})
+
 
 @register
 class ConversationalPathReasoning(LearnedDecision):
