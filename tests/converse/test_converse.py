@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from penchant.converse.policies import MaxEntropy, create_policy
+from penchant.converse.policies import MaxEntropy, create_policy, policy_names
 from penchant.converse.session import Conversation
 from penchant.converse.simulator import run_episode
 from penchant.converse.state import ConversationState, Scorer
@@ -191,7 +191,8 @@ def test_converse_evaluate_json_contract(tmp_path, shared_data):
     assert {"policy", "episodes", "sr@5", "sr@10", "sr@15", "avg_turns", "hdcg"} <= set(out)
     assert out["policy"] == "greedy" and out["episodes"] == 60 and 0 <= out["sr@5"] <= out["sr@10"] <= out["sr@15"] <= 1
     bad = penchant("converse", "evaluate", "--data", shared_data / "ml-100k", "--policy", "nonesuch")
-    assert bad.returncode == 2 and "unknown model 'nonesuch'; known models: cpr, ear, greedy, maxent, tree" in bad.stderr
+    known = ", ".join(policy_names())  # the registry's, as policies land
+    assert bad.returncode == 2 and f"unknown model 'nonesuch'; known models: {known}" in bad.stderr
 
 
 def test_conversation_in_a_pseudo_terminal_finds_the_planted_target(tmp_path, shared_data):

@@ -12,7 +12,11 @@ from typer.core import TyperGroup
 from penchant.cli.data_cmds import Seed
 from penchant.cli.render import out, progress, write_json
 
-POLICY_HELP = "maxent, greedy, ear, cpr or tree."
+#: the policies' names come from the registry when help is shown (penchant.cli.main fills {models:FAMILY} in)
+POLICY_HELP = "A conversation policy: {models:conversation}."
+SETTING_HELP = ("Who the test users are: warm (the scorer was trained on 80% of their history), cold (users it has "
+                "never seen: 20% of the users held out whole) or drift (their targets are the items least like the "
+                "rest of their history).")
 LEVEL_HELP = ("MovieLens's attributes: coarse (genres, decades, countries, languages; the default) or fine (+ KG actors, "
               "directors, writers, producers). Not with --attributes.")
 ATTRIBUTES_HELP = ("Item columns to ask about, comma-separated (e.g. brand,category,price): categorical or multi-valued "
@@ -36,27 +40,40 @@ def evaluate(
     multi_choice: int = typer.Option(0, "--multi-choice", help="Offer this many values of one attribute type per question (0: yes/no questions)."),
     epochs: int = typer.Option(12, "--epochs", help="Policy-gradient epochs of the learned policies (ear, cpr)."),
     text: bool = typer.Option(False, "--text", help="Questions and answers in words: the LLM phrases each question, an LLM user who knows the item it wants replies, the LLM reads the reply (PENCHANT_LLM_URL, else the embedded model)."),
+    setting: str = typer.Option("warm", "--setting", help=SETTING_HELP),
+    save: Path = typer.Option(None, "--save", help="Write the trained policy here (an artefact the terminal's --policy-path and the service load).", show_default=False),
 ) -> None:
     """Play a policy against the standard simulated user on held-out (user, item) episodes and
     report SR@5/10/15, average turns and hDCG@(15,10) with 95% intervals; with --text, the same
     episodes in words, and the share of answers read right."""
     from penchant.cli.specs import data_path
+    from penchant.converse.experiment import check_setting
     from penchant.errors import ConfigError
     from penchant.experiment.tasks import task_for
 
+    check_setting(setting)
     data = data_path(path, data)
     job = task_for(policy, ("conversation",))
     params = {"multi_choice": multi_choice} if multi_choice else {}
     if episodes < 1:
         raise ConfigError("--episodes must be at least 1")
+    if save is not None and _is_oracle(policy):
+        raise ConfigError(f"--save: {policy} knows each episode's target, so there is nothing to save for a person")
     with progress() as bar:
         task = bar.add_task("reading data, fitting the scorer", total=None)
         setup = job.read(data, level=level, attributes=None if attributes is None else attributes.split(","), noun=noun,
-                         episodes=episodes, model=model, seed=seed)
+                         episodes=episodes, model=model, seed=seed, setting=setting)
         graph = setup.graph
         fresh = job.create(policy, params, graph)
         bar.update(task, description=f"{policy}: training" if fresh.learned else f"{policy}: episodes")
         fitted = job.fit(policy, params, setup, epochs=epochs, policy=fresh)
+        if save is not None:
+            from penchant.converse.artefact import save_policy
+
+            save_policy(fitted, save, graph=graph, meta={
+                "data": str(data), "setting": setting, "level": None if attributes else (level or "coarse"),
+                "attributes": attributes, "noun": graph.noun, "model": model, "seed": seed, "epochs": epochs,
+                "validation_episodes": len(setup.valid[0]), "train_seconds": round(fitted.train_seconds_, 2)})
 
         def step(done: int, total: int) -> None:
             bar.update(task, description=f"{policy}: episodes", completed=done, total=total)
@@ -75,8 +92,8 @@ def evaluate(
     from rich.table import Table
 
     kinds = ", ".join(graph.type_names) if attributes else (level or "coarse")
-    table = Table(title=f"{policy} on {result['episodes']:,} episodes ({kinds} attributes: {graph.n_values:,} "
-                        f"values; scorer {model})", title_justify="left")
+    table = Table(title=f"{policy} on {result['episodes']:,} {setting} episodes ({kinds} attributes: "
+                        f"{graph.n_values:,} values; scorer {model})", title_justify="left")
     for col in ("SR@5", "SR@10", "SR@15", "avg turns", "hDCG", "questions (values)", "lists"):
         table.add_column(col)
 
@@ -91,6 +108,8 @@ def evaluate(
     if text:
         out.print(f"answers read as the attribute user would have given them: {result['understood']:.1%} "
                   f"of {result['answers_read']:,}" if result.get("understood") is not None else "no question was asked")
+    if save is not None:
+        out.print(f"saved the trained {policy} to {save}")
     if json_out:
         write_json(json_out, result | {"level": None if attributes else (level or "coarse"),
                                        "attribute_types": list(graph.type_names), "noun": graph.noun, "seed": seed,
@@ -104,8 +123,11 @@ def converse(
     level: str = typer.Option(None, "--level", help=LEVEL_HELP, show_default=False),
     attributes: str = typer.Option(None, "--attributes", help=ATTRIBUTES_HELP, show_default=False),
     noun: str = typer.Option(None, "--noun", help=NOUN_HELP, show_default=False),
-    policy: str = typer.Option("tree", "--policy", help=POLICY_HELP + " Learned ones are trained first on validation episodes."),
+    policy: str = typer.Option(None, "--policy", help=POLICY_HELP + " Learned ones are trained first on validation "
+                               "episodes, unless --policy-path gives one trained already. Default: tree.",
+                               show_default=False),
     model: str = typer.Option("ease", "--model", help="The recommender whose scores give your preference."),
+    policy_path: Path = typer.Option(None, "--policy-path", help="A trained policy (penchant converse evaluate --save) to talk with instead of training one; it must have been trained over this data's attributes.", show_default=False),
 ) -> None:
     """Find an item (a film on MovieLens; --attributes for your own catalogue's columns) by answering
     questions: yes/no to each, and the number of the one you want when a list is shown (or n for none
@@ -114,11 +136,18 @@ def converse(
         return
     if data is None:
         raise typer.BadParameter("give the data set: a path (or --data PATH)", param_hint="PATH")
-    _interactive(data, user, level, attributes, noun, policy, model)
+    _interactive(data, user, level, attributes, noun, policy, model, policy_path)
+
+
+def _is_oracle(name: str) -> bool:
+    """Whether the registered conversation policy ``name`` is an oracle (told each episode's target)."""
+    from penchant.models.registry import entry
+
+    return bool(getattr(entry(name, "conversation").cls, "oracle", False))
 
 
 def _interactive(data: Path, user: str | None, level: str | None, attributes: str | None, noun: str | None,
-                 policy_name: str, model: str) -> None:
+                 policy_name: str | None, model: str, policy_path: Path | None = None) -> None:
     import numpy as np
 
     from penchant.converse.session import Conversation
@@ -127,7 +156,18 @@ def _interactive(data: Path, user: str | None, level: str | None, attributes: st
     from penchant.errors import ConfigError
     from penchant.experiment.tasks import task_for
 
-    job = task_for(policy_name, ("conversation",))  # an unknown policy fails before the data is read
+    job = task_for(policy_name or "tree", ("conversation",))  # an unknown policy fails before the data is read
+    if policy_path is not None:
+        from penchant.converse.artefact import policy_info
+
+        saved = policy_info(policy_path)["policy"]  # an unreadable artefact fails before the data is read
+        if policy_name is not None and policy_name != saved:
+            raise ConfigError(f"--policy {policy_name} but {policy_path} holds a trained {saved}; leave --policy out")
+        policy_name = saved
+    policy_name = policy_name or "tree"
+    if _is_oracle(policy_name):
+        raise ConfigError(f"{policy_name} must be told the item you want, so it only plays simulated episodes "
+                          "(penchant converse evaluate)")
     with progress() as bar:
         task = bar.add_task("reading data, fitting the scorer", total=None)
         ds = load(data)
@@ -141,10 +181,15 @@ def _interactive(data: Path, user: str | None, level: str | None, attributes: st
         setup = job.read(data, dataset=ds, level=level, attributes=None if attributes is None else attributes.split(","),
                          noun=noun, episodes=1, valid_episodes=400, model=model)
         graph = setup.graph
-        policy = job.create(policy_name, {}, graph)
-        if policy.learned:
-            bar.update(task, description=f"training the {policy_name} policy")
-        policy = job.fit(policy_name, {}, setup, epochs=5, policy=policy)
+        if policy_path is not None:
+            from penchant.converse.artefact import load_policy
+
+            policy = load_policy(policy_path, graph)
+        else:
+            policy = job.create(policy_name, {}, graph)
+            if policy.learned:
+                bar.update(task, description=f"training the {policy_name} policy")
+            policy = job.fit(policy_name, {}, setup, epochs=5, policy=policy)
     popularity = np.log1p(setup.popularity)
     base = setup.base if index >= 0 else (lambda u: popularity)
     scorer = Scorer(graph, base, reflect=policy.reflect)
