@@ -69,6 +69,16 @@ def graph_fingerprint(graph: AttributeGraph) -> dict[str, Any]:
             "hash": h.hexdigest()}
 
 
+def _json(value: dict) -> dict:
+    """``value`` as JSON reads it back (numpy numbers and arrays as plain ones); a TypeError for what
+    JSON cannot hold."""
+    def plain(o):
+        if isinstance(o, np.generic | np.ndarray):
+            return o.tolist()
+        raise TypeError(f"{type(o).__name__} is not JSON")
+    return json.loads(json.dumps(value, default=plain))
+
+
 def save_policy(policy, path: str | Path, *, graph: AttributeGraph, meta: dict) -> None:
     """Write ``policy`` (trained over ``graph``) to ``path`` as one artefact (see the module's notes).
 
@@ -92,8 +102,8 @@ def save_policy(policy, path: str | Path, *, graph: AttributeGraph, meta: dict) 
         if a.dtype.kind == "O" or k == "__meta__" or k.startswith(VOCAB_PREFIX):
             raise ValueError(f"{policy.name}: state array {k!r} cannot be kept "
                              f"({'an object array' if a.dtype.kind == 'O' else 'a reserved name'})")
-    extra = {"graph": graph_fingerprint(graph), "meta": json.loads(json.dumps(meta))}
-    art = Artefact(FAMILY, policy.name, json.loads(json.dumps(policy.params())), arrays,
+    extra = {"graph": graph_fingerprint(graph), "meta": _json(meta)}
+    art = Artefact(FAMILY, policy.name, _json(policy.params()), arrays,
                    {"values": value_keys(graph)}, extra)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -155,4 +155,6 @@ def build(art: Artefact, path: str | Path) -> Any:
         klass = entry(art.model).cls
     except Exception:
         raise ArtefactError(f"the model {art.model!r} is not registered in this penchant", file=path) from None
+    if not hasattr(klass, "from_artefact"):  # a conversation policy loads over its graph (penchant.converse.artefact)
+        raise ArtefactError(f"holds a {art.family} policy ({art.model}), not a model that loads alone", file=path)
     return klass.from_artefact(art)

@@ -9,6 +9,13 @@ items. Each attribute is a type named as the items name it (``brand``), and ques
 (``Do you want brand: Nike?``). A conversation may ask about some types only (``attributes``) and
 name what the catalogue holds (``noun``); both are kept with it. A conversation is pinned to the
 model version it started with; after an activation it must be started again (409).
+
+Policies (:mod:`penchant.serve.learned_policies`): every registered one but the oracles. One that
+acts untrained and has no artefact for the version is built afresh over the conversation's graph and
+told the deployed version's item popularity; a learned one with an artefact (or one that cannot act
+untrained) is the artefact's, over the whole graph it was trained over: a conversation that names
+``attributes`` leaving some of the graph's types out is refused for it (422 naming ``attributes``:
+what it learned is tied to the graph's values, and a subset is another graph).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import secrets
 import numpy as np
 import scipy.sparse as sp
 
-from penchant.converse.policies import create_policy, policy_names, ready_policies
+from penchant.converse.policies import create_policy
 from penchant.converse.session import Conversation
 from penchant.converse.state import Scorer
 from penchant.data.attribute_graph import AttributeGraph, number_bands
@@ -94,11 +101,35 @@ class ConversationHost:
     def graph(self, d: Deployed) -> AttributeGraph:
         return self._cached(d)[2]
 
-    def train_policy(self, name: str, *, epochs: int, episodes: int) -> dict:
+    def train_policy(self, name: str, *, epochs: int, episodes: int, params: dict | None = None) -> dict:
         """Start training a learned policy for the deployed version (see :mod:`penchant.serve.learned_policies`)."""
         self._deployed()
         return self.learned.start(name, lambda item_ids: graph_from_items(self.store.get_items(), item_ids),
-                                  epochs=epochs, episodes=episodes)
+                                  epochs=epochs, episodes=episodes, params=params)
+
+    def import_policy(self, source) -> dict:
+        """Serve a policy artefact trained offline for the deployed version (checked against its graph)."""
+        d = self._deployed()
+        return self.learned.install(source, self.graph(d), d.version)
+
+    def _policy(self, d: Deployed, name: str, graph: AttributeGraph):
+        """Policy ``name`` for a conversation over ``graph`` (the deployed graph, or the types it asks
+        about): its artefact for the version when it has one or cannot act without, else a fresh one."""
+        from penchant.serve.learned_policies import ready_untrained, served_names
+
+        if name not in served_names():
+            raise DataError(f"policy: {name!r} is not one a person can talk to; one of {', '.join(served_names())}")
+        if not ready_untrained(name) or self.learned.has(name, d.version):
+            full = self.graph(d)
+            if graph.n_values != full.n_values:
+                untrained = [n for n in served_names() if ready_untrained(n) and not self.learned.has(n, d.version)]
+                raise DataError(f"attributes: policy {name} was trained over all the stored items' attributes "
+                                f"({', '.join(full.type_names)}) and asks about them all; leave attributes out, or "
+                                f"ask about some with {', '.join(untrained) or 'an untrained policy'}")
+            return self.learned.policy(name, full, d.version)
+        pol = create_policy(name, graph)
+        pol.use_popularity(d.popularity)
+        return pol
 
     def _graph_for(self, d: Deployed, attributes: list[str] | None, noun: str | None) -> AttributeGraph:
         """The deployed graph over the types ``attributes`` (all when None), worded with ``noun``."""
@@ -116,9 +147,8 @@ class ConversationHost:
         graph = self._graph_for(d, attributes, noun)
         events = self.store.user_items(user_id) if user_id else []
         scores, _ = self.host.user_scores(d, user_id or "", events)
-        pol = self.learned.policy(policy, graph, d.version) if policy not in ready_policies() else create_policy(policy, graph)
-        pol.use_popularity(d.popularity)
-        scorer = Scorer(graph, lambda _user: scores)
+        pol = self._policy(d, policy, graph)
+        scorer = Scorer(graph, lambda _user: scores, reflect=pol.reflect)
         titles = self._cached(d)[3]
         if state is not None:
             return Conversation.from_dict(state, graph, scorer, pol, titles)
@@ -130,9 +160,7 @@ class ConversationHost:
         """A new conversation; ``opening``: a value (``brand=Nike``, ``brand: Nike`` or ``Nike``);
         ``attributes``: the types to ask about (all by default); ``noun``: what the items are."""
         d = self._deployed()
-        if policy not in policy_names():
-            raise DataError(f"policy must be one of {', '.join(policy_names())}, not {policy!r}")
-        # a learned policy not trained for this version: 409
+        # an oracle or unknown name: 422; a learned policy not trained for this version: 409
         conv = self._session(d, user_id, policy, None, attributes, noun)
         if opening is not None:
             value = conv.graph.find(opening)

@@ -12,7 +12,7 @@ bodies without a key took 1.1 GiB of the server's memory; a 7.2 MB one with a ke
    the limit (the route stops reading; nothing of the request is stored).
 
 The limit is ``max_request_bytes``, except for the routes with a larger one of their own (a model
-import: ``max_model_bytes``; a restore: ``max_restore_bytes``). A request without a body goes
+or policy import: ``max_model_bytes``; a restore: ``max_restore_bytes``). A request without a body goes
 straight through (the hot path pays nothing)."""
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from fastapi import HTTPException
 from starlette.responses import JSONResponse
 
 #: the routes whose bodies may be larger than any other request's: path -> the setting of their limit
-OWN_LIMITS = {"/v1/models/import": "max_model_bytes", "/v1/admin/restore": "max_restore_bytes"}
+OWN_LIMITS = {"/v1/models/import": "max_model_bytes", "/v1/conversation-policies/import": "max_model_bytes",
+              "/v1/admin/restore": "max_restore_bytes"}
 
 
 class BodyTooLarge(HTTPException):

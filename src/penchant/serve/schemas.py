@@ -11,8 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from penchant.converse.policies import policy_names
 from penchant.serve.keys import SCOPES
+from penchant.serve.learned_policies import served_names
 from penchant.serve.store import MAX_ID_LENGTH
 
 
@@ -35,7 +35,7 @@ def refuse_nul(value):
 #: a string without NUL characters: path and query parameters (request bodies are checked by :class:`Strict`)
 Text = Annotated[str, AfterValidator(refuse_nul)]
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
-PolicyName = Literal[tuple(policy_names())]  # type: ignore[valid-type]  # the registry's conversation policies
+PolicyName = Literal[served_names()]  # type: ignore[valid-type]  # the registry's conversation policies but oracles
 
 
 def _seconds(value: float | datetime) -> float:
@@ -249,11 +249,14 @@ class AnswerIn(Strict):
 
 
 class PolicyTrainIn(Strict):
-    """Training of a learned conversation policy from the store: policy-gradient epochs, and how many
-    episodes (stored users and held-out items) to train and to test on."""
+    """Training of a learned conversation policy from the store: training epochs, how many episodes
+    (stored users and held-out items) to train and to test on, and the policy's own parameters (its
+    defaults otherwise; ``penchant models`` lists them)."""
 
     epochs: Annotated[int, Field(ge=1, le=200)] = 12
     episodes: Annotated[int, Field(ge=10, le=100_000)] = 2000
+    params: dict[Annotated[str, Field(max_length=100)], str | int | float | bool] = Field(default_factory=dict,
+                                                                                         max_length=50)
 
 
 class KeyIn(Strict):

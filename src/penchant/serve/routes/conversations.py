@@ -1,10 +1,12 @@
-"""Conversations over HTTP: start, answer, read."""
+"""Conversations over HTTP: start, answer, read; the policies: list, train, import."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 
 from penchant.serve.deps import IdPath, Svc, admin, read, write
+from penchant.serve.routes.models import uploaded
 from penchant.serve.schemas import AnswerIn, ConversationIn, PolicyName, PolicyTrainIn
 
 router = APIRouter()
@@ -30,9 +32,9 @@ def get_conversation(svc: Svc, conversation_id: IdPath) -> dict:
 
 @router.get("/v1/conversation-policies", tags=["conversations"], dependencies=[read])
 def list_policies(svc: Svc) -> list[dict]:
-    """Every conversation policy and whether it can be used with the deployed version: the ones
-    that need no training always; a learned one (cpr, ear) once trained for that version, with
-    its metrics on episodes from the store."""
+    """Every conversation policy a person can talk to and whether it can be used with the deployed
+    version: one that acts untrained always; a learned one once trained (or imported) for that
+    version, with its metrics on episodes from the store."""
     return svc.talks.learned.statuses()
 
 
@@ -41,4 +43,13 @@ def train_policy(svc: Svc, name: PolicyName, body: PolicyTrainIn | None = None) 
     """Train a learned policy for the deployed version from the stored feedback (a background job;
     poll ``GET /v1/conversation-policies``)."""
     body = body or PolicyTrainIn()
-    return svc.talks.train_policy(name, epochs=body.epochs, episodes=body.episodes)
+    return svc.talks.train_policy(name, epochs=body.epochs, episodes=body.episodes, params=body.params)
+
+
+@router.post("/v1/conversation-policies/import", tags=["conversations"], dependencies=[admin], status_code=201)
+async def import_policy(request: Request, svc: Svc) -> dict:
+    """A learned policy trained offline (the artefact written by `penchant converse evaluate ...
+    --save FILE`, as the raw request body) serves the deployed version: the policy is the one the
+    file names, and it must have been trained over the deployed version's attribute graph."""
+    async with uploaded(request, svc) as path:
+        return await run_in_threadpool(svc.talks.import_policy, path)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import tempfile
+from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
@@ -29,10 +31,11 @@ def train(svc: Svc, body: TrainIn) -> Version:
     return public(svc.store.version(version))
 
 
-@router.post("/v1/models/import", tags=["models"], dependencies=[admin], status_code=201)
-async def import_model(request: Request, svc: Svc, activate: bool = False) -> Version:
-    """A model fitted offline (the artefact file written by `penchant fit` or `prefs fit`, as the
-    raw request body) becomes a new ready version, served without retraining."""
+@contextlib.asynccontextmanager
+async def uploaded(request: Request, svc: Svc) -> AsyncIterator[pathlib.Path]:
+    """An artefact sent as the raw request body, in a temporary file of the data folder while the
+    block runs (413 over ``max_model_bytes``); a DataError in the block is a 422 naming the body
+    (the temporary file's name means nothing to the caller)."""
     body = await request.body()
     if len(body) > svc.settings.max_model_bytes:
         raise HTTPException(413, f"request body over {svc.settings.max_model_bytes} bytes")
@@ -40,9 +43,17 @@ async def import_model(request: Request, svc: Svc, activate: bool = False) -> Ve
         f.write(body)
         f.flush()
         try:
-            version = await run_in_threadpool(svc.host.import_model, pathlib.Path(f.name), activate)
-        except DataError as e:  # the temporary file's name means nothing to the caller
+            yield pathlib.Path(f.name)
+        except DataError as e:
             raise HTTPException(422, f"body: {e.message}") from None
+
+
+@router.post("/v1/models/import", tags=["models"], dependencies=[admin], status_code=201)
+async def import_model(request: Request, svc: Svc, activate: bool = False) -> Version:
+    """A model fitted offline (the artefact file written by `penchant fit` or `prefs fit`, as the
+    raw request body) becomes a new ready version, served without retraining."""
+    async with uploaded(request, svc) as path:
+        version = await run_in_threadpool(svc.host.import_model, path, activate)
     return public(svc.store.version(version))
 
 
