@@ -106,6 +106,10 @@ def test_bad_artefacts_are_one_data_error_naming_the_file(setup, trained, tmp_pa
             load_policy(bad, setup.graph)
     with pytest.raises(DataError, match="junk.npz"):
         policy_info(junk)
+    from penchant.models.artefact import ArtefactError, load
+
+    with pytest.raises(ArtefactError, match=rf"holds a conversation policy \({SERVED[0]}\), not a model that loads alone"):
+        load(path)  # where a model is loaded (penchant recommend, the service's model import)
     # a model artefact of another family
     from penchant.models.registry import create
 

@@ -211,7 +211,8 @@ def test_a_fresh_app_over_the_same_data_serves_the_same_saved_policies(service):
 
 def test_an_activation_asks_for_training_again_and_an_artefact_can_be_imported(service):
     """After a new version goes live, a policy that cannot act untrained is 409 again; importing the
-    artefact trained for the previous version (the same items, so the same graph) serves it."""
+    artefact trained for the previous version (the same items, so the same graph) serves it; once the
+    stored items' attributes change the graph, it is 409 again, saying what differs."""
     client = service.client
     host = client.app.state.service.host
     v2 = host.wait(client.post("/v1/models/train", json={"model": "pop", "activate": True}).json()["id"])["id"]
@@ -226,3 +227,9 @@ def test_an_activation_asks_for_training_again_and_an_artefact_can_be_imported(s
         assert r.status_code == 201, r.text
         assert r.json()["status"] == "ready" and r.json()["imported"] is True and r.json()["version"] == v2
         _talk(client, name, "u3", films()[5])
+    # the stored items' attributes change the graph: what a policy learned no longer fits it
+    client.put("/v1/items", json=[dict(films()[i], categories=[GENRES[i % 4], "western"]) for i in (0, 1)])
+    for name in LEARNED:
+        r = client.post("/v1/conversations", json={"policy": name})
+        assert r.status_code == 409 and "values it was not trained over: category=western" in r.text, r.text
+        assert f"POST /v1/conversation-policies/{name}/train" in r.text

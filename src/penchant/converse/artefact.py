@@ -46,7 +46,12 @@ _SHOWN = 5
 
 
 class GraphMismatchError(DataError):
-    """A policy artefact was trained over another attribute graph than the one it is loaded over."""
+    """A policy artefact was trained over another attribute graph than the one it is loaded over;
+    ``differs`` says how, in words."""
+
+    def __init__(self, message: str, *, differs: str, file: str | Path | None = None) -> None:
+        self.differs = differs
+        super().__init__(message, file=file)
 
 
 def value_keys(graph: AttributeGraph) -> np.ndarray:
@@ -204,7 +209,8 @@ def load_policy(path: str | Path, graph: AttributeGraph):
                         f"{', '.join(policy_names())}", file=path, expected=EXPECTED)
     differs = graph_difference(art.extra["graph"], art.vocab["values"], graph)
     if differs is not None:
-        raise GraphMismatchError(f"{art.model} was trained over another attribute graph ({differs})", file=path)
+        raise GraphMismatchError(f"{art.model} was trained over another attribute graph ({differs})", differs=differs,
+                                 file=path)
     try:
         policy = create_policy(art.model, graph, **art.params)
     except ConfigError as e:

@@ -216,7 +216,7 @@ class LearnedPolicies:
         except GraphMismatchError as e:
             raise DataError(f"{name} was not trained over the deployed version's attribute graph (model v{version}: "
                             f"{graph.n_items} items, {graph.n_values} values from the stored items' categories and "
-                            f"attributes): {e.message}") from None
+                            f"attributes): {e.differs}") from None
         meta = dict(info["meta"]) | {"policy": name, "version": version, "imported": True, "imported_at": time.time()}
         save_policy(policy, self.path(name, version), graph=graph, meta=meta)
         return self.status(name, version)
@@ -240,7 +240,7 @@ class LearnedPolicies:
             served = Served(load_policy(path, graph))
         except GraphMismatchError as e:
             raise ConflictError(f"policy {name} for model v{version} was trained over other item attributes than the "
-                                f"stored items have now ({e.message}): POST /v1/conversation-policies/{name}/train "
+                                f"stored items have now ({e.differs}): POST /v1/conversation-policies/{name}/train "
                                 "(admin) again") from None
         except DataError as e:
             raise ConflictError(f"policy {name} for model v{version} does not load ({e.message}): train it again "
