@@ -14,9 +14,8 @@ All share :class:`~penchant.converse.state.ConversationState` and a
 * ``ear``: (EAR) estimation — the scorer with the user's learned preference and the accepted
   values, plus reflection (items like rejected ones fall); ask the unasked value the user most
   probably has (largest preference-weighted share below 1); when to recommend is learned.
-* ``tree``: decision-tree questioning — a tree over items grown greedily by information gain under
-  the training popularity of items, expanded along the path the answers take; the leaf size at
-  which it recommends is chosen on validation episodes.
+* ``tree`` (FacT-CRS) and ``popularity-tree`` (max-entropy asking under a popularity prior) live in
+  :mod:`penchant.converse.tree`.
 
 ``multi_choice`` > 0 (the multi-choice variant) makes an asking policy offer that many values of
 the chosen value's type at once.
@@ -217,45 +216,6 @@ class EstimationActionReflection(LearnedDecision):
     def question_ranking(self, state: ConversationState, weights: np.ndarray) -> np.ndarray:
         share = self.shares(weights)
         return np.where((share > 0) & (share < 1 - 1e-9), share, -np.inf)
-
-
-@register
-class DecisionTree(Policy):
-    name = "tree"
-    learned = True
-
-    def __init__(self, graph: AttributeGraph, *, multi_choice: int = 0, list_size: int = LIST_SIZE,
-                 leaf_size: int = LIST_SIZE) -> None:
-        super().__init__(graph, multi_choice=multi_choice, list_size=list_size)
-        self.leaf_size = leaf_size
-        self.prior = np.ones(graph.n_items)
-
-    def use_popularity(self, popularity: np.ndarray) -> None:
-        self.prior = np.asarray(popularity, dtype=np.float64) + 1.0
-
-    def act(self, state: ConversationState, scorer: Scorer) -> Action:
-        if int(state.candidates.sum()) <= self.leaf_size:
-            return self.recommend(state, scorer)
-        h = binary_entropy(self.shares(self.prior * state.candidates))
-        h[list(state.asked)] = 0.0
-        if h.max() <= 0:
-            return self.recommend(state, scorer)
-        return self.ask(state, np.where(h > 0, h, -np.inf))
-
-    def fit(self, trainer) -> DecisionTree:
-        """Prior = training popularity of each item (+1); leaf size chosen on validation episodes."""
-        self.prior = trainer.popularity + 1.0
-        best = None
-        for leaf in (10, 20, 50, 100, 200):
-            self.leaf_size = leaf
-            value = trainer.select_value(self)
-            if best is None or value > best[0]:
-                best = (value, leaf)
-        self.leaf_size = best[1]
-        return self
-
-    def params(self) -> dict:
-        return super().params() | {"leaf_size": self.leaf_size}
 
 
 def ready_policies() -> tuple[str, ...]:
