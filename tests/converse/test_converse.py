@@ -160,29 +160,6 @@ def test_no_leakage_into_scorer_or_lists(ml_setup):
     assert shown and not any(s.test_exclude[u, i] for u, items in shown for i in items)
 
 
-def test_asking_policies_against_greedy_and_max_entropy_on_movielens(ml_setup):
-    """Coarse attributes, 300 seeded test episodes. The claim of EAR and CPR is that asking before
-    recommending beats recommending at once (greedy): here it does not reproduce. Trained and selected
-    on 300 validation episodes, both learn never to ask and end within 0.02 hDCG of greedy (at 2,000
-    episodes CPR's SR@15 beats greedy's, its hDCG does not: docs/conversation.md). The tree asks, and
-    falls below greedy. Against max-entropy asking, every learned policy ends sooner, with higher hDCG
-    and SR@15, intervals apart. Each comparison is pinned, so a change either way fails here."""
-    from penchant.converse.experiment import evaluate_policy
-
-    results = {name: evaluate_policy(ml_setup, name, epochs=2) for name in ("greedy", "maxent", "cpr", "ear", "tree")}
-    base, greedy = results["maxent"], results["greedy"]
-    for name in ("cpr", "ear", "tree"):
-        r = results[name]
-        assert r["avg_turns_ci"][1] < base["avg_turns_ci"][0], (name, r["avg_turns_ci"], base["avg_turns_ci"])
-        assert r["hdcg_ci"][0] > base["hdcg_ci"][1], (name, r["hdcg_ci"], base["hdcg_ci"])
-        assert r["sr@15"] > base["sr@15"]
-    for name in ("cpr", "ear"):  # not reproduced: no questions, greedy's answers
-        assert results[name]["questions_per_episode"] == 0, (name, results[name]["questions_per_episode"])
-        assert abs(results[name]["hdcg"] - greedy["hdcg"]) < 0.02, (name, results[name]["hdcg"], greedy["hdcg"])
-    assert results["tree"]["questions_per_episode"] > 1 and results["tree"]["hdcg_ci"][1] < greedy["hdcg_ci"][0]
-    assert set(base["questions_by_type"]) <= {"genre", "decade", "country", "language"}
-
-
 def test_converse_evaluate_json_contract(tmp_path, shared_data):
     r = penchant("converse", "evaluate", shared_data / "ml-100k", "--policy", "greedy", "--episodes", "60",
                  "--seed", "3", "--json", tmp_path / "out.json")

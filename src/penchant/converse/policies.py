@@ -8,12 +8,10 @@ All share :class:`~penchant.converse.state.ConversationState` and a
   the share of candidates that have it); recommend the scorer's top 10 once at most 10 candidates
   remain or no value splits them. Untrained.
 * ``greedy``: always recommend the scorer's top 10 (absolute greedy).
-* ``cpr``: (CPR/SCPR) ask among the values adjacent to the accepted path, i.e. held by the
-  current candidates, the one of maximum *preference-weighted* entropy (candidate i weighted by
-  softmax of its score); when to recommend is a learned policy (policy gradient on the simulator).
-* ``ear``: (EAR) estimation — the scorer with the user's learned preference and the accepted
-  values, plus reflection (items like rejected ones fall); ask the unasked value the user most
-  probably has (largest preference-weighted share below 1); when to recommend is learned.
+* ``ear`` (EAR: estimation with an attribute-aware FM, a policy network over which value to ask or
+  whether to recommend, reflection on rejected lists) lives in :mod:`penchant.converse.ear`, ``cpr``
+  (SCPR: weighted-entropy path reasoning over the values adjacent to the candidates, a DQN deciding
+  when to recommend) in :mod:`penchant.converse.cpr`; both share :mod:`penchant.converse.fm`.
 * ``tree`` (FacT-CRS) and ``popularity-tree`` (max-entropy asking under a popularity prior) live in
   :mod:`penchant.converse.tree`.
 
@@ -47,16 +45,6 @@ def binary_entropy(p: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         h = -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
     return np.nan_to_num(h)
-
-
-def softmax_weights(scores: np.ndarray, candidates: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """float64 (n_items,): softmax of the candidates' scores, 0 elsewhere."""
-    w = np.zeros(len(scores))
-    s = scores[candidates] / temperature
-    if len(s):
-        e = np.exp(s - s.max())
-        w[candidates] = e / e.sum()
-    return w
 
 
 class Policy:
@@ -143,79 +131,6 @@ class Greedy(Policy):
 
     def act(self, state: ConversationState, scorer: Scorer) -> Action:
         return self.recommend(state, scorer)
-
-
-class LearnedDecision(Policy):
-    """A policy whose ask-or-recommend choice is a small network trained by policy gradient on the
-    simulator (:mod:`penchant.converse.training`); subclasses choose the question."""
-
-    learned = True
-    ready_untrained = False
-
-    def __init__(self, graph: AttributeGraph, *, multi_choice: int = 0, list_size: int = LIST_SIZE,
-                 temperature: float = 1.0) -> None:
-        super().__init__(graph, multi_choice=multi_choice, list_size=list_size)
-        self.temperature = temperature
-        from penchant.converse.training import DecisionNet
-
-        self.decision = DecisionNet()
-
-    def question_ranking(self, state: ConversationState, weights: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    def fit(self, trainer) -> LearnedDecision:
-        """Policy gradient on the validation episodes; ``history_`` = selection hDCG per epoch."""
-        self.history_ = trainer.reinforce(self)
-        return self
-
-    def act(self, state: ConversationState, scorer: Scorer) -> Action:
-        scores = scorer.scores(state)
-        if not state.candidates.any():
-            self.decision.choose(np.zeros(0), forced=True)
-            return self.recommend(state, scorer)
-        weights = softmax_weights(scores, state.candidates, self.temperature)
-        ranking = self.question_ranking(state, weights)
-        if state.asked:
-            ranking[list(state.asked)] = -np.inf
-        top_mass = float(np.sort(weights)[-self.list_size:].sum())
-        h = binary_entropy(self.shares(weights))
-        h[list(state.asked)] = 0.0
-        features = self.decision.features(state, self.graph.n_items, top_mass, float(h.max()), self.list_size)
-        if self.decision.choose(features, forced=None if np.isfinite(ranking).any() else True):
-            return self.recommend(state, scorer)
-        return self.ask(state, ranking)
-
-    def params(self) -> dict:
-        return super().params() | {"temperature": self.temperature}
-
-    def state_arrays(self) -> dict[str, np.ndarray]:
-        """The decision network's weights, ``decision.<parameter>``."""
-        return {f"decision.{k}": v.numpy() for k, v in self.decision.state_dict().items()}
-
-    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        import torch
-
-        self.decision.load_state_dict({k[len("decision."):]: torch.from_numpy(np.array(a)) for k, a in arrays.items()})
-
-
-@register
-class ConversationalPathReasoning(LearnedDecision):
-    name = "cpr"
-
-    def question_ranking(self, state: ConversationState, weights: np.ndarray) -> np.ndarray:
-        share = self.shares(weights)
-        held = self._by_value @ state.candidates.astype(np.float64) > 0  # adjacent to the candidates
-        return np.where(held, binary_entropy(share), -np.inf)
-
-
-@register
-class EstimationActionReflection(LearnedDecision):
-    name = "ear"
-    reflect = 1.0
-
-    def question_ranking(self, state: ConversationState, weights: np.ndarray) -> np.ndarray:
-        share = self.shares(weights)
-        return np.where((share > 0) & (share < 1 - 1e-9), share, -np.inf)
 
 
 def ready_policies() -> tuple[str, ...]:
