@@ -227,24 +227,29 @@ class FactTree(Policy):
         users = trainer.select_episodes[0]
         with_history = len(users) > 0 and bool((trainer.exclude.getnnz(axis=1)[users] > 0).any())
         stops = sorted({min(s, self.graph.n_items) for s in STOP_GRID})
-        self._choose(trainer, "stop_items", stops)
+        score = self._choose(trainer, "stop_items", stops)
         if with_history:  # the weight of the history means nothing to users without one
             weight = self.history_weight
-            self._choose(trainer, "history_weight", HISTORY_GRID)
-            if self.history_weight != weight:
-                self._choose(trainer, "stop_items", stops)
+            score = self._choose(trainer, "history_weight", HISTORY_GRID, (score, weight))
+            if self.history_weight != weight:  # the stop again, next to where it was
+                at = stops.index(self.stop_items)
+                self._choose(trainer, "stop_items", stops[max(0, at - 1):at + 2], (score, self.stop_items))
         return self
 
-    def _choose(self, trainer, name: str, grid) -> None:
-        """Set parameter ``name`` to the value of ``grid`` with the best selection hDCG (ties: the
-        first); each value's hDCG is appended to ``history_``."""
-        best = None
+    def _choose(self, trainer, name: str, grid, known: tuple[float, object] | None = None) -> float:
+        """Set parameter ``name`` to the value of ``grid`` with the best selection hDCG (``known``:
+        a value's hDCG measured already, not played again; ties: the earlier); each hDCG played is
+        appended to ``history_``. Returns the best hDCG."""
+        best = known
         for value in grid:
+            if known is not None and value == known[1]:
+                continue
             setattr(self, name, value)
             self.history_.append(trainer.select_value(self))
             if best is None or self.history_[-1] > best[0]:
                 best = (self.history_[-1], value)
         setattr(self, name, best[1])
+        return best[0]
 
     def _grow_forest(self, popularity: np.ndarray) -> None:
         """``n_trees`` trees, each over its own draw of the interactions and share of the values."""
