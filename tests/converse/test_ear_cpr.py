@@ -128,6 +128,25 @@ def test_cpr_asks_the_preference_weighted_entropy_among_adjacent_values():
     assert cpr.features(state)[4:].tolist() == count_bits(3, cpr.bits).tolist()
 
 
+def test_multi_choice_and_the_task_scorer_mixed_in():
+    """multi_choice offers values of one type (the chosen one first); recommending ranks by the FM,
+    and with ``scorer_mix`` the task scorer's standardised scores join the FM's."""
+    g = small_graph()
+    fm = AttributeFM(np.zeros((6, 2), np.float32), np.zeros((4, 2), np.float32),
+                     np.array([0, 1, 2, 3, 4, 5], np.float32), np.zeros((6, 2), np.float32))
+    state = ConversationState.start(0, 6)
+    state.accept(g, 3)  # decade Y: items 1, 2, 4, 5
+    cpr = ConversationalPathReasoning(g, multi_choice=2)
+    cpr.fm = fm
+    asked = cpr.ask(state, cpr.question_ranking(state))
+    assert asked.kind == "ask" and sorted(asked.values) == [0, 1]  # the genres, one type
+    base = np.array([[9.0, 8.0, 7.0, 6.0, 5.0, 4.0]])  # the task scorer prefers low indices
+    assert cpr.recommend(state, Scorer(g, base)).items[:2] == (5, 4)  # the FM's order (its biases)
+    mixed = ConversationalPathReasoning(g, scorer_mix=10.0)
+    mixed.fm = fm
+    assert mixed.recommend(state, Scorer(g, base)).items[:2] == (1, 2)
+
+
 # ---------------------------------------------------------------- trained, on MovieLens-100K (cold users)
 @pytest.fixture(scope="module")
 def cold_setup(shared_data):
