@@ -145,6 +145,17 @@ def test_multi_choice_and_the_task_scorer_mixed_in():
     mixed = ConversationalPathReasoning(g, scorer_mix=10.0)
     mixed.fm = fm
     assert mixed.recommend(state, Scorer(g, base)).items[:2] == (1, 2)
+    # EAR's network set to score 10·entropy − 10·[recommend]: it asks, offering the chosen value first
+    import torch
+
+    ear = EstimationActionReflection(g, multi_choice=2, hidden=1)
+    ear.fm = fm
+    with torch.no_grad():
+        for p in ear.net.parameters():
+            p.zero_()
+        ear.net[0].weight[0, 0], ear.net[0].weight[0, 2 + ear.n_types], ear.net[2].weight[0, 0] = 10.0, -10.0, 1.0
+    asked = ear.act(state, Scorer(g, base))
+    assert asked.kind == "ask" and asked.values == (0, 1)
 
 
 # ---------------------------------------------------------------- trained, on MovieLens-100K (cold users)

@@ -24,8 +24,8 @@ Where this differs from the paper, and why:
   features: for asking value a, [entropy_a, preference_a, one-hot of a's type, 0] and for
   recommending [largest entropy, largest preference of the askable values, 0…, 1], each joined to
   the shared part of the state (history, candidate count). The state is the paper's; the
-  parameters no longer grow with the number of values, and the same trained policy fits any graph
-  with the same attribute types. Hidden layer of ``hidden`` units (the reference code's
+  parameters no longer grow with the number of values (what one value's questions teach carries to
+  the others of its type). Hidden layer of ``hidden`` units (the reference code's
   ``PolicyNetwork``: one hidden layer of 64, ReLU).
 * **History as counts.** The paper's history is one entry per turn (question accepted or rejected,
   list rejected). A conversation's state keeps what was accepted and rejected but not in which
@@ -285,7 +285,7 @@ class EstimationActionReflection(FMPolicy):
         ranking = np.full(self.graph.n_values, -np.inf)
         z = self.logits(rows) if self.mode == "rule" else z
         ranking[values] = z[:k]
-        ranking[values[pick]] = np.inf
+        ranking[values[pick]] = z[:k].max() + 1.0  # the chosen value first, then its type's best
         return self.ask(state, ranking)
 
     # ---------------------------------------------------------------- training
