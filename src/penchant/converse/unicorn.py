@@ -36,8 +36,11 @@ Choices where this differs from the paper or its code, and why:
   the preference scores UNICORN computes (the reference code scores TransE vectors by inner product,
   which TransE did not learn). The FM's item bias b_v is part of s_v (for a cold user, u = 0, it is
   what ranks items before any value is accepted).
-* **GCN**: the paper's layer ``ReLU(Λ h W + h B)`` with the normalised adjacency Λ = D^-½ A D^-½
-  (the reference code uses the raw weighted adjacency without the self term and activation).
+* **GCN**: one layer (the reference code's default), the paper's ``ReLU(Λ h W + h B)`` with the
+  normalised adjacency Λ = D^-½ A D^-½ (the reference code multiplies by the raw weighted
+  adjacency, with no self term or activation). With one layer only the sequence nodes' outputs
+  are used, so only their rows of Λ are built (exactly; test_unicorn checks them against the whole
+  graph): what keeps a training step near 10 ms on ML-100K.
 * **Sequence**: [user, accepted values] (the reference code's sequence is the accepted values only;
   the user node, which aggregates the candidates weighted by preference, carries how concentrated
   the user's preference is, which is what deciding between asking and recommending needs).
@@ -56,7 +59,7 @@ import copy
 import numpy as np
 
 from penchant import DEFAULT_SEED
-from penchant.converse.fm import AttributeFM
+from penchant.converse.fm import AttributeFM, shared_fm
 from penchant.converse.policies import Policy, binary_entropy
 from penchant.converse.state import ConversationState, Scorer
 from penchant.converse.training import QUIT, REWARDS
@@ -73,18 +76,18 @@ class Unicorn(Policy):
     Args:
         item_actions: K_v, the preferred candidate items that are actions each turn.
         value_actions: K_p, the candidate values of largest weighted entropy that are actions.
-        dim: the FM's embedding size (the graph's node embeddings).
+        dim: the FM's embedding size (the graph's node embeddings; EAR's and CPR's 64 shares one fit).
         hidden: width of the GCN, the transformer and the Q-network.
         heads: the transformer's attention heads (divides ``hidden``).
         fm_epochs: epochs of the FM's pretraining.
-        epochs: passes of DQN training over the fitting episodes.
+        epochs: passes of DQN training over the fitting episodes (at most ``trainer.epochs``).
         selections: selection runs per pass (the best network on ``select_value`` is kept).
         batch: replay batch per optimisation step.
         lr: Adam's learning rate (weight decay 1e-6, the paper's L2).
         gamma: discount.
         tau: the target head's soft-update rate per step.
         eps_start, eps_end, eps_decay: ε = end + (start − end)·exp(−steps / decay), steps = turns played in training.
-        seed: networks, exploration and replay.
+        seed: networks, exploration and replay (the FM is seeded by the trainer, as EAR's and CPR's).
     """
 
     name = "unicorn"
@@ -92,7 +95,7 @@ class Unicorn(Policy):
     ready_untrained = False
 
     def __init__(self, graph: AttributeGraph, *, multi_choice: int = 0, list_size: int = LIST_SIZE,
-                 item_actions: int = 10, value_actions: int = 10, dim: int = 32, hidden: int = 32,
+                 item_actions: int = 10, value_actions: int = 10, dim: int = 64, hidden: int = 64,
                  heads: int = 4, fm_epochs: int = 20, epochs: int = 2, selections: int = 2,
                  batch: int = 32, lr: float = 1e-3, gamma: float = 0.999, tau: float = 0.01,
                  eps_start: float = 0.9, eps_end: float = 0.1, eps_decay: float = 1000.0,
@@ -138,14 +141,16 @@ class Unicorn(Policy):
         return s, held.sum(1).astype(np.int64)
 
     def snapshot(self, state: ConversationState):
-        """The state's :class:`~penchant.converse.unicorn_dqn.Snapshot` (graph and action space) and
-        the weighted entropy of every value (float64 (V,), 0 where it is not a candidate value)."""
+        """The state's :class:`~penchant.converse.unicorn_dqn.Snapshot` (graph and action space), the
+        weighted entropy of every value (float64 (V,), 0 where it is not a candidate value) and the
+        candidate items by preference, best first (int64)."""
         from penchant.converse.unicorn_dqn import Snapshot
 
         cand = np.flatnonzero(state.candidates)
         s, rejected_held = self.preference(state, cand)
         w = 1.0 / (1.0 + np.exp(-s))
-        top = cand[np.argsort(-s, kind="stable")[: self.item_actions]]
+        ranked = cand[np.argsort(-s, kind="stable")]
+        top = ranked[: self.item_actions]
         full = np.zeros(self.graph.n_items)
         full[cand] = w
         entropy = binary_entropy(self.shares(full))
@@ -157,7 +162,7 @@ class Unicorn(Policy):
         snap = Snapshot(self.user_vector(state.history).astype(np.float32), np.asarray(state.accepted, dtype=np.int64),
                         cand.astype(np.int32), w.astype(np.float32), degrees.astype(np.float32),
                         np.concatenate([top, self.graph.n_items + ask]).astype(np.int64))
-        return snap, entropy
+        return snap, entropy, ranked
 
     def q_values(self, snap) -> np.ndarray:
         """float32 (m,): Q(s, a) of the snapshot's actions."""
@@ -175,20 +180,19 @@ class Unicorn(Policy):
         scores with its own model)."""
         if self.fm is None:
             raise ConfigError("unicorn must be trained before it can converse (penchant converse evaluate trains it)")
-        snap, entropy = self.snapshot(state)
+        snap, entropy, ranked = self.snapshot(state)
         n_items = self.graph.n_items
         n_top = int((snap.actions < n_items).sum())
         forced = n_top == len(snap.actions) or int(state.candidates.sum()) <= self.list_size or state.turn >= MAX_TURNS
         learner = self._learner
-        if forced:
-            choice, order = 0, np.arange(n_top)
-        else:
-            q = self.q_values(snap)
-            if learner is not None and learner.explore():
-                choice = int(learner.rng.integers(len(snap.actions)))
-            else:
-                choice = int(np.argmax(q))
-            order = np.argsort(-q[:n_top], kind="stable")
+        if forced:  # the preferred items, without the network
+            if learner is not None:
+                learner.observe(snap, 0)
+            return Action("recommend", items=tuple(int(i) for i in ranked[: self.list_size]))
+        q = self.q_values(snap)
+        explore = learner is not None and learner.explore()
+        choice = int(learner.rng.integers(len(snap.actions))) if explore else int(np.argmax(q))
+        order = np.argsort(-q[:n_top], kind="stable")
         if learner is not None:
             learner.observe(snap, choice)
         if choice < n_top:
@@ -214,19 +218,21 @@ class Unicorn(Policy):
         self.head.eval()
 
     def fit(self, trainer) -> Unicorn:
-        """Pretrain the FM on ``trainer.train``, then DQN on the fitting episodes; keeps the
-        network with the best ``select_value``. ``history_`` = that value at each selection."""
+        """Pretrain the FM on ``trainer.train`` (the one shared with EAR and CPR for the same data and
+        parameters, :func:`~penchant.converse.fm.shared_fm`), then the DQN for ``epochs`` passes over
+        the fitting episodes (fewer if ``trainer.epochs`` is smaller); keeps the network with the
+        best ``select_value``. ``history_`` = that value at each selection."""
         train = trainer.train
         if train is None:
             raise ConfigError("unicorn pretrains its FM on the scorer's training interactions; this trainer has none")
-        self.fm = AttributeFM.fit(self.graph, train, dim=self.dim, epochs=self.fm_epochs, seed=self.seed)
+        self.fm = shared_fm(self.graph, train, dim=self.dim, epochs=self.fm_epochs, seed=trainer.seed)
         self._build()
         self._user_cache = None
         best = (trainer.select_value(self), self._network_state())
         self.history_ = [best[0]]
         users, targets = trainer.fit_episodes
         learner = _Learner(self)
-        for epoch in range(self.epochs):
+        for epoch in range(min(self.epochs, trainer.epochs)):
             order = learner.rng.permutation(len(users))
             for part, chunk in enumerate(np.array_split(order, self.selections)):
                 self._learner = learner
@@ -310,18 +316,22 @@ class _Learner:
         return bool(self.rng.random() < eps)
 
     def observe(self, snap, choice: int) -> None:
-        """A turn's state and chosen action; completes the previous turn's transition."""
+        """A turn's state and chosen action; completes the previous turn's transition (a state with
+        no action at all, no candidate left, ends it and is not learned from)."""
+        live = len(snap.actions) > 0
         if self.pending is not None:
-            self.memory.push(*self.pending, snap)
+            self.memory.push(*self.pending, snap if live else None)
             self.pending = None
             self.optimise()
-        self.last = (snap, choice)
+        self.last = (snap, choice) if live else None
 
     def recorder(self):
         """One episode's ``record(outcome, last)`` (see :func:`~penchant.converse.simulator.run_episode`)."""
         self.pending = self.last = None
 
         def record(outcome: str, last: bool) -> None:
+            if self.last is None:
+                return
             reward = REWARDS[outcome] + (QUIT if last and outcome != "rec_hit" else 0.0)
             snap, choice = self.last
             if outcome == "rec_hit" or last:

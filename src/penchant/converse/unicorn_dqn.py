@@ -92,7 +92,7 @@ def sequence_rows(snaps: list[Snapshot], n_items: int) -> SequenceBatch:
     else:
         r, c, v = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     adj = torch.sparse_coo_tensor(torch.from_numpy(np.stack([r, c])), torch.from_numpy(v), (len(snaps) * length, n_items),
-                                  is_coalesced=True)  # row-major, columns ascending within a row
+                                  is_coalesced=True, check_invariants=False)  # row-major, columns ascending in a row
     users = torch.from_numpy(np.stack([s.user for s in snaps]).astype(np.float32))
     return SequenceBatch(adj, users, torch.from_numpy(values), torch.from_numpy(pad))
 

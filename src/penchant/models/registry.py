@@ -34,7 +34,7 @@ FAMILIES = ("ranking", "rating", "sequential", "preference", "conversation", "sl
 #: simulation policies live above ``penchant.models`` and are found here as plug-ins, not imported by it.
 _PROVIDERS = ("penchant.models", "penchant.models.preference", "penchant.converse.policies", "penchant.llm.rating",
               "penchant.simulate.policies", "penchant.converse.oracle", "penchant.converse.tree",
-              "penchant.converse.ear", "penchant.converse.cpr")
+              "penchant.converse.ear", "penchant.converse.cpr", "penchant.converse.unicorn")
 
 
 @dataclass(frozen=True)
