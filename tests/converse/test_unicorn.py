@@ -95,6 +95,24 @@ def test_action_space_is_preferred_items_and_weighted_entropy_values():
     assert action.items == tuple(int(i) for i in cand[np.argsort(-s)]) == tuple(ranked)
 
 
+
+def test_multi_choice_offers_the_chosen_value_and_its_type():
+    """In the multi-choice variant the value the Q-network chose is offered with the other values of
+    its type (here decade Y chosen: both decades); an item chosen shows the item actions by Q."""
+    g = small_graph()
+    policy = untrained(g, multi_choice=3, list_size=2)
+    state = ConversationState.start(0, 8)
+    state.accept(g, 0)
+    snap, _, _ = policy.snapshot(state)
+    chosen = {"value": 8 + 3}
+    policy.q_values = lambda s: np.where(s.actions == chosen["value"], 1.0, -np.arange(len(s.actions), dtype=float))
+    action = policy.act(state, None)
+    assert action.kind == "ask" and action.values == (3, 2), action
+    chosen["value"] = -1  # no action matches: the first item action has the largest Q, the items follow in Q order
+    action = policy.act(state, None)
+    items = snap.actions[snap.actions < 8]
+    assert action.kind == "recommend" and action.items == tuple(int(i) for i in items[:2])
+
 def test_prioritized_replay_samples_by_priority_and_weights_back():
     rng = np.random.default_rng(0)
     memory = PrioritizedReplay(4, rng, alpha=1.0, eps=0.0, beta=1.0, beta_step=0.0)

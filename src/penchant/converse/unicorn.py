@@ -201,7 +201,7 @@ class Unicorn(Policy):
         if not self.multi_choice:
             return Action("ask", (value,))
         ranking = np.where(entropy > 0, entropy, -np.inf)
-        ranking[value] = np.inf
+        ranking[value] = 2.0  # above any entropy (≤ 1 bit): the chosen value, then its type's by entropy
         return self.ask(state, ranking)
 
     # ------------------------------------------------------------------ training
@@ -274,9 +274,12 @@ class Unicorn(Policy):
             {k: v.numpy().astype(np.float32) for k, v in self._network_state().items()}
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        """Restore what :meth:`state_arrays` returned (over the same graph)."""
+        """Restore what :meth:`state_arrays` returned (over the same graph); {} leaves it untrained."""
         import torch
 
+        if not arrays:
+            self.fm, self.encoder, self.head, self._user_cache = None, None, None, None
+            return
         fm = AttributeFM.from_state_arrays({k[3:]: v for k, v in arrays.items() if k.startswith("fm.")})
         if fm.V.shape[0] != self.graph.n_items or fm.P.shape[0] != self.graph.n_values or fm.dim != self.dim:
             raise DataError(f"unicorn's arrays are for {fm.V.shape[0]} items, {fm.P.shape[0]} values and dim "
