@@ -203,6 +203,9 @@ def test_learned_policies_against_greedy_and_max_entropy_in_the_cold_setting(tra
         assert r["sr@15_ci"][0] > greedy["sr@15_ci"][1], (name, r["sr@15_ci"], greedy["sr@15_ci"])
         assert r["avg_turns_ci"][1] < maxent["avg_turns_ci"][0], (name, r["avg_turns_ci"], maxent["avg_turns_ci"])
         assert r["hdcg_ci"][0] > maxent["hdcg_ci"][1], (name, r["hdcg_ci"], maxent["hdcg_ci"])
+    # SCPR's claim, fewer turns than EAR, is not reproduced (nor at 2,000 episodes, in any setting):
+    # CPR's interval on turns does not lie below EAR's
+    assert results["cpr"]["avg_turns_ci"][0] <= results["ear"]["avg_turns_ci"][1], (results["cpr"], results["ear"])
 
 
 def test_saved_state_acts_as_the_trained_policy(trained, cold_setup):
