@@ -192,7 +192,7 @@ def _interactive(data: Path, user: str | None, level: str | None, attributes: st
             policy = job.fit(policy_name, {}, setup, epochs=5, policy=policy)
     popularity = np.log1p(setup.popularity)
     base = setup.base if index >= 0 else (lambda u: popularity)
-    scorer = Scorer(graph, base, reflect=policy.reflect)
+    scorer = Scorer(graph, base)
     titles = ds.item_text if ds.item_text is not None else ds.item_ids
     conv = Conversation(graph, scorer, policy, index, exclude=exclude, titles=titles)
     kinds = [graph.type_label(k) for k in graph.nameable_types() or graph.type_names]

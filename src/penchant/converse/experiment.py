@@ -271,7 +271,7 @@ def play(setup: ConversationSetup, policy: Any, *, seed: int | None = None, prog
     """Play the test episodes with a (trained) ``policy``; metrics plus timing and settings."""
     seed = setup.seed if seed is None else seed
     history = policy.history_
-    scorer = Scorer(setup.graph, setup.base, reflect=policy.reflect)
+    scorer = Scorer(setup.graph, setup.base)
     rng = np.random.default_rng(seed)
     users, targets = setup.test
     results = []

@@ -56,8 +56,6 @@ class Policy:
     #: acts sensibly with no training of its own (the service runs these; EAR and CPR must first
     #: learn when to recommend on the simulator)
     ready_untrained = True
-    #: how strongly items like rejected ones fall in the scorer (EAR's reflection; 0: not at all)
-    reflect = 0.0
     #: per-epoch selection scores of a learned policy's training, else None
     history_: list[float] | None = None
 

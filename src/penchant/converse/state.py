@@ -75,21 +75,17 @@ class ConversationState:
 class Scorer:
     """Item scores for a conversation: the user's learned preference plus the conversation so far.
 
-    ``score = z(base_u) − reject_weight · #(rejected values the item has) − reflect · sim(item,
-    rejected items)``, where z() standardises the fitted model's scores of the user over the
-    catalogue, sim is the cosine of attribute profiles (the reflection step: items like the ones
-    just turned down fall), and non-candidates get −inf.
+    ``score = z(base_u) − reject_weight · #(rejected values the item has)``, where z() standardises
+    the fitted model's scores of the user over the catalogue, and non-candidates get −inf. (Policies
+    with a user model of their own, such as EAR's FM and its reflection, rank with it instead.)
 
     Args:
         graph: the attribute graph.
         base: float32 (n_users, n_items) the fitted model's scores (or a callable user → (n_items,)).
     """
 
-    def __init__(self, graph: AttributeGraph, base, *, reject_weight: float = 1.0, reflect: float = 0.0) -> None:
-        self.graph, self.base, self.reject_weight, self.reflect = graph, base, reject_weight, reflect
-        a = graph.items.astype(np.float32)
-        norms = np.sqrt(np.asarray(a.multiply(a).sum(1)).ravel())
-        self._unit = a.multiply(1.0 / np.maximum(norms, 1e-9)[:, None]).tocsr()
+    def __init__(self, graph: AttributeGraph, base, *, reject_weight: float = 1.0) -> None:
+        self.graph, self.base, self.reject_weight = graph, base, reject_weight
 
     def user_scores(self, user: int) -> np.ndarray:
         s = np.asarray(self.base(user) if callable(self.base) else self.base[user], dtype=np.float64)
@@ -100,9 +96,6 @@ class Scorer:
         s = self.user_scores(state.user)
         if state.rejected and self.reject_weight:
             s = s - self.reject_weight * np.asarray(self.graph.items[:, state.rejected].sum(1)).ravel()
-        if state.rejected_items and self.reflect:
-            profile = np.asarray(self._unit[state.rejected_items].mean(0)).ravel()
-            s = s - self.reflect * (self._unit @ profile)
         return np.where(state.candidates, s, -np.inf)
 
     def top(self, state: ConversationState, k: int = 10) -> np.ndarray:

@@ -1,13 +1,15 @@
-"""Training the ask-or-recommend decision by policy gradient on the simulator, and choosing
-settings on validation episodes.
+"""What a learned conversation policy trains on: the validation episodes, the scorer's training
+interactions, and the rewards of the simulator's outcomes.
 
 Episodes for training are (user, validation item) pairs: the scorer was fitted on the training
 interactions only and the test interactions are never touched. They are split in two: one half
-trains (REINFORCE), the other selects (the epoch whose greedy policy has the best mean hDCG).
+trains (each policy's own learning: REINFORCE for ``ear``, a DQN for ``cpr`` and ``unicorn``, tree
+growing for ``tree``), the other selects (the epoch or setting whose greedy policy has the best mean
+hDCG, :meth:`PolicyTrainer.select_value`).
 
-Rewards per step (EAR's): a hit +1, a rejected list −0.1, an accepted question +0.01, a rejected
-question −0.1, and −0.3 more when the turn budget runs out; returns are discounted by γ = 0.99 and
-centred per batch.
+Rewards per step (EAR's, SCPR's and UNICORN's): a hit +1, a rejected list −0.1, an accepted question
++0.01, a rejected question −0.1, and −0.3 more when the turn budget runs out; returns are discounted
+by γ = 0.99.
 """
 
 from __future__ import annotations
@@ -17,60 +19,11 @@ import scipy.sparse as sp
 
 from penchant import DEFAULT_SEED
 from penchant.converse.simulator import run_episode
-from penchant.converse.vocabulary import MAX_TURNS
 from penchant.data.attribute_graph import AttributeGraph
 
 REWARDS = {"rec_hit": 1.0, "rec_miss": -0.1, "ask_yes": 0.01, "ask_no": -0.1}
 QUIT = -0.3
 GAMMA = 0.99
-
-
-class DecisionNet:
-    """P(recommend | state features) by a small MLP; greedy (p > ½) unless ``stochastic``."""
-
-    n_features = 8
-
-    def __init__(self, hidden: int = 16, seed: int = DEFAULT_SEED) -> None:
-        import torch
-
-        torch.manual_seed(seed)
-        self.net = torch.nn.Sequential(torch.nn.Linear(self.n_features, hidden), torch.nn.Tanh(),
-                                       torch.nn.Linear(hidden, 1))
-        self.stochastic = False
-        self.rng = np.random.default_rng(seed)
-        self.trace: list = []
-
-    @staticmethod
-    def features(state, n_items: int, top_mass: float, best_entropy: float, list_size: int) -> np.ndarray:
-        """[log candidates / log catalogue, preference mass of the top list, best weighted entropy,
-        turn / budget, accepted / 5, rejected / 5, rejected items / budget·list, 1]."""
-        n = int(state.candidates.sum())
-        return np.array([np.log1p(n) / np.log1p(n_items), top_mass, best_entropy, state.turn / MAX_TURNS,
-                         len(state.accepted) / 5, len(state.rejected) / 5,
-                         len(state.rejected_items) / (MAX_TURNS * list_size), 1.0], dtype=np.float32)
-
-    def choose(self, features: np.ndarray, forced: bool | None = None) -> bool:
-        """Recommend? ``forced`` (when there is nothing left to ask) is obeyed, and traced as no
-        decision."""
-        import torch
-
-        if forced is not None:
-            if self.stochastic:
-                self.trace.append(None)
-            return forced
-        logit = self.net(torch.from_numpy(features))[0]
-        p = torch.sigmoid(logit)
-        if not self.stochastic:
-            return bool(p.item() > 0.5)
-        act = bool(self.rng.random() < p.item())
-        self.trace.append(torch.nn.functional.logsigmoid(logit if act else -logit))
-        return act
-
-    def state_dict(self) -> dict:
-        return {k: v.detach().clone() for k, v in self.net.state_dict().items()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.net.load_state_dict(state)
 
 
 class PolicyTrainer:
@@ -103,7 +56,7 @@ class PolicyTrainer:
     def scorer(self, policy):
         from penchant.converse.state import Scorer
 
-        return Scorer(self.graph, self.base, reflect=policy.reflect)
+        return Scorer(self.graph, self.base)
 
     def play(self, policy, users, targets, seed: int, record=None):
         scorer = self.scorer(policy)
@@ -121,61 +74,3 @@ class PolicyTrainer:
 
         results = self.play(policy, *self.select_episodes, seed=self.seed + 1)
         return float(np.mean([hdcg(r.turn, r.rank) for r in results]))
-
-    def reinforce(self, policy) -> list[float]:
-        """REINFORCE on the decision of ``policy`` (a :class:`LearnedDecision`); keeps the epoch with
-        the best selection hDCG. Returns that value per epoch. (``train`` is the scorer's training
-        matrix, not a verb.)"""
-        import torch
-
-        decision = policy.decision
-        opt = torch.optim.Adam(decision.net.parameters(), lr=self.lr)
-        rng = np.random.default_rng(self.seed)
-        best = (self.select_value(policy), decision.state_dict())
-        history = [best[0]]
-        users, targets = self.fit_episodes
-        for epoch in range(self.epochs):
-            order = rng.permutation(len(users))
-            for s in range(0, len(order), self.batch):
-                sel = order[s:s + self.batch]
-                log_probs, returns = [], []
-
-                episodes: list = []  # (where its decisions start in the trace, its rewards)
-
-                def recorder():
-                    rewards: list[float] = []
-                    episodes.append((len(decision.trace), rewards))
-
-                    def record(outcome: str, last: bool) -> None:
-                        rewards.append(REWARDS[outcome] + (QUIT if last and outcome != "rec_hit" else 0.0))
-                    return record
-
-                decision.stochastic, decision.trace = True, []
-                self.play(policy, users[sel], targets[sel], seed=self.seed + 100 + epoch * 1000 + s, record=recorder)
-                decision.stochastic = False
-                # one trace entry per step: a log-probability, or None where the action was forced
-                for ep_index, (start, rewards) in enumerate(episodes):
-                    stop = episodes[ep_index + 1][0] if ep_index + 1 < len(episodes) else len(decision.trace)
-                    steps = decision.trace[start:stop]
-                    g, rets = 0.0, []
-                    for r in reversed(rewards):
-                        g = r + GAMMA * g
-                        rets.append(g)
-                    for lp, ret in zip(steps, rets[::-1]):
-                        if lp is not None:
-                            log_probs.append(lp)
-                            returns.append(ret)
-                if not log_probs:
-                    continue
-                ret = torch.tensor(returns, dtype=torch.float32)
-                adv = (ret - ret.mean()) / (ret.std() + 1e-6)
-                loss = -(torch.stack(log_probs) * adv).mean()
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-            value = self.select_value(policy)
-            history.append(value)
-            if value > best[0]:
-                best = (value, decision.state_dict())
-        decision.load_state_dict(best[1])
-        return history

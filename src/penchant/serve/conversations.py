@@ -148,7 +148,7 @@ class ConversationHost:
         events = self.store.user_items(user_id) if user_id else []
         scores, _ = self.host.user_scores(d, user_id or "", events)
         pol = self._policy(d, policy, graph)
-        scorer = Scorer(graph, lambda _user: scores, reflect=pol.reflect)
+        scorer = Scorer(graph, lambda _user: scores)
         titles = self._cached(d)[3]
         if state is not None:
             return Conversation.from_dict(state, graph, scorer, pol, titles)
