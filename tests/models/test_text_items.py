@@ -46,6 +46,23 @@ def test_layer_states_are_cached_and_end_in_the_sentence_vector(tmp_path):
     assert enc.encode_layers([]).shape == (0, 6 * 384)
 
 
+def test_layer_states_do_not_depend_on_how_texts_share_a_pass(monkeypatch):
+    """Passes are cut by tokens (long texts fewer to a pass): a text encoded alone, or in one padded
+    pass with the rest, or in passes of a few tokens, has the same states, in the input's order."""
+    from penchant.embed import encoder
+
+    texts = ["Sure.", "word " * 300, "I'm sorry, I can't help with that.", "a b c " * 40, "No.", "Sure."]
+    alone = np.stack([SentenceEncoder(cache=False).encode_layers([t])[0] for t in texts])
+    monkeypatch.setattr(encoder, "LAYER_PASS_TOKENS", 10**6)
+    together = SentenceEncoder(cache=False).encode_layers(texts)
+    np.testing.assert_allclose(together, alone, atol=1e-4)
+    monkeypatch.setattr(encoder, "LAYER_PASS_TOKENS", 64)
+    np.testing.assert_allclose(SentenceEncoder(cache=False).encode_layers(texts), alone, atol=1e-4)
+    assert np.array_equal(alone[0], alone[5]) and not np.allclose(alone[0], alone[4], atol=1e-2)
+    assert encoder._token_batches(np.array([3, 3, 3, 5, 300]), 64, 10) == [(0, 3), (3, 4), (4, 5)]
+    assert encoder._token_batches(np.array([1] * 5), 2, 100) == [(0, 2), (2, 4), (4, 5)]
+
+
 def test_item_descriptions_read_text_and_item_file_attributes():
     values = np.array(["Comedy", "Drama"], dtype=object)
     genres = Attribute(values, sp.csr_matrix(np.array([[1, 1], [0, 0]], np.float32)))
