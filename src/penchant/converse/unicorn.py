@@ -17,13 +17,14 @@ Each turn (the paper's §4, its reference code github.com/dengyang17/unicorn):
 4. **Decision** (§4.3): Q(s, a) for every action; the best one is asked if it is a value; if it is
    an item, the list shown is the item actions ordered by Q (the reference code's
    ``sorted_actions``: the K_v preferred items, reordered by the Q-network). With at most
-   ``list_size`` candidates left, or at the last turn, the K_v preferred items are shown without
-   asking the network (the reference code's test-time rule; applied in training too, so training
-   plays the policy that is tested).
+   ``list_size`` candidates left, at the last turn, or with no value left to ask, the
+   ``list_size`` preferred candidates are shown without asking the network (the reference code's
+   test-time rule; applied in training too, so training plays the policy that is tested).
 
 Training (§4.3): rewards of the simulator (``training.REWARDS``: hit 1, rejected list −0.1, accepted
 question 0.01, rejected question −0.1, −0.3 more when the budget runs out), γ = 0.999, ε-greedy
-exploration within the reduced action space, double DQN with a soft-updated target head, dueling
+exploration within the reduced action space, double DQN with a soft-updated target head (the
+encoder is shared by both, as in the reference code), dueling
 architecture, prioritized replay, one optimisation step per conversation turn; the network is
 selected on the trainer's selection episodes (``select_value``: mean hDCG), evaluated
 ``selections`` times per pass over the fitting episodes.
@@ -41,6 +42,8 @@ Choices where this differs from the paper or its code, and why:
   adjacency, with no self term or activation). With one layer only the sequence nodes' outputs
   are used, so only their rows of Λ are built (exactly; test_unicorn checks them against the whole
   graph): what keeps a training step near 10 ms on ML-100K.
+* **Edges**: user–item (w_v) and item–value (1) only, the paper's adjacency and the code's: the
+  accepted values reach the user through the candidates, every one of which holds them.
 * **Sequence**: [user, accepted values] (the reference code's sequence is the accepted values only;
   the user node, which aggregates the candidates weighted by preference, carries how concentrated
   the user's preference is, which is what deciding between asking and recommending needs).
