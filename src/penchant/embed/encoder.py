@@ -154,7 +154,7 @@ class SentenceEncoder:
         def compute(batch: list[str]) -> np.ndarray:
             net = _load(self.model)
             module = net[0]
-            limit = dict(truncation=True, max_length=net.max_seq_length)
+            limit = {"truncation": True, "max_length": net.max_seq_length}
             lengths = np.array([len(ids) for ids in module.tokenizer(batch, **limit)["input_ids"]])
             order = np.argsort(lengths, kind="stable")  # similar lengths share a pass: less padding
             out = np.zeros((len(batch), self.layers * self.dim), dtype=np.float32)
