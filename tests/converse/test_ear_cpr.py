@@ -16,6 +16,8 @@ from penchant.converse.simulator import run_episode
 from penchant.converse.state import ConversationState, Scorer
 from tests.converse.test_converse import small_graph
 
+pytestmark = pytest.mark.xdist_group("converse-cold")  # shares the trained policies of conftest.py
+
 
 def tiny_fm() -> AttributeFM:
     """3 items, 2 values, dim 2."""
@@ -159,30 +161,7 @@ def test_multi_choice_and_the_task_scorer_mixed_in():
 
 
 # ---------------------------------------------------------------- trained, on MovieLens-100K (cold users)
-@pytest.fixture(scope="module")
-def cold_setup(shared_data):
-    from penchant.converse.experiment import prepare
-    from penchant.data import load
-
-    return prepare(load(shared_data / "ml-100k"), "coarse", setting="cold", episodes=300, valid_episodes=300, seed=0)
-
-
-@pytest.fixture(scope="module")
-def trained(cold_setup):
-    """EAR and CPR trained on the same cold setup (one shared FM; policy updates every 10 episodes),
-    and their test results with greedy's."""
-    from penchant.converse.experiment import TASK
-    from penchant.converse.policies import create_policy
-
-    policies = {"ear": create_policy("ear", cold_setup.graph, fm_epochs=8),
-                "cpr": create_policy("cpr", cold_setup.graph, fm_epochs=8)}
-    results = {}
-    for name, policy in policies.items():
-        policy.fit(cold_setup.trainer(epochs=3, batch=10))
-        results[name] = TASK.test(policy, cold_setup)[0]
-    for name in ("greedy", "maxent"):
-        results[name] = TASK.test(create_policy(name, cold_setup.graph), cold_setup)[0]
-    return policies, results
+# cold_setup and trained: tests/converse/conftest.py
 
 
 def test_ear_asks_in_the_cold_setting(trained):
