@@ -38,7 +38,7 @@ def evaluate(
     noun: str = typer.Option(None, "--noun", help=NOUN_HELP, show_default=False),
     model: str = typer.Option("ease", "--model", help="The recommender whose scores give each user's preference."),
     multi_choice: int = typer.Option(0, "--multi-choice", help="Offer this many values of one attribute type per question (0: yes/no questions)."),
-    epochs: int = typer.Option(12, "--epochs", help="Policy-gradient epochs of the learned policies (ear, cpr)."),
+    epochs: int = typer.Option(12, "--epochs", help="Training passes over the validation episodes of the learned policies (ear and cpr: this many; unicorn: the smaller of this and its own epochs parameter, 2 by default; the tree does not use it)."),
     text: bool = typer.Option(False, "--text", help="Questions and answers in words: the LLM phrases each question, an LLM user who knows the item it wants replies, the LLM reads the reply (PENCHANT_LLM_URL, else the embedded model)."),
     setting: str = typer.Option("warm", "--setting", help=SETTING_HELP),
     save: Path = typer.Option(None, "--save", help="Write the trained policy here (an artefact the terminal's --policy-path and the service load).", show_default=False),
