@@ -1,4 +1,7 @@
-"""The real `penchant` command, end to end: contracts for scripts, and clean errors (exit 2, one line)."""
+"""The real `penchant` command, end to end: contracts for scripts, and clean errors (exit 2, one line).
+
+Commands run in this process through the command's own entry point (`cli`: no interpreter start);
+the installed command as a process is tested in test_fit_recommend.py and by the missing extras below."""
 
 from __future__ import annotations
 
@@ -11,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, cli, penchant, write
+from tests.conftest import ROOT, cli, write
 
 
 @pytest.fixture(scope="module")
 def split_files(ml100k_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("split")
-    r = penchant("split", ml100k_dir, "--out", out, "--ratios", "0.8,0.1,0.1", "--seed", "2026")
+    r = cli("split", ml100k_dir, "--out", out, "--ratios", "0.8,0.1,0.1", "--seed", "2026")
     assert r.returncode == 0, r.stderr
     return out
 
@@ -31,9 +34,9 @@ def test_split_writes_three_parts_and_a_report(split_files):
 
 def test_evaluate_json_contract(split_files, tmp_path):
     out = tmp_path / "res.json"
-    r = penchant("evaluate", "--train", split_files / "train.tsv", "--valid", split_files / "valid.tsv",
-                 "--test", split_files / "test.tsv", "--model", "itemknn", "--param", "k=50", "--k", "10",
-                 "--k", "20", "--json", out)
+    r = cli("evaluate", "--train", split_files / "train.tsv", "--valid", split_files / "valid.tsv",
+            "--test", split_files / "test.tsv", "--model", "itemknn", "--param", "k=50", "--k", "10",
+            "--k", "20", "--json", out)
     assert r.returncode == 0, r.stderr
     res = json.loads(out.read_text())
     for key in ("model", "params", "metrics", "users_evaluated", "fit_seconds", "eval_seconds"):
@@ -60,9 +63,9 @@ def test_evaluate_recbole_files_with_min_rating(ml100k_dir, tmp_path):
 
 def test_compare_ranks_ease_over_itemknn_over_pop(split_files, tmp_path):
     md, js = tmp_path / "board.md", tmp_path / "board.json"
-    r = penchant("compare", "--train", split_files / "train.tsv", "--valid", split_files / "valid.tsv",
-                 "--test", split_files / "test.tsv", "--model", "pop", "--model", "itemknn", "--model", "ease",
-                 "--markdown", md, "--json", js)
+    r = cli("compare", "--train", split_files / "train.tsv", "--valid", split_files / "valid.tsv",
+            "--test", split_files / "test.tsv", "--model", "pop", "--model", "itemknn", "--model", "ease",
+            "--markdown", md, "--json", js)
     assert r.returncode == 0, r.stderr
     board = json.loads(js.read_text())
     assert [row["model"] for row in board["rows"]] == ["ease", "itemknn", "pop"]
@@ -71,10 +74,10 @@ def test_compare_ranks_ease_over_itemknn_over_pop(split_files, tmp_path):
 
 
 def test_data_inspect_and_models(ml100k_dir, tmp_path):
-    r = penchant("data", "inspect", ml100k_dir, "--json", tmp_path / "s.json")
+    r = cli("data", "inspect", ml100k_dir, "--json", tmp_path / "s.json")
     assert r.returncode == 0 and "100,000" in r.stdout
     assert json.loads((tmp_path / "s.json").read_text())["users"] == 943
-    r = penchant("models", "--json", tmp_path / "m.json")
+    r = cli("models", "--json", tmp_path / "m.json")
     assert r.returncode == 0 and "itemknn" in r.stdout
     names = {m["name"] for m in json.loads((tmp_path / "m.json").read_text())}
     assert names >= {"pop", "itemknn", "ease"}
@@ -120,8 +123,9 @@ def test_bad_parameters_give_exit_2(split_files):
     assert r.returncode == 2 and "unknown model" in r.stderr
 
 
-def test_quickstart_writes_a_report(shared_data, tmp_path):
-    r = penchant("quickstart", "--out", tmp_path / "rep", env={"PENCHANT_DATA": str(shared_data)})
+def test_quickstart_writes_a_report(shared_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("PENCHANT_DATA", str(shared_data))
+    r = cli("quickstart", "--out", tmp_path / "rep")
     assert r.returncode == 0, r.stderr
     text = (tmp_path / "rep" / "quickstart.md").read_text()
     board = json.loads((tmp_path / "rep" / "quickstart.json").read_text())
@@ -140,8 +144,8 @@ def test_ratings_cv_command(tmp_path):
     rng = np.random.default_rng(0)
     rows = ["user,item,rating"] + [f"u{u},i{i},{rng.integers(1, 6)}" for u in range(40) for i in rng.choice(30, 10, replace=False)]
     data = write(tmp_path / "r.csv", "\n".join(rows) + "\n")
-    r = penchant("ratings", "cv", data, "--model", "biasedmf", "--folds", "3", "--param", "epochs=4",
-                 "--json", tmp_path / "cv.json")
+    r = cli("ratings", "cv", data, "--model", "biasedmf", "--folds", "3", "--param", "epochs=4",
+            "--json", tmp_path / "cv.json")
     assert r.returncode == 0, r.stderr
     res = json.loads((tmp_path / "cv.json").read_text())
     assert len(res["folds"]) == 3 and 0.5 < res["rmse"] < 3
@@ -164,8 +168,8 @@ def test_prefs_compare_json_and_bad_parameter(tmp_path):
     world = cyclic_world(n_triples=6, n_pairs=4000, cycle_share=0.8, seed=1)
     rows = "\n".join(f"o{w},o{l}" for w, l in zip(world.pairs.winner, world.pairs.loser))
     data = write(tmp_path / "pairs.csv", "winner,loser\n" + rows + "\n")
-    r = penchant("prefs", "compare", "--data", data, "--source", "ids", "--model", "gpm:blocks=2,epochs=60",
-                 "--json", tmp_path / "out.json")
+    r = cli("prefs", "compare", "--data", data, "--source", "ids", "--model", "gpm:blocks=2,epochs=60",
+            "--json", tmp_path / "out.json")
     assert r.returncode == 0, r.stderr
     payload = json.loads((tmp_path / "out.json").read_text())
     assert payload["train"] + payload["valid"] + payload["test"] == 4000
@@ -190,8 +194,8 @@ def test_prefs_evaluate_contract_on_separate_train_and_test_files(tmp_path):
     for name, mask in (("train", ~test), ("test", test)):
         rows = [f"{p.user_ids[u]},{p.option_ids[a]},{p.option_ids[b]}" for u, a, b in zip(p.user[mask], p.winner[mask], p.loser[mask])]
         files[name] = write(tmp_path / f"{name}.csv", "user,winner,loser\n" + "\n".join(rows) + "\n")
-    r = penchant("prefs", "evaluate", "--train", files["train"], "--test", files["test"], "--model", "pbt",
-                 "--param", "loss=robust", "--param", "epsilon=0.05", "--json", tmp_path / "out.json")
+    r = cli("prefs", "evaluate", "--train", files["train"], "--test", files["test"], "--model", "pbt",
+            "--param", "loss=robust", "--param", "epsilon=0.05", "--json", tmp_path / "out.json")
     assert r.returncode == 0, r.stderr
     out = json.loads((tmp_path / "out.json").read_text())
     assert {"model", "params", "accuracy", "user_macro_accuracy", "log_loss", "pairs_evaluated", "fit_seconds"} <= set(out)
@@ -199,7 +203,7 @@ def test_prefs_evaluate_contract_on_separate_train_and_test_files(tmp_path):
     assert out["pairs_evaluated"] == int(test.sum()) and out["fit_seconds"] > 0
     base = {b["model"]: b["accuracy"] for b in out["baselines"]}
     assert set(base) == {"winrate", "bt"} and out["accuracy"] > base["bt"] + 0.1, (out["accuracy"], base)
-    r = penchant("prefs", "fit", "--train", files["train"], "--model", "vpl", "--param", "epochs=5", "--out", tmp_path / "m.npz")
+    r = cli("prefs", "fit", "--train", files["train"], "--model", "vpl", "--param", "epochs=5", "--out", tmp_path / "m.npz")
     assert r.returncode == 0, r.stderr
     assert PreferenceModel.load(tmp_path / "m.npz").name == "vpl"
     bad = cli("prefs", "evaluate", "--train", files["train"], "--test", files["test"], "--model", "pbt",
@@ -210,7 +214,7 @@ def test_prefs_evaluate_contract_on_separate_train_and_test_files(tmp_path):
 
 def test_prefs_export_writes_the_trl_layout_from_ratings(tmp_path):
     data = write(tmp_path / "r.csv", "user,item,rating\na,x,5\na,y,2\nb,x,1\nb,y,4\nb,z,4\n")
-    r = penchant("prefs", "export", "--data", data, "--source", "ratings", "--out", tmp_path / "out.jsonl")
+    r = cli("prefs", "export", "--data", data, "--source", "ratings", "--out", tmp_path / "out.jsonl")
     assert r.returncode == 0, r.stderr
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     got = sorted((row["user"], row["chosen"], row["rejected"]) for row in rows)  # items without titles: by id

@@ -15,7 +15,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from tests.conftest import cli, penchant, write
+from tests.conftest import cli, write
 from tests.serve.server import ADMIN, clustered_events, free_port, post, start_server
 
 
@@ -180,17 +180,17 @@ def test_acknowledged_events_survive_sigkill_and_retries_do_not_double(tmp_path,
 
 
 def test_keys_cli_creates_lists_and_revokes(tmp_path):
-    r = penchant("keys", "create", "--name", "ci", "--scope", "write", "--data-dir", tmp_path)
+    r = cli("keys", "create", "--name", "ci", "--scope", "write", "--data-dir", tmp_path)
     assert r.returncode == 0, r.stderr
     key = r.stdout.strip()
     assert key.startswith("pk_")
-    listed = penchant("keys", "list", "--data-dir", tmp_path)
+    listed = cli("keys", "list", "--data-dir", tmp_path)
     key_id = key.split("_")[1]
     assert key_id in listed.stdout and "write" in listed.stdout and key not in listed.stdout
-    assert penchant("keys", "revoke", key_id, "--data-dir", tmp_path).returncode == 0
-    again = penchant("keys", "revoke", key_id, "--data-dir", tmp_path)
+    assert cli("keys", "revoke", key_id, "--data-dir", tmp_path).returncode == 0
+    again = cli("keys", "revoke", key_id, "--data-dir", tmp_path)
     assert again.returncode == 2 and f"no active key {key_id!r}" in again.stderr
-    bad = penchant("keys", "create", "--name", "x", "--scope", "root", "--data-dir", tmp_path)
+    bad = cli("keys", "create", "--name", "x", "--scope", "root", "--data-dir", tmp_path)
     assert bad.returncode == 2 and "--scope must be one of" in bad.stderr
 
 
@@ -353,12 +353,12 @@ def test_store_restore_from_a_dataset_is_idempotent(tmp_path, shared_data):
     items into records with titles, genres as categories and the release decade; a second load
     stores nothing twice; a dump names every row."""
     args = ("store", "restore", "--dataset", shared_data / "ml-100k", "--data-dir", tmp_path)
-    first = penchant(*args)
+    first = cli(*args)
     assert first.returncode == 0, first.stderr
     assert "events 100,000" in first.stdout and "duplicate_events 0" in first.stdout
-    again = penchant(*args)
+    again = cli(*args)
     assert "events 0" in again.stdout and "duplicate_events 100,000" in again.stdout
-    assert penchant("store", "dump", "--out", tmp_path / "d.jsonl", "--data-dir", tmp_path).returncode == 0
+    assert cli("store", "dump", "--out", tmp_path / "d.jsonl", "--data-dir", tmp_path).returncode == 0
     rows = [json.loads(line) for line in (tmp_path / "d.jsonl").read_text().splitlines()]
     star_wars = next(r for r in rows if r["kind"] == "item" and r["id"] == "50")
     assert star_wars["title"] == "Star Wars" and "Sci-Fi" in star_wars["categories"]
