@@ -26,6 +26,22 @@ def dump_lines(store) -> Iterator[str]:
         yield json.dumps(row, ensure_ascii=False) + "\n"
 
 
+def dump_pieces(store, size: int = 1 << 16) -> Iterator[str]:
+    """:func:`dump_lines` joined into pieces of about ``size`` characters (whole lines): a streamed
+    response takes one hop to the thread pool and one write per piece, not per line (a dump of
+    15,000 events over the test client: 30,000 hops for two dumps)."""
+    piece: list[str] = []
+    length = 0
+    for line in dump_lines(store):
+        piece.append(line)
+        length += len(line)
+        if length >= size:
+            yield "".join(piece)
+            piece, length = [], 0
+    if piece:
+        yield "".join(piece)
+
+
 def parse_dump(lines: Iterable[str | bytes], source: str = "dump", known_types: Iterable[str] | None = None) -> Iterator[dict]:
     """Validated rows from dump lines; a bad line raises :class:`DataError` naming it."""
     types = set(known_types) if known_types is not None else None

@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from penchant.serve.deps import IdPath, Svc, admin
-from penchant.serve.dump import dump_lines, parse_dump
+from penchant.serve.dump import dump_pieces, parse_dump
 from penchant.serve.schemas import KeyIn
 
 router = APIRouter()
@@ -20,7 +20,7 @@ def dump(svc: Svc) -> StreamingResponse:
     """Every user, item, event, comparison and served list as JSON lines (``kind`` says which);
     this worker's served lists not yet written are written first."""
     svc.host.impressions.flush()
-    return StreamingResponse(dump_lines(svc.store), media_type="application/x-ndjson")
+    return StreamingResponse(dump_pieces(svc.store), media_type="application/x-ndjson")
 
 
 @router.post("/v1/admin/restore", tags=["admin"], dependencies=[admin])
