@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
-from scipy.optimize import minimize
 
 from penchant.data.pairs import PreferencePairs
 from penchant.errors import ConfigError
@@ -77,6 +76,8 @@ class BradleyTerry(Strengths):
         self.loss, self.epsilon, self.strength_heads = loss, epsilon, strength_heads
 
     def _fit(self, train: PreferencePairs, valid: PreferencePairs | None, weight: np.ndarray | None) -> None:
+        from scipy.optimize import minimize  # here: the service imports this module at start, and seldom fits
+
         x = self._fit_features(train)
         if x is None:
             f = _bt_objective(train.winner, train.loser, train.n_options, self.alpha, self.loss, self.epsilon, weight)
