@@ -26,7 +26,8 @@ test: $(VENV)/.stamp
 	bash scripts/system-packages.sh
 	# the layer table of DESIGN.md ([tool.importlinter] in pyproject.toml)
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+	# the 15 slowest steps at the end of the output: where CI's time goes, run by run
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q --durations=15
 
 bench: $(VENV)/.stamp
 	$(BIN)/python benchmarks/bench_evaluate.py
