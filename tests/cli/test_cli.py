@@ -61,6 +61,7 @@ def test_evaluate_recbole_files_with_min_rating(ml100k_dir, tmp_path):
     assert res["users_evaluated"] < 943 and res["metrics"]["ndcg@10"] > 0
 
 
+@pytest.mark.slow
 def test_compare_ranks_ease_over_itemknn_over_pop(split_files, tmp_path):
     md, js = tmp_path / "board.md", tmp_path / "board.json"
     r = cli("compare", "--train", split_files / "train.tsv", "--valid", split_files / "valid.tsv",
@@ -123,6 +124,7 @@ def test_bad_parameters_give_exit_2(split_files):
     assert r.returncode == 2 and "unknown model" in r.stderr
 
 
+@pytest.mark.slow
 def test_quickstart_writes_a_report(shared_data, tmp_path, monkeypatch):
     monkeypatch.setenv("PENCHANT_DATA", str(shared_data))
     r = cli("quickstart", "--out", tmp_path / "rep")

@@ -45,6 +45,7 @@ def test_bpr_is_deterministic_and_saves(ml100k_split, tmp_path):
     assert np.array_equal(back.score(users), a.score(users))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sampler", ["uniform", "nbpo"])
 def test_bpr_beats_popularity(ml100k_split, sampler):
     sp = ml100k_split

@@ -76,6 +76,7 @@ def test_dlae_is_the_normalised_dropout_solution(ml100k_split):
     assert np.allclose(model.score(users), x[users] @ w, atol=2e-4)
 
 
+@pytest.mark.slow
 def test_dlae_beats_ease_when_both_select_on_validation(ml100k_split):
     sp = ml100k_split
     check = validator(sp.train, sp.valid)

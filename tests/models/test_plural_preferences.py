@@ -52,6 +52,7 @@ def test_forgotten_users_are_scored_as_the_population():
         np.testing.assert_allclose(model.margin(np.full(50, 3), a, b), model.margin(np.full(50, -1), a, b), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_vpl_predictions_depend_on_the_latent_and_survive_saving(tmp_path):
     """Swapping latents between users costs accuracy (the latent is used, not ignored); a saved
     model gives the same margins."""

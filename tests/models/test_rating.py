@@ -53,6 +53,7 @@ def test_biasedmf_recovers_planted_ratings():
     assert got < 0.5 < baseline  # noise is 0.3; the global mean misses the planted structure
 
 
+@pytest.mark.slow
 def test_fm_serves_cold_start_users_from_features(ml100k):
     split = user_holdout(ml100k, valid=0.0, test=0.15, seed=4)
     train, test = split.train, split.test

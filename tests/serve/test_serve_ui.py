@@ -38,6 +38,7 @@ def _give_image(port: int, item_id: str) -> None:
                                      "attributes": {**item["attributes"], "image": PIXEL}}])
 
 
+@pytest.mark.slow
 def test_the_dashboard_on_movielens(tmp_path, ml100k_dir, ml100k):
     from playwright.sync_api import expect, sync_playwright
 

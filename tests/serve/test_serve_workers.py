@@ -14,6 +14,8 @@ import threading
 import time
 import urllib.request
 
+import pytest
+
 from penchant.serve.store import Store, database_url, make_engine
 from tests.serve.server import ADMIN, call, clustered_events, free_port, start_server
 
@@ -50,6 +52,7 @@ def _pids(port: int, n: int = 40) -> set[int]:
     return {call(port, "GET", "/healthz")["pid"] for _ in range(n)}
 
 
+@pytest.mark.slow
 def test_two_workers_share_versions_and_survive_a_killed_worker(tmp_path):
     port = free_port()
     # room for the 4.6 MB restore below (the default limit is 2 MB), and no rate limit: the polling loops

@@ -17,6 +17,7 @@ def _world(seed: int = 0) -> SlateWorld:
                                 scale=2.0, offset=-1.0, seed=seed)
 
 
+@pytest.mark.slow
 def test_thompson_sampling_beats_the_same_model_used_greedily():
     """200 users, 50 items, lists of 3, conditional-logit clicks; 12,000 lists served 100 at a time.
     Nothing about users or items is given: both policies learn item vectors and a recurrent state from
