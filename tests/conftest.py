@@ -21,6 +21,26 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
     _ONE_THREAD = threadpool_limits(1)
 
+
+def _keep_freed_memory_for_reuse() -> None:
+    """glibc gives a freed block of 32 MiB or more back to the system, so a training step's large
+    tensors (GRU4Rec's and SASRec's logits over every item, VPL's gathered feature rows) fault their
+    pages in afresh at every step; held in the heap (up to 256 MiB a block, 512 MiB kept free) they
+    are reused. GRU4Rec, 3 epochs of ML-100K: 9.5 → 7.1 s of CPU, peak memory 662 → 643 MB. This
+    process only: the servers and commands the tests start keep glibc's defaults."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, 256 << 20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 512 << 20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):  # not glibc: its allocator's own defaults
+        pass
+
+
+_keep_freed_memory_for_reuse()
+
 ROOT = Path(__file__).resolve().parents[1]
 # sentence embeddings are cached per checkout, shared by the xdist workers, not in the user's cache
 os.environ.setdefault("PENCHANT_CACHE", str(ROOT / ".pytest_cache" / "penchant"))
