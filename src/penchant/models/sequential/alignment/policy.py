@@ -1,0 +1,14 @@
+"""A next-item network as a policy: π(· | s) = softmax over the catalogue of the scores after
+history s (the last position's hidden state against the item table)."""
+
+from __future__ import annotations
+
+
+def next_item_log_probs(net, seqs, n_items: int):
+    """log π(j | s) for every item j: float (B, n_items) torch tensor, from int64 (B, L) right-aligned
+    histories ``seqs`` (torch, padding = ``n_items``) through a sequential ``net`` (SASRec, GRU4Rec)."""
+    import torch
+
+    table = net.items()
+    hidden = net(seqs, table)[:, -1]
+    return torch.log_softmax(hidden @ table[:n_items].T, dim=1)
