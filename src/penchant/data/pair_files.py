@@ -2,8 +2,10 @@
 
 A comparison file is either id pairs (``user?, winner, loser`` columns, CSV/TSV/Parquet) or text
 comparisons in the TRL layout (``{prompt?, chosen, rejected, user?}`` JSONL or CSV, HH-RLHF
-dialogues and VPL's relabeled layout included); :func:`read_pairs` tells them apart by their
-fields. Train and test files read apart have their own vocabularies; :func:`merge_pairs` maps
+dialogues and VPL's relabeled layout included), or a rated-replies file that pairs are built
+from: UltraFeedback's multi-aspect ratings (:mod:`penchant.data.ultrafeedback`) or PRISM's
+conversations (:mod:`penchant.data.prism`, with ``survey.jsonl`` beside it read for the stated
+criteria); :func:`read_pairs` tells them apart by their fields. Train and test files read apart have their own vocabularies; :func:`merge_pairs` maps
 them onto one (users by id, options by id or by (prompt, reply) text, prompts by text), so a
 model fitted on one can be asked about the other.
 """
@@ -24,12 +26,15 @@ from penchant.errors import DataError
 #: the fields of each layout: (required, the layout's name, optional fields)
 _LAYOUTS = ((("chosen", "rejected"), "text", "TRL layout, prompt and user optional"),
             (("responses", "label"), "text", "relabeled layout, prompt and user or objective"),
-            (("winner", "loser"), "ids", "id pairs, user optional"))
+            (("winner", "loser"), "ids", "id pairs, user optional"),
+            (("instruction", "completions"), "ultrafeedback", "UltraFeedback's rated completions"),
+            (("conversation_id", "conversation_history"), "prism", "PRISM's conversations"))
 
 
 def comparison_layout(path: str | Path) -> str:
-    """``"text"`` (TRL layout) or ``"ids"`` (winner/loser columns), from the file's first record; a
-    record that is neither names its line and, where one field of a pair is there, the one missing."""
+    """``"text"`` (TRL layout), ``"ids"`` (winner/loser columns), ``"ultrafeedback"`` or ``"prism"``
+    (JSON lines whose rated replies become text pairs), from the file's first record; a record
+    that is none of them names its line and, where one field of a pair is there, the one missing."""
     path = Path(path)
     if not path.exists():
         raise DataError("no such file", file=path, expected="a comparison file")
@@ -56,7 +61,8 @@ def comparison_layout(path: str | Path) -> str:
                             expected=f"{' and '.join(required)} ({about})")
     raise DataError(f"fields {sorted(fields)} are neither layout" if fields else "an empty record: no fields",
                     file=path, line=line,
-                    expected="chosen/rejected (TRL layout, prompt and user optional) or winner/loser (user optional)")
+                    expected="chosen/rejected (TRL layout, prompt and user optional), winner/loser (user optional), "
+                             "instruction/completions (UltraFeedback) or conversation_id/conversation_history (PRISM)")
 
 
 def _first_record(path: Path) -> tuple[int, object]:
@@ -86,10 +92,22 @@ def _first_record(path: Path) -> tuple[int, object]:
 
 
 def read_pairs(path: str | Path) -> PreferencePairs:
-    """One comparison file (either layout) as pairs."""
+    """One comparison file (any layout) as pairs: UltraFeedback files per aspect (the aspect the
+    user and the context), PRISM conversations with the stated criteria of ``survey.jsonl`` when it
+    lies in the same folder (recorded in ``steps``)."""
     from penchant.data.comparisons import read_id_comparisons, read_text_comparisons
 
-    return read_text_comparisons(path) if comparison_layout(path) == "text" else read_id_comparisons(path)
+    layout = comparison_layout(path)
+    if layout == "ultrafeedback":
+        from penchant.data.ultrafeedback import read_ultrafeedback
+
+        return read_ultrafeedback(path)
+    if layout == "prism":
+        from penchant.data.prism import SURVEY, read_prism
+
+        survey = Path(path).with_name(SURVEY)
+        return read_prism(path, survey if survey.exists() and survey != Path(path) else None)
+    return read_text_comparisons(path) if layout == "text" else read_id_comparisons(path)
 
 
 def _option_keys(p: PreferencePairs) -> np.ndarray:
@@ -126,6 +144,7 @@ def merge_pairs(parts: Sequence[PreferencePairs]) -> tuple[PreferencePairs, list
         return np.concatenate([getattr(p, attr) for p in parts]).astype(object)[first]
 
     context = pooled("option_context")
+    attributes, names, attribute_steps = _pooled_attributes(parts, first)
     if context is not None:  # one group per prompt text, whichever file it came from
         winner = np.concatenate(winners)
         group = np.unique(context[winner].astype(str), return_inverse=True)[1]
@@ -136,10 +155,32 @@ def merge_pairs(parts: Sequence[PreferencePairs]) -> tuple[PreferencePairs, list
     merged = PreferencePairs(np.concatenate(users).astype(np.int64), np.concatenate(winners).astype(np.int64),
                              np.concatenate(losers).astype(np.int64), group.astype(np.int64), user_ids.astype(object),
                              option_ids, pooled("option_text"), context,
-                             tuple(s for p in parts for s in p.steps) + (Step("files merged", int(sizes[-1]),
-                                                                              f"{len(parts)} files, one vocabulary"),),
-                             "+".join(p.name for p in parts))
+                             tuple(s for p in parts for s in p.steps) + attribute_steps
+                             + (Step("files merged", int(sizes[-1]), f"{len(parts)} files, one vocabulary"),),
+                             "+".join(p.name for p in parts), attributes, names)
     return merged, [np.arange(sizes[i], sizes[i + 1]) for i in range(len(parts))]
+
+
+def _pooled_attributes(parts: Sequence[PreferencePairs], first: np.ndarray
+                       ) -> tuple[np.ndarray | None, np.ndarray | None, tuple[Step, ...]]:
+    """The merged options' attributes (float32 (n_options, m), rows at ``first`` of the pooled
+    options) and their names, when every part has the same ones; a part without any drops them
+    all (counted); parts naming different attributes are an error."""
+    named = [p for p in parts if p.option_attributes is not None]
+    if not named:
+        return None, None, ()
+    if len(named) < len(parts):
+        bare = [p.name for p in parts if p.option_attributes is None]
+        return None, None, (Step("option attributes dropped", len(named), f"{', '.join(bare)} carries none"),)
+    names = [tuple(str(n) for n in (p.attribute_names if p.attribute_names is not None else ()))
+             for p in parts]
+    widths = [p.option_attributes.shape[1] for p in parts]
+    odd = next((p for p, n, w in zip(parts, names, widths) if n != names[0] or w != widths[0]), None)
+    if odd is not None:
+        raise DataError(f"{parts[0].name} and {odd.name} carry different option attributes",
+                        expected="files with the same attributes")
+    pooled = np.concatenate([p.option_attributes for p in parts]).astype(np.float32)[first]
+    return pooled, parts[0].attribute_names, ()
 
 
 def read_pair_files(paths: Sequence[str | Path]) -> tuple[PreferencePairs, list[PreferencePairs]]:
