@@ -22,7 +22,8 @@ from penchant.data.split import leave_last_out
 from penchant.eval import evaluate, validator
 from penchant.eval.evaluate import build_target
 from penchant.models import create
-from penchant.models.sequential.preference import dpo_finetune, next_item_pairs
+from penchant.models.sequential.alignment.finetune import finetune_pairs
+from penchant.models.sequential.alignment.pairs import next_item_pairs
 
 
 def main() -> None:
@@ -53,7 +54,8 @@ def main() -> None:
     report("SASRec", model)
     for label, flip in (("+ DPO", 0.0), ("+ robust DPO (ε = 0.1)", 0.1)):
         tuned = copy.deepcopy(model)
-        dpo_finetune(tuned, pairs, beta=args.beta, flip_rate=flip, lr=args.lr, epochs=args.epochs)
+        finetune_pairs(tuned, pairs, loss="rdpo" if flip else "dpo", beta=args.beta, flip_rate=flip, lr=args.lr,
+                       epochs=args.epochs)
         report(label, tuned)
 
 

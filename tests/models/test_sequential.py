@@ -127,7 +127,7 @@ def test_gru4rec_beats_markov_and_ease_on_movielens_leave_last_out(ml100k):
 def test_dpo_loss_by_hand_and_its_robust_form():
     import torch
 
-    from penchant.models.sequential.preference import dpo_loss
+    from penchant.models.sequential.alignment.losses import dpo_loss
 
     pw, pl, rw, rl = (torch.tensor([v]) for v in (-1.0, -2.0, -1.5, -1.0))
     margin = 0.5 * ((-1.0 + 1.5) - (-2.0 + 1.0))  # 0.75
@@ -144,7 +144,7 @@ def test_dpo_moves_a_trained_model_towards_the_preferred_item(flip_rate):
     """SASRec learns s → s+1 on planted cycles; after DPO on pairs that prefer s+2 over s+1 (a share
     ε of them flipped, for the robust loss) the model ranks s+2 above s+1 almost everywhere."""
     from penchant.data import PreferencePairs
-    from penchant.models.sequential.preference import dpo_finetune
+    from penchant.models.sequential.alignment.finetune import finetune_pairs
 
     data = planted_cycles()
     model = create("sasrec", epochs=30, max_len=10, factors=32, blocks=1).fit(data)
@@ -166,14 +166,14 @@ def test_dpo_moves_a_trained_model_towards_the_preferred_item(flip_rate):
     assert prefers_after_next() <= 0.05
     pairs = PreferencePairs(np.full(len(starts), -1), chosen, rejected, np.arange(len(starts)), np.array([], dtype=object),
                             data.item_ids, history=contexts)
-    losses = dpo_finetune(model, pairs, beta=0.5, flip_rate=flip_rate,
-                          lr=1e-3, epochs=15)
+    losses = finetune_pairs(model, pairs, loss="rdpo" if flip_rate else "dpo", beta=0.5, flip_rate=flip_rate,
+                            lr=1e-3, epochs=15)
     assert losses[-1] < losses[0]
     assert prefers_after_next() >= (0.95 if flip_rate == 0 else 0.8)  # flipped labels: noisier gradients
 
 
 def test_next_item_pairs_pair_liked_next_items_with_disliked_ones():
-    from penchant.models.sequential.preference import next_item_pairs
+    from penchant.models.sequential.alignment.pairs import next_item_pairs
 
     users = np.array([0, 0, 0, 0, 1, 1], np.int32)
     items = np.array([0, 1, 2, 3, 0, 1], np.int32)
@@ -226,7 +226,9 @@ def test_long_term_part_needs_the_full_softmax():
 def test_a_users_mistake_with_a_sequential_model_is_a_penchant_error():
     """Through the classes and functions themselves, not only the registry: a bad setting is a
     ConfigError naming it, data the model cannot use a DataError."""
-    from penchant.models.sequential.preference import dpo_finetune, dpo_loss, next_item_pairs
+    from penchant.models.sequential.alignment.finetune import finetune_pairs
+    from penchant.models.sequential.alignment.losses import dpo_loss
+    from penchant.models.sequential.alignment.pairs import next_item_pairs
 
     for name, bad in (("sasrec", {"factors": 0}), ("sasrec", {"heads": 3}), ("gru4rec", {"layers": 0}),
                       ("markov", {"smoothing": -1.0}), ("zeroshot", {"decay": 0.0}), ("lastitemknn", {"recent": 0})):
@@ -242,8 +244,8 @@ def test_a_users_mistake_with_a_sequential_model_is_a_penchant_error():
     pairs = PreferencePairs(np.full(n, -1), np.array([0, 1, 2]), np.array([1, 2, 0]), np.arange(n),
                             np.array([], dtype=object), np.array(["i0", "i1", "i2"], dtype=object))
     with pytest.raises(DataError, match="has no histories"):
-        dpo_finetune(model_class("sasrec")(max_len=4), pairs)
+        finetune_pairs(model_class("sasrec")(max_len=4), pairs)
     with pytest.raises(DataError, match="histories of 2 items, the model reads 4"):
-        dpo_finetune(model_class("sasrec")(max_len=4), dataclasses.replace(pairs, history=np.zeros((n, 2), np.int64)))
+        finetune_pairs(model_class("sasrec")(max_len=4), dataclasses.replace(pairs, history=np.zeros((n, 2), np.int64)))
     with pytest.raises(ConfigError, match="long_len > 0"):
-        dpo_finetune(model_class("sasrec")(long_len=10), pairs)
+        finetune_pairs(model_class("sasrec")(long_len=10), pairs)

@@ -53,8 +53,15 @@ class GRU4Rec(NeuralSequential):
                  negatives: int = 256, bpreg: float = 1.0, lr: float = 2e-3, weight_decay: float = 0.0, epochs: int = 200,
                  batch_size: int = 128, patience: int = 5, eval_every: int = 2, seed: int = DEFAULT_SEED,
                  item_text: str = "off", id_dropout: float = 0.1, text_model: str = "all-MiniLM-L6-v2", summaries: str = "",
-                 long_len: int = 0, hashes: int = 4, hash_bits: int = 3, device: str = "auto") -> None:
+                 long_len: int = 0, hashes: int = 4, hash_bits: int = 3, device: str = "auto",
+                 finetune: str = "off", finetune_spo: float = 0.0, finetune_negatives: str = "rated",
+                 finetune_beta: float = 0.1, finetune_lr: float = 3e-5, finetune_epochs: int = 1, finetune_flip: float = 0.1,
+                 finetune_topk: int = 20, finetune_liked: float = 4.0, finetune_disliked: float = 2.0) -> None:
         self.device = check_device(device)
+        self.finetune, self.finetune_spo, self.finetune_negatives = finetune, finetune_spo, finetune_negatives
+        self.finetune_beta, self.finetune_lr, self.finetune_epochs = finetune_beta, finetune_lr, finetune_epochs
+        self.finetune_flip, self.finetune_topk = finetune_flip, finetune_topk
+        self.finetune_liked, self.finetune_disliked = finetune_liked, finetune_disliked
         self.item_text, self.id_dropout, self.text_model, self.summaries = item_text, id_dropout, text_model, summaries
         self.long_len, self.hashes, self.hash_bits = long_len, hashes, hash_bits
         self.factors, self.max_len, self.layers, self.dropout = factors, max_len, layers, dropout

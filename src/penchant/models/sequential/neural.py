@@ -36,6 +36,9 @@ import numpy as np
 from penchant.data import Dataset
 from penchant.errors import ConfigError
 from penchant.models.base import Validator
+from penchant.models.sequential.alignment.finetune import check_log as check_finetune_log
+from penchant.models.sequential.alignment.finetune import check_options as check_finetune
+from penchant.models.sequential.alignment.finetune import finetune
 from penchant.models.sequential.base import SequentialRecommender, pad_left, right_aligned, window_bounds
 from penchant.models.sequential.hashed import hashed_interest
 from penchant.models.sequential.items import ITEM_TEXT_MODES, item_table
@@ -67,6 +70,19 @@ TRAINING_ARGS = """
         seed: seed of initialisation, dropout, order and sampling.
         device: auto (CUDA when torch sees one), cpu or cuda: the network lives there and each batch
             of windows is moved there as it is used.
+        finetune: preference fine-tuning at the end of fit, on the training log
+            (:mod:`penchant.models.sequential.alignment`): ``off``, ``dpo``, ``rdpo`` (robust DPO),
+            ``ipo``, ``sft`` (maximum likelihood of the liked next items) or ``ppo``.
+        finetune_spo: weight of SPO's self-supervised preference-degree loss (with dpo, rdpo or ipo).
+        finetune_negatives: the rejected items: ``rated`` (items the user rated ≤ finetune_disliked;
+            needs ratings), ``uniform``, ``popular`` or ``on-policy`` (the current model's top finetune_topk).
+        finetune_beta: β, the strength of the pull towards the model before fine-tuning (KL weight).
+        finetune_lr: Adam learning rate of fine-tuning.
+        finetune_epochs: passes over the liked next items.
+        finetune_flip: rdpo's label flip rate ε, in [0, 0.5).
+        finetune_topk: the pool of on-policy negatives: the current model's top items after the history.
+        finetune_liked: the rating from which a next item is preferred (every next item without ratings).
+        finetune_disliked: the rating up to which an item is a rated negative.
 """
 
 
@@ -83,6 +99,17 @@ class NeuralSequential(SequentialRecommender):
     summaries: str = ""
     summary_text_: np.ndarray | None = None  # float32 (m, t) embeddings of the summaries used
     summary_row_: np.ndarray | None = None  # int64 (n_users at fit,) row in summary_text_, -1 for none
+    finetune: str = "off"
+    finetune_spo: float = 0.0
+    finetune_negatives: str = "rated"
+    finetune_beta: float = 0.1
+    finetune_lr: float = 3e-5
+    finetune_epochs: int = 1
+    finetune_flip: float = 0.1
+    finetune_topk: int = 20
+    finetune_liked: float = 4.0
+    finetune_disliked: float = 2.0
+    finetune_losses_: list[float] | None = None  # mean loss of each fine-tuning epoch, after fit
 
     @property
     def context_len(self) -> int:
@@ -106,11 +133,13 @@ class NeuralSequential(SequentialRecommender):
             raise ConfigError("factors, max_len, epochs and batch_size must be ≥ 1 and lr positive")
         if not 0 <= self.dropout < 1 or self.negatives < 1:
             raise ConfigError("dropout must be in [0, 1) and negatives ≥ 1")
+        check_finetune(self)
 
     def _network(self):
         raise NotImplementedError
 
     def check_data(self, train: Dataset) -> None:
+        check_finetune_log(self, train)
         if self.item_text != "off":
             from penchant.embed.items import require_item_words
 
@@ -130,7 +159,8 @@ class NeuralSequential(SequentialRecommender):
             self.summary_text_, rows, self.summaries_unknown_ = embed_summaries(self.summaries, train, self.text_model)
             self.summary_row_ = np.full(train.n_users, -1, np.int64)
             self.summary_row_[rows] = np.arange(len(rows))
-        super()._fit(train, valid)
+        super()._fit(train, valid)  # early stopping has restored the best epoch
+        self.finetune_losses_ = finetune(self, train)
 
     @property
     def _prefix(self) -> int:
