@@ -64,7 +64,7 @@ ratings_app = typer.Typer(help="Rating prediction (explicit feedback).", no_args
 ratings_app.command("cv")(eval_cmds.ratings_cv)
 app.add_typer(ratings_app, name="ratings")
 prefs_app = typer.Typer(help="Pairwise preferences (A-versus-B choices).", no_args_is_help=True)
-for _name in ("fit", "evaluate", "compare", "export", "score"):
+for _name in ("fit", "evaluate", "compare", "export", "score", "explain"):
     prefs_app.command(_name)(getattr(prefs_cmds, _name))
 app.add_typer(prefs_app, name="prefs")
 converse_app = typer.Typer(help="Conversational recommendation: ask, then recommend.", invoke_without_command=True,

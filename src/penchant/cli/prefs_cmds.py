@@ -1,4 +1,4 @@
-"""``penchant prefs fit|evaluate|compare|export``: pairwise preference models from the terminal.
+"""``penchant prefs fit|evaluate|compare|export|score|explain``: pairwise preference models from the terminal.
 
 ``evaluate`` keeps the scripts' contract: ``--train F --test F --model NAME [--param key=value
 ...] --json OUT`` with OUT holding ``{"model", "params", "accuracy", "user_macro_accuracy",
@@ -178,3 +178,56 @@ def export(
     for step in pairs.steps:
         out.print(f"  {step}")
     out.print(f"wrote {len(pairs):,} comparisons to {out_path}")
+
+
+def explain(
+    path: Path = typer.Argument(None, help="Text comparisons: the TRL layout (prompt?, chosen, rejected) or HH-RLHF dialogues.", show_default=False),
+    data: Path = typer.Option(None, "--data", help="The same as the positional comparison file."),
+    n_boot: int = typer.Option(1000, "--bootstrap", help="Bootstrap refits over pairs for the intervals."),
+    folds: int = typer.Option(5, "--folds", help="Folds of prompts for the held-out accuracy."),
+    seed: int = Seed("Seed of the bootstrap and the folds."),
+    json_out: Path = typer.Option(None, "--json", help="Write the features, effects, intervals and accuracy as JSON here."),
+) -> None:
+    """Which properties of a reply the choices follow: a logistic model of the choice on the
+    differences (chosen − rejected) of interpretable reply features (length, readability, lexical
+    diversity, nouns and proper-noun runs, brackets, lists, questions, politeness, refusal, overlap
+    with the prompt), each effect per standard deviation with a 95% bootstrap interval, and the
+    model's held-out accuracy beside the length-only model's."""
+    from penchant.cli.specs import data_path
+    from penchant.data.pair_files import comparison_layout, read_pairs
+    from penchant.errors import DataError
+    from penchant.eval.explain import explain_pairs
+
+    data = data_path(path, data)
+    if comparison_layout(data) != "text":
+        raise DataError("id comparisons carry no reply text to explain", file=data,
+                        expected="text comparisons: chosen/rejected (TRL layout) or responses/label")
+    result = explain_pairs(read_pairs(data), n_boot=n_boot, folds=folds, seed=seed)
+    _explain_table(result)
+    if json_out:
+        write_json(json_out, {"data": str(data), "seed": seed, **result.to_json()})
+
+
+def _explain_table(result) -> None:
+    import numpy as np
+    from rich.table import Table
+
+    from penchant.eval.reply_features import FEATURES
+
+    def cell(x: float, digits: int = 3) -> str:
+        return "—" if np.isnan(x) else f"{x:.{digits}f}"
+
+    table = Table(title=f"{result.n_pairs:,} pairs; effect = log-odds of being chosen per SD of the difference "
+                        f"(chosen − rejected), {result.level:.0%} bootstrap interval ({result.n_boot} refits)",
+                  title_justify="left")
+    for col in ("feature", "unit", "effect", "interval", "odds ratio", "chosen mean", "rejected mean", "SD of diff"):
+        table.add_column(col)
+    for k in np.argsort(-np.abs(np.nan_to_num(result.effect))):
+        low, high = result.interval[k]
+        table.add_row(result.features[k], FEATURES[result.features[k]][1], cell(result.effect[k]),
+                      f"{cell(low)} – {cell(high)}" + (" *" if low > 0 or high < 0 else ""),
+                      cell(float(np.exp(result.effect[k]))), cell(result.chosen_mean[k]),
+                      cell(result.rejected_mean[k]), cell(result.sd_difference[k]))
+    out.print(table)
+    out.print(f"held-out accuracy ({result.folds} folds of prompts): features {result.accuracy:.4f}, "
+              f"length only {result.length_accuracy:.4f}; * interval excludes 0; {result.seconds:.1f} s")
