@@ -203,3 +203,41 @@ def test_prefs_evaluate_reads_ultrafeedback_files(disagreeing, tmp_path):
     result = json.loads((tmp_path / "r.json").read_text())
     bt = next(b for b in result["baselines"] if b["model"] == "bt")
     assert result["accuracy"] > 0.9 and result["accuracy"] > bt["accuracy"] + 0.25, result
+
+
+#: replies from curt to thorough: helpfulness and instruction following rise with the level,
+#: honesty and truthfulness (rated 6 − level) fall
+LEVELS = ("Sure.", "Sure, here it is.", "Sure, here it is with a short reason.",
+          "Sure, here it is, with reasons and an example.",
+          "Sure, here it is, with several reasons, two examples, and a detailed step-by-step explanation.")
+
+
+def test_a_text_model_reads_the_aspect_in_the_prompt(tmp_path):
+    """bt over [e(reply), e(prompt) ⊙ e(reply)] ranks held-out replies by the aspect named in the
+    prompt; with the aspect cut from the prompts the same pairs contradict each other (P = ½)."""
+    from dataclasses import replace
+
+    from penchant.eval.prefs import pair_accuracy
+    from penchant.models.registry import create
+
+    def rows(prompts: int, seed: int) -> list[dict]:
+        rng = np.random.default_rng(seed)
+        out = []
+        for p in range(prompts):
+            level = rng.permutation(5)[:4] + 1
+            out.append({"instruction": f"Question {seed}-{p}?", "completions": [
+                completion(LEVELS[v - 1], rating(v, 6 - v, v, 6 - v)) for v in level]})
+        return out
+
+    _, (train, test) = read_pair_files([jsonl(tmp_path / "a.jsonl", rows(8, 1)), jsonl(tmp_path / "b.jsonl", rows(4, 2))])
+
+    def accuracy(fit_on, judge):
+        model = create("bt", features="text").fit(fit_on)
+        population = np.full(len(judge), -1)
+        return float(pair_accuracy(model.prob(population, judge.winner, judge.loser)).mean())
+
+    def cut(p):
+        return replace(p, option_context=np.array([c.split("] ", 1)[1] for c in p.option_context], dtype=object))
+
+    with_aspect, without = accuracy(train, test), accuracy(cut(train), cut(test))
+    assert with_aspect > 0.9 and abs(without - 0.5) < 0.05, (with_aspect, without)
