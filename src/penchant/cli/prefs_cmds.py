@@ -199,9 +199,9 @@ def explain(
     from penchant.eval.explain import explain_pairs
 
     data = data_path(path, data)
-    if comparison_layout(data) != "text":
+    if comparison_layout(data) == "ids":
         raise DataError("id comparisons carry no reply text to explain", file=data,
-                        expected="text comparisons: chosen/rejected (TRL layout) or responses/label")
+                        expected="text comparisons: chosen/rejected (TRL layout), responses/label, UltraFeedback or PRISM")
     result = explain_pairs(read_pairs(data), n_boot=n_boot, folds=folds, seed=seed)
     _explain_table(result)
     if json_out:
