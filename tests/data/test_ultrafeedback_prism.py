@@ -241,3 +241,13 @@ def test_a_text_model_reads_the_aspect_in_the_prompt(tmp_path):
 
     with_aspect, without = accuracy(train, test), accuracy(cut(train), cut(test))
     assert with_aspect > 0.9 and abs(without - 0.5) < 0.05, (with_aspect, without)
+
+
+def test_scoring_a_rated_replies_file_points_to_export(disagreeing, tmp_path):
+    train, test = disagreeing
+    assert cli("prefs", "fit", "--train", train, "--model", "bt", "--out", tmp_path / "m.penchant").returncode == 0
+    code, _, err = cli("prefs", "score", "--model-path", tmp_path / "m.penchant", "--pairs", test, "--json", tmp_path / "s")
+    assert code == 2 and "holds rated replies (ultrafeedback)" in err and "prefs export" in err
+    code, _, _ = cli("prefs", "export", test, "--source", "text", "--out", tmp_path / "trl.jsonl")
+    first = json.loads((tmp_path / "trl.jsonl").read_text().splitlines()[0])
+    assert code == 0 and first["prompt"].startswith("[aspect: ") and first["user"] in ASPECTS

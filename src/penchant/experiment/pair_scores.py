@@ -49,7 +49,11 @@ def score_pair_file(model: PreferenceModel, path: str | Path) -> PairScores:
     from penchant.data.comparisons import read_id_comparisons, read_text_comparisons
     from penchant.data.pair_files import comparison_layout
 
-    if comparison_layout(path) == "text":
+    layout = comparison_layout(path)
+    if layout in ("ultrafeedback", "prism"):
+        raise ConfigError(f"{path} holds rated replies ({layout}), not one comparison a row: write its pairs with "
+                          f"`penchant prefs export {path} --source text --out pairs.jsonl` and score those")
+    if layout == "text":
         if not isinstance(model, TextScorer):
             raise ConfigError(f"{model.name} cannot score new text; fit a text reward model (e.g. bt with "
                               "features=layers) or give an id comparison file")
