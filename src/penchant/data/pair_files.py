@@ -110,6 +110,26 @@ def read_pairs(path: str | Path) -> PreferencePairs:
     return read_text_comparisons(path) if layout == "text" else read_id_comparisons(path)
 
 
+def rows_as_text_pairs(prompt: np.ndarray, chosen: np.ndarray, rejected: np.ndarray, users: np.ndarray | None,
+                       source: Path) -> PreferencePairs:
+    """Rows of (prompt, chosen, rejected, user or None), object arrays (n,), as pairs over distinct
+    (prompt, reply) options, group = prompt. The texts stay Python strings (numpy sorts them as
+    objects): memory grows with the text read, not with n × the longest text, so a file whose
+    prompts hold whole conversations (PRISM) or long replies (UltraFeedback) fits."""
+    prompts, group = np.unique(prompt, return_inverse=True)
+    texts, reply = np.unique(np.concatenate([chosen, rejected]), return_inverse=True)
+    keys, option = np.unique(np.concatenate([group, group]).astype(np.int64) * len(texts) + reply, return_inverse=True)
+    n = len(chosen)
+    user, user_ids = np.full(n, -1, dtype=np.int64), np.array([], dtype=object)
+    if users is not None:  # rows without a user (None) belong to nobody in particular: −1
+        named = np.array([u is not None for u in users], dtype=bool)
+        user_ids, user[named] = np.unique(users[named].astype(str).astype(object), return_inverse=True)
+    return PreferencePairs(user, option[:n].astype(np.int64), option[n:].astype(np.int64), group.astype(np.int64),
+                           user_ids, np.arange(len(keys)).astype(str).astype(object), texts[keys % len(texts)],
+                           prompts[keys // len(texts)], (Step("text comparisons read", n, f"from {source}"),),
+                           Path(source).stem)
+
+
 def _option_keys(p: PreferencePairs) -> np.ndarray:
     if p.option_context is not None:
         return np.char.add(np.char.add(p.option_context.astype(str), "\x00"), p.option_text.astype(str))

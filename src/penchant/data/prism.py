@@ -40,8 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
-from penchant.data.comparisons import ASSISTANT_TURN, _read_jsonl, _text_pairs
+from penchant.data.comparisons import ASSISTANT_TURN, _read_jsonl
 from penchant.data.dataset import Step
+from penchant.data.pair_files import rows_as_text_pairs
 from penchant.data.pairs import PreferencePairs
 from penchant.errors import ConfigError, DataError
 
@@ -205,6 +206,8 @@ def read_prism(path: str | Path, survey: str | Path | None = None, *, pairs: str
     if stated is not None:
         steps += (Step("conversations whose participant is not in the survey", unsurveyed,
                        f"read without a stated criterion; survey {survey}"),)
-    out = _text_pairs(np.array(prompts, dtype=object), np.array(chosen, dtype=object),
-                      np.array(rejected, dtype=object), np.array(users, dtype=object), path, drop_identical=True)
-    return replace(out, steps=steps + out.steps, name=path.stem)
+    out = rows_as_text_pairs(np.array(prompts, dtype=object), np.array(chosen, dtype=object),
+                             np.array(rejected, dtype=object), np.array(users, dtype=object), path)
+    out = replace(out, steps=steps + out.steps)
+    same = out.winner == out.loser
+    return out.subset(~same, Step("identical replies dropped", int(same.sum()), "two replies with the same text"))

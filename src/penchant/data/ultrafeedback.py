@@ -41,8 +41,9 @@ from pathlib import Path
 
 import numpy as np
 
-from penchant.data.comparisons import _read_jsonl, _text_pairs
+from penchant.data.comparisons import _read_jsonl
 from penchant.data.dataset import Step
+from penchant.data.pair_files import rows_as_text_pairs
 from penchant.data.pairs import PreferencePairs
 from penchant.errors import ConfigError, DataError
 
@@ -180,9 +181,9 @@ def read_ultrafeedback(path: str | Path, *, mode: str = "aspects", user: str = "
              Step("N/A ratings filled in option attributes", int(np.isnan(rated).sum()),
                   "with the aspect's mean over the file's rated completions"))
     who = np.array(users, dtype=object)
-    pairs = _text_pairs(np.array(prompts, dtype=object), np.array(chosen, dtype=object),
-                        np.array(rejected, dtype=object), who if user == "aspect" and mode == "aspects" else None,
-                        path, drop_identical=False)
+    pairs = rows_as_text_pairs(np.array(prompts, dtype=object), np.array(chosen, dtype=object),
+                               np.array(rejected, dtype=object), who if user == "aspect" and mode == "aspects" else None,
+                               path)
     attributes = np.zeros((pairs.n_options, len(ASPECTS)), np.float32)
     sides = np.stack([pairs.winner, pairs.loser], 1).ravel()  # each option's appearances, in file order
     values = np.stack([np.concatenate(attr_w), np.concatenate(attr_l)], 1).reshape(-1, len(ASPECTS))
