@@ -15,7 +15,8 @@ from penchant.cli.data_cmds import Seed
 from penchant.cli.render import err, out, progress, training_status, write_json
 from penchant.experiment.tasks import PAIR_SOURCES as SOURCES
 
-TRAIN_HELP = "Training comparisons: id pairs (user?,winner,loser) or the TRL layout (prompt?,chosen,rejected,user?)."
+TRAIN_HELP = ("Training comparisons: id pairs (user?,winner,loser), the TRL layout (prompt?,chosen,rejected,user?), "
+              "UltraFeedback (instruction, completions: a pair per aspect) or PRISM (conversation_history).")
 VALID_HELP = "Validation comparisons (early stopping, temperature); default: 10% of --train's prompts/pairs."
 PARAM_HELP = "key=value model parameter (repeat), e.g. loss=robust, epsilon=0.1, features=text."
 
@@ -121,7 +122,7 @@ def score(
 
 
 def compare(
-    path: Path = typer.Argument(None, help="Comparisons (TRL JSONL/CSV, or winner/loser id pairs) or a ratings log/folder.", show_default=False),
+    path: Path = typer.Argument(None, help="Comparisons (TRL JSONL/CSV, UltraFeedback, PRISM, or winner/loser id pairs) or a ratings log/folder.", show_default=False),
     data: Path = typer.Option(None, "--data", help="The same as the positional data set."),
     source: str = typer.Option(..., "--source", help="What the data set holds: text (prompt/chosen/rejected), ids (user?/winner/loser) or ratings."),
     model: list[str] = typer.Option([], "--model", help="NAME or NAME:key=value,... (repeat); baselines are always added."),
@@ -181,7 +182,7 @@ def export(
 
 
 def explain(
-    path: Path = typer.Argument(None, help="Text comparisons: the TRL layout (prompt?, chosen, rejected) or HH-RLHF dialogues.", show_default=False),
+    path: Path = typer.Argument(None, help="Text comparisons: the TRL layout (prompt?, chosen, rejected), HH-RLHF dialogues, UltraFeedback or PRISM.", show_default=False),
     data: Path = typer.Option(None, "--data", help="The same as the positional comparison file."),
     n_boot: int = typer.Option(1000, "--bootstrap", help="Bootstrap refits over pairs for the intervals."),
     folds: int = typer.Option(5, "--folds", help="Folds of prompts for the held-out accuracy."),
