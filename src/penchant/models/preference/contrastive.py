@@ -177,7 +177,27 @@ class ContrastiveReward(NeuralUtility):
         with self._options_added(xs) as start:
             self.history_ = meta_train(self, train, valid, weight, start + shifted.winner, start + shifted.loser)
 
-    def tune(self, pairs: PreferencePairs, *, steps: int = 100, lr: float = 1e-3, pull: float = 1.0) -> Self:
+    def shift(self, pairs: PreferencePairs) -> Self:
+        """MetaRM's inner step at test time: θ ← θ + η ∇_θ J_θ on the replies of ``pairs`` (the
+        shifted distribution, same option vocabulary, labels unused), η = ``meta_lr``: the weights the
+        meta-process trained the BT loss at. Changes the model in place."""
+        import torch
+
+        from penchant.models.preference.metarm import adapted_params
+
+        if pairs.n_options != self.n_options_:
+            raise ConfigError(f"shift needs pairs over the model's {self.n_options_} options, not {pairs.n_options}")
+        module = self.net_.options
+        module.train()
+        adapted = adapted_params(module, dict(module.named_parameters()), self._index(pairs.winner),
+                                 self._index(pairs.loser), self.meta_lr, second_order=False)
+        module.eval()
+        with torch.no_grad():
+            for k, p in module.named_parameters():
+                p.copy_(adapted[k])
+        return self
+
+    def tune(self, pairs: PreferencePairs, *, steps: int = 100, lr: float = 1e-3, pull: float = 0.0) -> Self:
         """Few-shot fine-tuning on labelled ``pairs`` (same option vocabulary as training): ``steps``
         full-batch Adam steps on the BT loss (+ the SimCSE term at ``contrastive``) with an L2 pull
         ``pull`` · ‖θ − θ_fitted‖² towards the fitted weights. Changes the model in place."""
