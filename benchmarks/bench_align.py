@@ -12,7 +12,7 @@ Figures per run:
 * NDCG@10 on the test items;
 * ranking accuracy on held-out pairs: after each user's whole history, their test item when they
   rated it ≥ 4 against every item they rated ≤ 2 (π(w|s) > π(l|s), ties ½);
-* the idealised ranking accuracy those pairs permit given the reference model (Chen et al. 2024),
+* the idealised ranking accuracy those pairs permit given the reference model at the run's β (Chen et al. 2024),
   with α estimated from the log (:func:`penchant.eval.alignment.preference_shares`);
 * KL(π ‖ π_ref) in nats, mean over the test histories;
 * fine-tuning seconds.
@@ -48,7 +48,8 @@ NEGATIVES = ("rated", "uniform", "popular", "on-policy")
 def runs() -> list[tuple[str, dict]]:
     out = [(f"{label}, {neg}", {**params, "finetune_negatives": neg}) for label, params in OBJECTIVES
            for neg in NEGATIVES if not (params["finetune"] == "sft" and neg != "rated")]
-    out += [(f"PPO, RM on {neg}", {"finetune": "ppo", "finetune_negatives": neg}) for neg in ("rated", "on-policy")]
+    out += [(f"PPO β {beta:g}, RM on {neg}", {"finetune": "ppo", "finetune_negatives": neg, "finetune_beta": beta})
+            for beta in (0.1, 1.0) for neg in ("rated", "on-policy")]
     return out
 
 
@@ -117,14 +118,15 @@ def main() -> None:
         target = build_target(split.train, split.test, (split.valid,))
         pairs = held_out_pairs(data, split.test, base)
         alpha = preference_shares(data, pairs)
-        ideal = idealised_ranking_accuracy(base.net_, pairs, alpha, beta=0.1, n_items=base.n_items_)
+        ideal = {beta: idealised_ranking_accuracy(base.net_, pairs, alpha, beta=beta, n_items=base.n_items_)
+                 for beta in (0.1, 1.0)}
         test_seqs = pad_left(base.hist_ptr_, base.hist_items_, np.unique(split.test.users), base.max_len, base.n_items_)
 
-        def measure(label: str, model, seconds: float) -> None:
+        def measure(label: str, model, seconds: float, beta: float = 0.1) -> None:
             r = evaluate(model, split.train, split.test, ks=[10], target=target, beyond_accuracy=False)
             row = rows.setdefault(label, {})
             for key, value in (("ndcg@10", r.metrics()["ndcg@10"]), ("ranking accuracy", ranking_accuracy(model, pairs)),
-                               ("idealised", ideal.accuracy), ("KL", kl_from_reference(model, base.net_, test_seqs)),
+                               ("idealised", ideal[beta].accuracy), ("KL", kl_from_reference(model, base.net_, test_seqs)),
                                ("seconds", seconds)):
                 row.setdefault(key, []).append(float(value))
             print(f"  seed {seed} {label}: " + ", ".join(f"{k} {v[-1]:.4f}" for k, v in row.items()), flush=True)
@@ -136,9 +138,9 @@ def main() -> None:
                 setattr(model, key, value)
             start = time.perf_counter()
             finetune(model, split.train)
-            measure(label, model, time.perf_counter() - start)
-    print(f"\n{len(pairs):,} held-out pairs; the idealised accuracy over the {ideal.used:,} with an α "
-          f"({ideal.skipped:,} without: nobody else rated both items)")
+            measure(label, model, time.perf_counter() - start, params.get("finetune_beta", 0.1))
+    print(f"\n{len(pairs):,} held-out pairs; the idealised accuracy (at the run's β) over the {ideal[0.1].used:,} "
+          f"with an α ({ideal[0.1].skipped:,} without: nobody rated both items)")
     print_table(rows)
     if args.json:
         with open(args.json, "w") as f:
