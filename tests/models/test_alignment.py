@@ -270,8 +270,9 @@ def test_penchant_fit_fine_tunes_from_the_command_line(log, tmp_path):
     train = write_log(log, tmp_path / "train.csv")
     params = [a for k, v in {**SMALL, "finetune": "dpo", "finetune_negatives": "on-policy", "finetune_spo": 0.5}.items()
               for a in ("--param", f"{k}={v}")]
-    code, _, err = cli("fit", "--train", train, "--model", "sasrec", *params, "--out", tmp_path / "m.npz")
+    code, out, err = cli("fit", "--train", train, "--model", "sasrec", *params, "--out", tmp_path / "m.npz")
     assert code == 0, err
+    assert "fine-tuned by dpo + SPO (λ 0.5) against on-policy negatives (β 0.1): mean loss" in " ".join(out.split())
     model = Recommender.load(tmp_path / "m.npz")
     assert {k: model.params()[k] for k in OPTIONS[:3]} == {"finetune": "dpo", "finetune_spo": 0.5,
                                                           "finetune_negatives": "on-policy"}

@@ -128,9 +128,9 @@ class LogTask(Task):
         return fit_model(name, params, train, valid, metric=metric or self.default_metric)
 
     def fitted_line(self, name, model, parts, seconds):
-        tr, chosen = parts.train, model.selected()
+        tr, chosen, note = parts.train, model.selected(), model.fit_note()
         return (f"{name} fitted on {tr.n_interactions:,} interactions ({tr.n_users:,} users, {tr.n_items:,} items)"
-                + (f"; selected on validation: {chosen}" if chosen else ""))
+                + (f"; selected on validation: {chosen}" if chosen else "") + (f"; {note}" if note else ""))
 
     def judge(self, train, valid, metric=None):
         from penchant.eval.evaluate import validator

@@ -64,6 +64,10 @@ class Recommender:
         """Hyper-parameters the model chose itself during fit (e.g. on validation data)."""
         return {}
 
+    def fit_note(self) -> str:
+        """What fit did beyond training and selection, in a few words for the fitted line ("": nothing)."""
+        return ""
+
     # ----- protocol ------------------------------------------------------------------------
     def fit(self, train: Dataset, valid: Validator | None = None) -> Self:
         """Learn from ``train``; ``valid``, when given, scores candidates for selection/early stopping."""

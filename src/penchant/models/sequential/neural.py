@@ -284,6 +284,16 @@ class NeuralSequential(SequentialRecommender):
     def _restore(self, state: dict) -> None:
         self.net_.load_state_dict(state)
 
+    def fit_note(self) -> str:
+        if not self.finetune_losses_:
+            return ""
+        what = self.finetune + (f" + SPO (λ {self.finetune_spo:g})" if self.finetune_spo else "")
+        losses = self.finetune_losses_
+        figure = "−reward" if self.finetune == "ppo" else "loss"
+        trend = f"{losses[0]:.4f} → {losses[-1]:.4f}" if len(losses) > 1 else f"{losses[0]:.4f}"
+        return (f"fine-tuned by {what} against {self.finetune_negatives} negatives (β {self.finetune_beta:g}): "
+                f"mean {figure} {trend} over {len(losses)} epoch{'s' * (len(losses) > 1)}")
+
     def selected(self) -> dict[str, int]:
         return {"epochs": self.best_epoch_} if getattr(self, "best_epoch_", None) else {}
 
