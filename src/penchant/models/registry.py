@@ -11,7 +11,8 @@ Families (``FAMILIES``): ``ranking`` (top-K over a catalogue from implicit feedb
 (explicit ratings), ``sequential`` (next item from the order of a history), ``preference`` (A-versus-B
 choices), ``conversation`` (elicitation policies, built over an attribute graph), ``slate`` (bandit and
 slate policies, built for a slate world) and ``long-term`` (policies for the long-term world, built for
-its worlds). The policies live above ``penchant.models`` and are found as plug-ins (``_PROVIDERS``).
+its worlds) and ``ctr`` (click probabilities from feature rows: :mod:`penchant.models.ctr`). The
+policies live above ``penchant.models`` and are found as plug-ins (``_PROVIDERS``).
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ from pydantic.fields import FieldInfo
 
 from penchant.errors import ConfigError
 
-FAMILIES = ("ranking", "rating", "sequential", "preference", "conversation", "slate", "long-term")
+FAMILIES = ("ranking", "rating", "sequential", "preference", "conversation", "slate", "long-term", "ctr")
 #: modules whose import registers a family's models; imported on first look-up. The conversation and
 #: simulation policies live above ``penchant.models`` and are found here as plug-ins, not imported by it.
-_PROVIDERS = ("penchant.models", "penchant.models.preference", "penchant.converse.policies", "penchant.llm.rating",
+_PROVIDERS = ("penchant.models", "penchant.models.preference", "penchant.models.ctr", "penchant.converse.policies",
+              "penchant.llm.rating",
               "penchant.simulate.policies", "penchant.converse.oracle", "penchant.converse.tree",
               "penchant.converse.ear", "penchant.converse.cpr", "penchant.converse.unicorn")
 
