@@ -29,8 +29,8 @@ Sampled = typer.Option(None, "--sampled", help="Rank among this many sampled neg
 
 
 def evaluate(
-    train: Path = typer.Option(..., "--train", help="Training interactions (CSV/TSV/Parquet/.inter)."),
-    test: Path = typer.Option(..., "--test", help="Test interactions."),
+    train: Path = typer.Option(..., "--train", help="Training interactions (CSV/TSV/Parquet/.inter); with --task ctr alone, a data set split 80/10/10 by row."),
+    test: Path = typer.Option(None, "--test", help="Test interactions (needed, except with --task ctr)."),
     model: str = typer.Option(..., "--model", help="Registered model name (see `penchant models`)."),
     valid: Path = typer.Option(None, "--valid", help="Validation interactions: used only for tuning/early stopping, and masked at test time."),
     param: list[str] = typer.Option([], "--param", help="Model parameter key=value (repeatable)."),
@@ -43,12 +43,26 @@ def evaluate(
     user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,
     encoding: str = Encoding, blank_rating: BlankRating = BlankRatingOpt,
     backend: str = BackendOpt, ray_address: str = RayAddress,
+    task_name: str = typer.Option("ranking", "--task", help="ranking (top-K over the catalogue) or ctr (click "
+                                  "probabilities: AUC, log loss, GAUC; label rating>=4, features from the .user/.item files)."),
+    user_features: Path = typer.Option(None, "--user-features", help="With --task ctr: a user feature file (default: the .user file beside --train)."),
+    item_features: Path = typer.Option(None, "--item-features", help="With --task ctr: an item feature file (default: the .item file beside --train)."),
 ) -> None:
-    """Fit one model on train (selecting on valid) and rank the full catalogue for every test user."""
+    """Fit one model on train (selecting on valid) and rank the full catalogue for every test user
+    (``--task ctr``: predict the test rows' clicks)."""
     from penchant.cli.specs import model_spec
     from penchant.data import load_triple
+    from penchant.errors import ConfigError
     from penchant.experiment.run import run
 
+    if task_name == "ctr":
+        cols = columns(user_col, item_col, rating_col, time_col, sep, encoding, blank_rating)
+        return _evaluate_ctr(train, valid, test, model, param, k, json_out, seed, min_rating, cols, user_features,
+                             item_features)
+    if task_name != "ranking":
+        raise ConfigError(f"--task must be ranking or ctr, not {task_name!r}")
+    if test is None:
+        raise ConfigError("give --test (test interactions)")
     model, params = model_spec(model, param, ("ranking", "rating", "sequential"))
     where = backend_of(backend, ray_address)
     with progress() as bar:
@@ -69,6 +83,39 @@ def evaluate(
             out.print(f"[yellow]left out — {why.replace('_', ' ')}: {n:,}[/yellow]")
     if json_out:
         write_json(json_out, payload)
+
+
+def _evaluate_ctr(train: Path, valid: Path | None, test: Path | None, model: str, param: list[str], ks: list[int],
+                  json_out: Path | None, seed: int, min_rating: float | None, cols: dict, user_features: Path | None,
+                  item_features: Path | None) -> None:
+    """``evaluate --task ctr``: read, fit (early stopping on validation), measure the test rows."""
+    import time
+
+    from penchant.cli.specs import model_spec
+    from penchant.experiment.tasks import task_for
+
+    model, params = model_spec(model, param, "ctr")
+    task = task_for(model, ("ctr",))
+    with progress() as bar:
+        status = bar.add_task("reading data", total=None)
+        parts = task.read(train, valid, test, seed=seed, min_rating=min_rating, user_features=user_features,
+                          item_features=item_features, **cols)
+        bar.update(status, description=f"fitting {model}")
+        with training_status(bar, status):
+            start = time.perf_counter()
+            fitted = task.fit(model, params, parts.train, parts.valid)
+            seconds = time.perf_counter() - start
+    figures, line = task.test(fitted, parts, ks=_k_list(ks))
+    out.print(f"[bold]{model}[/bold] {line}")
+    out.print(task.fitted_line(model, fitted, parts, seconds))
+    if json_out:
+        write_json(json_out, {"model": model, "params": params, "task": "ctr", "fit_seconds": round(seconds, 3),
+                              "parts": {"train": parts.train.n, "valid": parts.valid.n if parts.valid is not None else 0,
+                                        "test": parts.test.n}} | {"metrics": figures})
+
+
+def _k_list(ks: list[int]) -> tuple[int, ...]:
+    return tuple(dict.fromkeys(int(x) for x in ks))
 
 
 def compare(

@@ -320,9 +320,10 @@ TASKS: dict[str, Task] = {"ranking": _LOG, "sequential": _LOG, "rating": _RATING
 #: the families a task can fit from files (what `penchant fit`, `tune` and the service take)
 FILE_FAMILIES = tuple(TASKS)
 #: modules whose import adds the tasks of the families that live above this layer (conversation
-#: policies in penchant.converse, the simulators' policies in penchant.simulate); found by name, as
-#: the registry finds their policies, so this layer never imports them
-_PLUG_INS = ("penchant.converse.experiment", "penchant.simulate.tasks")
+#: policies in penchant.converse, the simulators' policies in penchant.simulate, and the ctr family's
+#: task, which imports this module); found by name, as the registry finds their policies, so this
+#: layer never imports them
+_PLUG_INS = ("penchant.converse.experiment", "penchant.simulate.tasks", "penchant.experiment.ctr_task")
 
 
 def register_task(task: Task) -> Task:
