@@ -143,7 +143,7 @@ class FeatureVocabulary:
             where = np.clip(np.searchsorted(known, raw), 0, len(known) - 1)
             found = known[where] == raw
             pos = order[where]
-        unseen = int((~found & (raw != "")).sum())
+        unseen = int((~found & (raw != "") & (raw != _PAD)).sum())
         if unseen:
             self.unseen[name] = self.unseen.get(name, 0) + unseen
         return np.where(found, self.offsets[f] + pos, self.offsets[f + 1] - 1).astype(np.int64)

@@ -76,7 +76,7 @@ class FactorizationMachine(TorchCTRModel):
     summary = "Factorisation machine (Rendle 2010) on one-hot features"
     search_space = {"dims": Int(4, 64, log=True), "lr": Float(1e-4, 1e-2, log=True), "l2": Float(1e-7, 1e-3, log=True)}
 
-    def __init__(self, *, dims: int = 16, epochs: int = 20, batch_size: int = 1024, lr: float = 2e-3,
+    def __init__(self, *, dims: int = 16, epochs: int = 20, batch_size: int = 1024, lr: float = 5e-3,
                  l2: float = 1e-5, patience: int = 2, seed: int = 0, device: str = "auto") -> None:
         self.dims, self.epochs, self.batch_size, self.lr = dims, epochs, batch_size, lr
         self.l2, self.patience, self.seed, self.device = l2, patience, seed, device

@@ -86,7 +86,7 @@ class LogisticRegression(CTRModel):
         theta0 = np.zeros(X.shape[1] + 1)
         theta0[0] = np.log((y.mean() + 1e-6) / (1 - y.mean() + 1e-6))  # start at the base rate
         result = minimize(objective, theta0, jac=True, method="L-BFGS-B",
-                          callback=watch if Xv is not None else None, options={"maxiter": self.max_iter})
+                          callback=watch if Xv is not None else None, options={"maxiter": self.max_iter, "ftol": 1e-12, "gtol": 1e-7})
         theta = best["theta"] if best["theta"] is not None else result.x
         if best["theta"] is not None:
             self.best_epoch_, self.valid_log_loss_ = best["iteration"], float(best["loss"])
