@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.optimize import minimize
 
 from penchant.data.ctr import CTRData
 from penchant.errors import ConfigError
@@ -60,6 +59,8 @@ class LogisticRegression(CTRModel):
         self.bias_ = 0.0
 
     def _fit(self, train: CTRData, valid: CTRData | None) -> None:
+        from scipy.optimize import minimize  # not at import: every registry look-up imports this module
+
         X, y = design_matrix(train), train.label.astype(np.float64)
         Xv = design_matrix(valid) if valid is not None else None
         n = len(y)
