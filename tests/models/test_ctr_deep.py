@@ -132,7 +132,8 @@ def test_contrastive_gradient_joins_the_click_loss():
     net.eval()  # logits without the term, then the term by hand with the same masks
     logits = net(codes, dense, history)
     torch.manual_seed(1)
-    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y) + 0.5 * net._contrastive(codes, dense, history)
+    v, seq, real, _ = net._inputs(codes, dense, history)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y) + 0.5 * net._contrastive(net._votes(v, seq), real)
     loss.backward()
     for a, b in zip(joined, (p.grad for p in net.parameters())):
         assert torch.allclose(a, b, atol=1e-6)

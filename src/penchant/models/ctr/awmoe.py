@@ -53,7 +53,7 @@ def moe_network(n_features: int, n_slots: int, n_dense: int, dims: int, experts:
                 mask_rate: float = 0.0, temperature: float = 0.2) -> Any:
     """The mixture as a ``torch.nn.Module``: ``forward(codes (b, S), dense (b, D), history (b, L)) ->
     logits (b,)``; ``gate(codes, dense, history, keep=None) -> (b, K)`` expert weights (``keep``:
-    float (b, L), 0 drops a behaviour). With ``attention_gate`` the AW-MoE gate, else the feature gate."""
+    float (b, L), 0 drops a behaviour from the attention gate). With ``attention_gate`` the AW-MoE gate, else the feature gate."""
     import torch
     import torch.nn.functional as F
 
@@ -70,38 +70,44 @@ def moe_network(n_features: int, n_slots: int, n_dense: int, dims: int, experts:
             else:
                 self.gate_layer = torch.nn.Linear(width, experts)
 
-        def _inputs(self, codes, dense, history, keep=None):
+        def _inputs(self, codes, dense, history):
             v = self.emb(codes)                                    # (b, S, k)
             seq = self.emb(history)                                # (b, L, k); padding rows are zero
             real = (history != n_features).to(v.dtype)             # (b, L)
-            if keep is not None:
-                real = real * keep
             pooled = (seq * real.unsqueeze(-1)).sum(1) / real.sum(1, keepdim=True).clamp(min=1.0)
             return v, seq, real, torch.cat([v.flatten(1), dense, pooled], 1)
 
-        def _gate(self, v, seq, real, x):
-            if not attention_gate:
-                return torch.softmax(self.gate_layer(x), 1)
+        def _votes(self, v, seq):
+            """Each behaviour's attention-weighted expert activations a_j · g_j, (b, L, K)."""
             target = v[:, item_slot].unsqueeze(1).expand_as(seq)  # the candidate item, (b, L, k)
             a = self.activation_unit(torch.cat([seq, target, seq - target, seq * target], 2))  # (b, L, 1)
-            g = self.gate_unit(seq)                                                         # (b, L, K)
-            return torch.softmax((a * g * real.unsqueeze(-1)).sum(1), 1)
+            return a * self.gate_unit(seq)
 
         def gate(self, codes, dense, history, keep=None):
-            return self._gate(*self._inputs(codes, dense, history, keep))
+            """Expert weights (b, K); ``keep`` (b, L) float, 0 drops a behaviour from the attention gate."""
+            v, seq, real, x = self._inputs(codes, dense, history)
+            if not attention_gate:
+                return torch.softmax(self.gate_layer(x), 1)
+            return torch.softmax((self._votes(v, seq) * (real if keep is None else real * keep).unsqueeze(-1)).sum(1), 1)
 
         def forward(self, codes, dense, history):
             v, seq, real, x = self._inputs(codes, dense, history)
-            weights = self._gate(v, seq, real, x)
+            if not attention_gate:
+                weights = torch.softmax(self.gate_layer(x), 1)
+            else:
+                votes = self._votes(v, seq)
+                weights = torch.softmax((votes * real.unsqueeze(-1)).sum(1), 1)
             logits = (weights * torch.cat([e(x) for e in self.experts], 1)).sum(1)
-            if self.training and cl_weight > 0 and history.shape[1]:
-                logits = _AddLoss.apply(logits, cl_weight * self._contrastive(codes, dense, history))
+            if attention_gate and self.training and cl_weight > 0 and history.shape[1]:
+                logits = _AddLoss.apply(logits, cl_weight * self._contrastive(votes, real))
             return logits
 
-        def _contrastive(self, codes, dense, history):
-            """InfoNCE between the gate outputs of two randomly masked views of each row's sequence."""
-            views = [self.gate(codes, dense, history, (torch.rand(history.shape, device=history.device) >= mask_rate)
-                               .to(torch.float32)) for _ in range(2)]
+        def _contrastive(self, votes, real):
+            """InfoNCE between the gate outputs of two views of each row's sequence, each behaviour
+            dropped with probability ``mask_rate`` (the per-behaviour votes do not depend on the mask,
+            so they are computed once)."""
+            views = [torch.softmax((votes * (real * (torch.rand(real.shape, device=real.device) >= mask_rate)
+                                              .to(real.dtype)).unsqueeze(-1)).sum(1), 1) for _ in range(2)]
             a, b = (F.normalize(w, dim=1) for w in views)
             return F.cross_entropy(a @ b.T / temperature, torch.arange(len(a), device=a.device))
 
