@@ -187,7 +187,7 @@ class AWMoE(_Mixture):
 
     def __init__(self, *, dims: int = 16, experts: int = 4, hidden: str = "128,64", gate_hidden: int = 32,
                  cl_weight: float = 0.1, mask_rate: float = 0.3, temperature: float = 0.2, dropout: float = 0.1,
-                 epochs: int = 20, batch_size: int = 1024, lr: float = 2e-3, l2: float = 1e-5, patience: int = 2,
+                 epochs: int = 20, batch_size: int = 256, lr: float = 2e-3, l2: float = 1e-5, patience: int = 2,
                  seed: int = 0, device: str = "auto") -> None:
         self._set(dims=dims, experts=experts, hidden=hidden, gate_hidden=gate_hidden, dropout=dropout, epochs=epochs,
                   batch_size=batch_size, lr=lr, l2=l2, patience=patience, seed=seed, device=device)
@@ -223,7 +223,7 @@ class MoE(_Mixture):
     search_space = {"dims": Choice((8, 16, 32)), "experts": Choice((2, 4, 8)), "lr": Float(3e-4, 1e-2, log=True)}
 
     def __init__(self, *, dims: int = 16, experts: int = 4, hidden: str = "128,64", dropout: float = 0.1,
-                 epochs: int = 20, batch_size: int = 1024, lr: float = 2e-3, l2: float = 1e-5, patience: int = 2,
+                 epochs: int = 20, batch_size: int = 256, lr: float = 2e-3, l2: float = 1e-5, patience: int = 2,
                  seed: int = 0, device: str = "auto") -> None:
         self._set(dims=dims, experts=experts, hidden=hidden, gate_hidden=1, dropout=dropout, epochs=epochs,
                   batch_size=batch_size, lr=lr, l2=l2, patience=patience, seed=seed, device=device)

@@ -102,7 +102,7 @@ class DCNV2(TorchCTRModel):
                     "dropout": Float(0.0, 0.5), "structure": Choice(STRUCTURES)}
 
     def __init__(self, *, dims: int = 16, cross_layers: int = 3, rank: int = 0, structure: str = "parallel",
-                 hidden: str = "256,128", dropout: float = 0.2, epochs: int = 20, batch_size: int = 1024,
+                 hidden: str = "256,128", dropout: float = 0.2, epochs: int = 20, batch_size: int = 256,
                  lr: float = 1e-3, l2: float = 1e-5, patience: int = 2, seed: int = 0, device: str = "auto") -> None:
         self.dims, self.cross_layers, self.rank, self.structure = dims, cross_layers, rank, structure
         self.hidden, self.dropout = hidden, dropout

@@ -71,7 +71,7 @@ class DeepFM(TorchCTRModel):
                     "l2": Float(1e-7, 1e-3, log=True)}
 
     def __init__(self, *, dims: int = 16, hidden: str = "200,200", dropout: float = 0.2, epochs: int = 20,
-                 batch_size: int = 1024, lr: float = 1e-3, l2: float = 1e-5, patience: int = 2, seed: int = 0,
+                 batch_size: int = 256, lr: float = 1e-3, l2: float = 1e-5, patience: int = 2, seed: int = 0,
                  device: str = "auto") -> None:
         self.dims, self.hidden, self.dropout = dims, hidden, dropout
         self.epochs, self.batch_size, self.lr, self.l2 = epochs, batch_size, lr, l2
