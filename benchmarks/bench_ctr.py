@@ -37,6 +37,11 @@ from penchant.models.registry import create, entry, model_names, params_class
 DEVICE = {"device": "cpu"}
 
 
+#: paired AUC differences printed under each table: AW-MoE's claim (against the feature-gated MoE
+#: and the single networks) and each standard model against logistic regression
+PAIRS = (("awmoe", "moe"), ("awmoe", "deepfm"), ("awmoe", "dcnv2"), ("deepfm", "lr"), ("dcnv2", "lr"), ("lambdarank", "lr"))
+
+
 def interval(values) -> str:
     """Mean and 95% t-interval, as text."""
     from scipy import stats
@@ -82,6 +87,9 @@ def table(title: str, runs: list[dict[str, dict]], models: list[str], extra: dic
         print(f"| {name} | " + " | ".join(cells) + " |")
     for label, values in (extra or {}).items():
         print(f"\n{label}: {interval(values)}")
+    for a, b in PAIRS:
+        if a in models and b in models:
+            print(f"AUC {a} − {b}, paired by seed: {interval([r[a]['auc'] - r[b]['auc'] for r in runs])}")
 
 
 def main() -> None:
