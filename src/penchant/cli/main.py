@@ -12,6 +12,7 @@ from penchant.cli import (
     converse_cmds,
     data_cmds,
     eval_cmds,
+    fairness_cmds,
     llm_cmds,
     model_cmds,
     ope_cmds,
@@ -73,6 +74,7 @@ converse_app.callback()(converse_cmds.converse)
 converse_app.command("evaluate")(converse_cmds.evaluate)
 app.add_typer(converse_app, name="converse")
 app.command("ope")(ope_cmds.ope)
+app.command("fairness")(fairness_cmds.fairness)
 simulate_app = typer.Typer(help="Policies in a simulated world where what you show changes what users do next.",
                            no_args_is_help=True)
 simulate_app.command("run")(simulate_cmds.run)
