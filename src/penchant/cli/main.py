@@ -19,6 +19,7 @@ from penchant.cli import (
     prefs_cmds,
     serve_cmds,
     simulate_cmds,
+    when_to_show_cmds,
 )
 from penchant.cli.render import err, out, write_json
 from penchant.errors import PenchantError
@@ -75,6 +76,7 @@ converse_app.command("evaluate")(converse_cmds.evaluate)
 app.add_typer(converse_app, name="converse")
 app.command("ope")(ope_cmds.ope)
 app.command("fairness")(fairness_cmds.fairness)
+app.command("when-to-show")(when_to_show_cmds.when_to_show)
 simulate_app = typer.Typer(help="Policies in a simulated world where what you show changes what users do next.",
                            no_args_is_help=True)
 simulate_app.command("run")(simulate_cmds.run)
