@@ -125,11 +125,13 @@ def main() -> None:
         def measure(label: str, model, seconds: float, beta: float = 0.1) -> None:
             r = evaluate(model, split.train, split.test, ks=[10], target=target, beyond_accuracy=False)
             row = rows.setdefault(label, {})
+            row.setdefault("seed", []).append(seed)
             for key, value in (("ndcg@10", r.metrics()["ndcg@10"]), ("ranking accuracy", ranking_accuracy(model, pairs)),
                                ("idealised", ideal[beta].accuracy), ("KL", kl_from_reference(model, base.net_, test_seqs)),
                                ("seconds", seconds)):
                 row.setdefault(key, []).append(float(value))
-            print(f"  seed {seed} {label}: " + ", ".join(f"{k} {v[-1]:.4f}" for k, v in row.items()), flush=True)
+            print(f"  seed {seed} {label}: " + ", ".join(f"{k} {v[-1]:.4f}" for k, v in row.items() if k != "seed"),
+                  flush=True)
 
         measure("SASRec (reference)", base, 0.0)
         for label, params in chosen:
@@ -148,22 +150,50 @@ def main() -> None:
 
 
 def join(paths: list[str]) -> dict[str, dict[str, list[float]]]:
-    """The rows of several runs' --json files, each figure's values over all their seeds."""
+    """The rows of several runs' --json files, each figure's values over all their seeds (a seed met
+    twice for one run, e.g. the reference of two processes of one seed, counts once)."""
     rows: dict[str, dict[str, list[float]]] = {}
     for path in paths:
         with open(path) as f:
             for label, row in json.load(f).items():
-                for key, values in row.items():
-                    rows.setdefault(label, {}).setdefault(key, []).extend(values)
+                into = rows.setdefault(label, {"seed": []})
+                for n, seed in enumerate(row["seed"]):
+                    if seed in into["seed"]:
+                        continue
+                    for key, values in row.items():
+                        into.setdefault(key, []).append(values[n])
     return rows
 
 
+#: paired comparisons each paper's claim turns on: (run, against)
+COMPARISONS = (
+    *((f"SPO ({loss} + degree), {neg}", f"{loss}, {neg}") for loss in ("DPO", "IPO") for neg in NEGATIVES),
+    *((f"DPO, on-policy", f"DPO, {neg}") for neg in ("rated", "uniform", "popular")),
+    ("DPO, on-policy", "SFT on winners, rated"), ("DPO, rated", "SFT on winners, rated"),
+    *((f"PPO β {beta:g}, RM on {neg}", f"DPO, {neg}") for beta in (0.1, 1.0) for neg in ("rated", "on-policy")),
+)
+
+
+def paired(rows: dict[str, dict[str, list[float]]], run: str, against: str, key: str) -> list[float]:
+    """``key`` of ``run`` minus ``against`` on each seed both have."""
+    a, b = rows[run], rows[against]
+    at = {seed: value for seed, value in zip(b["seed"], b[key])}
+    return [value - at[seed] for seed, value in zip(a["seed"], a[key]) if seed in at]
+
+
 def print_table(rows: dict[str, dict[str, list[float]]]) -> None:
-    keys = next(iter(rows.values())).keys()
-    print(f"| run ({len(next(iter(rows.values()))['seconds'])} seeds) | " + " | ".join(keys) + " |")
-    print("|---|" + "---|" * len(keys))
+    keys = [k for k in next(iter(rows.values())) if k != "seed"]
+    print("| run | seeds | " + " | ".join(keys) + " |")
+    print("|---|---|" + "---|" * len(keys))
     for label, row in rows.items():
-        print(f"| {label} | " + " | ".join(mean_interval(row[k]) for k in keys) + " |")
+        print(f"| {label} | {len(row['seed'])} | " + " | ".join(mean_interval(row[k]) for k in keys) + " |")
+    print("\nPaired over seeds (run − against):\n")
+    print("| run | against | seeds | Δ NDCG@10 | Δ ranking accuracy | Δ KL |")
+    print("|---|---|---|---|---|---|")
+    for run, against in COMPARISONS:
+        if run in rows and against in rows:
+            diffs = [paired(rows, run, against, key) for key in ("ndcg@10", "ranking accuracy", "KL")]
+            print(f"| {run} | {against} | {len(diffs[0])} | " + " | ".join(mean_interval(d) for d in diffs) + " |")
 
 
 if __name__ == "__main__":
