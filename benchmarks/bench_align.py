@@ -168,7 +168,7 @@ def join(paths: list[str]) -> dict[str, dict[str, list[float]]]:
 #: paired comparisons each paper's claim turns on: (run, against)
 COMPARISONS = (
     *((f"SPO ({loss} + degree), {neg}", f"{loss}, {neg}") for loss in ("DPO", "IPO") for neg in NEGATIVES),
-    *((f"DPO, on-policy", f"DPO, {neg}") for neg in ("rated", "uniform", "popular")),
+    *(("DPO, on-policy", f"DPO, {neg}") for neg in ("rated", "uniform", "popular")),
     ("DPO, on-policy", "SFT on winners, rated"), ("DPO, rated", "SFT on winners, rated"),
     *((f"PPO β {beta:g}, RM on {neg}", f"DPO, {neg}") for beta in (0.1, 1.0) for neg in ("rated", "on-policy")),
 )
