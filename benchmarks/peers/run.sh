@@ -10,7 +10,7 @@ WORK=.peers/work
 mkdir -p "$WORK"
 make venv >/dev/null
 [ -x .peers/recbole/bin/python ] || { python3 -m venv .peers/recbole &&
-  .peers/recbole/bin/pip install -q torch==2.13.0 "numpy<2" "scipy<1.12" recbole==1.2.1; }
+  .peers/recbole/bin/pip install -q torch==2.13.0 "numpy<2" "scipy<1.12" "pandas<2.2" recbole==1.2.1; }
 [ -x .peers/lenskit/bin/python ] || { python3 -m venv .peers/lenskit &&
   .peers/lenskit/bin/pip install -q torch==2.13.0 lenskit==2025.8.1 implicit==0.7.3; }
 
