@@ -33,7 +33,8 @@ from penchant.errors import ConfigError
 FAMILIES = ("ranking", "rating", "sequential", "preference", "conversation", "slate", "long-term", "ctr")
 #: modules whose import registers a family's models; imported on first look-up. The conversation and
 #: simulation policies live above ``penchant.models`` and are found here as plug-ins, not imported by it.
-_PROVIDERS = ("penchant.models", "penchant.models.preference", "penchant.models.ctr", "penchant.converse.policies",
+_PROVIDERS = ("penchant.models", "penchant.models.preference", "penchant.models.ctr", "penchant.models.two_stage",
+              "penchant.converse.policies",
               "penchant.llm.rating",
               "penchant.simulate.policies", "penchant.converse.oracle", "penchant.converse.tree",
               "penchant.converse.ear", "penchant.converse.cpr", "penchant.converse.unicorn")

@@ -1,0 +1,106 @@
+"""Two stages end to end: a retriever's candidates re-ranked by a CTR model, from one artefact,
+answered identically by `penchant recommend`, the answer core and the service."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from penchant.data import Dataset
+from penchant.errors import ConfigError, DataError
+from penchant.experiment.answers import AnswerCore
+from penchant.models.artefact import load
+from penchant.models.registry import create
+from tests.conftest import cli, tiny_log
+from tests.serve.server import ADMIN
+
+TINY_RANKER = "epochs=3;dims=8;hidden=16"
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """`penchant fit --model rerank` on the tiny log (as a CSV), and `penchant recommend`'s answers."""
+    folder = tmp_path_factory.mktemp("two_stage")
+    ds = tiny_log()
+    rows = [f"{ds.user_ids[u]},{ds.item_ids[i]},{int(r)},{int(t)}\n"
+            for u, i, r, t in zip(ds.users, ds.items, ds.ratings, ds.timestamps)]
+    (folder / "log.csv").write_text("user,item,rating,timestamp\n" + "".join(rows))
+    code, out, err = cli("fit", "--train", folder / "log.csv", "--model", "rerank", "--param", "retriever=ease",
+                         "--param", "ranker=deepfm", "--param", f"ranker_params={TINY_RANKER}",
+                         "--param", "candidates=15", "--out", folder / "r.npz")
+    assert code == 0 and "retriever ease, ranker deepfm" in out, err
+    code, _, err = cli("recommend", "--model-path", folder / "r.npz", "--user", "u007", "--user", "u042",
+                       "--user", "stranger", "--k", "10", "--json", folder / "recs.json")
+    assert code == 0, err
+    return folder, json.loads((folder / "recs.json").read_text())
+
+
+def test_one_artefact_answers_the_cli_the_answer_core_and_the_service_alike(fitted, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from penchant.serve.app import create_app
+    from penchant.serve.config import load_settings
+
+    folder, recs = fitted
+    core = AnswerCore(load(folder / "r.npz")).recommend_for(["u007", "u042", "stranger"], 10)
+    assert {u: [(x["item"], pytest.approx(x["score"])) for x in got] for u, got in recs["users"].items()} == core.lists
+    assert core.fallback == {"stranger": "popular"}
+    code, out, err = cli("versions", "import", folder / "r.npz", "--data-dir", tmp_path / "data", "--activate")
+    assert code == 0 and "imported rerank as version 1 (active)" in out, err
+    with TestClient(create_app(load_settings(tmp_path / "data", env={}), admin_key=ADMIN)) as c:
+        for user in ("u007", "u042"):
+            got = c.get(f"/v1/users/{user}/recommendations", params={"k": 10},
+                        headers={"Authorization": f"Bearer {ADMIN}"}).json()
+            assert [x["id"] for x in got["items"]] == [x["item"] for x in recs["users"][user]]
+
+
+def test_lists_are_the_retriever_s_candidates_ordered_by_the_ranker(fitted):
+    model = load(fitted[0] / "r.npz")
+    seen = model.seen_items()
+    users = np.arange(model.n_users_)
+    items, scores = model.recommend(users, k=20)
+    _, cands, real = model.candidate_lists(users)
+    for u in (3, 7, 42):
+        c = cands[u][real[u]]
+        head = items[u][:len(c)]
+        assert set(head) == set(c)  # the first stage picks, the second orders
+        p = model.ranker_.predict(model.rerank_rows(np.full(len(c), u), c.astype(np.int64)))
+        assert np.allclose(scores[u][:len(c)], np.sort(p)[::-1], atol=1e-6)
+        assert (scores[u][len(c):] < 0).all() and not seen[u, items[u]].nnz  # the rest after, seen left out
+    # the retriever's own order is not the list's: the ranker changed it
+    assert any(list(items[u][:real[u].sum()]) != list(cands[u][real[u]]) for u in users)
+
+
+def test_a_fitted_retriever_is_loaded_not_refitted(tmp_path):
+    ds = tiny_log()
+    ease = create("ease", lam=50.0).fit(ds)
+    path = ease.save(tmp_path / "ease.npz")
+    model = create("rerank", retriever=str(path), ranker="lr", ranker_params="max_iter=30", candidates=10).fit(ds)
+    assert model.retriever_.params()["lam"] == 50.0
+    assert np.array_equal(model.retriever_.score(np.arange(5)), ease.score(np.arange(5)))
+    other = Dataset(ds.user_ids, np.array([f"other-{i}" for i in range(ds.n_items)]), ds.users, ds.items, ds.ratings)
+    with pytest.raises(DataError, match="fitted on other users or items"):
+        create("rerank", retriever=str(path), ranker="lr").fit(other)
+    with pytest.raises(ConfigError, match="is a ctr model"):
+        create("rerank", retriever="deepfm").fit(ds)
+    with pytest.raises(ConfigError, match="is a ranking model"):
+        create("rerank", ranker="ease").fit(ds)
+    with pytest.raises(ConfigError, match="not key=value"):
+        create("rerank", ranker_params="epochs").fit(ds)
+
+
+def test_a_log_without_ratings_learns_from_the_retriever_s_hard_negatives():
+    ds = tiny_log()
+    unary = Dataset(ds.user_ids, ds.item_ids, ds.users, ds.items, timestamps=ds.timestamps, name="unary")
+    model = create("rerank", ranker="lr", ranker_params="max_iter=30", candidates=10)
+    model.train_, model.user_ids_, model.item_ids_ = unary.csr, unary.user_ids, unary.item_ids
+    model.retriever_ = create("ease").fit(unary)
+    rows = model._rows(unary)
+    pos = np.bincount(unary.users, minlength=unary.n_users)
+    neg = np.bincount(rows.user[rows.label == 0], minlength=unary.n_users)
+    assert (rows.label == 1).sum() == len(unary.users) and np.array_equal(neg, np.minimum(pos, 10))
+    assert not unary.csr[rows.user[rows.label == 0], rows.item[rows.label == 0]].any()  # negatives are unseen
+    model.fit(unary)
+    assert np.isfinite(model.score(np.arange(4))).all()
