@@ -104,3 +104,8 @@ def test_a_log_without_ratings_learns_from_the_retriever_s_hard_negatives():
     assert not unary.csr[rows.user[rows.label == 0], rows.item[rows.label == 0]].any()  # negatives are unseen
     model.fit(unary)
     assert np.isfinite(model.score(np.arange(4))).all()
+    rated = create("rerank", ranker="lr", candidates=10, labels="observed")  # the same rows from a rated log
+    rated.train_, rated.user_ids_, rated.item_ids_, rated.retriever_ = ds.csr, ds.user_ids, ds.item_ids, model.retriever_
+    assert np.array_equal(rated._rows(ds).label, rows.label)
+    with pytest.raises(DataError, match="no ratings"):
+        create("rerank", ranker="lr", labels="rating").fit(unary)

@@ -11,8 +11,8 @@ Fit, on one log:
 2. the ranker's rows, built from the same log by :func:`~penchant.data.ctr.ctr_from_log` over the
    log's own side information (no feature files; no time-of-day fields, since a recommendation
    request carries no time): with ratings, every rated row is an impression labelled
-   ``rating >= 4`` (the RecBole convention); without ratings, every observed row is a positive and
-   each user's top unseen candidates of the retriever, as many as the user has positives (at most
+   ``rating >= 4`` (the RecBole convention); without ratings (or with ``labels=observed``), every
+   observed row is a positive and each user's top unseen candidates of the retriever, as many as the user has positives (at most
    ``candidates``), are the negatives (hard negatives: the items the ranker will have to order);
 3. the ranker (a ``ctr`` model) fitted with early stopping on a random 10% of those rows.
 
@@ -70,6 +70,9 @@ class TwoStage(Recommender):
         ranker_params: the ranker's parameters, ``key=value`` pairs separated by ``;``
             (e.g. ``epochs=5;dims=8``); empty: its defaults.
         retriever_params: the retriever's parameters in the same form (a name only).
+        labels: the ranker's labels: ``rating`` (rated rows, rating >= 4), ``observed`` (observed
+            rows positive, the retriever's top unseen candidates negative) or ``auto`` (``rating``
+            where the log has ratings, else ``observed``).
         seed: the split of the ranker's rows, and the ranker's seed where it has one.
     """
 
@@ -78,9 +81,13 @@ class TwoStage(Recommender):
     summary = "two stages: a retriever's top candidates re-ranked by a CTR model (one artefact)"
 
     def __init__(self, *, retriever: str = "ease", ranker: str = "deepfm", candidates: int = 100,
-                 ranker_params: str = "", retriever_params: str = "", seed: int = DEFAULT_SEED) -> None:
+                 ranker_params: str = "", retriever_params: str = "", labels: str = "auto",
+                 seed: int = DEFAULT_SEED) -> None:
         if candidates < 1:
             raise ConfigError(f"model 'rerank': candidates must be at least 1, not {candidates}")
+        if labels not in ("auto", "rating", "observed"):
+            raise ConfigError(f"model 'rerank': labels must be auto, rating or observed, not {labels!r}")
+        self.labels = labels
         self.retriever, self.ranker, self.candidates = retriever, ranker, candidates
         self.ranker_params, self.retriever_params, self.seed = ranker_params, retriever_params, seed
 
@@ -118,7 +125,7 @@ class TwoStage(Recommender):
 
     def _rows(self, train: Dataset) -> CTRData:
         """The ranker's training rows (see the module for the labels)."""
-        if train.ratings is not None:
+        if self.labels == "rating" or (self.labels == "auto" and train.ratings is not None):
             return ctr_from_log(train, label=LABEL, time_fields=False, max_history=HISTORY, name=f"{train.name} rows")
         users = np.arange(train.n_users)
         items, scores = self.retriever_.recommend(users, k=self.candidates)
