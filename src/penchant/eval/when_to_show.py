@@ -297,27 +297,15 @@ def when_to_show(log: BanditLog, *, cost: float, gain: float = 1.0, test_share: 
 def plot_curves(result: WhenToShowResult, path: str | Path) -> Path:
     """The curves of ``result`` (rejections avoided against acceptances lost), with the random rule's
     diagonal and the cascade's operating point, as a PNG at ``path``."""
-    try:
-        import matplotlib
+    from penchant.eval.plots import new_figure, save_figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ConfigError("figures need matplotlib: pip install 'penchant[plots]'") from None
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(5.6, 4.6), dpi=110)
+    plt, fig, ax, path = new_figure(path, size=(5.6, 4.6))
     for name, curve in result.curves.items():
         ax.plot(curve["acceptances_lost"], curve["rejections_avoided"], label=f"{name} (area {result.area[name]:.3f})")
     ax.plot([0, 1], [0, 1], "k:", label="random rule")
     point = result.points["cascade"]
     ax.scatter([point["acceptances_lost"]], [point["rejections_avoided"]], color="k", zorder=3,
                label=f"cascade at cost {result.cost:g} (τ = {result.tau:.2f})")
-    ax.set(xlabel="share of accepted suggestions lost", ylabel="share of rejected suggestions hidden",
-           title="When to show: hiding suggestions", xlim=(0, 1), ylim=(0, 1))
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    ax.set(xlim=(0, 1), ylim=(0, 1))
+    return save_figure(plt, fig, ax, path, "When to show: hiding suggestions", "share of accepted suggestions lost",
+                       "share of rejected suggestions hidden", loc="lower right", fontsize=8)
