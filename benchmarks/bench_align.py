@@ -95,7 +95,7 @@ def main() -> None:
     ap.add_argument("--table", nargs="+", default=[], help="print the table of these --json files (one per seed) and stop")
     ap.add_argument("--epochs", type=int, default=200, help="SASRec's maximum training epochs")
     ap.add_argument("--synth", default="", help="U,I,N: a synthetic log of U users, I items, N interactions")
-    ap.add_argument("--only", default="", help="run only labels containing this text")
+    ap.add_argument("--only", action="append", default=[], help="run only labels containing this text (repeat: any of them)")
     ap.add_argument("--json", default="")
     args = ap.parse_args()
     if args.table:
@@ -108,7 +108,7 @@ def main() -> None:
     else:
         data = load_movielens("ml-100k")
     split = leave_last_out(data, n_test=1, n_valid=1)
-    chosen = [r for r in runs() if args.only in r[0]]
+    chosen = [r for r in runs() if not args.only or any(text in r[0] for text in args.only)]
     rows: dict[str, dict[str, list[float]]] = {}
     for seed in args.seed or range(args.seeds):
         start = time.perf_counter()
