@@ -16,6 +16,7 @@ from penchant.models import Recommender, create
 from penchant.models.sequential.alignment import finetune as driver
 from penchant.models.sequential.alignment.negatives import OnPolicyNegatives, known_liked, make_sampler
 from penchant.models.sequential.alignment.pairs import SPO_CLASSES, Degrees, liked_next_items, rated_losers
+from penchant.models.sequential.alignment.policy import next_item_log_probs
 from tests.conftest import cli, tiny_log
 
 SMALL = {"factors": 16, "max_len": 10, "epochs": 2, "blocks": 1}
@@ -140,7 +141,7 @@ def test_on_policy_negatives_come_from_the_current_top_k_and_follow_the_model(ba
 
     def draw(model):
         with torch.no_grad():
-            logp = driver._policy(model.net_.eval(), torch.from_numpy(winners.history), model.n_items_)[2]
+            logp = next_item_log_probs(model.net_.eval(), torch.from_numpy(winners.history), model.n_items_)
         return sampler.draw(np.random.default_rng(0), rows, logp)
 
     before = draw(base)

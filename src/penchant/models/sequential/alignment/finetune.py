@@ -37,6 +37,7 @@ from penchant.errors import ConfigError, DataError
 from penchant.models.sequential.alignment.losses import PAIR_LOSSES, pair_loss, sft_loss, spo_degree_loss, spo_features
 from penchant.models.sequential.alignment.negatives import NEGATIVES, RatedNegatives, Sampler, make_sampler
 from penchant.models.sequential.alignment.pairs import SPO_CLASSES, Degrees, NextItems, liked_next_items, rated_losers
+from penchant.models.sequential.alignment.policy import next_item_log_probs, next_item_policy
 
 if TYPE_CHECKING:
     from penchant.models.sequential.neural import NeuralSequential
@@ -75,15 +76,6 @@ def check_log(model: NeuralSequential, train: Dataset) -> None:
     if uses_negatives and model.finetune_negatives == "rated" and train.ratings is None:
         raise ConfigError("finetune_negatives=rated draws items the user rated ≤ finetune_disliked, "
                           "but this log has no ratings; use uniform, popular or on-policy")
-
-
-def _policy(net, seqs, n_items: int):
-    """Hidden state after each history (B, d), the item table (n_items + …, d) and log π (B, n_items)."""
-    import torch
-
-    table = net.items()
-    hidden = net(seqs, table)[:, -1]
-    return hidden, table, torch.log_softmax(hidden @ table[:n_items].T, dim=1)
 
 
 def finetune(model: NeuralSequential, train: Dataset) -> list[float]:
@@ -165,7 +157,7 @@ def optimise(model: NeuralSequential, winners: NextItems, sampler: Sampler | Non
             rows = order[s:s + batch_size]
             seqs = torch.from_numpy(winners.history[rows]).to(dev)
             w = torch.from_numpy(winners.item[rows]).to(dev)
-            hidden, table, logp = _policy(net, seqs, n_items)
+            hidden, table, logp = next_item_policy(net, seqs, n_items)
             pol_w = logp.gather(1, w[:, None])[:, 0]
             if loss == "sft":
                 value = sft_loss(pol_w)
@@ -173,7 +165,7 @@ def optimise(model: NeuralSequential, winners: NextItems, sampler: Sampler | Non
                 if sampler.on_policy:  # the current policy as it ranks at inference: no dropout
                     net.eval()
                     with torch.no_grad():
-                        current = _policy(net, seqs, n_items)[2]
+                        current = next_item_log_probs(net, seqs, n_items)
                     net.train()
                     losers = sampler.draw(rng, rows, current)
                 else:
@@ -181,7 +173,7 @@ def optimise(model: NeuralSequential, winners: NextItems, sampler: Sampler | Non
                 lo = torch.from_numpy(losers).to(dev)
                 pol_l = logp.gather(1, lo[:, None])[:, 0]
                 with torch.no_grad():
-                    ref = _policy(reference, seqs, n_items)[2]
+                    ref = next_item_log_probs(reference, seqs, n_items)
                 value = pair_loss(loss, pol_w, pol_l, ref.gather(1, w[:, None])[:, 0], ref.gather(1, lo[:, None])[:, 0],
                                   beta=beta, flip_rate=flip_rate)
                 if head is not None:
@@ -200,7 +192,7 @@ def _ppo(model: NeuralSequential, train: Dataset, winners: NextItems, sampler, r
     """PPO (:mod:`.ppo`) on the winners, each paired once with a loser drawn before training."""
     import torch
 
-    from penchant.models.sequential.alignment.ppo import ppo_finetune  # written beside this module
+    from penchant.models.sequential.alignment.ppo import ppo_finetune
     from penchant.models.training import net_device
 
     rows = np.arange(len(winners))
@@ -211,7 +203,7 @@ def _ppo(model: NeuralSequential, train: Dataset, winners: NextItems, sampler, r
         with torch.no_grad():
             for s in range(0, len(rows), model.batch_size):
                 sel = rows[s:s + model.batch_size]
-                logp = _policy(model.net_, torch.from_numpy(winners.history[sel]).to(dev), model.n_items_)[2]
+                logp = next_item_log_probs(model.net_, torch.from_numpy(winners.history[sel]).to(dev), model.n_items_)
                 losers[sel] = sampler.draw(rng, sel, logp)
     else:
         losers = sampler.draw(rng, rows)
