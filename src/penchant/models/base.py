@@ -200,15 +200,18 @@ class Recommender:
     def save(self, path: str | Path) -> Path:
         """Write one self-describing artefact (:mod:`penchant.models.artefact`): parameters, the user
         and item vocabularies, the seen-items matrix and the learned state; no pickle."""
+        return self.to_artefact().write(path)
+
+    def to_artefact(self) -> Artefact:
+        """What :meth:`save` writes, in memory."""
         self._check_fitted()
         assert self.train_ is not None
         arrays = dict(self._state())
         arrays.update(_sparse_parts("train", self.train_))
-        return Artefact(self.family, self.name, self.params(), arrays,
-                        {"users": self.user_ids_, "items": self.item_ids_}).write(path)
+        return Artefact(self.family, self.name, self.params(), arrays, {"users": self.user_ids_, "items": self.item_ids_})
 
     @classmethod
-    def load(cls, path: str | Path) -> "Recommender":
+    def load(cls, path: str | Path) -> Recommender:
         """Read a model written by :meth:`save` (of whichever registered class wrote it)."""
         from penchant.models.artefact import ArtefactError, load
 
@@ -218,7 +221,7 @@ class Recommender:
         return model
 
     @classmethod
-    def from_artefact(cls, art: Artefact) -> "Recommender":
+    def from_artefact(cls, art: Artefact) -> Recommender:
         model = cls(**art.params)
         model.train_ = _sparse_from(art.arrays, "train")
         model.n_users_, model.n_items_ = model.train_.shape

@@ -34,7 +34,6 @@ answer core's popularity fallback); no ``partial_fit``.
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -241,8 +240,7 @@ def _pairs(text: str, what: str) -> dict[str, str]:
 
 def _embedded(prefix: str, model: Any) -> dict[str, np.ndarray]:
     """A fitted model's whole artefact as arrays named ``prefix.*`` (its header as JSON text)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        art = Artefact.read(model.save(Path(tmp) / "m.npz"))
+    art = model.to_artefact()
     meta = {"family": art.family, "model": art.model, "params": art.params, "extra": art.extra,
             "vocab": sorted(art.vocab)}
     out = {f"{prefix}.{_META}": np.array(json.dumps(meta))}

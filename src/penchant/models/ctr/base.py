@@ -114,6 +114,10 @@ class CTRModel:
     # ----- persistence ---------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """One self-describing artefact: parameters, the feature vocabulary and the learned arrays."""
+        return self.to_artefact().write(path)
+
+    def to_artefact(self) -> Artefact:
+        """What :meth:`save` writes, in memory."""
         self._check_fitted()
         assert self.vocabulary_ is not None
         vocab, extra, arrays = self.vocabulary_.to_artefact()
@@ -123,7 +127,7 @@ class CTRModel:
             raise ValueError(f"state arrays may not be named {sorted(clash)}")
         extra |= {"n_items": self.n_items_, "history_length": self.history_length_, "best_epoch": self.best_epoch_,
                   "valid_log_loss": self.valid_log_loss_}
-        return Artefact(self.family, self.name, self.params(), arrays | state, vocab, extra).write(path)
+        return Artefact(self.family, self.name, self.params(), arrays | state, vocab, extra)
 
     @classmethod
     def load(cls, path: str | Path) -> CTRModel:
