@@ -199,8 +199,21 @@ _FORBID_UNKNOWN = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
 
 def _word_typed(kind: Any) -> Any:
-    """A boolean reads only the words of one rule (true/false, yes/no, on/off, 1/0) or a bool."""
-    return Annotated[bool, BeforeValidator(_boolean)] if kind is bool else kind
+    """A boolean reads only the words of one rule (true/false, yes/no, on/off, 1/0) or a bool; an int
+    only an integer literal."""
+    if kind is bool:
+        return Annotated[bool, BeforeValidator(_boolean)]
+    return Annotated[int, BeforeValidator(_integer)] if kind is int else kind
+
+
+def _integer(value: Any) -> Any:
+    """A string for an int is an integer literal: "0.0" is refused as "3.5" is, not read as 0."""
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            raise ValueError("not a valid int") from None
+    return value
 
 
 def _boolean(value: Any) -> Any:
