@@ -4,11 +4,17 @@ popularity and activity), each step's wall time and peak memory for penchant and
 reference doing the same work, their ratio, and how each grows with the log's size.
 
     .venv/bin/python benchmarks/bench_scale.py [--sizes 1000000,5000000,20000000] \\
-        [--steps load,reload,split,als,evaluate,e2e] [--repeat N] [--json OUT]
+        [--steps load,load-inter,load-parquet,reload,split,als,evaluate,e2e] [--repeat N] [--json OUT]
 
 Steps (each measured in a fresh process, so peak memory is the step's own):
 * ``load``: ``penchant.data.load`` of the CSV log and its user × item CSR, against
   ``polars.read_csv`` with categorical ids plus ``scipy.sparse.csr_matrix`` of the codes.
+* ``load-inter``: the same log written as a RecBole atomic file (``synth-N.inter``, header
+  ``user_id:token  item_id:token  rating:float  timestamp:float``), ``penchant.data.load`` of it against
+  ``polars.read_csv`` of the same file with the header's types (token: categorical, float: Float64)
+  plus the CSR.
+* ``load-parquet``: the same log as Parquet, ``penchant.data.load`` against ``polars.read_parquet``
+  with the ids cast to categorical plus the CSR.
 * ``reload``: ``penchant.data.load`` of a log parsed once and written by ``Dataset.save``
   (arrays memory-mapped), against ``numpy.load`` of the same arrays, mapped.
 * ``split``: ``random_holdout`` 80/10/10 per user of the loaded Dataset, against a numpy
@@ -131,11 +137,37 @@ def reference_read(paths):
     return out
 
 
+#: the file each load step reads, beside the CSV log (written by ``prepare``)
+LAYOUTS = {"load": ".csv", "load-inter": ".inter", "load-parquet": ".parquet"}
+
+
+def reference_load(path: Path) -> int:
+    """polars reads ``path`` with typed columns (ids categorical), then the user × item CSR of the
+    codes; returns its nnz. ``.inter`` columns take the types their ``name:type`` header gives."""
+    import polars as pl
+    import scipy.sparse as sp
+
+    if path.suffix == ".parquet":
+        frame = pl.read_parquet(path).with_columns(pl.col("user", "item").cast(pl.Categorical))
+    elif path.suffix == ".inter":
+        header = path.open().readline().rstrip("\n").split("\t")
+        dtypes = {"token": pl.Categorical, "float": pl.Float64}
+        frame = pl.read_csv(path, separator="\t", quote_char=None,
+                            schema_overrides={h: dtypes[h.rpartition(":")[2]] for h in header})
+        frame = frame.rename({h: h.rpartition(":")[0].removesuffix("_id") for h in header})
+    else:
+        frame = pl.read_csv(path, schema_overrides={"user": pl.Categorical, "item": pl.Categorical,
+                                                    "rating": pl.Float32, "timestamp": pl.Float64})
+    u = frame["user"].to_physical().to_numpy()
+    i = frame["item"].to_physical().to_numpy()
+    return int(sp.csr_matrix((frame["rating"].to_numpy(), (u, i))).nnz)
+
+
 def child(step: str, side: str, path: Path) -> dict:
     """Run one step in this process; its seconds and peak MiB above the post-import baseline."""
     import numpy as np
-    import polars as pl
-    import scipy.sparse as sp
+    import polars  # noqa: F401  (imported before the clock starts: the references' imports are not their time)
+    import scipy.sparse  # noqa: F401
 
     from penchant.data import load, load_triple
     from penchant.data.split import random_holdout
@@ -147,14 +179,10 @@ def child(step: str, side: str, path: Path) -> dict:
     out: dict = {}
     base = rss_mib()
     start = time.perf_counter()
-    if step == "load" and side == "penchant":
-        out["size"] = int(load(path).csr.nnz)
-    elif step == "load":
-        frame = pl.read_csv(path, schema_overrides={"user": pl.Categorical, "item": pl.Categorical,
-                                                    "rating": pl.Float32, "timestamp": pl.Float64})
-        u = frame["user"].to_physical().to_numpy()
-        i = frame["item"].to_physical().to_numpy()
-        out["size"] = int(sp.csr_matrix((frame["rating"].to_numpy(), (u, i))).nnz)
+    if step in LAYOUTS and side == "penchant":
+        out["size"] = int(load(path.with_suffix(LAYOUTS[step])).csr.nnz)
+    elif step in LAYOUTS:
+        out["size"] = reference_load(path.with_suffix(LAYOUTS[step]))
     elif step == "reload":  # a log parsed once and saved by Dataset.save (by the parent)
         saved = path.parent / f"saved-{path.stem}"
         if side == "penchant":
@@ -259,10 +287,13 @@ def prepare(n: int, work: Path, steps: list[str]) -> Path:
 
     users, items = shape(n)
     path = work / f"synth-{n}.csv"
-    if not path.exists():
+    wanted = [path] + [path.with_suffix(LAYOUTS[s]) for s in steps if s in LAYOUTS and s != "load"]
+    log = None
+    for target in (p for p in wanted if not p.exists()):
         t = time.perf_counter()
-        write_log(power_law_log(users, items, n, seed=0), path)
-        print(f"# wrote {path} ({users:,} users, {items:,} items) in {time.perf_counter() - t:.1f} s", flush=True)
+        log = log or power_law_log(users, items, n, seed=0)
+        write_log(log, target)
+        print(f"# wrote {target} ({users:,} users, {items:,} items) in {time.perf_counter() - t:.1f} s", flush=True)
     saved = work / f"saved-{path.stem}"
     if "reload" in steps and not (saved / "meta.json").exists():
         load(path).save(saved)
@@ -300,7 +331,7 @@ def main() -> None:
     steps = [s for s in args.steps.split(",") if s]
     sizes = [int(s) for s in args.sizes.split(",")]
     rows = []
-    print(f"{'size':>11} {'step':<8} {'penchant s':>10} {'ref s':>8} {'ratio':>6} {'penchant MiB':>12} {'ref MiB':>8} "
+    print(f"{'size':>11} {'step':<12} {'penchant s':>10} {'ref s':>8} {'ratio':>6} {'penchant MiB':>12} {'ref MiB':>8} "
           f"{'ratio':>6}  metrics", flush=True)
     for n in sizes:
         path = prepare(n, args.work, steps)
@@ -314,7 +345,7 @@ def main() -> None:
                 if step in ("evaluate", "ray"):  # the same factors on both sides: the metrics must agree
                     note += f", max |Δ| {diff:.1e}"
             rows.append({"size": n, "step": step, "penchant": ours, "reference": ref})
-            print(f"{n:>11,} {step:<8} {ours['seconds']:>10.2f} {ref['seconds']:>8.2f} {ours['seconds'] / ref['seconds']:>6.2f} "
+            print(f"{n:>11,} {step:<12} {ours['seconds']:>10.2f} {ref['seconds']:>8.2f} {ours['seconds'] / ref['seconds']:>6.2f} "
                   f"{ours['peak_mib']:>12.0f} {ref['peak_mib']:>8.0f} {ours['peak_mib'] / max(ref['peak_mib'], 1):>6.2f}  {note}",
                   flush=True)
     if args.models:
@@ -336,7 +367,7 @@ def main() -> None:
             a = next(r for r in rows if r["size"] == lo and r["step"] == step)
             b = next(r for r in rows if r["size"] == hi and r["step"] == step)
             exps = [math.log(b[s]["seconds"] / a[s]["seconds"]) / math.log(hi / lo) for s in ("penchant", "reference")]
-            print(f"  {step:<8} penchant b = {exps[0]:.2f}   reference b = {exps[1]:.2f}")
+            print(f"  {step:<12} penchant b = {exps[0]:.2f}   reference b = {exps[1]:.2f}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 
