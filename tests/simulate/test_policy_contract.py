@@ -132,9 +132,23 @@ def test_a_slate_learner_beats_uniform_on_a_planted_world(name):
 
 # --- long-term ------------------------------------------------------------------------------------
 
+def with_genres(log):
+    """``log`` with a genre attribute (four genres, one per item by its index mod 4): a long-term
+    world refuses a log without genres."""
+    import dataclasses
+
+    import scipy.sparse as sp
+
+    from penchant.data.dataset import Attribute
+
+    rows = np.arange(log.n_items)
+    matrix = sp.csr_matrix((np.ones(log.n_items, np.float32), (rows, rows % 4)), shape=(log.n_items, 4))
+    return dataclasses.replace(log, item_attributes={"genre": Attribute(np.array(["a", "b", "c", "d"]), matrix)})
+
+
 @lru_cache(maxsize=None)
 def tiny_worlds() -> Worlds:
-    log = tiny_log()
+    log = with_genres(tiny_log())
     return movielens_worlds(log, create("als", factors=8, iterations=5).fit(log), n_items=30, n_creators=5,
                             sizes={"train": 12, "valid": 12, "test": 16})
 

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from penchant.models.training import torch_single_threaded
-from penchant.simulate.long_term import LongTermWorld
+from penchant.simulate.long_term import Catalogue, LongTermWorld, Observation
 from penchant.simulate.long_term_policies import FEATURES, Rerank, floor_kept, run_episode
 
 STATE = ("user_appetite", "session_appetite", "session_steps", "session_click_rate", "misses_in_a_row",
@@ -74,23 +74,25 @@ class GaussianActor(nn.Module):
 class ActorRerank(Rerank):
     """A :class:`Rerank` whose θ comes from ``actor`` for each user's state (see the module);
     ``explore``: sample θ (training) rather than take the mean, recording states and actions.
-    ``steps``: the horizon the state's time is a share of (the one it was trained for)."""
+    ``steps``: the horizon the state's time is a share of (the one it was trained for).
+    ``catalogue``: the world's :class:`~penchant.simulate.long_term.Catalogue` (or a world: only its
+    catalogue is kept)."""
 
-    def __init__(self, scores: np.ndarray, world: LongTermWorld, actor: GaussianActor, *, steps: int = 200,
-                 explore: bool = False, seed: int = 0) -> None:
-        super().__init__(scores, np.zeros(len(FEATURES)), world.similarity, world.genres, world.creators, world.quality)
+    def __init__(self, scores: np.ndarray, catalogue: Catalogue | LongTermWorld, actor: GaussianActor, *,
+                 steps: int = 200, explore: bool = False, seed: int = 0) -> None:
+        super().__init__(scores, np.zeros(len(FEATURES)), catalogue)
         self.actor, self.explore, self.steps = actor, explore, int(steps)
         self._noise = np.random.default_rng(seed)
         self._counts: np.ndarray | None = None  # (n, 5): session steps, session clicks, misses, steps, clicks
         self.record: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # (step, users, states, actions)
 
-    def observe(self, obs: dict) -> None:
-        history, n = obs["history"], len(obs["history"])
-        if self._counts is None or obs["step"] == 0:
+    def observe(self, obs: Observation) -> None:
+        n = len(obs.history)
+        if self._counts is None or obs.step == 0:
             self._counts = np.zeros((n, 5))
-        elif self._previous is not None and self._in_session is not None:
-            shown = self._in_session                         # who was shown a list at the last step
-            clicked = (history != self._previous).any(axis=1) & shown
+        elif self._in_session is not None:
+            shown = obs.shown                                # who was shown a list at the last step
+            clicked = (obs.clicked >= 0) & shown
             c = self._counts
             c[shown, 0] += 1
             c[shown, 3] += 1
@@ -168,7 +170,7 @@ def record_episode(world: LongTermWorld, policy: ActorRerank, seed: int) -> Reco
 def rollout(world: LongTermWorld, scores: np.ndarray, actor: GaussianActor, signal: str, steps: int,
             seed: int) -> Rollout:
     """Run ``actor`` exploring in ``world`` for ``steps`` steps and collect its transitions, rewarded by ``signal``."""
-    rec = record_episode(world, ActorRerank(scores, world, actor, steps=steps, explore=True, seed=seed), seed)
+    rec = record_episode(world, ActorRerank(scores, world.catalogue, actor, steps=steps, explore=True, seed=seed), seed)
     return Rollout(rec.states, rec.actions, rec.signals[signal] * rec.acted, rec.acted)
 
 
@@ -248,7 +250,7 @@ def train_actor_critic(make_world: Callable[[str, int], LongTermWorld], scores: 
         data = rollout(make_world("train", 1000 + it), scores, actor, signal, steps, seed + it)
         update(actor, actor_opt, critic, critic_opt, data, gamma, lam, actor_steps, references)
         world = make_world("valid", VALID_SEED)
-        valid, kept = evaluate_policy(world, ActorRerank(scores, world, actor, steps=steps), signal, floor)
+        valid, kept = evaluate_policy(world, ActorRerank(scores, world.catalogue, actor, steps=steps), signal, floor)
         history.append({"iteration": it, "train": float(data.rewards.sum(axis=0).mean()), "valid": valid,
                         "valid_floor_share": kept, "std": actor.log_std.exp().tolist()})
         if progress is not None:

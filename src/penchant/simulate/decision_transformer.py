@@ -39,7 +39,7 @@ from torch import nn
 
 from penchant.models.training import torch_single_threaded
 from penchant.simulate.actor_critic import STATE, ActorRerank, GaussianActor, evaluate_policy, record_episode
-from penchant.simulate.long_term import LongTermWorld
+from penchant.simulate.long_term import Catalogue, LongTermWorld, Observation
 from penchant.simulate.long_term_policies import FEATURES
 
 RETURNS = ("click", "lists")
@@ -69,7 +69,8 @@ def collect(make_world: Callable[[str, int], LongTermWorld], scores: np.ndarray,
     for e in range(episodes):
         world = make_world("train", 5000 + e)
         actor = GaussianActor(spread * rng.standard_normal(len(FEATURES)), log_std=float(np.log(noise)))
-        rec = record_episode(world, ActorRerank(scores, world, actor, steps=steps, explore=True, seed=seed + e), seed + e)
+        rec = record_episode(world, ActorRerank(scores, world.catalogue, actor, steps=steps, explore=True, seed=seed + e),
+                             seed + e)
         parts.append(_sequences(rec.states, rec.actions, rec.acted, rec.signals["click"]))
     return _concatenate(parts)
 
@@ -199,23 +200,24 @@ def validation_clicks(world: LongTermWorld, scores: np.ndarray, target: np.ndarr
     """A ``select`` for :func:`train_decision_transformer`: a model's mean clicks per user in ``world``
     (validation users), asking for ``target``."""
     def clicks(model: DecisionTransformer) -> float:
-        return evaluate_policy(world, DTRerank(scores, world, model, target, steps=steps))[0]
+        return evaluate_policy(world, DTRerank(scores, world.catalogue, model, target, steps=steps))[0]
 
     return clicks
 
 
 class DTRerank(ActorRerank):
     """The decision transformer acting in the world (see the module): θ per user and step from the
-    user's last ``context`` lists and the return still asked for, ``target`` (2,) at the start."""
+    user's last ``context`` lists and the return still asked for, ``target`` (2,) at the start;
+    built with the world's ``catalogue`` (or a world: only its catalogue is kept)."""
 
-    def __init__(self, scores: np.ndarray, world: LongTermWorld, model: DecisionTransformer, target: np.ndarray, *,
-                 steps: int = 200) -> None:
-        super().__init__(scores, world, GaussianActor(), steps=steps)
+    def __init__(self, scores: np.ndarray, catalogue: Catalogue | LongTermWorld, model: DecisionTransformer,
+                 target: np.ndarray, *, steps: int = 200) -> None:
+        super().__init__(scores, catalogue, GaussianActor(), steps=steps)
         self.model, self.target = model, np.asarray(target, dtype=np.float64)
         self._buffer: np.ndarray | None = None   # (n, K, 2 + S): return-to-go and state of the last K lists
 
-    def observe(self, obs: dict) -> None:
-        if self._buffer is None or obs["step"] == 0:
+    def observe(self, obs: Observation) -> None:
+        if self._buffer is None or obs.step == 0:
             self._buffer = np.zeros((len(obs["history"]), self.model.context, len(RETURNS) + len(STATE)))
         super().observe(obs)
 

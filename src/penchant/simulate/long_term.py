@@ -28,8 +28,14 @@ standardised scores, plus noise), items keep their real genres and their real me
   item with probability 0.3·min(1, m) per step, and leaves (its items withdrawn) when m < 0.25 after
   the first 10 steps. 70% of each creator's items are published at the start.
 
-Ground truth (:meth:`truth`): every user's hidden state; :class:`~penchant.simulate.long_term_policies.Oracle`
-acts on it, the reference for "fraction of the best".
+**What a policy sees, and what it does not.** A policy is given the :class:`Catalogue` (what a
+platform knows of its items: genres, creators, its own model's item similarities) and, each step, an
+:class:`Observation` (what a platform logs: who is visiting, what can be shown, each user's consumed
+items and recent clicks, the lists it served at the last step with what was clicked and the signals
+each click emitted, creators' exposure). Item quality, tastes, boredom, satisfaction, the session's
+mode and whether a user has left for good are hidden: they are reachable only through the oracle and
+report API, :meth:`LongTermWorld.truth` and :meth:`LongTermWorld.utility`;
+:class:`~penchant.simulate.long_term_policies.Oracle` acts on it, the reference for "fraction of the best".
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ import gymnasium as gym
 import numpy as np
 from scipy.special import expit
 
+from penchant.errors import DataError
 from penchant.models.protocols import ItemVectors
 from penchant.simulate.choice import draw_choice, logit_probabilities
 
@@ -65,6 +72,61 @@ class WorldParams:
     published_share: float = 0.7
 
 
+@dataclass(frozen=True)
+class Catalogue:
+    """What a platform knows of its items, all a policy is built with (never the item quality).
+
+    Attributes:
+        genres: float (M, G) 0/1, each item's genres (the data's metadata).
+        creators: int (M,), each item's creator.
+        similarity: float32 (M + 1, M), cosines of the platform's own model's item vectors, with a
+            last row of −inf standing for an empty history slot (see :func:`novelty`).
+    """
+
+    genres: np.ndarray
+    creators: np.ndarray
+    similarity: np.ndarray
+
+    @property
+    def n_items(self) -> int:
+        return int(self.genres.shape[0])
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a platform logs, the only thing a policy is given each step (n simulated users, M items,
+    C creators, H recent clicks). ``obs.name`` or ``obs["name"]``.
+
+    Attributes:
+        step: steps taken since reset.
+        in_session: bool (n,), who is visiting now (and is to be shown a list).
+        available: bool (M,), what can be shown now (published by a creator still active).
+        consumed: bool (n, M), what each user has clicked before.
+        history: int (n, H), each user's last H clicked items, newest first, −1 = empty.
+        creator_exposure: float (C,), each creator's share of the last step's shown slots.
+        creator_active: bool (C,), creators still publishing.
+        base_user: int (n,), the real user each simulated user is (the id a fitted model knows).
+        shown: bool (n,), who was shown a list at the last step.
+        clicked: int (n,), the item each user clicked at the last step, −1 for none.
+        signals: name -> float (n,), the last step's :data:`SIGNALS` (0 without a click).
+    """
+
+    step: int
+    in_session: np.ndarray
+    available: np.ndarray
+    consumed: np.ndarray
+    history: np.ndarray
+    creator_exposure: np.ndarray
+    creator_active: np.ndarray
+    base_user: np.ndarray
+    shown: np.ndarray
+    clicked: np.ndarray
+    signals: dict[str, np.ndarray]
+
+    def __getitem__(self, name: str) -> Any:
+        return getattr(self, name)
+
+
 @dataclass
 class _State:
     base_user: np.ndarray           # (n,) the real user each simulated user is
@@ -82,6 +144,9 @@ class _State:
     published: np.ndarray           # (M,) bool
     step: int = 0
     exposure: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (C,) share of the last step's slots
+    shown: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))     # (n,) shown a list last step
+    clicked: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # (n,) item clicked, −1
+    signals: dict[str, np.ndarray] = field(default_factory=dict)                    # the last step's signals
 
 
 def novelty(similarity: np.ndarray, history: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
@@ -95,7 +160,9 @@ def novelty(similarity: np.ndarray, history: np.ndarray, items: np.ndarray | Non
 
 class LongTermWorld(gym.Env):
     """See the module. ``users`` (the real-user pool simulated users are drawn from) lets train,
-    validation and test populations come from disjoint real users."""
+    validation and test populations come from disjoint real users. ``quality`` (M,) is hidden:
+    only :meth:`truth` and :meth:`utility` (the oracle and report API) read it; policies get
+    :attr:`catalogue` and the :class:`Observation` of each step."""
 
     metadata: dict[str, Any] = {"render_modes": []}
 
@@ -104,12 +171,13 @@ class LongTermWorld(gym.Env):
                  params: WorldParams | None = None, seed: int | None = None) -> None:
         self.base_affinity = np.asarray(affinity, dtype=np.float64)
         self.genres = np.asarray(genres, dtype=np.float64)
-        self.quality = np.asarray(quality, dtype=np.float64)
+        self._quality = np.asarray(quality, dtype=np.float64)  # hidden: the oracle and report API only
         self.creators = np.asarray(creators, dtype=np.int64)
         v = np.asarray(item_vectors, dtype=np.float64)
         unit = (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)).astype(np.float32)
         # (M + 1, M) cosines; the last row (−inf) stands for an empty history slot (see novelty())
         self.similarity = np.vstack([unit @ unit.T, np.full((1, len(unit)), -np.inf, np.float32)])
+        self.catalogue = Catalogue(self.genres, self.creators, self.similarity)
         self.n_users, self.params = int(n_users), params or WorldParams()
         self.user_pool = np.arange(self.base_affinity.shape[0]) if users is None else np.asarray(users)
         self.n_items, self.n_creators = self.base_affinity.shape[1], int(self.creators.max()) + 1
@@ -125,21 +193,30 @@ class LongTermWorld(gym.Env):
                      seed: int = 0, **kwargs: Any) -> tuple[LongTermWorld, np.ndarray]:
         """A world over the ``n_items`` most popular items of ``dataset`` (ML-100K: genres from its
         ``class`` attribute, quality = the standardised mean rating), tastes from ``model``'s scores
-        (a fitted Ranker; item vectors from it when it has them, else genres). Creators are assigned
-        to items at random (seeded): the data has none. Returns the world and the item indices kept."""
+        (a fitted Ranker with item vectors, for the items' similarities). Creators are assigned to
+        items at random (seeded): the data has none. Returns the world and the item indices kept.
+
+        A log without genres (an item attribute ``class`` or ``genre``) or ratings, or a model
+        without item vectors, is refused (DataError naming what is missing): the world's boredom,
+        quality and novelty are made of them."""
+        genre_attr = dataset.item_attributes.get("class") or dataset.item_attributes.get("genre")
+        missing = [what for what, absent in (
+            ("genres (an item attribute 'class' or 'genre')", genre_attr is None),
+            ("ratings", dataset.ratings is None),
+            (f"item vectors (the model {type(model).__name__} has none)", not isinstance(model, ItemVectors)))
+            if absent]
+        if missing:
+            name = getattr(dataset, "name", None) or "the log"
+            raise DataError(f"{name}: cannot build a long-term world without {' or '.join(missing)}")
         counts = np.bincount(dataset.items, minlength=dataset.n_items)
         items = np.sort(np.argsort(-counts, kind="stable")[:n_items])
         scores = np.asarray(model.score(np.arange(dataset.n_users)), dtype=np.float64)[:, items]
         affinity = (scores - scores.mean(axis=1, keepdims=True)) / (scores.std(axis=1, keepdims=True) + 1e-12)
-        genre_attr = dataset.item_attributes.get("class") or dataset.item_attributes.get("genre")
-        genres = np.asarray(genre_attr.matrix[items].todense()) if genre_attr is not None else np.ones((len(items), 1))
-        if dataset.ratings is not None:
-            sums = np.bincount(dataset.items, weights=dataset.ratings, minlength=dataset.n_items)[items]
-            mean = sums / np.maximum(counts[items], 1)
-        else:
-            mean = np.zeros(len(items))
+        genres = np.asarray(genre_attr.matrix[items].todense())
+        sums = np.bincount(dataset.items, weights=dataset.ratings, minlength=dataset.n_items)[items]
+        mean = sums / np.maximum(counts[items], 1)
         quality = (mean - mean.mean()) / (mean.std() + 1e-12)
-        vectors = model.item_vectors()[items] if isinstance(model, ItemVectors) else genres
+        vectors = model.item_vectors()[items]
         creators = np.random.default_rng(seed).integers(0, n_creators, size=len(items))
         return cls(affinity, genres, quality, creators, vectors, seed=seed, **kwargs), items
 
@@ -171,17 +248,17 @@ class LongTermWorld(gym.Env):
             in_session=np.ones(n, dtype=bool), left=np.zeros(n, dtype=bool),
             history=np.full((n, p.history), -1, dtype=np.int64), consumed=np.zeros((n, self.n_items), dtype=bool),
             motivation=np.ones(self.n_creators), creator_active=np.ones(self.n_creators, dtype=bool),
-            published=published, exposure=np.full(self.n_creators, 1.0 / self.n_creators))
+            published=published, exposure=np.full(self.n_creators, 1.0 / self.n_creators),
+            shown=np.zeros(n, dtype=bool), clicked=np.full(n, -1, dtype=np.int64),
+            signals={name: np.zeros(n) for name in SIGNALS})
         return self.observation(), {}
 
-    def observation(self) -> dict:
-        """What a recommender may see: who is in a session, who has left, what can be shown,
-        each user's consumed items and recent clicks, creators' exposure shares, the step, and
-        the real user each simulated user is (the id a fitted model knows them by)."""
+    def observation(self) -> Observation:
+        """What a platform logs (:class:`Observation`), copied: a policy cannot reach the state through it."""
         s = self._require()
-        return {"in_session": s.in_session.copy(), "left": s.left.copy(), "available": self.available(),
-                "consumed": s.consumed, "history": s.history.copy(), "creator_exposure": s.exposure.copy(),
-                "creator_active": s.creator_active.copy(), "step": s.step, "base_user": s.base_user}
+        return Observation(s.step, s.in_session.copy(), self.available(), s.consumed.copy(), s.history.copy(),
+                           s.exposure.copy(), s.creator_active.copy(), s.base_user.copy(), s.shown.copy(),
+                           s.clicked.copy(), {name: v.copy() for name, v in s.signals.items()})
 
     def available(self) -> np.ndarray:
         """bool (M,): items that can be shown now (published by a creator still active)."""
@@ -189,10 +266,11 @@ class LongTermWorld(gym.Env):
         return s.published & s.creator_active[self.creators]
 
     def truth(self) -> dict:
-        """The hidden state, for oracles and reports."""
+        """The hidden state, for oracles and reports: tastes (n, M), boredom (n, G), the session's mode,
+        satisfaction, novelty propensity and whether each user has left for good (n,), item quality (M,)."""
         s = self._require()
         return {"affinity": s.affinity, "boredom": s.boredom, "mode": s.mode, "satisfaction": s.satisfaction,
-                "novelty_propensity": s.novelty_propensity}
+                "novelty_propensity": s.novelty_propensity, "left": s.left.copy(), "quality": self._quality.copy()}
 
     def utility(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
         """True current utility (without the slot's examination term), float (n, k) of ``items``
@@ -202,7 +280,7 @@ class LongTermWorld(gym.Env):
             items = np.broadcast_to(np.arange(self.n_items), (len(users), self.n_items))
         rows = np.arange(len(users))[:, None]
         bore = ((s.boredom[users] @ self.genres.T) / self.genre_counts)[rows, items]
-        return (s.affinity[users[:, None], items] + p.quality_weight * self.quality[items] - p.boredom_weight * bore
+        return (s.affinity[users[:, None], items] + p.quality_weight * self._quality[items] - p.boredom_weight * bore
                 + (s.mode[users] * p.novelty_weight)[:, None] * self.novelty(users, items))
 
     def novelty(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -221,6 +299,8 @@ class LongTermWorld(gym.Env):
         active = np.flatnonzero(s.in_session)
         signals = {name: np.zeros(self.n_users) for name in SIGNALS}
         exposure = np.zeros(self.n_creators)
+        s.shown = s.in_session.copy()
+        s.clicked = np.full(self.n_users, -1, dtype=np.int64)
         if len(active):
             shown = slates[active]
             if shown.min() < 0 or shown.max() >= self.n_items or not self.available()[shown].all():
@@ -230,13 +310,14 @@ class LongTermWorld(gym.Env):
             users, item = active[clicked], shown[clicked, slot[clicked]]
             aff = s.affinity[users, item]
             bore = (s.boredom[users] * self.genres[item]).sum(axis=1) / self.genre_counts[item]
-            q = self.quality[item]
+            q = self._quality[item]
             watch = expit(1.5 * q + 0.5 * aff - bore + 0.3 * rng.standard_normal(len(users)))
             signals["click"][users] = 1.0
             signals["watch"][users] = watch
             signals["like"][users] = rng.random(len(users)) < expit(2 * q + aff - 2.5)
             signals["share"][users] = rng.random(len(users)) < expit(2 * q + aff - 4.0)
             s.consumed[users, item] = True
+            s.clicked[users] = item
             s.history[users] = np.c_[item, s.history[users, :-1]]
             s.boredom[active] *= p.boredom_decay
             s.boredom[users] += self.genres[item]
@@ -256,6 +337,7 @@ class LongTermWorld(gym.Env):
         s.boredom[back] *= 0.3
         s.mode[back] = rng.random(len(back)) < s.novelty_propensity[back]
         self._creators_step(exposure)
+        s.signals = {name: v.copy() for name, v in signals.items()}
         s.step += 1
         info = {"in_session": int(s.in_session.sum()), "left": int(s.left.sum()),
                 "creators_active": int(s.creator_active.sum())}

@@ -1,8 +1,10 @@
 """Policies for :class:`~penchant.simulate.long_term.LongTermWorld`, and training one for the long run.
 
-Each is a :class:`~penchant.models.protocols.SlatePolicy` that first ``observe``\\ s the world's
-observation (what a recommender can see: who is in a session, consumed items, recent clicks,
-creators' exposure; never the hidden state, except for :class:`Oracle`).
+Each is a :class:`~penchant.models.protocols.SlatePolicy` built with the world's
+:class:`~penchant.simulate.long_term.Catalogue` (item metadata) that first ``observe``\\ s each step's
+:class:`~penchant.simulate.long_term.Observation` (what a platform logs: who is in a session,
+consumed items, recent clicks, the signals its last lists earned, creators' exposure); none is given
+the world or its hidden state, except :class:`Oracle`.
 
 * :class:`HistoryGreedy` — the greedy use of a fitted recommender: its top-k of the available items
   the user has not consumed.
@@ -11,7 +13,9 @@ creators' exposure; never the hidden state, except for :class:`Oracle`).
   novelty of each item against them, that novelty weighted by the user's observed appetite for
   novelty over all their clicks and over the current session (the hierarchical, user- and
   session-level intent), the under-exposure of the item's creator, and the item's quality as the
-  data shows it (its standardised mean rating: what the logs say beyond who clicked what).
+  policy's own log shows it (:class:`ItemLog`: its mean watch time per click, shrunk to the mean
+  over all clicks by :data:`PRIOR_CLICKS` pseudo-clicks, in standard deviations of a click's watch
+  time; 0 for an item never clicked). The world's quality term itself is hidden.
 * :class:`Oracle` — the top-k of the true current utility: the myopic best with full knowledge.
 
 :func:`train_rerank` fits θ by the cross-entropy method (a derivative-free policy search) on the
@@ -24,14 +28,52 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from penchant.simulate.bandits import top_k
-from penchant.simulate.long_term import SIGNALS, LongTermWorld, novelty
+from penchant.simulate.long_term import SIGNALS, Catalogue, LongTermWorld, Observation, novelty
 
 FEATURES = ("genre_repetition", "novelty", "novelty_x_user_appetite", "novelty_x_session_appetite",
-            "creator_underexposure", "item_quality")
+            "creator_underexposure", "item_observed_watch")
+#: pseudo-clicks at the mean watch time that an item's observed watch time is shrunk with
+PRIOR_CLICKS = 2.0
+
+
+def catalogue_of(source: Catalogue | Any) -> Catalogue:
+    """The :class:`~penchant.simulate.long_term.Catalogue` of ``source`` (a catalogue, or a world
+    whose ``catalogue`` it is): what a policy keeps of the world it is built for."""
+    return source if isinstance(source, Catalogue) else source.catalogue
+
+
+class ItemLog:
+    """Per-item estimates from the clicks a policy's own lists earned, updated as it serves:
+    clicks (M,) and watch time summed (M,), and the mean and spread of a click's watch time."""
+
+    def __init__(self, n_items: int) -> None:
+        self.clicks, self.watch = np.zeros(n_items), np.zeros(n_items)
+        self.moments = np.zeros(3)  # clicks, Σ watch, Σ watch² over every item
+
+    def add(self, obs: Observation) -> None:
+        """Fold in the last step's clicks and their watch times."""
+        users = np.flatnonzero(obs.clicked >= 0)
+        if not len(users):
+            return
+        items, watch = obs.clicked[users], obs.signals["watch"][users]
+        self.clicks += np.bincount(items, minlength=len(self.clicks))
+        self.watch += np.bincount(items, weights=watch, minlength=len(self.clicks))
+        self.moments += (len(users), watch.sum(), (watch ** 2).sum())
+
+    def observed_watch(self) -> np.ndarray:
+        """float (M,): each item's shrunk mean watch per click less the mean over all clicks, in standard
+        deviations of a click's watch time (see the module); zeros before two clicks."""
+        n, total, squares = self.moments
+        if n < 2:
+            return np.zeros(len(self.clicks))
+        mean = total / n
+        sd = np.sqrt(max(squares / n - mean ** 2, 1e-6))
+        return ((self.watch + PRIOR_CLICKS * mean) / (self.clicks + PRIOR_CLICKS) - mean) / sd
 
 
 def _masked_top_k(scores: np.ndarray, obs: dict, users: np.ndarray, k: int) -> np.ndarray:
@@ -80,41 +122,44 @@ class Oracle:
 
 
 class Rerank(HistoryGreedy):
-    """score = z(recommender) + θ · features (see the module); deterministic top-k."""
+    """score = z(recommender) + θ · features (see the module); deterministic top-k. Built with the
+    recommender's ``scores`` (real users × items), ``theta`` (6,) and the world's ``catalogue``
+    (a :class:`~penchant.simulate.long_term.Catalogue`, or a world: only its catalogue is kept)."""
 
-    def __init__(self, scores: np.ndarray, theta: np.ndarray, similarity: np.ndarray, genres: np.ndarray,
-                 creators: np.ndarray, quality: np.ndarray) -> None:
+    def __init__(self, scores: np.ndarray, theta: np.ndarray, catalogue: Catalogue | Any) -> None:
         super().__init__(scores)
-        self.quality = np.asarray(quality, dtype=np.float64)
+        catalogue = catalogue_of(catalogue)
         self.z = (self.scores - self.scores.mean(axis=1, keepdims=True)) / (self.scores.std(axis=1, keepdims=True) + 1e-12)
         self.theta = np.asarray(theta, dtype=np.float64)
-        self.similarity, self.genres, self.creators = similarity, np.asarray(genres, dtype=np.float64), creators
+        self.similarity, self.creators = catalogue.similarity, catalogue.creators
+        self.genres = np.asarray(catalogue.genres, dtype=np.float64)
         self.genre_counts = np.maximum(self.genres.sum(axis=1), 1.0)
-        self._previous: np.ndarray | None = None  # (n, H) the history last observed
         self._appetite: np.ndarray | None = None  # (n, 4): novelty sums and counts, all clicks and this session
         self._in_session: np.ndarray | None = None
+        self.items: ItemLog | None = None
 
-    def observe(self, obs: dict) -> None:
-        history = obs["history"]
+    def observe(self, obs: Observation) -> None:
+        history = obs.history
         n = len(history)
-        if self._appetite is None or obs["step"] == 0:
+        if self._appetite is None or obs.step == 0:
             self._appetite = np.zeros((n, 4))
-            self._previous, self._in_session = history.copy(), np.zeros(n, dtype=bool)
-        assert self._previous is not None and self._in_session is not None
-        users = np.flatnonzero((history != self._previous).any(axis=1))  # a click shifts the history
+            self._in_session, self.items = np.zeros(n, dtype=bool), ItemLog(len(self.genres))
+        assert self._in_session is not None and self.items is not None
+        users = np.flatnonzero(obs.clicked >= 0)
         if len(users):  # the novelty of each new click against the clicks before it
             nov = novelty(self.similarity, history[users, 1:], history[users, :1])[:, 0]
             self._appetite[users] += np.c_[nov, np.ones(len(users)), nov, np.ones(len(users))]
-        started = obs["in_session"] & ~self._in_session
+        self.items.add(obs)
+        started = obs.in_session & ~self._in_session
         self._appetite[started, 2:] = 0.0
-        self._previous, self._in_session = history.copy(), obs["in_session"].copy()
+        self._in_session = obs.in_session.copy()
         self.obs = obs
 
     def _parts(self, users: np.ndarray) -> tuple[np.ndarray, ...]:
         """The features' factors for ``users``: repetition (n, M), novelty (n, M), the user's and the
-        session's appetite for novelty (n,), creator under-exposure (M,)."""
+        session's appetite for novelty (n,), creator under-exposure (M,), observed watch (M,)."""
         obs = self.obs
-        assert obs is not None and self._appetite is not None
+        assert obs is not None and self._appetite is not None and self.items is not None
         history = obs["history"][users]
         recent = np.where((history >= 0)[:, :, None], self.genres[np.maximum(history, 0)], 0.0).sum(axis=1)
         repetition = (recent @ self.genres.T) / (self.genre_counts * history.shape[1])
@@ -124,13 +169,13 @@ class Rerank(HistoryGreedy):
         session_appetite = (a[:, 2] + 0.5) / (a[:, 3] + 1.0)
         fair = 1.0 / max(int(obs["creator_active"].sum()), 1)
         under = (np.clip(fair - obs["creator_exposure"], 0.0, None) / fair)[self.creators]
-        return repetition, nov, user_appetite, session_appetite, under
+        return repetition, nov, user_appetite, session_appetite, under, self.items.observed_watch()
 
     def features(self, users: np.ndarray) -> np.ndarray:
-        """float (n, M, 5) of :data:`FEATURES` for ``users``."""
-        rep, nov, ua, sa, under = self._parts(users)
+        """float (n, M, 6) of :data:`FEATURES` for ``users``."""
+        rep, nov, ua, sa, under, watch = self._parts(users)
         return np.stack([rep, nov, ua[:, None] * nov, sa[:, None] * nov, np.broadcast_to(under, rep.shape),
-                         np.broadcast_to(self.quality, rep.shape)], axis=2)
+                         np.broadcast_to(watch, rep.shape)], axis=2)
 
     def act(self, users: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         assert self.obs is not None, "observe() first"
@@ -139,10 +184,10 @@ class Rerank(HistoryGreedy):
     def _rank(self, users: np.ndarray, theta: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The top-k of z + θ · features, θ one row (1, 6) for everyone or one per user (n, 6); propensity 1."""
         assert self.obs is not None
-        rep, nov, ua, sa, under = self._parts(users)
+        rep, nov, ua, sa, under, watch = self._parts(users)
         t = theta.T[:, :, None]  # (6, n or 1, 1): θ · features, without building them
         scores = (self.z[self.obs["base_user"][users]] + t[0] * rep + nov * (t[1] + t[2] * ua[:, None] + t[3] * sa[:, None])
-                  + t[4] * under + t[5] * self.quality)
+                  + t[4] * under + t[5] * watch)
         return _masked_top_k(scores, self.obs, users, k), np.ones((len(users), k))
 
 
@@ -186,7 +231,7 @@ def run_episode(world: LongTermWorld, policy, steps: int = 200, *, seed: int = 0
         users = np.flatnonzero(active)
         if len(users):
             slates[users] = policy.act(users, k, rng)[0]
-        obs, signals, done, _, _ = world.step(slates)
+        obs, signals, done, _, info = world.step(slates)
         in_session += active
         hit = signals["click"] > 0
         click_novelty = np.zeros(n)
@@ -200,7 +245,7 @@ def run_episode(world: LongTermWorld, policy, steps: int = 200, *, seed: int = 0
         for name in SIGNALS:
             totals[name] += signals[name]
             per_step[name][t] = signals[name].mean()
-        per_step["retained"][t] = 1.0 - obs["left"].mean()
+        per_step["retained"][t] = 1.0 - info["left"] / n
     s = world.state
     assert s is not None
     return Episode(totals, (~s.left).astype(np.float64), in_session / steps,
@@ -236,8 +281,7 @@ def train_rerank(make_world: Callable[[str, int], LongTermWorld], scores: np.nda
 
     def score(theta: np.ndarray, split: str, world_seed: int) -> tuple[float, float]:
         world = make_world(split, world_seed)
-        ep = run_episode(world, Rerank(scores, theta, world.similarity, world.genres, world.creators, world.quality),
-                         steps, seed=world_seed)
+        ep = run_episode(world, Rerank(scores, theta, world.catalogue), steps, seed=world_seed)
         value = float(ep.returns[signal].mean())
         if floor is None:
             return value, 1.0

@@ -369,7 +369,7 @@ class _RerankSearch(LongTermPolicy):
                                       iterations=self.iterations, population=self.population,
                                       elite=max(2, self.population // 4), init=self.init, seed=self.seed,
                                       progress=progress)
-        policy = Rerank(worlds.scores, theta, template.similarity, template.genres, template.creators, template.quality)
+        policy = Rerank(worlds.scores, theta, template.catalogue)
         return policy, {"theta": theta.tolist(), "rounds": history}
 
 
@@ -423,7 +423,7 @@ class _ActorPolicy(LongTermPolicy):
     def _rerank(self, actor: Any) -> Any:
         from penchant.simulate.actor_critic import ActorRerank
 
-        return ActorRerank(self.worlds.scores, self.worlds.template, actor, steps=self.train_steps)
+        return ActorRerank(self.worlds.scores, self.worlds.template.catalogue, actor, steps=self.train_steps)
 
 
 @register
@@ -543,5 +543,5 @@ class DecisionTransformerPolicy(_ActorPolicy):
         select = validation_clicks(worlds("valid", VALID_SEED), worlds.scores, target, steps)
         model, history = train_decision_transformer(data, steps=self.dt_steps, batch=self.batch, seed=self.seed,
                                                     select=select, progress=progress)
-        policy = DTRerank(worlds.scores, worlds.template, model, target, steps=steps)
+        policy = DTRerank(worlds.scores, worlds.template.catalogue, model, target, steps=steps)
         return policy, {"target": target.tolist(), "steps": history, "sequences": len(data.lengths)}
