@@ -2,7 +2,9 @@
 
 from penchant.models import (  # noqa: F401  (registers the models)
     als,
+    blend,
     bpr,
+    graph_filters,
     itemknn,
     lightgcn,
     linear,
@@ -10,6 +12,7 @@ from penchant.models import (  # noqa: F401  (registers the models)
     pop,
     rating,
     rp3beta,
+    sansa,
     sequential,
     sparse_linear,
     unbiased,
