@@ -1,0 +1,208 @@
+"""iALS as tuned in Rendle, Krichene, Zhang & Koren, "Revisiting the Performance of iALS on Item
+Recommendation Benchmarks" (RecSys 2022).
+
+The loss over user factors W (n_users, d) and item factors H (n_items, d) is
+
+    Σ_{(u,i) observed} (w_u·h_i − 1)²  +  α₀ Σ_u Σ_i (w_u·h_i)²
+    + λ Σ_u (|I_u| + α₀|I|)^ν ‖w_u‖²  +  λ Σ_i (|U_i| + α₀|U|)^ν ‖h_i‖²
+
+(α₀ ``unobserved_weight``: every user-item pair, observed or not, is pulled towards 0 with that
+weight; ν ``reg_exponent``: ν = 1 scales each row's regulariser with the number of terms its loss
+has, ν = 0 is plain L2). Each half-epoch solves every user's (then every item's) least-squares
+problem with the other side fixed:
+
+    w_u = (H_{I_u}ᵀ H_{I_u} + α₀ HᵀH + λ_u I)⁻¹ H_{I_u}ᵀ 1,    λ_u = λ (|I_u| + α₀|I|)^ν
+
+exactly (``solver="exact"``, the paper's ``ials_main``: rows bucketed by history length, padded,
+their Gram matrices built and solved in batches by ``numpy.linalg.solve``) or by ``cg_steps`` steps of
+conjugate gradient warm-started from the previous factors, run for all rows at once through sparse
+products (``solver="cg"``; a cheaper step for large ``factors``; the paper's iALS++ subspace blocks are
+not implemented). Factors start N(0, (σ/√d)²). Epochs are fixed (no early stopping), as in the paper.
+
+The paper's tuning protocol (section 4): start from a large dimension, tune α₀ and λ on validation
+(ν = 1 fixed), then ν, on a log grid refined around the best point, epochs fixed. Here that is two
+``penchant tune`` runs over :attr:`IALS.search_space` (log-uniform ranges: Optuna's TPE plays the
+coarse-to-fine grid), the first with ``--param factors=D --param reg_exponent=1``, the second with the
+found α₀ and λ fixed (docs/models.md has the commands).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+from penchant import DEFAULT_SEED
+from penchant.data import Dataset
+from penchant.errors import ConfigError
+from penchant.models.base import Validator
+from penchant.models.factors import FactorModel
+from penchant.models.registry import register
+from penchant.models.search import Float
+
+SOLVERS = ("exact", "cg")
+#: floats of the padded (rows, longest history, d) gather of one exact-solve batch
+_BATCH_FLOATS = 4_000_000
+
+
+def row_regularization(counts: np.ndarray, n_other: int, reg: float, unobserved_weight: float,
+                       exponent: float) -> np.ndarray:
+    """λ·(count + α₀·n_other)^ν per row, float64 (len(counts),): the paper's frequency-scaled L2."""
+    return reg * (np.asarray(counts, np.float64) + unobserved_weight * n_other) ** exponent
+
+
+def solve_exact(x: sp.csr_matrix, other: np.ndarray, unobserved_weight: float, reg: np.ndarray) -> np.ndarray:
+    """Every row's exact least-squares solution against fixed ``other`` factors.
+
+    ``x``: binary CSR (n_rows, n_other); ``other``: (n_other, d); ``reg``: λ_r per row, (n_rows,).
+    Returns float64 (n_rows, d): w_r = (O_{I_r}ᵀO_{I_r} + α₀ OᵀO + λ_r I)⁻¹ O_{I_r}ᵀ 1. Rows are sorted by
+    history length and solved in padded batches (a zero row of ``other`` pads), so a batch's padding
+    is small and no Python loop runs per row.
+    """
+    n_rows, d = x.shape[0], other.shape[1]
+    o = np.vstack([other, np.zeros((1, d))]).astype(np.float64)
+    base = unobserved_weight * (o.T @ o)
+    lengths = np.diff(x.indptr)
+    order = np.argsort(lengths, kind="stable")
+    sorted_len = np.maximum(lengths[order], 1)
+    out = np.zeros((n_rows, d))
+    start = 0
+    while start < n_rows:
+        # rows sorted by length: a batch's padded size is its count × its last row's length
+        cost = np.arange(1, n_rows - start + 1) * sorted_len[start:] * d
+        stop = start + max(1, int(np.searchsorted(cost, _BATCH_FLOATS, side="right")))
+        rows = order[start:stop]
+        span = max(1, int(lengths[rows].max()))
+        idx = np.full((len(rows), span), x.shape[1], dtype=np.int64)  # the zero row
+        sub = x[rows]
+        pos = np.arange(sub.nnz) - np.repeat(sub.indptr[:-1], np.diff(sub.indptr))
+        idx[np.repeat(np.arange(len(rows)), np.diff(sub.indptr)), pos] = sub.indices
+        g = o[idx]  # (batch, span, d)
+        a = np.matmul(g.transpose(0, 2, 1), g) + base
+        a[:, np.arange(d), np.arange(d)] += reg[rows][:, None]
+        out[rows] = np.linalg.solve(a, g.sum(1)[..., None])[..., 0]
+        start = stop
+    return out
+
+
+def solve_cg(x: sp.csr_matrix, other: np.ndarray, unobserved_weight: float, reg: np.ndarray, start: np.ndarray,
+             steps: int) -> np.ndarray:
+    """``steps`` conjugate-gradient steps on every row's normal equations at once, from ``start``.
+
+    Shapes as :func:`solve_exact` (``start``: (n_rows, d)). The product A_r p_r for all rows is
+    ``(X ⊙ P Oᵀ) O + α₀ P OᵀO + λ_r p_r`` with the Hadamard product taken only on X's non-zeros.
+    Returns float64 (n_rows, d).
+    """
+    o = other.astype(np.float64)
+    gram = unobserved_weight * (o.T @ o)
+    rows = np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))
+
+    def apply(p: np.ndarray) -> np.ndarray:
+        dots = np.einsum("nd,nd->n", p[rows], o[x.indices])
+        return sp.csr_matrix((dots, x.indices, x.indptr), shape=x.shape) @ o + p @ gram + reg[:, None] * p
+
+    w = start.astype(np.float64, copy=True)
+    r = x @ o - apply(w)
+    p = r.copy()
+    rs = np.einsum("nd,nd->n", r, r)
+    for _ in range(steps):
+        ap = apply(p)
+        curv = np.einsum("nd,nd->n", p, ap)
+        step = np.divide(rs, curv, out=np.zeros_like(rs), where=curv > 0)
+        w += step[:, None] * p
+        r -= step[:, None] * ap
+        rs_new = np.einsum("nd,nd->n", r, r)
+        p = r + np.divide(rs_new, rs, out=np.zeros_like(rs), where=rs > 0)[:, None] * p
+        rs = rs_new
+    return w
+
+
+@register
+class IALS(FactorModel):
+    """iALS with all-pairs unobserved weight and frequency-scaled regularisation (Rendle et al. 2022).
+
+    Args:
+        factors: latent dimensions d (the paper: as large as the budget allows, then tune the rest).
+        unobserved_weight: α₀, the weight of every pair's (w_u·h_i)² term.
+        regularization: λ, scaled per row by (|I_u| + α₀|I|)^ν (items: (|U_i| + α₀|U|)^ν).
+        reg_exponent: ν; 1 = the paper's frequency scaling, 0 = plain L2.
+        epochs: fixed number of alternating sweeps (users, then items).
+        init_std: σ; factors start N(0, (σ/√d)²).
+        solver: exact (per-row Cholesky-equivalent solves, batched) or cg (conjugate gradient).
+        cg_steps: conjugate-gradient steps per half-epoch when solver=cg.
+        seed: seed of the initialisation.
+    """
+
+    name = "ials"
+    summary = "iALS (Rendle et al. 2022): all-pairs unobserved weight, frequency-scaled L2, batched exact/CG solves"
+    search_space = {"unobserved_weight": Float(1e-3, 1.0, log=True), "regularization": Float(1e-4, 1.0, log=True),
+                    "reg_exponent": Float(0.0, 1.0)}
+
+    def __init__(self, *, factors: int = 128, unobserved_weight: float = 0.1, regularization: float = 0.01,
+                 reg_exponent: float = 1.0, epochs: int = 16, init_std: float = 0.1, solver: str = "exact",
+                 cg_steps: int = 3, seed: int = DEFAULT_SEED) -> None:
+        if factors < 1 or epochs < 1 or cg_steps < 1:
+            raise ConfigError("factors, epochs and cg_steps must be at least 1")
+        if regularization <= 0 or unobserved_weight < 0 or init_std < 0:
+            raise ConfigError("regularization must be > 0, unobserved_weight and init_std ≥ 0")
+        if solver not in SOLVERS:
+            raise ConfigError(f"solver must be one of {', '.join(SOLVERS)}, not {solver!r}")
+        self.factors, self.unobserved_weight, self.regularization = factors, unobserved_weight, regularization
+        self.reg_exponent, self.epochs, self.init_std = reg_exponent, epochs, init_std
+        self.solver, self.cg_steps, self.seed = solver, cg_steps, seed
+
+    def _solve(self, x: sp.csr_matrix, other: np.ndarray, current: np.ndarray) -> np.ndarray:
+        reg = row_regularization(np.diff(x.indptr), x.shape[1], self.regularization, self.unobserved_weight,
+                                 self.reg_exponent)
+        if self.solver == "cg":
+            return solve_cg(x, other, self.unobserved_weight, reg, current, self.cg_steps)
+        return solve_exact(x, other, self.unobserved_weight, reg)
+
+    def _fit(self, train: Dataset, valid: Validator | None) -> None:
+        x = (train.csr > 0).astype(np.float64).tocsr()
+        xt = x.T.tocsr()
+        rng = np.random.default_rng(self.seed)
+        std = self.init_std / np.sqrt(self.factors)
+        w = rng.normal(0.0, std, (x.shape[0], self.factors))
+        h = rng.normal(0.0, std, (x.shape[1], self.factors))
+        with threadpool_limits(1, "blas"):  # many small solves: one BLAS thread is fastest on a shared machine
+            for _ in range(self.epochs):
+                w = self._solve(x, h, w)
+                h = self._solve(xt, w, h)
+        self._set_factors(w, h)
+
+    def fold_in(self, items: np.ndarray) -> np.ndarray:
+        """A user vector for a history of item indices, item factors fixed (the training's user step,
+        solved exactly); float32 (factors,). The model is unchanged."""
+        self._check_fitted()
+        assert self.item_factors_ is not None
+        items = np.unique(np.asarray(items, dtype=np.int64))
+        row = sp.csr_matrix((np.ones(len(items)), items, [0, len(items)]), shape=(1, self.n_items_))
+        reg = row_regularization(np.array([len(items)]), self.n_items_, self.regularization, self.unobserved_weight,
+                                 self.reg_exponent)
+        return solve_exact(row, self.item_factors_, self.unobserved_weight, reg)[0].astype(np.float32)
+
+    def score_history(self, items: np.ndarray, values: np.ndarray | None = None) -> np.ndarray:
+        """Scores of every item, float32 (n_items,), for a user known only by ``items`` (indices; values
+        are not used: feedback is binary), by :meth:`fold_in`; the model is unchanged."""
+        assert self.item_factors_ is not None
+        return self.item_factors_ @ self.fold_in(items)
+
+    def partial_fit(self, events: Dataset) -> IALS:
+        """Add ``events`` to their users' histories (new users included) and re-solve those users'
+        factors exactly from the whole history, item factors fixed (:meth:`fold_in`, batched)."""
+        ev = self._on_vocabulary(events)
+        assert self.user_factors_ is not None and self.item_factors_ is not None
+        self._add_seen(ev)
+        users = np.unique(ev.users)
+        x = self.seen_items()[users]
+        reg = row_regularization(np.diff(x.indptr), self.n_items_, self.regularization, self.unobserved_weight,
+                                 self.reg_exponent)
+        self.user_factors_ = self.user_factors_.copy()  # loaded state may be a read-only map
+        self.user_factors_[users] = solve_exact(x, self.item_factors_, self.unobserved_weight, reg)
+        return self
+
+    def _grow_users(self, n: int) -> None:
+        super()._grow_users(n)
+        assert self.user_factors_ is not None
+        self.user_factors_ = np.vstack([self.user_factors_, np.zeros((n, self.factors), np.float32)])

@@ -1,0 +1,204 @@
+"""RecVAE (Shenbin, Alekseev, Tutubalina, Malykh & Nikolenko, WSDM 2020): Mult-VAE with a stronger
+encoder, a composite prior, a per-user KL weight and alternating training.
+
+What changes against :mod:`penchant.models.multvae` (whose scoring, persistence and early stopping
+this model reuses):
+
+- **Encoder**: L2-normalised row → dropout → five dense layers, each ``LayerNorm(swish(W h + Σ of
+  the earlier layers' outputs))`` (dense connections summed, layer norm with ε = 0.1) → (μ, log σ²).
+  The decoder is one linear layer z → logits over items.
+- **Composite prior**: p(z | x) = 3/20 · N(0, I) + 3/4 · q(z | x; φ_old) + 1/10 · N(0, e^10 I), where
+  φ_old is the encoder as it was after the previous encoder phase (frozen). As in the authors' code,
+  the mixture is taken per latent coordinate and the log-densities summed over coordinates; the KL
+  term is the one-sample estimate log q(z|x) − log p(z|x).
+- **β rescaled by the user's feedback**: the KL weight of user u is β' = γ·|X_u| (``gamma``).
+- **Alternating updates**: each epoch runs ``encoder_epochs`` passes updating only the encoder (with
+  input dropout), copies the encoder into φ_old, then ``decoder_epochs`` passes updating only the
+  decoder (no dropout; its loss is the multinomial likelihood alone, since the KL term does not
+  depend on the decoder). Two Adam optimisers, one per side.
+- **Denoising**: input dropout on the encoder phase, as in Mult-DAE/Mult-VAE.
+
+The dense connections are the authors' current code (sums of earlier layers), which their README
+says differs slightly from the WSDM paper's; the paper's Implicit-SLIM extension is not included.
+Scoring uses z = μ and the decoder, so any user with a history is scored by one forward pass.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from penchant import DEFAULT_SEED
+from penchant.data import Dataset
+from penchant.errors import ConfigError
+from penchant.models.base import Validator
+from penchant.models.multvae import MultVAE
+from penchant.models.registry import register
+from penchant.models.search import Float, Int
+from penchant.models.training import (
+    EarlyStopping,
+    blas_single_threaded,
+    check_device,
+    seed_torch,
+    torch_device,
+    validate_net,
+)
+
+#: the paper's mixture weights: standard normal, the old posterior, the wide normal
+PRIOR_WEIGHTS = (3 / 20, 3 / 4, 1 / 10)
+#: log-variance of the wide component
+WIDE_LOGVAR = 10.0
+
+
+def log_normal(z, mu, logvar):
+    """Log-density of N(mu, exp(logvar)) at z, per coordinate (torch tensors, broadcast)."""
+    return -0.5 * (logvar + math.log(2 * math.pi) + (z - mu).pow(2) / logvar.exp())
+
+
+def composite_log_prior(z, old_mu, old_logvar, weights: tuple[float, float, float] = PRIOR_WEIGHTS,
+                        wide_logvar: float = WIDE_LOGVAR):
+    """log p(z | x) of the composite prior per coordinate, (batch, latent): log of
+    w₀·N(z; 0, 1) + w₁·N(z; old_mu, exp(old_logvar)) + w₂·N(z; 0, exp(wide_logvar))."""
+    import torch
+
+    zero = torch.zeros_like(z)
+    parts = [log_normal(z, zero, zero) + math.log(weights[0]),
+             log_normal(z, old_mu, old_logvar) + math.log(weights[1]),
+             log_normal(z, zero, zero + wide_logvar) + math.log(weights[2])]
+    return torch.logsumexp(torch.stack(parts, dim=-1), dim=-1)
+
+
+def _network(n_items: int, hidden: int, latent: int, layers: int):
+    import torch
+
+    class Encoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.ModuleList([torch.nn.Linear(n_items if k == 0 else hidden, hidden) for k in range(layers)])
+            self.ln = torch.nn.ModuleList([torch.nn.LayerNorm(hidden, eps=0.1) for _ in range(layers)])
+            self.mu = torch.nn.Linear(hidden, latent)
+            self.logvar = torch.nn.Linear(hidden, latent)
+
+        def forward(self, x, dropout: float):
+            h = torch.nn.functional.normalize(x, dim=1)
+            h = torch.nn.functional.dropout(h, p=dropout, training=self.training)
+            outs: list = []
+            for fc, ln in zip(self.fc, self.ln):
+                a = fc(h) + sum(outs) if outs else fc(h)
+                h = ln(torch.nn.functional.silu(a))  # silu is swish: a·sigmoid(a)
+                outs.append(h)
+            return self.mu(h), self.logvar(h)
+
+    class RecVAENet(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = Encoder()
+            self.encoder_old = Encoder()  # φ_old of the composite prior: a frozen copy
+            self.encoder_old.requires_grad_(False)
+            self.decoder = torch.nn.Linear(latent, n_items)
+            self.update_prior()
+
+        def update_prior(self) -> None:
+            self.encoder_old.load_state_dict(self.encoder.state_dict())
+
+        def forward(self, x, dropout: float = 0.0):
+            mu, logvar = self.encoder(x, dropout)
+            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
+            return self.decoder(z), mu, logvar
+
+    return RecVAENet()
+
+
+@register
+class RecVAE(MultVAE):
+    """Mult-VAE with RecVAE's dense layer-normed encoder, composite prior, β = γ·|X_u| and
+    alternating encoder/decoder updates (Shenbin et al. 2020).
+
+    Args:
+        hidden: width of the encoder's layers.
+        latent: dimensions of z.
+        layers: dense encoder layers (the authors: 5).
+        dropout: input dropout rate of the encoder phase.
+        gamma: γ; user u's KL weight is γ times the number of u's training items.
+        encoder_epochs: passes over the users updating the encoder, per epoch.
+        decoder_epochs: passes over the users updating the decoder, per epoch.
+        lr: Adam learning rate (both optimisers).
+        epochs: maximum epochs (each: the encoder passes, then the decoder passes).
+        batch_size: users per step.
+        patience: validation checks without improvement before stopping.
+        eval_every: epochs between validation checks.
+        seed: seed of initialisation, dropout and sampling.
+        device: auto (CUDA when torch sees one), cpu or cuda.
+    """
+
+    name = "recvae"
+    summary = "RecVAE: Mult-VAE with composite prior, β = γ|X_u|, alternating updates (torch)"
+    search_space = {"gamma": Float(5e-4, 5e-2, log=True), "dropout": Float(0.1, 0.7),
+                    "lr": Float(1e-4, 5e-3, log=True), "latent": Int(32, 256, log=True)}
+
+    def __init__(self, *, hidden: int = 600, latent: int = 200, layers: int = 5, dropout: float = 0.5,
+                 gamma: float = 0.005, encoder_epochs: int = 3, decoder_epochs: int = 1, lr: float = 5e-4,
+                 epochs: int = 100, batch_size: int = 500, patience: int = 10, eval_every: int = 1,
+                 seed: int = DEFAULT_SEED, device: str = "auto") -> None:
+        if not 0 <= dropout < 1 or gamma < 0 or min(hidden, latent, layers, epochs, batch_size) < 1:
+            raise ConfigError("dropout must be in [0, 1), gamma ≥ 0; hidden, latent, layers, epochs, batch_size ≥ 1")
+        if encoder_epochs < 1 or decoder_epochs < 1:
+            raise ConfigError("encoder_epochs and decoder_epochs must be at least 1")
+        self.hidden, self.latent, self.layers, self.dropout, self.gamma = hidden, latent, layers, dropout, gamma
+        self.encoder_epochs, self.decoder_epochs, self.lr, self.epochs = encoder_epochs, decoder_epochs, lr, epochs
+        self.batch_size, self.patience, self.eval_every, self.seed = batch_size, patience, eval_every, seed
+        self.device = check_device(device)
+        self.net_ = None
+
+    @blas_single_threaded
+    def _fit(self, train: Dataset, valid: Validator | None) -> None:
+        import torch
+
+        seed_torch(self.seed)
+        rng = np.random.default_rng(self.seed)
+        x = train.csr
+        active = np.flatnonzero(np.diff(x.indptr) > 0)
+        dev = torch_device(self.device)
+        self.net_ = net = _network(x.shape[1], self.hidden, self.latent, self.layers).to(dev)
+        enc_opt = torch.optim.Adam(net.encoder.parameters(), lr=self.lr)
+        dec_opt = torch.optim.Adam(net.decoder.parameters(), lr=self.lr)
+        stopper = EarlyStopping(self.patience, epochs=self.epochs)
+
+        def batches():
+            order = rng.permutation(active)
+            for s in range(0, len(order), self.batch_size):
+                yield torch.from_numpy(x[order[s:s + self.batch_size]].toarray()).to(dev)
+
+        for epoch in range(1, self.epochs + 1):
+            net.train()
+            for _ in range(self.encoder_epochs):
+                for rows in batches():
+                    mu, logvar = net.encoder(rows, self.dropout)
+                    z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+                    logits = net.decoder(z)
+                    with torch.no_grad():
+                        old_mu, old_logvar = net.encoder_old(rows, 0.0)
+                    kl = (log_normal(z, mu, logvar) - composite_log_prior(z, old_mu, old_logvar)).sum(1)
+                    nll = -(torch.log_softmax(logits, dim=1) * rows).sum(1)
+                    enc_opt.zero_grad()
+                    (nll + self.gamma * rows.sum(1) * kl).mean().backward()
+                    enc_opt.step()
+            net.update_prior()
+            for _ in range(self.decoder_epochs):
+                for rows in batches():
+                    logits, _, _ = net(rows, 0.0)
+                    dec_opt.zero_grad()
+                    (-(torch.log_softmax(logits, dim=1) * rows).sum(1).mean()).backward()
+                    dec_opt.step()
+            if validate_net(self, net, stopper, epoch, valid, self.eval_every):
+                break
+        stopper.restore_best(self)
+        net.eval()
+
+    def _load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        import torch
+
+        self.net_ = _network(self.n_items_, self.hidden, self.latent, self.layers)
+        self.net_.load_state_dict({k[4:]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith("net.")})  # copied: the arrays may be read-only maps
+        self.net_.eval()
