@@ -160,7 +160,7 @@ class GFCF(_GraphFilter):
 
     ``score(u) = r_u R̃ᵀR̃ + α · r_u D_I^{−1/2} V̄ V̄ᵀ D_I^{1/2}`` (see :mod:`penchant.models.graph_filters`).
     Unset parameters are chosen on validation data from α ∈ {0, 0.1, 0.3, 0.5, 1} and
-    k ∈ {64, 128, 256}; without validation data the paper's α = 0.3, k = 256.
+    k ∈ {32, 64, 128, 256}; without validation data the paper's α = 0.3, k = 256.
 
     Args:
         alpha: α, the weight of the ideal low-pass filter (0: the linear filter alone).
@@ -180,7 +180,7 @@ class GFCF(_GraphFilter):
 
     def _candidates(self) -> list[dict[str, Any]]:
         alphas = [self.alpha] if self.alpha is not None else [0.0, 0.1, 0.3, 0.5, 1.0]
-        ks = [self.factors] if self.factors is not None else [64, 128, 256]
+        ks = [self.factors] if self.factors is not None else [32, 64, 128, 256]
         return [{"alpha": a, "factors": k} for k, a in itertools.product(ks, alphas)]
 
     def _default(self) -> dict[str, Any]:
@@ -223,7 +223,7 @@ class BSPM(_GraphFilter):
     reverse), with the ideal low-pass filter merged in (Choi et al. 2023).
 
     See :mod:`penchant.models.graph_filters` for the equations. Unset parameters are chosen on
-    validation data from T_s ∈ {0.5, 1, 1.5, 2.5}, β ∈ {0, 0.2, 0.4} and k ∈ {64, 256}; without
+    validation data from T_s ∈ {0.5, 1, 1.5, 2.5}, β ∈ {0, 0.2, 0.4} and k ∈ {32, 64, 256}; without
     validation data the reference's Gowalla setting (RK4, T_s = 2.5, β = 0.2, k = 256).
 
     Args:
@@ -267,7 +267,7 @@ class BSPM(_GraphFilter):
     def _candidates(self) -> list[dict[str, Any]]:
         ts = [self.sharpen_time] if self.sharpen_time is not None else [0.5, 1.0, 1.5, 2.5]
         betas = [self.idl_beta] if self.idl_beta is not None else [0.0, 0.2, 0.4]
-        ks = [self.factors] if self.factors is not None else [64, 256]
+        ks = [self.factors] if self.factors is not None else [32, 64, 256]
         return [{"sharpen_time": t, "idl_beta": b, "factors": k} for k, t, b in itertools.product(ks, ts, betas)]
 
     def _default(self) -> dict[str, Any]:
