@@ -55,7 +55,7 @@ def test_bspm_blurs_sharpens_and_merges_as_the_paper(log3x4, solver):
         a = -h * P_HAND
         step = eye + a + a @ a / 2 + a @ a @ a / 6 + a @ a @ a @ a / 24
     blurred = r0 @ P_HAND  # one Euler step of dr/dt = r P̃ − r over T_b = 1
-    common = dict(sharpen_time=h, sharpen_solver=solver, idl_beta=beta, factors=1)
+    common = {"sharpen_time": h, "sharpen_solver": solver, "idl_beta": beta, "factors": 1}
     early = create("bspm", early_merge=True, **common).fit(log3x4)
     np.testing.assert_allclose(early.score(np.array([0]))[0], (blurred + beta * IDEAL_USER0) @ step, atol=1e-5)
     late = create("bspm", early_merge=False, **common).fit(log3x4)

@@ -54,6 +54,9 @@ from penchant.models.search import Choice, Float, Int
 DENSE_FILTER = 0.1
 #: the ideal filter's singular vectors come from a dense eigen-decomposition up to this many items
 DENSE_EIG_ITEMS = 4096
+#: bytes per item × item cell at the peak of a fit when every pair co-occurs: the sparse float64
+#: product (value and index), its dense float64 copy and the float32 filter
+CELL_BYTES = 24
 
 
 def normalised_interactions(x: sp.csr_matrix) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -90,6 +93,12 @@ class _GraphFilter(HistoryScored):
 
     def _default(self) -> dict[str, Any]:
         raise NotImplementedError
+
+    def memory_need(self, train: Dataset, valid: Validator | None) -> tuple[int, str, tuple[str, ...]]:
+        n = train.n_items
+        what = (f"the {n:,} × {n:,} linear item filter R̃ᵀR̃ (as a sparse float64 product, then dense or sparse "
+                "float32) and, for small catalogues, its dense eigen-decomposition")
+        return CELL_BYTES * n * n + (256 << 20), what, ("sansa", "fsslim", "rp3beta", "als")
 
     def _fit(self, train: Dataset, valid: Validator | None) -> None:
         rt, inv_i = normalised_interactions(train.csr)
