@@ -37,13 +37,13 @@ def concat_ids(parts: Sequence[IdArray]) -> pl.Series:
 
 
 def sorted_ids(ids: IdArray) -> np.ndarray:
-    """Unique ids in natural order: numerically when every id is an integer, else as text;
-    object (V,) of str. The unique step runs in polars, so only the V distinct ids become
-    Python strings."""
+    """Unique ids in natural order: numerically when every id is an integer (ids of one number, such
+    as ``7`` and ``007``, in text order), else as text; object (V,) of str. The unique step runs in
+    polars, so only the V distinct ids become Python strings."""
     unique = as_id_series(ids).unique().cast(pl.String)
     numbers = unique.cast(pl.Int64, strict=False)
-    if numbers.null_count() == 0:
-        return unique.gather(numbers.arg_sort()).to_numpy().astype(object)
+    if numbers.null_count() == 0:  # ties broken by the text: the order unique() returns must not leak
+        return pl.DataFrame({"n": numbers, "s": unique}).sort("n", "s")["s"].to_numpy().astype(object)
     return unique.sort().to_numpy().astype(object)
 
 

@@ -113,14 +113,29 @@ def is_atomic(path: Path) -> bool:
     return path.suffix.lower() in ATOMIC_EXTENSIONS
 
 
-def read_atomic(path: str | Path, required: tuple[str, ...] = ()) -> tuple[Table, dict[str, str]]:
+#: polars dtype of each atomic type on the typed path (``*_seq`` columns stay strings, split where read)
+ATOMIC_DTYPES: dict[str, pl.DataType] = {"token": pl.Categorical(), "float": pl.Float64()}
+
+
+def atomic_schema(header: list[str]) -> dict[str, pl.DataType]:
+    """The typed reading of an atomic header's ``name:type`` fields (see :data:`ATOMIC_DTYPES`): token
+    columns as Categorical ids, float columns as Float64; fields that are not ``name:type`` are left to
+    :func:`read_atomic`'s header check."""
+    kinds = {col: col.rpartition(":")[2] for col in header}
+    return {col: ATOMIC_DTYPES[kind] for col, kind in kinds.items() if kind in ATOMIC_DTYPES}
+
+
+def read_atomic(path: str | Path, required: tuple[str, ...] = (), *, typed: bool = False) -> tuple[Table, dict[str, str]]:
     """Read a RecBole atomic file (tab-separated, header of ``name:type``).
 
     Returns the table with plain column names and the type of each column. Float columns are
-    checked to parse; ``token_seq`` columns are kept as space-separated strings.
+    checked to parse; ``token_seq`` columns are kept as space-separated strings. With ``typed``,
+    token columns are read as Categorical and float columns as Float64 (:func:`atomic_schema`: no
+    string per row for a large ``.inter``); any value that does not parse sends the whole file down
+    the string path, whose checks name its line and column (see :func:`read_delimited`).
     """
     path = Path(path)
-    table = read_delimited(path, sep="\t", quoting=False)
+    table = read_delimited(path, sep="\t", quoting=False, typed=atomic_schema if typed else None)
     types: dict[str, str] = {}
     renames = {}
     for col in table.frame.columns:
@@ -134,7 +149,7 @@ def read_atomic(path: str | Path, required: tuple[str, ...] = ()) -> tuple[Table
     for name in required:
         table.require(name)
     for name, kind in types.items():
-        if kind == "float":
+        if kind == "float" and not table.frame[name].dtype.is_numeric():  # read typed: parsed already
             table.floats(name, allow_empty=True)
         elif kind == "float_seq":
             seq = table.frame[name].str.split(" ").explode().str.strip_chars()
@@ -189,7 +204,7 @@ def read_log(
     """
     path = Path(path)
     if is_atomic(path):
-        table, _ = read_atomic(path)
+        table, _ = read_atomic(path, typed=True)
         user_col = user_col or "user_id"
         item_col = item_col or "item_id"
     else:
