@@ -31,7 +31,7 @@ QUICK = {
     "bpr": {"epochs": 3, "factors": 8}, "lightgcn": {"epochs": 3, "factors": 8}, "multvae": {"epochs": 3, "hidden": 16},
     "relmf": {"epochs": 3, "factors": 8}, "ubpr": {"epochs": 3, "factors": 8}, "biasedmf": {"epochs": 3, "factors": 8},
     "fm": {"epochs": 3, "factors": 8}, "gru4rec": {"epochs": 2, "factors": 8}, "sasrec": {"epochs": 2, "factors": 8},
-    "als": {"factors": 8, "iterations": 5},
+    "als": {"factors": 8, "iterations": 5}, "recvae": {"epochs": 3, "hidden": 16, "latent": 8},
     "dpa": {"epochs": 3}, "gpm": {"epochs": 3}, "pal": {"epochs": 3}, "pal-latent": {"epochs": 30}, "pbt": {"epochs": 3},
     "vpl": {"epochs": 3},
 }
