@@ -29,6 +29,8 @@ NON_DEFAULT = {
     "unknown_users": ("reject", "reject"),
     "unknown_items": ("reject", "reject"),
     "exploration_epsilon": ("0.1", 0.1),
+    "thompson_noise": ("0.25", 0.25),
+    "thompson_draws": ("200", 200),
     "log_impressions": ("false", False),
     "ann_min_items": ("0", 0),
     "model": ("bpr", "bpr"),
@@ -39,8 +41,8 @@ NON_DEFAULT = {
 
 #: the [service] keys of the file, in the class's order
 SERVICE_KEYS = ("database_url, rate_limit_per_minute, max_request_bytes, max_model_bytes, max_restore_bytes, max_batch, "
-                "retrain_every_s, answer_cache_entries, unknown_users, unknown_items, exploration_epsilon, log_impressions, "
-                "ann_min_items")
+                "retrain_every_s, answer_cache_entries, unknown_users, unknown_items, exploration_epsilon, thompson_noise, "
+                "thompson_draws, log_impressions, ann_min_items")
 
 #: variables other parts of penchant read; the settings must neither take nor refuse them
 OTHER_VARIABLES = {"PENCHANT_DATA": "/data", "PENCHANT_CACHE": "/cache", "PENCHANT_ADMIN_KEY": "pk_x_y",

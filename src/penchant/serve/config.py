@@ -38,6 +38,8 @@ answer_cache_entries = 10000                 # recent recommendation answers kep
 unknown_users = "create"                     # feedback naming a user not stored: "create" it, or "reject" (422)
 unknown_items = "create"                     # the same for items ("reject": the catalogue is managed with PUT /v1/items)
 exploration_epsilon = 0.0                    # each slot of a served list shows a random eligible item with this chance
+thompson_noise = 1.0                         # ?explore=thompson: σ² of the posterior of a user's vector (als)
+thompson_draws = 1000                        # ?explore=thompson: posterior draws behind each list's propensities
 log_impressions = true                       # record every served list (items, positions, propensities, version)
 ann_min_items = 100000                       # catalogues this large are served through an approximate index (0: never)
 
@@ -115,6 +117,12 @@ class SettingFields(BaseModel):
         "create", description="The same for items (reject: the catalogue is managed with PUT /v1/items).")
     exploration_epsilon: float = Field(0.0, ge=0, le=1, description="Chance that each slot of a served list "
                                                                      "shows a random eligible item instead.")
+    thompson_noise: float = Field(1.0, gt=0, description="?explore=thompson: the noise variance σ² of the posterior "
+                                                         "N(x̂_u, σ²(YᵀC_uY + λI)⁻¹) of a user's vector (als); larger "
+                                                         "explores more.")
+    thompson_draws: int = Field(1000, ge=1, le=100_000, description="?explore=thompson: posterior draws N per user; "
+                                                                    "a list is one of them and its propensities are "
+                                                                    "shares of them.")
     log_impressions: bool = Field(True, description="Record every served list (items, positions, propensities, "
                                                     "version).")
     ann_min_items: int = Field(100_000, ge=0, description="Catalogues this large are served through an "

@@ -32,15 +32,19 @@ from pathlib import Path
 import numpy as np
 
 from penchant.data.events import interactions_from_events, pairs_from_rows
-from penchant.errors import ConflictError, NotFoundError
+from penchant.errors import ConflictError, DataError, NotFoundError
 from penchant.experiment.answers import APPROXIMATE, FOLD_IN, MODEL, AnswerCore, rank_options
 from penchant.models.ann import ItemIndex
+from penchant.models.posterior import UserPosterior, thompson_lists
 from penchant.models.protocols import DotProduct
 from penchant.models.ranking import top_k
 from penchant.serve.config import Settings
 from penchant.serve.failpoints import failpoint
-from penchant.serve.impressions import ImpressionLog, explore
+from penchant.serve.impressions import ImpressionLog, explore, thompson
 from penchant.serve.store import Store
+
+#: at most this many users' Thompson lists are kept (each N × k indices and scores: 80 kB at N = 1,000, k = 10)
+THOMPSON_CACHE_ENTRIES = 1000
 
 
 @dataclass
@@ -164,6 +168,8 @@ class ModelHost:
         self.answers = AnswerCache(settings.answer_cache_entries, counters(user_events))
         self.impressions = ImpressionLog(store, settings.log_impressions)
         self._explore_rng = np.random.default_rng()
+        # a user's Thompson lists (N × k indices and scores), valid as long as their answers are
+        self.thompson_lists = AnswerCache(min(settings.answer_cache_entries, THOMPSON_CACHE_ENTRIES), self.answers.events)
         self._changes = 0  # this process's count of changes when no generation is shared
         self._deployed: Deployed | None = None
         self._preference: DeployedPreference | None = None
@@ -521,11 +527,17 @@ class ModelHost:
         return scores.astype(np.float64), d.source(source)
 
     def recommend(self, user_id: str, k: int, *, category: str | None = None, exclude: list[str] | None = None,
-                  exclude_seen: bool = True, epsilon: float | None = None) -> dict:
+                  exclude_seen: bool = True, epsilon: float | None = None, explore: str | None = None) -> dict:
         """Top ``k`` items for a user: the model's scores for a known user, a fold-in from their
         events for a user the model has not seen (where the model can), else popularity. Each
         served list gets a ``list_id`` and each item its ``propensity``; with ``epsilon`` (default:
-        the ``exploration_epsilon`` setting) above 0, slots explore (:mod:`penchant.serve.impressions`)."""
+        the ``exploration_epsilon`` setting) above 0, slots explore (:mod:`penchant.serve.impressions`);
+        ``explore="thompson"`` serves a Thompson list instead (:meth:`_thompson`)."""
+        if explore == "thompson":
+            if epsilon is not None:
+                raise DataError("explore: thompson takes no epsilon (the rate of explore=epsilon-greedy); "
+                                "leave epsilon out or ask for explore=epsilon-greedy")
+            return self._thompson(user_id, k, category, exclude, exclude_seen)
         eps = self.settings.exploration_epsilon if epsilon is None else float(epsilon)
         d = self.deployed
         if d is not None and eps > 0:
@@ -585,6 +597,41 @@ class ModelHost:
         """bool (n_items,): the deployed items *not* in ``category`` (cached per version)."""
         key = (d.version, category)
         mask = self._category_masks.get(key)
+    def _thompson(self, user_id: str, k: int, category: str | None, exclude: list[str] | None,
+                  exclude_seen: bool) -> dict:
+        """A Thompson list: one of ``thompson_draws`` lists, each ranked by one draw of the user's
+        vector from the deployed model's posterior (ALS: N(x̂_u, σ²(YᵀC_uY + λI)⁻¹), σ² the
+        ``thompson_noise`` setting; :meth:`penchant.models.als.ALS.sample_user_vectors`), chosen
+        uniformly, with the shares of the N lists as propensities (:func:`penchant.serve.impressions.thompson`).
+        The N lists are kept per user and request (:attr:`thompson_lists`) while the user's answers
+        stay valid (same version, no change, no new event of theirs). Scored exactly (never
+        through the approximate index); the request's bans apply to every draw. A user the model
+        neither ranks nor has events for draws from the posterior of an empty history (mean 0)."""
+        d = self.deployed
+        if d is None:
+            raise ConflictError("explore: thompson samples a deployed model's posterior; no model is deployed yet")
+        if not isinstance(d.model, UserPosterior):
+            raise ConflictError(f"explore: thompson samples the posterior of a user's vector, which the deployed "
+                                f"model {d.label} does not have (als has one); use explore=epsilon-greedy")
+        noise, draws = self.settings.thompson_noise, self.settings.thompson_draws
+        key = (user_id, k, category, tuple(exclude or ()), exclude_seen, noise, draws)
+        stamp = self.thompson_lists.stamp(user_id, d.version, self.changes())
+        drawn = self.thompson_lists.get(key, stamp)
+        if drawn is None:
+            events = self.store.user_items(user_id)
+            u = d.core.known(user_id)
+            history = None if u >= 0 else self.history(d, events)
+            mask = d.core.mask(np.array([u]), history, self._banned(d, events, category, exclude, exclude_seen),
+                               exclude_seen)[0]
+            drawn = thompson_lists(d.model, draws, k, self._explore_rng, noise=noise, user=u, banned=mask,
+                                   items=None if history is None else history.indices,
+                                   values=None if history is None else history.data)
+            self.thompson_lists.put(key, stamp, drawn)
+        shown, scores, propensity, slate = thompson(*drawn, self._explore_rng)
+        answer = {"user": user_id, "model": d.label + "+thompson",
+                  "items": [{"id": str(d.item_ids[i]), "score": float(v)} for i, v in zip(shown, scores)]}
+        return self.impressions.served(answer, user_id, d.version, f"thompson:{noise:g}", propensity, slate)
+
         if mask is None:
             cats = self.categories()
             mask = self._category_masks[key] = np.array([category not in cats.get(str(i), ()) for i in d.item_ids])

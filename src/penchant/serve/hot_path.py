@@ -21,6 +21,7 @@ PATH = re.compile(r"^/v1/users/([^/\x00]{1,255})/recommendations$")  # a NUL: th
 ROUTE_PATH = "/v1/users/{user_id}/recommendations"
 BOOLS = {"true": True, "1": True, "false": False, "0": False}
 EPSILON = re.compile(r"^(0|1)?(\.[0-9]{1,6})?$")  # plain decimals in [0, 1]; anything else: the route decides
+EXPLORE = ("epsilon-greedy", "thompson")  # the route's choices; anything else: its 422
 
 
 class _Route:
@@ -64,7 +65,7 @@ class FastRecommendations:
 
 def _params(query: bytes) -> dict | None:
     """The route's query parameters when each is plainly valid (else None: the route decides)."""
-    out: dict = {"k": 10, "category": None, "exclude": None, "exclude_seen": True, "epsilon": None}
+    out: dict = {"k": 10, "category": None, "exclude": None, "exclude_seen": True, "epsilon": None, "explore": None}
     seen: set[str] = set()
     for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
         if "\x00" in value:
@@ -91,6 +92,10 @@ def _params(query: bytes) -> dict | None:
             if not value or not EPSILON.match(value) or float(value) > 1:
                 return None
             out["epsilon"] = float(value)
+        elif name == "explore":
+            if value not in EXPLORE:
+                return None
+            out["explore"] = value
     return out
 
 

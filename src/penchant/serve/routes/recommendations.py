@@ -3,7 +3,7 @@ Every top k goes through :func:`penchant.models.ranking.top_k` inside the model 
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
@@ -20,16 +20,20 @@ async def recommendations(request: Request, user_id: IdPath, k: Annotated[int, Q
                           category: Annotated[Text | None, Query(min_length=1, max_length=255)] = None,
                           exclude: Annotated[list[Text] | None, Query()] = None,
                           exclude_seen: bool = True,
-                          epsilon: Annotated[float | None, Query(ge=0, le=1, allow_inf_nan=False)] = None) -> JSONResponse:
+                          epsilon: Annotated[float | None, Query(ge=0, le=1, allow_inf_nan=False)] = None,
+                          explore: Literal["epsilon-greedy", "thompson"] | None = None) -> JSONResponse:
     """Top k for a user: seen items left out unless ``exclude_seen=false``; ``category``
     filters; a user the model has not seen gets a fold-in from their events (models that can) or
     the popular items; ``model`` says which answered. ``list_id`` names this served list and each
     item's ``propensity`` is its probability of being shown at its slot; ``epsilon`` (default: the
-    service's ``exploration_epsilon``) makes each slot show a random eligible item with that chance."""
+    service's ``exploration_epsilon``) makes each slot show a random eligible item with that chance.
+    ``explore=thompson`` ranks by one draw from the model's posterior of the user's vector instead
+    (als; settings ``thompson_noise``, ``thompson_draws``), its propensities Monte-Carlo shares;
+    ``explore=epsilon-greedy`` (the default) is the ε-greedy list."""
     # the hot path: the host's dict goes out as it is (its shape is Recommendations, tested)
     host = request.app.state.service.host
     return JSONResponse(host.recommend(user_id, k, category=category, exclude=exclude, exclude_seen=exclude_seen,
-                                       epsilon=epsilon))
+                                       epsilon=epsilon, explore=explore))
 
 
 @router.post("/v1/recommendations", tags=["recommendations"], dependencies=[read])
