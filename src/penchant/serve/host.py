@@ -593,10 +593,6 @@ class ModelHost:
                   "items": [{"id": str(d.item_ids[i]), "score": float(scores[i])} for i in shown]}
         return self.impressions.served(answer, user_id, d.version, f"epsilon-greedy:{epsilon:g}", propensity, slate)
 
-    def _outside(self, d: Deployed, category: str) -> np.ndarray:
-        """bool (n_items,): the deployed items *not* in ``category`` (cached per version)."""
-        key = (d.version, category)
-        mask = self._category_masks.get(key)
     def _thompson(self, user_id: str, k: int, category: str | None, exclude: list[str] | None,
                   exclude_seen: bool) -> dict:
         """A Thompson list: one of ``thompson_draws`` lists, each ranked by one draw of the user's
@@ -632,6 +628,10 @@ class ModelHost:
                   "items": [{"id": str(d.item_ids[i]), "score": float(v)} for i, v in zip(shown, scores)]}
         return self.impressions.served(answer, user_id, d.version, f"thompson:{noise:g}", propensity, slate)
 
+    def _outside(self, d: Deployed, category: str) -> np.ndarray:
+        """bool (n_items,): the deployed items *not* in ``category`` (cached per version)."""
+        key = (d.version, category)
+        mask = self._category_masks.get(key)
         if mask is None:
             cats = self.categories()
             mask = self._category_masks[key] = np.array([category not in cats.get(str(i), ()) for i in d.item_ids])

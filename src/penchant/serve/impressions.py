@@ -10,7 +10,6 @@ so the propensities are exact:
 * a greedy item at its slot: 1 − ε; an explored item at its slot: ε / M;
 * the whole list: (1 − ε)^(k − m) · ε^m / (M (M − 1) … (M − m + 1)) with m slots explored.
 
-Rows are buffered and written by one background thread (at least once a second, and whenever a
 Exploration by Thompson sampling (``?explore=thompson``, :func:`thompson`): the list is one of N
 lists ranked by N draws of the user's vector from the model's posterior
 (:func:`penchant.models.posterior.thompson_lists`), chosen uniformly; each item's propensity is the
@@ -19,6 +18,7 @@ share of the N lists with that item at its slot and the list's is the share equa
 list, "one of these N lists, uniformly", and Monte-Carlo estimates of the fresh-draw Thompson
 probabilities p: (1 + B)/N with B ~ Binomial(N − 1, p), variance (N − 1)p(1 − p)/N², never 0.
 
+Rows are buffered and written by one background thread (at least once a second, and whenever a
 thousand are waiting), so a request never waits for the database; :meth:`ImpressionLog.close`
 writes what is left when the service stops.
 """
@@ -32,8 +32,8 @@ import uuid
 
 import numpy as np
 
-from penchant.serve.store import Store
 from penchant.models.posterior import list_propensities
+from penchant.serve.store import Store
 
 FLUSH_ROWS = 1000
 FLUSH_S = 1.0
@@ -59,7 +59,6 @@ def explore(candidates: np.ndarray, greedy: np.ndarray, epsilon: float,
     return shown, propensity, float(slate)
 
 
-class ImpressionLog:
 def thompson(lists: np.ndarray, scores: np.ndarray,
              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """One of N Thompson lists (item indices (N, k), their sampled scores (N, k)), chosen uniformly.
@@ -72,6 +71,7 @@ def thompson(lists: np.ndarray, scores: np.ndarray,
     return lists[j], scores[j], propensity, slate
 
 
+class ImpressionLog:
     """Stamps served lists and writes their rows to the store in the background (see the module)."""
 
     def __init__(self, store: Store, enabled: bool = True) -> None:
