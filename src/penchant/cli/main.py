@@ -82,6 +82,8 @@ simulate_app = typer.Typer(help="Policies in a simulated world where what you sh
 simulate_app.command("run")(simulate_cmds.run)
 simulate_app.command("compare")(simulate_cmds.compare)
 simulate_app.command("slate")(simulate_cmds.slate)
+simulate_app.command("segments")(simulate_cmds.segments)
+simulate_app.command("constrained")(simulate_cmds.constrained)
 app.add_typer(simulate_app, name="simulate")
 llm_app = typer.Typer(help="Language models: the endpoint (PENCHANT_LLM_URL, else the embedded SmolLM2) and what penchant does with it.",
                       no_args_is_help=True)

@@ -122,14 +122,160 @@ def slate(
         out.print(f"regret curves written to {plot}")
 
 
+def segments(
+    worlds: int = typer.Option(20, "--worlds", min=1, help="Random gridworlds (each with its own layout and reward) to average over."),
+    sizes: str = typer.Option("10,30,100,300,1000", "--sizes", help="Numbers of labelled segment pairs, comma-separated: the curve's points."),
+    length: int = typer.Option(3, "--length", min=1, help="Steps per segment."),
+    grid: int = typer.Option(6, "--grid", min=2, help="Side of each square gridworld."),
+    noiseless: bool = typer.Option(False, "--noiseless", help="The synthetic human always prefers the likelier segment (default: draws from the preference model)."),
+    seed: int = Seed,
+    json_out: Path = typer.Option(None, "--json", help="Write every curve (per world too) here."),
+    plot: Path = typer.Option(None, "--plot", help="Write the curves here (PNG)."),
+) -> None:
+    """Rewards learned from preferences between trajectory segments under the partial-return and
+    the regret preference models (Knox et al. 2022), on preferences labelled under each: the true
+    return of the policy optimal for the learned reward, as a share of the optimum over a random
+    policy, as the number of preferences grows."""
+    from penchant.errors import ConfigError
+    from penchant.simulate.segments import PREFERENCE_MODELS, learning_curves
+
+    try:
+        points = tuple(sorted({int(n) for n in sizes.split(",")}))
+    except ValueError:
+        raise ConfigError(f"--sizes: comma-separated whole numbers, not {sizes!r}") from None
+    if not points or points[0] < 1:
+        raise ConfigError(f"--sizes: numbers of preferences of at least 1, not {sizes!r}")
+    with progress() as bar:
+        task = bar.add_task(f"fitting rewards on {worlds} gridworlds", total=worlds)
+        results = learning_curves(worlds=worlds, sizes=points, length=length, grid=grid, noiseless=noiseless,
+                                  seed=seed, progress=lambda done, _: bar.update(task, completed=done))
+    from rich.table import Table
+
+    table = Table(title=f"Share of the optimum reached by the learned reward's policy, {worlds} {grid}×{grid} "
+                        f"gridworlds, segments of {length} (near-optimal: ≥ 0.9 of the way, share of worlds)",
+                  title_justify="left")
+    table.add_column("labelled by")
+    table.add_column("fitted as")
+    for n in points:
+        table.add_column(f"n={n:,}")
+    for generator in PREFERENCE_MODELS:
+        for model in PREFERENCE_MODELS:
+            c = results["curves"][generator][model]
+            table.add_row(generator, model, *(f"{m:.2f} ({s:.0%})" for m, s in zip(c["mean"], c["near_optimal"])))
+    out.print(table)
+    if json_out is not None:
+        write_json(json_out, results)
+    if plot is not None:
+        from penchant.eval.plots import new_figure, save_figure
+
+        plt, fig, ax, path = new_figure(plot)
+        for generator, color in zip(PREFERENCE_MODELS, ("tab:blue", "tab:red")):
+            for model, style in zip(PREFERENCE_MODELS, ("--", "-")):
+                c = results["curves"][generator][model]
+                ax.plot(points, c["mean"], style, color=color, marker="o", label=f"labelled by {generator}, fitted as {model}")
+        ax.set_xscale("log")
+        save_figure(plt, fig, ax, path, "Reward learned from segment preferences", "labelled segment pairs",
+                    "true return of its optimal policy (0 random, 1 optimal)", fontsize=8)
+        out.print(f"curves written to {plot}")
+
+
+def constrained(
+    world: str = World, param: list[str] = Params, model: str = Model, seed: int = Seed,
+    seeds: int = typer.Option(3, "--seeds", min=1, help="Runs (each: a fixed-weight run, its proxy points, a constrained run)."),
+    weights: str = typer.Option("click=1,novelty=0,list_novelty=4", "--weights", help="The proxy's fixed weight of each component: click, novelty, list_novelty."),
+    iterations: int = typer.Option(20, "--iterations", min=1, help="Evolution-strategy rounds per run."),
+    steps: int = typer.Option(40, "--steps", min=1, help="Steps of each simulated episode."),
+    users: int = typer.Option(200, "--users", min=2, help="Held-out (test) simulated users."),
+    train_users: int = typer.Option(50, "--train-users", min=2, help="Simulated users per training episode (and 2× that for validation)."),
+    json_out: Path = typer.Option(None, "--json", help="Write every run's per-round record and the test results here."),
+    plot: Path = typer.Option(None, "--plot", help="Write the over-optimisation curves here (PNG)."),
+) -> None:
+    """A re-ranking policy trained on a fixed-weight sum of observable proxy rewards (clicks, the
+    novelty of clicks and of the lists served), its over-optimisation of the hidden satisfaction,
+    and the constrained policy that keeps each proxy under its proxy point with Lagrange
+    multipliers as dynamic weights (Moskovitz et al. 2024)."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from penchant.errors import ConfigError
+    from penchant.experiment.run import parse_params
+    from penchant.simulate.constrained import COMPONENTS, experiment
+    from penchant.simulate.experiment import world_params
+
+    try:
+        given = {k: float(v) for k, v in parse_params(weights.split(",")).items()}
+        params = world_params({k: str(v) for k, v in parse_params(param).items()})
+    except ValueError as e:
+        raise ConfigError(f"--weights/--param: {e}") from None
+    unknown = set(given) - set(COMPONENTS)
+    if unknown:
+        raise ConfigError(f"--weights: unknown component {min(unknown)!r}; known: {', '.join(COMPONENTS)}")
+    w = tuple(given.get(c, 0.0) for c in COMPONENTS)
+    with progress() as bar:
+        task = bar.add_task(f"reading {world}", total=None)
+        worlds = _read_worlds(bar, task, world, model, params, seed, users, train_users)
+        worlds = replace(worlds, sizes=worlds.sizes | {"valid": 2 * train_users})
+        bar.update(task, description="training", total=seeds * 2 * (iterations + 1), completed=0)
+        results = experiment(worlds, worlds.scores, weights=w, seeds=seeds, iterations=iterations, steps=steps,
+                             progress=lambda label, done, _: bar.update(task, description=label, completed=done))
+    results["settings"] |= {"world": world, "world_params": params.__dict__, "model": model, "seed": seed,
+                            "users": users, "train_users": train_users}
+    from rich.table import Table
+
+    def stat(values: list[float]) -> str:
+        v = np.asarray(values)
+        half = 1.96 * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0
+        return f"{v.mean():.3f} ± {half:.3f}"
+
+    rounds = Table(title=f"Validation users, mean over {seeds} runs: the proxy ({weights}) and the hidden satisfaction by round",
+                   title_justify="left")
+    for col in ("round", "fixed: proxy", "fixed: satisfaction", "constrained: proxy", "constrained: satisfaction",
+                "multipliers"):
+        rounds.add_column(col)
+    curve = {k: {f: np.mean([[h[f] for h in r[k]] for r in results["runs"]], axis=0) for f in ("proxy", "satisfaction")}
+             for k in ("fixed", "constrained")}
+    mult = np.mean([[h["multipliers"] for h in r["constrained"]] for r in results["runs"]], axis=0)
+    for i in range(0, iterations + 1, max(1, iterations // 10)):
+        rounds.add_row(str(i), f"{curve['fixed']['proxy'][i]:.3f}", f"{curve['fixed']['satisfaction'][i]:.3f}",
+                       f"{curve['constrained']['proxy'][i]:.3f}", f"{curve['constrained']['satisfaction'][i]:.3f}",
+                       " ".join(f"{m:.2f}" for m in mult[i]))
+    out.print(rounds)
+    test = Table(title=f"Held-out users ({users}), {steps} steps: mean ± 95% half-interval over {seeds} runs",
+                 title_justify="left")
+    for col in ("policy", "satisfaction (hidden)", "clicks / user", *COMPONENTS):
+        test.add_column(col)
+    for label, r in results["test"].items():
+        comps = np.asarray(r["components"])
+        test.add_row(label, stat(r["satisfaction"]), stat(r["clicks"]), *(stat(comps[:, i]) for i in range(len(COMPONENTS))))
+    out.print(test)
+    out.print("proxy points (" + ", ".join(COMPONENTS) + "): "
+              + "; ".join(" ".join(f"{t:.3f}" for t in r["thresholds"]) + f" (round {r['peak']})" for r in results["runs"]))
+    if json_out is not None:
+        write_json(json_out, results)
+    if plot is not None:
+        from penchant.eval.plots import new_figure, save_figure
+
+        plt, fig, ax, path = new_figure(plot)
+        x = np.arange(iterations + 1)
+        right = ax.twinx()
+        for k, color in (("fixed", "tab:red"), ("constrained", "tab:blue")):
+            ax.plot(x, curve[k]["satisfaction"], "-", color=color, marker="o", label=f"{k}: hidden satisfaction")
+            right.plot(x, curve[k]["proxy"], "--", color=color, label=f"{k}: proxy (right axis)")
+        right.set_ylabel("proxy reward per user and step")
+        handles = [*ax.get_legend_handles_labels()[0], *right.get_legend_handles_labels()[0]]
+        save_figure(plt, fig, ax, path, "Over-optimisation of a fixed-weight proxy, and the constrained policy",
+                    "training round", "mean hidden satisfaction (validation users)", handles=handles, fontsize=8)
+        out.print(f"curves written to {plot}")
+
+
 def _simulate(names: list[str], world: str, param: list[str], users: int, steps: int, seed: int, floor: str | None,
               model: str, iterations: int, train_users: int, ac_iterations: int = 30, kl_weight: float = 0.3, dt_steps: int = 600) -> dict:
     import numpy as np
 
-    from penchant.cli.specs import model_spec, read_named
+    from penchant.cli.specs import model_spec
     from penchant.errors import ConfigError
     from penchant.experiment.run import parse_params
-    from penchant.experiment.tasks import task_for
     from penchant.simulate.experiment import BEST, fit_policies, run_policies, summary, world_params
     from penchant.simulate.policies import missing_params, policy_params
 
@@ -149,11 +295,7 @@ def _simulate(names: list[str], world: str, param: list[str], users: int, steps:
         raise ConfigError(str(e)) from None
     with progress() as bar:
         task = bar.add_task(f"reading {world}", total=None)
-        data = read_named(world)
-        name, model_params = model_spec(model, [], "ranking")
-        bar.update(task, description=f"fitting {name} for the world's tastes")
-        worlds = task_for(BEST, ("long-term",)).read(data, model=name, model_params=model_params, params=params,
-                                                     seed=seed, users=users, train_users=train_users)
+        worlds = _read_worlds(bar, task, world, model, params, seed, users, train_users)
         policies = fit_policies(worlds, specs, progress=lambda label, message: bar.update(
             task, description=f"{label}: {message}"))
         bar.update(task, description=f"running {len(policies)} policies on {users:,} test users × {steps} steps")
@@ -164,6 +306,19 @@ def _simulate(names: list[str], world: str, param: list[str], users: int, steps:
               for p in dict.fromkeys(names)}
     return {"world": world, "world_params": params.__dict__, "model": model, "steps": steps, "seed": seed,
             "policies": report, "curves": curves}
+
+
+def _read_worlds(bar, task: int, world: str, model: str, params, seed: int, users: int, train_users: int):
+    """The long-term worlds over ``world``'s tastes, ``model`` fitted for them, with ``bar``'s ``task`` saying which."""
+    from penchant.cli.specs import model_spec, read_named
+    from penchant.experiment.tasks import task_for
+    from penchant.simulate.experiment import BEST
+
+    data = read_named(world)
+    name, model_params = model_spec(model, [], "ranking")
+    bar.update(task, description=f"fitting {name} for the world's tastes")
+    return task_for(BEST, ("long-term",)).read(data, model=name, model_params=model_params, params=params,
+                                               seed=seed, users=users, train_users=train_users)
 
 
 def _floor(text: str) -> tuple[str, float]:
