@@ -489,7 +489,7 @@ def ctr_from_log(log: Dataset, user_file: str | Path | FeatureTable | None = Non
                  item_file: str | Path | FeatureTable | None = None, *, label: str = "rating>=4",
                  max_history: int = 50, time_fields: bool = True, user_col: str = "user_id",
                  item_col: str = "item_id", numeric: Sequence[str] = (), multi: Sequence[str] = (),
-                 name: str | None = None) -> CTRData:
+                 row_dense: Mapping[str, np.ndarray] | None = None, name: str | None = None) -> CTRData:
     """A rated log as a CTR task the RecBole way: every rated row an impression, label by ``label``
     (``rating>=4``), fields ``user``, ``item``, the user file's (ML-100K: ``age_band``, ``gender``,
     ``occupation``, ``zip_prefix``), the item file's (``genres``, multi-valued, ``year_band``) and,
@@ -497,7 +497,9 @@ def ctr_from_log(log: Dataset, user_file: str | Path | FeatureTable | None = Non
     files, the log's own categorical side information is read (knowledge-graph attributes left
     out). Numeric columns of the files become standardised ``dense`` features. ``history`` holds
     each row's ``max_history`` latest earlier positives of its user (None without timestamps);
-    ``group`` is the user. Users or items a file lacks get OOV fields (counted in ``steps``)."""
+    ``group`` is the user. Users or items a file lacks get OOV fields (counted in ``steps``).
+    ``row_dense``: numeric features of each row itself (float64 (n,) per name, e.g. a first stage's
+    score of the pair), standardised over the rows, after the files' numeric features."""
     y = _label(log, label)
     users_t = _as_table(user_file, user_col, numeric, multi)
     items_t = _as_table(item_file, item_col, numeric, multi)
@@ -514,7 +516,7 @@ def ctr_from_log(log: Dataset, user_file: str | Path | FeatureTable | None = Non
     return assemble(y, log.users.astype(np.int64), log.items.astype(np.int64), log.user_ids, log.item_ids,
                     user_fields={k: (v, k in umulti) for k, v in ucat.items()},
                     item_fields={k: (v, k in imulti) for k, v in icat.items()},
-                    context=context, user_dense=unum, item_dense=inum, timestamps=log.timestamps,
+                    context=context, user_dense=unum, item_dense=inum, row_dense=row_dense, timestamps=log.timestamps,
                     max_history=max_history, name=name or log.name, steps=tuple(log.steps) + tuple(usteps + isteps))
 
 
@@ -560,13 +562,19 @@ def ctr_parts(logs: Sequence[Dataset], user_file: str | Path | FeatureTable | No
 def assemble(label: np.ndarray, user: np.ndarray, item: np.ndarray, user_ids: np.ndarray, item_ids: np.ndarray, *,
              user_fields: Mapping[str, tuple[list[list[str]], bool]], item_fields: Mapping[str, tuple[list[list[str]], bool]],
              context: Mapping[str, tuple[Sequence[str], np.ndarray]], user_dense: Mapping[str, np.ndarray] | None = None,
-             item_dense: Mapping[str, np.ndarray] | None = None, timestamps: np.ndarray | None = None,
-             max_history: int = 50, name: str = "ctr", steps: tuple[Step, ...] = ()) -> CTRData:
+             item_dense: Mapping[str, np.ndarray] | None = None, row_dense: Mapping[str, np.ndarray] | None = None,
+             timestamps: np.ndarray | None = None, max_history: int = 50, name: str = "ctr",
+             steps: tuple[Step, ...] = ()) -> CTRData:
     """Rows from per-entity features: ``user_fields[f] = (values per user, multi-valued?)`` (aligned
     with ``user_ids``), likewise for items; ``context[f] = (known values, int (n,) value index per
     row)``; numeric features per entity (float64, NaN unknown), standardised over the entities
-    that have them. Field order: user, item, user fields, item fields, context fields."""
-    user_dense, item_dense = dict(user_dense or {}), dict(item_dense or {})
+    that have them; ``row_dense[f]``: float64 (n,) a numeric feature of each row, standardised over
+    the rows. Field order: user, item, user fields, item fields, context fields; numeric order:
+    user, item, row."""
+    user_dense, item_dense, row_dense = dict(user_dense or {}), dict(item_dense or {}), dict(row_dense or {})
+    for fname, col in row_dense.items():
+        if len(col) != len(label):
+            raise ValueError(f"row feature {fname!r} has {len(col)} values for {len(label)} rows")
     names, values, slots, sources, entity_rows = ["user", "item"], [np.asarray(user_ids).astype(str),
                                                                      np.asarray(item_ids).astype(str)], [1, 1], ["user", "item"], []
     for source, table in (("user", user_fields), ("item", item_fields)):
@@ -582,9 +590,9 @@ def assemble(label: np.ndarray, user: np.ndarray, item: np.ndarray, user_ids: np
         values.append(np.asarray(known, dtype=str))
         slots.append(1)
         sources.append("context")
-    dense_names = tuple(user_dense) + tuple(item_dense)
+    dense_names = tuple(user_dense) + tuple(item_dense) + tuple(row_dense)
     stats = [(np.nanmean(c), np.nanstd(c)) if np.isfinite(c).any() else (0.0, 1.0)
-             for c in list(user_dense.values()) + list(item_dense.values())]
+             for c in list(user_dense.values()) + list(item_dense.values()) + list(row_dense.values())]
     mean = np.array([s[0] for s in stats], dtype=np.float64)
     std = np.array([s[1] if s[1] > 0 else 1.0 for s in stats], dtype=np.float64)
     vocab = FeatureVocabulary(tuple(names), tuple(values), tuple(slots), tuple(sources), dense_names, mean, std)
@@ -605,6 +613,7 @@ def assemble(label: np.ndarray, user: np.ndarray, item: np.ndarray, user_ids: np
     codes = np.concatenate(parts, axis=1).astype(np.int64)
     dense_cols = [vocab.standardise(c, d)[user] for d, c in enumerate(user_dense.values())]
     dense_cols += [vocab.standardise(c, len(user_dense) + d)[item] for d, c in enumerate(item_dense.values())]
+    dense_cols += [vocab.standardise(c, len(user_dense) + len(item_dense) + d) for d, c in enumerate(row_dense.values())]
     dense = (np.stack(dense_cols, axis=1) if dense_cols else np.zeros((len(label), 0))).astype(np.float32)
     history = None if timestamps is None else user_history(user, item, label, timestamps, n_items, max_history)
     return CTRData(np.asarray(label, dtype=np.float32), user, item, codes, vocab.slot_field, vocab.fields,

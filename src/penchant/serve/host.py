@@ -304,6 +304,10 @@ class ModelHost:
             options = np.asarray(model.option_ids_, dtype=object)
             return DeployedPreference(v["id"], v["model"], model, users, options, {o: k for k, o in enumerate(options)})
         core = AnswerCore(model, self._index(Path(v["path"]), model))
+        from penchant.models.two_stage import TwoStage
+
+        if isinstance(model, TwoStage):  # its served lists record which ranker ordered them
+            self.impressions.rankers[v["id"]] = model.ranker_identity()
         return Deployed(v["id"], v["model"], model, core.users, core)
 
     def _index(self, folder: Path, model) -> ItemIndex | None:

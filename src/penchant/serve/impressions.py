@@ -1,6 +1,7 @@
 """What the service shows, recorded: every served list gets an id, each of its items a propensity,
 and (with ``log_impressions``) a row in the store's ``served_lists`` table (items in order, their
-propensities, the list's probability, version, policy, time).
+propensities, the list's probability, version, policy, time, and for a two-stage version the
+ranker's identity, ``ranker``: its name and artefact digest, :meth:`~penchant.models.two_stage.TwoStage.ranker_identity`).
 
 Exploration (ε-greedy over the eligible items): each slot of the greedy list independently shows,
 with probability ε, a random item among the M eligible items outside the greedy list, drawn without
@@ -80,6 +81,8 @@ class ImpressionLog:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
+        #: version -> its ranker's identity (two-stage versions only; filled as the host loads them)
+        self.rankers: dict[int, str] = {}
         self._thread: threading.Thread | None = None
 
     def served(self, answer: dict, user_id: str, version: int | None, policy: str,
@@ -91,7 +94,8 @@ class ImpressionLog:
         if self.enabled and items:
             row = {"list_id": list_id, "user_id": user_id, "items": [item["id"] for item in items],
                    "propensities": [item["propensity"] for item in items], "slate_propensity": slate_propensity,
-                   "version": version, "policy": policy, "timestamp": time.time()}
+                   "version": version, "ranker": self.rankers.get(version) if version is not None else None,
+                   "policy": policy, "timestamp": time.time()}
             with self._lock:
                 self._rows.append(row)
                 waiting = len(self._rows)

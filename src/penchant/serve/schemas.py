@@ -142,6 +142,8 @@ class ServedIn(Strict):
     propensities: list[Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]] = Field(min_length=1, max_length=1000)
     slate_propensity: float = Field(gt=0, le=1, allow_inf_nan=False)
     version: int | None = None
+    #: a two-stage version's ranker, ``name:artefact digest`` (TwoStage.ranker_identity)
+    ranker: Annotated[str, Field(max_length=255)] | None = None
     policy: Annotated[str, Field(min_length=1, max_length=64)]
     timestamp: Timestamp
 

@@ -83,6 +83,8 @@ served_lists = sa.Table("served_lists", metadata,
                          sa.Column("propensities", sa.JSON, nullable=False),   # P(item at its slot), per slot
                          sa.Column("slate_propensity", sa.Float, nullable=False),
                          sa.Column("version", sa.Integer, nullable=True),
+                         # a two-stage version's ranker, "name:artefact digest" (TwoStage.ranker_identity)
+                         sa.Column("ranker", sa.String(255), nullable=True),
                          sa.Column("policy", sa.String(64), nullable=False),
                          sa.Column("timestamp", sa.Float, nullable=False))
 conversations = sa.Table("conversations", metadata,

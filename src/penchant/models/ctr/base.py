@@ -98,6 +98,23 @@ class CTRModel:
             return np.zeros(0)
         return np.asarray(self._predict_logits(data), dtype=np.float64)
 
+    def logits(self, codes: np.ndarray, dense: np.ndarray, history: np.ndarray | None = None) -> np.ndarray:
+        """The serving path: logits float64 (m,) of rows already encoded with ``vocabulary_`` —
+        ``codes`` int64 (m, S), ``dense`` float32 (m, D) standardised, ``history`` int64 (m, L) item
+        indices padded with ``n_items_`` (None where the model reads none). The caller vouches for
+        the layout (no check, no data object beyond what the model's forward needs)."""
+        self._check_fitted()
+        vocab = self.vocabulary_
+        assert vocab is not None
+        m = len(codes)
+        if m == 0:
+            return np.zeros(0)
+        zeros = np.zeros(m, np.int64)
+        data = CTRData(np.zeros(m, np.float32), zeros, zeros, codes, vocab.slot_field, vocab.fields, vocab.n_features,
+                       dense, vocab.dense_names, history, zeros, vocab, np.zeros(0, str),
+                       np.arange(self.n_items_).astype(str), name="request")
+        return np.asarray(self._predict_logits(data), dtype=np.float64)
+
     def _check_layout(self, data: CTRData, vocab: FeatureVocabulary) -> None:
         if data.n_features != vocab.n_features or data.fields != vocab.fields or \
                 data.dense_names != vocab.dense_names or not np.array_equal(data.slot_field, vocab.slot_field):
@@ -275,6 +292,30 @@ class TorchCTRModel(CTRModel):
                 out[rows] = net(*self._tensors(data, rows, device)).double().cpu().numpy()
         net.train(was_training)
         return out
+
+    def logits(self, codes: np.ndarray, dense: np.ndarray, history: np.ndarray | None = None) -> np.ndarray:
+        """As :meth:`CTRModel.logits`: one forward pass under ``torch.inference_mode`` over the
+        arrays as given (no per-batch copies, no data object): the per-request path of a service."""
+        import torch
+
+        from penchant.models.training import net_device
+
+        self._check_fitted()
+        assert self.vocabulary_ is not None
+        if len(codes) == 0:
+            return np.zeros(0)
+        net = self.net_
+        device = net_device(net)
+        if history is None or not self.history_length_:
+            hist = torch.zeros((len(codes), 0), dtype=torch.int64, device=device)
+        else:
+            hist = torch.from_numpy(self.vocabulary_.item_features(history, self.n_items_)).to(device)
+        if net.training:  # pragma: no cover - fit and load leave it in eval mode
+            net.eval()
+        with torch.inference_mode():
+            out = net(torch.from_numpy(np.ascontiguousarray(codes, dtype=np.int64)).to(device),
+                      torch.from_numpy(np.ascontiguousarray(dense, dtype=np.float32)).to(device), hist)
+        return out.double().cpu().numpy()
 
     def _state(self) -> dict[str, np.ndarray]:
         return {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
