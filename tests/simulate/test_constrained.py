@@ -59,9 +59,18 @@ def test_constrained_cli_writes_runs_and_refuses_unknown_components(tmp_path, sh
     assert code == 0, err
     got = json.loads(out.read_text())
     (run,) = got["runs"]
-    assert len(run["fixed"]) == len(run["constrained"]) == 3 and len(run["thresholds"]) == len(COMPONENTS)
-    assert set(got["test"]) == {"recommender alone", "fixed weights", "fixed weights at its peak", "constrained"}
+    assert len(run["fixed"]) == len(run["constrained"]) == len(run["targets"]) == 3 and len(run["thresholds"]) == len(COMPONENTS)
+    assert set(got["test"]) == {"recommender alone", "fixed weights", "fixed weights at its peak", "constrained", "targets"}
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "proxy points" in text
     code, _, err = cli("simulate", "constrained", "--weights", "likes=1")
     assert code != 0 and "likes" in err
+
+
+def test_targets_push_a_component_under_its_point_up(small):
+    start = rollout(small("valid", 7), small.scores, np.zeros(4), steps=8, seed=7).components
+    tau = start * np.array([1.0, 1.0, 2.0])  # list novelty's point at twice where the policy starts
+    _, history = train(small, small.scores, np.zeros(3), thresholds=tau, targets=True, iterations=3, pairs=1, steps=8)
+    lam = np.array([h["multipliers"] for h in history])
+    assert np.all(np.diff(lam[:, 2]) > 0)  # under its point every round: its weight only rises
+    assert history[-1]["components"][2] > start[2]

@@ -183,7 +183,7 @@ def constrained(
     world: str = World, param: list[str] = Params, model: str = Model, seed: int = Seed,
     seeds: int = typer.Option(3, "--seeds", min=1, help="Runs (each: a fixed-weight run, its proxy points, a constrained run)."),
     weights: str = typer.Option("click=1,novelty=0,list_novelty=4", "--weights", help="The proxy's fixed weight of each component: click, novelty, list_novelty."),
-    iterations: int = typer.Option(20, "--iterations", min=1, help="Evolution-strategy rounds per run."),
+    iterations: int = typer.Option(25, "--iterations", min=1, help="Evolution-strategy rounds per run."),
     steps: int = typer.Option(40, "--steps", min=1, help="Steps of each simulated episode."),
     users: int = typer.Option(200, "--users", min=2, help="Held-out (test) simulated users."),
     train_users: int = typer.Option(50, "--train-users", min=2, help="Simulated users per training episode (and 2× that for validation)."),
@@ -193,7 +193,8 @@ def constrained(
     """A re-ranking policy trained on a fixed-weight sum of observable proxy rewards (clicks, the
     novelty of clicks and of the lists served), its over-optimisation of the hidden satisfaction,
     and the constrained policy that keeps each proxy under its proxy point with Lagrange
-    multipliers as dynamic weights (Moskovitz et al. 2024)."""
+    multipliers as dynamic weights, and the equality-constrained variant that holds each at its
+    point (targets) (Moskovitz et al. 2024)."""
     from dataclasses import replace
 
     import numpy as np
@@ -216,7 +217,7 @@ def constrained(
         task = bar.add_task(f"reading {world}", total=None)
         worlds = _read_worlds(bar, task, world, model, params, seed, users, train_users)
         worlds = replace(worlds, sizes=worlds.sizes | {"valid": 2 * train_users})
-        bar.update(task, description="training", total=seeds * 2 * (iterations + 1), completed=0)
+        bar.update(task, description="training", total=seeds * 3 * (iterations + 1), completed=0)
         results = experiment(worlds, worlds.scores, weights=w, seeds=seeds, iterations=iterations, steps=steps,
                              progress=lambda label, done, _: bar.update(task, description=label, completed=done))
     results["settings"] |= {"world": world, "world_params": params.__dict__, "model": model, "seed": seed,
@@ -230,15 +231,14 @@ def constrained(
 
     rounds = Table(title=f"Validation users, mean over {seeds} runs: the proxy ({weights}) and the hidden satisfaction by round",
                    title_justify="left")
-    for col in ("round", "fixed: proxy", "fixed: satisfaction", "constrained: proxy", "constrained: satisfaction",
-                "multipliers"):
+    runs = ("fixed", "constrained", "targets")
+    for col in ("round", *(f"{k}: {f}" for k in runs for f in ("proxy", "satisfaction")), "constrained: multipliers"):
         rounds.add_column(col)
     curve = {k: {f: np.mean([[h[f] for h in r[k]] for r in results["runs"]], axis=0) for f in ("proxy", "satisfaction")}
-             for k in ("fixed", "constrained")}
+             for k in runs}
     mult = np.mean([[h["multipliers"] for h in r["constrained"]] for r in results["runs"]], axis=0)
     for i in range(0, iterations + 1, max(1, iterations // 10)):
-        rounds.add_row(str(i), f"{curve['fixed']['proxy'][i]:.3f}", f"{curve['fixed']['satisfaction'][i]:.3f}",
-                       f"{curve['constrained']['proxy'][i]:.3f}", f"{curve['constrained']['satisfaction'][i]:.3f}",
+        rounds.add_row(str(i), *(f"{curve[k][f][i]:.3f}" for k in runs for f in ("proxy", "satisfaction")),
                        " ".join(f"{m:.2f}" for m in mult[i]))
     out.print(rounds)
     test = Table(title=f"Held-out users ({users}), {steps} steps: mean ± 95% half-interval over {seeds} runs",
@@ -259,7 +259,7 @@ def constrained(
         plt, fig, ax, path = new_figure(plot)
         x = np.arange(iterations + 1)
         right = ax.twinx()
-        for k, color in (("fixed", "tab:red"), ("constrained", "tab:blue")):
+        for k, color in zip(runs, ("tab:red", "tab:blue", "tab:green")):
             ax.plot(x, curve[k]["satisfaction"], "-", color=color, marker="o", label=f"{k}: hidden satisfaction")
             right.plot(x, curve[k]["proxy"], "--", color=color, label=f"{k}: proxy (right axis)")
         right.set_ylabel("proxy reward per user and step")

@@ -24,10 +24,18 @@ perturbations, so any weighting of them can be followed.
   maximise Σ_i w_i v_i subject to v_i ≤ τ_i, as max_θ min_{μ ≥ 0} Σ_i (w_i − μ_i) v_i + μ_i τ_i:
   the multipliers are dynamic weights, raised by gradient ascent while a constraint is violated
   (μ_i ← max(0, μ_i + η (v_i − τ_i) / |τ_i|)) and lowered while it is slack.
+* **targets** (the paper's equality-constrained form as its reference code runs it: bounded
+  multipliers, each component held at its proxy point while the policy otherwise stays close to
+  the reference policy): the step follows (C − Σ_i s_i) ĝ_ref + Σ_i s_i ĝ_i with s_i = tanh(λ_i)
+  ∈ (−1, 1), ĝ_i each component's gradient and ĝ_ref the gradient of −½|θ|² (towards the
+  recommender alone, standing in for the KL to the pre-trained policy), each normalised to unit
+  length (the code normalises each advantage); λ_i ← λ_i − η (v_i − τ_i) / |τ_i|, so a component
+  under its point is pushed up and one over it pushed down.
 
 Simplified from the paper: the policy is a 4-weight re-ranker searched by an evolution strategy,
-not a language model fine-tuned by PPO with a KL penalty; the paper's ξ- and equality-constrained
-variants and its Nelder–Mead search for the proxy points during one run are not implemented.
+not a language model fine-tuned by PPO with a KL penalty (the reference policy's pull is the
+distance of θ from 0); the paper's Nelder–Mead search for the proxy points during one run is not
+implemented.
 """
 
 from __future__ import annotations
@@ -103,11 +111,12 @@ def multiplier_step(mu: np.ndarray, values: np.ndarray, thresholds: np.ndarray, 
 
 
 def train(make_world: Callable[[str, int], LongTermWorld], scores: np.ndarray, weights: np.ndarray, *,
-          thresholds: np.ndarray | None = None, iterations: int = 20, pairs: int = 4, sigma: float = 0.5,
+          thresholds: np.ndarray | None = None, targets: bool = False, iterations: int = 20, pairs: int = 4, sigma: float = 0.5,
           step: float = 0.6, multiplier_rate: float = 10.0, steps: int = 50, seed: int = 0,
           progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, list[dict]]:
     """θ (len(POLICY_FEATURES),) ascending Σ_i w_i v_i, or with ``thresholds`` (C,) the Lagrangian
-    of v_i ≤ τ_i (see the module), by an evolution strategy from θ = 0 (the recommender alone).
+    of v_i ≤ τ_i, or with ``targets`` too the equality-constrained form (v_i = τ_i, ``weights`` not
+    read; see the module), by an evolution strategy from θ = 0 (the recommender alone).
 
     Args:
         make_world: ``(split, seed) -> world`` for ``"train"`` and ``"valid"`` (disjoint users).
@@ -116,7 +125,7 @@ def train(make_world: Callable[[str, int], LongTermWorld], scores: np.ndarray, w
         pairs: antithetic perturbation pairs per round; ``sigma`` their scale; ``step`` the length
             of each round's step in θ (along the normalised gradient estimate).
         multiplier_rate: η of :func:`multiplier_step` (the multipliers move on the training
-            perturbations' mean component values).
+            perturbations' mean component values); with ``targets`` η / 5 for λ.
     Returns:
         the last θ and one record per round: the validation components, proxy (Σ w_i v_i),
         satisfaction and clicks of that round's θ, the multipliers and θ.
@@ -141,9 +150,19 @@ def train(make_world: Callable[[str, int], LongTermWorld], scores: np.ndarray, w
         minus = np.array([rollout(make_world("train", world_seed), scores, theta - sigma * e, steps, world_seed).components
                           for e in eps])
         grads = (plus - minus).T @ eps / (2 * sigma * pairs)  # (C, p): each component's gradient in θ
-        if thresholds is not None:
-            mu = multiplier_step(mu, (plus + minus).mean(axis=0) / 2, np.asarray(thresholds), multiplier_rate)
-        direction = (weights - mu) @ grads
+        values = (plus + minus).mean(axis=0) / 2
+        if targets:
+            assert thresholds is not None, "targets need thresholds"
+            mu = mu - multiplier_rate / 5 * (values - thresholds) / np.maximum(np.abs(thresholds), 1e-9)
+            unit = grads / np.maximum(np.linalg.norm(grads, axis=1, keepdims=True), 1e-12)
+            pull = -theta / max(float(np.linalg.norm(theta)), 1e-12)
+            s = np.tanh(mu)
+            direction = (len(s) - s.sum()) * pull + s @ unit
+        elif thresholds is not None:
+            mu = multiplier_step(mu, values, np.asarray(thresholds), multiplier_rate)
+            direction = (weights - mu) @ grads
+        else:
+            direction = (weights - mu) @ grads
         theta = theta + step * direction / max(float(np.linalg.norm(direction)), 1e-12)
     return theta, history
 
@@ -155,19 +174,19 @@ def proxy_points(history: list[dict]) -> tuple[np.ndarray, int]:
 
 
 def experiment(make_world: Callable[[str, int], LongTermWorld], scores: np.ndarray, *,
-               weights: tuple[float, ...] = (1.0, 0.0, 4.0), seeds: int = 3, iterations: int = 20, steps: int = 50,
+               weights: tuple[float, ...] = (1.0, 0.0, 4.0), seeds: int = 3, iterations: int = 25, steps: int = 40,
                pairs: int = 4, progress: Callable[[str, int, int], None] | None = None) -> dict:
-    """For each seed: the fixed-weight run, its proxy points, the constrained run with them, and
+    """For each seed: the fixed-weight run, its proxy points, the constrained and targets runs with them, and
     each final θ on the test users (with the recommender alone, θ = 0, and the fixed-weight run's
     θ at its satisfaction peak, for reference). ``progress(label, done, total)`` after each round.
 
-    Returns ``{"runs": [per seed: {"fixed": history, "constrained": history, "thresholds", "peak"}],
+    Returns ``{"runs": [per seed: {"fixed", "constrained", "targets": history, "thresholds", "peak"}],
     "test": {policy: {"satisfaction", "clicks", "components": per seed}}, "settings"}``.
     """
     w = np.asarray(weights, dtype=np.float64)
     runs, test = [], {name: {"satisfaction": [], "clicks": [], "components": []}
-                      for name in ("recommender alone", "fixed weights", "fixed weights at its peak", "constrained")}
-    total = seeds * 2 * (iterations + 1)
+                      for name in ("recommender alone", "fixed weights", "fixed weights at its peak", "constrained", "targets")}
+    total = seeds * 3 * (iterations + 1)
     done = 0
 
     def tick(label: str) -> Callable[[int], None]:
@@ -184,10 +203,13 @@ def experiment(make_world: Callable[[str, int], LongTermWorld], scores: np.ndarr
         tau, peak = proxy_points(fixed)
         constrained_theta, constrained = train(make_world, scores, w, thresholds=tau, iterations=iterations,
                                                steps=steps, pairs=pairs, seed=s, progress=tick(f"seed {s}: constrained"))
-        runs.append({"fixed": fixed, "constrained": constrained, "thresholds": tau.tolist(), "peak": peak})
+        targets_theta, targets = train(make_world, scores, w, thresholds=tau, targets=True, iterations=iterations,
+                                       steps=steps, pairs=pairs, seed=s, progress=tick(f"seed {s}: targets"))
+        runs.append({"fixed": fixed, "constrained": constrained, "targets": targets, "thresholds": tau.tolist(),
+                     "peak": peak})
         for name, theta in (("recommender alone", np.zeros(len(POLICY_FEATURES))), ("fixed weights", fixed_theta),
                             ("fixed weights at its peak", np.asarray(fixed[peak]["theta"])),
-                            ("constrained", constrained_theta)):
+                            ("constrained", constrained_theta), ("targets", targets_theta)):
             r = rollout(make_world("test", 20_000 + s), scores, theta, steps, 20_000 + s)
             test[name]["satisfaction"].append(r.satisfaction)
             test[name]["clicks"].append(r.clicks)
