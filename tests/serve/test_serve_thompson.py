@@ -165,6 +165,12 @@ def test_the_explore_parameter_is_checked_and_epsilon_greedy_still_works(service
         for slot, item in enumerate(answer["items"]):
             assert item["propensity"] == pytest.approx(0.5 if item["id"] == greedy[slot] else 0.5 / (N_ITEMS - 8 - K))
 
+    # a user with no events draws from the posterior of an empty history; a filter that leaves nothing, nothing
+    stranger = client.get("/v1/users/stranger/recommendations", params={"k": K, "explore": "thompson"}).json()
+    assert len(stranger["items"]) == K and all(0 < i["propensity"] <= 1 for i in stranger["items"])
+    empty = client.get("/v1/users/u0/recommendations", params={"k": K, "explore": "thompson", "category": "none"})
+    assert empty.status_code == 200 and empty.json()["items"] == []
+
     # a model with no posterior over user vectors is refused, naming the parameter and the reason
     pop = client.post("/v1/models/train", json={"model": "pop", "activate": True}).json()["id"]
     client.app.state.service.host.wait(pop)
