@@ -1,7 +1,8 @@
 """Implicit-feedback ALS (Hu, Koren & Volinsky 2008) through the `implicit` library, with fold-in.
 
-The confidence of an observed pair is ``1 + alpha · r`` (r = 1 for binary feedback); unobserved
-pairs have confidence 1 and preference 0. Fitting is `implicit`'s conjugate-gradient solver;
+The confidence of an observed pair is ``alpha · r`` (r = 1 for binary feedback; `implicit` scales
+the matrix it is given by alpha and reads the entries as confidences); unobserved pairs have
+confidence 1 and preference 0. Fitting is `implicit`'s conjugate-gradient solver;
 :meth:`ALS.partial_fit` solves a user's least-squares problem exactly against the fixed item factors,
 so a new or changed user is served without refitting.
 """
@@ -35,11 +36,11 @@ class ALS(FactorModel):
     Args:
         factors: latent dimensions.
         regularization: L2 weight λ on user and item factors.
-        alpha: confidence scale: an observed pair weighs 1 + alpha.
+        alpha: confidence scale: an observed pair weighs alpha · r (unobserved pairs weigh 1).
         iterations: ALS sweeps.
         seed: seed of the factor initialisation.
         values: use the data's values (ratings, or the service's feedback weights) as r in the
-            confidence 1 + alpha·r; False: every observed pair has r = 1.
+            confidence alpha·r; False: every observed pair has r = 1.
     """
 
     name = "als"
@@ -67,14 +68,16 @@ class ALS(FactorModel):
     def fold_in(self, items: np.ndarray, values: np.ndarray | None = None) -> np.ndarray:
         """A user vector for a history of item indices (with values r_i, default 1), leaving the
         model unchanged (safe to call from many threads): the ALS user step
-        x = (YᵀY + λI + α Σ r_i y_i y_iᵀ)⁻¹ Σ (1 + α r_i) y_i. float32 (factors,); score items by
+        x = (YᵀY + λI + Σ (α r_i − 1) y_i y_iᵀ)⁻¹ Σ α r_i y_i, the system `implicit` solves with
+        confidence c_i = α r_i. float32 (factors,); score items by
         ``item_factors_ @ x``."""
         a, b = self._user_system(items, values)
         return np.linalg.solve(a, b).astype(np.float32)
 
     def _user_system(self, items: np.ndarray, values: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """The ALS user step's normal equations for a history: A = YᵀY + λI + α Σ r_i y_i y_iᵀ
-        (= YᵀC_uY + λI), float64 (factors, factors), and b = Σ (1 + α r_i) y_i (= YᵀC_u p_u), (factors,)."""
+        """The ALS user step's normal equations for a history, with `implicit`'s confidence c_i = α r_i:
+        A = YᵀY + λI + Σ (c_i − 1) y_i y_iᵀ (= YᵀC_uY + λI), float64 (factors, factors), and
+        b = Σ c_i y_i (= YᵀC_u p_u), (factors,)."""
         self._check_fitted()
         y = self.item_factors_.astype(np.float64)
         cached = getattr(self, "_gram", None)
@@ -85,8 +88,9 @@ class ALS(FactorModel):
         uniq, where = np.unique(items, return_inverse=True)
         r = np.bincount(where, r, len(uniq))  # repeated items add up, as in a sparse matrix
         history = y[uniq]
-        a = cached[1] + self.regularization * np.eye(self.factors) + self.alpha * (history.T * r) @ history
-        return a, ((1.0 + self.alpha * r)[:, None] * history).sum(0)
+        c = self.alpha * r
+        a = cached[1] + self.regularization * np.eye(self.factors) + (history.T * (c - 1.0)) @ history
+        return a, (c[:, None] * history).sum(0)
 
     def sample_user_vectors(self, n: int, rng: np.random.Generator, *, noise: float = 1.0, user: int = -1,
                             items: np.ndarray | None = None, values: np.ndarray | None = None) -> np.ndarray:
@@ -100,10 +104,9 @@ class ALS(FactorModel):
         fitted ``user_factors_[user]`` for ``user`` (an index the model was fitted on; their training
         row is the history C_u), else the ALS user step A⁻¹b (:meth:`fold_in`) on the history
         ``items`` (indices) with ``values`` (r_i, read when the model uses values). At an exact ALS
-        fixed point the two coincide; `implicit` fits by a few conjugate-gradient steps with
-        confidence α·r where :meth:`_user_system` reads 1 + α·r, so a fitted user's factor differs
-        from A⁻¹b (by about 1.5× in norm on the service tests' data): the fitted factor is kept as the
-        centre so that σ² → 0 gives the greedy list. ``noise`` is σ², in the units of the
+        fixed point the two coincide; `implicit` fits by a few conjugate-gradient steps, so a fitted
+        user's factor is close to, not equal to, A⁻¹b: the fitted factor is kept as the centre so
+        that σ² → 0 gives the greedy list. ``noise`` is σ², in the units of the
         preferences p (0/1): σ² = 1 is the posterior whose log-density is minus half the ALS loss.
         Draws are x̂ + σ L⁻ᵀz with A = LLᵀ and z standard normal (one Cholesky per call; as rows,
         x̂ᵀ + σ zᵀL⁻¹)."""
