@@ -300,7 +300,10 @@ def _simulate(names: list[str], world: str, param: list[str], users: int, steps:
             task, description=f"{label}: {message}"))
         bar.update(task, description=f"running {len(policies)} policies on {users:,} test users × {steps} steps")
         episodes = run_policies(worlds, policies, steps, seed + 10_000)
-    report = {p: summary(episodes[p], episodes[BEST], floor_spec)
+        # a policy's own report beside the summary (the hierarchical policy's intent agreement)
+        extra = {p: policies[p].report(worlds, steps, seed + 10_000) if hasattr(policies[p], "report") else {}
+                 for p in dict.fromkeys(names)}
+    report = {p: summary(episodes[p], episodes[BEST], floor_spec) | extra[p]
               | ({"training": policies[p].training} if policies[p].training else {}) for p in dict.fromkeys(names)}
     curves = {p: {"cumulative_click": np.cumsum(episodes[p].per_step["click"]), "retained": episodes[p].per_step["retained"]}
               for p in dict.fromkeys(names)}
@@ -347,3 +350,11 @@ def _print(results: dict) -> None:
         table.add_row(name, fmt(r["return"]["click"]), fmt(r["return"]["watch"]), fmt(r["retention"]), fmt(r["novelty"]),
                       fmt(r["creator_survival"]), f"{r['fraction_of_best']['click']:.2f}")
     out.print(table)
+    for name, r in results["policies"].items():
+        if "intent" in r:
+            i = r["intent"]
+            out.print(f"{name}: intent agrees with the hidden session mode on {i['agreement']:.3f} of {i['lists']:,} lists "
+                      f"(chance {i['chance']:.3f}, always the commoner mode {i['majority']:.3f}); ranked for novel in "
+                      f"{i['novel_share_in_novelty_sessions']:.3f} of novelty-seeking sessions' lists, "
+                      f"{i['novel_share_in_other_sessions']:.3f} of the others'; clicks / user with the inferred intent "
+                      + ", ".join(f"{k} {fmt(v)}" for k, v in i["clicks"].items()))

@@ -128,7 +128,7 @@ class Rerank(HistoryGreedy):
 
     def __init__(self, scores: np.ndarray, theta: np.ndarray, catalogue: Catalogue | Any) -> None:
         super().__init__(scores)
-        catalogue = catalogue_of(catalogue)
+        self.catalogue = catalogue = catalogue_of(catalogue)
         self.z = (self.scores - self.scores.mean(axis=1, keepdims=True)) / (self.scores.std(axis=1, keepdims=True) + 1e-12)
         self.theta = np.asarray(theta, dtype=np.float64)
         self.similarity, self.creators = catalogue.similarity, catalogue.creators
@@ -231,7 +231,7 @@ def run_episode(world: LongTermWorld, policy, steps: int = 200, *, seed: int = 0
         users = np.flatnonzero(active)
         if len(users):
             slates[users] = policy.act(users, k, rng)[0]
-        obs, signals, done, _, info = world.step(slates)
+        obs, signals, _, _, info = world.step(slates)
         in_session += active
         hit = signals["click"] > 0
         click_novelty = np.zeros(n)

@@ -508,6 +508,15 @@ class Hierarchical(_ActorPolicy):
                                              steps=self.train_steps, seed=self.seed, progress=progress)
         return policy, {"iterations": history}
 
+    def report(self, worlds: Worlds, steps: int, seed: int) -> dict:
+        """``{"intent": ...}``: on the test users' world of ``seed``, the high level's agreement with each
+        session's hidden mode against chance and the majority mode, and the clicks the same low level earns
+        with the inferred intent and with one intent for every list
+        (:func:`~penchant.simulate.hierarchical.intent_report`)."""
+        from penchant.simulate.hierarchical import intent_report
+
+        return {"intent": intent_report(worlds, self._acting(), steps, seed=seed)}
+
 
 @register
 class DecisionTransformerPolicy(_ActorPolicy):
