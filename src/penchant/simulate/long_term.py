@@ -10,7 +10,8 @@ standardised scores, plus noise), items keep their real genres and their real me
 * **utility** of item j at slot l: affinity + β_q·quality_j − β_b·boredom(u, genres of j)
   + mode_u·β_n·novelty(u, j) + log κ_l, where novelty = 1 − the largest cosine similarity between j
   and the user's last ``history`` clicked items, and κ_l = (l + 1)^-η;
-* **choice**: conditional logit over the list and a no-click option of utility ``no_click``;
+* **choice**: conditional logit over the list and a no-click option of utility ``no_click``, every
+  logit (the no-click option's too) divided by the choice ``temperature`` (1: the documented world);
 * **signals** of a click: ``click`` 1; ``watch`` = σ(1.5·quality + 0.5·affinity − boredom + noise)
   in (0, 1); ``like`` ~ Bernoulli(σ(2·quality + affinity − 2.5)); ``share`` ~ Bernoulli(σ(2·quality
   + affinity − 4));
@@ -21,8 +22,8 @@ standardised scores, plus noise), items keep their real genres and their real me
   novelty-seeking with probability ν_u (mode 1 weighs novelty by β_n, mode 0 not at all);
 * **sessions and retention** ("Sequential Recommendation for Optimizing Both Immediate Feedback and
   Long-term Retention"): a session ends with probability 0.05 + 0.45·σ(−6(s − 0.35)); at its end the
-  user leaves for good with probability 0.3·σ(−10(s − 0.1)), else is away and returns each step with
-  probability 0.1 + 0.5·σ(6(s − 0.4)) (boredom × 0.3 on return);
+  user leaves for good with probability ``leave_rate``·σ(−10(s − 0.1)) (``leave_rate`` 0.3), else is
+  away and returns each step with probability 0.1 + 0.5·σ(6(s − 0.4)) (boredom × 0.3 on return);
 * **creators** ("CreAgent"): each item has a creator; a creator's motivation follows its share of
   exposure relative to a fair share (m ← 0.9 m + 0.1·share·n_active); it publishes an unpublished
   item with probability 0.3·min(1, m) per step, and leaves (its items withdrawn) when m < 0.25 after
@@ -70,6 +71,8 @@ class WorldParams:
     affinity_noise: float = 0.3
     history: int = 5
     published_share: float = 0.7
+    temperature: float = 1.0
+    leave_rate: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -305,7 +308,8 @@ class LongTermWorld(gym.Env):
             shown = slates[active]
             if shown.min() < 0 or shown.max() >= self.n_items or not self.available()[shown].all():
                 raise ValueError("a list shows an item that does not exist or is not available now")
-            probs = logit_probabilities(self.utility(active, shown) + np.log(self.examination), p.no_click)
+            probs = logit_probabilities((self.utility(active, shown) + np.log(self.examination)) / p.temperature,
+                                        p.no_click / p.temperature)
             clicked, slot = draw_choice(probs, rng)
             users, item = active[clicked], shown[clicked, slot[clicked]]
             aff = s.affinity[users, item]
@@ -327,7 +331,7 @@ class LongTermWorld(gym.Env):
             exposure = np.bincount(self.creators[shown.ravel()], minlength=self.n_creators) / shown.size
             # sessions end; some users leave for good
             ends = active[rng.random(len(active)) < 0.05 + 0.45 * expit(-6 * (s.satisfaction[active] - 0.35))]
-            leaving = ends[rng.random(len(ends)) < 0.3 * expit(-10 * (s.satisfaction[ends] - 0.1))]
+            leaving = ends[rng.random(len(ends)) < p.leave_rate * expit(-10 * (s.satisfaction[ends] - 0.1))]
             s.in_session[ends] = False
             s.left[leaving] = True
         away = np.flatnonzero(~s.in_session & ~s.left)
