@@ -29,7 +29,7 @@ perturbations, so any weighting of them can be followed.
   the reference policy): the step follows (C − Σ_i s_i) ĝ_ref + Σ_i s_i ĝ_i with s_i = tanh(λ_i)
   ∈ (−1, 1), ĝ_i each component's gradient and ĝ_ref the gradient of −½|θ|² (towards the
   recommender alone, standing in for the KL to the pre-trained policy), each normalised to unit
-  length (the code normalises each advantage); λ_i ← λ_i − η (v_i − τ_i) / |τ_i|, so a component
+  length (the code normalises each advantage); λ_i ← λ_i − η tanh'(λ_i) (v_i − τ_i) / |τ_i|, so a component
   under its point is pushed up and one over it pushed down.
 
 Simplified from the paper: the policy is a 4-weight re-ranker searched by an evolution strategy,
@@ -153,7 +153,8 @@ def train(make_world: Callable[[str, int], LongTermWorld], scores: np.ndarray, w
         values = (plus + minus).mean(axis=0) / 2
         if targets:
             assert thresholds is not None, "targets need thresholds"
-            mu = mu - multiplier_rate / 5 * (values - thresholds) / np.maximum(np.abs(thresholds), 1e-9)
+            # gradient descent on Σ_i tanh(λ_i) (v_i − τ_i): tanh' keeps a saturated multiplier from running away
+            mu = mu - multiplier_rate / 5 * (1 - np.tanh(mu) ** 2) * (values - thresholds) / np.maximum(np.abs(thresholds), 1e-9)
             unit = grads / np.maximum(np.linalg.norm(grads, axis=1, keepdims=True), 1e-12)
             pull = -theta / max(float(np.linalg.norm(theta)), 1e-12)
             s = np.tanh(mu)
