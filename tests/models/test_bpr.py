@@ -86,3 +86,33 @@ def test_hand_written_gradients_match_autograd():
     assert sorted(users.tolist()) == [0, 1, 4] and sorted(items.tolist()) == [0, 1, 2, 3, 5]  # the rows touched
     for a, r in zip(mine, ref):
         assert torch.allclose(a, r.grad, atol=1e-6)
+
+
+def test_lazy_adam_moves_only_the_touched_rows_and_matches_adam_on_them():
+    """Two steps: rows {1, 3}, then {3}. Row 3 (touched both times) moves as torch's Adam moves it;
+    row 1 keeps its value and moments at the second step (dense Adam's momentum would move it);
+    rows never touched never change."""
+    import torch
+
+    from penchant.models.bpr import LazyAdam
+
+    torch.manual_seed(0)
+    start = torch.randn(5, 3)
+    grads = [torch.zeros(5, 3), torch.zeros(5, 3)]
+    grads[0][[1, 3]] = torch.randn(2, 3)
+    grads[1][3] = torch.randn(3)
+    lazy_table = start.clone()
+    lazy = LazyAdam([lazy_table], lr=0.1)
+    dense = torch.nn.Parameter(start.clone())
+    adam = torch.optim.Adam([dense], lr=0.1)
+    after_first = None
+    for g, rows in zip(grads, (torch.tensor([1, 3]), torch.tensor([3]))):
+        lazy.tick()
+        lazy.update(0, rows, lazy_table.index_select(0, rows), g[rows])
+        dense.grad = g.clone()
+        adam.step()
+        after_first = lazy_table.clone() if after_first is None else after_first
+    assert torch.allclose(lazy_table[3], dense.detach()[3], atol=1e-6)
+    assert torch.equal(lazy_table[1], after_first[1]) and not torch.allclose(dense.detach()[1], after_first[1])
+    assert torch.equal(lazy_table[[0, 2, 4]], start[[0, 2, 4]])
+    assert torch.equal(lazy.moments[0][[0, 2, 4]], torch.zeros(3, 2, 3))
