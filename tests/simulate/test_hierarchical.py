@@ -72,7 +72,9 @@ def test_the_hierarchical_policy_beats_greedy_and_its_intent_follows_the_hidden_
     test users (seed 99). The high level sees only the session's clicks and misses on lists of known
     novelty; its intent must agree with the hidden session mode more often than an intent independent
     of it (chance), and rank for `novel` more in novelty-seeking sessions than in the others: at chance
-    agreement (the high level before, 0.25 vs 0.28) this fails. Measured in docs/loop.md."""
+    agreement (the high level before, 0.25 vs 0.28) this fails. Measured: hierarchical 87.3 clicks
+    [85.1, 89.4], retention 0.477 (greedy 68.5, 0.280); agreement 0.505 against chance 0.465 (the
+    commoner mode: 0.588); `novel` in 74.8% of novelty-seeking sessions' lists, 66.6% of the others'."""
     policy, history = train_hierarchical(worlds, worlds.scores, seed=0)
     assert isinstance(policy, HierarchicalRerank) and sum(r.get("selected", False) for r in history) == 1
     episodes = run_policies(worlds, {"greedy": HistoryGreedy(worlds.scores), "hierarchical": policy,
