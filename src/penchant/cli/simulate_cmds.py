@@ -356,5 +356,5 @@ def _print(results: dict) -> None:
             out.print(f"{name}: intent agrees with the hidden session mode on {i['agreement']:.3f} of {i['lists']:,} lists "
                       f"(chance {i['chance']:.3f}, always the commoner mode {i['majority']:.3f}); ranked for novel in "
                       f"{i['novel_share_in_novelty_sessions']:.3f} of novelty-seeking sessions' lists, "
-                      f"{i['novel_share_in_other_sessions']:.3f} of the others'; clicks / user with the inferred intent "
-                      + ", ".join(f"{k} {fmt(v)}" for k, v in i["clicks"].items()))
+                      f"{i['novel_share_in_other_sessions']:.3f} of the others'; clicks / user of the same low level: "
+                      + ", ".join(f"{k.replace('inferred', 'inferred intent')} {fmt(v)}" for k, v in i["clicks"].items()))
