@@ -41,8 +41,8 @@ from penchant.models.registry import register
 from penchant.models.search import Float
 
 SOLVERS = ("exact", "cg")
-#: floats of the padded (rows, longest history, d) gather of one exact-solve batch
-_BATCH_FLOATS = 4_000_000
+#: floats of one exact-solve batch: its padded (rows, longest history, d) gather and (rows, d, d) Gram matrices
+_BATCH_FLOATS = 8_000_000
 
 
 def row_regularization(counts: np.ndarray, n_other: int, reg: float, unobserved_weight: float,
@@ -68,8 +68,9 @@ def solve_exact(x: sp.csr_matrix, other: np.ndarray, unobserved_weight: float, r
     out = np.zeros((n_rows, d))
     start = 0
     while start < n_rows:
-        # rows sorted by length: a batch's padded size is its count × its last row's length
-        cost = np.arange(1, n_rows - start + 1) * sorted_len[start:] * d
+        # rows sorted by length: a batch holds count × (its last row's length + d) × d floats
+        # (the padded gather and the Gram matrices)
+        cost = np.arange(1, n_rows - start + 1) * (sorted_len[start:] + d) * d
         stop = start + max(1, int(np.searchsorted(cost, _BATCH_FLOATS, side="right")))
         rows = order[start:stop]
         span = max(1, int(lengths[rows].max()))
