@@ -126,9 +126,9 @@ def segments(
     worlds: int = typer.Option(20, "--worlds", min=1, help="Random gridworlds (each with its own layout and reward) to average over."),
     sizes: str = typer.Option("10,30,100,300,1000", "--sizes", help="Numbers of labelled segment pairs, comma-separated: the curve's points."),
     length: int = typer.Option(3, "--length", min=1, help="Steps per segment."),
-    grid: int = typer.Option(6, "--grid", min=2, help="Side of each square gridworld."),
+    grid: int = typer.Option(6, "--grid", min=3, help="Side of each square gridworld."),
     noiseless: bool = typer.Option(False, "--noiseless", help="The synthetic human always prefers the likelier segment (default: draws from the preference model)."),
-    seed: int = Seed,
+    seed: int = typer.Option(0, "--seed", help="Seeds the gridworlds, the segments and their labels."),
     json_out: Path = typer.Option(None, "--json", help="Write every curve (per world too) here."),
     plot: Path = typer.Option(None, "--plot", help="Write the curves here (PNG)."),
 ) -> None:
@@ -181,7 +181,7 @@ def segments(
 
 def constrained(
     world: str = World, param: list[str] = Params, model: str = Model, seed: int = Seed,
-    seeds: int = typer.Option(3, "--seeds", min=1, help="Runs (each: a fixed-weight run, its proxy points, a constrained run)."),
+    seeds: int = typer.Option(3, "--seeds", min=1, help="Runs (each: a fixed-weight run, its proxy points, the constrained and targets runs)."),
     weights: str = typer.Option("click=1,novelty=0,list_novelty=4", "--weights", help="The proxy's fixed weight of each component: click, novelty, list_novelty."),
     iterations: int = typer.Option(25, "--iterations", min=1, help="Evolution-strategy rounds per run."),
     steps: int = typer.Option(40, "--steps", min=1, help="Steps of each simulated episode."),
