@@ -19,10 +19,11 @@ the same), each seed's NDCG@10 shown and their mean.
 
 Latency: the retriever's artefact and a two-stage artefact (``--serve-ranker``, default deepfm)
 imported into two stores (``penchant versions import --activate``), each served by ``penchant
-serve`` (2 workers, the answer cache off so that every request scores), loaded by 100 keep-alive
-connections asking GET /v1/users/{random user}/recommendations?k=10 (the client of
-``bench_serve.py``); p50/p99 of each in the same run, and their ratio (the issue's bar: the
-ranker's p99 within 2x of retrieval alone).
+serve`` (2 workers, the answer cache off so that every request scores), both up at once and loaded
+in alternating rounds (``--rounds``) by 100 keep-alive connections asking
+GET /v1/users/{random user}/recommendations?k=10 (the client of ``bench_serve.py``); p50/p99 of
+each (median of the rounds) in the same run, their ratio (the issue's bar: the ranker's p99 within
+2x of retrieval alone), and the in-process milliseconds of one answer (the compute alone).
 """
 
 from __future__ import annotations
@@ -83,8 +84,8 @@ def metrics(model, split, target) -> dict[str, float]:
                     beyond_accuracy=False, diversity_attribute=None).metrics()
 
 
-def serve_p99(artefact: Path, folder: Path, seconds: float, concurrency: int) -> tuple[float, float, float, int]:
-    """(requests/s, p50 ms, p99 ms, errors) of one artefact served by `penchant serve`."""
+def start_server(artefact: Path, folder: Path) -> tuple[subprocess.Popen, int]:
+    """`penchant serve` (2 workers, answer cache off) of a store holding ``artefact`` as its active version."""
     data = folder / f"store-{artefact.stem}"
     env = dict(os.environ, PENCHANT_ADMIN_KEY=KEY, PENCHANT_RATE_LIMIT_PER_MINUTE="1000000000")
     subprocess.run([sys.executable, "-m", "penchant", "versions", "import", str(artefact), "--data-dir", str(data),
@@ -95,14 +96,58 @@ def serve_p99(artefact: Path, folder: Path, seconds: float, concurrency: int) ->
     server = subprocess.Popen([sys.executable, "-m", "penchant", "serve", "--port", str(port), "--data-dir", str(data),
                                "--workers", "2", "--config", str(config)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_up(port)
+    return server, port
+
+
+def in_process_ms(artefact: Path, users: int = 300) -> float:
+    """Median milliseconds of one request's answer (AnswerCore.rank of one known user, k=10) in this
+    process: the compute a request costs, without the queueing that dominates p99 under load."""
+    from penchant.experiment.answers import AnswerCore
+    from penchant.models.artefact import load
+
+    core = AnswerCore(load(artefact))
+    ids = [str(u) for u in core.model.user_ids_[:users]]
+    took = []
+    for u in ids:
+        start = time.perf_counter()
+        core.rank([u], 10)
+        took.append(time.perf_counter() - start)
+    return float(np.median(took[20:]) * 1e3)
+
+
+def latency(args: argparse.Namespace, paths: dict[str, Path], folder: Path) -> None:
+    """Both servers up at once (the idle one costs nothing), measured in alternating rounds so that a
+    change in the machine's load falls on both; per configuration the median of the rounds."""
+    configs = (("retriever", f"{args.retriever} alone"), (args.serve_ranker, f"{args.retriever} + {args.serve_ranker}"))
+    print(f"\nservice, {args.concurrency} concurrent connections, answer cache off, 2 workers per server, "
+          f"{args.rounds} alternating rounds of {args.seconds:g} s each (client and servers on this machine, "
+          f"{os.cpu_count()} cores)")
+    servers = {key: start_server(paths[key], folder) for key, _ in configs}
+    got: dict[str, list[tuple[float, float, float, int]]] = {key: [] for key, _ in configs}
+    request_paths = [f"/v1/users/{u}/recommendations?k=10" for u in range(1, 944)]
     try:
-        wait_up(port)
-        paths = [f"/v1/users/{u}/recommendations?k=10" for u in range(1, 944)]
-        rate, p50, _, p99, errors = measure(port, paths, [concurrency], seconds)[concurrency]
-        return rate, p50, p99, errors
+        for _ in range(args.rounds):
+            for key, _ in configs:
+                rate, p50, _, p99, errors = measure(servers[key][1], request_paths, [args.concurrency],
+                                                    args.seconds)[args.concurrency]
+                got[key].append((rate, p50, p99, errors))
     finally:
-        server.terminate()
-        server.wait(60)
+        for server, _ in servers.values():
+            server.terminate()
+            server.wait(60)
+    print("| served | requests/s | p50 ms | p99 ms (median of rounds) | p99 per round | errors | in-process ms per request |")
+    print("|---|---|---|---|---|---|---|")
+    p99 = {}
+    for key, label in configs:
+        rows = np.array(got[key])
+        p99[key] = float(np.median(rows[:, 2]))
+        print(f"| {label} | {np.median(rows[:, 0]):,.0f} | {np.median(rows[:, 1]):.1f} | {p99[key]:.1f} | "
+              f"{' / '.join(f'{x:.0f}' for x in rows[:, 2])} | {int(rows[:, 3].sum())} | {in_process_ms(paths[key]):.2f} |",
+              flush=True)
+    ratios = [b[2] / a[2] for a, b in zip(got["retriever"], got[args.serve_ranker])]
+    print(f"p99 with the ranker / retrieval alone: {p99[args.serve_ranker] / p99['retriever']:.2f} "
+          f"(per round: {' / '.join(f'{r:.2f}' for r in ratios)})")
 
 
 def main() -> None:
@@ -114,6 +159,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2", help="rerank seeds (the ranker's row split and its own seed)")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--concurrency", type=int, default=100)
+    ap.add_argument("--rounds", type=int, default=3, help="alternating measurement rounds per configuration")
     ap.add_argument("--serve-ranker", default="deepfm", help="the ranker of the served two-stage artefact")
     ap.add_argument("--no-serve", action="store_true", help="quality only")
     ap.add_argument("--no-quality", action="store_true", help="only the retriever and the served ranker (quality rows of those two, then latency)")
@@ -127,17 +173,7 @@ def main() -> None:
         return
     if args.serve_ranker not in paths:
         raise SystemExit(f"--serve-ranker {args.serve_ranker} is not among --rankers {args.rankers}")
-    print(f"\nservice, {args.concurrency} concurrent connections, answer cache off, 2 workers, {args.seconds:g} s each "
-          f"(client and server on this machine, {os.cpu_count()} cores)")
-    print("| served | requests/s | p50 ms | p99 ms | errors |")
-    print("|---|---|---|---|---|")
-    got = {}
-    for label, key in ((f"{args.retriever} alone", "retriever"),
-                       (f"{args.retriever} + {args.serve_ranker}", args.serve_ranker)):
-        got[key] = serve_p99(paths[key], folder, args.seconds, args.concurrency)
-        rate, p50, p99, errors = got[key]
-        print(f"| {label} | {rate:,.0f} | {p50:.1f} | {p99:.1f} | {errors} |", flush=True)
-    print(f"p99 with the ranker / retrieval alone: {got[args.serve_ranker][2] / got['retriever'][2]:.2f}")
+    latency(args, paths, folder)
 
 
 if __name__ == "__main__":
