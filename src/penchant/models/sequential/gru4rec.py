@@ -50,7 +50,7 @@ class GRU4Rec(NeuralSequential):
                     "loss": Choice(("ce", "bpr-max", "top1-max"))}
 
     def __init__(self, *, factors: int = 64, max_len: int = 50, layers: int = 1, dropout: float = 0.2, loss: str = "ce",
-                 negatives: int = 256, bpreg: float = 1.0, lr: float = 2e-3, weight_decay: float = 0.0, epochs: int = 200,
+                 negatives: int = 256, sampler: str = "uniform", gbce_t: float = 0.75, bpreg: float = 1.0, lr: float = 2e-3, weight_decay: float = 0.0, epochs: int = 200,
                  batch_size: int = 128, patience: int = 5, eval_every: int = 2, seed: int = DEFAULT_SEED,
                  item_text: str = "off", id_dropout: float = 0.1, text_model: str = "all-MiniLM-L6-v2", summaries: str = "",
                  long_len: int = 0, hashes: int = 4, hash_bits: int = 3, device: str = "auto",
@@ -66,6 +66,7 @@ class GRU4Rec(NeuralSequential):
         self.long_len, self.hashes, self.hash_bits = long_len, hashes, hash_bits
         self.factors, self.max_len, self.layers, self.dropout = factors, max_len, layers, dropout
         self.loss, self.negatives, self.bpreg, self.lr, self.weight_decay = loss, negatives, bpreg, lr, weight_decay
+        self.sampler, self.gbce_t = sampler, gbce_t
         self.epochs, self.batch_size, self.patience, self.eval_every, self.seed = epochs, batch_size, patience, eval_every, seed
         self._check_common()
         if layers < 1:

@@ -19,9 +19,20 @@ get padding there.
 Losses (``loss=``):
 
 * ``ce``: softmax cross-entropy over the full catalogue;
-* ``sampled``: softmax over the target and ``negatives`` items drawn uniformly, shared by the batch;
-* ``bce``: the original SASRec objective, −log σ(s⁺) − log(1 − σ(s⁻)) with one uniform negative
-  per position;
+* ``sampled``: sampled softmax with log-Q correction: ``negatives`` items drawn by ``sampler``
+  (uniform, or ∝ training popularity), shared by the batch; the softmax runs over the target's
+  score s⁺ and the negatives' scores s_j − log(k·Q(j)), Q the sampler's probability of item j.
+  exp(s_j)/(k·Q(j)) summed over the draws is an unbiased estimate of Σ_j exp(s_j) over the
+  catalogue, so the partition function this softmax normalises by is the full one's in
+  expectation (Bengio & Senécal 2008; the same correction as Yi et al., RecSys 2019). A draw
+  equal to the position's target is removed (its term set to zero);
+* ``gbce``: gSASRec's generalised BCE (Petrov & Macdonald, RecSys 2023): k = ``negatives``
+  negatives, α = k/(N − 1) over the N items negatives are drawn from, β = α(t(1 − 1/α) + 1/α) with
+  t = ``gbce_t`` ∈ [0, 1], and the loss −(β·log σ(s⁺) + Σ_j log(1 − σ(s_j)))/(k + 1), i.e. the
+  positive's probability raised to β (t = 0: β = 1, plain BCE; t = 1: β = α, fully calibrated). Simplification against the paper's code: negatives are shared by the batch (one (k, d)
+  product) instead of drawn for every position, and a draw equal to the target is removed;
+* ``bce``: the original SASRec objective, −log σ(s⁺) − log(1 − σ(s⁻)) with one negative per
+  position;
 * ``bpr-max`` and ``top1-max`` (GRU4Rec, Hidasi & Karatzoglou 2018), over the shared negatives,
   weighted by the softmax of the negatives' scores: BPR-max = −log Σ_j w_j σ(s⁺ − s_j) +
   ``bpreg``·Σ_j w_j s_j²; TOP1-max = Σ_j w_j (σ(s_j − s⁺) + σ(s_j²)).
@@ -44,7 +55,8 @@ from penchant.models.sequential.hashed import hashed_interest
 from penchant.models.sequential.items import ITEM_TEXT_MODES, item_table
 from penchant.models.training import EarlyStopping, net_device, seed_torch, torch_device, validate_net
 
-LOSSES = ("ce", "sampled", "bce", "bpr-max", "top1-max")
+LOSSES = ("ce", "sampled", "gbce", "bce", "bpr-max", "top1-max")
+SAMPLERS = ("uniform", "popularity")
 
 #: the training arguments every neural sequential model documents
 TRAINING_ARGS = """
@@ -59,7 +71,10 @@ TRAINING_ARGS = """
             long-term score by hash-based sampling (SDIM; :mod:`penchant.models.sequential.hashed`),
             at cost linear in ``long_len``; needs ``loss="ce"``.
         hashes, hash_bits: SimHash functions and bits per function of the long-term part.
-        negatives: negatives per batch for the sampled losses.
+        negatives: negatives per batch for the sampled losses (k).
+        sampler: how negatives are drawn: ``uniform`` or ``popularity`` (∝ training count); the
+            sampled softmax subtracts log(k·Q) of the draw's probability Q either way.
+        gbce_t: gBCE's calibration t in [0, 1] (β = α(t(1 − 1/α) + 1/α), α = k/(N − 1)).
         bpreg: score regularisation of ``bpr-max``.
         lr: Adam learning rate.
         weight_decay: Adam's L2 weight.
@@ -86,6 +101,26 @@ TRAINING_ARGS = """
 """
 
 
+def sampled_softmax_loss(pos, neg, hit):
+    """Mean −log softmax of the target among itself and the negatives: ``pos`` (P,) target scores,
+    ``neg`` (P, k) corrected negative scores, ``hit`` bool (P, k) draws equal to the target (left out)."""
+    import torch
+    import torch.nn.functional as F
+
+    logits = torch.cat([pos[:, None], neg.masked_fill(hit, float("-inf"))], dim=1)
+    return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=pos.device))
+
+
+def gbce_loss(pos, neg, hit, beta: float):
+    """gBCE: mean over positions of −(β·log σ(s⁺) + Σ_j log σ(−s_j))/(k + 1); ``pos`` (P,), ``neg``
+    (P, k) scores, ``hit`` bool (P, k) draws equal to the target (their terms dropped).
+    β·log σ(s⁺) = log σ(s⁺)^β: the paper's transformed positive, computed in log space."""
+    import torch.nn.functional as F
+
+    negative = F.logsigmoid(-neg).masked_fill(hit, 0.0).sum(1)
+    return -((beta * F.logsigmoid(pos) + negative) / (neg.shape[1] + 1)).mean()
+
+
 class NeuralSequential(SequentialRecommender):
     """Shared fit/score for torch sequence encoders; subclasses build ``_network()``."""
 
@@ -110,6 +145,8 @@ class NeuralSequential(SequentialRecommender):
     finetune_liked: float = 4.0
     finetune_disliked: float = 2.0
     finetune_losses_: list[float] | None = None  # mean loss of each fine-tuning epoch, after fit
+    sampler: str = "uniform"
+    gbce_t: float = 0.75
 
     @property
     def context_len(self) -> int:
@@ -133,6 +170,10 @@ class NeuralSequential(SequentialRecommender):
             raise ConfigError("factors, max_len, epochs and batch_size must be ≥ 1 and lr positive")
         if not 0 <= self.dropout < 1 or self.negatives < 1:
             raise ConfigError("dropout must be in [0, 1) and negatives ≥ 1")
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)}, not {self.sampler!r}")
+        if not 0 <= self.gbce_t <= 1:
+            raise ConfigError(f"gbce_t must be in [0, 1], not {self.gbce_t}")
         check_finetune(self)
 
     def _network(self):
@@ -221,6 +262,7 @@ class NeuralSequential(SequentialRecommender):
         w_long = np.maximum(indptr[owner], w_start - self.long_len)
         dev = torch_device(self.device)
         self.net_ = self._build_net().to(dev)
+        self._sampling_table(np.bincount(items, minlength=self.n_items_).astype(np.float64))
         opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         stopper = EarlyStopping(self.patience, epochs=self.epochs)
         self.epoch_seconds_: list[float] = []
@@ -261,11 +303,16 @@ class NeuralSequential(SequentialRecommender):
             neg_items = torch.from_numpy(self._negatives(rng, len(targets))).to(hidden.device)
             neg = (hidden * table[neg_items]).sum(1)
             return -(F.logsigmoid(pos) + F.logsigmoid(-neg)).mean()
-        neg_items = torch.from_numpy(self._negatives(rng, self.negatives)).to(hidden.device)
+        drawn = self._negatives(rng, self.negatives)
+        neg_items = torch.from_numpy(drawn).to(hidden.device)
         neg = hidden @ table[neg_items].T  # (positions, negatives)
-        neg = neg.masked_fill(neg_items[None, :] == targets[:, None], float("-inf"))  # a drawn target is no negative
-        if self.loss == "sampled":
-            return F.cross_entropy(torch.cat([pos[:, None], neg], dim=1), torch.zeros_like(targets))
+        hit = neg_items[None, :] == targets[:, None]  # a drawn target is no negative
+        if self.loss == "gbce":
+            return gbce_loss(pos, neg, hit, self._gbce_beta())
+        if self.loss == "sampled":  # log-Q correction: exp(s_j)/(k·Q(j)) estimates the full softmax's sum
+            log_kq = torch.from_numpy(np.log(self.negatives * self._draw_prob[drawn])).to(neg)
+            return sampled_softmax_loss(pos, neg - log_kq, hit)
+        neg = neg.masked_fill(hit, float("-inf"))
         finite = torch.isfinite(neg)
         weight = torch.softmax(neg, dim=1)
         safe = torch.where(finite, neg, torch.zeros_like(neg))
@@ -274,12 +321,25 @@ class NeuralSequential(SequentialRecommender):
             return (-torch.log(inner + 1e-10) + self.bpreg * (weight * safe.pow(2)).sum(1)).mean()
         return (weight * (torch.sigmoid(safe - pos[:, None]) + torch.sigmoid(safe.pow(2)))).sum(1).mean()
 
+    def _sampling_table(self, counts: np.ndarray) -> None:
+        """The negatives' distribution Q over items (float64 (n_items,), zero outside the pool: the
+        items seen in training with item text, every item without), from training ``counts``."""
+        pool = np.ones(self.n_items_, bool) if self.warm_ is None else self.warm_.astype(bool)
+        weight = (counts if self.sampler == "popularity" else np.ones(self.n_items_)) * pool
+        if weight.sum() <= 0:  # no count in the pool: uniform over it
+            weight = pool.astype(np.float64)
+        self._draw_prob = weight / weight.sum()
+        self._draw_cdf = np.cumsum(self._draw_prob)
+        self._pool_size = int(pool.sum())
+
+    def _gbce_beta(self) -> float:
+        """gSASRec's β = α(t(1 − 1/α) + 1/α), α = k/(N − 1) with N the items negatives come from."""
+        alpha = self.negatives / max(self._pool_size - 1, 1)
+        return alpha * (self.gbce_t * (1 - 1 / alpha) + 1 / alpha)
+
     def _negatives(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """``n`` uniform negatives among the items seen in training (all items without item text)."""
-        if self.warm_ is None:
-            return rng.integers(0, self.n_items_, size=n)
-        pool = np.flatnonzero(self.warm_)
-        return pool[rng.integers(0, len(pool), size=n)]
+        """``n`` negatives (int64) drawn with replacement from Q (:meth:`_sampling_table`)."""
+        return np.minimum(np.searchsorted(self._draw_cdf, rng.random(n), side="right"), self.n_items_ - 1)
 
     def _restore(self, state: dict) -> None:
         self.net_.load_state_dict(state)

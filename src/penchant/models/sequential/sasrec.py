@@ -79,7 +79,7 @@ class SASRec(NeuralSequential):
                     "max_len": Choice((50, 100, 200)), "blocks": Int(1, 3)}
 
     def __init__(self, *, factors: int = 64, max_len: int = 50, blocks: int = 2, heads: int = 1, dropout: float = 0.2,
-                 loss: str = "ce", negatives: int = 256, bpreg: float = 1.0, lr: float = 1e-3, weight_decay: float = 0.0,
+                 loss: str = "ce", negatives: int = 256, sampler: str = "uniform", gbce_t: float = 0.75, bpreg: float = 1.0, lr: float = 1e-3, weight_decay: float = 0.0,
                  epochs: int = 200, batch_size: int = 128, patience: int = 5, eval_every: int = 2, seed: int = DEFAULT_SEED,
                  item_text: str = "off", id_dropout: float = 0.1, text_model: str = "all-MiniLM-L6-v2", summaries: str = "",
                  long_len: int = 0, hashes: int = 4, hash_bits: int = 3, device: str = "auto",
@@ -95,6 +95,7 @@ class SASRec(NeuralSequential):
         self.long_len, self.hashes, self.hash_bits = long_len, hashes, hash_bits
         self.factors, self.max_len, self.blocks, self.heads, self.dropout = factors, max_len, blocks, heads, dropout
         self.loss, self.negatives, self.bpreg, self.lr, self.weight_decay = loss, negatives, bpreg, lr, weight_decay
+        self.sampler, self.gbce_t = sampler, gbce_t
         self.epochs, self.batch_size, self.patience, self.eval_every, self.seed = epochs, batch_size, patience, eval_every, seed
         self._check_common()
         if heads < 1 or factors % heads or blocks < 1:

@@ -1,0 +1,176 @@
+"""One training epoch of each torch learner: seconds, examples per second, and the share of this
+machine's bound that the epoch reaches, all measured in one run (and BPR against ``implicit``'s).
+
+    .venv/bin/python benchmarks/train_speed.py [--size 20000000] [--fraction 0.05] \\
+        [--models 'bpr;sasrec;sasrec:loss=sampled;sasrec:loss=gbce;gru4rec;...'] [--json OUT]
+
+The log is shaped like ML-20M at ``--size`` interactions (``bench_scale.shape``: 138k users × 27k
+items at 20M). With ``--fraction f`` < 1 each learner trains on a log with the same catalogue and
+f × the interactions (BPR: f × the pairs over all the users, so its tables are the full size;
+the others: f × the users, so histories keep their length), and the epoch at ``--size`` is the
+measured per-example time × the examples of the full log's epoch — a scaled figure, printed as
+such. One run, one process; on a shared machine the ratios inside the run are what compare.
+
+The probe (same process, before the learners): float32 GEMM FLOP/s (torch.mm of 1,024² blocks,
+the best of a few) and memory bandwidth (bytes read + written per second copying 256 MiB), both
+on torch's threads. Each learner's cost model says which bound applies:
+
+* ``bpr``: memory: a pair touches 3 rows of d + 1 floats to read, and each of its ≤ 3 rows' value
+  and two Adam moments are read and written (21 row transfers of 4(d + 1) bytes);
+* ``sasrec``: GEMM: per position, training ≈ 3× the forward pass, 2·(blocks·(6d² + 2Ld) + d·C)
+  FLOPs, C the scored items (the catalogue for ``ce``, k + 1 for ``sampled``/``gbce``);
+* ``gru4rec``: GEMM: per position 3 × 2·(layers·6d² + d² + d·C);
+* ``multvae``: GEMM: per user 3 × 2·(2·I·h + 3·h·z), dense rows of I items, h hidden, z latent;
+* ``lightgcn``: memory: each step propagates the whole graph forward and back, 2 × layers ×
+  2·nnz edges gathering and adding d floats (8 bytes of index and weight each), plus BPR's rows.
+
+Examples: BPR and LightGCN, training pairs; SASRec and GRU4Rec, next-item positions; Mult-VAE, users.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+DEFAULT_MODELS = "bpr;sasrec;sasrec:loss=sampled;sasrec:loss=gbce;gru4rec;gru4rec:loss=sampled;gru4rec:loss=gbce"
+
+
+def probe(threads: int) -> dict[str, float]:
+    """The machine's GEMM FLOP/s and memory bandwidth (bytes/s), measured now on ``threads`` threads."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(4):
+            torch.mm(a, b)
+        best = min(best, (time.perf_counter() - start) / 4)
+    src, dst = torch.ones(64 << 20), torch.empty(64 << 20)  # 256 MiB each
+    copy = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        dst.copy_(src)
+        copy = min(copy, time.perf_counter() - start)
+    return {"gemm_flops": 2 * 1024 ** 3 / best, "bandwidth": 2 * src.numel() * 4 / copy}
+
+
+def cost(name: str, model, data) -> tuple[str, float]:
+    """(bound, FLOPs or bytes per example) of one training example of ``model`` (see the module docs)."""
+    p = model.params()
+    if name == "bpr":
+        return "bandwidth", 21 * 4 * (p["factors"] + 1)
+    if name in ("sasrec", "gru4rec"):
+        d = p["factors"]
+        scored = data.n_items if p["loss"] == "ce" else p["negatives"] + 1
+        body = p["blocks"] * (6 * d * d + 2 * p["max_len"] * d) if name == "sasrec" else p["layers"] * 6 * d * d + d * d
+        return "gemm_flops", 3 * 2 * (body + d * scored)
+    if name == "multvae":
+        return "gemm_flops", 3 * 2 * (2 * data.n_items * p["hidden"] + 3 * p["hidden"] * p["latent"])
+    if name == "lightgcn":
+        per_step = 2 * p["layers"] * 2 * data.n_interactions * (4 * p["factors"] + 8)
+        return "bandwidth", per_step / p["batch_size"] + 21 * 4 * p["factors"]
+    raise SystemExit(f"no cost model for {name!r}")
+
+
+def examples(name: str, data) -> int:
+    """Training examples in one epoch of ``data``."""
+    import numpy as np
+
+    if name in ("sasrec", "gru4rec"):
+        return int(data.n_interactions - (np.bincount(data.users, minlength=data.n_users) > 0).sum())
+    if name == "multvae":
+        return int((np.bincount(data.users, minlength=data.n_users) > 0).sum())
+    return int(data.n_interactions)
+
+
+def implicit_bpr_epoch(data, factors: int, threads: int) -> float:
+    """Seconds of one epoch of ``implicit``'s BPR on the same user × item matrix."""
+    import numpy as np
+    from implicit.cpu.bpr import BayesianPersonalizedRanking
+    from threadpoolctl import threadpool_limits
+
+    engine = BayesianPersonalizedRanking(factors=factors, iterations=1, num_threads=threads, random_state=0)
+    csr = data.csr.astype(np.float32)
+    with threadpool_limits(1, "blas"):
+        start = time.perf_counter()
+        engine.fit(csr, show_progress=False)
+        return time.perf_counter() - start
+
+
+def measure(specs: list[str], size: int, fraction: float, seed: int = 0) -> list[dict]:
+    """Fit each spec for one epoch (no validation) on the scaled log; one row per learner."""
+    import torch
+    from bench_scale import shape
+
+    from penchant.data.synthetic import power_law_log
+    from penchant.experiment.run import parse_model_spec
+    from penchant.models import create
+    from penchant.threads import apply_to_torch
+
+    apply_to_torch()
+    threads = torch.get_num_threads()
+    peak = probe(threads)
+    print(f"# probe on {threads} thread(s): GEMM {peak['gemm_flops'] / 1e9:.1f} GFLOP/s, "
+          f"memory {peak['bandwidth'] / 1e9:.1f} GB/s", flush=True)
+    users, items = shape(size)
+    logs: dict[str, object] = {}
+    rows = []
+    for spec in specs:
+        name, given = parse_model_spec(spec)
+        kind = "pairs" if name in ("bpr", "lightgcn") else "users"
+        if kind not in logs:  # pairs: all the users, f × the pairs; users: f × users and pairs
+            n_users = users if kind == "pairs" else max(100, round(users * fraction))
+            logs[kind] = power_law_log(n_users, items, max(1000, round(size * fraction * 0.8)), seed=seed)
+        data = logs[kind]
+        template = create(name)
+        params = {k: type(template.params()[k])(v) for k, v in given.items()} | {"epochs": 1, "seed": seed}
+        model = create(name, **params)
+        start = time.perf_counter()
+        model.fit(data)
+        fit = time.perf_counter() - start
+        seconds = model.epoch_seconds_[0] if getattr(model, "epoch_seconds_", None) else fit
+        n = examples(name, data)
+        bound, per_example = cost(name, model, data)
+        rate = n / seconds
+        full = 0.8 * size if kind == "pairs" else n / fraction  # the examples of the full log's training epoch
+        row = {"model": spec, "examples": n, "epoch_seconds": seconds, "examples_per_second": rate, "bound": bound,
+               "share_of_bound": rate * per_example / peak[bound], "threads": threads, "epoch_seconds_at_size": full / rate,
+               "peak": peak}
+        if name == "bpr":
+            row["implicit_epoch_seconds"] = implicit_bpr_epoch(data, model.factors, threads)
+            row["ratio_to_implicit"] = seconds / row["implicit_epoch_seconds"]
+        rows.append(row)
+        print(f"{spec:<28} {seconds:>8.2f} s  {rate:>12,.0f} ex/s  {100 * row['share_of_bound']:>5.1f}% of {bound}"
+              + (f"  implicit {row['implicit_epoch_seconds']:.2f} s (ratio {row['ratio_to_implicit']:.2f})"
+                 if name == "bpr" else ""), flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=20_000_000)
+    ap.add_argument("--fraction", type=float, default=0.05)
+    ap.add_argument("--models", default=DEFAULT_MODELS)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    rows = measure([s for s in args.models.split(";") if s], args.size, args.fraction)
+    print(f"\n{args.size:,}-interaction shape, learners fitted on {args.fraction:g} of it (the training part, 80%)")
+    print("| learner | epoch s (measured) | examples/s | bound | share of bound | epoch s scaled to the full log | vs implicit |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['epoch_seconds']:.2f} | {r['examples_per_second']:,.0f} | {r['bound']} | "
+              f"{100 * r['share_of_bound']:.1f}% | {r['epoch_seconds_at_size']:.0f} | "
+              + (f"{r['ratio_to_implicit']:.2f}× |" if "ratio_to_implicit" in r else "— |"))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
