@@ -138,6 +138,10 @@ class TwoStage(Recommender):
             random_rows(rows, (1 - VALID_SHARE, VALID_SHARE), seed=self.seed)
         self.ranker_.fit(fit_part, stop_part if stop_part.n else None)
         self.rows_ = (rows.n, int(rows.label.sum()))
+        self.check_ = None  # NDCG@10 of the held-out users' later items: (ranker's order, retriever's order)
+        if self.label_rule_ == "later" and stop_part.label.any():
+            rank = stop_part.dense[:, EVIDENCE.index("retriever_rank")]
+            self.check_ = (_list_ndcg(stop_part, self.ranker_.predict_logits(stop_part)), _list_ndcg(stop_part, -rank))
         self._tables(train)
         self._identity = _digest(_embedded("ranker", self.ranker_), "ranker.")
         self._offer_fold_in()
@@ -389,7 +393,24 @@ class TwoStage(Recommender):
         n, positive = getattr(self, "rows_", (0, 0))
         return (f"retriever {self.retriever_.name}, ranker {self.ranker_.name}"
                 + (f" (epoch {stop} kept)" if stop is not None else "") + f", {self.candidates} candidates"
-                + (f"; ranker rows {n:,} ({positive:,} positive, labels {self.label_rule_})" if n else ""))
+                + (f"; ranker rows {n:,} ({positive:,} positive, labels {self.label_rule_})" if n else "")
+                + (f"; held-out users' lists: NDCG@10 {check[0]:.4f} in the ranker's order, {check[1]:.4f} in the "
+                   "retriever's" if (check := getattr(self, "check_", None)) else ""))
+
+
+def _list_ndcg(rows: CTRData, score: np.ndarray, k: int = 10) -> float:
+    """Mean NDCG@k over the users (``rows.user``) with a positive row, each user's rows ordered by
+    ``score`` (float (n,), higher first; ties by row order). Vectorised."""
+    order = np.lexsort((-np.asarray(score, np.float64), rows.user))
+    user, label = rows.user[order], rows.label[order] > 0
+    first = np.r_[True, user[1:] != user[:-1]]
+    group = np.cumsum(first) - 1
+    position = np.arange(len(user)) - np.flatnonzero(first)[group]
+    discount = 1.0 / np.log2(np.arange(k) + 2.0)
+    dcg = np.bincount(group, weights=np.where(label & (position < k), discount[np.minimum(position, k - 1)], 0.0))
+    ideal = np.r_[0.0, np.cumsum(discount)][np.minimum(np.bincount(group, weights=label), k).astype(int)]
+    has = ideal > 0
+    return float(np.mean(dcg[has] / ideal[has])) if has.any() else 0.0
 
 
 def _seen_cells(seen: sp.csr_matrix, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
