@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from penchant.simulate.decision_transformer import (
+    DecisionTransformer,
     DTRerank,
+    RewardWeighting,
     Trajectories,
     _sequences,
+    balance_loss,
     collect,
+    contrastive_action_loss,
     train_decision_transformer,
     validation_clicks,
     windows,
@@ -32,6 +37,56 @@ def test_sequences_hold_each_users_lists_in_order_with_both_returns_to_go():
     rtg, states, actions, mask = windows(got, context=2)
     assert len(rtg) == 4 and mask.tolist() == [[False, True], [True, True], [True, True], [False, True]]
     assert states[2, :, 0].tolist() == [1.0, 3.0] and states[0, 0].abs().sum() == 0   # left-padded with zeros
+
+
+def test_reward_weighting_combines_the_two_returns_with_the_users_weights():
+    """Weights softmax(log 3, 0) = (0.75, 0.25): the return conditioned on is 2 · w ⊙ rtg, so (2, 4) → (3, 2);
+    the balance term −(1.5 + 1.0) + (1.5 − 1.0)² = −2.25; the user's attributes skip padded steps."""
+    net = RewardWeighting(attributes=3, hidden=4)
+    with torch.no_grad():
+        net.net[2].weight.zero_()
+        net.net[2].bias.copy_(torch.tensor([np.log(3.0), 0.0]))
+    w = net(torch.randn(1, 3))
+    assert torch.allclose(w, torch.tensor([[0.75, 0.25]]))
+    rtg = torch.tensor([[[2.0, 4.0]]])
+    assert torch.allclose(RewardWeighting.combine(w, rtg), torch.tensor([[[3.0, 2.0]]]))
+    assert float(balance_loss(w, rtg, torch.tensor([[True]])).detach()) == pytest.approx(-2.25)
+    torch.manual_seed(0)
+    model = DecisionTransformer(8, 3, heads=1)
+    states = torch.rand(1, 2, 8) + 0.1
+    padded = torch.cat([torch.zeros(1, 1, 8), states], dim=1)
+    assert torch.allclose(model.user_weights(states), model.user_weights(padded))
+    assert not torch.allclose(model.user_weights(states), model.user_weights(states * 3))
+
+
+def test_contrastive_action_loss_is_low_for_separated_actions_and_log_n_plus_1_for_confused_ones():
+    """Three windows with returns-to-go 0, 1, 2 apart (each the others' negatives): predicting one's own
+    action with the others 1 away gives log(1 + 2e^-10); when all actions coincide, log 3; windows with the
+    same return have no negatives and add 0."""
+    actions = torch.eye(3, 6) * np.sqrt(3.0)                   # pairwise mean squared distance 1
+    rtg = torch.tensor([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]])
+    separated = float(contrastive_action_loss(actions, actions, rtg, margin=0.5, tau=0.1))
+    assert separated == pytest.approx(np.log(1 + 2 * np.exp(-10)), rel=1e-3) and separated < 1e-3
+    same = torch.ones(3, 6)
+    assert float(contrastive_action_loss(same, same, rtg)) == pytest.approx(np.log(3.0))
+    assert float(contrastive_action_loss(same, same, torch.zeros(3, 2))) == 0.0
+
+
+def test_action_tokens_make_three_tokens_per_list_and_only_past_actions_are_seen():
+    """With action tokens the step's prediction changes with an earlier list's action but not with its
+    own (the causal mask); without them, actions change nothing."""
+    torch.manual_seed(0)
+    rtg, states, actions = torch.rand(2, 4, 2), torch.rand(2, 4, 8) + 0.1, torch.randn(2, 4, 6)
+    model = DecisionTransformer(16, 4, heads=1)
+    assert model.per_step == 3 and model.causal.shape == (12, 12)
+    base = model(rtg, states, actions)[:, -1]
+    own, earlier = actions.clone(), actions.clone()
+    own[:, -1] += 5.0
+    earlier[:, 0] += 5.0
+    assert torch.allclose(model(rtg, states, own)[:, -1], base)
+    assert not torch.allclose(model(rtg, states, earlier)[:, -1], base, atol=1e-4)
+    plain = DecisionTransformer(16, 4, heads=1, action_tokens=False)
+    assert plain.per_step == 2 and torch.allclose(plain(rtg, states, earlier), plain(rtg, states, actions))
 
 
 @pytest.mark.slow
