@@ -5,8 +5,8 @@ CTR model (``rerank``), and the service's tail latency with the ranker on agains
         [--rankers lr,ctr-fm,deepfm,dcnv2,awmoe,lambdarank] [--candidates 100] [--seconds 10]
         [--serve-ranker deepfm] [--no-serve] [--no-quality]
 
-Quality: leave-last-out by time (one test and one validation item per user), full-ranking NDCG@10
-and Recall@10 on the test items (validation items masked). The retriever is fitted once and saved;
+Quality: leave-last-out by time (one test and, unless ``--valid 0``, one validation item per user),
+full-ranking NDCG@10 and Recall@10 on the test items (validation items masked). The retriever is fitted once and saved;
 each ``rerank`` model loads that artefact (``retriever=PATH``), so the first stage is the same in
 every row. A ranker spec is ``name[:labels]``: labels ``auto`` (the default: ``later``, rows built
 as lists are scored — a copy of the retriever fitted without each user's last 3 training events,
@@ -48,18 +48,18 @@ from penchant.models.registry import create
 
 
 def quality(args: argparse.Namespace, folder: Path, split) -> dict[str, Path]:
-    assert split.valid is not None
-    target = build_target(split.train, split.test, (split.valid,))
+    target = build_target(split.train, split.test, () if split.valid is None else (split.valid,))
     start = time.perf_counter()
     retriever = create(args.retriever).fit(split.train)
     took = time.perf_counter() - start
     paths = {"retriever": retriever.save(folder / f"{args.retriever}.npz")}
     print(f"ML-100K leave-last-out: {split.train.n_interactions:,} training events, {len(target.users):,} test users; "
           f"{args.candidates} candidates per user; full ranking")
-    print("| model | labels | NDCG@10 (mean over seeds) | per seed | Recall@10 (mean) | fit s (mean) | ranker rows (positive) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| model | labels | NDCG@10 (mean over seeds) | per seed | Recall@10 (mean) | fit s (mean) | ranker rows (positive) "
+          "| held-out users' lists at fit: ranker / retriever order (mean) |")
+    print("|---|---|---|---|---|---|---|---|")
     m = metrics(retriever, split, target)
-    print(f"| {args.retriever} | — | {m['ndcg@10']:.4f} | — | {m['recall@10']:.4f} | {took:.1f} | — |", flush=True)
+    print(f"| {args.retriever} | — | {m['ndcg@10']:.4f} | — | {m['recall@10']:.4f} | {took:.1f} | — | — |", flush=True)
     seeds = [int(x) for x in args.seeds.split(",")]
     for spec in filter(None, args.rankers.split(",")):
         ranker, _, labels = spec.partition(":")
@@ -68,19 +68,27 @@ def quality(args: argparse.Namespace, folder: Path, split) -> dict[str, Path]:
             start = time.perf_counter()
             model = create("rerank", retriever=str(paths["retriever"]), ranker=ranker, candidates=args.candidates,
                            labels=labels or "auto", seed=seed).fit(split.train)
-            got.append((metrics(model, split, target), time.perf_counter() - start))
+            got.append((metrics(model, split, target), time.perf_counter() - start, model.check_))
             if seed == seeds[0]:
                 paths[spec] = model.save(folder / f"rerank-{ranker}-{model.label_rule_}.npz")
         ndcg = [g[0]["ndcg@10"] for g in got]
         n, positive = model.rows_
         print(f"| {args.retriever} + {ranker} | {model.label_rule_} | {np.mean(ndcg):.4f} | "
               f"{' / '.join(f'{x:.4f}' for x in ndcg)} | {np.mean([g[0]['recall@10'] for g in got]):.4f} | "
-              f"{np.mean([g[1] for g in got]):.1f} | {n:,} ({positive:,}) |", flush=True)
+              f"{np.mean([g[1] for g in got]):.1f} | {n:,} ({positive:,}) | {held(got)} |", flush=True)
     return paths
 
 
+def held(got: list) -> str:
+    """The fit's own check (TwoStage.check_), averaged over seeds: NDCG@10 of the held-out users'
+    later items in the ranker's order / in the retriever's."""
+    checks = [g[2] for g in got if g[2] is not None]
+    return f"{np.mean([c[0] for c in checks]):.4f} / {np.mean([c[1] for c in checks]):.4f}" if checks else "—"
+
+
 def metrics(model, split, target) -> dict[str, float]:
-    return evaluate(model, split.train, split.test, ks=(10,), target=target, also_exclude=(split.valid,),
+    return evaluate(model, split.train, split.test, ks=(10,), target=target,
+                    also_exclude=() if split.valid is None else (split.valid,),
                     beyond_accuracy=False, diversity_attribute=None).metrics()
 
 
@@ -159,13 +167,15 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2", help="rerank seeds (the ranker's row split and its own seed)")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--concurrency", type=int, default=100)
+    ap.add_argument("--valid", type=int, default=1, choices=(0, 1),
+                    help="validation items per user held out before the test item (0: the retriever sees all but it)")
     ap.add_argument("--rounds", type=int, default=3, help="alternating measurement rounds per configuration")
     ap.add_argument("--serve-ranker", default="deepfm", help="the ranker of the served two-stage artefact")
     ap.add_argument("--no-serve", action="store_true", help="quality only")
     ap.add_argument("--no-quality", action="store_true", help="only the retriever and the served ranker (quality rows of those two, then latency)")
     args = ap.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="penchant-two-stage-"))
-    split = leave_last_out(load_movielens("ml-100k"), n_test=1, n_valid=1)
+    split = leave_last_out(load_movielens("ml-100k"), n_test=1, n_valid=args.valid)
     if args.no_quality:
         args.rankers = args.serve_ranker
     paths = quality(args, folder, split)
