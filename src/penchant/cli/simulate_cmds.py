@@ -20,6 +20,7 @@ TrainUsers = typer.Option(100, "--train-users", min=2, help="Simulated training 
 AcIterations = typer.Option(30, "--ac-iterations", min=1, help="Actor-critic iterations (`ac_iterations`: actor-critic, tscac, hierarchical; early-stopped on validation users).")
 KlWeight = typer.Option(0.3, "--kl-weight", min=0.0, help="`tscac`: stage two's KL weight λ towards the floor signal's stage-one actor.")
 DtSteps = typer.Option(600, "--dt-steps", min=100, help="`decision-transformer`: training steps (batches of 256 windows).")
+Ablations = typer.Option(0, "--ablations", min=0, help="`decision-transformer`: also train DT4IER whole and with each part removed (action tokens, reward weighting, contrastive loss) on this many seeds, against greedy.")
 #: the policies' names come from the registry when help is shown (penchant.cli.main fills {models:FAMILY} in)
 NAMES = ("a long-term policy, NAME or NAME:key=value,... (settings of its own; `penchant models --family long-term`): "
          "{models:long-term}")
@@ -30,13 +31,22 @@ def run(
     world: str = World, param: list[str] = Params, users: int = Users, steps: int = Steps, seed: int = Seed,
     floor: str = Floor, model: str = Model, iterations: int = Iterations, train_users: int = TrainUsers,
     ac_iterations: int = AcIterations, kl_weight: float = KlWeight, dt_steps: int = DtSteps,
+    ablations: int = Ablations,
     json_out: Path = typer.Option(None, "--json", help="Write the results here."),
+    plot: Path = typer.Option(None, "--plot", help="With --ablations: write the ablations' clicks and retention against greedy here (PNG)."),
 ) -> None:
     """Run one policy on held-out simulated users: return per signal, retention, novelty, creator
     survival and the fraction of the oracle's return, with 95% intervals."""
+    if plot is not None and not ablations:
+        raise typer.BadParameter("--plot draws the ablations: give --ablations N too", param_hint="--plot")
     results = _simulate([policy], world, param, users, steps, seed, floor, model, iterations, train_users,
-                        ac_iterations, kl_weight, dt_steps)
+                        ac_iterations, kl_weight, dt_steps, ablations)
     _print(results)
+    if plot is not None:
+        (found,) = results["policies"].values()
+        if "ablations" not in found:
+            raise typer.BadParameter("only the decision-transformer policy has ablations", param_hint="--plot")
+        _ablation_plot(found["ablations"], plot)
     if json_out is not None:
         (label,) = results["policies"]
         write_json(json_out, results["policies"][label] | {k: v for k, v in results.items() if k != "policies"})
@@ -270,7 +280,8 @@ def constrained(
 
 
 def _simulate(names: list[str], world: str, param: list[str], users: int, steps: int, seed: int, floor: str | None,
-              model: str, iterations: int, train_users: int, ac_iterations: int = 30, kl_weight: float = 0.3, dt_steps: int = 600) -> dict:
+              model: str, iterations: int, train_users: int, ac_iterations: int = 30, kl_weight: float = 0.3, dt_steps: int = 600,
+              ablations: int = 0) -> dict:
     import numpy as np
 
     from penchant.cli.specs import model_spec
@@ -281,7 +292,7 @@ def _simulate(names: list[str], world: str, param: list[str], users: int, steps:
 
     floor_spec = _floor(floor) if floor else None
     shared = {"train_steps": steps, "iterations": iterations, "ac_iterations": ac_iterations, "kl_weight": kl_weight,
-              "dt_steps": dt_steps, "seed": seed, "floor": floor_spec}
+              "dt_steps": dt_steps, "seed": seed, "floor": floor_spec, "ablations": ablations or None}
     specs = {}
     for label in dict.fromkeys([*names, BEST]):
         name, given = model_spec(label, [], "long-term")
@@ -335,6 +346,23 @@ def _floor(text: str) -> tuple[str, float]:
     return floor
 
 
+def _ablation_plot(ablations: dict, path: Path) -> None:
+    """Each DT4IER variant's clicks and retention gained over greedy (paired per seed), with 95% t intervals over seeds."""
+    from penchant.eval.plots import new_figure, save_figure
+
+    plt, fig, ax, path = new_figure(path)
+    for name, gain in ablations["vs_greedy"].items():
+        c, r = gain["click"], gain["retention"]
+        xerr = None if c["ci"][0] is None else [[c["mean"] - c["ci"][0]], [c["ci"][1] - c["mean"]]]
+        yerr = None if r["ci"][0] is None else [[r["mean"] - r["ci"][0]], [r["ci"][1] - r["mean"]]]
+        ax.errorbar([c["mean"]], [r["mean"]], xerr=xerr, yerr=yerr, marker="o", capsize=3, label=name)
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.axvline(0, color="grey", linewidth=0.8)
+    save_figure(plt, fig, ax, path, f"DT4IER ablations against greedy ({len(ablations['seeds'])} seeds)",
+                "clicks per user gained over greedy", "retention gained over greedy", fontsize=8)
+    out.print(f"ablations plot written to {path}")
+
+
 def _print(results: dict) -> None:
     from rich.table import Table
 
@@ -351,6 +379,9 @@ def _print(results: dict) -> None:
                       fmt(r["creator_survival"]), f"{r['fraction_of_best']['click']:.2f}")
     out.print(table)
     for name, r in results["policies"].items():
+        if "ablations" in r:
+            _print_ablations(name, r["ablations"], fmt)
+    for name, r in results["policies"].items():
         if "intent" in r:
             i = r["intent"]
             out.print(f"{name}: intent agrees with the hidden session mode on {i['agreement']:.3f} of {i['lists']:,} lists "
@@ -358,3 +389,17 @@ def _print(results: dict) -> None:
                       f"{i['novel_share_in_novelty_sessions']:.3f} of novelty-seeking sessions' lists, "
                       f"{i['novel_share_in_other_sessions']:.3f} of the others'; clicks / user of the same low level: "
                       + ", ".join(f"{k.replace('inferred', 'inferred intent')} {fmt(v)}" for k, v in i["clicks"].items()))
+
+
+def _print_ablations(name: str, ablations: dict, fmt) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{name}: ablations over {len(ablations['seeds'])} seeds (mean per test user, 95% t interval "
+                        "over seeds; gains paired with greedy on the same users)", title_justify="left")
+    for col in ("variant", "clicks / user", "retention", "clicks over greedy", "retention over greedy"):
+        table.add_column(col)
+    for variant, m in ablations["mean"].items():
+        gain = ablations["vs_greedy"].get(variant)
+        table.add_row(variant, fmt(m["click"]), fmt(m["retention"]), fmt(gain["click"]) if gain else "",
+                      fmt(gain["retention"]) if gain else "")
+    out.print(table)

@@ -47,6 +47,7 @@ GRU; the user attributes are the logged state statistics (the world's users carr
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -369,14 +370,17 @@ def ablations(worlds: Worlds, seeds: Sequence[int], *, steps: int = 200, dt_step
     names = ["greedy", *ABLATIONS]
     per_seed: dict[str, dict[str, list[float]]] = {n: {m: [] for m in MEASURES} for n in names}
     base = {"action_tokens": True, "reward_weighting": True, "contrastive": contrastive}
+    start = time.monotonic()
     for i, seed in enumerate(seeds):
         data = collect(worlds, worlds.scores, episodes=episodes, steps=steps, seed=seed)
         target = np.percentile(data.initial_returns(), 90, axis=0)
         select = validation_clicks(worlds("valid", VALID_SEED), worlds.scores, target, steps)
         policies: dict = {"greedy": HistoryGreedy(worlds.scores)}
-        for name, change in ABLATIONS.items():
+        for j, (name, change) in enumerate(ABLATIONS.items()):
             if progress is not None:
-                progress(f"ablations: seed {seed} ({i + 1}/{len(seeds)}), {name}")
+                done, total = i * len(ABLATIONS) + j, len(seeds) * len(ABLATIONS)
+                eta = f", about {(time.monotonic() - start) / done * (total - done):.0f} s left" if done else ""
+                progress(f"ablations: seed {seed} ({i + 1}/{len(seeds)}), {name}{eta}")
             model, _ = train_decision_transformer(data, steps=dt_steps, batch=batch, seed=seed, select=select,
                                                   **(base | change))
             policies[name] = DTRerank(worlds.scores, worlds.template.catalogue, model, target, steps=steps)

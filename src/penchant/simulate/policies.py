@@ -526,15 +526,24 @@ class DecisionTransformerPolicy(_ActorPolicy):
         dt_steps: training steps (batches of ``batch`` windows); the checkpoint (every 100 steps) is
             chosen by validation users' clicks.
         batch: windows of a user's lists per training step.
+        action_tokens: the action served (θ) as a token of its own beside the return-to-go and the state.
+        reward_weighting: DT4IER's network from the user's logged state statistics to per-user
+            weights of the two returns (clicks, lists) the model is conditioned on.
+        contrastive: weight of DT4IER's contrastive action loss (0: none).
+        ablations: when above 0, also train the full model and each part removed on that many seeds
+            (from ``seed``) and report them against greedy (``ablations`` in the results).
         train_steps: the horizon of the behaviour runs and of acting.
         seed: seeds the behaviour runs and the training.
     """
 
     name = "decision-transformer"
 
-    def __init__(self, worlds: Worlds, *, dt_steps: int = 600, batch: int = 256, train_steps: int = 200,
-                 seed: int = DEFAULT_SEED) -> None:
+    def __init__(self, worlds: Worlds, *, dt_steps: int = 600, batch: int = 256, action_tokens: bool = True,
+                 reward_weighting: bool = True, contrastive: float = 0.1, ablations: int = 0,
+                 train_steps: int = 200, seed: int = DEFAULT_SEED) -> None:
         self.dt_steps, self.batch, self.train_steps, self.seed = dt_steps, batch, train_steps, seed
+        self.action_tokens, self.reward_weighting, self.contrastive = action_tokens, reward_weighting, contrastive
+        self.ablations, self._progress = ablations, None
         super().__init__(worlds)
 
     def _fit(self, progress: Callable[[str], None] | None) -> tuple[Any, dict]:
@@ -551,6 +560,21 @@ class DecisionTransformerPolicy(_ActorPolicy):
         target = np.percentile(data.initial_returns(), 90, axis=0)
         select = validation_clicks(worlds("valid", VALID_SEED), worlds.scores, target, steps)
         model, history = train_decision_transformer(data, steps=self.dt_steps, batch=self.batch, seed=self.seed,
-                                                    select=select, progress=progress)
+                                                    action_tokens=self.action_tokens,
+                                                    reward_weighting=self.reward_weighting,
+                                                    contrastive=self.contrastive, select=select, progress=progress)
+        self._progress = progress
         policy = DTRerank(worlds.scores, worlds.template.catalogue, model, target, steps=steps)
         return policy, {"target": target.tolist(), "steps": history, "sequences": len(data.lengths)}
+
+    def report(self, worlds: Worlds, steps: int, seed: int) -> dict:
+        """``{"ablations": ...}`` with ``ablations`` above 0: DT4IER whole and each part removed against
+        greedy over that many seeds, on the test users' worlds from ``seed``
+        (:func:`~penchant.simulate.decision_transformer.ablations`)."""
+        from penchant.simulate.decision_transformer import ablations
+
+        if self.ablations <= 0:
+            return {}
+        return {"ablations": ablations(worlds, range(self.seed, self.seed + self.ablations), steps=steps,
+                                       dt_steps=self.dt_steps, batch=self.batch, contrastive=self.contrastive,
+                                       test_seed=seed, progress=self._progress)}
