@@ -322,6 +322,9 @@ def main() -> None:
     parser.add_argument("--models", default="", help="Also fit and evaluate these registry models (NAME or "
                         "NAME:key=value,..., separated by ';') on each size's split: time, memory, NDCG@10 or the refusal.")
     parser.add_argument("--repeat", type=int, default=1, help="Measure each side this many times, alternating; keep the fastest.")
+    parser.add_argument("--train", default="", help="Also time one training epoch of these torch learners (';'-separated "
+                        "specs, e.g. 'bpr;sasrec:loss=gbce') at each size: benchmarks/train_speed.py, its --fraction below.")
+    parser.add_argument("--train-fraction", type=float, default=0.05)
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -360,6 +363,10 @@ def main() -> None:
             else:
                 print(f"{n:>11,} {spec:<22} {got['fit_seconds']:>8.1f} {got['seconds']:>10.1f} {got['peak_mib']:>9.0f}  "
                       f"{got['ndcg@10']:.4f}", flush=True)
+    for n in sizes if args.train else ():  # epoch time, examples/s, share of the machine's bound; BPR against implicit
+        from train_speed import measure as train_epochs
+
+        rows += [{"size": n, "train": r} for r in train_epochs(args.train.split(";"), n, args.train_fraction)]
     if len(sizes) > 1 and steps:
         lo, hi = min(sizes), max(sizes)
         print(f"\ngrowth from {lo:,} to {hi:,} interactions: seconds ∝ n^b (b from the two ends)")
