@@ -55,6 +55,9 @@ def test_simulate_runs_the_actor_critics_from_the_command_line(tmp_path, shared_
     assert len(got["actor-critic"]["training"]["actor"][0]) == 8
     assert "floor" in got["tscac"] and "tscac" in text
     assert len(got["hierarchical"]["training"]["iterations"]) == 2
+    intent = got["hierarchical"]["intent"]   # the high level's agreement with the hidden session mode
+    assert 0 <= intent["chance"] <= 1 and intent["lists"] > 0 and "hierarchical: intent agrees" in " ".join(text.split())
+    assert set(intent["clicks"]) == {"inferred", "always familiar", "always novel"}
     assert len(got["decision-transformer"]["training"]["target"]) == 2
     code, _, err = cli("simulate", "run", "--policy", "tscac", "--users", "10", "--steps", "2")
     assert code != 0 and "--floor" in err
