@@ -44,6 +44,7 @@ QUICK = {
     "tscac": {"train_steps": 8, "ac_iterations": 2, "floor": "novelty:0.3"},
     "hierarchical": {"train_steps": 8, "ac_iterations": 2},
     "decision-transformer": {"train_steps": 8, "dt_steps": 100, "batch": 16},
+    "sim2rec": {"train_steps": 8, "ac_iterations": 2},
 }
 STEPS = 8
 

@@ -578,3 +578,53 @@ class DecisionTransformerPolicy(_ActorPolicy):
         return {"ablations": ablations(worlds, range(self.seed, self.seed + self.ablations), steps=steps,
                                        dt_steps=self.dt_steps, batch=self.batch, contrastive=self.contrastive,
                                        test_seed=seed, progress=self._progress)}
+
+
+@register
+class Sim2Rec(_ActorPolicy):
+    """Sim2Rec (Chen et al. 2023): trained across a family of worlds with an extractor that infers the world from each user's own lists.
+
+    The family draws the choice temperature, boredom weight, novelty weight and leaving rate from
+    ranges around the run's world (:mod:`penchant.simulate.sim2rec`); the actor reads the extractor's estimate.
+
+    Args:
+        ac_iterations: training iterations (each: rollouts in ``worlds_per_iteration`` worlds of the
+            family, one actor-critic update, extractor steps; early-stopped on validation worlds).
+        worlds_per_iteration: worlds of the family drawn per iteration.
+        extractor: with the environment-parameter extractor (false: the family-trained ablation).
+        train_steps: the horizon trained for (steps of each training run).
+        seed: seeds the actor, the critic, the extractor and the worlds' draws.
+    """
+
+    name = "sim2rec"
+
+    def __init__(self, worlds: Worlds, *, ac_iterations: int = 30, worlds_per_iteration: int = 2, extractor: bool = True,
+                 train_steps: int = 200, seed: int = DEFAULT_SEED) -> None:
+        self.ac_iterations, self.worlds_per_iteration, self.extractor = ac_iterations, worlds_per_iteration, extractor
+        self.train_steps, self.seed = train_steps, seed
+        super().__init__(worlds)
+
+    def world_family(self) -> Any:
+        """The :class:`~penchant.simulate.sim2rec.WorldFamily` around the run's world."""
+        from penchant.simulate.sim2rec import WorldFamily
+
+        return WorldFamily(base=self.worlds.template.params)
+
+    def _fit(self, progress: Callable[[str], None] | None) -> tuple[Any, dict]:
+        from penchant.simulate.sim2rec import train_sim2rec
+
+        policy, history = train_sim2rec(self.worlds, self.worlds.scores, family=self.world_family(), extractor=self.extractor,
+                                        iterations=self.ac_iterations, worlds_per_iteration=self.worlds_per_iteration,
+                                        steps=self.train_steps, seed=self.seed, progress=progress)
+        return policy, {"iterations": history}
+
+    def report(self, worlds: Worlds, steps: int, seed: int) -> dict:
+        """``{"extractor": ...}``: on the test users' world of ``seed``, how well the extractor recovers
+        the world's parameters (:func:`~penchant.simulate.sim2rec.recovery`; a report, it reads them)."""
+        from penchant.simulate.sim2rec import recovery
+
+        if not self.extractor:
+            return {}
+        found = recovery(self._acting(), worlds("test", seed), self.world_family(), steps=steps, seed=seed)
+        found.pop("episode")
+        return {"extractor": found}
