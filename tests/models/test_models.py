@@ -43,6 +43,8 @@ def test_ease_matches_independent_dense_computation(ml100k_split):
     relevant = (sp.test.csr.toarray() > 0) & train_items[None, :]
     result = evaluate(model, sp.train, sp.test, ks=[10], also_exclude=(sp.valid,))
     assert result.metrics()["ndcg@10"] == pytest.approx(dense_ndcg_at_10(expected, seen, relevant), abs=2e-4)
+    # row-major weights: a CSR row times a column-major matrix makes scipy copy it on every call
+    assert model.weights_.flags["C_CONTIGUOUS"]
 
 
 def test_edlae_penalty_matches_its_definition(ml100k_split):
@@ -143,6 +145,8 @@ def test_save_load_gives_identical_scores(name, ml100k_split, tmp_path):
     a, _ = back.recommend(users, k=10)
     b, _ = model.recommend(users, k=10)
     assert np.array_equal(a, b)
+    if name in ("ease", "edlae", "dlae"):
+        assert back.weights_.flags["C_CONTIGUOUS"]
 
 
 def test_registry_converts_and_rejects():

@@ -63,7 +63,9 @@ def zero_diagonal_weights(gram: np.ndarray, penalty: np.ndarray, *, overwrite: b
     del g, gram  # when overwriting, the caller holds no other reference: the Gram is freed here
     p /= -np.diag(p)
     p[np.diag_indices_from(p)] = 0.0
-    return p.astype(np.float32)
+    # row-major: LAPACK hands back a column-major inverse, and a CSR × column-major product makes
+    # scipy copy the whole matrix on every call (21 ms instead of 0.2 ms per user on ML-100K)
+    return p.astype(np.float32, order="C")
 
 
 class _LinearAutoencoder(HistoryScored):
@@ -129,7 +131,7 @@ class _LinearAutoencoder(HistoryScored):
         return {"weights": self.weights_}
 
     def _load_state(self, arrays: dict[str, np.ndarray]) -> None:
-        self.weights_ = arrays["weights"]
+        self.weights_ = np.ascontiguousarray(arrays["weights"])  # an artefact saved column-major: one copy now
 
 
 LAMBDA_GRID = (25.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0)
