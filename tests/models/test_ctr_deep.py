@@ -167,3 +167,16 @@ def test_awmoe_refuses_data_without_history(crosses):
 def test_bad_parameters_are_config_errors(name, params):
     with pytest.raises(ConfigError, match=name):
         create(name, **params)
+
+
+def test_serving_forward_in_numpy_equals_torch(crosses, fitted, tmp_path):
+    """The per-request path (``logits``: numpy gathers and matmuls for DeepFM and FM) gives torch's
+    logits to float32 rounding, also after a save and load, and the numpy path is the one taken."""
+    train, valid, test, _, _ = crosses
+    fm = create("ctr-fm", dims=8, epochs=2, device="cpu").fit(train, valid)
+    assert test.dense.shape[1] > 0 or test.codes.shape[1] > len(test.fields)  # numbers or multi-valued padding read
+    for model in (fitted["deepfm"], fm, CTRModel.load(fitted["deepfm"].save(tmp_path / "deepfm.npz"))):
+        served = model.logits(test.codes, test.dense)
+        assert model._forward_np is not None
+        np.testing.assert_allclose(served, model.predict_logits(test), rtol=0, atol=1e-5)
+        assert np.std(served) > 0.1  # a trained network, not a constant

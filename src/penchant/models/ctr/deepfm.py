@@ -15,13 +15,16 @@ features).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from penchant.data.ctr import FeatureVocabulary
 from penchant.errors import ConfigError
 from penchant.models.ctr.base import TorchCTRModel
-from penchant.models.ctr.fm import fm_network
-from penchant.models.ctr.layers import check_range, parse_hidden, tower
+from penchant.models.ctr.fm import fm_network, fm_numpy
+from penchant.models.ctr.layers import check_range, numpy_tower, parse_hidden, tower, tower_forward
 from penchant.models.registry import register
 from penchant.models.search import Choice, Float
 
@@ -85,3 +88,13 @@ class DeepFM(TorchCTRModel):
     def _network(self, vocab: FeatureVocabulary, n_items: int, history_length: int) -> Any:
         return deepfm_network(vocab.n_features, len(vocab.slot_field), len(vocab.dense_names), self.dims,
                               self._widths, self.dropout)
+
+    def _numpy_forward(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        fm, layers = fm_numpy(self.net_.fm), numpy_tower(self.net_.deep)
+
+        def forward(codes: np.ndarray, dense: np.ndarray) -> np.ndarray:
+            logit, v = fm(codes, dense)
+            deep = tower_forward(np.concatenate([v.reshape(len(v), -1), dense], 1), layers)[:, 0]
+            return logit + deep
+
+        return forward

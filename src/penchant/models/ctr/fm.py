@@ -15,7 +15,10 @@ factors of the features in each batch, early stopping on the validation log loss
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from penchant.data.ctr import FeatureVocabulary
 from penchant.models.ctr.base import TorchCTRModel
@@ -57,6 +60,31 @@ def fm_network(n_features: int, n_dense: int, dims: int) -> Any:
     return FMNet()
 
 
+def fm_numpy(net: Any) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The numpy inference forward of :func:`fm_network`'s module ``net`` (weights copied now):
+    ``forward(codes int64 (m, S), dense float32 (m, D)) -> (logits float32 (m,), v float32 (m, S, k))``,
+    ``v`` the rows' factor vectors (what DeepFM's deep part reads). Same arithmetic as the torch
+    forward, in float32: one gather per table, no per-row loop."""
+    def array(t: Any) -> np.ndarray:
+        return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)
+
+    bias, weight, factor = float(array(net.bias)[0]), array(net.weight.weight)[:, 0], array(net.factor.weight)
+    dense_weight, dense_factor = array(net.dense_weight), array(net.dense_factor)
+
+    def forward(codes: np.ndarray, dense: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        v = factor[codes]  # (m, S, k); padding rows are zero
+        linear = weight[codes].sum(1) + dense @ dense_weight
+        s = v.sum(1)
+        square = np.einsum("msk,msk->m", v, v)
+        if dense.shape[1]:
+            vd = dense[:, :, None] * dense_factor[None]  # (m, D, k)
+            s = s + vd.sum(1)
+            square = square + np.einsum("mdk,mdk->m", vd, vd)
+        return bias + linear + 0.5 * (np.einsum("mk,mk->m", s, s) - square), v
+
+    return forward
+
+
 @register
 class FactorizationMachine(TorchCTRModel):
     """Factorisation machine (Rendle 2010): per-feature weights plus pairwise factor interactions.
@@ -88,3 +116,7 @@ class FactorizationMachine(TorchCTRModel):
 
     def _network(self, vocab: FeatureVocabulary, n_items: int, history_length: int) -> Any:
         return fm_network(vocab.n_features, len(vocab.dense_names), self.dims)
+
+    def _numpy_forward(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        forward = fm_numpy(self.net_)
+        return lambda codes, dense: forward(codes, dense)[0]

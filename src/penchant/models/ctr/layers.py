@@ -51,3 +51,27 @@ def check_range(model: str, **values: tuple[float, float, float]) -> None:
     for name, (value, low, high) in values.items():
         if not low <= value <= high:
             raise ConfigError(f"model {model!r}: {name} must be in [{low}, {high}], not {value}")
+
+
+def numpy_tower(seq: Any) -> list[tuple[Any, Any, bool]]:
+    """A :func:`tower`'s inference weights as numpy: per ``Linear``, (W float32 (n_in, n_out)
+    transposed and C-contiguous, b float32 (n_out,), whether a ReLU follows). Dropout is the
+    identity at inference."""
+    import numpy as np
+    import torch
+
+    linears = [m for m in seq if isinstance(m, torch.nn.Linear)]
+    return [(np.ascontiguousarray(m.weight.detach().cpu().numpy().T, dtype=np.float32),
+             m.bias.detach().cpu().numpy().astype(np.float32), i < len(linears) - 1) for i, m in enumerate(linears)]
+
+
+def tower_forward(h: Any, layers: list[tuple[Any, Any, bool]]) -> Any:
+    """The numpy forward of :func:`numpy_tower`'s layers on ``h`` float32 (m, n_in): (m, n_out)."""
+    import numpy as np
+
+    for weight, bias, relu in layers:
+        h = h @ weight
+        h += bias
+        if relu:
+            np.maximum(h, 0.0, out=h)
+    return h
