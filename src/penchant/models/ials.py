@@ -23,7 +23,7 @@ The paper's tuning protocol (section 4): start from a large dimension, tune α�
 (ν = 1 fixed), then ν, on a log grid refined around the best point, epochs fixed. Here that is two
 ``penchant tune`` runs over :attr:`IALS.search_space` (log-uniform ranges: Optuna's TPE plays the
 coarse-to-fine grid), the first with ``--param factors=D --param reg_exponent=1``, the second with the
-found α₀ and λ fixed (docs/models.md has the commands).
+found α₀ fixed, searching ν together with λ, whose scale moves with ν (docs/models.md has the commands).
 
 The defaults are stage 1's choice on ML-100K (per-user 80/10/10, seed 2026, 30 trials at d = 128,
 ν = 1): α₀ = 0.24, λ = 0.013 (validation NDCG@10 0.2678). The paper's ML-20M setting is α₀ = 0.1,
