@@ -221,6 +221,7 @@ class Sim2RecRerank(ActorRerank):
         self._away = np.zeros(0)
         self._new_session = np.zeros(0, dtype=bool)
 
+    @torch_single_threaded()
     def observe(self, obs: Observation) -> None:
         n = len(obs.history)
         if self._h is None or obs.step == 0:
@@ -281,6 +282,7 @@ class Sim2RecRerank(ActorRerank):
             return base
         return np.c_[base[:, :-1], np.clip(self.estimate(users), -3.0, 3.0), base[:, -1:]]  # the bias stays last
 
+    @torch_single_threaded()
     def act(self, users: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         assert self.obs is not None and self._offered is not None and self._served is not None, "observe() first"
         states = self.state(users)
@@ -318,6 +320,7 @@ def _stack(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([np.pad(p, [(0, 0), (0, length - p.shape[1])] + [(0, 0)] * (p.ndim - 2)) for p in parts])
 
 
+@torch_single_threaded()
 def fit_extractor(extractor: Extractor, optimizer: torch.optim.Optimizer,
                   data: list[tuple[np.ndarray, np.ndarray, np.ndarray]], rng: np.random.Generator, *, steps: int = 10,
                   batch: int = 128, window: int = 64) -> list[float]:
@@ -337,6 +340,7 @@ def fit_extractor(extractor: Extractor, optimizer: torch.optim.Optimizer,
     return losses
 
 
+@torch_single_threaded()
 def trajectory_data(policy: Sim2RecRerank, world: LongTermWorld, family: WorldFamily, steps: int,
                     seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``policy`` (recording its extractor inputs) run in ``world``: each user's lists (n, L, F), valid
@@ -439,6 +443,7 @@ def evaluate(world: LongTermWorld, scores: np.ndarray, actor: GaussianActor, ext
     return run_episode(world, Sim2RecRerank(scores, world.catalogue, actor, extractor, steps=steps), steps, seed=seed)
 
 
+@torch_single_threaded()
 def recovery(policy: Sim2RecRerank, world: LongTermWorld, family: WorldFamily, *, steps: int = 200, seed: int = 0,
              min_lists: int = 10) -> dict:
     """How well the extractor recovers ``world``'s parameters (a report: reads ``world.params``).
@@ -466,6 +471,7 @@ def recovery(policy: Sim2RecRerank, world: LongTermWorld, family: WorldFamily, *
     return out
 
 
+@torch_single_threaded()
 def reality_gap(worlds: Callable[[str, int], LongTermWorld], policies: dict[str, object], family: WorldFamily, *,
                 held_out: int = 6, in_range: int = 0, steps: int = 200, seed: int = 0) -> dict:
     """Each of ``policies`` (label -> a policy that observes and acts) on the test users of ``held_out``
