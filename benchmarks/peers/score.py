@@ -23,7 +23,7 @@ from penchant.eval.lists import read_ranked_lists
 from penchant.experiment.run import run
 
 PENCHANT = ["pop", "itemknn", "rp3beta", "ease", "edlae", "dlae", "als", "bpr", "multvae", "lightgcn"]
-STOCHASTIC = {"als", "bpr", "multvae", "lightgcn"}
+STOCHASTIC = {"als", "bpr", "multvae", "lightgcn", "recvae", "ials"}
 COUNTERPART = {"pop": "pop", "itemknn": "itemknn", "ease": "ease", "als": "als", "implicitmf": "als", "bpr": "bpr",
                "lightgcn": "lightgcn", "multivae": "multvae"}
 
