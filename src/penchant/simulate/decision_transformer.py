@@ -16,8 +16,10 @@ still to come; then ask for a high return.
   causal mask hides the same list's action token). Each behaviour run keeps one θ up to per-list noise,
   so past actions give much of the next one away (measured before DT4IER's other parts: a model
   seeing them earned 69.8 and 69.4 clicks per user asking for the 10th and the 90th percentile return):
-  ``action_tokens=False`` is return-conditioned sequence imitation in the manner of RvS (Emmons et al.,
-  2022), 2 tokens per list.
+  ``action_tokens=False`` (the default of :func:`train_decision_transformer` and of the policy) is
+  return-conditioned sequence imitation in the manner of RvS (Emmons et al., 2022), 2 tokens per list.
+  Measured (:func:`ablations`, 3 seeds): removing the action tokens from DT4IER whole gains 6.4 clicks
+  per user [1.9, 10.8] (t interval over seeds, paired).
 * **Reward weighting** (``reward_weighting``; DT4IER's multi-reward re-weighting): a small network
   (:class:`RewardWeighting`) maps the user's observable attributes, the mean of the logged states in
   the window (their novelty appetite, session habits, clicks per list: what a platform computes from
@@ -243,7 +245,7 @@ def windows(data: Trajectories, context: int) -> tuple[torch.Tensor, ...]:
 @torch_single_threaded()
 def train_decision_transformer(data: Trajectories, *, context: int = 8, dim: int = 32, steps: int = 600,
                                batch: int = 256, lr: float = 1e-3, valid_share: float = 0.1, seed: int = 0,
-                               action_tokens: bool = True, reward_weighting: bool = True, contrastive: float = 0.1,
+                               action_tokens: bool = False, reward_weighting: bool = True, contrastive: float = 0.1,
                                select: Callable[[DecisionTransformer], float] | None = None,
                                progress: Callable[[str], None] | None = None) -> tuple[DecisionTransformer, list[dict]]:
     """Fit on ``data``, checking every 100 steps the action error on a held-out ``valid_share`` of the

@@ -526,7 +526,8 @@ class DecisionTransformerPolicy(_ActorPolicy):
         dt_steps: training steps (batches of ``batch`` windows); the checkpoint (every 100 steps) is
             chosen by validation users' clicks.
         batch: windows of a user's lists per training step.
-        action_tokens: the action served (θ) as a token of its own beside the return-to-go and the state.
+        action_tokens: the action served (θ) as a token of its own beside the return-to-go and the state
+            (off by default: measured over 3 seeds, the model earns fewer clicks with them; docs/loop.md).
         reward_weighting: DT4IER's network from the user's logged state statistics to per-user
             weights of the two returns (clicks, lists) the model is conditioned on.
         contrastive: weight of DT4IER's contrastive action loss (0: none).
@@ -538,7 +539,7 @@ class DecisionTransformerPolicy(_ActorPolicy):
 
     name = "decision-transformer"
 
-    def __init__(self, worlds: Worlds, *, dt_steps: int = 600, batch: int = 256, action_tokens: bool = True,
+    def __init__(self, worlds: Worlds, *, dt_steps: int = 600, batch: int = 256, action_tokens: bool = False,
                  reward_weighting: bool = True, contrastive: float = 0.1, ablations: int = 0,
                  train_steps: int = 200, seed: int = DEFAULT_SEED) -> None:
         self.dt_steps, self.batch, self.train_steps, self.seed = dt_steps, batch, train_steps, seed
