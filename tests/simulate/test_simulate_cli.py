@@ -10,8 +10,10 @@ from tests.conftest import cli
 def test_simulate_run_writes_every_result_with_intervals(tmp_path, shared_data):
     out = tmp_path / "run.json"
     code, text, err = cli("simulate", "run", "--policy", "trained", "--users", "60", "--steps", "15", "--iterations", "1",
-                          "--train-users", "10", "--param", "novelty_weight=3", "--json", str(out))
+                          "--train-users", "10", "--param", "novelty_weight=3", "--json", str(out),
+                          "--plot", str(tmp_path / "run.png"))
     assert code == 0, err
+    assert (tmp_path / "run.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     got = json.loads(out.read_text())
     assert got["world_params"]["novelty_weight"] == 3.0 and got["steps"] == 15 and got["users"] == 60
     for signal in ("click", "watch", "like", "share"):

@@ -33,20 +33,24 @@ def run(
     ac_iterations: int = AcIterations, kl_weight: float = KlWeight, dt_steps: int = DtSteps,
     ablations: int = Ablations,
     json_out: Path = typer.Option(None, "--json", help="Write the results here."),
-    plot: Path = typer.Option(None, "--plot", help="With --ablations: write the ablations' clicks and retention against greedy here (PNG)."),
+    plot: Path = typer.Option(None, "--plot", help="Write the policy's clicks per user over time here (PNG); with "
+                              "--ablations, the ablations' clicks and retention against greedy."),
 ) -> None:
     """Run one policy on held-out simulated users: return per signal, retention, novelty, creator
     survival and the fraction of the oracle's return, with 95% intervals."""
-    if plot is not None and not ablations:
-        raise typer.BadParameter("--plot draws the ablations: give --ablations N too", param_hint="--plot")
     results = _simulate([policy], world, param, users, steps, seed, floor, model, iterations, train_users,
                         ac_iterations, kl_weight, dt_steps, ablations)
     _print(results)
     if plot is not None:
         (found,) = results["policies"].values()
-        if "ablations" not in found:
-            raise typer.BadParameter("only the decision-transformer policy has ablations", param_hint="--plot")
-        _ablation_plot(found["ablations"], plot)
+        if ablations:
+            _ablation_plot(found["ablations"], plot)
+        else:
+            from penchant.eval.plots import line_plot
+
+            line_plot({n: c["cumulative_click"] for n, c in results["curves"].items()}, plot,
+                      title="Clicks per user over time", xlabel="step", ylabel="cumulative clicks per user")
+            out.print(f"plot written to {plot}")
     if json_out is not None:
         (label,) = results["policies"]
         write_json(json_out, results["policies"][label] | {k: v for k, v in results.items() if k != "policies"})
