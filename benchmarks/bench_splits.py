@@ -102,7 +102,9 @@ def table(root: Path, markdown: Path | None) -> str:
     latest: dict[tuple[str, str, int], float] = {}
     for line in (root / "penchant.jsonl").read_text().splitlines():
         row = json.loads(line)
-        latest[row["split"], row["model"], row["seed"]] = row["ndcg@10"]
+        name, params = parse(row["model"])  # shown as name(key=value …)
+        label = f"{name}({' '.join(f'{k}={v}' for k, v in params.items())})" if params else name
+        latest[row["split"], label, row["seed"]] = row["ndcg@10"]
     cells: dict[tuple[str, str], list[float]] = {}
     for (split, model, _), v in latest.items():
         cells.setdefault((model, split), []).append(v)
