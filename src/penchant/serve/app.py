@@ -101,8 +101,18 @@ def create_app(settings: Settings, *, admin_key: str | None = None, generation=N
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
-        yield
-        host.impressions.close()  # the served lists still waiting are written before the process ends
+        from threadpoolctl import threadpool_limits
+
+        # Answers run one at a time on the event loop, and their products are small (a ranker's
+        # 100 × 212 × 200): a second BLAS thread only waits for a core, 3× slower per forward on a
+        # loaded 2-core machine. Concurrency comes from requests and --workers; training jobs widen
+        # the pool for their own run (ModelHost._job).
+        limits = threadpool_limits(1, user_api="blas")
+        try:
+            yield
+        finally:
+            host.impressions.close()  # the served lists still waiting are written before the process ends
+            limits.restore_original_limits()
 
     app = FastAPI(title="penchant", version="0.1.0", lifespan=lifespan,
                   description="Feedback in, recommendations out. Keys: `Authorization: Bearer <key>`.")

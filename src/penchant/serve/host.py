@@ -368,8 +368,13 @@ class ModelHost:
 
     def _job(self, version: int, work) -> None:
         """Run one training job under the training lock; a failure is recorded on the version (the
-        service keeps running)."""
-        with self._train_lock:
+        service keeps running). It trains with penchant's thread count for BLAS (answers use one
+        thread, set where the app starts)."""
+        from threadpoolctl import threadpool_limits
+
+        from penchant.threads import threads
+
+        with self._train_lock, threadpool_limits(threads(), user_api="blas"):
             try:
                 work()
             except Exception as e:
