@@ -40,7 +40,7 @@ from penchant.experiment.run import run
 SPLITS = ("random-2026", "random-1", "temporal")
 ROOT = Path(".peers/work/splits")
 MODELS = ("pop,itemknn,rp3beta,ease,edlae,dlae,als,bpr,multvae,lightgcn,gfcf,bspm,sansa,recvae,ials,"
-          "blend:members=dlae,,gfcf,,rp3beta,,als")
+          "blend:members=dlae,,ease,,als,,rp3beta,,bspm,,gfcf,,pop,,multvae")
 STOCHASTIC = {"als", "bpr", "multvae", "lightgcn", "recvae", "ials", "blend"}
 
 
