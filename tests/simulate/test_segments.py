@@ -90,3 +90,13 @@ def test_segments_cli_writes_curves_and_refuses_bad_sizes(tmp_path):
     assert "fitted as" in text
     code, _, err = cli("simulate", "segments", "--sizes", "ten")
     assert code != 0 and "--sizes" in err
+
+
+def test_regret_preferences_teach_a_better_reward_than_partial_return_from_few_of_them():
+    """The paper's claim against its baseline: with 30 regret-labelled preferences per gridworld, the
+    reward fitted under the regret model yields a policy nearer the optimum than the reward fitted
+    under partial return (10 worlds; measured 0.87 [0.72, 1.02] against 0.12 [−0.32, 0.57])."""
+    from penchant.simulate.segments import learning_curves
+
+    curves = learning_curves(worlds=10, sizes=(30,), seed=0)["curves"]["regret"]
+    assert curves["regret"]["ci"][0][0] > curves["partial-return"]["ci"][0][1], curves
