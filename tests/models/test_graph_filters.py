@@ -89,3 +89,15 @@ def test_unset_parameters_are_chosen_on_validation(name):
     assert len(scores) > 10 and model.chosen_ == {k: v for k, v in model.selection_[int(np.argmax(scores))].items()
                                                   if k != "valid"}
     assert set(model.selected()) == set(model.chosen_)  # nothing was given, everything chosen
+
+
+def test_bspm_improves_on_the_gf_cf_filter_on_movielens(ml100k_split):
+    """BSPM's claim against its baseline: blurring then sharpening beats GF-CF's filter, each
+    choosing its settings on valid (measured NDCG@10 0.3231 against 0.3177 on this split)."""
+    from penchant.eval import evaluate
+
+    sp = ml100k_split
+    check = validator(sp.train, sp.valid)
+    ndcg = {name: evaluate(create(name).fit(sp.train, check), sp.train, sp.test, ks=[10],
+                           also_exclude=(sp.valid,)).metrics()["ndcg@10"] for name in ("gfcf", "bspm")}
+    assert ndcg["bspm"] > ndcg["gfcf"] + 0.003, ndcg
