@@ -68,7 +68,24 @@ model_versions = sa.Table("model_versions", metadata,
                           sa.Column("created_at", sa.Float, nullable=False),
                           sa.Column("finished_at", sa.Float, nullable=True),
                           # while training: the process doing it ("host:pid:start ticks"), so one that died is found
-                          sa.Column("owner", sa.String(255), nullable=True))
+                          sa.Column("owner", sa.String(255), nullable=True),
+                          # PostgreSQL: the version's files in version_chunks, {relative path: {"size", "sha256"}}
+                          sa.Column("files", sa.JSON, nullable=True))
+#: a version's files in pieces of CHUNK_BYTES (PostgreSQL: every replica fetches them; :mod:`penchant.serve.fleet`)
+version_chunks = sa.Table("version_chunks", metadata,
+                          sa.Column("version", sa.Integer, primary_key=True),
+                          sa.Column("path", sa.String(255), primary_key=True),
+                          sa.Column("chunk", sa.Integer, primary_key=True),
+                          sa.Column("data", sa.LargeBinary, nullable=False))
+#: one row (id 1): counts bumped in the transaction of every change replicas must see at once
+fleet_state = sa.Table("fleet_state", metadata,
+                       sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+                       sa.Column("generation", sa.BigInteger, nullable=False),  # versions, items, restores
+                       sa.Column("keys", sa.BigInteger, nullable=False))        # key revocations
+#: events stored per slot of users (CRC-32 of the id, :func:`penchant.serve.answers.slot`)
+user_event_counts = sa.Table("user_event_counts", metadata,
+                             sa.Column("slot", sa.Integer, primary_key=True, autoincrement=False),
+                             sa.Column("events", sa.BigInteger, nullable=False))
 
 comparisons = sa.Table("comparisons", metadata,
                        sa.Column("event_id", sa.String(MAX_ID_LENGTH), primary_key=True),
