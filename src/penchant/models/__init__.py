@@ -16,6 +16,7 @@ from penchant.models import (  # noqa: F401  (registers the models)
     rp3beta,
     sansa,
     sequential,
+    slist,
     sparse_linear,
     unbiased,
 )
