@@ -6,6 +6,12 @@ generation) and the user's own event count. The last lives in a table of counter
 stable hash of the user id (CRC-32, the same in every process; a shared ``RawArray`` when there are
 several workers): storing an event for a user bumps their slot, so their next request, on any
 worker, is computed afresh. Users who share a slot only cost each other a recomputation.
+
+With a shared store (PostgreSQL, replicas on several hosts) the change count and the slots'
+counts are the store's (``fleet_state``, ``user_event_counts``), bumped in the transaction that
+stores the events, on whichever replica, and read by each answer (one SELECT,
+:meth:`~penchant.serve.store.Store.fleet_read`): an event acknowledged by one replica makes the
+user's cached answers stale on all of them.
 """
 
 from __future__ import annotations
@@ -41,8 +47,9 @@ class AnswerCache:
         for u in set(users):
             self.events[slot(u)] += 1
 
-    def stamp(self, user_id: str, version: int, changes: int) -> tuple:
-        return version, changes, int(self.events[slot(user_id)])
+    def user_events(self, user_id: str) -> int:
+        """The event count of ``user_id``'s slot in this machine's counters."""
+        return int(self.events[slot(user_id)])
 
     def get(self, key: Hashable, stamp: tuple) -> dict | None:
         if not self.entries:

@@ -29,6 +29,7 @@ from penchant.errors import ConfigError, ConflictError, DataError, NotFoundError
 from penchant.serve.config import Settings
 from penchant.serve.conversations import ConversationHost
 from penchant.serve.deps import KeyCache, RateLimiter, Service
+from penchant.serve.fleet import Listener
 from penchant.serve.host import ModelHost
 from penchant.serve.hot_path import FastRecommendations
 from penchant.serve.keys import create_key
@@ -108,9 +109,13 @@ def create_app(settings: Settings, *, admin_key: str | None = None, generation=N
         # loaded 2-core machine. Concurrency comes from requests and --workers; training jobs widen
         # the pool for their own run (ModelHost._job).
         limits = threadpool_limits(1, user_api="blas")
+        # replicas on one PostgreSQL: hear the others' changes and load new versions before a request must
+        app.state.listener = Listener(store, host.refresh).start() if store.shared else None
         try:
             yield
         finally:
+            if app.state.listener is not None:
+                app.state.listener.stop()
             host.impressions.close()  # the served lists still waiting are written before the process ends
             limits.restore_original_limits()
 

@@ -27,8 +27,10 @@ IdQuery = Annotated[Text | None, Query(min_length=1, max_length=MAX_ID_LENGTH)]
 
 
 class KeyCache:
-    """Verified keys remembered for ``ttl`` seconds, so a request costs no key lookup; a revoked
-    key stops working within ``ttl`` (revocation in this process: at once)."""
+    """Verified keys remembered for ``ttl`` seconds, so a request costs no key lookup (no hash of
+    the key); a revoked key stops working within ``ttl`` in other workers of one SQLite folder, at
+    once in this process, and at once on every replica of a shared store (PostgreSQL: each check
+    reads the store's count of revocations, one SELECT, :meth:`~penchant.serve.store.Store.keys_changed`)."""
 
     def __init__(self, store: Store, ttl: float = 1.0) -> None:
         self.store, self.ttl, self.seen = store, ttl, {}
@@ -36,11 +38,12 @@ class KeyCache:
     def check(self, key: str | None, needed: str) -> tuple[bool, bool, str | None]:
         hit = self.seen.get((key, needed))
         now = time.monotonic()
-        if hit is not None and now - hit[0] < self.ttl and hit[1] == self.store.key_generation:
+        revoked = self.store.keys_changed()
+        if hit is not None and now - hit[0] < self.ttl and hit[1] == revoked:
             return hit[2]
         result = check_key(self.store, key, needed)
         if result[0]:
-            self.seen[(key, needed)] = (now, self.store.key_generation, result)
+            self.seen[(key, needed)] = (now, revoked, result)
         return result
 class RateLimiter:
     """A sliding one-minute window per key."""

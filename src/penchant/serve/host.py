@@ -40,6 +40,7 @@ from penchant.models.protocols import DotProduct
 from penchant.models.ranking import top_k
 from penchant.serve.config import Settings
 from penchant.serve.failpoints import failpoint
+from penchant.serve.fleet import VersionFiles
 from penchant.serve.impressions import ImpressionLog, explore, thompson
 from penchant.serve.store import Store
 
@@ -158,6 +159,10 @@ class ModelHost:
     every worker, on its next read of :attr:`deployed` or :attr:`preference`, sees the new count,
     loads the store's active versions and clears its item caches before answering. A request still
     reads the reference once, so no answer mixes versions.
+
+    With a shared store (PostgreSQL: replicas on several hosts, :mod:`penchant.serve.fleet`), the
+    count is the store's (``fleet_state``, bumped in the transaction of each change, on any
+    replica), read by every answer; versions' files come from the store through :attr:`files`.
     """
 
     def __init__(self, store: Store, settings: Settings, generation=None, generation_lock=None,
@@ -174,6 +179,7 @@ class ModelHost:
         self._deployed: Deployed | None = None
         self._preference: DeployedPreference | None = None
         self.models_dir = Path(settings.data_dir) / "models"
+        self.files = VersionFiles(store, self.models_dir)
         self._train_lock = threading.Lock()
         self._categories: dict[str, set[str]] | None = None
         self._category_masks: dict[tuple[int, str], np.ndarray] = {}
@@ -206,17 +212,43 @@ class ModelHost:
                 self.generation.value += 1
 
     def changes(self) -> int:
-        """A count that moves whenever versions or items change, in any worker."""
+        """A count that moves whenever versions or items change, in any worker (any replica of a
+        shared store: read from it)."""
+        if self.store.shared:
+            return self.store.fleet_read()[0]
         return self.generation.value if self.generation is not None else self._changes
 
-    def _sync(self) -> None:
-        """Catch up with the other workers: reload the active versions that differ from ours."""
-        if self.generation is None or self.generation.value == self._seen_generation:
+    def refresh(self) -> None:
+        """Catch up now (the fleet listener calls it when another replica changed something)."""
+        self._sync()
+
+    def _current(self, user_id: str) -> tuple[Deployed | None, int, int]:
+        """The recommender to answer ``user_id`` with, the change count and the user's event count
+        its cached answers are stamped with (:class:`~penchant.serve.answers.AnswerCache`). A shared
+        store's counts are read in one SELECT (the check that keeps replicas from answering from an
+        old version or an answer older than the user's last event)."""
+        if self.store.shared:
+            generation, _, events = self.store.fleet_read(user_id)
+            self._sync(generation)
+            return self._deployed, generation, events
+        d = self.deployed
+        return d, self.changes(), self.answers.user_events(user_id)
+
+    def _sync(self, now: int | None = None) -> None:
+        """Catch up with the other workers (replicas): reload the active versions that differ from
+        ours. ``now``: the change count just read (else read here)."""
+        if self.store.shared:
+            now = self.store.fleet_read()[0] if now is None else now
+        elif self.generation is None:
+            return
+        else:
+            now = self.generation.value
+        if now == self._seen_generation:
             return
         from penchant.models.artefact import ArtefactError
 
         with self._sync_lock:
-            seen = self.generation.value
+            seen = now
             if seen == self._seen_generation:
                 return
             for v in self.store.versions():
@@ -298,12 +330,13 @@ class ModelHost:
         """A stored version in memory: the model and its vocabularies, all read from its artefact."""
         from penchant.models.artefact import load
 
-        model = load(Path(v["path"]) / "model.npz", mapped=Path(v["path"]) / "arrays")  # workers share its pages
+        folder = self.files.local(v)  # a shared store's copy, fetched and checked
+        model = load(folder / "model.npz", mapped=folder / "arrays")  # workers share its pages
         users = {str(u): k for k, u in enumerate(model.user_ids_)}
         if v["kind"] == "preference":
             options = np.asarray(model.option_ids_, dtype=object)
             return DeployedPreference(v["id"], v["model"], model, users, options, {o: k for k, o in enumerate(options)})
-        core = AnswerCore(model, self._index(Path(v["path"]), model))
+        core = AnswerCore(model, self._index(folder, model))
         from penchant.models.two_stage import TwoStage
 
         if isinstance(model, TwoStage):  # its served lists record which ranker ordered them
@@ -405,7 +438,7 @@ class ModelHost:
             previous = self._swap(kind, loaded) if live else None
             failpoint("version.before_ready")
             try:
-                self.store.mark_ready(version, activate=live, path=str(folder), **values)
+                self.store.mark_ready(version, activate=live, files=folder, path=str(folder), **values)
             except BaseException:
                 if live:
                     self._swap(kind, previous)
@@ -548,12 +581,12 @@ class ModelHost:
                                 "leave epsilon out or ask for explore=epsilon-greedy")
             return self._thompson(user_id, k, category, exclude, exclude_seen)
         eps = self.settings.exploration_epsilon if epsilon is None else float(epsilon)
-        d = self.deployed
+        d, changes, events = self._current(user_id)
         if d is not None and eps > 0:
             return self._explore(d, user_id, k, category, exclude, exclude_seen, eps)
         if d is not None:  # an answer cached since nothing it depends on changed (see penchant.serve.answers)
             key = (user_id, k, category, tuple(exclude or ()), exclude_seen)
-            stamp = self.answers.stamp(user_id, d.version, self.changes())
+            stamp = (d.version, changes, events)
             cached = self.answers.get(key, stamp)
             if cached is None:
                 cached = self._recommend(d, user_id, self.store.user_items(user_id), k, category, exclude, exclude_seen)
@@ -612,7 +645,7 @@ class ModelHost:
         stay valid (same version, no change, no new event of theirs). Scored exactly (never
         through the approximate index); the request's bans apply to every draw. A user the model
         neither ranks nor has events for draws from the posterior of an empty history (mean 0)."""
-        d = self.deployed
+        d, changes, events = self._current(user_id)
         if d is None:
             raise ConflictError("explore: thompson samples a deployed model's posterior; no model is deployed yet")
         if not isinstance(d.model, UserPosterior):
@@ -620,7 +653,7 @@ class ModelHost:
                                 f"model {d.label} does not have (als has one); use explore=epsilon-greedy")
         noise, draws = self.settings.thompson_noise, self.settings.thompson_draws
         key = (user_id, k, category, tuple(exclude or ()), exclude_seen, noise, draws)
-        stamp = self.thompson_lists.stamp(user_id, d.version, self.changes())
+        stamp = (d.version, changes, events)
         drawn = self.thompson_lists.get(key, stamp)
         if drawn is None:
             events = self.store.user_items(user_id)

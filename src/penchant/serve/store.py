@@ -251,6 +251,56 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.key_generation = 0  # bumped when a key is revoked here, so caches drop it at once
+        #: PostgreSQL: replicas on other hosts share the store, so changes are counted in it (fleet_state,
+        #: user_event_counts) and model files kept in it (version_chunks); see :mod:`penchant.serve.fleet`
+        self.shared = engine.dialect.name == "postgresql"
+
+    # --- what replicas must see at once (PostgreSQL) -----------------------------------------------
+
+    def _changed(self, conn: Connection, generation: int = 1, keys: int = 0) -> None:
+        """Count a change every replica must see before its next answer, in the caller's transaction
+        (``generation``: versions, items, restores; ``keys``: revocations), and NOTIFY the replicas'
+        listeners (delivered at the commit). Nothing in an SQLite store (one data folder's processes
+        share memory instead)."""
+        if not self.shared:
+            return
+        conn.execute(sa.update(fleet_state).where(fleet_state.c.id == 1)
+                     .values(generation=fleet_state.c.generation + generation, keys=fleet_state.c["keys"] + keys))
+        conn.exec_driver_sql("SELECT pg_notify('penchant_fleet', '')")
+
+    def _users_changed(self, conn: Connection, user_ids: Iterable[str]) -> None:
+        """Bump the event counters of these users' slots in the caller's transaction (PostgreSQL), so
+        every replica's answer cache sees their new events (:mod:`penchant.serve.answers`)."""
+        if not self.shared:
+            return
+        from sqlalchemy.dialects.postgresql import insert
+
+        from penchant.serve.answers import slot
+
+        slots = sorted({slot(u) for u in user_ids})  # slot order: concurrent batches lock rows in one order
+        if slots:
+            stmt = insert(user_event_counts)
+            conn.execute(stmt.on_conflict_do_update(index_elements=[user_event_counts.c.slot],
+                                                    set_={"events": user_event_counts.c.events + 1}),
+                         [{"slot": k, "events": 1} for k in slots])
+
+    def fleet_read(self, user_id: str | None = None) -> tuple[int, int, int]:
+        """(change generation, key revocations, events of ``user_id``'s slot) as the store holds them
+        now: one SELECT of a primary-key row (and one slot), the check every answer of a replica makes."""
+        q = sa.select(fleet_state.c.generation, fleet_state.c["keys"])
+        if user_id is not None:
+            from penchant.serve.answers import slot
+
+            q = q.add_columns(sa.select(user_event_counts.c.events)
+                              .where(user_event_counts.c.slot == slot(user_id)).scalar_subquery())
+        with self.engine.connect() as conn:
+            row = conn.execute(q.where(fleet_state.c.id == 1)).one()
+        return int(row[0]), int(row[1]), int(row[2] or 0) if user_id is not None else 0
+
+    def keys_changed(self) -> int:
+        """A count that moves whenever a key is revoked: here (SQLite), or on any replica (PostgreSQL,
+        read from the store: one SELECT)."""
+        return self.fleet_read()[1] if self.shared else self.key_generation
 
     def check(self) -> None:
         """:class:`StoreUnavailableError` when the store cannot keep writes (an SQLite file deleted
@@ -280,6 +330,7 @@ class Store:
         """Store item records (see :meth:`upsert_records`); how many rows were given."""
         with self._writing(conn) as conn:
             self.upsert_records("items", rows, conn)
+            self._changed(conn)
         return len(rows)
 
     def upsert_records(self, kind: str, rows: Sequence[dict], conn: Connection) -> dict:
@@ -317,6 +368,7 @@ class Store:
                 conn.execute(sa.delete(served_lists).where(served_lists.c.user_id.in_(part)))
                 events += conn.execute(sa.delete(feedback).where(feedback.c.user_id.in_(part))).rowcount
                 found += conn.execute(sa.delete(users).where(users.c.id.in_(part))).rowcount
+            self._users_changed(conn, wanted)
         return {"users": int(found), "events": int(events)}
 
     def delete_items(self, ids: Sequence[str]) -> dict:
@@ -327,6 +379,7 @@ class Store:
                 part = wanted[s:s + 500]
                 events += conn.execute(sa.delete(feedback).where(feedback.c.item_id.in_(part))).rowcount
                 found += conn.execute(sa.delete(items).where(items.c.id.in_(part))).rowcount
+            self._changed(conn)
         return {"items": int(found), "events": int(events)}
 
     def delete_user(self, user_id: str) -> dict:
@@ -435,6 +488,7 @@ class Store:
                 new_users = self._create_named(conn, users, (r["user_id"] for r in fresh), {"attributes": {}})
                 new_items = self._create_named(conn, items, (r["item_id"] for r in fresh),
                                                {"title": None, "text": None, "categories": [], "attributes": {}})
+                self._users_changed(conn, (r["user_id"] for r in fresh))
             if own:
                 failpoint("feedback.before_commit")
         if own:
@@ -580,6 +634,7 @@ class Store:
                         failpoint("restore.midway")
                 for kind in buffer:
                     flush(conn, kind)
+                self._changed(conn)
         except DataError as e:
             raise DataError(f"{e.message}; the restore stored nothing", file=e.file, line=e.line, column=e.column,
                             expected=e.expected, line_kind=e.line_kind) from None
@@ -609,18 +664,27 @@ class Store:
         return dict(row) if row else None
 
     def set_active(self, version: int, conn: Connection | None = None) -> None:
-        """Make ``version`` the active one of its kind (recommender or preference), in one transaction."""
+        """Make ``version`` the active one of its kind (recommender or preference), in one transaction
+        that also counts the change for every replica (:meth:`_changed`)."""
         with self._writing(conn) as conn:
             kind = conn.execute(sa.select(model_versions.c.kind).where(model_versions.c.id == version)).scalar_one()
             conn.execute(sa.update(model_versions).where(model_versions.c.kind == kind, model_versions.c.active)
                          .values(active=False))
             conn.execute(sa.update(model_versions).where(model_versions.c.id == version).values(active=True))
+            self._changed(conn)
 
-    def mark_ready(self, version: int, *, activate: bool, **values) -> None:
+    def mark_ready(self, version: int, *, activate: bool, files: Path | None = None, **values) -> None:
         """A trained version is ready (with ``values``: its path, metrics), and with ``activate`` the
         active one of its kind, in one transaction: a crash leaves it training (the previous version
-        active) or ready and active, never active and not ready. The caller has its artefact on disk."""
+        active) or ready and active, never active and not ready. The caller has its artefact on disk,
+        in ``files`` (a folder); in a shared store (PostgreSQL) its files are copied into the store in
+        this same transaction (:func:`penchant.serve.fleet.upload`), so no replica finds a ready
+        version it cannot fetch."""
         with self.engine.begin() as conn:
+            if self.shared and files is not None:
+                from penchant.serve.fleet import upload
+
+                values["files"] = upload(conn, version, files)
             conn.execute(sa.update(model_versions).where(model_versions.c.id == version)
                          .values(status="ready", progress=1.0, finished_at=time.time(), owner=None, **values))
             if activate:
@@ -668,7 +732,11 @@ class Store:
             return [dict(r) for r in conn.execute(sa.select(api_keys).order_by(api_keys.c.created_at)).mappings()]
 
     def revoke_key(self, key_id: str) -> bool:
+        """Revoke a key; every replica's key cache drops it before its next check (the change is
+        counted in the revocation's transaction, :meth:`_changed`)."""
         self.key_generation += 1
         with self.engine.begin() as conn:
-            return conn.execute(sa.update(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+            done = conn.execute(sa.update(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
                                 .values(revoked_at=time.time())).rowcount > 0
+            self._changed(conn, generation=0, keys=1)
+            return done
