@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from penchant.data.dataset import Step
-from penchant.data.tables import Table, read_delimited, read_json_lines, read_parquet
+from penchant.data.tables import Codes, Table, read_delimited, read_json_lines, read_parquet
 from penchant.errors import ConfigError, DataError
 
 USER_ALIASES = ("user", "user_id", "userid", "userId", "uid", "customer_id", "visitorid")
@@ -43,6 +43,9 @@ class Log:
         keep: bool (n,), the rows to build from (a row with a blank rating under ``blank_rating="skip"``
             is read, so that its line is known, but left out), or None for every row.
         steps: what reading counted on the way (ids whose whitespace was stripped, blank ratings).
+        codes: for user and item ids read as Categorical, their physical codes as the reader's checks
+            found them (:meth:`Table.codes`), so that building does not look at the n rows again;
+            None for other ids.
     """
 
     table: Table
@@ -52,6 +55,7 @@ class Log:
     timestamp: np.ndarray | None = None
     keep: np.ndarray | None = None
     steps: tuple[Step, ...] = ()
+    codes: tuple[Codes | None, Codes | None] = (None, None)
 
     def __len__(self) -> int:
         return len(self.user)
@@ -253,8 +257,10 @@ def log_from_table(table: Table, *, user_col: str | None = None, item_col: str |
             rating = None
             steps.append(Step("blank ratings", n_blank, f"rows without a rating; all {len(blank):,} rows kept as "
                                                         "interactions without ratings (blank rating: implicit)"))
+    codes = (table.codes(ucol) if user.dtype == pl.Categorical else None,
+             table.codes(icol) if item.dtype == pl.Categorical else None)
     return Log(table=table, user=user, item=item, rating=rating,
-               timestamp=None if tcol is None else table.timestamps(tcol), keep=keep, steps=tuple(steps))
+               timestamp=None if tcol is None else table.timestamps(tcol), keep=keep, steps=tuple(steps), codes=codes)
 
 
 def whitespace_steps(table: Table, vocabularies: dict[str, tuple[str, ...]]) -> list[Step]:

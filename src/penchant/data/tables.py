@@ -31,6 +31,25 @@ _EXTENSION_DELIMITERS = {".tsv": "\t", ".inter": "\t", ".item": "\t", ".user": "
                          ".link": "\t", ".csv": ",", ".dat": "::", ".data": "\t"}
 
 
+#: a Categorical column through its codes: each row's code (n,), the codes present (V,), their strings (V,)
+Codes = tuple[np.ndarray, np.ndarray, pl.Series]
+
+
+def category_codes(values: pl.Series) -> Codes:
+    """A Categorical series without nulls seen through its physical codes: each row's code (unsigned
+    (n,)), the distinct codes present (int64 (V,), ascending) and their strings (String (V,), in the
+    same order). One scatter of the n codes into an array as long as the largest code, where hashing
+    the n values again (``unique``) would cost several times more; the strings come from one row
+    holding each code, so only V values are looked at."""
+    codes = values.to_physical().to_numpy()
+    if not len(codes):
+        return codes, np.zeros(0, dtype=np.int64), pl.Series([], dtype=pl.String)
+    row_of = np.full(int(codes.max()) + 1, -1, dtype=np.int64)
+    row_of[codes] = np.arange(len(codes))  # any row holding a code will do, whichever write lands
+    present = np.flatnonzero(row_of >= 0)
+    return codes, present, values.gather(row_of[present]).cast(pl.String)
+
+
 @dataclass(frozen=True)
 class Table:
     """A table read as strings.
@@ -54,11 +73,24 @@ class Table:
     row_line: Callable[[int], int] | None = field(default=None, compare=False, repr=False)
     #: distinct values of Categorical columns (String), computed once for the checks that read them
     _distinct: dict[str, pl.Series] = field(default_factory=dict, compare=False, repr=False)
+    #: :func:`category_codes` of Categorical columns without nulls, computed once
+    _codes: dict[str, Codes] = field(default_factory=dict, compare=False, repr=False)
+
+    def codes(self, column: str) -> Codes | None:
+        """:func:`category_codes` of a column read as Categorical without nulls (cached), else None."""
+        values = self.frame[column]
+        if values.dtype != pl.Categorical or values.null_count():
+            return None
+        if column not in self._codes:
+            self._codes[column] = category_codes(values)
+        return self._codes[column]
 
     def distinct(self, column: str) -> pl.Series:
-        """The distinct values of a column read as Categorical, as a String series (cached)."""
+        """The distinct values of a column read as Categorical, as a String series (cached; a null
+        among them when the column has one)."""
         if column not in self._distinct:
-            self._distinct[column] = self.frame[column].unique().cast(pl.String)
+            codes = self.codes(column)
+            self._distinct[column] = self.frame[column].unique().cast(pl.String) if codes is None else codes[2]
         return self._distinct[column]
 
     def line_of(self, row: int) -> int:
