@@ -18,6 +18,10 @@ this model reuses):
   depend on the decoder). Two Adam optimisers, one per side.
 - **Denoising**: input dropout on the encoder phase, as in Mult-DAE/Mult-VAE.
 
+Inputs are sparse as in Mult-VAE (:class:`penchant.models.multvae.SparseRows`): the first encoder
+layer reads only a user's stored items, the likelihood gathers log softmax at them, and β' uses
+the row sums; no dense (users × items) row is built.
+
 The dense connections are the authors' current code (sums of earlier layers), which their README
 says differs slightly from the WSDM paper's; the paper's Implicit-SLIM extension is not included.
 Scoring uses z = μ and the decoder, so any user with a history is scored by one forward pass.
@@ -38,7 +42,7 @@ from penchant import DEFAULT_SEED
 from penchant.data import Dataset
 from penchant.errors import ConfigError
 from penchant.models.base import Validator
-from penchant.models.multvae import MultVAE
+from penchant.models.multvae import MultVAE, SparseRows, _sparse_input, multinomial_nll, sparse_rows, transposed_inputs
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
 from penchant.models.training import (
@@ -80,17 +84,17 @@ def _network(n_items: int, hidden: int, latent: int, layers: int):
     class Encoder(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.fc = torch.nn.ModuleList([torch.nn.Linear(n_items if k == 0 else hidden, hidden) for k in range(layers)])
+            # the first layer reads the L2-normalised, dropped-out sparse row (Mult-VAE's SparseInput)
+            self.fc = torch.nn.ModuleList([_sparse_input(n_items, hidden) if k == 0 else torch.nn.Linear(hidden, hidden)
+                                           for k in range(layers)])
             self.ln = torch.nn.ModuleList([torch.nn.LayerNorm(hidden, eps=0.1) for _ in range(layers)])
             self.mu = torch.nn.Linear(hidden, latent)
             self.logvar = torch.nn.Linear(hidden, latent)
 
-        def forward(self, x, dropout: float):
-            h = torch.nn.functional.normalize(x, dim=1)
-            h = torch.nn.functional.dropout(h, p=dropout, training=self.training)
+        def forward(self, x: SparseRows, dropout: float):
             outs: list = []
-            for fc, ln in zip(self.fc, self.ln):
-                a = fc(h) + sum(outs) if outs else fc(h)
+            for k, (fc, ln) in enumerate(zip(self.fc, self.ln)):
+                a = fc(x, dropout) if k == 0 else fc(outs[-1]) + sum(outs)
                 h = ln(torch.nn.functional.silu(a))  # silu is swish: a·sigmoid(a)
                 outs.append(h)
             return self.mu(h), self.logvar(h)
@@ -107,7 +111,7 @@ def _network(n_items: int, hidden: int, latent: int, layers: int):
         def update_prior(self) -> None:
             self.encoder_old.load_state_dict(self.encoder.state_dict())
 
-        def forward(self, x, dropout: float = 0.0):
+        def forward(self, x: SparseRows, dropout: float = 0.0):
             mu, logvar = self.encoder(x, dropout)
             z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
             return self.decoder(z), mu, logvar
@@ -173,7 +177,7 @@ class RecVAE(MultVAE):
         def batches():
             order = rng.permutation(active)
             for s in range(0, len(order), self.batch_size):
-                yield torch.from_numpy(x[order[s:s + self.batch_size]].toarray()).to(dev)
+                yield sparse_rows(x[order[s:s + self.batch_size]], dev)
 
         for epoch in range(1, self.epochs + 1):
             net.train()
@@ -185,16 +189,19 @@ class RecVAE(MultVAE):
                     with torch.no_grad():
                         old_mu, old_logvar = net.encoder_old(rows, 0.0)
                     kl = (log_normal(z, mu, logvar) - composite_log_prior(z, old_mu, old_logvar)).sum(1)
-                    nll = -(torch.log_softmax(logits, dim=1) * rows).sum(1)
+                    nll = multinomial_nll(logits, rows)
                     enc_opt.zero_grad()
-                    (nll + self.gamma * rows.sum(1) * kl).mean().backward()
+                    (nll + self.gamma * rows.sums() * kl).mean().backward()
                     enc_opt.step()
             net.update_prior()
             for _ in range(self.decoder_epochs):
                 for rows in batches():
-                    logits, _, _ = net(rows, 0.0)
+                    with torch.no_grad():  # the decoder's loss does not reach the encoder: no backward through it
+                        mu, logvar = net.encoder(rows, 0.0)
+                        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+                    logits = net.decoder(z)
                     dec_opt.zero_grad()
-                    (-(torch.log_softmax(logits, dim=1) * rows).sum(1).mean()).backward()
+                    multinomial_nll(logits, rows).mean().backward()
                     dec_opt.step()
             if validate_net(self, net, stopper, epoch, valid, self.eval_every):
                 break
@@ -205,5 +212,6 @@ class RecVAE(MultVAE):
         import torch
 
         self.net_ = _network(self.n_items_, self.hidden, self.latent, self.layers)
+        arrays = transposed_inputs(arrays, ("net.encoder.fc.0.weight", "net.encoder_old.fc.0.weight"), self.n_items_)
         self.net_.load_state_dict({k[4:]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith("net.")})  # copied: the arrays may be read-only maps
         self.net_.eval()

@@ -1,0 +1,94 @@
+"""Mult-VAE and RecVAE read users' rows sparse: the first encoder layer and the multinomial
+likelihood over the stored entries equal their dense computations (values and gradients), and an
+artefact saved with the dense layer's (hidden, n_items) weight still loads and scores the same."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from penchant.data import Dataset
+from penchant.models import create
+from penchant.models.artefact import load
+
+
+def _rows(seed: int = 0) -> sp.csr_matrix:
+    """5 users × 12 items with weights 1–3; user 2 has no item (its encoding is the bias alone)."""
+    x = sp.random(5, 12, density=0.4, format="csr", random_state=seed, dtype=np.float32)
+    x.data[:] = np.random.default_rng(seed).integers(1, 4, x.nnz)
+    x = sp.lil_matrix(x)
+    x[2, :] = 0
+    return sp.csr_matrix(x)
+
+
+def test_sparse_first_layer_and_gradient_are_the_dense_layer_on_normalised_rows():
+    import torch
+
+    from penchant.models.multvae import _sparse_input, sparse_rows
+
+    x = _rows()
+    layer = _sparse_input(12, 4).eval()
+    torch.nn.init.normal_(layer.bias)
+    got = layer(sparse_rows(x), dropout=0.5)  # eval: no dropout
+    weights = torch.randn(5, 4)
+    (got * weights).sum().backward()
+    dense = torch.from_numpy(x.toarray())
+    weight = layer.weight.detach().clone().requires_grad_()
+    want = torch.nn.functional.normalize(dense, dim=1) @ weight + layer.bias.detach()
+    (want * weights).sum().backward()
+    torch.testing.assert_close(got.detach(), want.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(layer.weight.grad, weight.grad, rtol=1e-5, atol=1e-6)
+    assert torch.equal(got[2].detach(), layer.bias.detach())  # the empty row
+
+
+def test_training_dropout_zeroes_or_rescales_each_stored_entry():
+    import torch
+
+    from penchant.models.multvae import _sparse_input, sparse_rows
+
+    x = sp.csr_matrix(np.array([[0, 3, 0, 4]], np.float32))  # normalised: 0.6 and 0.8
+    layer = _sparse_input(4, 1).train()
+    with torch.no_grad():
+        layer.weight[:] = torch.tensor([[0.0], [1.0], [0.0], [10.0]])
+    torch.manual_seed(0)
+    with torch.no_grad():
+        seen = {round(float(layer(sparse_rows(x), dropout=0.5)), 4) for _ in range(60)}
+    assert seen == {0.0, 1.2, 16.0, 17.2}  # each of 0.6·1, 0.8·10 kept ×2 or dropped
+
+
+def test_multinomial_likelihood_sums_log_softmax_over_the_stored_entries():
+    import torch
+
+    from penchant.models.multvae import multinomial_nll, sparse_rows
+
+    x = _rows(1)
+    logits = torch.randn(5, 12)
+    want = -(torch.log_softmax(logits, dim=1) * torch.from_numpy(x.toarray())).sum(1)
+    batch = sparse_rows(x)
+    torch.testing.assert_close(multinomial_nll(logits, batch), want)
+    torch.testing.assert_close(batch.sums(), torch.from_numpy(np.asarray(x.sum(1), np.float32).ravel()))
+
+
+def _log() -> Dataset:
+    rng = np.random.default_rng(3)
+    users, items = np.repeat(np.arange(30), 6), rng.integers(0, 20, 180)
+    return Dataset(np.array([f"u{u}" for u in range(30)], dtype=object), np.array([f"i{i}" for i in range(20)], dtype=object),
+                   users.astype(np.int32), items.astype(np.int32))
+
+
+@pytest.mark.parametrize("name,params,keys", [
+    ("multvae", {"hidden": 8, "latent": 4, "epochs": 2}, ("net.enc.weight",)),
+    ("recvae", {"hidden": 8, "latent": 4, "layers": 2, "epochs": 1}, ("net.encoder.fc.0.weight", "net.encoder_old.fc.0.weight")),
+])
+def test_an_artefact_with_the_dense_layers_weight_loads_and_scores_the_same(name, params, keys, tmp_path):
+    model = create(name, **params).fit(_log())
+    path = model.save(tmp_path / f"{name}.npz")
+    with np.load(path, allow_pickle=False) as z:
+        arrays = dict(z)
+    for key in keys:
+        assert arrays[key].shape == (20, 8)
+        arrays[key] = arrays[key].T.copy()  # as saved before the sparse input: torch.nn.Linear's (out, in)
+    np.savez(tmp_path / "old.npz", **arrays)
+    users = np.arange(30)
+    np.testing.assert_allclose(load(tmp_path / "old.npz").score(users), model.score(users), rtol=1e-6, atol=1e-6)
