@@ -9,9 +9,10 @@ import polars as pl
 import pytest
 
 from penchant.data import load
-from penchant.data.build import build_datasets
+from penchant.data.build import _dedupe, build_datasets
 from penchant.data.dataset import Dataset
 from penchant.data.readers import log_from_table, read_atomic, read_log
+from penchant.data.tables import category_codes
 from penchant.errors import DataError
 from tests.conftest import write
 
@@ -121,3 +122,34 @@ def test_extra_columns_are_checked_on_the_typed_path(tmp_path):
     with pytest.raises(DataError) as info:
         load(path)
     assert (info.value.line, info.value.column) == (1, "user_id") and "name:type" in info.value.message
+
+
+def test_category_codes_stand_for_the_ids():
+    ids = pl.Series(["b", "a", "b", "c", "a", "b"], dtype=pl.Categorical)
+    codes, present, values = category_codes(ids)
+    assert len(present) == 3 and sorted(values.to_list()) == ["a", "b", "c"] and list(present) == sorted(present)
+    assert values.gather(np.searchsorted(present, codes)).to_list() == ids.cast(pl.String).to_list()
+
+
+def test_a_triple_of_atomic_files_shares_one_vocabulary_on_both_paths(tmp_path):
+    from penchant.data import load_triple
+
+    parts = {"train": ROWS[:4], "valid": ROWS[4:5] + [("11", "9", "3", "1", "", "", "", "")], "test": ROWS[5:]}
+    paths = [atomic(tmp_path / f"ml.{name}.inter", rows) for name, rows in parts.items()]
+    fast = load_triple(*paths)
+    logs = [log_from_table(read_atomic(p)[0], user_col="user_id", item_col="item_id") for p in paths]
+    slow = build_datasets(logs, names=["train", "valid", "test"])
+    for a, b in zip(fast, slow):
+        assert_same(a, b)
+    assert list(fast[0].user_ids) == ["0", "00", "007", "7", "10", "11"] and fast[1].item_ids[fast[1].items[-1]] == "9"
+    assert fast[2].user_ids[fast[2].users].tolist() == ["7", "007"]  # the test part's users, one vocabulary
+
+
+def test_repeated_pairs_found_alike_with_either_key_width():
+    users, items = np.array([0, 1, 0, 1, 0], np.int32), np.array([3, 3, 3, 2, 3], np.int32)
+    ts = np.array([1.0, 2, 3, 4, 0])
+    for policy, keep in (("last", [1, 2, 3]), ("first", [1, 3, 4])):
+        for n_items in (4, 2**31):  # uint32 keys, then int64 keys (2 users × 2^31 items do not fit 32 bits)
+            got, repeats = _dedupe(users, items, ts, policy, n_items)
+            assert got.tolist() == keep and repeats == 2
+    assert _dedupe(users, items, ts, "none", 4) == (slice(None), 2)

@@ -168,10 +168,11 @@ def read_atomic(path: str | Path, required: tuple[str, ...] = (), *, typed: bool
 def read_table(path: str | Path, *, sep: str | None = None, encoding: str = "utf-8", required: tuple[str, ...] = (),
                typed: Callable[[list[str]], dict[str, pl.DataType]] | None = None) -> Table:
     """Read any supported tabular file (CSV/TSV/other delimited text, JSON lines, Parquet) as
-    strings; ``typed`` (delimited text only, see :func:`read_delimited`) reads some columns typed."""
+    strings; ``typed`` (delimited text and Parquet, see :func:`read_delimited` and :func:`read_parquet`)
+    reads some columns typed."""
     path = Path(path)
     if path.suffix.lower() in (".parquet", ".pq"):
-        table = read_parquet(path)
+        table = read_parquet(path, typed)
         table.require(*required)
         return table
     if {".jsonl", ".ndjson"} & {x.lower() for x in path.suffixes}:

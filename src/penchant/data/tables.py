@@ -561,8 +561,15 @@ def _locate_quoted_error(data: bytes, sep: str, n_fields: int, path: Path) -> No
         start = reader.line_num + 1
 
 
-def read_parquet(path: str | Path) -> Table:
-    """Read a Parquet file as a :class:`Table` of strings (rows numbered from 1)."""
+def read_parquet(path: str | Path, typed: Callable[[list[str]], dict[str, pl.DataType]] | None = None) -> Table:
+    """Read a Parquet file as a :class:`Table` of strings (rows numbered from 1).
+
+    ``typed``, given the file's column names, names columns to keep in Parquet's own types instead
+    (see :func:`read_delimited`): a column asked as Categorical whose values are strings or integers
+    becomes Categorical (ids: no string per row once cast), one asked as Float64 whose values are
+    numbers becomes Float64. Any other column, and one whose stored type does not fit what it is asked
+    as (a rating stored as text, a time stored as a date-time, ids stored as floats), is read as
+    strings, where :class:`Table`'s checks parse it and name the row and column of a bad value."""
     path = Path(path)
     try:
         frame = pl.read_parquet(path)
@@ -576,5 +583,17 @@ def read_parquet(path: str | Path) -> Table:
     if nested:
         raise DataError(f"holds {frame.schema[nested[0]]} values, which penchant does not read",
                         file=path, column=nested[0], expected="scalar columns only (drop or flatten that column)")
-    frame = frame.with_columns(pl.all().cast(pl.String))
+    wanted = typed(frame.columns) if typed is not None else {}
+    frame = frame.with_columns(_parquet_column(frame[name], wanted.get(name)) for name in frame.columns)
     return Table(frame=frame, path=path, first_line=1, line_kind="row")
+
+
+def _parquet_column(values: pl.Series, wanted: pl.DataType | None) -> pl.Series:
+    """One Parquet column as :func:`read_parquet` keeps it: typed where its stored type fits ``wanted``
+    (Categorical from strings or integers, Float64 from numbers), else as strings."""
+    kind = values.dtype
+    if wanted == pl.Categorical and (kind == pl.Categorical or kind == pl.String or kind.is_integer()):
+        return values if kind == pl.Categorical else values.cast(pl.String).cast(pl.Categorical)
+    if wanted == pl.Float64 and kind.is_numeric():
+        return values.cast(pl.Float64)
+    return values.cast(pl.String)
