@@ -35,30 +35,67 @@ def fit(
     min_rating: float = MinRating,
     user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,
     encoding: str = Encoding, blank_rating: BlankRating = BlankRatingOpt,
+    backend: str = typer.Option(None, "--backend", help="Where the model trains: local, or ray (data-parallel through "
+                                "Ray Train: bpr, lightgcn, multvae, sasrec, gru4rec)."),
+    ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster to train on (auto, HOST:PORT of its head, "
+                                    "ray://HOST:10001); implies --backend ray."),
+    workers: int = typer.Option(None, "--workers", help="Data-parallel ranks on Ray (default: one per node of the cluster)."),
 ) -> None:
     """Fit a model on a log (or on comparisons, for a preference model) and write one artefact that
     carries its parameters and id vocabularies."""
-    from penchant.cli.specs import model_spec
+    from penchant.cli.specs import model_spec, train_backend
     from penchant.experiment.tasks import FILE_FAMILIES, task_for
 
     name, params = model_spec(model, param, FILE_FAMILIES)
     job = task_for(name)
+    where = train_backend(backend, ray_address, workers, name)
     fit_and_save(job, name, params, out_path, job.read(train, valid, seed=0, min_rating=min_rating,
                                                       **columns(user_col, item_col, rating_col, time_col, sep, encoding, blank_rating)),
-                 metric=metric)
+                 metric=metric, on=where, workers=workers)
 
 
-def fit_and_save(job, name: str, params: dict, out_path: Path, parts, *, metric: str | None = None) -> None:
-    """Fit ``name`` through its task with progress, save the artefact and say what was fitted."""
+def fit_and_save(job, name: str, params: dict, out_path: Path, parts, *, metric: str | None = None,
+                 on=None, workers: int | None = None) -> None:
+    """Fit ``name`` through its task with progress (on the Ray backend ``on``, data-parallel, when
+    given), save the artefact and say what was fitted."""
     import time
 
     with progress() as bar:
         task = bar.add_task(f"fitting {name}", total=None)
         start = time.perf_counter()
         with training_status(bar, task):
-            fitted = job.fit(name, params, parts.train, parts.valid, metric=metric)
+            if on is None:
+                fitted = job.fit(name, params, parts.train, parts.valid, metric=metric)
+            else:
+                fitted = _fit_on_ray(job, name, params, parts, metric, on, workers, lambda s: bar.update(task, status=s))
     fitted.save(out_path)
     out.print(f"{job.fitted_line(name, fitted, parts, time.perf_counter() - start)}; saved to {out_path}")
+
+
+def _fit_with(job, name: str, params: dict, train, report):
+    """``job``'s fit of ``name`` on ``train``, validated by ``report`` (None: no validation); run by each rank."""
+    return job.fit(name, params, train) if report is None else job.fit(name, params, train, report=report)
+
+
+def _fit_on_ray(job, name: str, params: dict, parts, metric: str | None, on, workers: int | None, status):
+    """``name`` fitted data-parallel on the Ray backend ``on`` (:mod:`penchant.backends.ray_train`), and a
+    line on stderr saying what every rank did."""
+    from functools import partial
+
+    from penchant.backends.ray_train import fit_on_ray
+
+    judge = None
+    if parts.valid is not None and parts.valid.n_interactions:
+        judge = job.judge(parts.train, parts.valid, metric)[0]
+    fitted = fit_on_ray(partial(_fit_with, job, name, params, parts.train), judge, address=on.address,
+                        workers=workers, progress=status)
+    ranks = fitted.ray_ranks_
+    same = len({r["checksum"] for r in ranks}) == 1
+    err.print(f"ray train: {len(ranks)} ranks on {len({r['node'] for r in ranks})} node(s); examples per rank "
+              + ", ".join(f"{r['examples']:,}" for r in ranks) + "; steps per rank " + ", ".join(str(r["steps"]) for r in ranks)
+              + "; seconds per rank " + ", ".join(f"{r['seconds']:.1f}" for r in ranks)
+              + ("; parameters equal on every rank" if same else "; PARAMETERS DIFFER between ranks"), soft_wrap=True)
+    return fitted
 
 
 def recommend(

@@ -52,6 +52,27 @@ def backend_of(backend: str | None, address: str | None):
     return chosen
 
 
+def train_backend(backend: str | None, address: str | None, workers: int | None, name: str):
+    """The Ray backend ``fit`` trains ``name`` on, or None to train here. Training goes to Ray only when
+    asked for by ``--backend ray`` or ``--ray-address`` (PENCHANT_RAY_ADDRESS then gives the address);
+    a model that does not train data-parallel, or ``--workers`` without Ray, is a ConfigError."""
+    from penchant.errors import ConfigError
+
+    if backend is None and address is None or backend == "local":
+        if address:
+            raise ConfigError("a Ray address was given with the local backend; drop --ray-address or use --backend ray")
+        if workers is not None:
+            raise ConfigError("--workers is the number of data-parallel ranks on Ray; give --backend ray with it")
+        return None
+    from penchant.backends import BACKENDS
+    from penchant.backends.ray_train import check_data_parallel
+
+    if backend not in (None, *BACKENDS):
+        raise ConfigError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
+    check_data_parallel(name)  # before connecting: a refusal comes at once
+    return backend_of(backend or "ray", address)
+
+
 def read_named(data: str):
     """A data set by MovieLens name (``ml-100k``: $PENCHANT_DATA, the cache, else downloaded) or any
     path penchant reads."""

@@ -33,6 +33,7 @@ from penchant import DEFAULT_SEED
 from penchant.data import Dataset
 from penchant.errors import ConfigError
 from penchant.models.base import Validator
+from penchant.models.distributed import merge_rows, synced
 from penchant.models.factors import FactorModel
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
@@ -80,6 +81,7 @@ class LazyAdam:
         self.t += 1
 
     def update(self, k: int, rows, values, grad) -> None:
+        rows, values, grad = merge_rows(self.tables[k], rows, values, grad)  # data-parallel: the ranks' mean
         b1, b2 = self.betas
         state = self.moments[k].index_select(0, rows)  # (r, 2, w)
         m, v = state[:, 0], state[:, 1]
@@ -178,7 +180,7 @@ class BPR(FactorModel):
             noise = (torch.nn.Parameter((torch.randn(n_users, self.noise_factors) * 0.1).to(dev)),
                      torch.nn.Parameter((torch.randn(n_items, self.noise_factors) * 0.1).to(dev)),
                      torch.nn.Parameter(torch.full((n_items,), -2.0, device=dev)))
-            opt = torch.optim.Adam([p, q, b, *noise], lr=self.lr)
+            opt = synced(torch.optim.Adam([p, q, b, *noise], lr=self.lr))
             factors = lambda: (p, q, b)
         else:  # the item bias is q's last column: one gather and one update per item row
             q = torch.cat([q, torch.zeros(n_items, 1, device=dev)], 1)

@@ -15,6 +15,7 @@ from penchant import DEFAULT_SEED
 from penchant.data import Dataset
 from penchant.errors import ConfigError
 from penchant.models.base import Validator
+from penchant.models.distributed import synced
 from penchant.models.factors import FactorModel
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
@@ -113,7 +114,7 @@ class LightGCN(FactorModel):
         n_users, n_items = x.shape
         step = symmetric_propagator(normalized_adjacency(x).to(dev))
         e0 = torch.nn.Parameter(torch.nn.init.normal_(torch.empty(n_users + n_items, self.factors), std=0.1).to(dev))
-        opt = torch.optim.Adam([e0], lr=self.lr)
+        opt = synced(torch.optim.Adam([e0], lr=self.lr))
         sampler = NegativeSampler(x, None, rng)
         stopper = EarlyStopping(self.patience, epochs=self.epochs)
         pairs = x.nonzero()

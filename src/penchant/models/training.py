@@ -14,6 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from penchant.errors import ConfigError
+from penchant.models.distributed import current
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -118,6 +119,9 @@ def triple_batches(users: np.ndarray, items: np.ndarray, sampler: NegativeSample
 
     order = rng.permutation(len(users))
     negatives = sampler.sample(users[order])
+    if current() is not None:  # data-parallel: this rank's share of the local fit's triples
+        keep, batch_size = current().shard(np.arange(len(order)), batch_size)
+        order, negatives = order[keep], negatives[keep]
     for s in range(0, len(order), batch_size):
         sel = order[s:s + batch_size]
         yield tuple(torch.from_numpy(a.astype(np.int64)).to(device) for a in

@@ -51,6 +51,7 @@ import numpy as np
 from penchant.data import Dataset
 from penchant.errors import ConfigError
 from penchant.models.base import Validator
+from penchant.models.distributed import shard, synced
 from penchant.models.sequential.alignment.finetune import check_log as check_finetune_log
 from penchant.models.sequential.alignment.finetune import check_options as check_finetune
 from penchant.models.sequential.alignment.finetune import finetune
@@ -269,15 +270,15 @@ class NeuralSequential(SequentialRecommender):
         dev = torch_device(self.device)
         self.net_ = self._build_net().to(dev)
         self._sampling_table(np.bincount(items, minlength=self.n_items_).astype(np.float64))
-        opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        opt = synced(torch.optim.Adam(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay))
         stopper = EarlyStopping(self.patience, epochs=self.epochs)
         self.epoch_seconds_: list[float] = []
         for epoch in range(1, self.epochs + 1):
             start = time.perf_counter()
             self.net_.train()
-            order = rng.permutation(keep)
-            for s in range(0, len(order), self.batch_size):
-                sel = order[s:s + self.batch_size]
+            order, batch = shard(rng.permutation(keep), self.batch_size)
+            for s in range(0, len(order), batch):
+                sel = order[s:s + batch]
                 block = right_aligned(items, w_start[sel], w_end[sel], self.max_len + 1, self.n_items_)
                 long = right_aligned(items, w_long[sel], w_start[sel], self.long_len, self.n_items_) if self.long_len else None
                 targets = torch.from_numpy(block[:, 1:]).to(dev)
