@@ -34,6 +34,7 @@ from penchant import DEFAULT_SEED
 from penchant.data import Dataset
 from penchant.errors import ConfigError
 from penchant.models.base import HistoryScored, Validator
+from penchant.models.distributed import shard, synced
 from penchant.models.registry import register
 from penchant.models.search import Float
 from penchant.models.training import (
@@ -193,14 +194,14 @@ class MultVAE(HistoryScored):
         active = np.flatnonzero(np.diff(x.indptr) > 0)
         dev = torch_device(self.device)
         self.net_ = _network(x.shape[1], self.hidden, self.latent, self.dropout, self.noise).to(dev)
-        opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr)
+        opt = synced(torch.optim.Adam(self.net_.parameters(), lr=self.lr))
         stopper = EarlyStopping(self.patience, epochs=self.epochs)
         step = 0
         for epoch in range(1, self.epochs + 1):
             self.net_.train()
-            order = rng.permutation(active)
-            for s in range(0, len(order), self.batch_size):
-                rows = sparse_rows(x[order[s:s + self.batch_size]], dev)
+            order, batch = shard(rng.permutation(active), self.batch_size)
+            for s in range(0, len(order), batch):
+                rows = sparse_rows(x[order[s:s + batch]], dev)
                 logits, mu, logvar = self.net_(rows)
                 nll = multinomial_nll(logits, rows).mean()
                 kl = 0.5 * (torch.exp(logvar) + mu.pow(2) - 1 - logvar).sum(1).mean()
