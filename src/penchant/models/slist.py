@@ -45,8 +45,8 @@ from penchant.models.registry import register
 from penchant.models.search import Float, select_on_validation
 
 ALPHA_GRID = (0.25, 0.5, 0.75, 1.0)
-LAMBDA_GRID = (2.0, 8.0, 32.0)
-TRAIN_DECAY_GRID = (1.0, 4.0)
+LAMBDA_GRID = (2.0, 8.0, 32.0, 128.0)
+TRAIN_DECAY_GRID = (1.0, 4.0, 8.0)
 PREDICT_DECAY_GRID = (0.0, 2.0, 8.0, 32.0)
 DEFAULTS = {"alpha": 0.5, "lam": 8.0, "train_decay": 4.0, "predict_decay": 8.0}
 SECONDS_PER_DAY = 86_400.0
@@ -102,10 +102,10 @@ class SLIST(HistoryScored):
     """Session-aware linear item similarity/transition model (Choi et al. 2021) on user histories.
 
     Args:
-        alpha: weight α of the similarity objective (1 − α: the transition one), in (0, 1]. None:
-            chosen on validation data (0.25, 0.5, 0.75, 1), else 0.5.
-        lam: L2 regularisation λ. None: chosen on validation data (2, 8, 32), else 8.
-        train_decay: δ_train, in positions, of the transition rows' weights. None: chosen (1, 4), else 4.
+        alpha: weight α of the similarity objective (1 − α: the transition one), in [0, 1] (1: SLIS
+            alone, 0: SLIT alone). None: chosen on validation data (0.25, 0.5, 0.75, 1), else 0.5.
+        lam: L2 regularisation λ. None: chosen on validation data (2, 8, 32, 128), else 8.
+        train_decay: δ_train, in positions, of the transition rows' weights. None: chosen (1, 4, 8), else 4.
         predict_decay: δ_pred, in positions, of the scoring history's weights; 0 scores the binary
             history. None: chosen on validation data (0, 2, 8, 32), else 8.
         session_decay: δ_session in days, each user's rows weighted by the recency of their last
@@ -114,15 +114,15 @@ class SLIST(HistoryScored):
 
     name = "slist"
     summary = "SLIST (Choi et al. 2021): item similarity + transition linear model, latest items emphasised"
-    search_space: ClassVar[dict[str, Float]] = {"alpha": Float(0.05, 1.0), "lam": Float(0.1, 1000.0, log=True),
+    search_space: ClassVar[dict[str, Float]] = {"alpha": Float(0.0, 1.0), "lam": Float(0.1, 1000.0, log=True),
                     "train_decay": Float(0.5, 32.0, log=True), "predict_decay": Float(0.0, 64.0)}
 
     weights_: np.ndarray | None = None
 
     def __init__(self, *, alpha: float | None = None, lam: float | None = None, train_decay: float | None = None,
                  predict_decay: float | None = None, session_decay: float = 0.0) -> None:
-        if alpha is not None and not 0 < alpha <= 1:
-            raise ConfigError("model 'slist': alpha must be in (0, 1]")
+        if alpha is not None and not 0 <= alpha <= 1:
+            raise ConfigError("model 'slist': alpha must be in [0, 1]")
         if lam is not None and lam <= 0:
             raise ConfigError("model 'slist': lam must be positive")
         if train_decay is not None and train_decay <= 0:
