@@ -34,6 +34,8 @@ Steps (each measured in a fresh process, so peak memory is the step's own):
 * ``e2e``: ``penchant evaluate --model als`` on the split files (in process: read, fit, evaluate),
   against the reference pipeline: polars reads, ``implicit`` fit, the reference evaluation.
 
+The load steps also print each side's CPU seconds (the process's, all threads, of the fastest
+run) and their ratio, which other work on a shared machine moves less than the wall time.
 Peak memory is the process's peak resident set (VmHWM) minus its resident set after imports (for --models: after reading the split, so it is an upper bound that includes the reading's own peak).
 With ``--repeat N`` the two sides run alternately N times each and the fastest run of each is kept.
 """
@@ -179,10 +181,11 @@ def child(step: str, side: str, path: Path) -> dict:
     out: dict = {}
     base = rss_mib()
     start = time.perf_counter()
-    if step in LAYOUTS and side == "penchant":
-        out["size"] = int(load(path.with_suffix(LAYOUTS[step])).csr.nnz)
-    elif step in LAYOUTS:
-        out["size"] = reference_load(path.with_suffix(LAYOUTS[step]))
+    if step in LAYOUTS:  # also the process's CPU seconds (all threads): less moved by other work on the machine
+        cpu = time.process_time()
+        layout = path.with_suffix(LAYOUTS[step])
+        out["size"] = int(load(layout).csr.nnz) if side == "penchant" else reference_load(layout)
+        out["cpu_seconds"] = time.process_time() - cpu
     elif step == "reload":  # a log parsed once and saved by Dataset.save (by the parent)
         saved = path.parent / f"saved-{path.stem}"
         if side == "penchant":
@@ -347,6 +350,9 @@ def main() -> None:
                 note = f"ndcg@10 {ours['metrics']['ndcg@10']:.6f} vs {ref['metrics']['ndcg@10']:.6f}"
                 if step in ("evaluate", "ray"):  # the same factors on both sides: the metrics must agree
                     note += f", max |Δ| {diff:.1e}"
+            if "cpu_seconds" in ours:
+                note = (f"CPU s {ours['cpu_seconds']:.2f} vs {ref['cpu_seconds']:.2f}, "
+                        f"ratio {ours['cpu_seconds'] / ref['cpu_seconds']:.2f}")
             rows.append({"size": n, "step": step, "penchant": ours, "reference": ref})
             print(f"{n:>11,} {step:<12} {ours['seconds']:>10.2f} {ref['seconds']:>8.2f} {ours['seconds'] / ref['seconds']:>6.2f} "
                   f"{ours['peak_mib']:>12.0f} {ref['peak_mib']:>8.0f} {ours['peak_mib'] / max(ref['peak_mib'], 1):>6.2f}  {note}",
