@@ -99,12 +99,16 @@ def fit(root: Path, specs: list[str], seeds: int, splits: list[str]) -> None:
                       f"| {row['selected']}", flush=True)
 
 
-def table(root: Path, markdown: Path | None) -> str:
-    """Every model × split (penchant's: mean over seeds, the latest run of each (split, model, seed)),
-    the peers' lists scored here, the best peer per split and penchant's best / best peer."""
+def table(root: Path, markdown: Path | None, specs: list[str] | None = None) -> str:
+    """Every model × split (penchant's: mean over seeds, the latest run of each (split, model, seed);
+    only the models of ``specs`` when given), the peers' lists scored here, the best peer per split and
+    penchant's best / best peer."""
     latest: dict[tuple[str, str, int], float] = {}
+    wanted = None if specs is None else {s.replace(",,", ",") for s in specs}
     for line in (root / "penchant.jsonl").read_text().splitlines():
         row = json.loads(line)
+        if wanted is not None and row["model"] not in wanted:
+            continue
         name, params = parse(row["model"])  # shown as name(key=value …)
         label = f"{name}({' '.join(f'{k}={v}' for k, v in params.items())})" if params else name
         latest[row["split"], label, row["seed"]] = row["ndcg@10"]
@@ -154,18 +158,20 @@ def main() -> None:
     ap.add_argument("step", choices=("write", "fit", "table"))
     ap.add_argument("--root", type=Path, default=ROOT, help="the splits' folder")
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("PENCHANT_DATA", "../shared/data")) / "ml-100k")
-    ap.add_argument("--models", default=MODELS, help="model specs separated by ',' (',,' inside a value)")
+    ap.add_argument("--models", default=MODELS, help="model specs separated by ',' (',,' inside a value); "
+                    "table: the penchant rows shown")
     ap.add_argument("--seeds", type=int, default=1, help="seeds per stochastic model")
     ap.add_argument("--splits", default=",".join(SPLITS))
     ap.add_argument("--markdown", type=Path)
     args = ap.parse_args()
     if args.step == "write":
         write(args.root, args.data)
-    elif args.step == "fit":
-        specs = [s.replace("\0", ",,") for s in args.models.replace(",,", "\0").split(",")]
+        return
+    specs = [s.replace("\0", ",,") for s in args.models.replace(",,", "\0").split(",")]
+    if args.step == "fit":
         fit(args.root, specs, args.seeds, args.splits.split(","))
     else:
-        table(args.root, args.markdown)
+        table(args.root, args.markdown, specs)
 
 
 if __name__ == "__main__":
