@@ -36,9 +36,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(data_dir, url, port, *extra: str) -> subprocess.Popen:
+def start_server(data_dir, url, port, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``penchant serve`` on ``port`` (``env``: variables over this process's, e.g. failpoints)."""
     args = [sys.executable, "-m", "penchant", "serve", "--port", str(port), "--data-dir", str(data_dir), *extra]
-    env = dict(os.environ, PENCHANT_ADMIN_KEY=ADMIN, PYTHONPATH=str(ROOT / "src"))
+    env = dict(os.environ, **(env or {}), PENCHANT_ADMIN_KEY=ADMIN, PYTHONPATH=str(ROOT / "src"))
     proc = subprocess.Popen(args + (["--database-url", url] if url else []), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     end = time.time() + 120

@@ -33,6 +33,9 @@ NON_DEFAULT = {
     "thompson_draws": ("200", 200),
     "log_impressions": ("false", False),
     "ann_min_items": ("0", 0),
+    "job_lease_s": ("60", 60.0),
+    "job_heartbeat_s": ("2", 2.0),
+    "job_attempts": ("3", 3),
     "model": ("bpr", "bpr"),
     "model_params": ('{"factors": 32, "lr": 0.01}', {"factors": 32, "lr": 0.01}),
     "feedback_types": ('{"star": "positive", "skip": "negative"}', {"star": "positive", "skip": "negative"}),
@@ -42,7 +45,7 @@ NON_DEFAULT = {
 #: the [service] keys of the file, in the class's order
 SERVICE_KEYS = ("database_url, rate_limit_per_minute, max_request_bytes, max_model_bytes, max_restore_bytes, max_batch, "
                 "retrain_every_s, answer_cache_entries, unknown_users, unknown_items, exploration_epsilon, thompson_noise, "
-                "thompson_draws, log_impressions, ann_min_items")
+                "thompson_draws, log_impressions, ann_min_items, job_lease_s, job_heartbeat_s, job_attempts")
 
 #: variables other parts of penchant read; the settings must neither take nor refuse them
 OTHER_VARIABLES = {"PENCHANT_DATA": "/data", "PENCHANT_CACHE": "/cache", "PENCHANT_ADMIN_KEY": "pk_x_y",

@@ -28,11 +28,12 @@ from fastapi.responses import JSONResponse
 from penchant.errors import ConfigError, ConflictError, DataError, NotFoundError, StoreUnavailableError
 from penchant.serve.config import Settings
 from penchant.serve.conversations import ConversationHost
-from penchant.serve.deps import KeyCache, RateLimiter, Service
+from penchant.serve.deps import KeyCache, Service
 from penchant.serve.fleet import Listener
 from penchant.serve.host import ModelHost
 from penchant.serve.hot_path import FastRecommendations
 from penchant.serve.keys import create_key
+from penchant.serve.leases import rate_limiter
 from penchant.serve.limits import BodyGate
 from penchant.serve.metrics import Metrics
 from penchant.serve.routes import ROUTERS
@@ -111,9 +112,11 @@ def create_app(settings: Settings, *, admin_key: str | None = None, generation=N
         limits = threadpool_limits(1, user_api="blas")
         # replicas on one PostgreSQL: hear the others' changes and load new versions before a request must
         app.state.listener = Listener(store, host.refresh).start() if store.shared else None
+        host.watch.start()  # take over jobs whose replica stopped renewing their lease (penchant.serve.leases)
         try:
             yield
         finally:
+            host.watch.stop()
             if app.state.listener is not None:
                 app.state.listener.stop()
             host.impressions.close()  # the served lists still waiting are written before the process ends
@@ -125,7 +128,7 @@ def create_app(settings: Settings, *, admin_key: str | None = None, generation=N
     talks = ConversationHost(store, host)
     host.on_items_changed.append(talks.items_changed)
     app.state.service = Service(store, host, talks, settings, metrics, KeyCache(store),
-                                RateLimiter(settings.rate_limit_per_minute))
+                                rate_limiter(engine, settings.rate_limit_per_minute))
     # middleware added later wraps what was added before: metrics ( body gate ( hot path ( routes ) ) )
     app.add_middleware(FastRecommendations, service=app.state.service)
     app.add_middleware(BodyGate, service=app.state.service,  # keys before bodies; bodies counted as they arrive

@@ -42,6 +42,9 @@ thompson_noise = 1.0                         # ?explore=thompson: σ² of the po
 thompson_draws = 1000                        # ?explore=thompson: posterior draws behind each list's propensities
 log_impressions = true                       # record every served list (items, positions, propensities, version)
 ann_min_items = 100000                       # catalogues this large are served through an approximate index (0: never)
+job_lease_s = 30.0                           # a training job's lease: a replica silent this long leaves the job to another
+job_heartbeat_s = 5.0                        # renewals of a running job's lease (at most half of job_lease_s)
+job_attempts = 1                             # claims a job gets: 1 fails a dead replica's job, 2+ runs it again elsewhere
 
 [model]
 name = "als"
@@ -127,6 +130,15 @@ class SettingFields(BaseModel):
                                                     "version).")
     ann_min_items: int = Field(100_000, ge=0, description="Catalogues this large are served through an "
                                                           "approximate index (0: never).")
+    job_lease_s: float = Field(30.0, gt=0, description="A training job's lease in the database: a replica that "
+                                                       "stops renewing it (died) for this long leaves the job to "
+                                                       "another replica, or failed.")
+    job_heartbeat_s: float = Field(5.0, gt=0, description="Seconds between renewals of a running job's lease (and "
+                                                          "between a replica's looks for jobs whose lease ran out); "
+                                                          "less than half of job_lease_s.")
+    job_attempts: int = Field(1, ge=1, le=100, description="Claims a training job gets: 1 fails a job whose replica "
+                                                           "died (naming it); 2 or more let another replica run it "
+                                                           "again from the start.")
     model: str = Field("als", description="Registered model trained when a request names none (file: model.name).")
     model_params: dict[str, Any] = Field(default_factory=dict,
                                          description="Its hyper-parameters (file: model.params; else a JSON object).")
@@ -177,6 +189,15 @@ class SettingFields(BaseModel):
         if name not in servable:  # a model the service can train and serve, not a conversation or simulator policy
             raise _invalid("model", f"must be a registered model ({', '.join(servable)})", value=name)
         return name
+
+    @field_validator("job_heartbeat_s")
+    @classmethod
+    def _heartbeat_within_lease(cls, heartbeat: float, info: ValidationInfo) -> float:
+        lease = info.data.get("job_lease_s")
+        if lease is not None and not (info.context or {}).get("alone") and heartbeat * 2 > lease:
+            raise _invalid("job_heartbeat_s", f"must be at most half of job_lease_s ({lease:g}), so that a live "
+                                              "replica renews its lease before it runs out", value=heartbeat)
+        return heartbeat
 
     @field_validator("feedback_weights")
     @classmethod

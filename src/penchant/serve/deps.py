@@ -4,9 +4,7 @@ them through FastAPI dependencies; nothing is captured in closures."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -16,6 +14,7 @@ from penchant.serve.config import Settings
 from penchant.serve.conversations import ConversationHost
 from penchant.serve.host import ModelHost
 from penchant.serve.keys import bearer, check_key
+from penchant.serve.leases import RateLimiter, SharedRateLimiter
 from penchant.serve.metrics import Metrics
 from penchant.serve.schemas import Text
 from penchant.serve.store import MAX_ID_LENGTH, Store
@@ -45,22 +44,6 @@ class KeyCache:
         if result[0]:
             self.seen[(key, needed)] = (now, revoked, result)
         return result
-class RateLimiter:
-    """A sliding one-minute window per key."""
-
-    def __init__(self, per_minute: int) -> None:
-        self.per_minute, self.hits, self.lock = per_minute, defaultdict(deque), threading.Lock()
-
-    def allow(self, key: str) -> bool:
-        now = time.monotonic()
-        with self.lock:
-            q = self.hits[key]
-            while q and now - q[0] > 60:
-                q.popleft()
-            if len(q) >= self.per_minute:
-                return False
-            q.append(now)
-            return True
 @dataclass
 class Service:
     """The parts of one running service, kept on app.state.service."""
@@ -71,7 +54,7 @@ class Service:
     settings: Settings
     metrics: Metrics
     keys: KeyCache
-    limiter: RateLimiter
+    limiter: RateLimiter | SharedRateLimiter  # shared through the database on PostgreSQL (penchant.serve.leases)
 
     def batch(self, rows: list) -> None:
         """422 for a batch over the configured size."""

@@ -42,6 +42,7 @@ from penchant.serve.config import Settings
 from penchant.serve.failpoints import failpoint
 from penchant.serve.fleet import VersionFiles
 from penchant.serve.impressions import ImpressionLog, explore, thompson
+from penchant.serve.leases import JobLeases, JobWatch, Lease
 from penchant.serve.store import Store
 
 #: at most this many users' Thompson lists are kept (each N × k indices and scores: 80 kB at N = 1,000, k = 10)
@@ -188,6 +189,11 @@ class ModelHost:
         self._sync_lock = threading.Lock()
         self.on_items_changed: list = []  # callbacks of other per-process caches (conversations)
         self.owner = process_owner()
+        # training jobs leased through the store: one replica runs each; a dead one's job is taken over or failed
+        self.jobs = JobLeases(store.engine, self.owner, settings.job_lease_s, settings.job_heartbeat_s,
+                              settings.job_attempts)
+        self.watch = JobWatch(self.jobs, lambda: not self._train_lock.locked(), self._run_claimed,
+                              lambda lines: self.warnings.extend(lines))
         self._deploy_lock = threading.Lock()  # one activation at a time: a swap undone is the one made
         self.warnings: list[str] = []  # what the start refused or fell back from (start-up lines, /readyz)
         self.ann_counts = {"approximate": 0, "exact": 0}  # answers of the index, and of exact scoring in its place
@@ -281,6 +287,10 @@ class ModelHost:
             if v["status"] != "training" or owner_alive(v["owner"], embedded):
                 continue
             who = "pid {1} on {0}".format(*v["owner"].rsplit(":", 2)) if v["owner"] else "of an earlier penchant"
+            if v["owner"] and self.jobs.release(v["id"], v["owner"]):  # claims left (job_attempts): run it again
+                lines.append(f"model version {v['id']} ({v['model']}): the process training it ({who}) ended; "
+                             "its job is released for another replica (or this one) to run again")
+                continue
             error = (f"interrupted: the process training it ({who}) ended before the version was ready; "
                      "nothing of it is served; train it again")
             if self.store.fail_training(v["id"], error):
@@ -395,24 +405,39 @@ class ModelHost:
         params = convert_params(name, params)
         task.create(name, params)  # bad parameters fail here, in the request
         version = self.store.new_version(name, params, kind=task.service_kind, owner=self.owner)
-        threading.Thread(target=self._job, args=(version, lambda: self._train(version, task, name, params, activate)),
-                         daemon=True).start()
+        lease = self.jobs.claim_new(version, activate)  # renewed until the job ends (penchant.serve.leases)
+        threading.Thread(target=self._job, args=(version, lambda: self._train(version, task, name, params, activate),
+                                                 lease), daemon=True).start()
         return version
 
-    def _job(self, version: int, work) -> None:
-        """Run one training job under the training lock; a failure is recorded on the version (the
-        service keeps running). It trains with penchant's thread count for BLAS (answers use one
-        thread, set where the app starts)."""
+    def _run_claimed(self, row: dict) -> None:
+        """Run a job this replica claimed after its owner's lease ran out (:class:`~penchant.serve.leases.JobWatch`),
+        from the start, with the model, parameters and ``activate`` its version row keeps."""
+        from penchant.experiment.tasks import task_for
+
+        version, name, params, activate = row["id"], row["model"], dict(row["params"]), bool(row["job"]["activate"])
+        task = task_for(name)
+        threading.Thread(target=self._job, args=(version, lambda: self._train(version, task, name, params, activate),
+                                                 Lease(self.jobs, version)), daemon=True).start()
+
+    def _job(self, version: int, work, lease: Lease) -> None:
+        """Run one training job under the training lock, its ``lease`` renewed until it ends; a
+        failure is recorded on the version while this replica still owns it (the service keeps
+        running). It trains with penchant's thread count for BLAS (answers use one thread, set
+        where the app starts)."""
         from threadpoolctl import threadpool_limits
 
         from penchant.threads import threads
 
-        with self._train_lock, threadpool_limits(threads(), user_api="blas"):
-            try:
-                work()
-            except Exception as e:
-                self.store.fail_training(version, f"{type(e).__name__}: {e}")
-                traceback.print_exc()
+        try:
+            with self._train_lock, threadpool_limits(threads(), user_api="blas"):
+                try:
+                    work()
+                except Exception as e:
+                    self.jobs.fail(version, f"{type(e).__name__}: {e}")
+                    traceback.print_exc()
+        finally:
+            lease.stop()
 
     def _publish(self, version: int, name: str, kind: str, model, metrics: dict, activate: bool) -> None:
         """Save the model's artefact (its vocabularies inside) under ``models/v<version>/``, then
@@ -438,7 +463,8 @@ class ModelHost:
             previous = self._swap(kind, loaded) if live else None
             failpoint("version.before_ready")
             try:
-                self.store.mark_ready(version, activate=live, files=folder, path=str(folder), **values)
+                self.store.mark_ready(version, activate=live, files=folder, owner=self.owner, path=str(folder),
+                                      **values)
             except BaseException:
                 if live:
                     self._swap(kind, previous)

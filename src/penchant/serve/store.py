@@ -673,14 +673,20 @@ class Store:
             conn.execute(sa.update(model_versions).where(model_versions.c.id == version).values(active=True))
             self._changed(conn)
 
-    def mark_ready(self, version: int, *, activate: bool, files: Path | None = None, **values) -> None:
+    def mark_ready(self, version: int, *, activate: bool, files: Path | None = None, owner: str | None = None,
+                   **values) -> None:
         """A trained version is ready (with ``values``: its path, metrics), and with ``activate`` the
         active one of its kind, in one transaction: a crash leaves it training (the previous version
         active) or ready and active, never active and not ready. The caller has its artefact on disk,
         in ``files`` (a folder); in a shared store (PostgreSQL) its files are copied into the store in
         this same transaction (:func:`penchant.serve.fleet.upload`), so no replica finds a ready
-        version it cannot fetch."""
+        version it cannot fetch. ``owner``: the process whose job it is; nothing is published unless
+        the version still names it (:func:`penchant.serve.leases.fence`: its lease held)."""
         with self.engine.begin() as conn:
+            if owner is not None:
+                from penchant.serve.leases import fence
+
+                fence(conn, version, owner)
             if self.shared and files is not None:
                 from penchant.serve.fleet import upload
 

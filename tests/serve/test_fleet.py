@@ -1,0 +1,268 @@
+"""Service replicas on one PostgreSQL (issue 41): training-job leases, shared rate limits, and three
+`penchant serve` processes under mixed load with one killed mid-job and started again.
+
+The lease and limiter tests run against the store directly (several "replicas" are several
+:class:`~penchant.serve.leases.JobLeases` or limiters with their own owners on one database); the
+fleet test runs three real server processes with the flags docs/service.md ("Several machines")
+gives (:data:`REPLICA_FLAGS`)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import sqlalchemy as sa
+
+from penchant.serve.leases import JobLeases, LeaseLost, SharedRateLimiter, job_claims, versions
+from penchant.serve.store import Store, make_engine, migrate
+from tests.serve.server import ADMIN, call, clustered_events, free_port, start_server
+
+#: the settings every replica of the fleet test is started with, as docs/service.md writes them
+#: (there: job_lease_s 30 and job_heartbeat_s 5; here shorter, so the killed replica's lease runs out soon)
+REPLICA_FLAGS = ("--set", "job_attempts=2", "--set", "job_lease_s=3", "--set", "job_heartbeat_s=0.5",
+                 "--set", "rate_limit_per_minute=1000000")
+
+
+@pytest.fixture(scope="module")
+def pg(postgres_server):
+    """One migrated PostgreSQL store for the module's lease and limiter tests."""
+    engine = make_engine(postgres_server.database())
+    migrate(engine)
+    yield Store(engine)
+    engine.dispose()
+
+
+def _expired_job(store: Store, owner: str, attempts: int = 1) -> int:
+    """A training version whose job ``owner`` claimed ``attempts`` times and whose lease ran out."""
+    version = store.new_version("pop", {}, owner=owner)
+    leases = JobLeases(store.engine, owner, 30, 5, attempts)
+    leases.claim_new(version, True).stop()
+    with store.engine.begin() as conn:
+        conn.execute(sa.update(versions).where(versions.c.id == version).values(attempts=attempts, lease_expires_at=0.0))
+    return version
+
+
+def test_of_replicas_looking_at_once_exactly_one_claims_an_expired_job(pg):
+    dead = "otherhost:4242:99"
+    version = _expired_job(pg, dead)
+    replicas = [JobLeases(pg.engine, f"host{k}:{k}:1", 30, 5, 2) for k in range(6)]
+    start = threading.Barrier(len(replicas))
+    won: dict[str, list] = {}
+
+    def look(leases: JobLeases) -> None:
+        start.wait()
+        won[leases.owner] = leases.claim_expired()[0]
+
+    threads = [threading.Thread(target=look, args=(r,)) for r in replicas]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [owner for owner, rows in won.items() if rows]
+    assert len(winners) == 1, won
+    assert won[winners[0]][0]["id"] == version and won[winners[0]][0]["attempt"] == 2
+    assert [(c["attempt"], c["owner"]) for c in replicas[0].claims(version)] == [(1, dead), (2, winners[0])]
+    row = pg.version(version)
+    assert row["status"] == "training" and row["owner"] == winners[0]
+
+    # the dead owner, were it only stalled, publishes nothing now: its write is fenced
+    with pytest.raises(LeaseLost, match=f"model version {version} is no longer this process's job"):
+        pg.mark_ready(version, activate=False, owner=dead, path="/nowhere")
+    assert pg.version(version)["status"] == "training"
+    loser = next(r for r in replicas if r.owner != winners[0])
+    assert loser.renew(version) is False and loser.fail(version, "x") is False
+    pg.mark_ready(version, activate=False, owner=winners[0], path="/somewhere")
+    assert pg.version(version)["status"] == "ready"
+
+
+def test_a_job_whose_claims_are_spent_fails_naming_its_last_owner(pg):
+    version = _expired_job(pg, "farhost:777:5", attempts=2)
+    claimed, lines = JobLeases(pg.engine, "me:1:1", 30, 5, 2).claim_expired()
+    assert claimed == []
+    row = pg.version(version)
+    assert row["status"] == "failed" and not row["active"]
+    assert row["error"].startswith("interrupted: the replica training it (pid 777 on farhost) stopped renewing its "
+                                   "lease and the job has had its 2 of job_attempts 2 claims")
+    assert lines == [f"model version {version} (pop) {row['error']}"]
+
+
+def test_a_live_lease_is_renewed_and_never_claimed(pg):
+    owner = "livehost:5:5"
+    version = pg.new_version("pop", {}, owner=owner)
+    leases = JobLeases(pg.engine, owner, 1.0, 0.2, 2)
+    lease = leases.claim_new(version, False)
+    try:
+        time.sleep(1.5)  # longer than the lease: only the heartbeat keeps it
+        other = JobLeases(pg.engine, "thief:6:6", 1.0, 0.2, 2)
+        assert other.claim_expired() == ([], []) and not lease.lost
+        with pg.engine.connect() as conn:
+            expires, now = conn.execute(sa.select(versions.c.lease_expires_at, leases.now)
+                                        .where(versions.c.id == version)).one()
+        assert 0 < expires - now <= 1.0
+    finally:
+        lease.stop()
+    pg.fail_training(version, "done")
+
+
+def _outside_a_minute_boundary() -> None:
+    """Wait until at least 5 s remain in the current minute (of this host's clock, which the local
+    PostgreSQL shares), so a burst is counted in one minute."""
+    left = 60 - time.time() % 60
+    if left < 5:
+        time.sleep(left + 0.1)
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_the_rate_limit_holds_across_replicas(pg, batch):
+    """Three replicas' limiters, 30 requests a minute for one key: 90 requests round-robin over them
+    get exactly 30 admitted, however the replicas claim (one at a time or in batches of 4)."""
+    key = f"key{batch}"
+    limiters = [SharedRateLimiter(pg.engine, 30, batch=batch) for _ in range(3)]
+    _outside_a_minute_boundary()
+    admitted = sum(limiters[k % 3].allow(key) for k in range(90))
+    assert admitted == 30
+    trips = sum(lim.round_trips for lim in limiters)
+    # a round trip per batch granted (the last one partly), then each replica asks once to learn the key is
+    # over its limit and refuses without asking after that (REFUSAL_S)
+    assert trips == -(-30 // batch) + 3, trips
+    assert not any(lim.allow(key) for lim in limiters)
+    assert sum(lim.round_trips for lim in limiters) == trips
+    assert SharedRateLimiter(pg.engine, 30).allow("another key")  # per key
+
+
+# --- the fleet -------------------------------------------------------------------------------------
+
+
+def _ready(port: int, version: int, timeout: float = 120) -> dict:
+    end = time.time() + timeout
+    while (v := call(port, "GET", f"/v1/models/{version}"))["status"] == "training":
+        assert time.time() < end, f"version {version} still training"
+        time.sleep(0.1)
+    return v
+
+
+def _with_key(port: int, key: str, path: str) -> int:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {key}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+@pytest.mark.slow
+def test_three_replicas_share_versions_keys_events_and_jobs(tmp_path, postgres_server):
+    url = postgres_server.database()
+    ports = [free_port() for _ in range(3)]
+    procs: list = [None, None, None]
+    stop = threading.Event()
+
+    def start(k: int, failpoints: str = "") -> None:
+        procs[k] = start_server(tmp_path / f"replica{k}", url, ports[k], *REPLICA_FLAGS,
+                                env={"PENCHANT_FAILPOINTS": failpoints})
+
+    try:
+        # replica 2 dies (SIGKILL, by its failpoint) in the middle of its first training job: fitted, not saved
+        starters = [threading.Thread(target=start, args=(k, "train.after_fit" if k == 2 else "")) for k in range(3)]
+        for t in starters:
+            t.start()
+        for t in starters:
+            t.join()
+        assert all(p is not None for p in procs)
+        call(ports[0], "POST", "/v1/feedback", clustered_events())
+        v1 = call(ports[0], "POST", "/v1/models/train", {"model": "pop", "activate": True})["id"]
+        assert _ready(ports[1], v1)["status"] == "ready"  # trained on replica 0, read through replica 1
+
+        # bounded mixed load on every live replica: reads and feedback writes from four threads
+        live = {0, 1, 2}
+        acknowledged: set[str] = set()
+        answers: list[tuple[float, int, str]] = []
+
+        def reads(n: int) -> None:
+            k = 0
+            while not stop.is_set():
+                k += 1
+                replica = sorted(live)[k % len(live)]
+                start_at = time.monotonic()
+                try:
+                    model = call(ports[replica], "GET", f"/v1/users/u{(n + k) % 60}/recommendations?k=3")["model"]
+                except OSError:
+                    continue  # the replica is down
+                answers.append((start_at, replica, model))
+
+        def writes(n: int) -> None:
+            for k in range(10_000):
+                if stop.is_set():
+                    return
+                replica = sorted(live)[k % len(live)]
+                batch = [{"event_id": f"w{n}-{k}-{j}", "user_id": f"u{(k + j) % 60}", "item_id": f"i{(n + k + j) % 40}",
+                          "type": "click", "timestamp": 2000.0 + k} for j in range(5)]
+                try:
+                    answer = call(ports[replica], "POST", "/v1/feedback", batch)
+                except OSError:
+                    continue  # not acknowledged: the replica died under it (stored or not, all or nothing)
+                assert answer["inserted"] == 5
+                acknowledged.update(e["event_id"] for e in batch)
+                time.sleep(0.02)
+
+        load = [threading.Thread(target=reads, args=(n,), daemon=True) for n in range(2)]
+        load += [threading.Thread(target=writes, args=(n,), daemon=True) for n in range(2)]
+        for t in load:
+            t.start()
+
+        # a job taken by replica 2, which dies in it; its lease runs out and exactly one other replica
+        # claims it and finishes it (job_attempts 2)
+        killed_job = call(ports[2], "POST", "/v1/models/train", {"model": "pop"})["id"]
+        assert procs[2].wait(timeout=60) == -9
+        live.discard(2)
+        done = _ready(ports[0], killed_job)
+        assert done["status"] == "ready", done
+        claims = JobLeases(make_engine(url), "test:0:0", 30, 5, 2).claims(killed_job)
+        assert [c["attempt"] for c in claims] == [1, 2]
+        assert claims[0]["owner"].split(":")[1] == str(procs[2].pid)
+        assert claims[1]["owner"].split(":")[1] in {str(procs[0].pid), str(procs[1].pid)}
+
+        start(2)  # started again on its own folder: it serves the fleet's active version at once
+        live.add(2)
+        assert call(ports[2], "GET", "/v1/users/u0/recommendations?k=3")["model"] == f"pop:v{v1}"
+
+        # a version trained through one replica, activated through another: once the activation has
+        # returned, no replica answers with the old one
+        v2 = call(ports[1], "POST", "/v1/models/train", {"model": "itemknn"})["id"]
+        _ready(ports[1], v2)
+        assert call(ports[2], "POST", f"/v1/models/{v2}/activate")["active"] is True
+        activated = time.monotonic()
+        for port in ports:
+            assert call(port, "GET", "/v1/users/u1/recommendations?k=3")["model"] == f"itemknn:v{v2}"
+        deadline = time.time() + 60
+        while sum(s > activated for s, _, _ in list(answers)) < 30:
+            assert time.time() < deadline, "too few answers after the activation"
+            time.sleep(0.1)
+
+        # a key revoked through one replica is refused by every replica once the revocation has returned
+        key = call(ports[0], "POST", "/v1/admin/keys", {"name": "reader", "scope": "read"})
+        assert [_with_key(p, key["key"], "/v1/models") for p in ports] == [200, 200, 200]
+        assert call(ports[1], "POST", f"/v1/admin/keys/{key['id']}/revoke")["revoked"] is True
+        assert [_with_key(p, key["key"], "/v1/models") for p in ports] == [401, 401, 401]
+
+        stop.set()
+        for t in load:
+            t.join(timeout=60)
+        after = [(replica, model) for s, replica, model in answers if s > activated]
+        assert {model for _, model in after} == {f"itemknn:v{v2}"} and {r for r, _ in after} == {0, 1, 2}
+        # no acknowledged event lost; every replica counts what the database holds
+        stored = set(Store(make_engine(url)).event_ids())
+        assert len(acknowledged) > 0 and acknowledged <= stored, sorted(acknowledged - stored)[:5]
+        assert {call(p, "GET", "/readyz")["events"] for p in ports} == {len(stored)}
+    finally:
+        stop.set()
+        for p in procs:
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait(timeout=30)
+            if p is not None:
+                p.stderr.close()
