@@ -18,8 +18,9 @@ from tests.serve.server import ADMIN, clustered_events
 @pytest.fixture(scope="module")
 def fleet(postgres_server, tmp_path_factory):
     """Replicas ``a`` and ``b`` (TestClients) over one fresh database, versions stored in 512-byte
-    chunks (so every file is several), and the ids of three ready versions: v_pop (active), v_knn,
-    and v_imp (v_knn's artefact imported through ``a``)."""
+    chunks (so every file is several), catalogues of 8 items or more served through an approximate
+    index, and the ids of four ready versions: v_pop (active), v_knn, v_als (with its index) and
+    v_imp (v_knn's artefact imported through ``a``)."""
     from fastapi.testclient import TestClient
 
     import penchant.serve.fleet as fleet_module
@@ -27,24 +28,32 @@ def fleet(postgres_server, tmp_path_factory):
     from penchant.serve.config import load_settings
 
     url, root = postgres_server.database(), tmp_path_factory.mktemp("fleet")
+    config = root / "service.toml"
+    config.write_text("[service]\nann_min_items = 8\n")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(fleet_module, "CHUNK_BYTES", 512)
-        apps = {name: create_app(load_settings(root / name, database_url=url, env={}), admin_key=ADMIN)
-                for name in ("a", "b")}
+        apps = {name: create_app(load_settings(root / name, database_url=url, config_file=config, env={}),
+                                 admin_key=ADMIN) for name in ("a", "b")}
         with TestClient(apps["a"]) as a, TestClient(apps["b"]) as b:
             for c in (a, b):
                 c.headers["Authorization"] = f"Bearer {ADMIN}"
             assert a.post("/v1/feedback", json=clustered_events(n_users=20, n_items=16, per_user=4)).status_code == 200
             ids = {}
-            for model, activate in (("pop", True), ("itemknn", False)):
-                v = a.post("/v1/models/train", json={"model": model, "activate": activate}).json()["id"]
+            for model, activate, params in (("pop", True, {}), ("itemknn", False, {}),
+                                            ("als", False, {"factors": 4, "iterations": 2})):
+                v = a.post("/v1/models/train", json={"model": model, "activate": activate, "params": params}).json()["id"]
                 assert apps["a"].state.service.host.wait(v, 60)["status"] == "ready"
                 ids[model] = v
             artefact = (root / "a" / "models" / f"v{ids['itemknn']}" / "model.npz").read_bytes()
             imported = a.post("/v1/models/import", content=artefact)
             assert imported.status_code == 201, imported.text
             yield {"a": a, "b": b, "apps": apps, "root": root, "pop": ids["pop"], "knn": ids["itemknn"],
-                   "imp": imported.json()["id"]}
+                   "als": ids["als"], "imp": imported.json()["id"]}
+
+
+def _manifest(fleet, version: int) -> dict:
+    with fleet["apps"]["a"].state.service.store.engine.connect() as conn:
+        return conn.execute(sa.text("SELECT files FROM model_versions WHERE id = :v"), {"v": version}).scalar()
 
 
 def _model(client, user: str = "u0") -> str:
@@ -61,7 +70,7 @@ def test_a_version_imported_through_one_replica_is_served_by_the_other(fleet):
     with store.engine.connect() as conn:
         chunks = conn.execute(sa.select(sa.func.count()).select_from(sa.table("version_chunks"))
                               .where(sa.column("version") == imp, sa.column("path") == "model.npz")).scalar()
-        manifest = conn.execute(sa.text("SELECT files FROM model_versions WHERE id = :v"), {"v": imp}).scalar()
+    manifest = _manifest(fleet, imp)
     assert chunks == -(-manifest["model.npz"]["size"] // 512) > 1  # stored in pieces
     assert a.post(f"/v1/models/{imp}/activate").status_code == 200
     assert _model(b).startswith(f"itemknn:v{imp}")  # b's very next answer: fetched from the database
@@ -143,3 +152,17 @@ def test_the_listener_alone_loads_a_version_activated_elsewhere(fleet):
         time.sleep(0.02)
     assert fleet["apps"]["b"].state.listener.heard > heard
     assert _model(b).split(":v")[1].startswith(str(target))
+
+
+def test_the_approximate_index_is_stored_with_its_version_and_fetched_not_rebuilt(fleet):
+    a, b, als = fleet["a"], fleet["b"], fleet["als"]
+    manifest = _manifest(fleet, als)
+    assert set(manifest) == {"model.npz", "items.usearch"}  # built by a at training, stored beside the artefact
+    host = fleet["apps"]["b"].state.service.host
+    before = host.files.fetched
+    assert a.post(f"/v1/models/{als}/activate").status_code == 200
+    assert _model(b).startswith(f"als:v{als}") and host._deployed.core.index is not None  # b serves the index
+    index = fleet["root"] / "b" / "models" / f"v{als}" / "items.usearch"
+    assert host.files.fetched == before + 2
+    assert hashlib.sha256(index.read_bytes()).hexdigest() == manifest["items.usearch"]["sha256"]
+    assert a.post(f"/v1/models/{fleet['pop']}/activate").status_code == 200

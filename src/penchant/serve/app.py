@@ -119,6 +119,7 @@ def create_app(settings: Settings, *, admin_key: str | None = None, generation=N
             host.watch.stop()
             if app.state.listener is not None:
                 app.state.listener.stop()
+            store.close()
             host.impressions.close()  # the served lists still waiting are written before the process ends
             limits.restore_original_limits()
 

@@ -245,6 +245,62 @@ def _upsert(engine: Engine, table: sa.Table, fields: Sequence[str]):
     return stmt.on_conflict_do_update(index_elements=[table.c.id], set_={f: stmt.excluded[f] for f in fields})
 
 
+class CounterReader:
+    """The read of the fleet's counters that every answer of a replica makes (PostgreSQL), on a few
+    kept autocommit connections with a prepared statement: one round trip, where a pooled
+    SQLAlchemy connection costs four (pre-ping, BEGIN, SELECT, ROLLBACK on return; 9 to 18 ms
+    against 1.3 to 1.7 ms on this loaded 2-core machine). A connection the server dropped is opened
+    again once; a server that cannot be reached is :class:`StoreUnavailableError` (a 503)."""
+
+    SQL = ("SELECT generation, keys, (SELECT events FROM user_event_counts WHERE slot = %s) "
+           "FROM fleet_state WHERE id = 1")
+
+    def __init__(self, engine: Engine, keep: int = 8) -> None:
+        import queue
+
+        self.url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.idle: queue.LifoQueue = queue.LifoQueue()
+        self.keep = keep
+
+    def read(self, slot: int) -> tuple[int, int, int]:
+        """(generation, keys, events of ``slot``; 0 for a slot with none, or slot -1)."""
+        import queue
+
+        import psycopg
+
+        try:
+            conn = self.idle.get_nowait()
+        except queue.Empty:
+            conn = None
+        for attempt in (1, 2):
+            try:
+                if conn is None:
+                    conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+                row = conn.execute(self.SQL, (slot,), prepare=True).fetchone()
+                break
+            except psycopg.OperationalError as e:
+                if conn is not None:
+                    conn.close()
+                conn = None
+                if attempt == 2:
+                    raise StoreUnavailableError(f"the database server could not be reached to check for changes "
+                                                f"({type(e).__name__}); nothing was answered") from None
+        if self.idle.qsize() < self.keep:
+            self.idle.put(conn)
+        else:
+            conn.close()
+        return int(row[0]), int(row[1]), int(row[2] or 0)
+
+    def close(self) -> None:
+        import queue
+
+        while True:
+            try:
+                self.idle.get_nowait().close()
+            except queue.Empty:
+                return
+
+
 class Store:
     """The service's data, over one SQLAlchemy engine."""
 
@@ -254,6 +310,12 @@ class Store:
         #: PostgreSQL: replicas on other hosts share the store, so changes are counted in it (fleet_state,
         #: user_event_counts) and model files kept in it (version_chunks); see :mod:`penchant.serve.fleet`
         self.shared = engine.dialect.name == "postgresql"
+        self._counters: CounterReader | None = None
+
+    def close(self) -> None:
+        """Close the connections kept for the counters (the engine's pool is the engine's)."""
+        if self._counters is not None:
+            self._counters.close()
 
     # --- what replicas must see at once (PostgreSQL) -----------------------------------------------
 
@@ -286,16 +348,13 @@ class Store:
 
     def fleet_read(self, user_id: str | None = None) -> tuple[int, int, int]:
         """(change generation, key revocations, events of ``user_id``'s slot) as the store holds them
-        now: one SELECT of a primary-key row (and one slot), the check every answer of a replica makes."""
-        q = sa.select(fleet_state.c.generation, fleet_state.c["keys"])
-        if user_id is not None:
-            from penchant.serve.answers import slot
+        now: one SELECT of a primary-key row (and one slot), the check every answer of a replica
+        makes, sent on a kept connection (:class:`CounterReader`: one round trip)."""
+        from penchant.serve.answers import slot
 
-            q = q.add_columns(sa.select(user_event_counts.c.events)
-                              .where(user_event_counts.c.slot == slot(user_id)).scalar_subquery())
-        with self.engine.connect() as conn:
-            row = conn.execute(q.where(fleet_state.c.id == 1)).one()
-        return int(row[0]), int(row[1]), int(row[2] or 0) if user_id is not None else 0
+        if self._counters is None:
+            self._counters = CounterReader(self.engine)
+        return self._counters.read(-1 if user_id is None else slot(user_id))
 
     def keys_changed(self) -> int:
         """A count that moves whenever a key is revoked: here (SQLite), or on any replica (PostgreSQL,
