@@ -445,6 +445,10 @@ def read_delimited(
         DataError: empty file, bad encoding, wrong delimiter, missing column, ragged line.
     """
     path = Path(path)
+    if typed is not None and header:
+        direct = _read_typed_direct(path, sep, quoting, encoding, required, typed)
+        if direct is not None:
+            return direct
     raw = read_bytes(path)
     if not raw or raw.isspace():
         raise DataError("the file is empty", file=path, line=1,
@@ -516,6 +520,57 @@ def read_delimited(
     if quoting and b'"' in original:  # a quoted field may hold newlines: rows and lines may differ
         row_line = functools.partial(_quoted_row_line, path, encoding, original_sep, header)
     return Table(frame=frame, path=path, first_line=2 if header else 1, row_line=row_line)
+
+
+#: bytes of a file's start read to find its header before polars reads the rest
+_HEAD_BYTES = 1 << 16
+
+
+def _read_typed_direct(path: Path, sep: str | None, quoting: bool | None, encoding: str, required: tuple[str, ...],
+                       typed: Callable[[list[str]], dict[str, pl.DataType]]) -> Table | None:
+    """The typed reading of :func:`read_delimited` with polars reading the file itself (memory-mapped:
+    no copy of its bytes in this process, no pass over them before the parse), for a plain UTF-8 file
+    with a one-byte delimiter. None where the string path must look: a compressed file, another
+    encoding, a byte-order mark, a header that lacks a required column or is followed by no row, a
+    '::' delimiter, or any value polars cannot read as asked (invalid UTF-8 included), so that
+    every error is the string path's, naming its line and column."""
+    if encoding.lower().replace("-", "").replace("_", "") != "utf8" or path.suffix.lower() == ".gz":
+        return None
+    try:
+        with path.open("rb") as f:
+            head = f.read(_HEAD_BYTES)
+    except OSError:
+        return None
+    end = head.find(b"\n")
+    if head.startswith(b"\xef\xbb\xbf") or end < 0 or not _NON_SPACE.search(head, end + 1):
+        return None
+    try:
+        first = head[:end].decode("utf-8").rstrip("\r")
+    except UnicodeDecodeError:
+        return None
+    sep = sep or delimiter_for(path) or _sniff(head[:end])
+    if len(sep) != 1:
+        return None
+    quoting = sep == "," if quoting is None else quoting
+    fields = first.split(sep) if sep != " " else first.split()
+    names = [h.strip() for h in fields]
+    if any(c not in names for c in required):
+        return None
+    schema = typed(names)
+    try:  # the raw header names, as polars sees them before the strip below
+        frame = pl.read_csv(path, separator=sep, has_header=True, infer_schema=False,
+                            schema_overrides={h: schema[h.strip()] for h in fields if h.strip() in schema},
+                            quote_char='"' if quoting else None, truncate_ragged_lines=False)
+    except pl.exceptions.PolarsError:
+        return None
+    if frame.null_count().sum_horizontal().item():  # blanks, or a line with too few fields: count them
+        data = read_bytes(path)
+        if not quoting or b'"' not in data:
+            _check_field_counts(data, sep, len(names), path, True)
+    frame = frame.rename({c: c.strip() for c in frame.columns})
+    # a quoted field may hold newlines: the file is read again to find a row's line, only when an error names one
+    row_line = functools.partial(_quoted_row_line, path, encoding, sep, True) if quoting else None
+    return Table(frame=frame, path=path, first_line=2, row_line=row_line)
 
 
 def _quoted_row_line(path: Path, encoding: str, sep: str, header: bool, row: int) -> int:
