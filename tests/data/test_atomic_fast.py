@@ -153,3 +153,15 @@ def test_repeated_pairs_found_alike_with_either_key_width():
             got, repeats = _dedupe(users, items, ts, policy, n_items)
             assert got.tolist() == keep and repeats == 2
     assert _dedupe(users, items, ts, "none", 4) == (slice(None), 2)
+
+
+def test_files_the_direct_typed_reading_leaves_to_the_string_path(tmp_path):
+    body = "\t".join(HEADER[:4]) + "\n" + GOOD + "2\t11\t5\t101\n"
+    plain = load(write(tmp_path / "plain" / "log.inter", body))
+    bom = load(write(tmp_path / "bom" / "log.inter", "\ufeff" + body))  # the string path strips the mark
+    assert [s.count for s in bom.steps] == [s.count for s in plain.steps] and bom.ratings.tolist() == [4.0, 5.0]
+    for name in ("user_ids", "item_ids", "users", "items", "ratings", "timestamps"):
+        assert np.array_equal(getattr(bom, name), getattr(plain, name)), name
+    bad = write(tmp_path / "bad.inter", (body + "3\t1").encode() + b"\xff2\t4\t102\n")
+    for e in both_errors(bad):
+        assert e.line == 4 and "utf-8" in e.message, e
