@@ -2,6 +2,9 @@
 
 Everything is read as strings first, then converted column by column, so that a value that
 does not parse can be reported with its file, line and column instead of turning into a null.
+A log's id, rating and time columns may instead be read typed (ids Categorical, numbers Float64:
+``typed`` in :func:`read_delimited` and :func:`read_parquet`); anything the typed reading cannot
+take sends the file, or the column, down the string path, so the errors are the same.
 Line numbers count from 1 with the header as line 1.
 """
 
