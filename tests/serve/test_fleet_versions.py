@@ -166,3 +166,17 @@ def test_the_approximate_index_is_stored_with_its_version_and_fetched_not_rebuil
     assert host.files.fetched == before + 2
     assert hashlib.sha256(index.read_bytes()).hexdigest() == manifest["items.usearch"]["sha256"]
     assert a.post(f"/v1/models/{fleet['pop']}/activate").status_code == 200
+
+
+def test_a_replica_that_cannot_load_the_active_version_refuses_to_answer_from_its_old_one(fleet):
+    a, b, imp = fleet["a"], fleet["b"], fleet["imp"]
+    assert a.post(f"/v1/models/{fleet['pop']}/activate").status_code == 200 and _model(b).startswith("pop:")
+    (fleet["root"] / "b" / "models" / f"v{imp}" / "model.npz").unlink(missing_ok=True)  # b must fetch it
+    with fleet["apps"]["a"].state.service.store.engine.begin() as conn:  # the database's copy damaged
+        conn.execute(sa.text("UPDATE version_chunks SET data = :d WHERE version = :v AND path = 'model.npz' AND chunk = 0"),
+                     {"d": b"\0" * 512, "v": imp})
+    assert a.post(f"/v1/models/{imp}/activate").status_code == 200  # a serves its own checked copy
+    r = b.get("/v1/users/u0/recommendations?k=3")
+    assert r.status_code == 503 and f"model version {imp} is active but could not be loaded" in r.json()["detail"]
+    assert not (fleet["root"] / "b" / "models" / f"v{imp}" / "model.npz").exists()  # nothing half-fetched kept
+    assert a.post(f"/v1/models/{fleet['pop']}/activate").status_code == 200 and _model(b).startswith("pop:")

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from penchant.data.events import interactions_from_events, pairs_from_rows
-from penchant.errors import ConflictError, DataError, NotFoundError
+from penchant.errors import ConflictError, DataError, NotFoundError, StoreUnavailableError
 from penchant.experiment.answers import APPROXIMATE, FOLD_IN, MODEL, AnswerCore, rank_options
 from penchant.models.ann import ItemIndex
 from penchant.models.posterior import UserPosterior, thompson_lists
@@ -265,7 +265,11 @@ class ModelHost:
                     continue
                 try:
                     loaded = self._load(v)
-                except ArtefactError:
+                except ArtefactError as e:
+                    if self.store.shared:  # a replica never answers from the version the fleet left: this answer fails
+                        raise StoreUnavailableError(
+                            f"model version {v['id']} is active but could not be loaded on this replica ({e}); "
+                            "nothing was answered; it is tried again at the next request") from None
                     traceback.print_exc()  # the version stays as it was here; the activating worker answered
                     continue
                 if v["kind"] == "preference":
