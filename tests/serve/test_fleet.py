@@ -3,12 +3,12 @@
 
 The lease and limiter tests run against the store directly (several "replicas" are several
 :class:`~penchant.serve.leases.JobLeases` or limiters with their own owners on one database); the
-fleet test runs three real server processes with the flags docs/service.md ("Several machines")
-gives (:data:`REPLICA_FLAGS`)."""
+fleet test runs three real server processes with the commands docs/service.md ("Several
+machines") gives (:func:`documented_replicas`)."""
 
 from __future__ import annotations
 
-import json
+import shlex
 import threading
 import time
 import urllib.error
@@ -17,14 +17,36 @@ import urllib.request
 import pytest
 import sqlalchemy as sa
 
-from penchant.serve.leases import JobLeases, LeaseLost, SharedRateLimiter, job_claims, versions
+from penchant.serve.leases import JobLeases, LeaseLost, SharedRateLimiter, versions
 from penchant.serve.store import Store, make_engine, migrate
-from tests.serve.server import ADMIN, call, clustered_events, free_port, start_server
+from tests.conftest import ROOT
+from tests.serve.server import call, clustered_events, free_port, start_server
 
-#: the settings every replica of the fleet test is started with, as docs/service.md writes them
-#: (there: job_lease_s 30 and job_heartbeat_s 5; here shorter, so the killed replica's lease runs out soon)
-REPLICA_FLAGS = ("--set", "job_attempts=2", "--set", "job_lease_s=3", "--set", "job_heartbeat_s=0.5",
-                 "--set", "rate_limit_per_minute=1000000")
+#: what the fleet test adds to the documented commands: leases short enough that the killed replica's
+#: runs out soon (the defaults are 30 s and 5 s), and no rate limit on the load
+TEST_ONLY = ("--set", "job_lease_s=3", "--set", "job_heartbeat_s=0.5", "--set", "rate_limit_per_minute=1000000")
+
+
+def documented_replicas() -> list[list[str]]:
+    """The `penchant serve` commands of docs/service.md's "Several machines", as argument lists
+    without the program and ``serve`` (the test puts its own database, folders and ports in)."""
+    doc = (ROOT / "docs" / "service.md").read_text(encoding="utf-8")
+    section = doc.split("## Several machines", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```sh", 1)[1].split("```", 1)[0]
+    commands = [shlex.split(line)[2:] for line in block.splitlines() if line.startswith("penchant serve ")]
+    assert len(commands) == 3 and all({"--database-url", "--data-dir", "--port"} <= set(c) for c in commands), commands
+    return commands
+
+
+def _replica_flags(documented: list[str]) -> list[str]:
+    """A documented command's flags other than the database, folder and port (which start_server gives)."""
+    out, args = [], iter(documented)
+    for arg in args:
+        if arg in ("--database-url", "--data-dir", "--port"):
+            next(args)
+        else:
+            out.append(arg)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -161,8 +183,10 @@ def test_three_replicas_share_versions_keys_events_and_jobs(tmp_path, postgres_s
     procs: list = [None, None, None]
     stop = threading.Event()
 
+    commands = documented_replicas()
+
     def start(k: int, failpoints: str = "") -> None:
-        procs[k] = start_server(tmp_path / f"replica{k}", url, ports[k], *REPLICA_FLAGS,
+        procs[k] = start_server(tmp_path / f"replica{k}", url, ports[k], *_replica_flags(commands[k]), *TEST_ONLY,
                                 env={"PENCHANT_FAILPOINTS": failpoints})
 
     try:

@@ -44,7 +44,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from penchant.errors import ConflictError
+from penchant.errors import ConflictError, StoreUnavailableError
 
 #: the lease columns of ``model_versions`` (migration 0010), as this module reads and writes them
 versions = sa.table("model_versions", sa.column("id", sa.Integer), sa.column("model", sa.String),
@@ -291,7 +291,13 @@ class SharedRateLimiter:
     the current minute, else claims a batch (one statement); refused when nothing is granted."""
 
     def __init__(self, engine: Engine, per_minute: int, batch: int | None = None) -> None:
-        self.engine, self.per_minute = engine, per_minute
+        # a claim is one statement, sent on a kept autocommit connection of its own: one round trip, where
+        # a pooled SQLAlchemy connection costs four (pre-ping, BEGIN, the statement, COMMIT): 0.7 against 1.5 ms
+        self.url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.sql = str(_CLAIM.compile(dialect=engine.dialect))
+        self.conn = None
+        self.claiming = threading.Lock()  # one claim at a time on the one connection
+        self.per_minute = per_minute
         self.batch = batch if batch is not None else min(20, max(1, per_minute // 100))
         self.local: dict[str, tuple[float, int]] = {}  # key -> (monotonic end of its minute, requests left)
         self.refused: dict[str, float] = {}  # key -> monotonic time until which it is refused without asking
@@ -319,13 +325,31 @@ class SharedRateLimiter:
 
     def _claim(self, key: str, n: int) -> tuple[int, int, float]:
         """Claim ``n`` requests for ``key`` now: (granted, minute, part of the minute gone)."""
-        with self.engine.begin() as conn:
-            minute, granted, f = conn.execute(_CLAIM, {"key": key, "n": n, "limit": self.per_minute}).one()
-            if minute != self._swept:  # once a minute per process: rows older than the previous minute go
-                self._swept = minute
-                conn.execute(sa.delete(rate_windows).where(rate_windows.c.minute < minute - 1))
-        self.round_trips += 1
+        import psycopg
+
+        with self.claiming:
+            for attempt in (1, 2):
+                try:
+                    if self.conn is None:
+                        self.conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+                    minute, granted, f = self.conn.execute(self.sql, {"key": key, "n": n, "limit": self.per_minute},
+                                                           prepare=True).fetchone()
+                    if minute != self._swept:  # once a minute per process: rows older than the previous minute go
+                        self._swept = minute
+                        self.conn.execute("DELETE FROM rate_windows WHERE minute < %s", (minute - 1,))
+                    break
+                except psycopg.OperationalError as e:  # the server dropped the kept connection: once more, anew
+                    self.close()
+                    if attempt == 2:
+                        raise StoreUnavailableError(f"the database server could not be reached to count this key's "
+                                                    f"requests ({type(e).__name__}); nothing was answered") from None
+            self.round_trips += 1
         return int(granted), int(minute), float(f)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
 
 
 def rate_limiter(engine: Engine, per_minute: int) -> RateLimiter | SharedRateLimiter:
