@@ -11,8 +11,11 @@ shared by the nodes is needed) and is rebuilt there: the same object, and the sa
 as a local fit gives.
 
 Which models: those whose training loop takes its order, batches and optimiser through those
-hooks (:data:`DATA_PARALLEL`: BPR, LightGCN, Mult-VAE and the neural sequential models, SASRec and
-GRU4Rec). Any other model is refused with a ConfigError rather than fitted ``world`` times over.
+hooks (:func:`data_parallel_classes`: BPR, LightGCN, Mult-VAE and the neural sequential models,
+SASRec and GRU4Rec). ALS fits differently (:func:`block_solved_classes`): the driver runs its fit,
+and each half-step's per-user (per-item) solves go to the cluster as Ray tasks, one per block of
+rows (:meth:`penchant.backends.ray_cluster.RayBackend.map`; :mod:`penchant.models.als`). Any other
+model is refused with a ConfigError rather than fitted ``world`` times over.
 Every node needs penchant installed, as for :mod:`penchant.backends.ray_cluster`.
 """
 
@@ -43,12 +46,29 @@ def data_parallel_classes() -> tuple[type, ...]:
     return (BPR, LightGCN, MultVAE, NeuralSequential)
 
 
+def block_solved_classes() -> tuple[type, ...]:
+    """The model classes that send their per-row solves through
+    :func:`penchant.models.distributed.solves_on` (ALS: per-user and per-item least squares)."""
+    from penchant.models.als import ALS
+
+    return (ALS,)
+
+
+def solves_in_blocks(name: str) -> bool:
+    """Whether the registered model ``name`` fits on Ray by its per-row solves as tasks (not Ray Train)."""
+    from penchant.models.registry import entry
+
+    return issubclass(entry(name).cls, block_solved_classes())
+
+
 def check_data_parallel(name: str) -> None:
-    """A ConfigError unless the registered model ``name`` trains data-parallel."""
+    """A ConfigError unless the registered model ``name`` trains on Ray (data-parallel, or by its
+    per-row solves as Ray tasks)."""
     from penchant.models.registry import entry, model_names
 
-    if not issubclass(entry(name).cls, data_parallel_classes()):
-        able = [n for n in model_names() if issubclass(entry(n).cls, data_parallel_classes())]
+    kinds = data_parallel_classes() + block_solved_classes()
+    if not issubclass(entry(name).cls, kinds):
+        able = [n for n in model_names() if issubclass(entry(n).cls, kinds)]
         raise ConfigError(f"{name} does not train data-parallel on Ray; --backend ray fits {', '.join(able)}")
 
 

@@ -79,11 +79,16 @@ def _fit_with(job, name: str, params: dict, train, report):
 
 def _fit_on_ray(job, name: str, params: dict, parts, metric: str | None, on, workers: int | None, status):
     """``name`` fitted data-parallel on the Ray backend ``on`` (:mod:`penchant.backends.ray_train`), and a
-    line on stderr saying what every rank did."""
+    line on stderr saying what every rank did; ALS fitted here with its per-row solves as Ray tasks."""
     from functools import partial
 
-    from penchant.backends.ray_train import fit_on_ray
+    from penchant.backends.ray_train import fit_on_ray, solves_in_blocks
 
+    if solves_in_blocks(name):  # ALS: fitted here, its per-row solves as Ray tasks
+        from penchant.models.distributed import solves_on
+
+        with solves_on(on.map):
+            return job.fit(name, params, parts.train, parts.valid, metric=metric)
     judge = None
     if parts.valid is not None and parts.valid.n_interactions:
         judge = job.judge(parts.train, parts.valid, metric)[0]

@@ -65,11 +65,13 @@ def train_backend(backend: str | None, address: str | None, workers: int | None,
             raise ConfigError("--workers is the number of data-parallel ranks on Ray; give --backend ray with it")
         return None
     from penchant.backends import BACKENDS
-    from penchant.backends.ray_train import check_data_parallel
+    from penchant.backends.ray_train import check_data_parallel, solves_in_blocks
 
     if backend not in (None, *BACKENDS):
         raise ConfigError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
     check_data_parallel(name)  # before connecting: a refusal comes at once
+    if workers is not None and solves_in_blocks(name):
+        raise ConfigError(f"--workers sets Ray Train's ranks; {name} sends its solves as Ray tasks to every CPU instead")
     return backend_of(backend or "ray", address)
 
 

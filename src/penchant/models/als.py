@@ -5,6 +5,15 @@ the matrix it is given by alpha and reads the entries as confidences); unobserve
 confidence 1 and preference 0. Fitting is `implicit`'s conjugate-gradient solver;
 :meth:`ALS.partial_fit` solves a user's least-squares problem exactly against the fixed item factors,
 so a new or changed user is served without refitting.
+
+Inside :func:`penchant.models.distributed.solves_on` (``penchant fit --model als --backend ray``)
+the fit is penchant's own instead: each half-step solves every user's (then every item's)
+normal equations, A_u x_u = b_u with A_u = YᵀY + λI + Σ (c_i − 1) y_i y_iᵀ and b_u = Σ c_i y_i,
+by `implicit`'s own method (three conjugate-gradient steps from the previous factors, A_u never
+formed), in blocks of rows (:func:`solve_rows`) sent through the given map (one Ray task per
+block; the matrix and the other side's factors put into the object store once a half-step).
+Factors start uniform in [0, 0.01) from ``seed`` (numpy's generator, not `implicit`'s), users are
+solved first, as `implicit` does: the same algorithm, other random numbers.
 """
 
 from __future__ import annotations
@@ -16,9 +25,74 @@ from penchant import DEFAULT_SEED
 from penchant.data import Dataset
 from penchant.errors import ConfigError
 from penchant.models.base import Validator
+from penchant.models.distributed import block_solves
 from penchant.models.factors import FactorModel
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
+
+#: padded history entries one chunk of rows takes at once: its (rows, entries, f) gather, 32 MiB at f = 64
+CHUNK_ENTRIES = 65536
+#: blocks a half-step is cut into (at least; each at least MIN_BLOCK_ROWS rows)
+BLOCKS, MIN_BLOCK_ROWS = 64, 128
+#: conjugate-gradient steps per row and half-step, from the row's previous factors (`implicit`'s default)
+CG_STEPS = 3
+
+
+def solve_rows(shared: tuple, block: tuple[int, int]) -> np.ndarray:
+    """The ALS half-step for rows ``start..stop`` of ``x``: float64 (stop − start, f).
+
+    ``shared`` is (``x`` CSR (n, m) of values r, ``y`` float64 (m, f) the other side's factors,
+    ``a0`` = yᵀy + λI (f, f), α, ``previous`` float64 (n, f) the rows' factors so far). Each row u
+    moves towards the solution of A_u x = b_u, A_u = a0 + Σ_i (α r_i − 1) y_i y_iᵀ, b_u = Σ_i α r_i y_i
+    over its stored entries i, by :data:`CG_STEPS` conjugate-gradient steps from its previous
+    factors, as `implicit`'s CPU solver does; A_u is never formed (A_u p = a0 p + Σ_i (c_i − 1)(y_i·p) y_i).
+    The block's rows are sorted by length and taken in chunks of about :data:`CHUNK_ENTRIES` padded
+    entries: one gather (rows, longest, f), padding zeroed, then batched products."""
+    x, y, a0, alpha, previous = shared
+    start, stop = block
+    out = previous[start:stop].copy()
+    counts = np.diff(x.indptr[start:stop + 1])
+    order = np.argsort(counts, kind="stable")
+    s = 0
+    while s < len(order):
+        e = s + 1
+        while e < len(order) and (e + 1 - s) * max(1, counts[order[e]]) <= CHUNK_ENTRIES:
+            e += 1
+        rows = order[s:e]
+        longest = max(1, int(counts[rows].max()))
+        inside = np.arange(longest)[None, :] < counts[rows][:, None]
+        pos = np.where(inside, x.indptr[start + rows][:, None] + np.arange(longest)[None, :], 0)
+        ys = y[x.indices[pos]] * inside[:, :, None]  # (rows, longest, f), padding zero
+        c = alpha * x.data[pos].astype(np.float64) * inside
+
+        xu = out[rows]
+        r = np.einsum("nl,nlf->nf", c, ys) - _times_a(xu, a0, ys, c)
+        p, rs = r.copy(), (r * r).sum(1)
+        for _ in range(CG_STEPS):
+            ap = _times_a(p, a0, ys, c)
+            step = np.divide(rs, (p * ap).sum(1), out=np.zeros_like(rs), where=rs > 1e-20)
+            xu += step[:, None] * p
+            r -= step[:, None] * ap
+            new = (r * r).sum(1)
+            p = r + np.divide(new, rs, out=np.zeros_like(rs), where=rs > 1e-20)[:, None] * p
+            rs = new
+        out[rows] = xu
+        s = e
+    return out
+
+
+def _times_a(p: np.ndarray, a0: np.ndarray, ys: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """A_u p_u for every row u of a chunk, (rows, f), without forming A_u: ``p`` (rows, f), ``a0``
+    (f, f), ``ys`` (rows, longest, f) the rows' entries' factors (padding zero), ``c`` (rows, longest)."""
+    return p @ a0 + np.einsum("nl,nlf->nf", (c - 1.0) * np.einsum("nlf,nf->nl", ys, p), ys)
+
+
+def _half_step(run, x, y: np.ndarray, previous: np.ndarray, alpha: float, reg: float) -> np.ndarray:
+    """Every row of ``x`` moved against ``y`` (:func:`solve_rows`), in blocks through ``run``."""
+    n = x.shape[0]
+    size = max(MIN_BLOCK_ROWS, -(-n // BLOCKS))
+    blocks = [(s, min(n, s + size)) for s in range(0, n, size)]
+    return np.vstack(run(solve_rows, blocks, (x, y, y.T @ y + reg * np.eye(y.shape[1]), alpha, previous)))
 
 
 def _implicit_als(factors: int, regularization: float, alpha: float, iterations: int, seed: int):
@@ -57,6 +131,19 @@ class ALS(FactorModel):
         self.iterations, self.seed, self.values = iterations, seed, values
 
     def _fit(self, train: Dataset, valid: Validator | None) -> None:
+        run = block_solves()
+        if run is not None:  # per-row solves in blocks, e.g. as Ray tasks (see the module)
+            x = (train.matrix("rating") if self.values and train.ratings is not None else train.csr).astype(np.float64)
+            xt = x.T.tocsr()
+            rng = np.random.default_rng(self.seed)
+            u, y = (rng.random((n, self.factors)) * 0.01 for n in x.shape)
+            for _ in range(self.iterations):
+                u = _half_step(run, x, y, u, self.alpha, self.regularization)
+                y = _half_step(run, xt, u, y, self.alpha, self.regularization)
+            self._set_factors(u.astype(np.float32), y.astype(np.float32))
+            if self.values and train.ratings is not None:
+                self.train_ = train.matrix("rating")
+            return
         with threadpool_limits(1, "blas"):  # implicit parallelises itself; nested BLAS threads slow it
             engine = _implicit_als(self.factors, self.regularization, self.alpha, self.iterations, self.seed)
             engine.fit(train.matrix("rating") if self.values and train.ratings is not None else train.csr,

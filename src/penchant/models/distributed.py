@@ -184,3 +184,24 @@ def merge_rows(table, rows, values, grad) -> tuple[Any, Any, Any]:
     ctx.all_reduce_mean(dense.view(-1))
     rows = torch.nonzero(dense[:, w] > 0).squeeze(1)
     return rows, table.index_select(0, rows), dense[rows, :w]
+
+
+#: where models that solve independent per-row problems (ALS's per-user and per-item least squares)
+#: send their blocks: ``map(fn, blocks, shared) -> [fn(shared, b) for b in blocks]`` (a backend's map)
+_BLOCKS: ContextVar[Callable[..., list] | None] = ContextVar("penchant_block_solves", default=None)
+
+
+@contextmanager
+def solves_on(map_blocks: Callable[..., list]) -> Iterator[None]:
+    """Within the block, models that can (ALS) fit their per-row solves through ``map_blocks``
+    (e.g. :meth:`penchant.backends.ray_cluster.RayBackend.map`: one Ray task per block)."""
+    token = _BLOCKS.set(map_blocks)
+    try:
+        yield
+    finally:
+        _BLOCKS.reset(token)
+
+
+def block_solves() -> Callable[..., list] | None:
+    """The map a model's per-row solves go through (:func:`solves_on`), or None: its usual fit."""
+    return _BLOCKS.get()
