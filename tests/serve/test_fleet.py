@@ -58,6 +58,16 @@ def pg(postgres_server):
     engine.dispose()
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def store(request, tmp_path_factory):
+    """The leases' store: SQLite (one host, the same code) or the module's PostgreSQL one."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("pg")
+    engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('leases') / 'penchant.db'}")
+    migrate(engine)
+    return Store(engine)
+
+
 def _expired_job(store: Store, owner: str, attempts: int = 1) -> int:
     """A training version whose job ``owner`` claimed ``attempts`` times and whose lease ran out."""
     version = store.new_version("pop", {}, owner=owner)
@@ -68,10 +78,10 @@ def _expired_job(store: Store, owner: str, attempts: int = 1) -> int:
     return version
 
 
-def test_of_replicas_looking_at_once_exactly_one_claims_an_expired_job(pg):
+def test_of_replicas_looking_at_once_exactly_one_claims_an_expired_job(store):
     dead = "otherhost:4242:99"
-    version = _expired_job(pg, dead)
-    replicas = [JobLeases(pg.engine, f"host{k}:{k}:1", 30, 5, 2) for k in range(6)]
+    version = _expired_job(store, dead)
+    replicas = [JobLeases(store.engine, f"host{k}:{k}:1", 30, 5, 2) for k in range(6)]
     start = threading.Barrier(len(replicas))
     won: dict[str, list] = {}
 
@@ -88,24 +98,24 @@ def test_of_replicas_looking_at_once_exactly_one_claims_an_expired_job(pg):
     assert len(winners) == 1, won
     assert won[winners[0]][0]["id"] == version and won[winners[0]][0]["attempt"] == 2
     assert [(c["attempt"], c["owner"]) for c in replicas[0].claims(version)] == [(1, dead), (2, winners[0])]
-    row = pg.version(version)
+    row = store.version(version)
     assert row["status"] == "training" and row["owner"] == winners[0]
 
     # the dead owner, were it only stalled, publishes nothing now: its write is fenced
     with pytest.raises(LeaseLost, match=f"model version {version} is no longer this process's job"):
-        pg.mark_ready(version, activate=False, owner=dead, path="/nowhere")
-    assert pg.version(version)["status"] == "training"
+        store.mark_ready(version, activate=False, owner=dead, path="/nowhere")
+    assert store.version(version)["status"] == "training"
     loser = next(r for r in replicas if r.owner != winners[0])
     assert loser.renew(version) is False and loser.fail(version, "x") is False
-    pg.mark_ready(version, activate=False, owner=winners[0], path="/somewhere")
-    assert pg.version(version)["status"] == "ready"
+    store.mark_ready(version, activate=False, owner=winners[0], path="/somewhere")
+    assert store.version(version)["status"] == "ready"
 
 
-def test_a_job_whose_claims_are_spent_fails_naming_its_last_owner(pg):
-    version = _expired_job(pg, "farhost:777:5", attempts=2)
-    claimed, lines = JobLeases(pg.engine, "me:1:1", 30, 5, 2).claim_expired()
+def test_a_job_whose_claims_are_spent_fails_naming_its_last_owner(store):
+    version = _expired_job(store, "farhost:777:5", attempts=2)
+    claimed, lines = JobLeases(store.engine, "me:1:1", 30, 5, 2).claim_expired()
     assert claimed == []
-    row = pg.version(version)
+    row = store.version(version)
     assert row["status"] == "failed" and not row["active"]
     assert row["error"].startswith("interrupted: the replica training it (pid 777 on farhost) stopped renewing its "
                                    "lease and the job has had its 2 of job_attempts 2 claims")

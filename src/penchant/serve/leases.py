@@ -256,6 +256,9 @@ class RateLimiter:
             q.append(now)
             return True
 
+    def close(self) -> None:
+        """Nothing to release (the shared limiter's :meth:`SharedRateLimiter.close` closes its connection)."""
+
 
 rate_windows = sa.Table("rate_windows", metadata,
                         sa.Column("key_id", sa.String(32), primary_key=True),
