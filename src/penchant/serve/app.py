@@ -117,6 +117,7 @@ def create_app(settings: Settings, *, admin_key: str | None = None, generation=N
             yield
         finally:
             host.watch.stop()
+            app.state.service.limiter.close()  # the shared limiter's kept connection (PostgreSQL)
             if app.state.listener is not None:
                 app.state.listener.stop()
             store.close()
