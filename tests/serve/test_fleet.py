@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from penchant.serve.leases import JobLeases, LeaseLost, SharedRateLimiter, versions
 from penchant.serve.store import Store, make_engine, migrate
 from tests.conftest import ROOT
-from tests.serve.server import call, clustered_events, free_port, start_server
+from tests.serve.server import ADMIN, call, clustered_events, free_port, start_server
 
 #: what the fleet test adds to the documented commands: leases short enough that the killed replica's
 #: runs out soon (the defaults are 30 s and 5 s), and no rate limit on the load
@@ -141,10 +141,10 @@ def test_a_live_lease_is_renewed_and_never_claimed(pg):
 
 
 def _outside_a_minute_boundary() -> None:
-    """Wait until at least 5 s remain in the current minute (of this host's clock, which the local
+    """Wait until at least 3 s remain in the current minute (of this host's clock, which the local
     PostgreSQL shares), so a burst is counted in one minute."""
     left = 60 - time.time() % 60
-    if left < 5:
+    if left < 3:
         time.sleep(left + 0.1)
 
 
@@ -164,6 +164,27 @@ def test_the_rate_limit_holds_across_replicas(pg, batch):
     assert not any(lim.allow(key) for lim in limiters)
     assert sum(lim.round_trips for lim in limiters) == trips
     assert SharedRateLimiter(pg.engine, 30).allow("another key")  # per key
+
+
+def test_two_apps_on_one_database_share_a_key_s_limit(tmp_path, postgres_server):
+    """Two replicas' apps (their own data folders, one PostgreSQL), 3 requests a minute: the key's
+    three requests through the first use up its minute on the second too (429 there, through the
+    hot path and a route alike)."""
+    from fastapi.testclient import TestClient
+
+    from penchant.serve.app import create_app
+    from penchant.serve.config import load_settings
+
+    url = postgres_server.database()
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    apps = [create_app(load_settings(tmp_path / name, database_url=url, env={}, overrides={"rate_limit_per_minute": "3"}),
+                       admin_key=ADMIN) for name in ("a", "b")]
+    _outside_a_minute_boundary()
+    with TestClient(apps[0]) as a, TestClient(apps[1]) as b:
+        first = [a.get("/v1/models", headers=auth).status_code for _ in range(3)]
+        second = [b.get(path, headers=auth).status_code for path in ("/v1/models", "/v1/users/u1/recommendations")]
+        third = a.get("/v1/models", headers=auth).status_code
+    assert (first, second, third) == ([200, 200, 200], [429, 429], 429)
 
 
 # --- the fleet -------------------------------------------------------------------------------------
