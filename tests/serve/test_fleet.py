@@ -187,6 +187,19 @@ def test_two_apps_on_one_database_share_a_key_s_limit(tmp_path, postgres_server)
     assert (first, second, third) == ([200, 200, 200], [429, 429], 429)
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_limiter_that_cannot_reach_the_database_answers_503(client):
+    """The shared limiter's database out of reach: 503 naming it (route and hot path alike), never
+    an admitted request or a 500."""
+    limiter = client.app.state.service.limiter
+    limiter.close()
+    limiter.url = f"postgresql://nobody@127.0.0.1:{free_port()}/none"  # nothing listens there
+    for path in ("/v1/models", "/v1/users/u1/recommendations"):
+        r = client.get(path)
+        assert r.status_code == 503, (path, r.text)
+        assert "could not be reached to count this key's requests" in r.json()["detail"]
+
+
 # --- the fleet -------------------------------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ import json
 import re
 from urllib.parse import parse_qsl
 
+from penchant.errors import StoreUnavailableError
 from penchant.serve.keys import bearer
 
 PATH = re.compile(r"^/v1/users/([^/\x00]{1,255})/recommendations$")  # a NUL: the route's 422
@@ -51,8 +52,12 @@ class FastRecommendations:
         known, allowed, key_id = svc.keys.check(bearer(auth), "read")
         if not (known and allowed):
             return False  # the route answers 401/403 with its headers
+        try:
+            admitted = svc.limiter.allow(key_id)
+        except StoreUnavailableError:  # the shared limiter's database unreachable: the route answers 503
+            return False
         scope["route"] = _Route
-        if not svc.limiter.allow(key_id):
+        if not admitted:
             await _send(send, 429, {"detail": f"over {svc.settings.rate_limit_per_minute} requests per minute for this key"})
             return True
         try:
