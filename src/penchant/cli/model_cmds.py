@@ -36,7 +36,8 @@ def fit(
     user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,
     encoding: str = Encoding, blank_rating: BlankRating = BlankRatingOpt,
     backend: str = typer.Option(None, "--backend", help="Where the model trains: local, or ray (data-parallel through "
-                                "Ray Train: bpr, lightgcn, multvae, sasrec, gru4rec)."),
+                                "Ray Train: bpr, lightgcn, multvae, sasrec, gru4rec; als: its per-user and per-item "
+                                "solves as Ray tasks)."),
     ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster to train on (auto, HOST:PORT of its head, "
                                     "ray://HOST:10001); implies --backend ray."),
     workers: int = typer.Option(None, "--workers", help="Data-parallel ranks on Ray (default: one per node of the cluster)."),

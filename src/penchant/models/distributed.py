@@ -21,9 +21,12 @@ The mechanism, the same for every learner:
   the value; every rank sees the same value, so early stopping stops every rank at the same epoch
   and restores the same best state. The fitted model is rank 0's.
 
-Simplifications, said in the docs: negatives and dropout are drawn from the same seed on every rank
-(rank r's k-th draw equals rank 0's, on other examples); per-position losses (SASRec's) average
-the ranks' means, not the positions of the global batch.
+Simplifications, said in the docs: numpy's draws (the order, BPR's and LightGCN's negatives, the
+sequential models' sampled negatives) come from the same seed on every rank — the order and
+BPR's/LightGCN's negatives are drawn for the whole epoch and sharded, so they are exactly the local
+fit's, but the sequential models' per-batch negatives of rank r repeat rank 0's draws on other
+windows; torch's draws (dropout, Mult-VAE's noise) are per rank (:func:`synced`); per-position
+losses (SASRec's) average the ranks' means, not the positions of the global batch.
 """
 
 from __future__ import annotations
@@ -141,7 +144,9 @@ def shard(order: np.ndarray, batch_size: int) -> tuple[np.ndarray, int]:
 def synced(opt):
     """A torch optimiser whose every ``step`` first averages the gradients over the ranks (one flat
     all-reduce; a parameter without a gradient on a rank counts as zero there); its parameters
-    start from rank 0's. Unchanged in a local fit."""
+    start from rank 0's. From here on rank r > 0 draws torch's random numbers (dropout, noise) from
+    its own stream, seeded by the fit's torch seed + r: the ranks' masks are independent, as a
+    local batch's rows are. Unchanged in a local fit."""
     ctx = _CURRENT.get()
     if ctx is None:
         return opt
@@ -149,6 +154,8 @@ def synced(opt):
 
     params = [p for group in opt.param_groups for p in group["params"]]
     ctx.broadcast_(params)
+    if ctx.rank:
+        torch.manual_seed(torch.initial_seed() + ctx.rank)
 
     def average(optimizer, args, kwargs) -> None:
         with torch.no_grad():
