@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import subprocess
@@ -43,13 +44,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_serve import KEY, call, free_port, wait_up, worker  # the same client as bench_serve
 
 
-async def writer(port: int, until: float, acknowledged: list[int], seed: int) -> None:
-    """POST batches of 5 events back to back on one keep-alive connection; counts acknowledged events."""
+async def writer(port: int, until: float, acknowledged: list[int], seed: int, run: str) -> None:
+    """POST batches of 5 new events (ids ``<run>-<seed>-<batch>-<j>``) back to back on one keep-alive
+    connection; counts the events acknowledged as inserted."""
     rng = np.random.default_rng(seed)
     reader, stream = await asyncio.open_connection("127.0.0.1", port)
     k = 0
     while time.perf_counter() < until:
-        body = ("[" + ",".join(f'{{"event_id": "b{seed}-{k}-{j}", "user_id": "{1 + int(rng.integers(943))}", '
+        body = ("[" + ",".join(f'{{"event_id": "{run}-{seed}-{k}-{j}", "user_id": "{1 + int(rng.integers(943))}", '
                                 f'"item_id": "{1 + int(rng.integers(1682))}", "type": "click"}}' for j in range(5)) + "]").encode()
         k += 1
         stream.write(f"POST /v1/feedback HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {KEY}\r\n"
@@ -60,20 +62,20 @@ async def writer(port: int, until: float, acknowledged: list[int], seed: int) ->
         while (line := await reader.readline()) not in (b"\r\n", b""):
             if line.lower().startswith(b"content-length:"):
                 length = int(line.split(b":")[1])
-        await reader.readexactly(length)
+        answer = await reader.readexactly(length)
         if status == 200:
-            acknowledged.append(5)
+            acknowledged.append(json.loads(answer)["inserted"])
     stream.close()
 
 
-async def load(ports: list[int], paths: list[str], readers: int, writers: int, seconds: float):
+async def load(ports: list[int], paths: list[str], readers: int, writers: int, seconds: float, run: str = "warm"):
     latencies: list[float] = []
     errors: list[int] = []
     acknowledged: list[int] = []
     start = time.perf_counter()
     until = start + seconds
     await asyncio.gather(*(worker(ports[c % len(ports)], paths, until, latencies, errors, c) for c in range(readers)),
-                         *(writer(ports[(readers + c) % len(ports)], until, acknowledged, 1000 + c)
+                         *(writer(ports[(readers + c) % len(ports)], until, acknowledged, c, run)
                            for c in range(writers)))
     return latencies, errors, sum(acknowledged), time.perf_counter() - start
 
@@ -131,10 +133,10 @@ def main() -> None:
             asyncio.run(load([port], paths, 4, 0, 2.0))
         print(f"ML-100K in one PostgreSQL, ALS v{version} active; {args.readers} reading and {args.writers} writing "
               f"connections dealt over the replicas, {args.seconds:g} s each; client, replicas and PostgreSQL on this "
-              f"machine ({os.cpu_count()} cores)")
+              f"machine ({os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} at the start)")
         rows = {}
         for n in (1, 2, 3):
-            lat, errors, events, took = asyncio.run(load(ports[:n], paths, args.readers, args.writers, args.seconds))
+            lat, errors, events, took = asyncio.run(load(ports[:n], paths, args.readers, args.writers, args.seconds, f"r{n}"))
             ms = np.array(lat) * 1000
             rows[n] = (len(lat) / took, *np.percentile(ms, [50, 99]), events / took, len(errors))
         print("| replicas | reads/s | p50 ms | p99 ms | events/s acknowledged | errors | reads/s ÷ one replica's | events/s ÷ one replica's |")
