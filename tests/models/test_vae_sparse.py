@@ -83,6 +83,7 @@ def _log() -> Dataset:
 ])
 def test_an_artefact_with_the_dense_layers_weight_loads_and_scores_the_same(name, params, keys, tmp_path):
     model = create(name, **params).fit(_log())
+    assert len(model.epoch_seconds_) == params["epochs"] and min(model.epoch_seconds_) > 0  # train_speed reads them
     path = model.save(tmp_path / f"{name}.npz")
     with np.load(path, allow_pickle=False) as z:
         arrays = dict(z)

@@ -30,6 +30,7 @@ one thread on a loaded machine.
 
 from __future__ import annotations
 
+import time
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -202,7 +203,9 @@ class MultVAE(HistoryScored):
         opt = synced(torch.optim.Adam(self.net_.parameters(), lr=self.lr, fused=True))  # one pass per tensor: see the module
         stopper = EarlyStopping(self.patience, epochs=self.epochs)
         step = 0
+        self.epoch_seconds_: list[float] = []  # training only, validation excluded
         for epoch in range(1, self.epochs + 1):
+            start = time.perf_counter()
             self.net_.train()
             order, batch = shard(rng.permutation(active), self.batch_size)
             for s in range(0, len(order), batch):
@@ -215,6 +218,7 @@ class MultVAE(HistoryScored):
                 (nll + beta * kl).backward()
                 opt.step()
                 step += 1
+            self.epoch_seconds_.append(time.perf_counter() - start)
             if validate_net(self, self.net_, stopper, epoch, valid, self.eval_every):
                 break
         stopper.restore_best(self)

@@ -35,6 +35,7 @@ pass at 500 (seed-2026 split: test NDCG@10 0.302 at 128, stopping after 16 epoch
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 
@@ -179,7 +180,9 @@ class RecVAE(MultVAE):
             for s in range(0, len(order), self.batch_size):
                 yield sparse_rows(x[order[s:s + self.batch_size]], dev)
 
+        self.epoch_seconds_: list[float] = []  # training only (encoder and decoder passes), validation excluded
         for epoch in range(1, self.epochs + 1):
+            start = time.perf_counter()
             net.train()
             for _ in range(self.encoder_epochs):
                 for rows in batches():
@@ -203,6 +206,7 @@ class RecVAE(MultVAE):
                     dec_opt.zero_grad()
                     multinomial_nll(logits, rows).mean().backward()
                     dec_opt.step()
+            self.epoch_seconds_.append(time.perf_counter() - start)
             if validate_net(self, net, stopper, epoch, valid, self.eval_every):
                 break
         stopper.restore_best(self)
