@@ -20,11 +20,16 @@ on torch's threads. Each learner's cost model says which bound applies:
 * ``sasrec``: GEMM: per position, training ≈ 3× the forward pass, 2·(blocks·(6d² + 2Ld) + d·C)
   FLOPs, C the scored items (the catalogue for ``ce``, k + 1 for ``sampled``/``gbce``);
 * ``gru4rec``: GEMM: per position 3 × 2·(layers·6d² + d² + d·C);
-* ``multvae``: GEMM: per user 3 × 2·(2·I·h + 3·h·z), dense rows of I items, h hidden, z latent;
+* ``multvae``: GEMM: per user 3 × 2·(n̄·h + I·h + 3·h·z): the sparse encoder reads the user's n̄
+  stored items (mean over users), the decoder's logits cover all I items; h hidden, z latent;
+* ``recvae``: GEMM: per user and epoch, ``encoder_epochs`` passes of 3 × 2·(e + z·I) with
+  e = n̄·h + (layers − 1)·h² + 2·h·z the encoder, and ``decoder_epochs`` passes of 2·e (the
+  encoder's forward, no backward) + 2 × 2·z·I (the decoder's forward and weight gradient);
 * ``lightgcn``: memory: each step propagates the whole graph forward and back, 2 × layers ×
   2·nnz edges gathering and adding d floats (8 bytes of index and weight each), plus BPR's rows.
 
-Examples: BPR and LightGCN, training pairs; SASRec and GRU4Rec, next-item positions; Mult-VAE, users.
+Examples: BPR and LightGCN, training pairs; SASRec and GRU4Rec, next-item positions; Mult-VAE and
+RecVAE, users.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-DEFAULT_MODELS = "bpr;sasrec;sasrec:loss=sampled;sasrec:loss=gbce;gru4rec;gru4rec:loss=sampled;gru4rec:loss=gbce"
+DEFAULT_MODELS = "bpr;sasrec;sasrec:loss=sampled;sasrec:loss=gbce;gru4rec;gru4rec:loss=sampled;gru4rec:loss=gbce;multvae;recvae"
 
 
 def probe(threads: int) -> dict[str, float]:
@@ -71,8 +76,13 @@ def cost(name: str, model, data) -> tuple[str, float]:
         scored = data.n_items if p["loss"] == "ce" else p["negatives"] + 1
         body = p["blocks"] * (6 * d * d + 2 * p["max_len"] * d) if name == "sasrec" else p["layers"] * 6 * d * d + d * d
         return "gemm_flops", 3 * 2 * (body + d * scored)
-    if name == "multvae":
-        return "gemm_flops", 3 * 2 * (2 * data.n_items * p["hidden"] + 3 * p["hidden"] * p["latent"])
+    if name in ("multvae", "recvae"):
+        h, z, n_items = p["hidden"], p["latent"], data.n_items
+        stored = data.n_interactions / max(1, examples(name, data))  # n̄: the mean user's items
+        if name == "multvae":
+            return "gemm_flops", 3 * 2 * (stored * h + n_items * h + 3 * h * z)
+        encoder = stored * h + (p["layers"] - 1) * h * h + 2 * h * z
+        return "gemm_flops", p["encoder_epochs"] * 3 * 2 * (encoder + z * n_items) + p["decoder_epochs"] * (2 * encoder + 2 * 2 * z * n_items)
     if name == "lightgcn":
         per_step = 2 * p["layers"] * 2 * data.n_interactions * (4 * p["factors"] + 8)
         return "bandwidth", per_step / p["batch_size"] + 21 * 4 * p["factors"]
@@ -85,7 +95,7 @@ def examples(name: str, data) -> int:
 
     if name in ("sasrec", "gru4rec"):
         return int(data.n_interactions - (np.bincount(data.users, minlength=data.n_users) > 0).sum())
-    if name == "multvae":
+    if name in ("multvae", "recvae"):
         return int((np.bincount(data.users, minlength=data.n_users) > 0).sum())
     return int(data.n_interactions)
 
