@@ -6,7 +6,8 @@ machine's bound that the epoch reaches, all measured in one run (and BPR against
 
 The log is shaped like ML-20M at ``--size`` interactions (``bench_scale.shape``: 138k users × 27k
 items at 20M). With ``--fraction f`` < 1 each learner trains on a log with the same catalogue and
-f × the interactions (BPR: f × the pairs over all the users, so its tables are the full size;
+f × the interactions (BPR: f × the pairs over all the users, so its tables are the full size, in
+batches of the full log's size, ``auto_batch`` of its pairs, when ``batch_size`` is not given;
 the others: f × the users, so histories keep their length), and the epoch at ``--size`` is the
 measured per-example time × the examples of the full log's epoch — a scaled figure, printed as
 such. One run, one process; on a shared machine the ratios inside the run are what compare.
@@ -26,7 +27,11 @@ on torch's threads. Each learner's cost model says which bound applies:
   e = n̄·h + (layers − 1)·h² + 2·h·z the encoder, and ``decoder_epochs`` passes of 2·e (the
   encoder's forward, no backward) + 2 × 2·z·I (the decoder's forward and weight gradient);
 * ``lightgcn``: memory: each step propagates the whole graph forward and back, 2 × layers ×
-  2·nnz edges gathering and adding d floats (8 bytes of index and weight each), plus BPR's rows.
+  2·nnz edges gathering and adding d floats (8 bytes of index and weight each), plus BPR's rows;
+  ``propagation=sampled``: 1/chunks of that, plus one exact forward propagation every chunks
+  steps. The dense passes over the (users + items, d) tables (the layers' sums, Adam) are not
+  counted. Its epoch does not scale with ``--fraction`` (a step's cost grows with the graph):
+  measure it with ``--fraction 1``.
 
 Examples: BPR and LightGCN, training pairs; SASRec and GRU4Rec, next-item positions; Mult-VAE and
 RecVAE, users.
@@ -84,7 +89,11 @@ def cost(name: str, model, data) -> tuple[str, float]:
         encoder = stored * h + (p["layers"] - 1) * h * h + 2 * h * z
         return "gemm_flops", p["encoder_epochs"] * 3 * 2 * (encoder + z * n_items) + p["decoder_epochs"] * (2 * encoder + 2 * 2 * z * n_items)
     if name == "lightgcn":
-        per_step = 2 * p["layers"] * 2 * data.n_interactions * (4 * p["factors"] + 8)
+        edge = 2 * data.n_interactions * (4 * p["factors"] + 8)  # one product: 2·nnz entries, d floats + index and weight each
+        if p["propagation"] == "sampled":  # forward and back over 1/C of the edges, one exact refresh every C steps
+            per_step = (2 * p["layers"] * edge + p["layers"] * edge) / p["chunks"]
+        else:
+            per_step = 2 * p["layers"] * edge
         return "bandwidth", per_step / p["batch_size"] + 21 * 4 * p["factors"]
     raise SystemExit(f"no cost model for {name!r}")
 
@@ -141,6 +150,10 @@ def measure(specs: list[str], size: int, fraction: float, seed: int = 0) -> list
         data = logs[kind]
         template = create(name)
         params = {k: type(template.params()[k])(v) for k, v in given.items()} | {"epochs": 1, "seed": seed}
+        if name == "bpr" and not params.get("batch_size"):  # the full log's batch: a pair's cost depends on it
+            from penchant.models.bpr import auto_batch
+
+            params["batch_size"] = auto_batch(round(0.8 * size))
         model = create(name, **params)
         start = time.perf_counter()
         model.fit(data)
