@@ -249,6 +249,7 @@ def test_three_replicas_share_versions_keys_events_and_jobs(tmp_path, postgres_s
         live = {0, 1, 2}
         acknowledged: set[str] = set()
         answers: list[tuple[float, int, str]] = []
+        wrong: list[dict] = []
 
         def reads(n: int) -> None:
             k = 0
@@ -258,6 +259,9 @@ def test_three_replicas_share_versions_keys_events_and_jobs(tmp_path, postgres_s
                 start_at = time.monotonic()
                 try:
                     model = call(ports[replica], "GET", f"/v1/users/u{(n + k) % 60}/recommendations?k=3")["model"]
+                except urllib.error.HTTPError as e:  # an answer, but not a 200
+                    wrong.append({"read": replica, "status": e.code})
+                    continue
                 except OSError:
                     continue  # the replica is down
                 answers.append((start_at, replica, model))
@@ -271,9 +275,13 @@ def test_three_replicas_share_versions_keys_events_and_jobs(tmp_path, postgres_s
                           "type": "click", "timestamp": 2000.0 + k} for j in range(5)]
                 try:
                     answer = call(ports[replica], "POST", "/v1/feedback", batch)
+                except urllib.error.HTTPError as e:
+                    wrong.append({"write": replica, "status": e.code})
+                    continue
                 except OSError:
                     continue  # not acknowledged: the replica died under it (stored or not, all or nothing)
-                assert answer["inserted"] == 5
+                if answer["inserted"] != 5:  # new ids: all of a batch is inserted
+                    wrong.append(answer)
                 acknowledged.update(e["event_id"] for e in batch)
                 time.sleep(0.02)
 
@@ -284,7 +292,10 @@ def test_three_replicas_share_versions_keys_events_and_jobs(tmp_path, postgres_s
 
         # a job taken by replica 2, which dies in it; its lease runs out and exactly one other replica
         # claims it and finishes it (job_attempts 2)
-        killed_job = call(ports[2], "POST", "/v1/models/train", {"model": "pop"})["id"]
+        try:
+            killed_job = call(ports[2], "POST", "/v1/models/train", {"model": "pop"})["id"]
+        except OSError:  # pop fits at once: the replica may die before it answers; the job is stored before
+            killed_job = max(v["id"] for v in Store(make_engine(url)).versions())
         assert procs[2].wait(timeout=60) == -9
         live.discard(2)
         done = _ready(ports[0], killed_job)
@@ -325,6 +336,7 @@ def test_three_replicas_share_versions_keys_events_and_jobs(tmp_path, postgres_s
         # no acknowledged event lost; every replica counts what the database holds
         stored = set(Store(make_engine(url)).event_ids())
         assert len(acknowledged) > 0 and acknowledged <= stored, sorted(acknowledged - stored)[:5]
+        assert wrong == [] and not any(t.is_alive() for t in load)
         assert {call(p, "GET", "/readyz")["events"] for p in ports} == {len(stored)}
     finally:
         stop.set()
