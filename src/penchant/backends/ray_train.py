@@ -161,7 +161,11 @@ def fit_on_ray(fit: Callable[[Callable[[Any], float] | None], Any], judge: Calla
     workers = nodes if workers is None else workers
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, not {workers}")
-    use_gpu = ray.cluster_resources().get("GPU", 0) >= workers
+    resources = ray.cluster_resources()
+    use_gpu = resources.get("GPU", 0) >= workers
+    if not use_gpu and workers > resources.get("CPU", 0):  # Ray Train would wait for them forever
+        raise ConfigError(f"--workers {workers} needs {workers} CPUs (one a rank); the cluster has "
+                          f"{int(resources.get('CPU', 0))}")
     inbox = _inbox_class(ray).remote()
     config = {"inbox": inbox, "fit": ray.put(fit), "judge": ray.put(judge)}
     with tempfile.TemporaryDirectory(prefix="penchant-ray-train-") as scratch:
@@ -186,10 +190,10 @@ def fit_on_ray(fit: Callable[[Callable[[Any], float] | None], Any], judge: Calla
             statuses, _ = ray.get(inbox.take.remote())
             for status in statuses if progress else ():
                 progress(status)
-    if failure:
-        raise _one_line(failure[0]) from None
     _, result = ray.get(inbox.take.remote())
     ray.kill(inbox)
+    if failure:
+        raise _one_line(failure[0]) from None
     art, attributes, ranks = result
     model = build(art, f"<rank 0 of {workers} on Ray>")
     for k, v in attributes.items():
