@@ -11,6 +11,10 @@ Start a two-node cluster on this machine first (a head and a second node, one CP
     RAY_AUTH_MODE=disabled PENCHANT_DATA=../shared/data nice -n 5 .venv/bin/python benchmarks/bench_ray_train.py \\
         --address 127.0.0.1:6390 [--models bpr,lightgcn,multvae,sasrec] [--seeds 1,2,3] [--ray-seeds 1,2] [--json out.json]
 
+``--als`` instead fits ALS three ways on that split: `implicit` (the local fit), penchant's
+block solves in this process, and the same block solves as Ray tasks (``fit --model als --backend
+ray``): NDCG@10, seconds, and the largest difference between the two block fits' factors.
+
 ``--test-spread`` instead fits, in this process only, the settings of tests/backends/test_ray_train.py
 over seeds 1–4 on the test's split (``penchant split ml-100k --ratios 0.8,0.1,0.1 --seed 2026``
 into ``--split DIR``) and prints each one's seed-to-seed range: the tolerance the test allows.
@@ -64,6 +68,33 @@ def test_spread(folder: str) -> None:
               flush=True)
 
 
+def als(address: str, split) -> None:
+    """ALS by `implicit`, by block solves here, by block solves as Ray tasks (see the module)."""
+    import numpy as np
+
+    from penchant.backends import LOCAL, resolve
+    from penchant.eval import evaluate
+    from penchant.models import create
+    from penchant.models.distributed import solves_on
+
+    fits = {}
+    for how, runner in (("implicit", None), ("blocks here", LOCAL.map), ("blocks on ray", resolve("ray", address).map)):
+        start = time.perf_counter()
+        if runner is None:
+            model = create("als").fit(split.train)
+        else:
+            with solves_on(runner):
+                model = create("als").fit(split.train)
+        seconds = time.perf_counter() - start
+        fits[how] = model
+        value = evaluate(model, split.train, split.test, ks=[10], also_exclude=(split.valid,),
+                         beyond_accuracy=False).metrics()["ndcg@10"]
+        print(f"als {how}: NDCG@10 {value:.4f} ({seconds:.1f} s)", flush=True)
+    a, b = fits["blocks here"], fits["blocks on ray"]
+    print(f"als blocks here vs on ray: max |Δ| user factors {np.abs(a.user_factors_ - b.user_factors_).max():.2e}, "
+          f"item factors {np.abs(a.item_factors_ - b.item_factors_).max():.2e}", flush=True)
+
+
 def main() -> None:
     from penchant.backends.ray_train import fit_on_ray
     from penchant.data import load_movielens
@@ -72,6 +103,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--address", help="the Ray cluster's HOST:PORT")
+    ap.add_argument("--als", action="store_true", help="only ALS: implicit, block solves here and on Ray")
     ap.add_argument("--test-spread", action="store_true", help="only the local spread of the test's settings")
     ap.add_argument("--split", default="split", help="with --test-spread: the folder of the test's split")
     ap.add_argument("--models", default=",".join(MODELS))
@@ -86,6 +118,9 @@ def main() -> None:
     if not args.address:
         ap.error("give --address (or --test-spread)")
     split = random_holdout(load_movielens("ml-100k"), (0.8, 0.1, 0.1), seed=2026)
+    if args.als:
+        als(args.address, split)
+        return
 
     def ndcg(model) -> float:
         return evaluate(model, split.train, split.test, ks=[10], also_exclude=(split.valid,),
