@@ -14,6 +14,9 @@ import pytest
 from tests.backends.test_ray import cluster, split_files  # noqa: F401 (fixtures: one cluster per module)
 from tests.conftest import cli
 
+# one worker runs the group, test_ray.py's tests before these. None is marked slow although two take
+# over ten seconds: marked, they would be sorted between test_ray.py's slow and other tests, and each
+# module's cluster would be started twice; unmarked, each module starts its own cluster once
 pytestmark = pytest.mark.xdist_group("ray-cluster")
 
 #: the single-process seed-to-seed range of NDCG@10 on this split, seeds 1–4
@@ -55,7 +58,6 @@ def _ranks(stderr: str) -> tuple[int, list[int], bool]:
     return int(found.group(2)), examples, "parameters equal on every rank" in stderr
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("spec", [BPR, SASREC], ids=["bpr", "sasrec"])
 def test_fit_on_two_nodes_splits_the_work_and_matches_a_local_fit(cluster, split_files, tmp_path, spec):  # noqa: F811
     train = ["--train", split_files / "train.tsv", "--model", spec]
@@ -72,7 +74,6 @@ def test_fit_on_two_nodes_splits_the_work_and_matches_a_local_fit(cluster, split
     assert abs(on_ray - local) < SPREAD[spec], (on_ray, local)
 
 
-@pytest.mark.slow
 def test_als_solves_as_ray_tasks_give_the_local_block_solves_and_implicits_quality(cluster, split_files, tmp_path):  # noqa: F811
     from penchant.backends import LOCAL
     from penchant.data import load
