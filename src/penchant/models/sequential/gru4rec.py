@@ -39,8 +39,11 @@ class GRU4Rec(NeuralSequential):
         max_len: items of history read.
         layers: stacked GRU layers.
         dropout: dropout on the input embeddings and the GRU output.
-        loss: ``ce`` (full softmax), ``bpr-max`` or ``top1-max`` (the paper's ranking losses over
-            shared sampled negatives), ``sampled`` or ``bce``.
+        loss: ``ce`` (full softmax, the default), ``bpr-max`` or ``top1-max`` (the paper's ranking
+            losses over shared sampled negatives), ``sampled`` (log-Q corrected softmax over
+            ``negatives`` items drawn for each window: for large catalogues, where its epoch is
+            13–25× shorter; give it a longer ``patience``, e.g. 40: see docs/benchmarks.md),
+            ``gbce`` (gSASRec's calibrated BCE) or ``bce``.
     """
     __doc__ = __doc__.rstrip() + TRAINING_ARGS
 

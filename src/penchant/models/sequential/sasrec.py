@@ -68,8 +68,11 @@ class SASRec(NeuralSequential):
         blocks: Transformer blocks.
         heads: attention heads (must divide factors).
         dropout: dropout on embeddings, attention and feed-forward outputs.
-        loss: ``ce`` (full softmax), ``sampled`` (softmax over shared sampled negatives), ``bce``
-            (one negative per position, the paper's), ``bpr-max`` or ``top1-max``.
+        loss: ``ce`` (full softmax, the default), ``sampled`` (log-Q corrected softmax over
+            ``negatives`` items drawn for each window: for large catalogues, where its epoch is
+            13–25× shorter; give it a longer ``patience``, e.g. 40: see docs/benchmarks.md),
+            ``gbce`` (gSASRec's calibrated BCE; far below the full softmax on ML-100K here),
+            ``bce`` (one negative per position, the paper's), ``bpr-max`` or ``top1-max``.
     """
     __doc__ = __doc__.rstrip() + TRAINING_ARGS
 
