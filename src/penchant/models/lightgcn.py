@@ -200,27 +200,31 @@ class LightGCN(FactorModel):
         steps = 0
 
         def propagate_sampled():
-            """Final embeddings (U+I, d) by the control-variate estimator (module docs); the cached
-            exact layers ``H̄^0 … H̄^K`` are redone every ``chunks`` steps."""
+            """The rows of the final embeddings, by the control-variate estimator (module docs): the
+            cached exact mean ``F̄`` plus the mean of the sampled drifts ``D^{k+1} = C·Â_c D^k``,
+            ``D^0 = E⁰ − H̄^0`` (the same sum as ``H^k = D^k + H̄^k``, with no dense pass per layer
+            beyond the product: only the batch's rows are summed). Returns ``rows(idx)`` (len(idx), d).
+            The cache is redone every ``chunks`` steps."""
             if steps % self.chunks == 0 or not cache:
                 with torch.no_grad():
-                    cache[:] = [e0.detach().clone()]
+                    layers = [e0.detach().clone()]
                     for _ in range(self.layers):
-                        cache.append(step(cache[-1]))
-            out, e = e0, e0
+                        layers.append(step(layers[-1]))
+                    cache[:] = [layers[0], torch.stack(layers).mean(0)]
+            drifts = [e0 - cache[0]]
             for k in range(self.layers):
-                e = parts[(steps * self.layers + k) % self.chunks](e - cache[k]) + cache[k + 1]
-                out = out + e
-            return out / (self.layers + 1)
+                drifts.append(parts[(steps * self.layers + k) % self.chunks](drifts[-1]))
+            return lambda idx: cache[1][idx] + sum(dk[idx] for dk in drifts) / (self.layers + 1)
 
         self.epoch_seconds_: list[float] = []
         for epoch in range(1, self.epochs + 1):
             start = time.perf_counter()
             for u, i, j in triple_batches(*pairs, sampler, self.batch_size, rng, dev):
                 i, j = i + n_users, j + n_users
-                e = propagate_sampled() if sampled else propagate()
+                rows = propagate_sampled() if sampled else propagate().__getitem__
                 steps += 1
-                diff = (e[u] * (e[i] - e[j])).sum(1)
+                eu, ei, ej = rows(torch.cat([u, i, j])).split(len(u))  # one gather: one dense gradient buffer
+                diff = (eu * (ei - ej)).sum(1)
                 penalty = self.reg * (e0[u].pow(2).sum() + e0[i].pow(2).sum() + e0[j].pow(2).sum()) / (2 * len(u))
                 loss = -torch.nn.functional.logsigmoid(diff).mean() + penalty
                 opt.zero_grad()
