@@ -11,12 +11,9 @@ import re
 import numpy as np
 import pytest
 
-from tests.backends.test_ray import cluster, split_files  # noqa: F401 (fixtures: one cluster per module)
 from tests.conftest import cli
 
-# one worker runs the group, test_ray.py's tests before these. None is marked slow although two take
-# over ten seconds: marked, they would be sorted between test_ray.py's slow and other tests, and each
-# module's cluster would be started twice; unmarked, each module starts its own cluster once
+# one worker runs the group; the cluster (tests/backends/conftest.py) is started once for both modules
 pytestmark = pytest.mark.xdist_group("ray-cluster")
 
 #: the single-process seed-to-seed range of NDCG@10 on this split, seeds 1–4
@@ -41,7 +38,7 @@ def _in_vocab(part, model):
     return Dataset(model.user_ids_, model.item_ids_, u[keep].astype(np.int32), i[keep].astype(np.int32), name=part.name)
 
 
-def _ndcg(model_path, split_files) -> float:  # noqa: F811
+def _ndcg(model_path, split_files) -> float:
     from penchant.data import load
     from penchant.eval.evaluate import evaluate
     from penchant.models.base import Recommender
@@ -59,7 +56,7 @@ def _ranks(stderr: str) -> tuple[int, list[int], bool]:
 
 
 @pytest.mark.parametrize("spec", [BPR, SASREC], ids=["bpr", "sasrec"])
-def test_fit_on_two_nodes_splits_the_work_and_matches_a_local_fit(cluster, split_files, tmp_path, spec):  # noqa: F811
+def test_fit_on_two_nodes_splits_the_work_and_matches_a_local_fit(cluster, split_files, tmp_path, spec):
     train = ["--train", split_files / "train.tsv", "--model", spec]
     if spec == SASREC:
         train += ["--valid", split_files / "valid.tsv"]
@@ -74,7 +71,7 @@ def test_fit_on_two_nodes_splits_the_work_and_matches_a_local_fit(cluster, split
     assert abs(on_ray - local) < SPREAD[spec], (on_ray, local)
 
 
-def test_als_solves_as_ray_tasks_give_the_local_block_solves_and_implicits_quality(cluster, split_files, tmp_path):  # noqa: F811
+def test_als_solves_as_ray_tasks_give_the_local_block_solves_and_implicits_quality(cluster, split_files, tmp_path):
     from penchant.backends import LOCAL
     from penchant.data import load
     from penchant.models import create
@@ -96,13 +93,13 @@ def test_als_solves_as_ray_tasks_give_the_local_block_solves_and_implicits_quali
     assert abs(blocks - implicit) < 0.01, (blocks, implicit)  # the same algorithm (3 CG steps a half-step)
 
 
-def test_more_ranks_than_the_cluster_has_cpus_is_refused_not_awaited(cluster, split_files, tmp_path):  # noqa: F811
+def test_more_ranks_than_the_cluster_has_cpus_is_refused_not_awaited(cluster, split_files, tmp_path):
     ran = cli("fit", "--train", split_files / "train.tsv", "--model", "bpr", "--backend", "ray", "--ray-address", cluster,
               "--workers", "3", "--out", tmp_path / "m")
     assert ran.returncode == 2 and "--workers 3 needs 3 CPUs (one a rank); the cluster has 2" in ran.stderr, ran.stderr
 
 
-def test_a_model_that_does_not_train_data_parallel_is_refused_at_once(split_files, tmp_path):  # noqa: F811
+def test_a_model_that_does_not_train_data_parallel_is_refused_at_once(split_files, tmp_path):
     ran = cli("fit", "--train", split_files / "train.tsv", "--model", "ease", "--backend", "ray", "--out", tmp_path / "m")
     assert ran.returncode == 2 and "ease does not train data-parallel on Ray" in ran.stderr, ran.stderr
     ran = cli("fit", "--train", split_files / "train.tsv", "--model", "bpr", "--workers", "2", "--out", tmp_path / "m")
