@@ -111,6 +111,25 @@ def test_of_replicas_looking_at_once_exactly_one_claims_an_expired_job(store):
     assert store.version(version)["status"] == "ready"
 
 
+def test_a_new_job_has_its_lease_and_first_claim_from_the_moment_its_version_exists(store):
+    owner = "newhost:31:3"
+    version, lease = JobLeases(store.engine, owner, 30, 5, 2).create_job("pop", {}, "recommender", True)
+    lease.stop()
+    row = store.version(version)
+    with store.engine.connect() as conn:
+        expires, attempts, job = conn.execute(sa.select(versions.c.lease_expires_at, versions.c.attempts, versions.c.job)
+                                              .where(versions.c.id == version)).one()
+    assert row["status"] == "training" and row["owner"] == owner and job == {"activate": True} and attempts == 1
+    assert expires > time.time() + 20  # database clock, 30 s lease
+    other = JobLeases(store.engine, "other:32:3", 30, 5, 2)
+    assert [(c["attempt"], c["owner"]) for c in other.claims(version)] == [(1, owner)]
+    with store.engine.begin() as conn:  # the owner dies at once: its lease runs out, the job is another's
+        conn.execute(sa.update(versions).where(versions.c.id == version).values(lease_expires_at=0.0))
+    claimed, _ = other.claim_expired()
+    assert [(r["id"], r["attempt"]) for r in claimed] == [(version, 2)]
+    store.fail_training(version, "done")
+
+
 def test_a_job_whose_claims_are_spent_fails_naming_its_last_owner(store):
     version = _expired_job(store, "farhost:777:5", attempts=2)
     claimed, lines = JobLeases(store.engine, "me:1:1", 30, 5, 2).claim_expired()

@@ -408,8 +408,8 @@ class ModelHost:
         name = entry(name).name
         params = convert_params(name, params)
         task.create(name, params)  # bad parameters fail here, in the request
-        version = self.store.new_version(name, params, kind=task.service_kind, owner=self.owner)
-        lease = self.jobs.claim_new(version, activate)  # renewed until the job ends (penchant.serve.leases)
+        # the version and its lease in one transaction; renewed until the job ends (penchant.serve.leases)
+        version, lease = self.jobs.create_job(name, params, task.service_kind, activate)
         threading.Thread(target=self._job, args=(version, lambda: self._train(version, task, name, params, activate),
                                                  lease), daemon=True).start()
         return version

@@ -46,12 +46,13 @@ from sqlalchemy.engine import Connection, Engine
 
 from penchant.errors import ConflictError, StoreUnavailableError
 
-#: the lease columns of ``model_versions`` (migration 0010), as this module reads and writes them
+#: the columns of ``model_versions`` this module reads and writes (the lease ones: migration 0010)
 versions = sa.table("model_versions", sa.column("id", sa.Integer), sa.column("model", sa.String),
                     sa.column("params", sa.JSON), sa.column("kind", sa.String), sa.column("status", sa.String),
                     sa.column("owner", sa.String), sa.column("error", sa.Text), sa.column("active", sa.Boolean),
                     sa.column("finished_at", sa.Float), sa.column("job", sa.JSON),
-                    sa.column("lease_expires_at", sa.Float), sa.column("attempts", sa.Integer))
+                    sa.column("lease_expires_at", sa.Float), sa.column("attempts", sa.Integer),
+                    sa.column("progress", sa.Float), sa.column("created_at", sa.Float))
 metadata = sa.MetaData()
 job_claims = sa.Table("job_claims", metadata,
                       sa.Column("version", sa.Integer, primary_key=True),
@@ -120,6 +121,19 @@ class JobLeases:
             conn.execute(sa.insert(job_claims).values(version=version, attempt=1, owner=self.owner,
                                                       claimed_at=time.time()))
         return Lease(self, version)
+
+    def create_job(self, model: str, params: dict, kind: str, activate: bool) -> tuple[int, Lease]:
+        """A new version in training that is this replica's job from the start: the row, its lease
+        (attempt 1) and its first claim are written in one transaction, so no crash can leave a
+        version in training without a lease that another replica could take over. (version id, lease)."""
+        with self.engine.begin() as conn:
+            version = int(conn.execute(sa.insert(versions).values(
+                model=model, params=params, status="training", progress=0.0, active=False, kind=kind,
+                created_at=time.time(), owner=self.owner, job={"activate": bool(activate)}, attempts=1,
+                lease_expires_at=self.now + self.lease_s).returning(versions.c.id)).scalar_one())
+            conn.execute(sa.insert(job_claims).values(version=version, attempt=1, owner=self.owner,
+                                                      claimed_at=time.time()))
+        return version, Lease(self, version)
 
     def renew(self, version: int) -> bool:
         """Push the lease of a job this replica owns ``lease_s`` past now; whether it still owns it."""
