@@ -12,10 +12,14 @@ as a local fit gives.
 
 Which models: those whose training loop takes its order, batches and optimiser through those
 hooks (:func:`data_parallel_classes`: BPR, LightGCN, Mult-VAE and the neural sequential models,
-SASRec and GRU4Rec). ALS fits differently (:func:`block_solved_classes`): the driver runs its fit,
-and each half-step's per-user (per-item) solves go to the cluster as Ray tasks, one per block of
-rows (:meth:`penchant.backends.ray_cluster.RayBackend.map`; :mod:`penchant.models.als`). Any other
-model is refused with a ConfigError rather than fitted ``world`` times over.
+SASRec and GRU4Rec). ALS and fsSLIM fit differently (:func:`block_solved_classes`): the driver runs
+their fit, and their independent solves go to the cluster as Ray tasks, one per block
+(:meth:`penchant.backends.ray_cluster.RayBackend.map`, what they share put into the object store
+once): ALS's per-user (per-item) solves of each half-step (:mod:`penchant.models.als`), fsSLIM's
+per-target ridge solves on the pruned Gram (:func:`penchant.models.sparse_linear.solve_targets`;
+the co-occurrence counting before them stays in the driver). EASE is not among them: its weights are
+one dense item × item inverse, not per-item solves (fsSLIM is the linear model for catalogues beyond
+one process). Any other model is refused with a ConfigError rather than fitted ``world`` times over.
 Every node needs penchant installed, as for :mod:`penchant.backends.ray_cluster`.
 """
 
@@ -47,11 +51,13 @@ def data_parallel_classes() -> tuple[type, ...]:
 
 
 def block_solved_classes() -> tuple[type, ...]:
-    """The model classes that send their per-row solves through
-    :func:`penchant.models.distributed.solves_on` (ALS: per-user and per-item least squares)."""
+    """The model classes that send their independent solves through
+    :func:`penchant.models.distributed.solves_on` (ALS: per-user and per-item least squares;
+    fsSLIM: per-target ridge regressions, in blocks of targets)."""
     from penchant.models.als import ALS
+    from penchant.models.sparse_linear import FSSLIM
 
-    return (ALS,)
+    return (ALS, FSSLIM)
 
 
 def solves_in_blocks(name: str) -> bool:
@@ -68,8 +74,13 @@ def check_data_parallel(name: str) -> None:
 
     kinds = data_parallel_classes() + block_solved_classes()
     if not issubclass(entry(name).cls, kinds):
+        from penchant.models.linear import _LinearAutoencoder
+
         able = [n for n in model_names() if issubclass(entry(n).cls, kinds)]
-        raise ConfigError(f"{name} does not train data-parallel on Ray; --backend ray fits {', '.join(able)}")
+        why = ""
+        if issubclass(entry(name).cls, _LinearAutoencoder):  # EASE, EDLAE, DLAE
+            why = " (its weights are one dense item × item inverse, not per-item solves: fsslim is the linear model for larger catalogues)"
+        raise ConfigError(f"{name} does not train data-parallel on Ray{why}; --backend ray fits {', '.join(able)}")
 
 
 def _inbox_class(ray: Any) -> Any:

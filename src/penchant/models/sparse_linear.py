@@ -16,15 +16,24 @@ its cost. Here, with ``G = XᵀX``:
 
 With every other item as neighbour (and a pool that keeps the whole Gram) this is EASE exactly.
 Memory is ``O(n_items · pool · neighbours)`` plus one block of ``block × n_items`` Gram rows.
+
+The targets' solves are independent: inside :func:`penchant.models.distributed.solves_on`
+(``penchant fit --model fsslim --backend ray``) each block of targets is one Ray task
+(:func:`solve_targets`, the pruned Gram, neighbour lists, right-hand sides and diagonal put into the
+object store once), with the same weights as the fit in this process. The co-occurrence counting
+before it (:func:`top_cooccurrences`) stays in the driver.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
 
 from penchant.data import Dataset
 from penchant.errors import ConfigError
+from penchant.models.distributed import block_solves
 from penchant.models.item_item import ItemItemModel
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
@@ -72,8 +81,42 @@ def _lookup(keys: np.ndarray, values: np.ndarray, query: np.ndarray) -> np.ndarr
     return np.where(keys[pos] == query, values[pos], 0.0)
 
 
-def pruned_ridge_weights(x: sp.csr_matrix, neighbours: int, lam: float, pool: int) -> sp.csr_matrix:
-    """W (n_items, n_items) CSR float32: column j holds the ridge weights of target j on N(j)."""
+def solve_targets(shared: tuple, span: tuple[int, int]) -> np.ndarray:
+    """The ridge weights of targets ``start:stop`` (``span``): float64 (stop − start, m), row t
+    solving ``(G[N,N] + λI) b = G[N,j]`` for target j = start + t on its neighbours N = ``nbr[j]``.
+
+    ``shared`` is ``(keys, values, dense, nbr, rhs, diag, lam)``, built once by
+    :func:`pruned_ridge_weights`: the pruned Gram as sorted int64 keys ``row · n + col`` and their
+    float64 counts, or (small catalogues) ``dense``, the same Gram as an (n, n) float64 array (None
+    otherwise); int64 (n, m) neighbour lists; float64 (n, m) right-hand sides ``G[nbr[j], j]``;
+    float64 (n,) the exact diagonal ``G[j, j]``; λ. Every fit of the model, in this process or as
+    one Ray task per block (:mod:`penchant.backends.ray_train`), solves its blocks here.
+    """
+    keys, values, dense, nbr, rhs, diag, lam = shared
+    start, stop = span
+    n, m = len(diag), nbr.shape[1]
+    a_idx = nbr[start:stop]
+    if dense is not None:
+        a = dense[a_idx[:, :, None], a_idx[:, None, :]]
+    else:
+        a = _lookup(keys, values, a_idx[:, :, None] * n + a_idx[:, None, :])
+    diagonal = np.arange(m)
+    a[:, diagonal, diagonal] = diag[a_idx] + lam
+    return np.linalg.solve(a, rhs[start:stop, :, None])[:, :, 0]
+
+
+def pruned_ridge_weights(x: sp.csr_matrix, neighbours: int, lam: float, pool: int,
+                         run: Callable[..., list] | None = None) -> sp.csr_matrix:
+    """W (n_items, n_items) CSR float32: column j holds the ridge weights of target j on N(j).
+
+    Args:
+        x: binary user × item CSR (n_users, n_items).
+        neighbours, lam, pool: as :class:`FSSLIM`'s.
+        run: where the blocks of targets are solved, ``run(fn, spans, shared) -> [fn(shared, s) for
+            s in spans]`` in order (a backend's map: one Ray task per block, ``shared`` put into the
+            object store once); None: one after the other in this process. Either way each block is
+            :func:`solve_targets` on the same ``shared``, so the weights are the same.
+    """
     n = x.shape[1]
     diag = np.asarray(x.sum(axis=0), dtype=np.float64).ravel()
     partners, counts = top_cooccurrences(x, max(neighbours, pool * neighbours))
@@ -92,23 +135,16 @@ def pruned_ridge_weights(x: sp.csr_matrix, neighbours: int, lam: float, pool: in
     # regressed on some it never co-occurs with too: their coupling through the others still counts,
     # as in EASE)
     nbr, rhs = partners[:, :m].astype(np.int64), counts[:, :m]
-    weights = np.zeros((n, m))
-    diagonal = np.arange(m)
     dense = None
     if n * n * 8 <= BATCH_BYTES:  # a small catalogue: gather from the dense pruned Gram, not by search
         dense = np.zeros(n * n)
         dense[keys] = gram_vals
         dense = dense.reshape(n, n)
     block = max(1, min(SOLVE_BLOCK, BATCH_BYTES // (8 * m * m)))
-    for start in range(0, n, block):
-        stop = min(n, start + block)
-        a_idx = nbr[start:stop]
-        if dense is not None:
-            a = dense[a_idx[:, :, None], a_idx[:, None, :]]
-        else:
-            a = _lookup(keys, gram_vals, a_idx[:, :, None] * n + a_idx[:, None, :])
-        a[:, diagonal, diagonal] = diag[a_idx] + lam
-        weights[start:stop] = np.linalg.solve(a, rhs[start:stop, :, None])[:, :, 0]
+    spans = [(start, min(n, start + block)) for start in range(0, n, block)]
+    shared = (keys, gram_vals, dense, nbr, rhs, diag, lam)
+    parts = run(solve_targets, spans, shared) if run is not None else [solve_targets(shared, s) for s in spans]
+    weights = np.concatenate(parts) if parts else np.zeros((0, m))
     cols = np.repeat(np.arange(n), m)
     return sp.csr_matrix((weights.ravel().astype(np.float32), (nbr.ravel(), cols)), shape=(n, n))
 
@@ -137,4 +173,5 @@ class FSSLIM(ItemItemModel):
         self.neighbours, self.lam, self.pool = neighbours, lam, pool
 
     def _weights(self, train: Dataset) -> sp.csr_matrix:
-        return pruned_ridge_weights(train.csr, self.neighbours, self.lam, self.pool)
+        # inside solves_on (`penchant fit --model fsslim --backend ray`): the blocks as Ray tasks
+        return pruned_ridge_weights(train.csr, self.neighbours, self.lam, self.pool, run=block_solves())
