@@ -2,7 +2,8 @@
 two-node local cluster (a head and a second node started by ``ray start`` as separate processes,
 one CPU each: the fixture of test_ray.py). Both ranks train on their halves of every epoch, end
 with the same parameters, and the model is as good as a local fit of the same seed. ALS sends its
-per-row solves as Ray tasks and gets the factors the same blocks give in this process."""
+per-row solves as Ray tasks and gets the factors the same blocks give in this process; fsSLIM sends
+its blocks of per-target ridge solves and gets the local weights."""
 
 from __future__ import annotations
 
@@ -91,6 +92,24 @@ def test_als_solves_as_ray_tasks_give_the_local_block_solves_and_implicits_quali
                tmp_path / "implicit.penchant").returncode == 0
     blocks, implicit = _ndcg(tmp_path / "ray.penchant", split_files), _ndcg(tmp_path / "implicit.penchant", split_files)
     assert abs(blocks - implicit) < 0.01, (blocks, implicit)  # the same algorithm (3 CG steps a half-step)
+
+
+def test_fsslim_blocks_of_targets_as_ray_tasks_give_the_local_weights(cluster, split_files, tmp_path):
+    from penchant.data import load
+    from penchant.models import create
+    from penchant.models.base import Recommender
+
+    spec = "fsslim:neighbours=64,lam=400"  # 1,682 targets: 4 blocks of 512, 64 weights each
+    ran = cli("fit", "--train", split_files / "train.tsv", "--model", spec, "--backend", "ray",
+              "--ray-address", cluster, "--out", tmp_path / "ray.penchant")
+    assert ran.returncode == 0 and "backend: ray at" in ran.stderr, ran.stderr
+    on_ray = Recommender.load(tmp_path / "ray.penchant").weights_.toarray()
+    here = create("fsslim", neighbours=64, lam=400.0).fit(load(split_files / "train.tsv")).weights_.toarray()
+    n = here.shape[0]
+    assert n > 3 * 512 and np.count_nonzero(here) > 0.9 * 64 * n  # every block solved: 64 weights a target
+    assert on_ray.shape == here.shape
+    # each block's weights where its targets' columns are (a block out of order would land elsewhere)
+    np.testing.assert_allclose(on_ray, here, rtol=1e-5, atol=1e-7)
 
 
 def test_more_ranks_than_the_cluster_has_cpus_is_refused_not_awaited(cluster, split_files, tmp_path):
