@@ -71,7 +71,7 @@ class SASRec(NeuralSequential):
         loss: ``ce`` (full softmax, the default), ``sampled`` (log-Q corrected softmax over
             ``negatives`` items drawn for each window: for large catalogues, where its epoch is
             13–25× shorter; give it a longer ``patience``, e.g. 40: see docs/benchmarks.md),
-            ``gbce`` (gSASRec's calibrated BCE; far below the full softmax on ML-100K here),
+            ``gbce`` (gSASRec's calibrated BCE, with a learned global logit offset),
             ``bce`` (one negative per position, the paper's), ``bpr-max`` or ``top1-max``.
     """
     __doc__ = __doc__.rstrip() + TRAINING_ARGS
