@@ -50,7 +50,7 @@ are h·e without it), started at log(β/k), where their loss at a constant logit
 for gBCE with k = 256 on ML-100K). Without it the model itself had to put every negative's logit
 near that level: GRU4Rec saturated its GRU (88% of outputs beyond ±0.95 after 10 epochs) and
 scored every user alike — gBCE at 0.044 test NDCG@10 on ML-100K, the popularity ranking's level,
-against 0.086 with the offset (full softmax 0.107; docs/benchmarks.md). gSASRec's reference code
+against 0.086 with the offset (full softmax 0.107; seed 1: 0.109 against 0.102; docs/benchmarks.md). gSASRec's reference code
 has no such term; its N(0, 1) item embeddings (norm ≈ √d) give the logits that range from the start.
 """
 
