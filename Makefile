@@ -26,8 +26,9 @@ test: $(VENV)/.stamp
 	bash scripts/system-packages.sh
 	# the layer table of DESIGN.md ([tool.importlinter] in pyproject.toml)
 	$(BIN)/lint-imports
-	# the 15 slowest steps at the end of the output: where CI's time goes, run by run
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -q --durations=15
+	# the 15 slowest steps at the end of the output: where CI's time goes, run by run. Three workers on
+	# two cores: while one waits on a server, a database or a Ray node it started, another computes
+	$(BIN)/python -m pytest -n 3 --dist loadgroup -q --durations=15
 
 bench: $(VENV)/.stamp
 	$(BIN)/python benchmarks/bench_evaluate.py
