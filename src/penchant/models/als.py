@@ -53,11 +53,12 @@ def solve_rows(shared: tuple, block: tuple[int, int]) -> np.ndarray:
     out = previous[start:stop].copy()
     counts = np.diff(x.indptr[start:stop + 1])
     order = np.argsort(counts, kind="stable")
+    sorted_len = np.maximum(counts[order], 1)
     s = 0
     while s < len(order):
-        e = s + 1
-        while e < len(order) and (e + 1 - s) * max(1, counts[order[e]]) <= CHUNK_ENTRIES:
-            e += 1
+        # rows sorted by length: a chunk of j rows from s pads to j × (its last row's length) entries
+        cost = np.arange(1, len(order) - s + 1) * sorted_len[s:]
+        e = s + max(1, int(np.searchsorted(cost, CHUNK_ENTRIES, side="right")))
         rows = order[s:e]
         longest = max(1, int(counts[rows].max()))
         inside = np.arange(longest)[None, :] < counts[rows][:, None]
