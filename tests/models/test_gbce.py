@@ -41,6 +41,12 @@ def data() -> Dataset:
     return cycles()
 
 
+@pytest.fixture(scope="module")
+def gbce(data):
+    """GRU4Rec with gBCE and its learned offset, fitted once for the module."""
+    return create("gru4rec", **PARAMS).fit(data)
+
+
 def test_the_offset_starts_where_a_constant_logit_loses_least():
     """b = log(β/k) zeroes the gradient of the gBCE of one positive and k negatives all at logit b."""
     import torch
@@ -59,12 +65,20 @@ def test_the_offset_starts_where_a_constant_logit_loses_least():
     assert create("sasrec", loss="bce")._base_logit() == 0.0  # one negative, β = 1: log(1/1)
 
 
-def test_gbce_learns_a_planted_successor_with_the_offset(data):
+def test_gbce_learns_a_planted_successor_with_the_offset(gbce):
     """With the offset gBCE learns the certain successor; with it frozen at 0 (the old trainer)
     the same 12 epochs leave it at chance (measured: 0.90 against 0.01; 1.00 against 0.01 at 20 epochs)."""
-    model = create("gru4rec", **PARAMS).fit(data)
-    assert successor_accuracy(model) >= 0.8
-    assert float(model.net_.logit_bias) < -2  # learned near the negatives' level (measured −4.6; log(β/k) = −4.9)
+    assert successor_accuracy(gbce) >= 0.8
+    assert float(gbce.net_.logit_bias) < -2  # learned near the negatives' level (measured −4.6; log(β/k) = −4.9)
+
+
+def test_gbce_trains_near_the_full_softmax_it_samples_for(data, gbce):
+    """gSASRec's claim against its baseline, on the planted successor: the same GRU4Rec, epochs and
+    seed with the full softmax (measured over seeds 3, 4, 5: ce 0.97, 0.91, 0.97; gBCE 0.90, 0.86, 0.95).
+    gBCE comes within 0.1 of it here; on ML-100K only in some settings (docs/benchmarks.md)."""
+    ce = successor_accuracy(create("gru4rec", **(PARAMS | {"loss": "ce"})).fit(data))
+    ours = successor_accuracy(gbce)
+    assert ce >= 0.9 and ours >= ce - 0.1, (ce, ours)
 
 
 def test_without_the_offset_gbce_falls_behind(data, monkeypatch):
