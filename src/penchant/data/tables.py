@@ -448,10 +448,12 @@ def read_delimited(
         DataError: empty file, bad encoding, wrong delimiter, missing column, ragged line.
     """
     path = Path(path)
-    if typed is not None and header:
+    parse_typed = typed is not None and header
+    if parse_typed:
         direct = _read_typed_direct(path, sep, quoting, encoding, required, typed)
-        if direct is not None:
+        if isinstance(direct, Table):
             return direct
+        parse_typed = direct is None  # False: polars failed on these very bytes; not parsed typed a second time
     raw = read_bytes(path)
     if not raw or raw.isspace():
         raise DataError("the file is empty", file=path, line=1,
@@ -496,7 +498,7 @@ def read_delimited(
         data = data.replace(b"::", b"\t")
         sep = "\t"
     frame = None
-    if typed is not None and header:
+    if parse_typed:
         schema = typed([h.strip() for h in header_fields])
         try:  # the raw header names, as polars sees them before the strip below
             frame = pl.read_csv(io.BytesIO(data), separator=sep, has_header=True, infer_schema=False,
@@ -530,13 +532,14 @@ _HEAD_BYTES = 1 << 16
 
 
 def _read_typed_direct(path: Path, sep: str | None, quoting: bool | None, encoding: str, required: tuple[str, ...],
-                       typed: Callable[[list[str]], dict[str, pl.DataType]]) -> Table | None:
+                       typed: Callable[[list[str]], dict[str, pl.DataType]]) -> Table | bool | None:
     """The typed reading of :func:`read_delimited` with polars reading the file itself (memory-mapped:
     no copy of its bytes in this process, no pass over them before the parse), for a plain UTF-8 file
     with a one-byte delimiter. None where the string path must look: a compressed file, another
     encoding, a byte-order mark, a header that lacks a required column or is followed by no row, a
-    '::' delimiter, or any value polars cannot read as asked (invalid UTF-8 included), so that
-    every error is the string path's, naming its line and column."""
+    '::' delimiter; False where polars could not read the file as asked (a value that does not parse,
+    a ragged line, invalid UTF-8): the string path then reads it as strings without trying the typed
+    parse again. Either way every error is the string path's, naming its line and column."""
     if encoding.lower().replace("-", "").replace("_", "") != "utf8" or path.suffix.lower() == ".gz":
         return None
     try:
@@ -565,7 +568,7 @@ def _read_typed_direct(path: Path, sep: str | None, quoting: bool | None, encodi
                             schema_overrides={h: schema[h.strip()] for h in fields if h.strip() in schema},
                             quote_char='"' if quoting else None, truncate_ragged_lines=False)
     except pl.exceptions.PolarsError:
-        return None
+        return False
     if frame.null_count().sum_horizontal().item():  # blanks, or a line with too few fields: count them
         data = read_bytes(path)
         if not quoting or b'"' not in data:
