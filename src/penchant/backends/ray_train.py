@@ -11,7 +11,7 @@ shared by the nodes is needed) and is rebuilt there: the same object, and the sa
 as a local fit gives.
 
 Which models: those whose training loop takes its order, batches and optimiser through those
-hooks (:func:`data_parallel_classes`: BPR, LightGCN, Mult-VAE and the neural sequential models,
+hooks (:func:`data_parallel_classes`: BPR, LightGCN, Mult-VAE, RecVAE and the neural sequential models,
 SASRec and GRU4Rec). ALS and fsSLIM fit differently (:func:`block_solved_classes`): the driver runs
 their fit, and their independent solves go to the cluster as Ray tasks, one per block
 (:meth:`penchant.backends.ray_cluster.RayBackend.map`, what they share put into the object store

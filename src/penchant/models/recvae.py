@@ -43,6 +43,7 @@ from penchant import DEFAULT_SEED
 from penchant.data import Dataset
 from penchant.errors import ConfigError
 from penchant.models.base import Validator
+from penchant.models.distributed import shard, synced
 from penchant.models.multvae import MultVAE, SparseRows, _sparse_input, multinomial_nll, sparse_rows, transposed_inputs
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
@@ -171,14 +172,15 @@ class RecVAE(MultVAE):
         active = np.flatnonzero(np.diff(x.indptr) > 0)
         dev = torch_device(self.device)
         self.net_ = net = _network(x.shape[1], self.hidden, self.latent, self.layers).to(dev)
-        enc_opt = torch.optim.Adam(net.encoder.parameters(), lr=self.lr, fused=True)  # fused: see Mult-VAE
-        dec_opt = torch.optim.Adam(net.decoder.parameters(), lr=self.lr, fused=True)
+        # fused: see Mult-VAE; synced: on Ray each side's gradients averaged over the ranks (distributed)
+        enc_opt = synced(torch.optim.Adam(net.encoder.parameters(), lr=self.lr, fused=True))
+        dec_opt = synced(torch.optim.Adam(net.decoder.parameters(), lr=self.lr, fused=True))
         stopper = EarlyStopping(self.patience, epochs=self.epochs)
 
         def batches():
-            order = rng.permutation(active)
-            for s in range(0, len(order), self.batch_size):
-                yield sparse_rows(x[order[s:s + self.batch_size]], dev)
+            order, batch = shard(rng.permutation(active), self.batch_size)  # this rank's share on Ray
+            for s in range(0, len(order), batch):
+                yield sparse_rows(x[order[s:s + batch]], dev)
 
         self.epoch_seconds_: list[float] = []  # training only (encoder and decoder passes), validation excluded
         for epoch in range(1, self.epochs + 1):
