@@ -36,8 +36,8 @@ def fit(
     user_col: str = UserCol, item_col: str = ItemCol, rating_col: str = RatingCol, time_col: str = TimeCol, sep: str = Sep,
     encoding: str = Encoding, blank_rating: BlankRating = BlankRatingOpt,
     backend: str = typer.Option(None, "--backend", help="Where the model trains: local, or ray (data-parallel through "
-                                "Ray Train: bpr, lightgcn, multvae, sasrec, gru4rec; als: its per-user and per-item "
-                                "solves as Ray tasks)."),
+                                "Ray Train: bpr, lightgcn, multvae, recvae, sasrec, gru4rec; als and fsslim: their "
+                                "per-row solves as Ray tasks)."),
     ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster to train on (auto, HOST:PORT of its head, "
                                     "ray://HOST:10001); implies --backend ray."),
     workers: int = typer.Option(None, "--workers", help="Data-parallel ranks on Ray (default: one per node of the cluster)."),
@@ -85,7 +85,7 @@ def _fit_on_ray(job, name: str, params: dict, parts, metric: str | None, on, wor
 
     from penchant.backends.ray_train import fit_on_ray, solves_in_blocks
 
-    if solves_in_blocks(name):  # ALS: fitted here, its per-row solves as Ray tasks
+    if solves_in_blocks(name):  # ALS, fsSLIM: fitted here, their per-row solves as Ray tasks
         from penchant.models.distributed import solves_on
 
         with solves_on(on.map):
