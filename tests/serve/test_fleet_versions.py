@@ -107,6 +107,23 @@ def test_a_key_revoked_through_one_replica_is_refused_by_the_other_at_once(fleet
     assert b.get("/v1/models", headers=auth).status_code == 401  # a routed request
 
 
+def test_a_hot_path_answer_reads_the_fleet_counters_once(fleet, monkeypatch):
+    """The key check and the answer share the request's one read of the counters (one round trip)."""
+    import threading
+
+    store = fleet["apps"]["b"].state.service.store
+    reads, read = [], store.fleet_read
+
+    def counted(*args):
+        if threading.current_thread().name != "penchant-fleet-listener":  # the listener's own ticks aside
+            reads.append(args)
+        return read(*args)
+
+    monkeypatch.setattr(store, "fleet_read", counted)
+    assert fleet["b"].get("/v1/users/u2/recommendations?k=3").status_code == 200
+    assert reads == [("u2",)]
+
+
 def test_a_damaged_cache_file_is_fetched_again(fleet):
     a, b, imp = fleet["a"], fleet["b"], fleet["imp"]
     assert a.post(f"/v1/models/{fleet['pop']}/activate").status_code == 200

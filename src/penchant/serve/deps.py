@@ -34,10 +34,12 @@ class KeyCache:
     def __init__(self, store: Store, ttl: float = 1.0) -> None:
         self.store, self.ttl, self.seen = store, ttl, {}
 
-    def check(self, key: str | None, needed: str) -> tuple[bool, bool, str | None]:
+    def check(self, key: str | None, needed: str,
+              counts: tuple[int, int, int] | None = None) -> tuple[bool, bool, str | None]:
+        """``counts``: :meth:`~penchant.serve.store.Store.fleet_read` made for this request (else read here)."""
         hit = self.seen.get((key, needed))
         now = time.monotonic()
-        revoked = self.store.keys_changed()
+        revoked = self.store.keys_changed() if counts is None else counts[1]
         if hit is not None and now - hit[0] < self.ttl and hit[1] == revoked:
             return hit[2]
         result = check_key(self.store, key, needed)

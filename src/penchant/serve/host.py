@@ -228,13 +228,14 @@ class ModelHost:
         """Catch up now (the fleet listener calls it when another replica changed something)."""
         self._sync()
 
-    def _current(self, user_id: str) -> tuple[Deployed | None, int, int]:
+    def _current(self, user_id: str, counts: tuple[int, int, int] | None = None) -> tuple[Deployed | None, int, int]:
         """The recommender to answer ``user_id`` with, the change count and the user's event count
         its cached answers are stamped with (:class:`~penchant.serve.answers.AnswerCache`). A shared
         store's counts are read in one SELECT (the check that keeps replicas from answering from an
-        old version or an answer older than the user's last event)."""
+        old version or an answer older than the user's last event); ``counts``: that read, made for
+        this request after it arrived (the hot path's key check shares it), else made here."""
         if self.store.shared:
-            generation, _, events = self.store.fleet_read(user_id)
+            generation, _, events = self.store.fleet_read(user_id) if counts is None else counts
             self._sync(generation)
             return self._deployed, generation, events
         d = self.deployed
@@ -599,7 +600,8 @@ class ModelHost:
         return scores.astype(np.float64), d.source(source)
 
     def recommend(self, user_id: str, k: int, *, category: str | None = None, exclude: list[str] | None = None,
-                  exclude_seen: bool = True, epsilon: float | None = None, explore: str | None = None) -> dict:
+                  exclude_seen: bool = True, epsilon: float | None = None, explore: str | None = None,
+                  counts: tuple[int, int, int] | None = None) -> dict:
         """Top ``k`` items for a user: the model's scores for a known user, a fold-in from their
         events for a user the model has not seen (where the model can), else popularity. Each
         served list gets a ``list_id`` and each item its ``propensity``; with ``epsilon`` (default:
@@ -609,9 +611,9 @@ class ModelHost:
             if epsilon is not None:
                 raise DataError("explore: thompson takes no epsilon (the rate of explore=epsilon-greedy); "
                                 "leave epsilon out or ask for explore=epsilon-greedy")
-            return self._thompson(user_id, k, category, exclude, exclude_seen)
+            return self._thompson(user_id, k, category, exclude, exclude_seen, counts)
         eps = self.settings.exploration_epsilon if epsilon is None else float(epsilon)
-        d, changes, events = self._current(user_id)
+        d, changes, events = self._current(user_id, counts)
         if d is not None and eps > 0:
             return self._explore(d, user_id, k, category, exclude, exclude_seen, eps)
         if d is not None:  # an answer cached since nothing it depends on changed (see penchant.serve.answers)
@@ -666,7 +668,7 @@ class ModelHost:
         return self.impressions.served(answer, user_id, d.version, f"epsilon-greedy:{epsilon:g}", propensity, slate)
 
     def _thompson(self, user_id: str, k: int, category: str | None, exclude: list[str] | None,
-                  exclude_seen: bool) -> dict:
+                  exclude_seen: bool, counts: tuple[int, int, int] | None = None) -> dict:
         """A Thompson list: one of ``thompson_draws`` lists, each ranked by one draw of the user's
         vector from the deployed model's posterior (ALS: N(x̂_u, σ²(YᵀC_uY + λI)⁻¹), σ² the
         ``thompson_noise`` setting; :meth:`penchant.models.als.ALS.sample_user_vectors`), chosen
@@ -675,7 +677,7 @@ class ModelHost:
         stay valid (same version, no change, no new event of theirs). Scored exactly (never
         through the approximate index); the request's bans apply to every draw. A user the model
         neither ranks nor has events for draws from the posterior of an empty history (mean 0)."""
-        d, changes, events = self._current(user_id)
+        d, changes, events = self._current(user_id, counts)
         if d is None:
             raise ConflictError("explore: thompson samples a deployed model's posterior; no model is deployed yet")
         if not isinstance(d.model, UserPosterior):

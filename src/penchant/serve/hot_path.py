@@ -49,7 +49,11 @@ class FastRecommendations:
             return False
         svc = self.service
         auth = next((v for k, v in scope["headers"] if k == b"authorization"), b"").decode("latin-1")
-        known, allowed, key_id = svc.keys.check(bearer(auth), "read")
+        try:  # a shared store's counters, read once for the key check and the answer (one round trip)
+            counts = svc.store.fleet_read(user_id) if svc.store.shared else None
+        except StoreUnavailableError:  # the route answers 503
+            return False
+        known, allowed, key_id = svc.keys.check(bearer(auth), "read", counts)
         if not (known and allowed):
             return False  # the route answers 401/403 with its headers
         try:
@@ -61,7 +65,7 @@ class FastRecommendations:
             await _send(send, 429, {"detail": f"over {svc.settings.rate_limit_per_minute} requests per minute for this key"})
             return True
         try:
-            answer = svc.host.recommend(user_id, **params)
+            answer = svc.host.recommend(user_id, **params, counts=counts)
         except Exception:  # the route maps errors to answers; let it
             return False
         await _send(send, 200, answer)
