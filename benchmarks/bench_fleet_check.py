@@ -1,6 +1,7 @@
 """What the fleet check costs an answer (issue 41): on a shared store (PostgreSQL) every answer
 reads the fleet's change counter and the user's event counter (one SELECT,
-:meth:`penchant.serve.store.Store.fleet_read`) and every key check the revocation counter, so that
+:meth:`penchant.serve.store.Store.fleet_read`) and every key check the revocation counter (the hot
+path's key check shares the answer's read: one round trip per request), so that
 no replica answers from an old version, a revoked key or a cached answer older than the user's
 last event. Measured on one replica over a real PostgreSQL (the test suite's throwaway server, or
 ``PENCHANT_TEST_DATABASE_URL``):
