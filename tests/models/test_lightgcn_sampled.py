@@ -34,9 +34,9 @@ def test_edge_parts_split_the_graph_into_symmetric_disjoint_parts_scaled_by_thei
     assert sum(int((p != 0).sum()) > 0 for p in parts) >= 3  # the draw spreads the 18 edges
 
 
-def test_sampled_layer_is_exact_without_drift_and_unbiased_over_the_parts(graph):
-    """One layer of the control-variate estimator: C·Â_c (h − h̄) + Â h̄. Where h = h̄ it is Â h for
-    every part; averaged over the C parts it is Â h whatever the drift."""
+def test_sampled_layer_is_unbiased_over_the_parts(graph):
+    """One layer of the control-variate estimator: C·Â_c (h − h̄) + Â h̄ (the parts scaled by C).
+    Averaged over the C parts it is Â h whatever the drift; one part alone is not."""
     import torch
 
     from penchant.models.lightgcn import edge_parts, normalized_adjacency
@@ -46,8 +46,6 @@ def test_sampled_layer_is_exact_without_drift_and_unbiased_over_the_parts(graph)
     g = torch.Generator().manual_seed(0)
     cached, h = torch.randn(12, 4, generator=g), torch.randn(12, 4, generator=g)
     layer = [p @ (h - cached) + full @ cached for p in parts]
-    for p in parts:
-        torch.testing.assert_close(p @ (cached - cached) + full @ cached, full @ cached)
     torch.testing.assert_close(sum(layer) / 3, full @ h)
     assert not torch.allclose(layer[0], full @ h)  # a single part is an estimate, not the product
 
