@@ -10,8 +10,9 @@ Inside :func:`penchant.models.distributed.solves_on` (``penchant fit --model als
 the fit is penchant's own instead: each half-step solves every user's (then every item's)
 normal equations, A_u x_u = b_u with A_u = YᵀY + λI + Σ (c_i − 1) y_i y_iᵀ and b_u = Σ c_i y_i,
 by `implicit`'s own method (three conjugate-gradient steps from the previous factors, A_u never
-formed), in blocks of rows (:func:`solve_rows`) sent through the given map (one Ray task per
-block; the matrix and the other side's factors put into the object store once a half-step).
+formed; the solver is :func:`penchant.models.weighted_solve.solve_cg`, iALS's too), in blocks of
+rows (:func:`solve_rows`) sent through the given map (one Ray task per block; the matrix and the
+other side's factors put into the object store once a half-step).
 Factors start uniform in [0, 0.01) from ``seed`` (numpy's generator, not `implicit`'s), users are
 solved first, as `implicit` does: the same algorithm, other random numbers.
 """
@@ -19,6 +20,7 @@ solved first, as `implicit` does: the same algorithm, other random numbers.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from penchant import DEFAULT_SEED
@@ -29,9 +31,8 @@ from penchant.models.distributed import block_solves
 from penchant.models.factors import FactorModel
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
+from penchant.models.weighted_solve import solve_cg
 
-#: padded history entries one chunk of rows takes at once: its (rows, entries, f) gather, 32 MiB at f = 64
-CHUNK_ENTRIES = 65536
 #: blocks a half-step is cut into (at least; each at least MIN_BLOCK_ROWS rows)
 BLOCKS, MIN_BLOCK_ROWS = 64, 128
 #: conjugate-gradient steps per row and half-step, from the row's previous factors (`implicit`'s default)
@@ -42,50 +43,17 @@ def solve_rows(shared: tuple, block: tuple[int, int]) -> np.ndarray:
     """The ALS half-step for rows ``start..stop`` of ``x``: float64 (stop − start, f).
 
     ``shared`` is (``x`` CSR (n, m) of values r, ``y`` float64 (m, f) the other side's factors,
-    ``a0`` = yᵀy + λI (f, f), α, ``previous`` float64 (n, f) the rows' factors so far). Each row u
-    moves towards the solution of A_u x = b_u, A_u = a0 + Σ_i (α r_i − 1) y_i y_iᵀ, b_u = Σ_i α r_i y_i
-    over its stored entries i, by :data:`CG_STEPS` conjugate-gradient steps from its previous
-    factors, as `implicit`'s CPU solver does; A_u is never formed (A_u p = a0 p + Σ_i (c_i − 1)(y_i·p) y_i).
-    The block's rows are sorted by length and taken in chunks of about :data:`CHUNK_ENTRIES` padded
-    entries: one gather (rows, longest, f), padding zeroed, then batched products."""
-    x, y, a0, alpha, previous = shared
+    ``gram`` = yᵀy (f, f), λ, α, ``previous`` float64 (n, f) the rows' factors so far). Each row u
+    moves towards the solution of A_u x = b_u, A_u = yᵀy + λI + Σ_i (α r_i − 1) y_i y_iᵀ,
+    b_u = Σ_i α r_i y_i over its stored entries i, by :data:`CG_STEPS` conjugate-gradient steps from
+    its previous factors, as `implicit`'s CPU solver does, through the solve iALS shares
+    (:func:`penchant.models.weighted_solve.solve_cg` with x_ui = c_ui = α r_ui, w_ui = c_ui − 1, α₀ = 1)."""
+    x, y, gram, reg, alpha, previous = shared
     start, stop = block
-    out = previous[start:stop].copy()
-    counts = np.diff(x.indptr[start:stop + 1])
-    order = np.argsort(counts, kind="stable")
-    sorted_len = np.maximum(counts[order], 1)
-    s = 0
-    while s < len(order):
-        # rows sorted by length: a chunk of j rows from s pads to j × (its last row's length) entries
-        cost = np.arange(1, len(order) - s + 1) * sorted_len[s:]
-        e = s + max(1, int(np.searchsorted(cost, CHUNK_ENTRIES, side="right")))
-        rows = order[s:e]
-        longest = max(1, int(counts[rows].max()))
-        inside = np.arange(longest)[None, :] < counts[rows][:, None]
-        pos = np.where(inside, x.indptr[start + rows][:, None] + np.arange(longest)[None, :], 0)
-        ys = y[x.indices[pos]] * inside[:, :, None]  # (rows, longest, f), padding zero
-        c = alpha * x.data[pos].astype(np.float64) * inside
-
-        xu = out[rows]
-        r = np.einsum("nl,nlf->nf", c, ys) - _times_a(xu, a0, ys, c)
-        p, rs = r.copy(), (r * r).sum(1)
-        for _ in range(CG_STEPS):
-            ap = _times_a(p, a0, ys, c)
-            step = np.divide(rs, (p * ap).sum(1), out=np.zeros_like(rs), where=rs > 1e-20)
-            xu += step[:, None] * p
-            r -= step[:, None] * ap
-            new = (r * r).sum(1)
-            p = r + np.divide(new, rs, out=np.zeros_like(rs), where=rs > 1e-20)[:, None] * p
-            rs = new
-        out[rows] = xu
-        s = e
-    return out
-
-
-def _times_a(p: np.ndarray, a0: np.ndarray, ys: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """A_u p_u for every row u of a chunk, (rows, f), without forming A_u: ``p`` (rows, f), ``a0``
-    (f, f), ``ys`` (rows, longest, f) the rows' entries' factors (padding zero), ``c`` (rows, longest)."""
-    return p @ a0 + np.einsum("nl,nlf->nf", (c - 1.0) * np.einsum("nlf,nf->nl", ys, p), ys)
+    rows = x[start:stop]
+    c = alpha * rows.data.astype(np.float64)
+    confidence = sp.csr_matrix((c, rows.indices, rows.indptr), shape=rows.shape)
+    return solve_cg(confidence, y, 1.0, reg, previous[start:stop], CG_STEPS, weights=c - 1.0, gram=gram)
 
 
 def _half_step(run, x, y: np.ndarray, previous: np.ndarray, alpha: float, reg: float) -> np.ndarray:
@@ -93,7 +61,7 @@ def _half_step(run, x, y: np.ndarray, previous: np.ndarray, alpha: float, reg: f
     n = x.shape[0]
     size = max(MIN_BLOCK_ROWS, -(-n // BLOCKS))
     blocks = [(s, min(n, s + size)) for s in range(0, n, size)]
-    return np.vstack(run(solve_rows, blocks, (x, y, y.T @ y + reg * np.eye(y.shape[1]), alpha, previous)))
+    return np.vstack(run(solve_rows, blocks, (x, y, y.T @ y, reg, alpha, previous)))
 
 
 def _implicit_als(factors: int, regularization: float, alpha: float, iterations: int, seed: int):
@@ -212,7 +180,7 @@ class ALS(FactorModel):
         inverse = solve_triangular(np.linalg.cholesky(a), np.eye(self.factors), lower=True)  # L⁻¹, A = LLᵀ
         return mean[None, :] + np.sqrt(noise) * (rng.standard_normal((n, self.factors)) @ inverse)
 
-    def partial_fit(self, events: Dataset) -> "ALS":
+    def partial_fit(self, events: Dataset) -> ALS:
         """Add ``events`` to what the model knows of their users (new users included) and re-solve
         those users' factors exactly from their whole history, item factors fixed (fold-in: the
         same solve as :meth:`score_history`)."""

@@ -43,6 +43,7 @@ from penchant.models.base import Validator
 from penchant.models.factors import FactorModel
 from penchant.models.registry import register
 from penchant.models.search import Float
+from penchant.models.weighted_solve import solve_cg  # the CG solve ALS shares; imported from here too
 
 SOLVERS = ("exact", "cg")
 #: floats of one exact-solve batch: its padded (rows, longest history, d) gather and (rows, d, d) Gram matrices
@@ -88,38 +89,6 @@ def solve_exact(x: sp.csr_matrix, other: np.ndarray, unobserved_weight: float, r
         out[rows] = np.linalg.solve(a, g.sum(1)[..., None])[..., 0]
         start = stop
     return out
-
-
-def solve_cg(x: sp.csr_matrix, other: np.ndarray, unobserved_weight: float, reg: np.ndarray, start: np.ndarray,
-             steps: int) -> np.ndarray:
-    """``steps`` conjugate-gradient steps on every row's normal equations at once, from ``start``.
-
-    Shapes as :func:`solve_exact` (``start``: (n_rows, d)). The product A_r p_r for all rows is
-    ``(X ⊙ P Oᵀ) O + α₀ P OᵀO + λ_r p_r`` with the Hadamard product taken only on X's non-zeros.
-    Returns float64 (n_rows, d).
-    """
-    o = other.astype(np.float64)
-    gram = unobserved_weight * (o.T @ o)
-    rows = np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))
-
-    def apply(p: np.ndarray) -> np.ndarray:
-        dots = np.einsum("nd,nd->n", p[rows], o[x.indices])
-        return sp.csr_matrix((dots, x.indices, x.indptr), shape=x.shape) @ o + p @ gram + reg[:, None] * p
-
-    w = start.astype(np.float64, copy=True)
-    r = x @ o - apply(w)
-    p = r.copy()
-    rs = np.einsum("nd,nd->n", r, r)
-    for _ in range(steps):
-        ap = apply(p)
-        curv = np.einsum("nd,nd->n", p, ap)
-        step = np.divide(rs, curv, out=np.zeros_like(rs), where=curv > 0)
-        w += step[:, None] * p
-        r -= step[:, None] * ap
-        rs_new = np.einsum("nd,nd->n", r, r)
-        p = r + np.divide(rs_new, rs, out=np.zeros_like(rs), where=rs > 0)[:, None] * p
-        rs = rs_new
-    return w
 
 
 @register
