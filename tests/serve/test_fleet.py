@@ -185,6 +185,47 @@ def test_the_rate_limit_holds_across_replicas(pg, batch):
     assert SharedRateLimiter(pg.engine, 30).allow("another key")  # per key
 
 
+def _terminate(pg, conn) -> int:
+    """End ``conn``'s server process from another connection, waiting until it is gone; its pid."""
+    pid = conn.info.backend_pid
+    with pg.engine.connect() as other:
+        assert other.execute(sa.text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid}).scalar()
+    return pid
+
+
+def test_a_kept_connection_the_server_ended_is_opened_anew_once(pg):
+    """The counters' reader and the shared limiter keep their connections (KeptConnections): one the
+    server ended between two uses (pg_terminate_backend) is replaced, and the second use succeeds on
+    the new connection; a server that cannot be reached at all is a StoreUnavailableError (a 503)."""
+    from penchant.errors import StoreUnavailableError
+    from penchant.serve.store import CounterReader
+
+    reader = CounterReader(pg.engine)
+    first = reader.read(-1)
+    kept = reader.connections.idle.get_nowait()
+    reader.connections.idle.put(kept)
+    pid = _terminate(pg, kept)
+    assert reader.read(-1) == first
+    fresh = reader.connections.idle.get_nowait()
+    assert kept.closed and not fresh.closed and fresh.info.backend_pid != pid
+    reader.connections.idle.put(fresh)
+    reader.close()
+
+    limiter = SharedRateLimiter(pg.engine, 30, batch=1)
+    assert limiter.allow("retried key")
+    kept = limiter.connection.idle.get_nowait()
+    limiter.connection.idle.put(kept)
+    pid = _terminate(pg, kept)
+    assert limiter.allow("retried key") and limiter.round_trips == 2
+    assert limiter.connection.idle.get_nowait().info.backend_pid != pid
+    limiter.close()
+
+    gone = CounterReader(pg.engine)
+    gone.connections.url = f"postgresql://penchant@127.0.0.1:{free_port()}/postgres"  # nothing listens there
+    with pytest.raises(StoreUnavailableError, match="could not be reached to check for changes"):
+        gone.read(-1)
+
+
 def test_two_apps_on_one_database_share_a_key_s_limit(tmp_path, postgres_server):
     """Two replicas' apps (their own data folders, one PostgreSQL), 3 requests a minute: the key's
     three requests through the first use up its minute on the second too (429 there, through the
@@ -212,7 +253,7 @@ def test_a_limiter_that_cannot_reach_the_database_answers_503(client):
     an admitted request or a 500."""
     limiter = client.app.state.service.limiter
     limiter.close()
-    limiter.url = f"postgresql://nobody@127.0.0.1:{free_port()}/none"  # nothing listens there
+    limiter.connection.url = f"postgresql://nobody@127.0.0.1:{free_port()}/none"  # nothing listens there
     for path in ("/v1/models", "/v1/users/u1/recommendations"):
         r = client.get(path)
         assert r.status_code == 503, (path, r.text)

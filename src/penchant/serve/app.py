@@ -130,7 +130,7 @@ def create_app(settings: Settings, *, admin_key: str | None = None, generation=N
     talks = ConversationHost(store, host)
     host.on_items_changed.append(talks.items_changed)
     app.state.service = Service(store, host, talks, settings, metrics, KeyCache(store),
-                                rate_limiter(engine, settings.rate_limit_per_minute))
+                                rate_limiter(store, settings.rate_limit_per_minute))
     # middleware added later wraps what was added before: metrics ( body gate ( hot path ( routes ) ) )
     app.add_middleware(FastRecommendations, service=app.state.service)
     app.add_middleware(BodyGate, service=app.state.service,  # keys before bodies; bodies counted as they arrive

@@ -37,7 +37,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from penchant.serve.store import Store, version_chunks
+from penchant.serve.store import Store, psycopg_url, version_chunks
 
 #: the size of a stored piece of a version's file: a few MB, so neither side holds a whole file
 CHUNK_BYTES = 4 << 20
@@ -154,7 +154,7 @@ class Listener:
     is opened again (after 0.5 s, doubling to 10 s while it fails)."""
 
     def __init__(self, store: Store, on_change: Callable[[], None], poll_s: float = 1.0) -> None:
-        self.url = store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.url = psycopg_url(store.engine)
         self.on_change, self.poll_s = on_change, poll_s
         self.stopping = threading.Event()
         self.heard = 0  # notifications received (tests read it)

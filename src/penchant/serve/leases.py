@@ -44,7 +44,8 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from penchant.errors import ConflictError, StoreUnavailableError
+from penchant.errors import ConflictError
+from penchant.serve.store import KeptConnections, Store
 
 #: the columns of ``model_versions`` this module reads and writes (the lease ones: migration 0010)
 versions = sa.table("model_versions", sa.column("id", sa.Integer), sa.column("model", sa.String),
@@ -310,9 +311,8 @@ class SharedRateLimiter:
     def __init__(self, engine: Engine, per_minute: int, batch: int | None = None) -> None:
         # a claim is one statement, sent on a kept autocommit connection of its own: one round trip, where
         # a pooled SQLAlchemy connection costs four (pre-ping, BEGIN, the statement, COMMIT): 0.7 against 1.5 ms
-        self.url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.connection = KeptConnections(engine, keep=1)
         self.sql = str(_CLAIM.compile(dialect=engine.dialect))
-        self.conn = None
         self.claiming = threading.Lock()  # one claim at a time on the one connection
         self.per_minute = per_minute
         self.batch = batch if batch is not None else min(20, max(1, per_minute // 100))
@@ -342,38 +342,30 @@ class SharedRateLimiter:
 
     def _claim(self, key: str, n: int) -> tuple[int, int, float]:
         """Claim ``n`` requests for ``key`` now: (granted, minute, part of the minute gone)."""
-        import psycopg
+
+        def claim(conn) -> tuple[int, int, float]:
+            minute, granted, f = conn.execute(self.sql, {"key": key, "n": n, "limit": self.per_minute},
+                                              prepare=True).fetchone()
+            if minute != self._swept:  # once a minute per process: rows older than the previous minute go
+                self._swept = minute
+                conn.execute("DELETE FROM rate_windows WHERE minute < %s", (minute - 1,))
+            return int(granted), int(minute), float(f)
 
         with self.claiming:
-            for attempt in (1, 2):
-                try:
-                    if self.conn is None:
-                        self.conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
-                    minute, granted, f = self.conn.execute(self.sql, {"key": key, "n": n, "limit": self.per_minute},
-                                                           prepare=True).fetchone()
-                    if minute != self._swept:  # once a minute per process: rows older than the previous minute go
-                        self._swept = minute
-                        self.conn.execute("DELETE FROM rate_windows WHERE minute < %s", (minute - 1,))
-                    break
-                except psycopg.OperationalError as e:  # the server dropped the kept connection: once more, anew
-                    self.close()
-                    if attempt == 2:
-                        raise StoreUnavailableError(f"the database server could not be reached to count this key's "
-                                                    f"requests ({type(e).__name__}); nothing was answered") from None
+            claimed = self.connection.run(claim, "count this key's requests")
             self.round_trips += 1
-        return int(granted), int(minute), float(f)
+        return claimed
 
     def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+        self.connection.close()
 
 
-def rate_limiter(engine: Engine, per_minute: int) -> RateLimiter | SharedRateLimiter:
-    """The limiter for a store: shared through the database on PostgreSQL (replicas), in-process on
-    SQLite (one host: one process, or ``--workers N`` each with its own)."""
-    if engine.dialect.name == "postgresql":
-        return SharedRateLimiter(engine, per_minute)
+def rate_limiter(store: Store, per_minute: int) -> RateLimiter | SharedRateLimiter:
+    """The limiter for a store: shared through the database where replicas share the store
+    (:attr:`~penchant.serve.store.Store.shared`: PostgreSQL), in-process otherwise (SQLite, one host:
+    one process, or ``--workers N`` each with its own)."""
+    if store.shared:
+        return SharedRateLimiter(store.engine, per_minute)
     return RateLimiter(per_minute)
 
 
