@@ -10,6 +10,7 @@ From a fresh clone (``make venv``; data as in ``benchmarks/peers/run.sh``)::
 
     .venv/bin/python benchmarks/bench_splits.py write                   # the three splits' files
     bash benchmarks/peers/run.sh splits       # the splits and the peers' lists on each (its own venvs)
+    .venv/bin/python benchmarks/bench_splits.py ials        # iALS's tuning protocol on each split's valid
     .venv/bin/python benchmarks/bench_splits.py fit --models ease,dlae --seeds 3   # penchant's models
     .venv/bin/python benchmarks/bench_splits.py table --markdown splits.md
 
@@ -36,6 +37,8 @@ from penchant.data.write import write_log
 from penchant.eval.evaluate import build_target, evaluate
 from penchant.eval.lists import read_ranked_lists
 from penchant.experiment.run import run
+from penchant.experiment.tune import search
+from penchant.models.ials import row_regularization
 
 SPLITS = ("random-2026", "random-1", "temporal")
 ROOT = Path(".peers/work/splits")
@@ -45,6 +48,18 @@ ROOT = Path(".peers/work/splits")
 BLEND = "blend:members=dlae,,ease,,edlae,,als,,ials,,slist,,bspm,,gfcf,,rp3beta,,pop,,multvae,,lightgcn"
 MODELS = "pop,itemknn,rp3beta,ease,edlae,dlae,slist,als,bpr,multvae,lightgcn,gfcf,bspm,sansa,recvae,ials," + BLEND
 STOCHASTIC = {"als", "bpr", "multvae", "lightgcn", "recvae", "ials", "blend"}
+#: iALS's tuning protocol (Rendle, Krichene, Zhang & Koren, RecSys 2022, section 4), on a grid as in the
+#: paper, epochs fixed: stage 1, α₀ × λ at a small d with ν = 1, then a finer 3 × 3 grid around the best;
+#: stage 2, ν at stage 1's α₀, each ν with λ moved to the same mean row regulariser as stage 1's λ (the
+#: paper's point that λ's scale moves with ν; its exact reference scaling is not used) times a few
+#: factors; stage 3, larger d at stage 2's α₀ and ν with λ times a few factors (more dimensions want more
+#: regularisation). ``bench_splits.py ials`` runs it on each split's valid and writes every trial to
+#: ``<split>/ials_protocol.json``; ``fit`` takes a bare ``ials`` spec's settings from there (the best
+#: validation NDCG@10 of all the trials).
+IALS_PROTOCOL = {"small_factors": 64, "unobserved_weight": (0.03, 0.1, 0.3, 1.0),
+                 "regularization": (1e-3, 3e-3, 1e-2, 3e-2, 1e-1), "refine": (0.6, 1.0, 1.7),
+                 "reg_exponent": (0.0, 0.25, 0.5, 0.75), "exponent_scale": (1 / 3, 1.0, 3.0),
+                 "large_factors": (128, 256), "large_scale": (0.5, 1.0, 2.0, 4.0), "epochs": 16, "seed": 0}
 
 
 def temporal(ds: Dataset, ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> Split:
@@ -85,6 +100,8 @@ def fit(root: Path, specs: list[str], seeds: int, splits: list[str]) -> None:
         target = build_target(train, test, (valid,))
         for spec in specs:
             name, params = parse(spec)
+            if name == "ials" and not params:
+                params = ials_choice(d)
             for seed in range(seeds if name in STOCHASTIC else 1):
                 args = {**params, "seed": str(seed)} if name in STOCHASTIC else params
                 start = time.perf_counter()
@@ -97,6 +114,97 @@ def fit(root: Path, specs: list[str], seeds: int, splits: list[str]) -> None:
                     f.write(json.dumps(row) + "\n")
                 print(f"{split} | {row['model']} seed {seed} | ndcg@10 {row['ndcg@10']:.4f} | fit {r.fit_seconds:.1f}s "
                       f"| {row['selected']}", flush=True)
+
+
+def ials_choice(split_dir: Path) -> dict[str, str]:
+    """The settings ``bench_splits.py ials`` chose on this split's valid (``ials_protocol.json``), as spec params."""
+    path = split_dir / "ials_protocol.json"
+    if not path.is_file():
+        raise SystemExit(f"{path}: no iALS protocol run here; run `bench_splits.py ials --splits {split_dir.name}` first")
+    return {k: str(v) for k, v in json.loads(path.read_text())["chosen"].items() if k != "seed"}
+
+
+def _mean_row_reg(train: Dataset, unobserved_weight: float, exponent: float) -> float:
+    """The mean of (count + α₀·n_other)^ν over every user and item row of ``train`` (λ = 1)."""
+    x = train.csr > 0
+    counts = (np.diff(x.tocsr().indptr), np.diff(x.tocsc().indptr))
+    return float(np.concatenate([row_regularization(c, n, 1.0, unobserved_weight, exponent)
+                                 for c, n in zip(counts, (x.shape[1], x.shape[0]), strict=True)]).mean())
+
+
+def ials_protocol(root: Path, splits: list[str], protocol: dict = IALS_PROTOCOL) -> None:
+    """Run :data:`IALS_PROTOCOL` on each split's valid part (one process, trials in turn); every trial
+    (stage, settings, valid NDCG@10, CPU and wall seconds of its fit and validation) and the chosen
+    settings go to ``<split>/ials_protocol.json``."""
+    for split in splits:
+        _IalsProtocol(root / split, protocol).run()
+
+
+class _IalsProtocol:
+    """:data:`IALS_PROTOCOL` on one split's valid part (see :func:`ials_protocol`)."""
+
+    def __init__(self, split_dir: Path, protocol: dict) -> None:
+        self.dir, self.p = split_dir, protocol
+        self.train, valid, _ = load_triple(split_dir / "train.tsv", split_dir / "valid.tsv", split_dir / "test.tsv")
+        self.job = search("ials", self.train, valid)
+        self.trials: list[dict] = []
+        p = protocol
+        self.n_trials = (len(p["unobserved_weight"]) * len(p["regularization"]) + len(p["refine"]) ** 2 - 1
+                         + len(p["reg_exponent"]) * len(p["exponent_scale"])
+                         + len(p["large_factors"]) * len(p["large_scale"]))
+        self.started = time.perf_counter()
+
+    def trial(self, stage: str, **params: float) -> float:
+        """Fit ``params`` on train, score valid NDCG@10, record it; a setting met again is not refitted."""
+        params = {"epochs": self.p["epochs"], "seed": self.p["seed"], **params}
+        for t in self.trials:
+            if t["params"] == params:
+                return t["valid"]
+        wall, cpu = time.perf_counter(), time.process_time()
+        value = self.job.judge(self.job.fit(params))
+        self.trials.append({"stage": stage, "params": params, "valid": value,
+                            "cpu_seconds": round(time.process_time() - cpu, 2),
+                            "wall_seconds": round(time.perf_counter() - wall, 2)})
+        done = len(self.trials)
+        eta = (time.perf_counter() - self.started) / done * max(self.n_trials - done, 0)
+        print(f"{self.dir.name} | ials stage {stage} trial {done}/{self.n_trials} | {params} | valid ndcg@10 "
+              f"{value:.4f} | {self.trials[-1]['cpu_seconds']} CPU s | ETA ≤ {int(eta // 60)}m{int(eta % 60):02d}s",
+              flush=True)
+        return value
+
+    def best(self, stage: str | None = None) -> dict:
+        """The settings of the best valid NDCG@10 among ``stage``'s trials (all trials when None)."""
+        return max((t for t in self.trials if stage is None or t["stage"] == stage), key=lambda t: t["valid"])["params"]
+
+    def run(self) -> dict:
+        """The three stages in turn; writes ``ials_protocol.json`` and returns the chosen settings."""
+        p, small = self.p, self.p["small_factors"]
+        for a0 in p["unobserved_weight"]:
+            for lam in p["regularization"]:
+                self.trial("1", factors=small, unobserved_weight=a0, regularization=lam, reg_exponent=1.0)
+        b = self.best("1")
+        for fa in p["refine"]:
+            for fl in p["refine"]:
+                self.trial("1", factors=small, unobserved_weight=b["unobserved_weight"] * fa,
+                           regularization=b["regularization"] * fl, reg_exponent=1.0)
+        b = self.best("1")
+        a0, lam1 = b["unobserved_weight"], b["regularization"]
+        for nu in p["reg_exponent"]:
+            lam_nu = lam1 * _mean_row_reg(self.train, a0, 1.0) / _mean_row_reg(self.train, a0, nu)
+            for f in p["exponent_scale"]:
+                self.trial("2", factors=small, unobserved_weight=a0, regularization=lam_nu * f, reg_exponent=nu)
+        b = self.best()  # stage 1's best (ν = 1) stays a candidate of stage 2
+        for factors in p["large_factors"]:
+            for f in p["large_scale"]:
+                self.trial("3", factors=factors, unobserved_weight=a0, regularization=b["regularization"] * f,
+                           reg_exponent=b["reg_exponent"])
+        chosen, value = self.best(), max(t["valid"] for t in self.trials)
+        (self.dir / "ials_protocol.json").write_text(json.dumps(
+            {"protocol": {k: list(v) if isinstance(v, tuple) else v for k, v in p.items()}, "chosen": chosen,
+             "chosen_valid": value, "trials": self.trials}, indent=1) + "\n")
+        print(f"{self.dir.name} | ials chose {chosen} (valid ndcg@10 {value:.4f}, {len(self.trials)} trials, "
+              f"{sum(t['cpu_seconds'] for t in self.trials):.0f} CPU s)", flush=True)
+        return chosen
 
 
 def table(root: Path, markdown: Path | None, specs: list[str] | None = None) -> str:
@@ -155,7 +263,7 @@ def table(root: Path, markdown: Path | None, specs: list[str] | None = None) -> 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("step", choices=("write", "fit", "table"))
+    ap.add_argument("step", choices=("write", "ials", "fit", "table"))
     ap.add_argument("--root", type=Path, default=ROOT, help="the splits' folder")
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("PENCHANT_DATA", "../shared/data")) / "ml-100k")
     ap.add_argument("--models", default=MODELS, help="model specs separated by ',' (',,' inside a value); "
@@ -166,6 +274,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.step == "write":
         write(args.root, args.data)
+        return
+    if args.step == "ials":
+        ials_protocol(args.root, args.splits.split(","))
         return
     specs = [s.replace("\0", ",,") for s in args.models.replace(",,", "\0").split(",")]
     if args.step == "fit":
