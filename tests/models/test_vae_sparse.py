@@ -93,3 +93,74 @@ def test_an_artefact_with_the_dense_layers_weight_loads_and_scores_the_same(name
     np.savez(tmp_path / "old.npz", **arrays)
     users = np.arange(30)
     np.testing.assert_allclose(load(tmp_path / "old.npz").score(users), model.score(users), rtol=1e-6, atol=1e-6)
+
+
+def test_batch_size_zero_sizes_users_per_step_to_the_log(monkeypatch):
+    """``batch_size=0`` takes max(MIN_BATCH, users // 256) users a step: 128 on ML-100K's 943 users
+    (the old default, so ML-100K fits are unchanged) and on ML-1M's 6,040; 540 on ML-20M's 138,493."""
+    from penchant.errors import ConfigError
+    from penchant.models import multvae, recvae
+    from penchant.models.bpr import auto_batch
+
+    assert [auto_batch(n, minimum=multvae.MIN_BATCH) for n in (943, 6040, 32_767, 138_493)] == [128, 128, 128, 540]
+    seen: list[int] = []
+
+    def recording(x, device="cpu"):
+        seen.append(x.shape[0])
+        return multvae.sparse_rows(x, device)
+
+    monkeypatch.setattr(recvae, "sparse_rows", recording)
+    monkeypatch.setattr(multvae, "MIN_BATCH", 7)  # 30 users // 256 = 0: the minimum applies
+    monkeypatch.setattr(recvae, "MIN_BATCH", 7)
+    create("recvae", hidden=8, latent=4, layers=2, epochs=1).fit(_log())
+    train_steps = seen[:4 * 5]  # 3 encoder passes + 1 decoder pass of 30 users, 7 a step; scoring follows
+    assert train_steps == [7, 7, 7, 7, 2] * 4
+    seen.clear()
+    create("recvae", hidden=8, latent=4, layers=2, epochs=1, batch_size=12).fit(_log())
+    assert seen[:12] == [12, 12, 6] * 4
+    with pytest.raises(ConfigError):
+        create("multvae", batch_size=-1)
+
+
+def test_recvae_encoder_pass_with_the_decoder_frozen_has_the_same_encoder_gradients(monkeypatch):
+    """The encoder passes no longer compute the decoder's weight gradient; the encoder's gradients
+    (all its parameters) are those of the pass that did, and the decoder is trainable after a fit."""
+    import torch
+
+    from penchant.models import recvae
+    from penchant.models.multvae import multinomial_nll
+
+    x = sparse_rows_of(_rows(2))
+    grads = []
+    for frozen in (False, True):
+        torch.manual_seed(0)
+        net = recvae._network(12, 6, 3, 2)
+        net.decoder.requires_grad_(not frozen)
+        mu, logvar = net.encoder(x, 0.0)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        with torch.no_grad():
+            old_mu, old_logvar = net.encoder_old(x, 0.0)
+        kl = (recvae.log_normal(z, mu, logvar) - recvae.composite_log_prior(z, old_mu, old_logvar)).sum(1)
+        (multinomial_nll(net.decoder(z), x) + 0.005 * x.sums() * kl).mean().backward()
+        assert (net.decoder.weight.grad is None) == frozen
+        grads.append([p.grad.clone() for p in net.encoder.parameters()])
+    for dense, frozen in zip(*grads):
+        torch.testing.assert_close(frozen, dense, rtol=1e-6, atol=1e-7)
+    assert any(float(g.abs().sum()) > 0 for g in grads[1])
+    model = create("recvae", hidden=8, latent=4, layers=2, epochs=1, batch_size=16)
+    trainable: list[bool] = []
+
+    def recording(logits, batch):
+        trainable.append(model.net_.decoder.weight.requires_grad)
+        return multinomial_nll(logits, batch)
+
+    monkeypatch.setattr(recvae, "multinomial_nll", recording)
+    model.fit(_log())
+    assert trainable == [False] * 6 + [True] * 2  # 3 encoder passes, 1 decoder pass, 2 steps each
+    assert model.net_.decoder.weight.requires_grad
+
+
+def sparse_rows_of(x: sp.csr_matrix):
+    from penchant.models.multvae import sparse_rows
+
+    return sparse_rows(x)

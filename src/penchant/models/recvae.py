@@ -27,9 +27,15 @@ says differs slightly from the WSDM paper's; the paper's Implicit-SLIM extension
 Scoring uses z = μ and the decoder, so any user with a history is scored by one forward pass.
 
 Defaults are the authors' (hidden 600, latent 200, γ = 0.005, lr 5e-4, 3 encoder passes to 1
-decoder pass) except the batch: 128 users instead of 500, since ML-100K's 943 users make two steps a
-pass at 500 (seed-2026 split: test NDCG@10 0.302 at 128, stopping after 16 epochs, against 0.298 at
-500 after 39), and patience 5 validation checks.
+decoder pass) except the batch and patience (5 validation checks). The batch is sized to the log
+(``batch_size=0``, Mult-VAE's rule): 128 users up to 32,768 users, since ML-100K's 943 users make
+two steps a pass at 500 (seed-2026 split: test NDCG@10 0.302 at 128, stopping after 16 epochs,
+against 0.298 at 500 after 39); users // 256 above, 540 on the 20M log's 138k users (the authors
+train with 500).
+
+In the encoder passes the decoder's weights take no gradient (``requires_grad`` off): only the
+encoder's optimiser steps there, so the decoder's (latent × items) weight gradient, a third of the
+pass's largest product, is not computed; the decoder passes already skip the encoder's backward.
 """
 
 from __future__ import annotations
@@ -43,8 +49,17 @@ from penchant import DEFAULT_SEED
 from penchant.data import Dataset
 from penchant.errors import ConfigError
 from penchant.models.base import Validator
+from penchant.models.bpr import auto_batch
 from penchant.models.distributed import shard, synced
-from penchant.models.multvae import MultVAE, SparseRows, _sparse_input, multinomial_nll, sparse_rows, transposed_inputs
+from penchant.models.multvae import (
+    MIN_BATCH,
+    MultVAE,
+    SparseRows,
+    _sparse_input,
+    multinomial_nll,
+    sparse_rows,
+    transposed_inputs,
+)
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
 from penchant.models.training import (
@@ -136,7 +151,7 @@ class RecVAE(MultVAE):
         decoder_epochs: passes over the users updating the decoder, per epoch.
         lr: Adam learning rate (both optimisers).
         epochs: maximum epochs (each: the encoder passes, then the decoder passes).
-        batch_size: users per step.
+        batch_size: users per step; 0 sizes it to the log (see Mult-VAE).
         patience: validation checks without improvement before stopping.
         eval_every: epochs between validation checks.
         seed: seed of initialisation, dropout and sampling.
@@ -150,10 +165,11 @@ class RecVAE(MultVAE):
 
     def __init__(self, *, hidden: int = 600, latent: int = 200, layers: int = 5, dropout: float = 0.5,
                  gamma: float = 0.005, encoder_epochs: int = 3, decoder_epochs: int = 1, lr: float = 5e-4,
-                 epochs: int = 100, batch_size: int = 128, patience: int = 5, eval_every: int = 1,
+                 epochs: int = 100, batch_size: int = 0, patience: int = 5, eval_every: int = 1,
                  seed: int = DEFAULT_SEED, device: str = "auto") -> None:
-        if not 0 <= dropout < 1 or gamma < 0 or min(hidden, latent, layers, epochs, batch_size) < 1:
-            raise ConfigError("dropout must be in [0, 1), gamma ≥ 0; hidden, latent, layers, epochs, batch_size ≥ 1")
+        if not 0 <= dropout < 1 or gamma < 0 or min(hidden, latent, layers, epochs) < 1 or batch_size < 0:
+            raise ConfigError("dropout must be in [0, 1), gamma ≥ 0, batch_size ≥ 0 (0: sized to the log); "
+                              "hidden, latent, layers, epochs ≥ 1")
         if encoder_epochs < 1 or decoder_epochs < 1:
             raise ConfigError("encoder_epochs and decoder_epochs must be at least 1")
         self.hidden, self.latent, self.layers, self.dropout, self.gamma = hidden, latent, layers, dropout, gamma
@@ -178,7 +194,8 @@ class RecVAE(MultVAE):
         stopper = EarlyStopping(self.patience, epochs=self.epochs)
 
         def batches():
-            order, batch = shard(rng.permutation(active), self.batch_size)  # this rank's share on Ray
+            order, batch = shard(rng.permutation(active),  # this rank's share on Ray
+                                 self.batch_size or auto_batch(len(active), minimum=MIN_BATCH))
             for s in range(0, len(order), batch):
                 yield sparse_rows(x[order[s:s + batch]], dev)
 
@@ -186,6 +203,7 @@ class RecVAE(MultVAE):
         for epoch in range(1, self.epochs + 1):
             start = time.perf_counter()
             net.train()
+            net.decoder.requires_grad_(False)  # the encoder passes step the encoder only
             for _ in range(self.encoder_epochs):
                 for rows in batches():
                     mu, logvar = net.encoder(rows, self.dropout)
@@ -198,6 +216,7 @@ class RecVAE(MultVAE):
                     enc_opt.zero_grad()
                     (nll + self.gamma * rows.sums() * kl).mean().backward()
                     enc_opt.step()
+            net.decoder.requires_grad_(True)
             net.update_prior()
             for _ in range(self.decoder_epochs):
                 for rows in batches():
