@@ -52,12 +52,13 @@ SAMPLERS = ("uniform", "popularity", "nbpo")
 MIN_BATCH, STEPS_PER_EPOCH = 4096, 256
 
 
-def auto_batch(n_pairs: int) -> int:
-    """Pairs per step for ``batch_size=0``: 4,096, or 1/256 of an epoch's pairs on larger logs, so a
+def auto_batch(n_pairs: int, minimum: int = MIN_BATCH) -> int:
+    """Pairs per step for ``batch_size=0``: ``minimum`` (4,096), or 1/256 of an epoch's pairs on larger logs, so a
     step's fixed costs (a few dozen torch calls, the unique rows' sort) stay small beside its work
     (one epoch of 1.25M pairs over 138k users × 27k items: 4,096 → 65,536 pairs a step, 29 → 26 s,
-    on a loaded machine; benchmarks/train_speed.py)."""
-    return max(MIN_BATCH, n_pairs // STEPS_PER_EPOCH)
+    on a loaded machine; benchmarks/train_speed.py). Mult-VAE and RecVAE size their users per step
+    by it with ``minimum`` 128 (their Adam step over two (items × hidden) tables is the fixed cost)."""
+    return max(minimum, n_pairs // STEPS_PER_EPOCH)
 
 
 class LazyAdam:
