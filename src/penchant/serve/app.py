@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 from contextlib import asynccontextmanager
 
 import sqlalchemy as sa
@@ -35,7 +34,7 @@ from penchant.serve.hot_path import FastRecommendations
 from penchant.serve.keys import create_key
 from penchant.serve.leases import rate_limiter
 from penchant.serve.limits import BodyGate
-from penchant.serve.metrics import Metrics
+from penchant.serve.metrics import AfterEachRequest, Metrics
 from penchant.serve.routes import ROUTERS
 from penchant.serve.store import Store, database_url, make_engine, migrate
 
@@ -51,31 +50,17 @@ class ErrorJSON(JSONResponse):
         return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
-class RequestMetrics:
+class RequestMetrics(AfterEachRequest):
     """ASGI middleware, outermost: request counts and latency by route and status (the answers of
     the body gate and the hot path included)."""
 
     def __init__(self, app, metrics: Metrics) -> None:
-        self.app, self.metrics = app, metrics
+        super().__init__(app)
+        self.metrics = metrics
 
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = [500]
-
-        async def capture(message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, capture)
-        finally:
-            route = scope.get("route")
-            self.metrics.observe(scope["method"], getattr(route, "path", "unmatched"), status[0],
-                                 time.perf_counter() - start)
+    def done(self, scope: dict, status: int, seconds: float) -> None:
+        route = scope.get("route")
+        self.metrics.observe(scope["method"], getattr(route, "path", "unmatched"), status, seconds)
 
 
 def create_app(settings: Settings, *, admin_key: str | None = None, generation=None, generation_lock=None,

@@ -43,6 +43,7 @@ from penchant.serve.failpoints import failpoint
 from penchant.serve.fleet import VersionFiles
 from penchant.serve.impressions import ImpressionLog, explore, thompson
 from penchant.serve.leases import JobLeases, JobWatch, Lease
+from penchant.serve.runner import process_running
 from penchant.serve.store import Store
 
 #: at most this many users' Thompson lists are kept (each N × k indices and scores: 80 kB at N = 1,000, k = 10)
@@ -127,13 +128,7 @@ def owner_alive(owner: str | None, embedded: bool) -> bool:
         return True
     if ticks or os.path.isdir("/proc"):
         return _started(int(pid)) == ticks
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
+    return process_running(int(pid))
 
 
 def _durable(folder: Path) -> None:

@@ -3,7 +3,38 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
+from typing import Any
+
+
+class AfterEachRequest:
+    """ASGI middleware that runs the app and then :meth:`done` for every HTTP request, with the
+    status the app answered (500 when it sent none: it raised) and the seconds it took (other scopes
+    pass through untouched). Subclasses say what is done with them (metrics, an access log)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start, status = time.perf_counter(), [500]
+
+        async def capture(message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            self.done(scope, status[0], time.perf_counter() - start)
+
+    def done(self, scope: dict, status: int, seconds: float) -> None:
+        raise NotImplementedError
+
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 

@@ -21,6 +21,7 @@ from typing import IO
 
 from penchant.errors import ConfigError
 from penchant.serve.keys import bearer, key_id_of
+from penchant.serve.metrics import AfterEachRequest
 
 LOCK_NAME = "penchant.lock"
 
@@ -57,13 +58,14 @@ def _holder(f: IO) -> str:
         f.seek(0)
         text = f.read()
         pid = re.search(r"\(pid (\d+),", text)
-        if text.endswith("\n") and pid and _running(int(pid.group(1))):
+        if text.endswith("\n") and pid and process_running(int(pid.group(1))):
             return text.strip()
         time.sleep(0.02)
     return "another process"
 
 
-def _running(pid: int) -> bool:
+def process_running(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this host (signal 0; one of another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -96,35 +98,22 @@ def startup_lines(app, sock: socket.socket) -> list[str]:
     return lines + [f"warning: {line}" for line in app.state.refused]
 
 
-class AccessLog:
+class AccessLog(AfterEachRequest):
     """ASGI middleware writing one JSON line per request (time, method, path, status, duration,
     the key's id — never the key) to ``stream``."""
 
     def __init__(self, app, stream: IO = sys.stderr) -> None:
-        self.app, self.stream = app, stream
+        super().__init__(app)
+        self.stream = stream
 
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start, status = time.perf_counter(), [500]
-
-        async def capture(message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, capture)
-        finally:
-            key = bearer(dict(scope["headers"]).get(b"authorization", b"").decode("latin-1"))
-            key_id = key_id_of(key) if key else None
-            client = scope.get("client") or [None]
-            record = {"time": round(time.time(), 3), "method": scope["method"], "path": scope["path"],
-                      "status": status[0], "ms": round((time.perf_counter() - start) * 1000, 3),
-                      "key_id": key_id, "client": client[0]}
-            self.stream.write(json.dumps(record) + "\n")
-            self.stream.flush()
+    def done(self, scope: dict, status: int, seconds: float) -> None:
+        key = bearer(dict(scope["headers"]).get(b"authorization", b"").decode("latin-1"))
+        key_id = key_id_of(key) if key else None
+        client = scope.get("client") or [None]
+        record = {"time": round(time.time(), 3), "method": scope["method"], "path": scope["path"],
+                  "status": status, "ms": round(seconds * 1000, 3), "key_id": key_id, "client": client[0]}
+        self.stream.write(json.dumps(record) + "\n")
+        self.stream.flush()
 
 
 def _uvicorn(app, sock: socket.socket, access_log: bool, graceful_s: float) -> None:
