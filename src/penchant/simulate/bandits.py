@@ -18,8 +18,6 @@ Thompson samplers (the probability that the item wins its slot).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from penchant.models.protocols import Ranker
@@ -94,16 +92,27 @@ class Softmax:
         return np.repeat(self.probs[users][:, None, :], k, axis=1)
 
 
-def _winning_share(sample: Callable[[np.ndarray, np.random.Generator], np.ndarray], users: np.ndarray,
-                   slates: np.ndarray, k: int, draws: int, rng: np.random.Generator) -> np.ndarray:
-    """Monte-Carlo probability (n, k) that each shown item lands at its slot under fresh draws."""
-    hits = np.zeros(slates.shape)
-    for _ in range(draws):
-        hits += top_k(sample(users, rng), k) == slates
-    return np.maximum(hits / draws, 1.0 / draws)
+class _Thompson:
+    """What both Thompson samplers do with their posterior: show the top-k of one draw of every
+    item's score per user (:meth:`_sample`, float (n_users, n_items)); the propensity of a shown item
+    is the share of ``propensity_draws`` fresh draws in which it lands at its slot (NaN when 0)."""
+
+    propensity_draws: int
+
+    def _sample(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    def act(self, users: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        slates = top_k(self._sample(users, rng), k)
+        if not self.propensity_draws:
+            return slates, np.full(slates.shape, np.nan)
+        hits = np.zeros(slates.shape)  # Monte-Carlo probability (n, k) that each shown item wins its slot
+        for _ in range(self.propensity_draws):
+            hits += top_k(self._sample(users, rng), k) == slates
+        return slates, np.maximum(hits / self.propensity_draws, 1.0 / self.propensity_draws)
 
 
-class BetaThompson:
+class BetaThompson(_Thompson):
     """Beta–Bernoulli Thompson sampling per (user, item); see the module."""
 
     def __init__(self, n_users: int, n_items: int, propensity_draws: int = 0) -> None:
@@ -114,12 +123,6 @@ class BetaThompson:
     def _sample(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         c, s = self.clicks[users], self.shown[users]
         return rng.beta(1.0 + c, 1.0 + s - c)
-
-    def act(self, users: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        slates = top_k(self._sample(users, rng), k)
-        if self.propensity_draws:
-            return slates, _winning_share(self._sample, users, slates, k, self.propensity_draws, rng)
-        return slates, np.full(slates.shape, np.nan)
 
     def update(self, users: np.ndarray, slates: np.ndarray, rewards: np.ndarray) -> None:
         rows = np.repeat(users, slates.shape[1])
@@ -147,7 +150,7 @@ class _LinearPosterior:
         np.add.at(self.b, rows, rewards.ravel()[:, None] * x)
 
 
-class LinearThompson(_LinearPosterior):
+class LinearThompson(_LinearPosterior, _Thompson):
     """Linear Thompson sampling over item vectors, per user; see the module."""
 
     def __init__(self, item_vectors: np.ndarray, n_users: int, *, ridge: float = 1.0, noise: float = 0.5,
@@ -160,12 +163,6 @@ class LinearThompson(_LinearPosterior):
         chol = np.linalg.cholesky(inv)
         theta = mean + self.noise * np.einsum("nde,ne->nd", chol, rng.standard_normal(mean.shape))
         return theta @ self.x.T
-
-    def act(self, users: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        slates = top_k(self._sample(users, rng), k)
-        if self.propensity_draws:
-            return slates, _winning_share(self._sample, users, slates, k, self.propensity_draws, rng)
-        return slates, np.full(slates.shape, np.nan)
 
 
 class LinUCB(_LinearPosterior):
