@@ -70,6 +70,26 @@ def test_multinomial_likelihood_sums_log_softmax_over_the_stored_entries():
     torch.testing.assert_close(batch.sums(), torch.from_numpy(np.asarray(x.sum(1), np.float32).ravel()))
 
 
+def test_the_likelihoods_hand_gradient_is_autograds_through_log_softmax():
+    """The one-node likelihood's backward, g_u·(|x_u|·softmax − x_u), written into the saved log
+    softmax, is autograd's gradient through the dense log softmax (rows weighted by g; the empty
+    row's gradient is zero); a second backward is refused rather than wrong."""
+    import torch
+
+    from penchant.models.multvae import multinomial_nll, sparse_rows
+
+    x, g = _rows(4), torch.tensor([0.5, -1.0, 2.0, 0.0, 3.0])
+    logits = torch.randn(5, 12, requires_grad=True)
+    loss = (multinomial_nll(logits, sparse_rows(x)) * g).sum()
+    loss.backward(retain_graph=True)
+    dense = logits.detach().clone().requires_grad_()
+    (-(torch.log_softmax(dense, dim=1) * torch.from_numpy(x.toarray())).sum(1) * g).sum().backward()
+    torch.testing.assert_close(logits.grad, dense.grad, rtol=1e-5, atol=1e-6)
+    assert torch.equal(logits.grad[2], torch.zeros(12))
+    with pytest.raises(RuntimeError, match="runs once"):
+        loss.backward()
+
+
 def _log() -> Dataset:
     rng = np.random.default_rng(3)
     users, items = np.repeat(np.arange(30), 6), rng.integers(0, 20, 180)
@@ -144,7 +164,7 @@ def test_recvae_encoder_pass_with_the_decoder_frozen_has_the_same_encoder_gradie
         (multinomial_nll(net.decoder(z), x) + 0.005 * x.sums() * kl).mean().backward()
         assert (net.decoder.weight.grad is None) == frozen
         grads.append([p.grad.clone() for p in net.encoder.parameters()])
-    for dense, frozen in zip(*grads):
+    for dense, frozen in zip(*grads, strict=True):
         torch.testing.assert_close(frozen, dense, rtol=1e-6, atol=1e-7)
     assert any(float(g.abs().sum()) > 0 for g in grads[1])
     model = create("recvae", hidden=8, latent=4, layers=2, epochs=1, batch_size=16)
