@@ -21,6 +21,18 @@ Adam step over 138k users and 27k items costs the whole tables whatever the batc
 the batch. ``batch_size=0`` sizes batches to the log (:func:`auto_batch`): 4,096 pairs up to 1M
 training pairs (ML-100K: 20 steps an epoch), then 1/256 of the pairs (62,500 at 16M). ``nbpo``
 keeps autograd and dense Adam (its flip model has more terms; it is not the large-log path).
+
+Which code runs the lazy-Adam steps (``uniform`` and ``popularity``; ``path_`` says after a fit):
+
+* ``compiled`` — on the CPU in a local fit (``device=cpu``, or ``auto`` without CUDA): the whole
+  epoch in one numba call (:mod:`penchant.models.bpr_kernel`: one pass over a step's pairs summing
+  their gradients onto the touched rows, one pass over those rows for Adam, on a row layout that
+  keeps each row's value, gradient and moments side by side). Same mathematics, same shuffle and
+  negatives from the same seed; the factors equal the torch steps' to float rounding (~1e-6).
+  One thread (the loops are serial); 1.4–1.7× implicit's BPR epoch on the 20M shape
+  (docs/benchmarks.md), where the torch step was 4.9×.
+* ``torch`` — on CUDA, and in a data-parallel fit (Ray; :func:`merge_rows` inside
+  :meth:`LazyAdam.update` averages the ranks' rows): :func:`bpr_row_gradients` + :class:`LazyAdam`.
 """
 
 from __future__ import annotations
@@ -33,7 +45,7 @@ from penchant import DEFAULT_SEED
 from penchant.data import Dataset
 from penchant.errors import ConfigError
 from penchant.models.base import Validator
-from penchant.models.distributed import merge_rows, synced
+from penchant.models.distributed import current, merge_rows, synced
 from penchant.models.factors import FactorModel
 from penchant.models.registry import register
 from penchant.models.search import Float, Int
@@ -172,7 +184,15 @@ class BPR(FactorModel):
         p = (torch.randn(n_users, d) * 0.1).to(dev)
         q = (torch.randn(n_items, d) * 0.1).to(dev)
         weights = train.item_counts.astype(np.float64) ** self.pop_exponent if self.sampler == "popularity" else None
-        sampler = NegativeSampler(x, weights, rng)
+        # the compiled epoch (models/bpr_kernel.py) on the CPU in a local fit; torch's step on CUDA
+        # and in a data-parallel fit (whose LazyAdam.update averages the ranks' rows)
+        self.path_ = "compiled" if self.sampler != "nbpo" and dev.type == "cpu" and current() is None else "torch"
+        if self.path_ == "compiled":
+            from penchant.models.bpr_kernel import RowSampler
+
+            sampler = RowSampler(x, weights, rng)
+        else:
+            sampler = NegativeSampler(x, weights, rng)
         stopper = EarlyStopping(self.patience, epochs=self.epochs)
         pairs = x.nonzero()
         batch = self.batch_size or auto_batch(len(pairs[0]))
@@ -183,6 +203,13 @@ class BPR(FactorModel):
                      torch.nn.Parameter(torch.full((n_items,), -2.0, device=dev)))
             opt = synced(torch.optim.Adam([p, q, b, *noise], lr=self.lr))
             factors = lambda: (p, q, b)
+        elif self.path_ == "compiled":  # the same step as below, in the kernel's layout (its own copy)
+            from penchant.models.bpr_kernel import LazyAdamState
+
+            state = LazyAdamState(p.numpy(), torch.cat([q, torch.zeros(n_items, 1)], 1).numpy(), batch, self.lr,
+                                  reg=self.reg)
+            vu, vq = state.values()
+            factors = lambda: (vu, vq[:, :d], vq[:, d])
         else:  # the item bias is q's last column: one gather and one update per item row
             q = torch.cat([q, torch.zeros(n_items, 1, device=dev)], 1)
             lazy = LazyAdam([p, q], lr=self.lr)
@@ -191,11 +218,16 @@ class BPR(FactorModel):
         self.epoch_seconds_: list[float] = []
         for epoch in range(1, self.epochs + 1):
             start = time.perf_counter()
-            for u, i, j in triple_batches(*pairs, sampler, batch, rng, dev):
-                if self.sampler == "nbpo":
-                    self._nbpo_step(opt, p, q, b, noise, u, i, j)
-                else:
-                    self._bpr_step(lazy, p, q, u, i, j)
+            if self.path_ == "compiled":  # triple_batches' shuffle and draws, every step in one call
+                order = rng.permutation(len(pairs[0]))
+                users = pairs[0][order]
+                state.epoch(users, pairs[1][order], sampler.sample(users))
+            else:
+                for u, i, j in triple_batches(*pairs, sampler, batch, rng, dev):
+                    if self.sampler == "nbpo":
+                        self._nbpo_step(opt, p, q, b, noise, u, i, j)
+                    else:
+                        self._bpr_step(lazy, p, q, u, i, j)
             self.epoch_seconds_.append(time.perf_counter() - start)
             self.epochs_run_ = epoch
             if valid is not None and epoch % self.eval_every == 0:

@@ -1,0 +1,226 @@
+"""BPR's CPU epoch as compiled loops (numba): the same lazy-Adam step as
+:func:`penchant.models.bpr.bpr_row_gradients` + :meth:`penchant.models.bpr.LazyAdam.update`, without
+torch's ~25 passes over each batch.
+
+Per batch of B (user, positive, negative) triples, :func:`bpr_epoch` makes
+
+1. one pass over the pairs: the score difference x = p_u·(q_i − q_j) + b_i − b_j from the rows as
+   they were before the step, g = −σ(−x)/B, and each pair's gradient added into preallocated
+   gradient rows (users (n_users, d), items (n_items, d + 1)), with reg's 2·reg/B·row per
+   occurrence (not on the bias column); the first touch of a row marks it (a byte per table row)
+   and appends it to the step's list of touched rows — no sort;
+2. one pass over the touched rows: Adam on each row's value and moments in place, with the bias
+   correction of the global step, and the gradient row and its mark cleared for the next step.
+
+An untouched row and its moments do not move (lazy Adam). Floats are float32 like the torch
+path; a row's gradient is summed in pair order, so the factors equal the torch step's up to float
+rounding (tests/models/test_bpr_compiled.py: ≤ 1e-5 after several steps) and one seed gives the
+same factors on every run. The loops are serial: a row met by several pairs of a batch would race
+under a parallel loop over pairs, and on this project's loaded 2-core machine penchant chooses one
+thread (implicit's BPR, the reference, then runs one thread too).
+
+:func:`seen` answers the negative sampler's membership question from the CSR rows (a binary search
+in the user's sorted items) instead of a search over all n_users × n_items keys; the draws, and so
+the triples, are the sampler's own.
+
+The first call in a fresh environment compiles (``cache=True`` keeps the machine code in
+``__pycache__`` for later processes).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from penchant.models.training import NegativeSampler
+
+#: pairs (pass 1) and rows (pass 2) ahead of the current one whose state is prefetched
+AHEAD = 8
+#: float32s a cache line holds
+LINE = 16
+
+
+@intrinsic
+def _prefetch(typingctx, state, row, offset):
+    """Ask the CPU to bring ``state[row]``'s float ``offset`` (within the row) into the cache ahead of
+    its use (LLVM's ``llvm.prefetch``, for writing, keep in all levels): the random rows of a step
+    are fetched several at a time instead of one miss after another."""
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        stride = cgutils.unpack_tuple(builder, ary.strides)[0]
+        base = builder.ptrtoint(ary.data, ir.IntType(64))
+        at = builder.add(base, builder.add(builder.mul(args[1], stride), builder.mul(args[2], ir.Constant(ir.IntType(64), 4))))
+        i8p = ir.IntType(8).as_pointer()
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p] + [ir.IntType(32)] * 3),
+                                            "llvm.prefetch.p0")
+        builder.call(fn, [builder.inttoptr(at, i8p)] + [ir.Constant(ir.IntType(32), v) for v in (1, 3, 1)])
+        return context.get_dummy_value()
+
+    return types.void(state, types.int64, types.int64), codegen
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _prefetch_row(state, row, floats) -> None:
+    """Prefetch the first ``floats`` float32s of ``state[row]`` (state float32 (n, 4, w), C order)."""
+    for off in range(0, floats, LINE):
+        _prefetch(state, np.int64(row), np.int64(off))
+
+
+#: the planes of a table's state (n, 4, w): a row's value, gradient and Adam moments side by side,
+#: so that a step's random row touches read one contiguous 4·w floats (one cache-line stream) instead
+#: of four arrays' rows
+VALUE, GRAD, M, V = 0, 1, 2, 3
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def bpr_epoch(su: np.ndarray, sq: np.ndarray, mark_u: np.ndarray, mark_i: np.ndarray, rows_u: np.ndarray,
+              rows_i: np.ndarray, users: np.ndarray, items: np.ndarray, negatives: np.ndarray, batch: int,
+              lr: float, beta1: float, beta2: float, eps: float, reg: float, t: int) -> int:
+    """Lazy-Adam BPR steps over one epoch's triples, in place; returns the global step after them.
+
+    ``su`` float32 (n_users, 4, d) and ``sq`` float32 (n_items, 4, d + 1) the users' and items'
+    state, planes :data:`VALUE` (the factors; the item bias is ``sq``'s last column), :data:`GRAD`
+    (zero on entry, left zero), :data:`M` and :data:`V` (Adam's first and second moments);
+    ``mark_u`` (n_users,) and ``mark_i`` (n_items,) uint8 zero (left zero); ``rows_u`` (batch,) and
+    ``rows_i`` (2·batch,) int32 scratch for a step's touched rows; ``users``, ``items``,
+    ``negatives`` int32 (N,) the triples in step order, ``batch`` of them a step (the last step takes
+    the rest); ``t`` the global step before the first. Each step: mean −log σ(x_ui − x_uj) over its
+    pairs + reg·Σ(‖p_u‖² + ‖q_i‖² + ‖q_j‖²)/B over its occurrences, one Adam step on the rows it
+    touches. Only the dot product x may be summed in another order than torch's (``reassoc``).
+    """
+    n, d = len(users), su.shape[2]
+    f32 = np.float32
+    b1, b2, e = f32(beta1), f32(beta2), f32(eps)
+    for start in range(0, n, batch):
+        stop = min(n, start + batch)
+        size = stop - start
+        c = f32(2.0 * reg / size)
+        scale = f32(-1.0 / size)
+        nu = 0
+        ni = 0
+        for s in range(start, stop):  # pass 1: gradients onto the touched rows
+            if s + AHEAD < stop:  # the value and gradient planes of a later pair's rows
+                _prefetch_row(su, users[s + AHEAD], 2 * d)
+                _prefetch_row(sq, items[s + AHEAD], 2 * d + 2)
+                _prefetch_row(sq, negatives[s + AHEAD], 2 * d + 2)
+            u, i, j = users[s], items[s], negatives[s]
+            pu, qi, qj = su[u, VALUE], sq[i, VALUE], sq[j, VALUE]
+            x = qi[d] - qj[d]
+            for k in range(d):
+                x += pu[k] * (qi[k] - qj[k])
+            g = scale / (f32(1.0) + np.exp(x))  # −σ(−x)/B
+            if mark_u[u] == 0:
+                mark_u[u] = 1
+                rows_u[nu] = u
+                nu += 1
+            if mark_i[i] == 0:
+                mark_i[i] = 1
+                rows_i[ni] = i
+                ni += 1
+            if mark_i[j] == 0:
+                mark_i[j] = 1
+                rows_i[ni] = j
+                ni += 1
+            gu, gi, gj = su[u, GRAD], sq[i, GRAD], sq[j, GRAD]
+            for k in range(d):
+                gu[k] += g * (qi[k] - qj[k]) + c * pu[k]
+                gi[k] += g * pu[k] + c * qi[k]
+                gj[k] += c * qj[k] - g * pu[k]
+            gi[d] += g
+            gj[d] -= g
+        t += 1  # pass 2: Adam on the touched rows, with the bias correction of step t
+        step = f32(lr / (1.0 - beta1 ** t))
+        correct2 = f32(1.0 - beta2 ** t)
+        _adam_rows(su, mark_u, rows_u, nu, b1, b2, e, step, correct2)
+        _adam_rows(sq, mark_i, rows_i, ni, b1, b2, e, step, correct2)
+    return t
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _adam_rows(state, mark, rows, count, b1, b2, eps, step, correct2) -> None:
+    """Adam on ``rows[:count]`` of ``state`` (n, 4, w), as :meth:`LazyAdam.update` (m ← m + (1 − β1)
+    (g − m), v ← β2·v + (1 − β2)·g², value −= step·m / (√(v / correct2) + eps)); each row's gradient
+    and mark are cleared."""
+    one = np.float32(1.0)
+    w = state.shape[2]
+    for r in range(count):
+        if r + AHEAD < count:
+            _prefetch_row(state, rows[r + AHEAD], 4 * w)
+        row = state[rows[r]]
+        value, grad, m, v = row[VALUE], row[GRAD], row[M], row[V]
+        for k in range(w):
+            gr = grad[k]
+            m[k] += (one - b1) * (gr - m[k])
+            v[k] = b2 * v[k] + (one - b2) * gr * gr
+            value[k] -= step * m[k] / (np.sqrt(v[k] / correct2) + eps)
+            grad[k] = 0
+        mark[rows[r]] = 0
+
+
+class LazyAdamState:
+    """A local CPU fit's lazy-Adam state in the compiled layout: users (n_users, 4, d) and items
+    (n_items, 4, d + 1) float32 (:data:`VALUE`, :data:`GRAD`, :data:`M`, :data:`V` planes), the
+    touched-row marks and lists, and the global step ``t``; :meth:`epoch` runs an epoch's steps,
+    :meth:`values` gives the factors back."""
+
+    def __init__(self, p: np.ndarray, q: np.ndarray, batch: int, lr: float, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, reg: float = 0.0) -> None:
+        """``p`` (n_users, d) and ``q`` (n_items, d + 1, the bias last) the initial factors (copied)."""
+        self.users = np.zeros((p.shape[0], 4, p.shape[1]), np.float32)
+        self.items = np.zeros((q.shape[0], 4, q.shape[1]), np.float32)
+        self.users[:, VALUE], self.items[:, VALUE] = p, q
+        self.marks = np.zeros(len(p), np.uint8), np.zeros(len(q), np.uint8)
+        self.touched = np.empty(batch, np.int32), np.empty(2 * batch, np.int32)
+        self.batch, self.lr, self.betas, self.eps, self.reg, self.t = batch, lr, betas, eps, reg, 0
+
+    def epoch(self, users: np.ndarray, items: np.ndarray, negatives: np.ndarray) -> None:
+        """Steps over the triples ``users``, ``items``, ``negatives`` int (N,), in this order."""
+        users, items, negatives = (np.asarray(a, np.int32) for a in (users, items, negatives))  # one signature to compile
+        self.t = bpr_epoch(self.users, self.items, *self.marks, *self.touched, users, items, negatives, self.batch,
+                           self.lr, *self.betas, self.eps, self.reg, self.t)
+
+    def values(self) -> tuple[np.ndarray, np.ndarray]:
+        """(users (n_users, d), items (n_items, d + 1)): views of the current factors."""
+        return self.users[:, VALUE], self.items[:, VALUE]
+
+
+@njit(cache=True, nogil=True)
+def seen(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """bool (n,): whether ``users[k]`` has ``items[k]`` in a CSR with sorted rows (``indptr``
+    (n_users + 1,), ``indices`` (nnz,)); a binary search in the user's row."""
+    out = np.empty(len(users), dtype=np.bool_)
+    for k in range(len(users)):
+        lo, hi, item = indptr[users[k]], indptr[users[k] + 1], items[k]
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if indices[mid] < item:
+                lo = mid + 1
+            else:
+                hi = mid
+        out[k] = lo < indptr[users[k] + 1] and indices[lo] == item
+    return out
+
+
+class RowSampler(NegativeSampler):
+    """:class:`NegativeSampler` with its membership check by :func:`seen` on the CSR's rows when the
+    log is too large for the dense bitmap: the same draws and answers, without a search over all the
+    n_users × n_items keys (16M at the 20M shape) for every draw."""
+
+    def __init__(self, seen_pairs: sp.csr_matrix, weights: np.ndarray | None, rng: np.random.Generator) -> None:
+        n_users, self.n_items = seen_pairs.shape
+        # the parent's state, less its sorted keys (built by the parent only for its own is_seen)
+        self.dense = seen_pairs.toarray() > 0 if n_users * self.n_items <= self.DENSE_CELLS else None
+        self.cdf = None if weights is None else np.cumsum(weights / weights.sum())
+        self.rng = rng
+        rows = seen_pairs if seen_pairs.has_sorted_indices else seen_pairs.sorted_indices()
+        self.indptr, self.indices = rows.indptr, rows.indices
+
+    def is_seen(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        if self.dense is not None:
+            return self.dense[users, items]
+        return seen(self.indptr, self.indices, np.asarray(users, np.int64), np.asarray(items, np.int64))
