@@ -23,9 +23,13 @@ on torch's threads. Each learner's cost model says which bound applies:
 * ``gru4rec``: GEMM: per position 3 × 2·(layers·6d² + d² + d·C);
 * ``multvae``: GEMM: per user 3 × 2·(n̄·h + I·h + 3·h·z): the sparse encoder reads the user's n̄
   stored items (mean over users), the decoder's logits cover all I items; h hidden, z latent;
-* ``recvae``: GEMM: per user and epoch, ``encoder_epochs`` passes of 3 × 2·(e + z·I) with
-  e = n̄·h + (layers − 1)·h² + 2·h·z the encoder, and ``decoder_epochs`` passes of 2·e (the
-  encoder's forward, no backward) + 2 × 2·z·I (the decoder's forward and weight gradient);
+* ``recvae``: GEMM: per user and epoch, ``encoder_epochs`` passes of 3 × 2·e + 2·e + 2 × 2·z·I
+  with e = n̄·h + (layers − 1)·h² + 2·h·z the encoder (its forward and backward, the frozen prior
+  encoder's forward, the decoder's forward and input gradient: no weight gradient of the decoder
+  there), and ``decoder_epochs`` passes of 2·e (the encoder's forward, no backward) + 2 × 2·z·I
+  (the decoder's forward and weight gradient). Mult-VAE and RecVAE train with the full log's
+  users per step when ``batch_size`` is not given (``auto_batch`` of its users, as their
+  ``batch_size=0`` would choose on it); their rows add the fit's CPU seconds;
 * ``lightgcn``: memory: each step propagates the whole graph forward and back, 2 × layers ×
   2·nnz edges gathering and adding d floats (8 bytes of index and weight each), plus BPR's rows;
   ``propagation=sampled``: 1/chunks of that, plus one exact forward propagation every chunks
@@ -87,7 +91,7 @@ def cost(name: str, model, data) -> tuple[str, float]:
         if name == "multvae":
             return "gemm_flops", 3 * 2 * (stored * h + n_items * h + 3 * h * z)
         encoder = stored * h + (p["layers"] - 1) * h * h + 2 * h * z
-        return "gemm_flops", p["encoder_epochs"] * 3 * 2 * (encoder + z * n_items) + p["decoder_epochs"] * (2 * encoder + 2 * 2 * z * n_items)
+        return "gemm_flops", p["encoder_epochs"] * (4 * 2 * encoder + 2 * 2 * z * n_items) + p["decoder_epochs"] * (2 * encoder + 2 * 2 * z * n_items)
     if name == "lightgcn":
         edge = 2 * data.n_interactions * (4 * p["factors"] + 8)  # one product: 2·nnz entries, d floats + index and weight each
         if p["propagation"] == "sampled":  # forward and back over 1/C of the edges, one exact refresh every C steps
@@ -155,6 +159,11 @@ def measure(specs: list[str], size: int, fraction: float, seed: int = 0) -> list
             from penchant.models.bpr import auto_batch
 
             params["batch_size"] = auto_batch(round(0.8 * size))
+        if name in ("multvae", "recvae") and not params.get("batch_size"):  # the full log's users a step, as batch_size=0 there
+            from penchant.models.bpr import auto_batch
+            from penchant.models.multvae import MIN_BATCH
+
+            params["batch_size"] = auto_batch(users, minimum=MIN_BATCH)
         model = create(name, **params)
         start, cpu = time.perf_counter(), time.process_time()
         model.fit(data)
@@ -174,11 +183,15 @@ def measure(specs: list[str], size: int, fraction: float, seed: int = 0) -> list
             # the two whole one-epoch fits (setup included on both sides) are the steadier ratio
             row["fit_cpu_seconds"], row["implicit_fit_cpu_seconds"] = fit_cpu, implicit_cpu
             row["cpu_ratio_to_implicit"] = fit_cpu / implicit_cpu
+        if name in ("multvae", "recvae"):  # the whole one-epoch fit (setup included), wall and CPU, and its batch
+            row["fit_seconds"], row["fit_cpu_seconds"], row["batch_size"] = fit, fit_cpu, params["batch_size"]
         rows.append(row)
         print(f"{spec:<28} {seconds:>8.2f} s  {rate:>12,.0f} ex/s  {100 * row['share_of_bound']:>5.1f}% of {bound}"
               + (f"  implicit {row['implicit_epoch_seconds']:.2f} s (ratio {row['ratio_to_implicit']:.2f}; CPU s of the"
                  f" fits {fit_cpu:.2f} / {implicit_cpu:.2f} = {row['cpu_ratio_to_implicit']:.2f})"
-                 if name == "bpr" else ""), flush=True)
+                 if name == "bpr" else "")
+              + (f"  batch {params['batch_size']}; the fit {fit:.2f} s wall, {fit_cpu:.2f} s CPU"
+                 if name in ("multvae", "recvae") else ""), flush=True)
     return rows
 
 
