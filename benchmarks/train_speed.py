@@ -30,12 +30,19 @@ on torch's threads. Each learner's cost model says which bound applies:
   (the decoder's forward and weight gradient). Mult-VAE and RecVAE train with the full log's
   users per step when ``batch_size`` is not given (``auto_batch`` of its users, as their
   ``batch_size=0`` would choose on it); their rows add the fit's CPU seconds;
-* ``lightgcn``: memory: each step propagates the whole graph forward and back, 2 × layers ×
-  2·nnz edges gathering and adding d floats (8 bytes of index and weight each), plus BPR's rows;
-  ``propagation=sampled``: 1/chunks of that, plus one exact forward propagation every chunks
-  steps. The dense passes over the (users + items, d) tables (the layers' sums, Adam) are not
-  counted. Its epoch does not scale with ``--fraction`` (a step's cost grows with the graph):
-  measure it with ``--fraction 1``.
+* ``lightgcn``: memory: the entries of the normalised adjacency (or of its sampled parts) that
+  the fit's products read, forward and back, counted by the model (``propagated_entries_``: full,
+  2 × layers × 2·nnz a step; sampled, the sub-matrices of the batch's receptive field plus one
+  exact forward propagation every chunks steps), each gathering and adding d floats (8 bytes of
+  index and weight), plus BPR's rows. The passes over the (users + items, d) tables (full: the
+  layers' sums and dense Adam; sampled: the field's rows and their lazy Adam moments) are not
+  counted, so the share is a lower bound. Its epoch does not scale with ``--fraction`` (a step's
+  cost grows with the graph): measure it with ``--fraction 1``. ``--steps N`` cuts a LightGCN
+  epoch after N steps (``--full-steps M`` for ``propagation=full``, whose steps cost 2·layers
+  whole-graph products) and scales to the whole epoch: the epoch's setup (its permutation and
+  negatives, once) + the steps' seconds × (the epoch's steps / the steps run), wall and CPU; the
+  line says how many steps ran. As ``epoch_seconds_``, the graph's and parts' construction before
+  the epoch is not in it. In the table below a cut row's "measured" column is that scaled epoch.
 
 Examples: BPR and LightGCN, training pairs; SASRec and GRU4Rec, next-item positions; Mult-VAE and
 RecVAE, users.
@@ -92,13 +99,8 @@ def cost(name: str, model, data) -> tuple[str, float]:
             return "gemm_flops", 3 * 2 * (stored * h + n_items * h + 3 * h * z)
         encoder = stored * h + (p["layers"] - 1) * h * h + 2 * h * z
         return "gemm_flops", p["encoder_epochs"] * (4 * 2 * encoder + 2 * 2 * z * n_items) + p["decoder_epochs"] * (2 * encoder + 2 * 2 * z * n_items)
-    if name == "lightgcn":
-        edge = 2 * data.n_interactions * (4 * p["factors"] + 8)  # one product: 2·nnz entries, d floats + index and weight each
-        if p["propagation"] == "sampled":  # forward and back over 1/C of the edges, one exact refresh every C steps
-            per_step = (2 * p["layers"] * edge + p["layers"] * edge) / p["chunks"]
-        else:
-            per_step = 2 * p["layers"] * edge
-        return "bandwidth", per_step / p["batch_size"] + 21 * 4 * p["factors"]
+    if name == "lightgcn":  # the entries the fit's products read, counted by the model, d floats + index and weight each
+        return "bandwidth", model.propagated_entries_ * (4 * p["factors"] + 8) / model.trained_pairs_ + 21 * 4 * p["factors"]
     raise SystemExit(f"no cost model for {name!r}")
 
 
@@ -144,8 +146,45 @@ def implicit_bpr_epoch(data, factors: int, threads: int) -> tuple[float, float]:
         return time.perf_counter() - start, time.process_time() - cpu
 
 
-def measure(specs: list[str], size: int, fraction: float, seed: int = 0) -> list[dict]:
-    """Fit each spec for one epoch (no validation) on the scaled log; one row per learner."""
+class CutEpoch:
+    """LightGCN's ``triple_batches`` cut after ``steps`` batches (0: the whole epoch), with the wall and
+    CPU seconds from the epoch's start to its last step run (``wall``, ``cpu``) and of the epoch's
+    once-per-epoch setup (its permutation and negatives: ``setup_wall``, ``setup_cpu``), so the
+    epoch scales as setup + steps × (the epoch's steps / the steps run)."""
+
+    def __init__(self, steps: int) -> None:
+        from penchant.models import lightgcn
+
+        self.module, self.inner, self.steps = lightgcn, lightgcn.triple_batches, steps
+        self.wall = self.cpu = self.setup_wall = self.setup_cpu = 0.0
+        self.run = 0
+
+    def __call__(self, *args, **kwargs):
+        start, cpu = time.perf_counter(), time.process_time()
+        for n, batch in enumerate(self.inner(*args, **kwargs)):
+            if n == 0:
+                self.setup_wall, self.setup_cpu = time.perf_counter() - start, time.process_time() - cpu
+            if self.steps and n == self.steps:
+                break
+            self.run = n + 1
+            yield batch
+        self.wall, self.cpu = time.perf_counter() - start, time.process_time() - cpu
+
+    def scaled(self, epoch_steps: int) -> tuple[float, float]:
+        """(wall, CPU) seconds of the whole epoch of ``epoch_steps`` steps, scaled from the steps run."""
+        k = epoch_steps / self.run
+        return (self.setup_wall + (self.wall - self.setup_wall) * k, self.setup_cpu + (self.cpu - self.setup_cpu) * k)
+
+    def __enter__(self) -> None:
+        self.module.triple_batches = self
+
+    def __exit__(self, *exc) -> None:
+        self.module.triple_batches = self.inner
+
+
+def measure(specs: list[str], size: int, fraction: float, seed: int = 0, steps: int = 0, full_steps: int = 0) -> list[dict]:
+    """Fit each spec for one epoch (no validation) on the scaled log; one row per learner (LightGCN:
+    ``steps`` / ``full_steps`` cut its epoch, see the module docs)."""
     import torch
     from bench_scale import shape
 
@@ -185,11 +224,22 @@ def measure(specs: list[str], size: int, fraction: float, seed: int = 0) -> list
 
             params["batch_size"] = auto_batch(users, minimum=MIN_BATCH)
         model = create(name, **params)
+        cut = CutEpoch(full_steps if params.get("propagation", "full") == "full" else steps) if name == "lightgcn" else None
         start, cpu = time.perf_counter(), time.process_time()
-        model.fit(data)
+        if cut:
+            with cut:
+                model.fit(data)
+        else:
+            model.fit(data)
         fit, fit_cpu = time.perf_counter() - start, time.process_time() - cpu
         seconds = model.epoch_seconds_[0] if getattr(model, "epoch_seconds_", None) else fit
         n = examples(name, data)
+        if cut:  # the epoch's seconds scaled from the steps run (the row says how many)
+            from penchant.models.bpr import auto_batch
+
+            batch = model.batch_size or auto_batch(n)
+            model.trained_pairs_ = min(n, cut.run * batch)
+            seconds, epoch_cpu = cut.scaled(-(-n // batch))
         bound, per_example = cost(name, model, data)
         rate = n / seconds
         full = 0.8 * size if kind == "pairs" else n / fraction  # the examples of the full log's training epoch
@@ -205,7 +255,23 @@ def measure(specs: list[str], size: int, fraction: float, seed: int = 0) -> list
             row["cpu_ratio_to_implicit"] = fit_cpu / implicit_cpu
         if name in ("multvae", "recvae"):  # the whole one-epoch fit (setup included), wall and CPU, and its batch
             row["fit_seconds"], row["fit_cpu_seconds"], row["batch_size"] = fit, fit_cpu, params["batch_size"]
+        if cut:
+            row["epoch_cpu_seconds"], row["steps"], row["epoch_steps"], row["batch_size"] = epoch_cpu, cut.run, -(-n // batch), batch
+            row["steps_wall_seconds"], row["steps_cpu_seconds"] = cut.wall, cut.cpu
+            row["cpu_epoch_seconds_at_size"] = epoch_cpu * full / n
+            full_rows = [r for r in rows if r["model"].startswith("lightgcn") and "propagation=sampled" not in r["model"]]
+            if "propagation=sampled" in spec and full_rows:
+                row["ratio_to_full"] = full_rows[-1]["epoch_seconds_at_size"] / row["epoch_seconds_at_size"]
+                row["cpu_ratio_to_full"] = full_rows[-1]["cpu_epoch_seconds_at_size"] / row["cpu_epoch_seconds_at_size"]
         rows.append(row)
+        if cut:
+            print(f"{spec:<28} {row['steps']} of {row['epoch_steps']} steps of {batch:,} pairs: {cut.wall:.2f} s wall, "
+                  f"{cut.cpu:.2f} s CPU (the epoch's setup {cut.setup_wall:.2f} s, {cut.setup_cpu:.2f} s CPU); epoch "
+                  + ("" if row["steps"] == row["epoch_steps"] else "scaled ")
+                  + f"{seconds:.0f} s wall, {epoch_cpu:.0f} s CPU; {rate:,.0f} pairs/s; {100 * row['share_of_bound']:.1f}% of {bound}"
+                  + (f"; {row['ratio_to_full']:.1f}× faster than full (CPU {row['cpu_ratio_to_full']:.1f}×)"
+                     if "ratio_to_full" in row else ""), flush=True)
+            continue
         print(f"{spec:<28} {seconds:>8.2f} s  {rate:>12,.0f} ex/s  {100 * row['share_of_bound']:>5.1f}% of {bound}"
               + (f"  implicit {row['implicit_epoch_seconds']:.2f} s (ratio {row['ratio_to_implicit']:.2f}; CPU s of the"
                  f" fits {fit_cpu:.2f} / {implicit_cpu:.2f} = {row['cpu_ratio_to_implicit']:.2f})"
@@ -221,8 +287,10 @@ def main() -> None:
     ap.add_argument("--fraction", type=float, default=0.05)
     ap.add_argument("--models", default=DEFAULT_MODELS)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--steps", type=int, default=0, help="LightGCN (sampled): cut the epoch after this many steps and scale (0: whole)")
+    ap.add_argument("--full-steps", type=int, default=0, help="LightGCN (propagation=full): the same")
     args = ap.parse_args()
-    rows = measure([s for s in args.models.split(";") if s], args.size, args.fraction)
+    rows = measure([s for s in args.models.split(";") if s], args.size, args.fraction, steps=args.steps, full_steps=args.full_steps)
     print(f"\n{args.size:,}-interaction shape, learners fitted on {args.fraction:g} of it (the training part, 80%)")
     print("| learner | epoch s (measured) | examples/s | bound | share of bound | epoch s scaled to the full log | vs implicit |")
     print("|---|---|---|---|---|---|---|")
