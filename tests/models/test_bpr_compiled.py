@@ -94,3 +94,23 @@ def test_compiled_fit_learns_what_popularity_cannot():
     top = np.argsort(-scores, 1)[:, :10]
     assert (top < 30).mean() > 0.95  # their own block first
     assert recall(model) > 0.4, recall(model)  # 10 of the 18 unseen block A items: 0.56 expected at random within it
+
+
+def test_threads_split_rows_by_owner_and_give_the_one_thread_factors(triples):
+    from penchant.models.bpr_kernel import LazyAdamState
+
+    u, i, j = triples
+    rng = np.random.default_rng(2)
+    p0, q0 = (rng.standard_normal(s).astype(np.float32) * 0.1 for s in ((30, 8), (20, 9)))
+    runs = []
+    for threads in (1, 2, 3, 2):
+        state = LazyAdamState(p0, q0, 64, 0.05, reg=0.01, threads=threads)
+        state.epoch(u, i, j)
+        state.epoch(u[::-1], i[::-1], j[::-1])
+        runs.append((state.t, state.users.copy(), state.items.copy()))
+    assert all(t == 14 for t, _, _ in runs)
+    assert np.abs(runs[0][1][:, 0] - p0).max() > 0.1
+    for _, users, items in runs[1:]:
+        np.testing.assert_allclose(users, runs[0][1], atol=1e-6, rtol=0)
+        np.testing.assert_allclose(items, runs[0][2], atol=1e-6, rtol=0)
+    assert np.array_equal(runs[1][1], runs[3][1]) and np.array_equal(runs[1][2], runs[3][2])  # one result per thread count

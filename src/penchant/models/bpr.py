@@ -205,9 +205,10 @@ class BPR(FactorModel):
             factors = lambda: (p, q, b)
         elif self.path_ == "compiled":  # the same step as below, in the kernel's layout (its own copy)
             from penchant.models.bpr_kernel import LazyAdamState
+            from penchant.threads import threads
 
             state = LazyAdamState(p.numpy(), torch.cat([q, torch.zeros(n_items, 1)], 1).numpy(), batch, self.lr,
-                                  reg=self.reg)
+                                  reg=self.reg, threads=threads())
             vu, vq = state.values()
             factors = lambda: (vu, vq[:, :d], vq[:, d])
         else:  # the item bias is q's last column: one gather and one update per item row

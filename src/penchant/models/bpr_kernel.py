@@ -77,11 +77,15 @@ def _prefetch_row(state, row, floats) -> None:
 VALUE, GRAD, M, V = 0, 1, 2, 3
 
 
-@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+FAST = {"reassoc", "contract"}  # the dot product x may be summed in any order (torch's order is its own too)
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
 def bpr_epoch(su: np.ndarray, sq: np.ndarray, mark_u: np.ndarray, mark_i: np.ndarray, rows_u: np.ndarray,
               rows_i: np.ndarray, users: np.ndarray, items: np.ndarray, negatives: np.ndarray, batch: int,
               lr: float, beta1: float, beta2: float, eps: float, reg: float, t: int) -> int:
-    """Lazy-Adam BPR steps over one epoch's triples, in place; returns the global step after them.
+    """Lazy-Adam BPR steps over one epoch's triples, in place, on one thread; returns the global step
+    after them.
 
     ``su`` float32 (n_users, 4, d) and ``sq`` float32 (n_items, 4, d + 1) the users' and items'
     state, planes :data:`VALUE` (the factors; the item bias is ``sq``'s last column), :data:`GRAD`
@@ -91,16 +95,14 @@ def bpr_epoch(su: np.ndarray, sq: np.ndarray, mark_u: np.ndarray, mark_i: np.nda
     ``negatives`` int32 (N,) the triples in step order, ``batch`` of them a step (the last step takes
     the rest); ``t`` the global step before the first. Each step: mean −log σ(x_ui − x_uj) over its
     pairs + reg·Σ(‖p_u‖² + ‖q_i‖² + ‖q_j‖²)/B over its occurrences, one Adam step on the rows it
-    touches. Only the dot product x may be summed in another order than torch's (``reassoc``).
+    touches.
     """
     n, d = len(users), su.shape[2]
     f32 = np.float32
     b1, b2, e = f32(beta1), f32(beta2), f32(eps)
     for start in range(0, n, batch):
         stop = min(n, start + batch)
-        size = stop - start
-        c = f32(2.0 * reg / size)
-        scale = f32(-1.0 / size)
+        c, scale = f32(2.0 * reg / (stop - start)), f32(-1.0 / (stop - start))
         nu = 0
         ni = 0
         for s in range(start, stop):  # pass 1: gradients onto the touched rows
@@ -109,36 +111,102 @@ def bpr_epoch(su: np.ndarray, sq: np.ndarray, mark_u: np.ndarray, mark_i: np.nda
                 _prefetch_row(sq, items[s + AHEAD], 2 * d + 2)
                 _prefetch_row(sq, negatives[s + AHEAD], 2 * d + 2)
             u, i, j = users[s], items[s], negatives[s]
-            pu, qi, qj = su[u, VALUE], sq[i, VALUE], sq[j, VALUE]
-            x = qi[d] - qj[d]
-            for k in range(d):
-                x += pu[k] * (qi[k] - qj[k])
-            g = scale / (f32(1.0) + np.exp(x))  # −σ(−x)/B
-            if mark_u[u] == 0:
-                mark_u[u] = 1
-                rows_u[nu] = u
-                nu += 1
-            if mark_i[i] == 0:
-                mark_i[i] = 1
-                rows_i[ni] = i
-                ni += 1
-            if mark_i[j] == 0:
-                mark_i[j] = 1
-                rows_i[ni] = j
-                ni += 1
-            gu, gi, gj = su[u, GRAD], sq[i, GRAD], sq[j, GRAD]
-            for k in range(d):
-                gu[k] += g * (qi[k] - qj[k]) + c * pu[k]
-                gi[k] += g * pu[k] + c * qi[k]
-                gj[k] += c * qj[k] - g * pu[k]
-            gi[d] += g
-            gj[d] -= g
+            g = _margin_gradient(su, sq, u, i, j, scale)
+            nu = _add_user(su, sq, mark_u, rows_u, nu, u, i, j, g, c)
+            ni = _add_item(su, sq, mark_i, rows_i, ni, u, i, i, j, g, c)
+            ni = _add_item(su, sq, mark_i, rows_i, ni, u, j, i, j, g, c)
         t += 1  # pass 2: Adam on the touched rows, with the bias correction of step t
-        step = f32(lr / (1.0 - beta1 ** t))
-        correct2 = f32(1.0 - beta2 ** t)
+        step, correct2 = f32(lr / (1.0 - beta1 ** t)), f32(1.0 - beta2 ** t)
         _adam_rows(su, mark_u, rows_u, nu, b1, b2, e, step, correct2)
         _adam_rows(sq, mark_i, rows_i, ni, b1, b2, e, step, correct2)
     return t
+
+
+@njit(cache=True, nogil=True, inline="always", fastmath=FAST)
+def _margin_gradient(su, sq, u, i, j, scale):
+    """−σ(−x)/B (``scale`` = −1/B) for x = p_u·(q_i − q_j) + b_i − b_j, from the VALUE planes."""
+    pu, qi, qj = su[u, VALUE], sq[i, VALUE], sq[j, VALUE]
+    d = su.shape[2]
+    x = qi[d] - qj[d]
+    for k in range(d):
+        x += pu[k] * (qi[k] - qj[k])
+    return scale / (np.float32(1.0) + np.exp(x))
+
+
+@njit(cache=True, nogil=True, inline="always", fastmath=FAST)
+def _add_user(su, sq, mark, rows, count, u, i, j, g, c):
+    """User ``u``'s gradient of one pair, g·(q_i − q_j) + c·p_u, into its GRAD plane (the row marked
+    and listed on its first touch); returns the listed rows' count."""
+    if mark[u] == 0:
+        mark[u] = 1
+        rows[count] = u
+        count += 1
+    pu, qi, qj, gu = su[u, VALUE], sq[i, VALUE], sq[j, VALUE], su[u, GRAD]
+    for k in range(su.shape[2]):
+        gu[k] += g * (qi[k] - qj[k]) + c * pu[k]
+    return count
+
+
+@njit(cache=True, nogil=True, inline="always", fastmath=FAST)
+def _add_item(su, sq, mark, rows, count, u, row, i, j, g, c):
+    """Item ``row``'s gradient of one pair (``row`` is ``i``, the positive, or ``j``, the negative):
+    ±g·[p_u, 1] + c·[q_row, 0] into its GRAD plane; returns the listed rows' count."""
+    if mark[row] == 0:
+        mark[row] = 1
+        rows[count] = row
+        count += 1
+    sign = np.float32(1.0) if row == i else np.float32(-1.0)
+    pu, qr, gr = su[u, VALUE], sq[row, VALUE], sq[row, GRAD]
+    d = su.shape[2]
+    for k in range(d):
+        gr[k] += sign * g * pu[k] + c * qr[k]
+    gr[d] += sign * g
+    return count
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
+def margins(su: np.ndarray, sq: np.ndarray, users: np.ndarray, items: np.ndarray, negatives: np.ndarray,
+            start: int, stop: int, first: int, scale: float, g: np.ndarray) -> None:
+    """``g[s − first]`` = −σ(−x)/B for the pairs ``start ≤ s < stop`` (float32 ``g``; ``scale`` = −1/B):
+    the first phase of a step on several threads (:meth:`LazyAdamState.epoch`), each on its range."""
+    d = su.shape[2]
+    for s in range(start, stop):
+        if s + AHEAD < stop:
+            _prefetch_row(su, users[s + AHEAD], d)
+            _prefetch_row(sq, items[s + AHEAD], d + 1)
+            _prefetch_row(sq, negatives[s + AHEAD], d + 1)
+        g[s - first] = _margin_gradient(su, sq, users[s], items[s], negatives[s], np.float32(scale))
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
+def owned_gradients(su: np.ndarray, sq: np.ndarray, mark_u: np.ndarray, mark_i: np.ndarray, rows_u: np.ndarray,
+                    rows_i: np.ndarray, users: np.ndarray, items: np.ndarray, negatives: np.ndarray, start: int,
+                    stop: int, g: np.ndarray, c: float, owner: int, owners: int) -> tuple[int, int]:
+    """The second phase on several threads: thread ``owner`` of ``owners`` reads every pair of the
+    step (``start ≤ s < stop``, ``g`` from :func:`margins`) and adds the gradients of the rows it owns
+    (row mod owners = owner) — no row is written by two threads, and each row sums its pairs in pair
+    order, as :func:`bpr_epoch`. ``rows_u``, ``rows_i`` this owner's lists; returns their counts."""
+    nu = 0
+    ni = 0
+    cc = np.float32(c)
+    for s in range(start, stop):
+        u, i, j = users[s], items[s], negatives[s]
+        gs = g[s - start]
+        if u % owners == owner:
+            nu = _add_user(su, sq, mark_u, rows_u, nu, u, i, j, gs, cc)
+        if i % owners == owner:
+            ni = _add_item(su, sq, mark_i, rows_i, ni, u, i, i, j, gs, cc)
+        if j % owners == owner:
+            ni = _add_item(su, sq, mark_i, rows_i, ni, u, j, i, j, gs, cc)
+    return nu, ni
+
+
+@njit(cache=True, nogil=True)
+def adam_rows(state: np.ndarray, mark: np.ndarray, rows: np.ndarray, count: int, beta1: float, beta2: float,
+              eps: float, step: float, correct2: float) -> None:
+    """The third phase on several threads: :func:`_adam_rows` on one owner's rows."""
+    f32 = np.float32
+    _adam_rows(state, mark, rows, count, f32(beta1), f32(beta2), f32(eps), f32(step), f32(correct2))
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -166,23 +234,60 @@ class LazyAdamState:
     """A local CPU fit's lazy-Adam state in the compiled layout: users (n_users, 4, d) and items
     (n_items, 4, d + 1) float32 (:data:`VALUE`, :data:`GRAD`, :data:`M`, :data:`V` planes), the
     touched-row marks and lists, and the global step ``t``; :meth:`epoch` runs an epoch's steps,
-    :meth:`values` gives the factors back."""
+    :meth:`values` gives the factors back.
+
+    ``threads`` > 1: each step in three phases, each split over that many threads (Python threads
+    running the compiled, GIL-free phases): the pairs' margins by ranges of pairs, the gradients by
+    owner of the rows (row mod threads), Adam by owner. No row is written by two threads and each
+    row sums its pairs in pair order, so the factors do not depend on the thread count (up to the
+    dot product's summation order) and one seed gives one result.
+    """
 
     def __init__(self, p: np.ndarray, q: np.ndarray, batch: int, lr: float, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, reg: float = 0.0) -> None:
+                 eps: float = 1e-8, reg: float = 0.0, threads: int = 1) -> None:
         """``p`` (n_users, d) and ``q`` (n_items, d + 1, the bias last) the initial factors (copied)."""
         self.users = np.zeros((p.shape[0], 4, p.shape[1]), np.float32)
         self.items = np.zeros((q.shape[0], 4, q.shape[1]), np.float32)
         self.users[:, VALUE], self.items[:, VALUE] = p, q
         self.marks = np.zeros(len(p), np.uint8), np.zeros(len(q), np.uint8)
-        self.touched = np.empty(batch, np.int32), np.empty(2 * batch, np.int32)
+        self.threads = max(1, threads)
+        self.touched = np.empty((self.threads, batch), np.int32), np.empty((self.threads, 2 * batch), np.int32)
         self.batch, self.lr, self.betas, self.eps, self.reg, self.t = batch, lr, betas, eps, reg, 0
 
     def epoch(self, users: np.ndarray, items: np.ndarray, negatives: np.ndarray) -> None:
         """Steps over the triples ``users``, ``items``, ``negatives`` int (N,), in this order."""
         users, items, negatives = (np.asarray(a, np.int32) for a in (users, items, negatives))  # one signature to compile
-        self.t = bpr_epoch(self.users, self.items, *self.marks, *self.touched, users, items, negatives, self.batch,
-                           self.lr, *self.betas, self.eps, self.reg, self.t)
+        if self.threads == 1:
+            self.t = bpr_epoch(self.users, self.items, *self.marks, self.touched[0][0], self.touched[1][0], users, items,
+                               negatives, self.batch, self.lr, *self.betas, self.eps, self.reg, self.t)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        g = np.empty(self.batch, np.float32)
+        with ThreadPoolExecutor(self.threads) as pool:
+            for start in range(0, len(users), self.batch):
+                self._step(pool, users, items, negatives, start, min(len(users), start + self.batch), g)
+
+    def _step(self, pool, users: np.ndarray, items: np.ndarray, negatives: np.ndarray, start: int, stop: int,
+              g: np.ndarray) -> None:
+        """One step on ``self.threads`` threads of ``pool`` over the pairs ``start ≤ s < stop`` (``g``
+        float32 (batch,) scratch for their margins' gradients)."""
+        owners, size = self.threads, stop - start
+        cuts = np.linspace(start, stop, owners + 1).astype(np.int64)
+        list(pool.map(lambda k: margins(self.users, self.items, users, items, negatives, cuts[k], cuts[k + 1], start,
+                                        -1.0 / size, g), range(owners)))
+        counts = list(pool.map(lambda k: owned_gradients(
+            self.users, self.items, *self.marks, self.touched[0][k], self.touched[1][k], users, items, negatives,
+            start, stop, g, 2.0 * self.reg / size, k, owners), range(owners)))
+        self.t += 1
+        (b1, b2), t = self.betas, self.t
+        step, correct2 = self.lr / (1.0 - b1 ** t), 1.0 - b2 ** t
+
+        def adam(k: int) -> None:
+            adam_rows(self.users, self.marks[0], self.touched[0][k], counts[k][0], b1, b2, self.eps, step, correct2)
+            adam_rows(self.items, self.marks[1], self.touched[1][k], counts[k][1], b1, b2, self.eps, step, correct2)
+
+        list(pool.map(adam, range(owners)))
 
     def values(self) -> tuple[np.ndarray, np.ndarray]:
         """(users (n_users, d), items (n_items, d + 1)): views of the current factors."""
