@@ -198,7 +198,7 @@ def measure(specs: list[str], size: int, fraction: float, seed: int = 0, steps: 
     peak = probe(threads)
     if any(spec.split(":")[0] == "bpr" for spec in specs):
         warm = warm_bpr(64, threads)
-        print(f"# bpr runs its {warm['path']} path here (1 thread if compiled); first fits (CPU s, not in the rows): "
+        print(f"# bpr runs its {warm['path']} path here, implicit's BPR on the same {threads} thread(s); first fits (CPU s, not in the rows): "
               f"penchant {warm['first_fit_cpu_seconds']:.2f}, implicit {warm['implicit_first_fit_cpu_seconds']:.2f}", flush=True)
     print(f"# probe on {threads} thread(s): GEMM {peak['gemm_flops'] / 1e9:.1f} GFLOP/s, "
           f"memory {peak['bandwidth'] / 1e9:.1f} GB/s", flush=True)
