@@ -57,9 +57,9 @@ STOCHASTIC = {"als", "bpr", "multvae", "lightgcn", "recvae", "ials", "blend"}
 #: ``<split>/ials_protocol.json``; ``fit`` takes a bare ``ials`` spec's settings from there (the best
 #: validation NDCG@10 of all the trials).
 IALS_PROTOCOL = {"small_factors": 64, "unobserved_weight": (0.03, 0.1, 0.3, 1.0),
-                 "regularization": (1e-3, 3e-3, 1e-2, 3e-2, 1e-1), "refine": (0.6, 1.0, 1.7),
-                 "reg_exponent": (0.0, 0.25, 0.5, 0.75), "exponent_scale": (1 / 3, 1.0, 3.0),
-                 "large_factors": (128, 256), "large_scale": (0.5, 1.0, 2.0, 4.0), "epochs": 16, "seed": 0}
+                 "regularization": (1e-3, 3e-3, 1e-2, 3e-2, 1e-1), "refine": (0.7, 1.0, 1.4),
+                 "reg_exponent": (0.0, 0.25, 0.5, 0.75), "exponent_scale": (0.6, 1.0, 1.7),
+                 "large_factors": (128, 256), "large_scale": (0.7, 1.0, 1.4, 2.0), "epochs": 16, "seed": 0}
 
 
 def temporal(ds: Dataset, ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> Split:
@@ -149,9 +149,11 @@ class _IalsProtocol:
         self.job = search("ials", self.train, valid)
         self.trials: list[dict] = []
         p = protocol
-        self.n_trials = (len(p["unobserved_weight"]) * len(p["regularization"]) + len(p["refine"]) ** 2 - 1
-                         + len(p["reg_exponent"]) * len(p["exponent_scale"])
-                         + len(p["large_factors"]) * len(p["large_scale"]))
+        small = (len(p["unobserved_weight"]) * len(p["regularization"]) + len(p["refine"]) ** 2 - 1
+                 + len(p["reg_exponent"]) * len(p["exponent_scale"]))
+        #: each planned trial's d, for the ETA (a fit's time grows about linearly with d here)
+        self.planned = [p["small_factors"]] * small + [f for f in p["large_factors"] for _ in p["large_scale"]]
+        self.n_trials = len(self.planned)
         self.started = time.perf_counter()
 
     def trial(self, stage: str, **params: float) -> float:
@@ -166,9 +168,10 @@ class _IalsProtocol:
                             "cpu_seconds": round(time.process_time() - cpu, 2),
                             "wall_seconds": round(time.perf_counter() - wall, 2)})
         done = len(self.trials)
-        eta = (time.perf_counter() - self.started) / done * max(self.n_trials - done, 0)
+        per_dim = (time.perf_counter() - self.started) / sum(t["params"]["factors"] for t in self.trials)
+        eta = per_dim * sum(self.planned[done:])
         print(f"{self.dir.name} | ials stage {stage} trial {done}/{self.n_trials} | {params} | valid ndcg@10 "
-              f"{value:.4f} | {self.trials[-1]['cpu_seconds']} CPU s | ETA ≤ {int(eta // 60)}m{int(eta % 60):02d}s",
+              f"{value:.4f} | {self.trials[-1]['cpu_seconds']} CPU s | ETA ≈ {int(eta // 60)}m{int(eta % 60):02d}s",
               flush=True)
         return value
 
