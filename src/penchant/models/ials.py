@@ -25,6 +25,8 @@ The paper's tuning protocol (section 4): start from a large dimension, tune α�
 ``penchant tune`` runs over :attr:`IALS.search_space` (log-uniform ranges: Optuna's TPE plays the
 coarse-to-fine grid), the first with ``--param factors=D --param reg_exponent=1``, the second with the
 found α₀ fixed, searching ν together with λ, whose scale moves with ν (docs/models.md has the commands).
+``benchmarks/bench_splits.py ials`` runs the protocol as a grid instead (α₀ × λ at d = 64 refined, ν
+with λ rescaled, then d = 128 and 256), on each split's valid part, every trial recorded.
 
 The defaults are stage 1's choice on ML-100K (per-user 80/10/10, seed 2026, 30 trials at d = 128,
 ν = 1): α₀ = 0.24, λ = 0.013 (validation NDCG@10 0.2678). The paper's ML-20M setting is α₀ = 0.1,
