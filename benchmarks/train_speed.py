@@ -123,7 +123,7 @@ def warm_bpr(factors: int, threads: int) -> dict[str, object]:
     from penchant.data.synthetic import power_law_log
     from penchant.models import create
 
-    tiny = power_law_log(200, 100, 2000, seed=1)
+    tiny = power_law_log(10_000, 6_000, 20_000, seed=1)  # 60M cells: the large logs' sampler (no dense bitmap)
     cpu = time.process_time()
     model = create("bpr", factors=factors, epochs=1).fit(tiny)
     ours = time.process_time() - cpu
