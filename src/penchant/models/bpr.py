@@ -29,8 +29,11 @@ Which code runs the lazy-Adam steps (``uniform`` and ``popularity``; ``path_`` s
   their gradients onto the touched rows, one pass over those rows for Adam, on a row layout that
   keeps each row's value, gradient and moments side by side). Same mathematics, same shuffle and
   negatives from the same seed; the factors equal the torch steps' to float rounding (~1e-6).
-  One thread (the loops are serial); 1.4–1.7× implicit's BPR epoch on the 20M shape
-  (docs/benchmarks.md), where the torch step was 4.9×.
+  It runs on penchant's thread count (:mod:`penchant.threads`): with more than one, each step's
+  rows are split by owner (:class:`~penchant.models.bpr_kernel.LazyAdamState`), no hogwild.
+  A 16M-pair epoch of the 20M shape on one thread: 1.07–1.23× implicit's BPR in CPU seconds
+  (docs/benchmarks.md), where the torch step was 4.9×; the first fit in a fresh environment
+  compiles the kernel (3.2 CPU s; cached for later processes).
 * ``torch`` — on CUDA, and in a data-parallel fit (Ray; :func:`merge_rows` inside
   :meth:`LazyAdam.update` averages the ranks' rows): :func:`bpr_row_gradients` + :class:`LazyAdam`.
 """
