@@ -100,8 +100,8 @@ def fit(root: Path, specs: list[str], seeds: int, splits: list[str]) -> None:
         target = build_target(train, test, (valid,))
         for spec in specs:
             name, params = parse(spec)
-            if name == "ials" and not params:
-                params = ials_choice(d)
+            chosen = ials_choice(d) if name == "ials" and not params else None
+            params = chosen or params
             for seed in range(seeds if name in STOCHASTIC else 1):
                 args = {**params, "seed": str(seed)} if name in STOCHASTIC else params
                 start = time.perf_counter()
@@ -110,6 +110,8 @@ def fit(root: Path, specs: list[str], seeds: int, splits: list[str]) -> None:
                        "fit_seconds": r.fit_seconds, "wall_seconds": time.perf_counter() - start,
                        "selected": {k: (v if isinstance(v, (int, float, str)) else str(v))
                                     for k, v in (r.extra.get("selected") or {}).items()}}
+                if chosen:
+                    row["selected"] = {**chosen, "by": "ials_protocol.json"}
                 with out.open("a") as f:
                     f.write(json.dumps(row) + "\n")
                 print(f"{split} | {row['model']} seed {seed} | ndcg@10 {row['ndcg@10']:.4f} | fit {r.fit_seconds:.1f}s "
