@@ -198,7 +198,7 @@ class BPR(FactorModel):
             sampler = NegativeSampler(x, weights, rng)
         stopper = EarlyStopping(self.patience, epochs=self.epochs)
         pairs = x.nonzero()
-        batch = self.batch_size or auto_batch(len(pairs[0]))
+        batch = self.batch_ = self.batch_size or auto_batch(len(pairs[0]))
         if self.sampler == "nbpo":
             p, q, b = (torch.nn.Parameter(t) for t in (p, q, torch.zeros(n_items, device=dev)))
             noise = (torch.nn.Parameter((torch.randn(n_users, self.noise_factors) * 0.1).to(dev)),
@@ -213,6 +213,7 @@ class BPR(FactorModel):
             state = LazyAdamState(p.numpy(), torch.cat([q, torch.zeros(n_items, 1)], 1).numpy(), batch, self.lr,
                                   reg=self.reg, threads=threads())
             vu, vq = state.values()
+            self.threads_ = state.threads
             factors = lambda: (vu, vq[:, :d], vq[:, d])
         else:  # the item bias is q's last column: one gather and one update per item row
             q = torch.cat([q, torch.zeros(n_items, 1, device=dev)], 1)
@@ -240,6 +241,18 @@ class BPR(FactorModel):
                     break
         if not stopper.restore_best(self):
             self._set_factors(*factors())
+
+    def fit_note(self) -> str:
+        """Which code ran the steps (``path_``) and the pairs a step, for the fitted line."""
+        if not hasattr(self, "path_"):  # loaded from an artefact: no fit here
+            return ""
+        if self.sampler == "nbpo":
+            how = "torch steps (autograd, dense Adam)"
+        elif self.path_ == "compiled":
+            how = f"compiled steps (numba, lazy Adam, {self.threads_} thread{'s' * (self.threads_ > 1)})"
+        else:
+            how = "torch steps (lazy Adam)"
+        return f"{how}, {self.batch_:,} pairs a step" + (" (batch_size=0: sized to the log)" if not self.batch_size else "")
 
     def _bpr_step(self, opt: LazyAdam, p, q, u, i, j) -> None:
         """One lazy Adam step on mean −log σ(x_ui − x_uj) + reg·(‖p_u‖² + ‖q_i‖² + ‖q_j‖²)/B
