@@ -52,7 +52,8 @@ def main() -> None:
     rows = []
     from penchant.models import create
 
-    specs = args.models.split(";") if ";" in args.models else args.models.split(",")
+    # ";" separates specs; "," separates plain names too, but inside "NAME:key=value,..." it separates parameters
+    specs = [name for part in args.models.split(";") for name in ([part] if ":" in part else part.split(","))]
     for spec in specs:
         name, given = parse_model_spec(spec)
         given = extra.get(name, {}) | given
