@@ -6,7 +6,9 @@ free embeddings of users and items, ``E^{k+1} = Â E^k`` and the final embedding
 batch, as in the paper.
 
 ``propagation="full"`` (the default) propagates the whole graph forward and back at every step,
-as the paper does: exact, and at 20M interactions (27M edges) about 2 s a step on this machine.
+as the paper does: exact, and at 20M interactions (16M training pairs, 32M entries of ``Â``) about
+12.5 s of CPU a step on this machine (2·K whole-graph products of ~1.5 s each, the layers' sums
+and dense Adam; benchmarks/train_speed.py, 2026-12-07).
 ``propagation="sampled"`` is **edge-sampled propagation with control variates** for large logs:
 
 * the undirected edges are split once per fit, at random, into ``chunks`` disjoint parts ``Â_c``
@@ -34,7 +36,9 @@ useful batch (20M shape, chunks 32, batch 16,384: |T_0| ≈ 160k of 165k rows), 
 last layer's product (rows S only) and the dense passes of the autograd path, not the first layers.
 
 A step then costs K products with at most 1/C of the edges forward and K back, plus the
-refresh's K products every C steps. Per epoch that is (pairs / batch) steps whose cost hardly
+refresh's K products every C steps (20M shape, chunks 32, batch 62,500: 1.15 s of CPU a step
+against 12.5 s for the full propagation; a whole epoch of 256 steps 323 s of CPU). The fit counts
+the entries its products read in ``propagated_entries_`` (for the benchmarks' bound). Per epoch that is (pairs / batch) steps whose cost hardly
 depends on the batch, so ``batch_size=0`` sizes batches to the log as BPR does
 (:func:`penchant.models.bpr.auto_batch`: 4,096 up to 1M pairs, then 1/256 of the pairs, 62,500 at
 16M). Simplifications against VR-GCN: its neighbour sampling draws a fixed number of
