@@ -1,11 +1,13 @@
 """What ``penchant fit`` tells a user about how it trained: BPR's fitted line names the code that ran
-its steps (the compiled numba epoch, or torch's) and the pairs a step it used."""
+its steps (the compiled numba epoch, or torch's) and the pairs a step it used; the compiled epoch
+still runs, with a warning, where numba has no writable cache folder."""
 
 from __future__ import annotations
 
 import re
 
 import numpy as np
+import pytest
 
 from tests.conftest import cli, write
 
@@ -25,3 +27,27 @@ def test_bpr_fit_line_names_the_compiled_path_and_the_batch_it_chose(tmp_path):
                          "--param", "batch_size=256", "--out", tmp_path / "nbpo.npz")
     assert code == 0, err
     assert "torch steps (autograd, dense Adam), 256 pairs a step" in " ".join(out.split())
+    # `penchant recommend` for one of the log's own ids
+    code, out, err = cli("recommend", "--model-path", tmp_path / "bpr.npz", "--user", "reader-001", "--k", "3",
+                         "--json", tmp_path / "recs.json")
+    assert code == 0, err
+    assert "bpr: 1 user (1 known to the model, 0 by fold-in, 0 by popularity)" in " ".join(out.split()), out
+
+
+def test_kernel_cache_falls_back_to_compiling_with_a_warning_where_no_folder_is_writable(monkeypatch):
+    """A read-only install without a writable home: numba's cache=True would raise at import (and no
+    BPR fit would run); the kernels compile in the process instead and the user is told how to keep them."""
+    from numba.core import caching
+
+    from penchant.models.bpr_kernel import machine_code_cache
+
+    assert machine_code_cache() is True  # here: __pycache__ (or NUMBA_CACHE_DIR, ~/.cache/numba) is writable
+
+    def read_only(self):
+        raise PermissionError(13, "Permission denied", self.get_cache_path())
+
+    monkeypatch.setattr(caching._CacheLocator, "ensure_cache_path", read_only)
+    with pytest.raises(RuntimeError, match="no locator available"):  # what cache=True meets there
+        caching.FunctionCache(machine_code_cache)
+    with pytest.warns(RuntimeWarning, match="set NUMBA_CACHE_DIR to a writable folder"):
+        assert machine_code_cache() is False

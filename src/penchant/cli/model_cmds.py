@@ -131,7 +131,8 @@ def recommend(
     answers = recommend_for(fitted, ids, k, events, backend=backend_of(backend, ray_address))
     write_json(json_out, answers.to_json(fitted.name, k))
     counts = {how: sum(1 for v in answers.fallback.values() if v == how) for how in ("fold-in", "popular")}
-    out.print(f"{fitted.name}: {len(answers.lists):,} users ({len(answers.lists) - len(answers.fallback):,} known to the "
+    n = len(answers.lists)
+    out.print(f"{fitted.name}: {n:,} user{'s' * (n != 1)} ({n - len(answers.fallback):,} known to the "
               f"model, {counts['fold-in']:,} by fold-in, {counts['popular']:,} by popularity); written to {json_out}")
     if answers.unknown_items:
         err.print(f"history: {answers.unknown_items:,} of {answers.history_events:,} events name items the model "

@@ -31,10 +31,13 @@ in the user's sorted items) instead of a search over all n_users × n_items keys
 the triples, are the sampler's own.
 
 The first call in a fresh environment compiles (``cache=True`` keeps the machine code in
-``__pycache__`` for later processes).
+``__pycache__`` for later processes; where no cache folder is writable, :func:`machine_code_cache`
+compiles in each process and warns).
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
@@ -45,6 +48,28 @@ from numba.extending import intrinsic
 
 from penchant.models.training import NegativeSampler
 
+
+def machine_code_cache() -> bool:
+    """``cache=`` of the kernels below: True where numba can keep their machine code for later
+    processes (``NUMBA_CACHE_DIR``, else ``__pycache__`` beside this file, else the user's cache
+    folder, ``~/.cache/numba``). Where none is writable (a read-only install and no writable home: a
+    read-only container, a service user without one) numba's ``cache=True`` would raise at import
+    and no BPR fit could run; the kernels are then compiled in each process instead (about 3 CPU s
+    at a process's first BPR fit) and this says so once, as a warning naming the way out."""
+    from numba.core.caching import FunctionCache
+
+    try:
+        FunctionCache(machine_code_cache)  # the locator search numba's cache=True makes for this file
+        return True
+    except RuntimeError:
+        warnings.warn("penchant.models.bpr_kernel: numba finds no writable cache folder (this package's "
+                      "__pycache__, NUMBA_CACHE_DIR, ~/.cache/numba), so BPR's compiled epoch is compiled "
+                      "again in each process (about 3 CPU s); set NUMBA_CACHE_DIR to a writable folder to "
+                      "keep it", RuntimeWarning, stacklevel=2)
+        return False
+
+
+CACHE = machine_code_cache()
 #: pairs (pass 1) and rows (pass 2) ahead of the current one whose state is prefetched
 AHEAD = 8
 #: float32s a cache line holds
@@ -71,7 +96,7 @@ def _prefetch(typingctx, state, row, offset):
     return types.void(state, types.int64, types.int64), codegen
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=CACHE, nogil=True, inline="always")
 def _prefetch_row(state, row, floats) -> None:
     """Prefetch the first ``floats`` float32s of ``state[row]`` (state float32 (n, 4, w), C order)."""
     for off in range(0, floats, LINE):
@@ -87,7 +112,7 @@ VALUE, GRAD, M, V = 0, 1, 2, 3
 FAST = {"reassoc", "contract"}  # the dot product x may be summed in any order (torch's order is its own too)
 
 
-@njit(cache=True, nogil=True, fastmath=FAST)
+@njit(cache=CACHE, nogil=True, fastmath=FAST)
 def bpr_epoch(su: np.ndarray, sq: np.ndarray, mark_u: np.ndarray, mark_i: np.ndarray, rows_u: np.ndarray,
               rows_i: np.ndarray, users: np.ndarray, items: np.ndarray, negatives: np.ndarray, batch: int,
               lr: float, beta1: float, beta2: float, eps: float, reg: float, t: int) -> int:
@@ -146,7 +171,7 @@ def bpr_epoch(su: np.ndarray, sq: np.ndarray, mark_u: np.ndarray, mark_i: np.nda
     return t
 
 
-@njit(cache=True, nogil=True, inline="always", fastmath=FAST)
+@njit(cache=CACHE, nogil=True, inline="always", fastmath=FAST)
 def _margin_gradient(su, sq, u, i, j, scale):
     """−σ(−x)/B (``scale`` = −1/B) for x = p_u·(q_i − q_j) + b_i − b_j, from the VALUE planes."""
     pu, qi, qj = su[u, VALUE], sq[i, VALUE], sq[j, VALUE]
@@ -157,7 +182,7 @@ def _margin_gradient(su, sq, u, i, j, scale):
     return scale / (np.float32(1.0) + np.exp(x))
 
 
-@njit(cache=True, nogil=True, inline="always", fastmath=FAST)
+@njit(cache=CACHE, nogil=True, inline="always", fastmath=FAST)
 def _add_user(su, sq, mark, rows, count, u, i, j, g, c):
     """User ``u``'s gradient of one pair, g·(q_i − q_j) + c·p_u, into its GRAD plane (the row marked
     and listed on its first touch); returns the listed rows' count."""
@@ -171,7 +196,7 @@ def _add_user(su, sq, mark, rows, count, u, i, j, g, c):
     return count
 
 
-@njit(cache=True, nogil=True, inline="always", fastmath=FAST)
+@njit(cache=CACHE, nogil=True, inline="always", fastmath=FAST)
 def _add_item(su, sq, mark, rows, count, u, row, i, j, g, c):
     """Item ``row``'s gradient of one pair (``row`` is ``i``, the positive, or ``j``, the negative):
     ±g·[p_u, 1] + c·[q_row, 0] into its GRAD plane; returns the listed rows' count."""
@@ -188,7 +213,7 @@ def _add_item(su, sq, mark, rows, count, u, row, i, j, g, c):
     return count
 
 
-@njit(cache=True, nogil=True, fastmath=FAST)
+@njit(cache=CACHE, nogil=True, fastmath=FAST)
 def margins(su: np.ndarray, sq: np.ndarray, users: np.ndarray, items: np.ndarray, negatives: np.ndarray,
             start: int, stop: int, first: int, scale: float, g: np.ndarray) -> None:
     """``g[s − first]`` = −σ(−x)/B for the pairs ``start ≤ s < stop`` (float32 ``g``; ``scale`` = −1/B):
@@ -202,7 +227,7 @@ def margins(su: np.ndarray, sq: np.ndarray, users: np.ndarray, items: np.ndarray
         g[s - first] = _margin_gradient(su, sq, users[s], items[s], negatives[s], np.float32(scale))
 
 
-@njit(cache=True, nogil=True, fastmath=FAST)
+@njit(cache=CACHE, nogil=True, fastmath=FAST)
 def owned_gradients(su: np.ndarray, sq: np.ndarray, mark_u: np.ndarray, mark_i: np.ndarray, rows_u: np.ndarray,
                     rows_i: np.ndarray, users: np.ndarray, items: np.ndarray, negatives: np.ndarray, start: int,
                     stop: int, g: np.ndarray, c: float, owner: int, owners: int) -> tuple[int, int]:
@@ -225,7 +250,7 @@ def owned_gradients(su: np.ndarray, sq: np.ndarray, mark_u: np.ndarray, mark_i: 
     return nu, ni
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def adam_rows(state: np.ndarray, mark: np.ndarray, rows: np.ndarray, count: int, beta1: float, beta2: float,
               eps: float, step: float, correct2: float) -> None:
     """The third phase on several threads: :func:`_adam_rows` on one owner's rows."""
@@ -233,7 +258,7 @@ def adam_rows(state: np.ndarray, mark: np.ndarray, rows: np.ndarray, count: int,
     _adam_rows(state, mark, rows, count, f32(beta1), f32(beta2), f32(eps), f32(step), f32(correct2))
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=CACHE, nogil=True, inline="always")
 def _adam_rows(state, mark, rows, count, b1, b2, eps, step, correct2) -> None:
     """Adam on ``rows[:count]`` of ``state`` (n, 4, w), as :meth:`LazyAdam.update` (m ← m + (1 − β1)
     (g − m), v ← β2·v + (1 − β2)·g², value −= step·m / (√(v / correct2) + eps)); each row's gradient
@@ -318,7 +343,7 @@ class LazyAdamState:
         return self.users[:, VALUE], self.items[:, VALUE]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def seen(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray, items: np.ndarray) -> np.ndarray:
     """bool (n,): whether ``users[k]`` has ``items[k]`` in a CSR with sorted rows (``indptr``
     (n_users + 1,), ``indices`` int32 (nnz,)); a binary search in the user's row, whose first
