@@ -150,13 +150,16 @@ class BPR(FactorModel):
         lr: Adam learning rate (lazy Adam: a step moves the rows of its batch only).
         reg: L2 weight on the embeddings of each batch.
         epochs: maximum passes over the training pairs.
-        batch_size: pairs per step; 0 sizes it to the log (:func:`auto_batch`).
+        batch_size: pairs per step; 0 sizes it to the log (:func:`auto_batch`: 4,096 up to 1M pairs,
+            then 1/256 of the pairs).
         patience: validation checks without improvement before stopping.
         eval_every: epochs between validation checks.
         noise_factors: latent dimensions of the NBPO flip model.
         seed: seed of initialisation and sampling.
         device: auto (CUDA when torch sees one), cpu or cuda; parameters live there, batches move
-            there one at a time, and the same seed gives the same draws on every device.
+            there one at a time, and the same seed gives the same draws on every device (uniform and
+            popularity on the CPU outside Ray: compiled steps, numba; else torch's; the fitted line
+            says which ran).
     """
 
     name = "bpr"
