@@ -51,3 +51,19 @@ def test_kernel_cache_falls_back_to_compiling_with_a_warning_where_no_folder_is_
         caching.FunctionCache(machine_code_cache)
     with pytest.warns(RuntimeWarning, match="set NUMBA_CACHE_DIR to a writable folder"):
         assert machine_code_cache() is False
+
+
+def test_fit_on_an_absent_gpu_is_refused_before_the_log_is_read(tmp_path):
+    """``--param device=cuda`` where torch sees no GPU: one line, exit 2, before a (possibly large) log is
+    read; the log here has a bad row, so an error about it would mean it was read first."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is here: device=cuda is not refused")
+    log = write(tmp_path / "books.csv", "user,item,rating\nreader-1,isbn-1,5\nreader-2,isbn-2,five\n")
+    code, _, err = cli("fit", "--train", log, "--model", "bpr", "--param", "device=cuda", "--out", tmp_path / "x.npz")
+    assert code == 2
+    assert "device='cuda', but torch sees no CUDA device here" in err and "five" not in err, err
+    code, _, err = cli("fit", "--train", log, "--model", "bpr", "--param", "device=cpu", "--out", tmp_path / "x.npz")
+    assert code == 2 and "line 3, column 'rating'" in err, err  # device=cpu goes on to the log, which is refused
+    assert not (tmp_path / "x.npz").exists()

@@ -50,6 +50,12 @@ def fit(
     name, params = model_spec(model, param, FILE_FAMILIES)
     job = task_for(name)
     where = train_backend(backend, ray_address, workers, name)
+    if where is None and "device" in params:  # a bad parameter or a GPU that is not here: refused before the log is read
+        device = getattr(job.create(name, params), "device", None)
+        if isinstance(device, str) and device.startswith("cuda"):
+            from penchant.models.training import torch_device
+
+            torch_device(device)
     fit_and_save(job, name, params, out_path, job.read(train, valid, seed=0, min_rating=min_rating,
                                                       **columns(user_col, item_col, rating_col, time_col, sep, encoding, blank_rating)),
                  metric=metric, on=where, workers=workers)
