@@ -32,6 +32,10 @@ def test_bpr_fit_line_names_the_compiled_path_and_the_batch_it_chose(tmp_path):
                          "--json", tmp_path / "recs.json")
     assert code == 0, err
     assert "bpr: 1 user (1 known to the model, 0 by fold-in, 0 by popularity)" in " ".join(out.split()), out
+    code, out, err = cli("similar", "--model-path", tmp_path / "bpr.npz", "--item", "isbn-9780000001", "--k", "3",
+                         "--json", tmp_path / "similar.json")
+    assert code == 0, err
+    assert "bpr: similar items of 1 item written to" in " ".join(out.split()), out
 
 
 def test_kernel_cache_falls_back_to_compiling_with_a_warning_where_no_folder_is_writable(monkeypatch):

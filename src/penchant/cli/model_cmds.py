@@ -184,7 +184,7 @@ def _lookup(model_path: Path, ids: list[str], k: int, json_out: Path, kind: str)
     write_json(json_out, {"model": core.model.name, "k": k, f"{kind}s": {
         i: [{kind: str(vocabulary[j]), "score": float(v)} for j, v in zip(r.items, r.scores)] for i, r in found.items()}})
     what = "similar items of" if kind == "item" else "neighbours of"
-    out.print(f"{core.model.name}: {what} {len(found):,} {kind}s written to {json_out}")
+    out.print(f"{core.model.name}: {what} {len(found):,} {kind}{'s' * (len(found) != 1)} written to {json_out}")
 
 
 def _read_ids(path: Path) -> list[str]:
