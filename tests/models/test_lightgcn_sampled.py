@@ -179,3 +179,17 @@ def test_sampled_lazy_fit_finds_planted_communities_that_popularity_cannot():
 
     got, base = own_share(model), own_share(pop)
     assert got >= 0.9 and base <= 0.5, (got, base)  # measured: 1.0 and 0.325
+
+
+def test_batches_sized_to_the_log_give_a_small_log_sixteen_steps_an_epoch():
+    """``batch_size=0``: BPR's sizes (4,096, or 1/256 of the pairs) unless that leaves LightGCN under
+    16 steps an epoch, where early stopping (it counts epochs) would end a fit before it learned."""
+    from penchant.models.bpr import auto_batch
+    from penchant.models.lightgcn import MIN_STEPS
+
+    assert MIN_STEPS == 16
+    assert auto_batch(12_004) == 4096  # BPR: unchanged
+    assert auto_batch(12_004, min_steps=MIN_STEPS) == 751  # ⌈12,004 / 16⌉
+    assert auto_batch(80_000, min_steps=MIN_STEPS) == 4096  # ML-100K's 80/10/10 train: 19.5 steps
+    assert auto_batch(16_000_000, min_steps=MIN_STEPS) == 62_500
+    assert auto_batch(60, minimum=128) == 128  # Mult-VAE's users a step: no minimum of steps

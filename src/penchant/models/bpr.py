@@ -67,13 +67,20 @@ SAMPLERS = ("uniform", "popularity", "nbpo")
 MIN_BATCH, STEPS_PER_EPOCH = 4096, 256
 
 
-def auto_batch(n_pairs: int, minimum: int = MIN_BATCH) -> int:
+def auto_batch(n_pairs: int, minimum: int = MIN_BATCH, min_steps: int = 1) -> int:
     """Pairs per step for ``batch_size=0``: ``minimum`` (4,096), or 1/256 of an epoch's pairs on larger logs, so a
     step's fixed costs (a few dozen torch calls, the unique rows' sort) stay small beside its work
     (one epoch of 1.25M pairs over 138k users × 27k items: 4,096 → 65,536 pairs a step, 29 → 26 s,
     on a loaded machine; benchmarks/train_speed.py). Mult-VAE and RecVAE size their users per step
-    by it with ``minimum`` 128 (their Adam step over two (items × hidden) tables is the fixed cost)."""
-    return max(minimum, n_pairs // STEPS_PER_EPOCH)
+    by it with ``minimum`` 128 (their Adam step over two (items × hidden) tables is the fixed cost).
+
+    ``min_steps``: a log too small for that many steps of ``minimum`` gets ⌈n_pairs / min_steps⌉ a step
+    instead (LightGCN passes 16: 12,004 pairs would otherwise be 3 steps an epoch, and early stopping,
+    which counts epochs, ended its fit before it had learned anything)."""
+    batch = max(minimum, n_pairs // STEPS_PER_EPOCH)
+    if min_steps > 1 and n_pairs < batch * min_steps:
+        batch = max(1, -(-n_pairs // min_steps))
+    return batch
 
 
 class LazyAdam:

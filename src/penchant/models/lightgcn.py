@@ -233,6 +233,9 @@ def sampled_gradient(e0, h0, mean, parts: list, u, i, j, reg: float) -> tuple:
 
 
 PROPAGATIONS = ("full", "sampled")
+#: ``batch_size=0`` gives at least this many steps an epoch (early stopping counts epochs: on a small log
+#: 4,096-pair steps left 3 an epoch, and the default patience stopped a fit that had not learned yet)
+MIN_STEPS = 16
 
 
 @register
@@ -246,7 +249,8 @@ class LightGCN(FactorModel):
         reg: L2 weight on the batch's layer-0 embeddings.
         epochs: maximum epochs.
         batch_size: (user, positive, negative) triples per step; 0 sizes it to the log
-            (:func:`penchant.models.bpr.auto_batch`: 4,096 up to 1M pairs, then 1/256 of the pairs).
+            (:func:`penchant.models.bpr.auto_batch`: 4,096 up to 1M pairs, then 1/256 of the pairs;
+            at least 16 steps an epoch, so a log under 65,536 pairs gets pairs / 16 a step).
         propagation: full (every step propagates the whole graph, the paper's) or sampled (edge-sampled
             propagation with control variates, for large logs; see the module docs).
         chunks: sampled only: the parts the edges are split into (a step's layer uses one, 1/chunks
@@ -295,7 +299,7 @@ class LightGCN(FactorModel):
         sampler = NegativeSampler(x, None, rng)
         stopper = EarlyStopping(self.patience, epochs=self.epochs)
         pairs = x.nonzero()
-        batch = self.batch_size or auto_batch(len(pairs[0]))
+        batch = self.batch_size or auto_batch(len(pairs[0]), min_steps=MIN_STEPS)
         nnz = 2 * x.nnz  # entries of Â
 
         def propagate():
