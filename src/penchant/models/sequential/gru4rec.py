@@ -42,7 +42,8 @@ class GRU4Rec(NeuralSequential):
         loss: ``ce`` (full softmax, the default), ``bpr-max`` or ``top1-max`` (the paper's ranking
             losses over shared sampled negatives), ``sampled`` (log-Q corrected softmax over
             ``negatives`` items drawn for each window: for large catalogues, where its epoch is
-            13–25× shorter; give it a longer ``patience``, e.g. 40: see docs/benchmarks.md),
+            13–25× shorter; with ``patience=40``: 1.008 ± 0.046 of ``ce`` on ML-100K over three
+            seeds, ``gbce`` 0.90 ± 0.14; see docs/benchmarks.md),
             ``gbce`` (gSASRec's calibrated BCE) or ``bce``.
     """
     __doc__ = __doc__.rstrip() + TRAINING_ARGS

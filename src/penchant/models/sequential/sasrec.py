@@ -69,9 +69,11 @@ class SASRec(NeuralSequential):
         heads: attention heads (must divide factors).
         dropout: dropout on embeddings, attention and feed-forward outputs.
         loss: ``ce`` (full softmax, the default), ``sampled`` (log-Q corrected softmax over
-            ``negatives`` items drawn for each window: for large catalogues, where its epoch is
-            13–25× shorter; give it a longer ``patience``, e.g. 40: see docs/benchmarks.md),
-            ``gbce`` (gSASRec's calibrated BCE, with a learned global logit offset),
+            ``negatives`` items drawn for each window; its epoch is 13–25× shorter on a large
+            catalogue), ``gbce`` (gSASRec's calibrated BCE, with a learned global logit offset:
+            for SASRec the sampled loss to choose where the full softmax does not fit the time,
+            with ``patience=40``: 0.984 ± 0.014 of ``ce`` on ML-100K over three seeds, ``sampled``
+            0.945 ± 0.059; see docs/benchmarks.md),
             ``bce`` (one negative per position, the paper's), ``bpr-max`` or ``top1-max``.
     """
     __doc__ = __doc__.rstrip() + TRAINING_ARGS
