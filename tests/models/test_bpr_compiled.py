@@ -51,19 +51,18 @@ def test_compiled_steps_give_the_torch_steps_factors(triples):
     assert not state.users[:, 1].any() and not state.items[:, 1].any()  # gradient rows left cleared
 
 
-def test_row_sampler_answers_and_draws_as_the_key_sampler():
-    from penchant.models.bpr_kernel import RowSampler
-
+def test_large_log_membership_check_answers_and_draws_as_the_dense_bitmap():
     rng = np.random.default_rng(3)
     x = sp.random(200, 300, density=0.05, format="csr", random_state=3, dtype=np.float32)
     x.data[:] = 1
     users, items = rng.integers(0, 200, 5000), rng.integers(0, 300, 5000)
-    keys, rows = NegativeSampler(x, None, np.random.default_rng(0)), RowSampler(x, None, np.random.default_rng(0))
-    keys.dense = rows.dense = None  # both on their large-log checks
+    dense, rows = NegativeSampler(x, None, np.random.default_rng(0)), NegativeSampler(x, None, np.random.default_rng(0))
+    rows.dense = None  # the large-log check: binary search in the CSR rows
     truth = x.toarray()[users, items] > 0
     assert truth.sum() > 100
-    assert np.array_equal(rows.is_seen(users, items), truth) and np.array_equal(keys.is_seen(users, items), truth)
-    assert np.array_equal(rows.sample(users), keys.sample(users))
+    assert np.array_equal(rows.is_seen(users, items), truth) and np.array_equal(dense.is_seen(users, items), truth)
+    drawn = rows.sample(users)
+    assert np.array_equal(drawn, dense.sample(users)) and not (x.toarray()[users, drawn] > 0).any()
 
 
 def test_compiled_fit_learns_what_popularity_cannot():

@@ -200,12 +200,7 @@ class BPR(FactorModel):
         # the compiled epoch (models/bpr_kernel.py) on the CPU in a local fit; torch's step on CUDA
         # and in a data-parallel fit (whose LazyAdam.update averages the ranks' rows)
         self.path_ = "compiled" if self.sampler != "nbpo" and dev.type == "cpu" and current() is None else "torch"
-        if self.path_ == "compiled":
-            from penchant.models.bpr_kernel import RowSampler
-
-            sampler = RowSampler(x, weights, rng)
-        else:
-            sampler = NegativeSampler(x, weights, rng)
+        sampler = NegativeSampler(x, weights, rng)
         stopper = EarlyStopping(self.patience, epochs=self.epochs)
         pairs = x.nonzero()
         batch = self.batch_ = self.batch_size or auto_batch(len(pairs[0]))

@@ -26,9 +26,9 @@ ranges of pairs, gradients by row owner, Adam by owner — no row is written by 
 factors do not depend on the thread count. On a busy machine (every core taken) the phases cost
 1.7–2× the CPU of one thread and lose in wall time too; penchant's thread rule picks one thread there.
 
-:func:`seen` answers the negative sampler's membership question from the CSR rows (a binary search
-in the user's sorted items) instead of a search over all n_users × n_items keys; the draws, and so
-the triples, are the sampler's own.
+:func:`seen` answers :class:`penchant.models.training.NegativeSampler`'s membership question on
+large logs from the CSR rows (a binary search in the user's sorted items) instead of a search over
+all n_users × n_items keys.
 
 The first call in a fresh environment compiles (``cache=True`` keeps the machine code in
 ``__pycache__`` for later processes; where no cache folder is writable, :func:`machine_code_cache`
@@ -40,13 +40,11 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import scipy.sparse as sp
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from penchant.models.training import NegativeSampler
 
 
 def machine_code_cache() -> bool:
@@ -363,24 +361,3 @@ def seen(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray, items: np.n
                 hi = mid
         out[k] = lo < indptr[users[k] + 1] and indices[lo] == item
     return out
-
-
-class RowSampler(NegativeSampler):
-    """:class:`NegativeSampler` with its membership check by :func:`seen` on the CSR's rows when the
-    log is too large for the dense bitmap: the same draws and answers, without a search over all the
-    n_users × n_items keys (16M at the 20M shape) for every draw."""
-
-    def __init__(self, seen_pairs: sp.csr_matrix, weights: np.ndarray | None, rng: np.random.Generator) -> None:
-        n_users, self.n_items = seen_pairs.shape
-        # the parent's state, less its sorted keys (built by the parent only for its own is_seen)
-        self.dense = seen_pairs.toarray() > 0 if n_users * self.n_items <= self.DENSE_CELLS else None
-        self.cdf = None if weights is None else np.cumsum(weights / weights.sum())
-        self.rng = rng
-        rows = seen_pairs if seen_pairs.has_sorted_indices else seen_pairs.sorted_indices()
-        self.indptr, self.indices = rows.indptr, rows.indices
-
-    def is_seen(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        if self.dense is not None:
-            return self.dense[users, items]
-        # one compiled signature: the fit's users are int32 (the CSR's), the draws int64 (numpy's)
-        return seen(self.indptr, self.indices, np.asarray(users, np.int32), np.asarray(items, np.int64))

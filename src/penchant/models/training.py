@@ -70,7 +70,9 @@ class NegativeSampler:
         rng: the random generator.
 
     Rejection is vectorised: draws that hit a seen pair are redrawn until none is left (a
-    user who has seen every item keeps whatever was drawn last).
+    user who has seen every item keeps whatever was drawn last). Membership: a dense bitmap on small
+    logs, else a compiled binary search in the user's sorted CSR row
+    (:func:`penchant.models.bpr_kernel.seen`, prefetched; 4.8M checks at the 20M shape 0.24 s).
     """
 
     #: below this many user×item cells, membership is looked up in a dense bitmap (1 byte a cell)
@@ -79,8 +81,8 @@ class NegativeSampler:
     def __init__(self, seen: sp.csr_matrix, weights: np.ndarray | None, rng: np.random.Generator) -> None:
         self.n_items = seen.shape[1]
         self.dense = seen.toarray() > 0 if seen.shape[0] * seen.shape[1] <= self.DENSE_CELLS else None
-        coo = seen.tocoo()
-        self.keys = np.sort(coo.row.astype(np.int64) * self.n_items + coo.col)
+        rows = seen if seen.has_sorted_indices else seen.sorted_indices()
+        self.indptr, self.indices = rows.indptr, rows.indices
         self.cdf = None if weights is None else np.cumsum(weights / weights.sum())
         self.rng = rng
 
@@ -92,9 +94,10 @@ class NegativeSampler:
     def is_seen(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         if self.dense is not None:
             return self.dense[users, items]
-        key = users.astype(np.int64) * self.n_items + items
-        pos = np.minimum(np.searchsorted(self.keys, key), len(self.keys) - 1)
-        return self.keys[pos] == key
+        from penchant.models.bpr_kernel import seen
+
+        # one compiled signature: the fit's users are int32 (the CSR's), the draws int64 (numpy's)
+        return seen(self.indptr, self.indices, np.asarray(users, np.int32), np.asarray(items, np.int64))
 
     def sample(self, users: np.ndarray) -> np.ndarray:
         """One unseen item per entry of ``users``; int64 (len(users),)."""
