@@ -193,3 +193,10 @@ def test_batches_sized_to_the_log_give_a_small_log_sixteen_steps_an_epoch():
     assert auto_batch(80_000, min_steps=MIN_STEPS) == 4096  # ML-100K's 80/10/10 train: 19.5 steps
     assert auto_batch(16_000_000, min_steps=MIN_STEPS) == 62_500
     assert auto_batch(60, minimum=128) == 128  # Mult-VAE's users a step: no minimum of steps
+
+    from penchant.models import create
+    from tests.conftest import tiny_log
+
+    log = tiny_log()
+    model = create("lightgcn", factors=4, epochs=1, seed=0).fit(log)  # the fit asks for its 16 steps
+    assert model.batch_ == -(-log.csr.nnz // 16), (model.batch_, log.csr.nnz)

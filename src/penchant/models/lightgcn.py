@@ -299,7 +299,7 @@ class LightGCN(FactorModel):
         sampler = NegativeSampler(x, None, rng)
         stopper = EarlyStopping(self.patience, epochs=self.epochs)
         pairs = x.nonzero()
-        batch = self.batch_size or auto_batch(len(pairs[0]), min_steps=MIN_STEPS)
+        batch = self.batch_ = self.batch_size or auto_batch(len(pairs[0]), min_steps=MIN_STEPS)
         nnz = 2 * x.nnz  # entries of Â
 
         def propagate():
