@@ -14,7 +14,8 @@ from penchant.data import Dataset
 from penchant.data.split import random_holdout
 from penchant.eval import evaluate
 from penchant.models import create
-from penchant.models.ials import row_regularization, solve_cg, solve_exact
+from penchant.models.ials import row_regularization, solve_exact
+from penchant.models.weighted_solve import solve_cg
 
 
 def _normal_pdf(z: float, mu: float, var: float) -> float:

@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 from penchant.models.als import CG_STEPS, solve_rows
-from penchant.models.ials import solve_cg
+from penchant.models.weighted_solve import solve_cg
 
 
 def _textbook_cg(a: np.ndarray, b: np.ndarray, x: np.ndarray, steps: int) -> np.ndarray:

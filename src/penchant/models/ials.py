@@ -48,7 +48,7 @@ from penchant.models.base import Validator
 from penchant.models.factors import FactorModel
 from penchant.models.registry import register
 from penchant.models.search import Float
-from penchant.models.weighted_solve import solve_cg  # the CG solve ALS shares; imported from here too
+from penchant.models.weighted_solve import solve_cg  # the CG solve ALS shares
 
 SOLVERS = ("exact", "cg")
 #: floats of one exact-solve batch (its padded gathers and its systems, see ``_batches``): 16 MB, which
