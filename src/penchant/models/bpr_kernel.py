@@ -46,7 +46,6 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 
-
 def machine_code_cache() -> bool:
     """``cache=`` of the kernels below: True where numba can keep their machine code for later
     processes (``NUMBA_CACHE_DIR``, else ``__pycache__`` beside this file, else the user's cache
