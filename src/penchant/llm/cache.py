@@ -32,15 +32,22 @@ class AnswerCache:
     def __init__(self, folder: str | Path | None = None) -> None:
         self.path = Path(folder) / "llm-answers.sqlite" if folder is not None else cache_dir() / "llm-answers.sqlite"
         self._local = threading.local()
+        self._setup, self._ready = threading.Lock(), False
 
     def _con(self) -> sqlite3.Connection:
+        """This thread's connection. The file is set up (WAL, the table) by the first thread only: the
+        switch to WAL takes the database exclusively and is not retried by sqlite's busy timeout, so
+        a client's threads opening a new cache at once failed with "database is locked"."""
         con = getattr(self._local, "con", None)
         if con is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             con = sqlite3.connect(self.path, timeout=60)
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, model TEXT NOT NULL, "
-                        "answer TEXT NOT NULL, usage TEXT, created REAL NOT NULL)")
+            with self._setup:
+                if not self._ready:
+                    con.execute("PRAGMA journal_mode=WAL")
+                    con.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, model TEXT NOT NULL, "
+                                "answer TEXT NOT NULL, usage TEXT, created REAL NOT NULL)")
+                    self._ready = True
             self._local.con = con
         return con
 
